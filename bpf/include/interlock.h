@@ -1,0 +1,117 @@
+/* Map layouts shared by the interlock eBPF programs and their Go loader
+ * (redirect/). Every struct here is mirrored by a bpf2go-generated Go type;
+ * redirect/layout_test.go pins both sides, so a change here that the Go side
+ * does not follow fails the tests instead of silently disabling enforcement.
+ *
+ * Addresses are always 16 bytes: IPv4 is stored v4-mapped (::ffff:a.b.c.d) so
+ * that an AF_INET6 socket dialling ::ffff:a.b.c.d hits the same entry as an
+ * AF_INET socket dialling a.b.c.d. Addresses and ports are in network order.
+ */
+#ifndef INTERLOCK_H
+#define INTERLOCK_H
+
+#include <linux/types.h>
+
+#define INTERLOCK_AF_INET 2
+#define INTERLOCK_AF_INET6 10
+
+/* Deepest cgroup level searched for a workload. */
+#define INTERLOCK_MAX_CGROUP_DEPTH 32
+
+#define INTERLOCK_MAX_WORKLOADS 4096
+#define INTERLOCK_MAX_TARGETS 4096
+#define INTERLOCK_MAX_EGRESS 16384
+#define INTERLOCK_MAX_SOCKETS 65536
+#define INTERLOCK_MAX_COUNTERS 16384
+
+/* settings[0]: where redirected connections go. enabled == 0 makes every
+ * connect to a target fail with EPERM (fail closed before the gateway has
+ * programmed the listener). */
+struct settings_value {
+	__u32 listen4_addr;
+	__u16 listen4_port;
+	__u16 listen6_port;  /* 0: no IPv6 listener; real-IPv6 redirects fail closed */
+	__u32 listen6_addr[4];
+	__u32 enabled;
+	__u32 _pad;
+};
+
+/* workloads: cgroup id -> workload. A workload is the cgroup subtree: the
+ * deepest ancestor of the calling cgroup found in this map decides. */
+#define INTERLOCK_WORKLOAD_EGRESS_DENY 1
+struct workload_value {
+	__u32 id;
+	__u32 flags;
+};
+
+/* targets: LPM trie. prefixlen counts the 32 bits of port+zero, then the
+ * address bits, so an entry matches one port and an address prefix. */
+struct target_key {
+	__u32 prefixlen;
+	__u16 port;
+	__u16 zero;
+	__u32 addr[4];
+};
+
+struct target_value {
+	__u32 id;
+	__u32 flags;
+};
+
+/* egress: LPM trie of allowed destinations per workload. prefixlen counts
+ * 32 bits of workload, 32 of port+zero, then address bits. Port 0 means any
+ * port and is looked up second. */
+struct egress_key {
+	__u32 prefixlen;
+	__u32 workload;
+	__u16 port;
+	__u16 zero;
+	__u32 addr[4];
+};
+
+/* What the gateway learns about a redirected connection. */
+struct origin {
+	__u32 addr[4];    /* original destination */
+	__u16 port;       /* original destination port */
+	__u16 family;     /* the socket's family */
+	__u32 workload;
+	__u32 target;
+	__u32 pid;
+	__u32 uid;
+	__u32 _pad;
+	__u64 cgroup_id;
+};
+
+/* origins: (network namespace, client address, client port) -> origin.
+ * Written by sockops when the client's port is known, read and deleted by
+ * the gateway when it accepts the connection. */
+struct origin_key {
+	__u64 netns;
+	__u32 addr[4];
+	__u16 port;
+	__u16 _pad1;
+	__u32 _pad2;
+};
+
+/* sockets: socket cookie -> state, for the client socket's lifetime
+ * (getpeername and clean-up on close). */
+struct socket_state {
+	struct origin origin;
+	struct origin_key key;
+	__u64 netns;
+	__u32 keyed;
+	__u32 _pad;
+};
+
+struct counter_key {
+	__u32 workload;
+	__u32 target; /* 0 for destinations that are not targets */
+};
+
+struct counter_value {
+	__u64 redirected;
+	__u64 allowed;
+	__u64 denied;
+};
+
+#endif

@@ -1,0 +1,361 @@
+//go:build ignore
+
+/* interlock's kernel data path: attached once at the cgroup v2 root, it sends
+ * the TCP connects of workload cgroups to configured targets into the local
+ * gateway, applies each workload's egress default to everything else, and
+ * keeps the original destination and caller where the gateway can find them.
+ */
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "interlock.h"
+
+#define SOCK_STREAM 1
+
+/* connect and getpeername verdicts */
+#define VERDICT_REJECT 0
+#define VERDICT_PASS 1
+
+#define READ_CTX(field) (*(volatile typeof(field) *)&(field))
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct settings_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, INTERLOCK_MAX_WORKLOADS);
+	__type(key, __u64);
+	__type(value, struct workload_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} workloads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, INTERLOCK_MAX_TARGETS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct target_key);
+	__type(value, struct target_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} targets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, INTERLOCK_MAX_EGRESS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct egress_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} egress SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, INTERLOCK_MAX_SOCKETS);
+	__type(key, __u64);
+	__type(value, struct socket_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, INTERLOCK_MAX_SOCKETS);
+	__type(key, struct origin_key);
+	__type(value, struct origin);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} origins SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, INTERLOCK_MAX_COUNTERS);
+	__type(key, struct counter_key);
+	__type(value, struct counter_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} counters SEC(".maps");
+
+enum counter_field { COUNT_REDIRECTED, COUNT_ALLOWED, COUNT_DENIED };
+
+static __always_inline void count(__u32 workload, __u32 target, enum counter_field field)
+{
+	struct counter_key key = { .workload = workload, .target = target };
+	struct counter_value *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (!v) {
+		struct counter_value zero = {};
+
+		bpf_map_update_elem(&counters, &key, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&counters, &key);
+		if (!v)
+			return;
+	}
+	/* per-CPU values: no atomics needed */
+	switch (field) {
+	case COUNT_REDIRECTED:
+		v->redirected++;
+		break;
+	case COUNT_ALLOWED:
+		v->allowed++;
+		break;
+	case COUNT_DENIED:
+		v->denied++;
+		break;
+	}
+}
+
+/* The deepest ancestor of the calling cgroup that is a workload, or NULL.
+ * Level 0 is the root, which is never a workload. */
+static __always_inline struct workload_value *current_workload(void)
+{
+	struct workload_value *found = NULL;
+
+	for (int level = 1; level < INTERLOCK_MAX_CGROUP_DEPTH; level++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		struct workload_value *w;
+
+		if (!id)
+			break;
+		w = bpf_map_lookup_elem(&workloads, &id);
+		if (w)
+			found = w;
+	}
+	return found;
+}
+
+static __always_inline int is_v4mapped(const __u32 addr[4])
+{
+	return addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int egress_allowed(__u32 workload, const __u32 addr[4], __u16 port)
+{
+	struct egress_key key = {
+		.prefixlen = 32 + 32 + 128,
+		.workload = workload,
+		.port = port,
+	};
+
+	key.addr[0] = addr[0];
+	key.addr[1] = addr[1];
+	key.addr[2] = addr[2];
+	key.addr[3] = addr[3];
+	if (bpf_map_lookup_elem(&egress, &key))
+		return 1;
+	key.port = 0;
+	return bpf_map_lookup_elem(&egress, &key) != NULL;
+}
+
+/* Decide one TCP connect by a workload. addr/port are the destination in
+ * network order (IPv4 v4-mapped). On redirect, *redirected tells the caller
+ * to rewrite the destination. */
+static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_value *w,
+				  const __u32 addr[4], __u16 port, __u16 family)
+{
+	struct target_key tkey = { .prefixlen = 32 + 128, .port = port };
+	struct target_value *t;
+	struct settings_value *s;
+	__u32 zero = 0;
+
+	tkey.addr[0] = addr[0];
+	tkey.addr[1] = addr[1];
+	tkey.addr[2] = addr[2];
+	tkey.addr[3] = addr[3];
+	t = bpf_map_lookup_elem(&targets, &tkey);
+	if (!t) {
+		if (!(w->flags & INTERLOCK_WORKLOAD_EGRESS_DENY) || egress_allowed(w->id, addr, port)) {
+			count(w->id, 0, COUNT_ALLOWED);
+			return VERDICT_PASS;
+		}
+		count(w->id, 0, COUNT_DENIED);
+		return VERDICT_REJECT;
+	}
+
+	/* A stream socket that is not plain TCP (MPTCP, SCTP) cannot be
+	 * proxied; it must not reach a target around the gateway either. */
+	if (ctx->protocol != IPPROTO_TCP)
+		goto reject;
+
+	s = bpf_map_lookup_elem(&settings, &zero);
+	if (!s || !s->enabled)
+		goto reject;
+
+	struct socket_state st = {};
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	st.origin.addr[0] = addr[0];
+	st.origin.addr[1] = addr[1];
+	st.origin.addr[2] = addr[2];
+	st.origin.addr[3] = addr[3];
+	st.origin.port = port;
+	st.origin.family = family;
+	st.origin.workload = w->id;
+	st.origin.target = t->id;
+	st.origin.pid = bpf_get_current_pid_tgid() >> 32;
+	st.origin.uid = (__u32)bpf_get_current_uid_gid();
+	st.origin.cgroup_id = bpf_get_current_cgroup_id();
+	st.netns = bpf_get_netns_cookie(ctx);
+
+	if (family == INTERLOCK_AF_INET) {
+		ctx->user_ip4 = s->listen4_addr;
+		ctx->user_port = s->listen4_port;
+	} else if (is_v4mapped(addr)) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[3] = s->listen4_addr;
+		ctx->user_port = s->listen4_port;
+	} else {
+		if (!s->listen6_port)
+			goto reject;
+		ctx->user_ip6[0] = s->listen6_addr[0];
+		ctx->user_ip6[1] = s->listen6_addr[1];
+		ctx->user_ip6[2] = s->listen6_addr[2];
+		ctx->user_ip6[3] = s->listen6_addr[3];
+		ctx->user_port = s->listen6_port;
+	}
+
+	/* Without a record the gateway could not attribute the connection:
+	 * refuse it here rather than let it arrive anonymous. */
+	if (bpf_map_update_elem(&sockets, &cookie, &st, BPF_ANY))
+		goto reject;
+
+	count(w->id, t->id, COUNT_REDIRECTED);
+	return VERDICT_PASS;
+
+reject:
+	count(w->id, t->id, COUNT_DENIED);
+	return VERDICT_REJECT;
+}
+
+SEC("cgroup/connect4")
+int interlock_connect4(struct bpf_sock_addr *ctx)
+{
+	struct workload_value *w;
+	__u32 addr[4];
+
+	if (ctx->type != SOCK_STREAM)
+		return VERDICT_PASS;
+	w = current_workload();
+	if (!w)
+		return VERDICT_PASS;
+	addr[0] = 0;
+	addr[1] = 0;
+	addr[2] = bpf_htonl(0x0000ffff);
+	addr[3] = ctx->user_ip4;
+	return decide(ctx, w, addr, (__u16)ctx->user_port, INTERLOCK_AF_INET);
+}
+
+SEC("cgroup/connect6")
+int interlock_connect6(struct bpf_sock_addr *ctx)
+{
+	struct workload_value *w;
+	__u32 addr[4];
+
+	if (ctx->type != SOCK_STREAM)
+		return VERDICT_PASS;
+	w = current_workload();
+	if (!w)
+		return VERDICT_PASS;
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+	return decide(ctx, w, addr, (__u16)ctx->user_port, INTERLOCK_AF_INET6);
+}
+
+/* The client sees the address it dialled, not the gateway's listener. */
+SEC("cgroup/getpeername4")
+int interlock_getpeername4(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct socket_state *st = bpf_map_lookup_elem(&sockets, &cookie);
+
+	if (st) {
+		ctx->user_ip4 = st->origin.addr[3];
+		ctx->user_port = st->origin.port;
+	}
+	return VERDICT_PASS;
+}
+
+SEC("cgroup/getpeername6")
+int interlock_getpeername6(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct socket_state *st = bpf_map_lookup_elem(&sockets, &cookie);
+
+	if (st) {
+		ctx->user_ip6[0] = st->origin.addr[0];
+		ctx->user_ip6[1] = st->origin.addr[1];
+		ctx->user_ip6[2] = st->origin.addr[2];
+		ctx->user_ip6[3] = st->origin.addr[3];
+		ctx->user_port = st->origin.port;
+	}
+	return VERDICT_PASS;
+}
+
+/* Once the client's port is known (TCP_CONNECT_CB runs after the port is
+ * bound and before the SYN leaves), publish the origin under the key the
+ * gateway can compute from the accepted connection; drop both records when
+ * the client socket closes. */
+SEC("sockops")
+int interlock_sockops(struct bpf_sock_ops *skops)
+{
+	__u64 cookie;
+	struct socket_state *st;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB: {
+		/* Read the context fields up front, each with a plain load: the
+		 * verifier rejects loads through a ctx pointer the compiler has
+		 * offset. */
+		__u32 ip4 = READ_CTX(skops->local_ip4);
+		__u32 ip6_0 = READ_CTX(skops->local_ip6[0]);
+		__u32 ip6_1 = READ_CTX(skops->local_ip6[1]);
+		__u32 ip6_2 = READ_CTX(skops->local_ip6[2]);
+		__u32 ip6_3 = READ_CTX(skops->local_ip6[3]);
+		__u32 lport = READ_CTX(skops->local_port);
+		__u32 flags = READ_CTX(skops->bpf_sock_ops_cb_flags);
+
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&sockets, &cookie);
+		if (!st)
+			return 1;
+		st->key.netns = st->netns;
+		if (st->origin.family == INTERLOCK_AF_INET || is_v4mapped(st->origin.addr)) {
+			st->key.addr[0] = 0;
+			st->key.addr[1] = 0;
+			st->key.addr[2] = bpf_htonl(0x0000ffff);
+			st->key.addr[3] = ip4;
+		} else {
+			st->key.addr[0] = ip6_0;
+			st->key.addr[1] = ip6_1;
+			st->key.addr[2] = ip6_2;
+			st->key.addr[3] = ip6_3;
+		}
+		st->key.port = bpf_htons((__u16)lport);
+		st->keyed = 1;
+		bpf_map_update_elem(&origins, &st->key, &st->origin, BPF_ANY);
+		bpf_sock_ops_cb_flags_set(skops, flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	}
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != BPF_TCP_CLOSE)
+			return 1;
+		cookie = bpf_get_socket_cookie(skops);
+		st = bpf_map_lookup_elem(&sockets, &cookie);
+		if (!st)
+			return 1;
+		if (st->keyed)
+			bpf_map_delete_elem(&origins, &st->key);
+		bpf_map_delete_elem(&sockets, &cookie);
+		return 1;
+	}
+	return 1;
+}

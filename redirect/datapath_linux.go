@@ -1,0 +1,322 @@
+package redirect
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Datapath is the loaded, attached and pinned eBPF data path.
+type Datapath struct {
+	objs    redirectObjects
+	links   []link.Link
+	pinPath string
+	logger  *slog.Logger
+
+	mu sync.Mutex // serialises the Sync* reconciliations
+}
+
+// attachment names one program and where it hooks in; the pin name is
+// stable across versions so a restarted gateway finds its links.
+type attachment struct {
+	pin    string
+	attach ebpf.AttachType
+	prog   func(*redirectObjects) *ebpf.Program
+}
+
+var attachments = []attachment{
+	{"link_connect4", ebpf.AttachCGroupInet4Connect, func(o *redirectObjects) *ebpf.Program { return o.InterlockConnect4 }},
+	{"link_connect6", ebpf.AttachCGroupInet6Connect, func(o *redirectObjects) *ebpf.Program { return o.InterlockConnect6 }},
+	{"link_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *redirectObjects) *ebpf.Program { return o.InterlockGetpeername4 }},
+	{"link_getpeername6", ebpf.AttachCgroupInet6GetPeername, func(o *redirectObjects) *ebpf.Program { return o.InterlockGetpeername6 }},
+	{"link_sockops", ebpf.AttachCGroupSockOps, func(o *redirectObjects) *ebpf.Program { return o.InterlockSockops }},
+}
+
+// Open loads the programs, adopts or creates the pinned maps, and attaches
+// (or, after a restart, atomically replaces) the programs at the cgroup
+// root. On return enforcement is in place.
+func Open(o Options) (*Datapath, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PinPath == "" || !filepath.IsAbs(o.PinPath) {
+		return nil, fmt.Errorf("bpffs folder %q must be an absolute path", o.PinPath)
+	}
+	if o.CgroupRoot == "" {
+		return nil, errors.New("no cgroup v2 root given")
+	}
+	if err := ProbeFeatures(o.Logger); err != nil {
+		return nil, err
+	}
+	if err := ensurePinFolder(o.PinPath); err != nil {
+		return nil, err
+	}
+
+	spec, err := loadRedirect()
+	if err != nil {
+		return nil, fmt.Errorf("loading eBPF spec: %w", err)
+	}
+	d := &Datapath{pinPath: o.PinPath, logger: o.Logger}
+	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{
+		Maps: ebpf.MapOptions{PinPath: o.PinPath},
+	})
+	if errors.Is(err, ebpf.ErrMapIncompatible) {
+		return nil, fmt.Errorf("loading eBPF objects: a map pinned in %s was made by an incompatible version; run `interlock uninstall` first: %w", o.PinPath, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading eBPF objects: %w", err)
+	}
+
+	for _, a := range attachments {
+		l, adopted, err := attachOrAdopt(o.CgroupRoot, filepath.Join(o.PinPath, a.pin), a.attach, a.prog(&d.objs))
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("attaching %s: %w", a.pin[len("link_"):], err)
+		}
+		d.links = append(d.links, l)
+		o.Logger.Debug("eBPF program in place", "program", a.pin[len("link_"):], "adopted", adopted, "cgroup", o.CgroupRoot)
+	}
+	return d, nil
+}
+
+// attachOrAdopt replaces the program of a link pinned at pin, or attaches a
+// new link and pins it. Replacing goes through bpf_link_update, so there is
+// no moment without a program.
+func attachOrAdopt(cgroup, pin string, at ebpf.AttachType, prog *ebpf.Program) (link.Link, bool, error) {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err == nil {
+		if err := l.Update(prog); err != nil {
+			l.Close()
+			return nil, false, fmt.Errorf("replacing program of pinned link %s: %w", pin, err)
+		}
+		return l, true, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Errorf("loading pinned link %s: %w", pin, err)
+	}
+	l, err = link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: at, Program: prog})
+	if err != nil {
+		return nil, false, err
+	}
+	if err := l.Pin(pin); err != nil {
+		l.Close()
+		return nil, false, fmt.Errorf("pinning link (the kernel needs bpf_link support for cgroups): %w", err)
+	}
+	return l, false, nil
+}
+
+// ensurePinFolder makes pinPath a folder on a bpffs mount, mounting bpffs
+// at its parent when the parent is not one yet (as on hosts where nothing
+// has mounted /sys/fs/bpf).
+func ensurePinFolder(pinPath string) error {
+	parent := filepath.Dir(pinPath)
+	if !isBPFFS(parent) {
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return fmt.Errorf("creating bpffs mount point %s: %w", parent, err)
+		}
+		if err := unix.Mount("bpf", parent, "bpf", 0, ""); err != nil {
+			return fmt.Errorf("%s is not on a bpffs and mounting one there failed: %w", parent, err)
+		}
+	}
+	if err := os.MkdirAll(pinPath, 0o700); err != nil {
+		return fmt.Errorf("creating pin folder: %w", err)
+	}
+	return nil
+}
+
+func isBPFFS(path string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return false
+	}
+	return uint32(st.Type) == uint32(unix.BPF_FS_MAGIC)
+}
+
+// SetListeners tells the kernel where redirected connections go. A zero v6
+// makes redirects of real IPv6 destinations fail closed; v4-mapped ones use
+// the IPv4 listener.
+func (d *Datapath) SetListeners(v4, v6 netip.AddrPort) error {
+	if !v4.Addr().Is4() {
+		return fmt.Errorf("listener %s is not IPv4", v4)
+	}
+	s := redirectSettingsValue{
+		Listen4Addr: addrWords(v4.Addr())[3],
+		Listen4Port: netPort(v4.Port()),
+		Enabled:     1,
+	}
+	if v6.IsValid() {
+		if !v6.Addr().Is6() || v6.Addr().Is4In6() {
+			return fmt.Errorf("listener %s is not IPv6", v6)
+		}
+		s.Listen6Addr = addrWords(v6.Addr())
+		s.Listen6Port = netPort(v6.Port())
+	}
+	if err := d.objs.Settings.Put(uint32(0), &s); err != nil {
+		return fmt.Errorf("writing settings: %w", err)
+	}
+	return nil
+}
+
+// SyncWorkloads makes the workloads map hold exactly ws.
+func (d *Datapath) SyncWorkloads(ws []Workload) error {
+	want := make(map[uint64]redirectWorkloadValue, len(ws))
+	for _, w := range ws {
+		v := redirectWorkloadValue{Id: w.ID}
+		if w.EgressDeny {
+			v.Flags |= 1
+		}
+		want[w.CgroupID] = v
+	}
+	return reconcile(d, d.objs.Workloads, want)
+}
+
+// SyncTargets makes the targets map hold exactly ts.
+func (d *Datapath) SyncTargets(ts []Target) error {
+	want := make(map[redirectTargetKey]redirectTargetValue, len(ts))
+	for _, t := range ts {
+		if !t.Prefix.IsValid() || t.Port == 0 {
+			return fmt.Errorf("target %d: invalid destination %s port %d", t.ID, t.Prefix, t.Port)
+		}
+		want[targetKey(t)] = redirectTargetValue{Id: t.ID}
+	}
+	return reconcile(d, d.objs.Targets, want)
+}
+
+// SyncEgress makes the egress allow-list hold exactly es.
+func (d *Datapath) SyncEgress(es []EgressAllow) error {
+	want := make(map[redirectEgressKey]uint32, len(es))
+	for _, e := range es {
+		if !e.Prefix.IsValid() {
+			return fmt.Errorf("egress allow for workload %d: invalid prefix", e.WorkloadID)
+		}
+		want[egressKey(e)] = 1
+	}
+	return reconcile(d, d.objs.Egress, want)
+}
+
+// reconcile writes every wanted entry, then deletes the ones not wanted, so
+// that at no point an entry that stays is missing.
+func reconcile[K comparable, V any](d *Datapath, m *ebpf.Map, want map[K]V) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, v := range want {
+		if err := m.Put(k, v); err != nil {
+			return fmt.Errorf("updating %s map: %w", m.String(), err)
+		}
+	}
+	var stale []K
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading %s map: %w", m.String(), err)
+	}
+	for _, k := range stale {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("deleting from %s map: %w", m.String(), err)
+		}
+	}
+	return nil
+}
+
+// OriginalDestination returns and consumes the kernel's record of an
+// accepted connection: whom the client dialled and who the client is.
+func (d *Datapath) OriginalDestination(conn net.Conn) (Origin, error) {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return Origin{}, fmt.Errorf("%w: not a TCP connection", ErrNoOrigin)
+	}
+	client, err := netip.ParseAddrPort(tc.RemoteAddr().String())
+	if err != nil {
+		return Origin{}, fmt.Errorf("reading client address: %w", err)
+	}
+	netns, err := netnsCookie(tc)
+	if err != nil {
+		return Origin{}, err
+	}
+	key := originKey(netns, client)
+	var o redirectOrigin
+	if err := d.objs.Origins.Lookup(&key, &o); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return Origin{}, fmt.Errorf("%w (client %s)", ErrNoOrigin, client)
+		}
+		return Origin{}, fmt.Errorf("looking up origin: %w", err)
+	}
+	// The record is consumed: a later connection reusing the port gets
+	// its own. The sockets entry stays for getpeername until close.
+	_ = d.objs.Origins.Delete(&key)
+	return o.export(), nil
+}
+
+// netnsCookie is the network namespace cookie of the socket, the same
+// value bpf_get_netns_cookie gives the programs.
+func netnsCookie(c *net.TCPConn) (uint64, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("reading socket: %w", err)
+	}
+	var cookie uint64
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		cookie, serr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading network namespace cookie (SO_NETNS_COOKIE, Linux 5.14): %w", err)
+	}
+	return cookie, nil
+}
+
+// Counters sums the per-CPU connect counters.
+func (d *Datapath) Counters() ([]Counter, error) {
+	return readCounters(d.objs.Counters)
+}
+
+func readCounters(m *ebpf.Map) ([]Counter, error) {
+	var out []Counter
+	var k redirectCounterKey
+	var vs []redirectCounterValue
+	it := m.Iterate()
+	for it.Next(&k, &vs) {
+		c := Counter{WorkloadID: k.Workload, TargetID: k.Target}
+		for _, v := range vs {
+			c.Redirected += v.Redirected
+			c.Allowed += v.Allowed
+			c.Denied += v.Denied
+		}
+		out = append(out, c)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading counters: %w", err)
+	}
+	return out, nil
+}
+
+// Close releases this process's handles. Pinned links and maps stay:
+// enforcement continues without the process.
+func (d *Datapath) Close() error {
+	var errs []error
+	for _, l := range d.links {
+		errs = append(errs, l.Close())
+	}
+	d.links = nil
+	errs = append(errs, d.objs.Close())
+	return errors.Join(errs...)
+}

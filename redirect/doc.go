@@ -1,0 +1,20 @@
+// Package redirect owns interlock's kernel data path: loading the eBPF
+// programs from bpf/, attaching them once at the cgroup v2 root, pinning
+// links and maps under one bpffs folder, and the maps themselves — which
+// cgroups are workloads, which destinations are targets, what each
+// workload's egress default allows, the per-connection origins the gateway
+// reads back, and the per-workload counters.
+//
+// Enforcement outlives the process: Open adopts what an earlier gateway
+// pinned (so a restart or crash never leaves a gap), Close releases only this
+// process's handles, and Uninstall is the one way to remove it. While no
+// gateway listens, redirected connects are refused: the data path fails
+// closed.
+//
+// Error contract: Open fails — never degrades silently — when the kernel
+// lacks a feature; the error wraps ErrUnsupported and names the feature.
+// OriginalDestination returns an error wrapping ErrNoOrigin for a
+// connection the kernel did not redirect (for example a direct dial of the
+// listener). Everything else is wrapped with what was being done, e.g.
+// "attaching connect4: ...".
+package redirect

@@ -1,0 +1,312 @@
+// Package redirecttest is the harness for interlock's privileged tests: it
+// gates them on root, makes real cgroups, and runs real agent processes in
+// them that dial, report what the kernel did, and exit.
+//
+// A test binary that uses Agent must call MaybeRunAgent first thing in its
+// TestMain: the agent is the test binary itself, re-executed.
+package redirecttest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// RequiredEnv, when "1", turns a privileged test's skip into a failure. CI
+// sets it so the data path is always exercised there.
+const RequiredEnv = "INTERLOCK_REQUIRE_PRIVILEGED"
+
+// RequirePrivileged skips the test with a reason when not root, or fails it
+// when RequiredEnv says privileged tests must run.
+func RequirePrivileged(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv(RequiredEnv) == "1" {
+		tb.Fatalf("this test needs root (eBPF, cgroups) and %s=1 says it must run", RequiredEnv)
+	}
+	tb.Skip("needs root for eBPF and cgroups; run as root (CI sets " + RequiredEnv + "=1)")
+}
+
+// Cgroup is a cgroup v2 folder a test made.
+type Cgroup struct {
+	Root string // the cgroup v2 mount point
+	Path string // below Root, e.g. "/interlock-test-123/agents/demo"
+	ID   uint64
+}
+
+// Dir is the cgroup's folder.
+func (c Cgroup) Dir() string { return filepath.Join(c.Root, c.Path) }
+
+// MakeCgroup creates root+path (and its parents) and removes every folder it
+// created when the test ends, deepest first. The processes in it must have
+// exited by then.
+func MakeCgroup(tb testing.TB, root, path string) Cgroup {
+	tb.Helper()
+	var created []string
+	dir := root
+	for _, part := range strings.Split(strings.Trim(path, "/"), "/") {
+		dir = filepath.Join(dir, part)
+		if err := os.Mkdir(dir, 0o755); err == nil {
+			created = append(created, dir)
+		} else if !errors.Is(err, os.ErrExist) {
+			tb.Fatalf("creating cgroup %s: %v", dir, err)
+		}
+	}
+	tb.Cleanup(func() {
+		for i := len(created) - 1; i >= 0; i-- {
+			removeCgroup(tb, created[i])
+		}
+	})
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		tb.Fatalf("stat %s: %v", dir, err)
+	}
+	return Cgroup{Root: root, Path: "/" + strings.Trim(path, "/"), ID: st.Ino}
+}
+
+// removeCgroup retries briefly: a process that just exited leaves its
+// cgroup busy for a moment.
+func removeCgroup(tb testing.TB, dir string) {
+	var err error
+	for range 50 {
+		if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tb.Errorf("removing cgroup %s: %v", dir, err)
+}
+
+// agentEnv carries the agent's action into the re-executed test binary.
+const agentEnv = "INTERLOCK_TEST_AGENT"
+
+// Dial is what an agent does: connect to Address over Network ("tcp4",
+// "tcp6"), optionally with TCP Fast Open (sendto with MSG_FASTOPEN carrying
+// Send), send Send, and read one line back.
+type Dial struct {
+	Network  string `json:"network"`
+	Address  string `json:"address"`
+	Send     string `json:"send,omitempty"`
+	FastOpen bool   `json:"fastopen,omitempty"`
+	// ViaChild makes the agent start a child process that does the dial,
+	// to show that a workload's children are covered.
+	ViaChild bool `json:"via_child,omitempty"`
+}
+
+// Result is what the agent saw.
+type Result struct {
+	Errno string `json:"errno,omitempty"` // e.g. "EPERM", "ECONNREFUSED"; "" when the dial worked
+	Error string `json:"error,omitempty"`
+	Peer  string `json:"peer,omitempty"`  // getpeername after connect
+	Local string `json:"local,omitempty"` // getsockname after connect
+	Reply string `json:"reply,omitempty"` // first line the server sent back
+	PID   int    `json:"pid"`
+}
+
+// Agent runs one Dial in a new process placed in cg (via CLONE_INTO_CGROUP,
+// so it is in the cgroup before its first instruction) and returns what it
+// saw.
+func Agent(tb testing.TB, cg Cgroup, d Dial) Result {
+	tb.Helper()
+	f, err := os.Open(cg.Dir())
+	if err != nil {
+		tb.Fatalf("opening cgroup: %v", err)
+	}
+	defer f.Close()
+	return runAgent(tb, d, &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())})
+}
+
+// Outsider runs one Dial in a process that stays in the test's own cgroup
+// (not a workload).
+func Outsider(tb testing.TB, d Dial) Result {
+	tb.Helper()
+	return runAgent(tb, d, nil)
+}
+
+func runAgent(tb testing.TB, d Dial, attr *syscall.SysProcAttr) Result {
+	tb.Helper()
+	spec, _ := json.Marshal(d)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), agentEnv+"="+string(spec))
+	cmd.SysProcAttr = attr
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("agent %+v: %v\n%s", d, err, stderr.String())
+	}
+	var r Result
+	if err := json.Unmarshal(out, &r); err != nil {
+		tb.Fatalf("agent %+v printed %q: %v", d, out, err)
+	}
+	return r
+}
+
+// MaybeRunAgent runs the agent and exits when this process is one;
+// otherwise it returns at once.
+func MaybeRunAgent() {
+	spec := os.Getenv(agentEnv)
+	if spec == "" {
+		return
+	}
+	var d Dial
+	if err := json.Unmarshal([]byte(spec), &d); err != nil {
+		fmt.Fprintln(os.Stderr, "bad agent spec:", err)
+		os.Exit(2)
+	}
+	if d.ViaChild {
+		d.ViaChild = false
+		child, _ := json.Marshal(d)
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), agentEnv+"="+string(child))
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	r := dial(d)
+	r.PID = os.Getpid()
+	json.NewEncoder(os.Stdout).Encode(r)
+	os.Exit(0)
+}
+
+func dial(d Dial) Result {
+	ap, err := netip.ParseAddrPort(d.Address)
+	if err != nil {
+		return Result{Error: err.Error()}
+	}
+	family, sa := unix.AF_INET, unix.Sockaddr(nil)
+	if d.Network == "tcp6" {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	} else {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return Result{Error: "socket: " + err.Error()}
+	}
+	defer unix.Close(fd)
+	tv := unix.Timeval{Sec: 5}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+
+	send := []byte(d.Send)
+	if d.FastOpen {
+		err = unix.Sendto(fd, send, unix.MSG_FASTOPEN, sa)
+		send = nil
+	} else {
+		err = unix.Connect(fd, sa)
+	}
+	if err != nil {
+		return errnoResult(err)
+	}
+	var r Result
+	if p, err := unix.Getpeername(fd); err == nil {
+		r.Peer = sockaddrString(p)
+	}
+	if l, err := unix.Getsockname(fd); err == nil {
+		r.Local = sockaddrString(l)
+	}
+	if len(send) > 0 {
+		if _, err := unix.Write(fd, send); err != nil {
+			return errnoResult(err)
+		}
+	}
+	buf := make([]byte, 0, 512)
+	one := make([]byte, 1)
+	for len(buf) < 512 {
+		n, err := unix.Read(fd, one)
+		if n <= 0 || err != nil {
+			if err != nil && len(buf) == 0 {
+				e := errnoResult(err)
+				r.Errno, r.Error = e.Errno, e.Error
+			}
+			break
+		}
+		if one[0] == '\n' {
+			break
+		}
+		buf = append(buf, one[0])
+	}
+	r.Reply = string(buf)
+	return r
+}
+
+func errnoResult(err error) Result {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return Result{Errno: unix.ErrnoName(errno), Error: err.Error()}
+	}
+	return Result{Error: err.Error()}
+}
+
+func sockaddrString(sa unix.Sockaddr) string {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port)).String()
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr), uint16(a.Port)).String()
+	}
+	return fmt.Sprint(sa)
+}
+
+// EchoServer listens on addr and, for each connection, first writes the
+// client address it sees ("from=IP:PORT") and then echoes what it reads.
+// Comparing "from" with the agent's own local address tells a proxied
+// connection (the gateway's address) from a direct one.
+func EchoServer(tb testing.TB, addr string) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		tb.Fatalf("echo server on %s: %v", addr, err)
+	}
+	tb.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "from=%s\n", c.RemoteAddr())
+				buf := make([]byte, 4096)
+				for {
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					n, err := c.Read(buf)
+					if n > 0 {
+						c.Write(buf[:n])
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln
+}
+
+// Port returns a listener's port.
+func Port(ln net.Listener) uint16 {
+	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	n, _ := strconv.Atoi(p)
+	return uint16(n)
+}

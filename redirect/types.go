@@ -1,0 +1,171 @@
+package redirect
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net/netip"
+)
+
+// DefaultPinPath is the bpffs folder everything is pinned under unless the
+// configuration names another.
+const DefaultPinPath = "/sys/fs/bpf/interlock"
+
+var (
+	// ErrNoOrigin: the kernel holds no record for the connection.
+	ErrNoOrigin = errors.New("no kernel record for this connection")
+	// ErrUnsupported: the kernel cannot run the data path.
+	ErrUnsupported = errors.New("kernel lacks a required eBPF feature")
+	// ErrNotInstalled: nothing is pinned at the folder.
+	ErrNotInstalled = errors.New("interlock data path is not installed")
+)
+
+// Origin is what the kernel recorded about a redirected connection.
+type Origin struct {
+	Destination netip.AddrPort // what the client dialled (IPv4 unmapped)
+	WorkloadID  uint32
+	TargetID    uint32
+	PID         uint32
+	UID         uint32
+	CgroupID    uint64
+}
+
+// Workload is one cgroup bound to a workload in the kernel map.
+type Workload struct {
+	CgroupID   uint64
+	ID         uint32
+	EgressDeny bool // destinations that are not targets are refused unless allowed
+}
+
+// Target is one destination (address prefix and port) sent to the gateway.
+type Target struct {
+	ID     uint32
+	Prefix netip.Prefix
+	Port   uint16
+}
+
+// EgressAllow lets a deny-by-default workload reach Prefix (on Port, or any
+// port when Port is 0).
+type EgressAllow struct {
+	WorkloadID uint32
+	Prefix     netip.Prefix
+	Port       uint16
+}
+
+// Counter holds the kernel's connect counts for one workload and target
+// (TargetID 0: destinations that are not targets).
+type Counter struct {
+	WorkloadID uint32
+	TargetID   uint32
+	Redirected uint64
+	Allowed    uint64
+	Denied     uint64
+}
+
+// addrWords lays out an address as the C side's __u32 addr[4]: the 16
+// network-order bytes, IPv4 v4-mapped.
+func addrWords(a netip.Addr) [4]uint32 {
+	b := a.As16()
+	var w [4]uint32
+	for i := range w {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
+func wordsAddr(w [4]uint32) netip.Addr {
+	var b [16]byte
+	for i := range w {
+		binary.NativeEndian.PutUint32(b[4*i:], w[i])
+	}
+	return netip.AddrFrom16(b).Unmap()
+}
+
+// netPort converts a port to the in-memory value of a network-order __u16.
+func netPort(p uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], p)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+func hostPort(p uint16) uint16 {
+	var b [2]byte
+	binary.NativeEndian.PutUint16(b[:], p)
+	return binary.BigEndian.Uint16(b[:])
+}
+
+// mappedBits is a prefix's length over the 128-bit (v4-mapped) address.
+func mappedBits(p netip.Prefix) uint32 {
+	if p.Addr().Is4() {
+		return uint32(96 + p.Bits())
+	}
+	return uint32(p.Bits())
+}
+
+func targetKey(t Target) redirectTargetKey {
+	return redirectTargetKey{
+		Prefixlen: 32 + mappedBits(t.Prefix),
+		Port:      netPort(t.Port),
+		Addr:      addrWords(t.Prefix.Masked().Addr()),
+	}
+}
+
+func egressKey(e EgressAllow) redirectEgressKey {
+	return redirectEgressKey{
+		Prefixlen: 64 + mappedBits(e.Prefix),
+		Workload:  e.WorkloadID,
+		Port:      netPort(e.Port),
+		Addr:      addrWords(e.Prefix.Masked().Addr()),
+	}
+}
+
+func originKey(netns uint64, client netip.AddrPort) redirectOriginKey {
+	return redirectOriginKey{
+		Netns: netns,
+		Addr:  addrWords(client.Addr()),
+		Port:  netPort(client.Port()),
+	}
+}
+
+func (o redirectOrigin) export() Origin {
+	return Origin{
+		Destination: netip.AddrPortFrom(wordsAddr(o.Addr), hostPort(o.Port)),
+		WorkloadID:  o.Workload,
+		TargetID:    o.Target,
+		PID:         o.Pid,
+		UID:         o.Uid,
+		CgroupID:    o.CgroupId,
+	}
+}
+
+// Options configure Open.
+type Options struct {
+	// PinPath is the bpffs folder that holds the pinned links and maps.
+	PinPath string
+	// CgroupRoot is the cgroup v2 folder the programs attach to: the
+	// hierarchy's root in production, a test's own cgroup in tests.
+	CgroupRoot string
+	Logger     *slog.Logger
+}
+
+// State is what is pinned under a folder, read without loading anything:
+// it answers "is enforcement in place?" whether or not a gateway runs.
+type State struct {
+	PinPath   string
+	Links     []LinkState
+	Listen4   netip.AddrPort
+	Listen6   netip.AddrPort
+	Enabled   bool
+	Workloads []Workload
+	Targets   []Target
+	Egress    []EgressAllow
+	Counters  []Counter
+}
+
+// LinkState is one pinned program attachment.
+type LinkState struct {
+	Name      string
+	LinkID    uint32
+	ProgramID uint32
+	CgroupID  uint64
+}
