@@ -79,9 +79,16 @@ func MakeCgroup(tb testing.TB, root, path string) Cgroup {
 	return Cgroup{Root: root, Path: "/" + strings.Trim(path, "/"), ID: st.Ino}
 }
 
-// removeCgroup retries briefly: a process that just exited leaves its
-// cgroup busy for a moment.
+// removeCgroup removes dir and every cgroup below it (the gateway under
+// test may have created some), deepest first. It retries briefly: a process
+// that just exited leaves its cgroup busy for a moment.
 func removeCgroup(tb testing.TB, dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroup(tb, filepath.Join(dir, e.Name()))
+		}
+	}
 	var err error
 	for range 50 {
 		if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {

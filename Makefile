@@ -1,0 +1,43 @@
+# interlock — see README.md. `make demo` and `make test` are the two entry
+# points; both need root for the eBPF data path.
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BPF_CFLAGS ?= -I/usr/include/$(shell uname -m)-linux-gnu
+TEST_TIMEOUT ?= 40m
+
+.PHONY: all build generate check-generate test test-unprivileged lint demo bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/interlock ./cmd/interlock
+
+# Rebuild the committed bpf2go output from bpf/ (needs clang, libbpf-dev).
+generate:
+	BPF_CFLAGS='$(BPF_CFLAGS)' $(GO) generate ./redirect/...
+
+# Fails when the committed eBPF objects are not what bpf/ compiles to.
+check-generate: generate
+	git diff --exit-code -- redirect/ || { echo "generated eBPF objects are stale: run make generate and commit" >&2; exit 1; }
+
+# The whole suite. As root the privileged tests (eBPF, cgroups) run; set
+# INTERLOCK_REQUIRE_PRIVILEGED=1 to make a skipped privileged test fail.
+test:
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# Runs the gateway with docs/demo/demo.yaml and a scripted agent in a cgroup.
+demo: build
+	$(GO) run ./docs/demo -interlock bin/interlock -config docs/demo/demo.yaml
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...
+
+clean:
+	rm -rf bin/

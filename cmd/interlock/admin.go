@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/interlock-dev/interlock/proxy"
+)
+
+// gatewayStatus is the gateway's answer on /api/v1/status, and what
+// `interlock status` prints next to the pinned kernel state.
+type gatewayStatus struct {
+	Version   string              `json:"version"`
+	Mode      string              `json:"mode"`
+	PID       int                 `json:"pid"`
+	Ready     bool                `json:"ready"`
+	Started   time.Time           `json:"started"`
+	Listeners []listenerStatus    `json:"listeners"`
+	Workloads []workloadStatus    `json:"workloads"`
+	Targets   []targetStatus      `json:"targets"`
+	Sessions  []proxy.SessionInfo `json:"sessions"`
+}
+
+type workloadStatus struct {
+	Name     string `json:"name"`
+	ID       uint32 `json:"id"`
+	Match    string `json:"match"`
+	Cgroup   string `json:"cgroup,omitempty"` // resolved folder below the cgroup root
+	CgroupID uint64 `json:"cgroup_id,omitempty"`
+	State    string `json:"state"` // "enforced" or "pending" (cgroup not found yet)
+	Egress   string `json:"egress"`
+}
+
+type targetStatus struct {
+	Name     string   `json:"name"`
+	ID       uint32   `json:"id"`
+	Protocol string   `json:"protocol"`
+	Address  string   `json:"address"`
+	Resolved []string `json:"resolved,omitempty"`
+	Error    string   `json:"error,omitempty"`
+}
+
+func (g *gateway) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics, promhttp.HandlerOpts{Registry: g.metrics}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !g.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(g.status())
+	})
+	return mux
+}
+
+func (g *gateway) status() gatewayStatus {
+	st := gatewayStatus{
+		Version:  version,
+		Mode:     g.mode(),
+		PID:      os.Getpid(),
+		Ready:    g.ready.Load(),
+		Started:  g.started,
+		Sessions: g.server.Active(),
+	}
+	g.mu.Lock()
+	st.Listeners = slices.Clone(g.listeners)
+	g.mu.Unlock()
+
+	resolved := map[uint32]string{}
+	ids := map[uint32]uint64{}
+	if g.watcher != nil {
+		for _, b := range g.watcher.Current() {
+			resolved[b.WorkloadID] = b.Path
+			ids[b.WorkloadID] = b.CgroupID
+		}
+	}
+	for i := range g.cfg.Workloads {
+		w := &g.cfg.Workloads[i]
+		ws := workloadStatus{Name: w.Name, ID: w.ID(), Egress: w.Egress.Default, State: "pending"}
+		if w.Match.Cgroup != "" {
+			ws.Match = "cgroup " + w.Match.Cgroup
+		} else {
+			ws.Match = "systemd_unit " + w.Match.SystemdUnit
+		}
+		if p, ok := resolved[w.ID()]; ok {
+			ws.Cgroup, ws.CgroupID, ws.State = p, ids[w.ID()], "enforced"
+		}
+		if g.explicit {
+			ws.State = "explicit"
+		}
+		st.Workloads = append(st.Workloads, ws)
+	}
+
+	var addrs map[uint32][]string
+	var failing map[uint32]string
+	if g.resolver != nil {
+		res, fail := g.resolver.Resolved()
+		addrs = map[uint32][]string{}
+		for id, ps := range res {
+			for _, p := range ps {
+				addrs[id] = append(addrs[id], strings.TrimSuffix(strings.TrimSuffix(p.String(), "/32"), "/128"))
+			}
+		}
+		failing = fail
+	}
+	for i := range g.cfg.Targets {
+		t := &g.cfg.Targets[i]
+		st.Targets = append(st.Targets, targetStatus{
+			Name: t.Name, ID: t.ID(), Protocol: t.Protocol, Address: t.Address,
+			Resolved: addrs[t.ID()], Error: failing[t.ID()],
+		})
+	}
+	return st
+}

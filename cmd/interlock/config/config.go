@@ -1,0 +1,281 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
+)
+
+// Protocols are the target protocols the gateway has a handler for.
+var Protocols = []string{"tcp"}
+
+// maxFileSize bounds what Parse accepts: a gateway configuration is a few
+// kilobytes, and the YAML parser's work grows with the input.
+const maxFileSize = 1 << 20
+
+// Config is a gateway configuration file.
+type Config struct {
+	Path      string     `yaml:"-"` // file it was loaded from
+	Gateway   Gateway    `yaml:"gateway"`
+	Targets   []Target   `yaml:"targets"`
+	Workloads []Workload `yaml:"workloads"`
+
+	// source locates fields in the file Parse read, for error messages;
+	// nil when the Config was built in code.
+	source *sourceMap
+}
+
+// Gateway configures the gateway process itself.
+type Gateway struct {
+	Listen          string   `yaml:"listen"`           // transparent listener, IPv4 ip:port, default "127.0.0.1:15001"
+	Listen6         string   `yaml:"listen6"`          // IPv6 listener for redirected IPv6 connects; default "[::1]:<port of listen>"; "off" disables it
+	Admin           string   `yaml:"admin"`            // admin listener, ip:port, default "127.0.0.1:9470"
+	StateDir        string   `yaml:"state_dir"`        // default "/var/lib/interlock"
+	BPFFS           string   `yaml:"bpffs"`            // pin folder, default "/sys/fs/bpf/interlock"; that it is on a bpffs mount is checked when pinning
+	ResolveInterval Duration `yaml:"resolve_interval"` // how often cgroups and systemd units are re-resolved, default 1s, min 100ms
+	DNSInterval     Duration `yaml:"dns_interval"`     // how often hostname targets are re-resolved, default 30s, min 1s
+	DialTimeout     Duration `yaml:"dial_timeout"`     // default 10s
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 10s
+	LogLevel        string   `yaml:"log_level"`        // debug|info|warn|error, default info
+
+	// Parsed by Validate.
+	ListenAddr  netip.AddrPort `yaml:"-"`
+	Listen6Addr netip.AddrPort `yaml:"-"` // zero when listen6 is "off"
+	AdminAddr   netip.AddrPort `yaml:"-"`
+}
+
+// Listen6Off is the listen6 value that disables the IPv6 listener.
+const Listen6Off = "off"
+
+// Target is a destination whose connections are redirected into the gateway.
+type Target struct {
+	Name     string `yaml:"name"`     // required, unique, see validName
+	Protocol string `yaml:"protocol"` // required, one of Protocols
+	Address  string `yaml:"address"`  // "ip:port", "[ipv6]:port", "a.b.c.d/len:port", "[v6prefix/len]:port" or "hostname:port"
+	Listen   string `yaml:"listen"`   // optional: this target's plain listener in --explicit mode, ip:port
+
+	// Parsed by Validate.
+	Host       string         `yaml:"-"` // lower-cased hostname when the address is a name, else ""
+	Prefix     netip.Prefix   `yaml:"-"` // valid when the address is an IP (as /32 or /128) or a prefix; IPv4 stays IPv4
+	Port       uint16         `yaml:"-"` // 1..65535
+	ListenAddr netip.AddrPort `yaml:"-"` // zero when Listen is empty
+}
+
+// ID is the target's stable ID in the kernel maps and on the wire between
+// gateway restarts: FNV-1a 32 of "target/"+Name, never 0.
+func (t *Target) ID() uint32 { return stableID("target/" + t.Name) }
+
+// Workload is a set of processes whose connections to targets are
+// redirected: a cgroup subtree or a systemd unit.
+type Workload struct {
+	Name     string   `yaml:"name"` // required, unique, see validName
+	Match    Match    `yaml:"match"`
+	Identity Identity `yaml:"identity"`
+	Egress   Egress   `yaml:"egress"`
+}
+
+// ID is the workload's stable ID in the kernel maps: FNV-1a 32 of
+// "workload/"+Name, never 0.
+func (w *Workload) ID() uint32 { return stableID("workload/" + w.Name) }
+
+// Match selects a workload's processes; exactly one field is set.
+type Match struct {
+	Cgroup      string `yaml:"cgroup"`       // absolute path below the cgroup v2 root; Validate cleans it
+	SystemdUnit string `yaml:"systemd_unit"` // unit name with its suffix, e.g. "agent.service"
+}
+
+// Identity is a workload's static identity.
+type Identity struct {
+	Subject string   `yaml:"subject"` // default "workload:<name>"
+	Groups  []string `yaml:"groups"`
+}
+
+// Egress says what a workload may reach besides the targets.
+type Egress struct {
+	Default string   `yaml:"default"` // "allow" or "deny", default "deny"
+	Allow   []string `yaml:"allow"`   // "10.0.0.0/8", "127.0.0.53:53", "[fd00::/8]:443", ...; an IP without /len is one host
+
+	AllowRules []AllowRule `yaml:"-"` // parsed by Validate, in the order written
+}
+
+// Egress defaults.
+const (
+	EgressAllow = "allow"
+	EgressDeny  = "deny"
+)
+
+// AllowRule is one parsed egress.allow entry.
+type AllowRule struct {
+	Prefix netip.Prefix // IPv4 or IPv6 as written, never v4-mapped
+	Port   uint16       // 0 means any port
+}
+
+// Duration is a time.Duration written as "1s", "500ms" or "5m".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML implements yaml.NodeUnmarshaler; it reads the node rather than
+// bytes so that its errors carry the value's position.
+func (d *Duration) UnmarshalYAML(node ast.Node) error {
+	switch n := node.(type) {
+	case *ast.NullNode:
+		d.Duration = 0
+		return nil
+	case *ast.StringNode:
+		v, err := time.ParseDuration(n.Value)
+		if err != nil {
+			return &nodeError{node: node, msg: fmt.Sprintf(`%q is not a duration; write it like "1s", "500ms" or "5m"`, n.Value)}
+		}
+		d.Duration = v
+		return nil
+	case *ast.IntegerNode, *ast.FloatNode:
+		v := node.GetToken().Value
+		return &nodeError{node: node, msg: fmt.Sprintf(`%s has no unit; write it like "%ss" or "%sms"`, v, v, v)}
+	case *ast.AliasNode:
+		return &nodeError{node: node, msg: "write durations out instead of using an alias"}
+	default:
+		return &nodeError{node: node, msg: fmt.Sprintf(`%s is not a duration; write it like "1s", "500ms" or "5m"`, node.Type().YAMLName())}
+	}
+}
+
+// MarshalYAML writes the duration the way UnmarshalYAML reads it.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// nodeError is a decoding error found by one of this package's unmarshalers.
+type nodeError struct {
+	node ast.Node
+	msg  string
+}
+
+func (e *nodeError) Error() string { return e.msg }
+
+// Load reads the configuration file at path, then parses and validates it.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes data strictly (unknown fields are errors), then validates it
+// with [Config.Validate]. path names the file in errors.
+func Parse(path string, data []byte) (*Config, error) {
+	fileErr := func(format string, args ...any) error {
+		return &FieldError{File: path, Err: fmt.Errorf(format, args...)}
+	}
+	if len(data) > maxFileSize {
+		return nil, fileErr("file is %d bytes; a configuration file is at most %d", len(data), maxFileSize)
+	}
+	if depth := flowDepth(data); depth > maxFlowDepth {
+		return nil, fileErr("brackets nest %d deep; at most %d are allowed", depth, maxFlowDepth)
+	}
+	var file *ast.File
+	err := guard(func() (err error) {
+		file, err = parser.ParseBytes(data, 0)
+		return err
+	})
+	if err != nil {
+		return nil, decodeError(path, nil, err)
+	}
+	var body ast.Node
+	for _, doc := range file.Docs {
+		if doc == nil || isNil(doc.Body) {
+			continue
+		}
+		if _, ok := doc.Body.(*ast.CommentGroupNode); ok {
+			continue
+		}
+		if body != nil {
+			pos := nodePosition(doc.Body)
+			return nil, &FieldError{File: path, Line: pos.line, Column: pos.column,
+				Err: errors.New("more than one YAML document; a configuration file holds one")}
+		}
+		body = doc.Body
+	}
+	if body == nil {
+		return nil, fileErr("file is empty")
+	}
+	src, err := newSourceMap(path, body)
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{}
+	if err := guard(func() error { return yaml.NodeToValue(body, c, yaml.DisallowUnknownField()) }); err != nil {
+		return nil, decodeError(path, src, err)
+	}
+	c.Path = path
+	c.source = src
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// guard runs the YAML library, turning a panic into an error: configuration
+// files come from users, and the library has panicked on malformed input.
+func guard(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the YAML library failed on this file: %v", r)
+		}
+	}()
+	return f()
+}
+
+// Target returns the target with that name, or nil.
+func (c *Config) Target(name string) *Target {
+	for i := range c.Targets {
+		if c.Targets[i].Name == name {
+			return &c.Targets[i]
+		}
+	}
+	return nil
+}
+
+// TargetByID returns the target whose ID is id, or nil.
+func (c *Config) TargetByID(id uint32) *Target {
+	for i := range c.Targets {
+		if c.Targets[i].ID() == id {
+			return &c.Targets[i]
+		}
+	}
+	return nil
+}
+
+// Workload returns the workload with that name, or nil.
+func (c *Config) Workload(name string) *Workload {
+	for i := range c.Workloads {
+		if c.Workloads[i].Name == name {
+			return &c.Workloads[i]
+		}
+	}
+	return nil
+}
+
+// WorkloadByID returns the workload whose ID is id, or nil.
+func (c *Config) WorkloadByID(id uint32) *Workload {
+	for i := range c.Workloads {
+		if c.Workloads[i].ID() == id {
+			return &c.Workloads[i]
+		}
+	}
+	return nil
+}
+
+// stableID hashes a kind-prefixed name; 0 means "none" in the kernel maps, so
+// it is never returned.
+func stableID(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s)) // never fails
+	if id := h.Sum32(); id != 0 {
+		return id
+	}
+	return 1
+}

@@ -1,0 +1,365 @@
+package config
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults filled by Validate.
+const (
+	DefaultListen          = "127.0.0.1:15001"
+	DefaultAdmin           = "127.0.0.1:9470"
+	DefaultStateDir        = "/var/lib/interlock"
+	DefaultBPFFS           = "/sys/fs/bpf/interlock"
+	DefaultResolveInterval = time.Second
+	DefaultDNSInterval     = 30 * time.Second
+	DefaultDialTimeout     = 10 * time.Second
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultLogLevel        = "info"
+)
+
+// LogLevels are the accepted gateway.log_level values.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// SystemdUnitSuffixes are the unit types a workload can match: the ones whose
+// processes live in a cgroup of their own.
+var SystemdUnitSuffixes = []string{".service", ".scope", ".slice"}
+
+// namePattern is the rule for target and workload names: they become metric
+// labels, file names and map keys.
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9_.-]{0,62})$`)
+
+// systemdUnitPattern is the character set systemd allows in unit names.
+var systemdUnitPattern = regexp.MustCompile(`^[A-Za-z0-9:_.\\@-]+$`)
+
+// Validate fills defaults and the parsed fields, and checks everything.
+// It returns every problem found, joined with errors.Join; each is a
+// *FieldError. It can be called again after the Config is changed.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.gateway(&c.Gateway)
+	v.targets()
+	v.workloads()
+	v.listeners()
+	return errors.Join(v.errs...)
+}
+
+type validator struct {
+	c    *Config
+	errs []error
+}
+
+func (v *validator) fail(field string, err error) {
+	pos := v.c.source.find(field)
+	v.errs = append(v.errs, &FieldError{File: v.c.Path, Line: pos.line, Column: pos.column, Field: field, Err: err})
+}
+
+func (v *validator) failf(field, format string, args ...any) {
+	v.fail(field, fmt.Errorf(format, args...))
+}
+
+func (v *validator) gateway(g *Gateway) {
+	g.ListenAddr, g.Listen6Addr, g.AdminAddr = netip.AddrPort{}, netip.AddrPort{}, netip.AddrPort{}
+
+	g.Listen = cmp.Or(g.Listen, DefaultListen)
+	if ap, ok := v.addrPort("gateway.listen", g.Listen); ok {
+		if ap.Addr().Is4() {
+			g.ListenAddr = ap
+		} else {
+			v.failf("gateway.listen", "%q is not an IPv4 address; IPv6 connects go to listen6", g.Listen)
+		}
+	}
+
+	switch g.Listen6 {
+	case Listen6Off:
+	case "":
+		if g.ListenAddr.IsValid() {
+			g.Listen6Addr = netip.AddrPortFrom(netip.IPv6Loopback(), g.ListenAddr.Port())
+			g.Listen6 = g.Listen6Addr.String()
+		}
+	default:
+		if ap, ok := v.addrPort("gateway.listen6", g.Listen6); ok {
+			if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+				g.Listen6Addr = ap
+			} else {
+				v.failf("gateway.listen6", `%q is not an IPv6 address; write it like "[::1]:15001", or "off"`, g.Listen6)
+			}
+		}
+	}
+
+	g.Admin = cmp.Or(g.Admin, DefaultAdmin)
+	if ap, ok := v.addrPort("gateway.admin", g.Admin); ok {
+		g.AdminAddr = ap
+	}
+
+	g.StateDir = cmp.Or(g.StateDir, DefaultStateDir)
+	if !filepath.IsAbs(g.StateDir) {
+		v.failf("gateway.state_dir", "%q is not an absolute path", g.StateDir)
+	} else {
+		g.StateDir = filepath.Clean(g.StateDir)
+	}
+
+	g.BPFFS = cmp.Or(g.BPFFS, DefaultBPFFS)
+	switch bpffs := path.Clean(g.BPFFS); {
+	case !path.IsAbs(g.BPFFS):
+		v.failf("gateway.bpffs", "%q is not an absolute path", g.BPFFS)
+	case bpffs == "/" || bpffs == "/sys/fs/bpf":
+		v.failf("gateway.bpffs", "%q is not a folder of its own; pin under a folder below the bpffs mount, e.g. %q", g.BPFFS, DefaultBPFFS)
+	default:
+		g.BPFFS = bpffs
+	}
+
+	v.duration("gateway.resolve_interval", &g.ResolveInterval, DefaultResolveInterval, 100*time.Millisecond)
+	v.duration("gateway.dns_interval", &g.DNSInterval, DefaultDNSInterval, time.Second)
+	v.duration("gateway.dial_timeout", &g.DialTimeout, DefaultDialTimeout, time.Millisecond)
+	v.duration("gateway.shutdown_timeout", &g.ShutdownTimeout, DefaultShutdownTimeout, time.Millisecond)
+
+	g.LogLevel = cmp.Or(g.LogLevel, DefaultLogLevel)
+	if !slices.Contains(LogLevels, g.LogLevel) {
+		v.failf("gateway.log_level", "unknown log level %q; use one of %s", g.LogLevel, strings.Join(LogLevels, ", "))
+	}
+}
+
+func (v *validator) targets() {
+	if len(v.c.Targets) == 0 {
+		v.failf("targets", "at least one target is required")
+	}
+	seen := newNames("target", v.targetName)
+	destinations := map[string]int{}
+	for i := range v.c.Targets {
+		t := &v.c.Targets[i]
+		field := fmt.Sprintf("targets[%d]", i)
+		t.Host, t.Prefix, t.Port, t.ListenAddr = "", netip.Prefix{}, 0, netip.AddrPort{}
+
+		v.checkName(seen, i, t.Name, t.ID())
+
+		switch {
+		case t.Protocol == "":
+			v.failf(field+".protocol", "a protocol is required; known protocols: %s", strings.Join(Protocols, ", "))
+		case !slices.Contains(Protocols, t.Protocol):
+			v.failf(field+".protocol", "unknown protocol %q; known protocols: %s", t.Protocol, strings.Join(Protocols, ", "))
+		}
+
+		if t.Address == "" {
+			v.failf(field+".address", `an address is required, e.g. "db.internal:5432" or "10.0.0.5:5432"`)
+		} else if host, prefix, port, err := parseTargetAddress(t.Address); err != nil {
+			v.fail(field+".address", err)
+		} else {
+			t.Host, t.Prefix, t.Port = host, prefix, port
+			key := fmt.Sprintf("%s|%s|%d", prefix, strings.TrimSuffix(host, "."), port)
+			if j, dup := destinations[key]; dup {
+				v.failf(field+".address", "%q is also the address of target %q (targets[%d])", t.Address, v.targetName(j), j)
+			} else {
+				destinations[key] = i
+			}
+		}
+
+		if t.Listen != "" {
+			if ap, ok := v.addrPort(field+".listen", t.Listen); ok {
+				t.ListenAddr = ap
+			}
+		}
+	}
+}
+
+func (v *validator) workloads() {
+	seen := newNames("workload", v.workloadName)
+	cgroups := map[string]int{}
+	units := map[string]int{}
+	for i := range v.c.Workloads {
+		w := &v.c.Workloads[i]
+		field := fmt.Sprintf("workloads[%d]", i)
+
+		v.checkName(seen, i, w.Name, w.ID())
+
+		m := &w.Match
+		switch {
+		case m.Cgroup == "" && m.SystemdUnit == "":
+			v.failf(field+".match", "set one of cgroup or systemd_unit")
+		case m.Cgroup != "" && m.SystemdUnit != "":
+			v.failf(field+".match", "set only one of cgroup or systemd_unit")
+		case m.Cgroup != "":
+			cgroup, err := cleanCgroup(m.Cgroup)
+			if err != nil {
+				v.fail(field+".match.cgroup", err)
+				break
+			}
+			m.Cgroup = cgroup
+			if j, dup := cgroups[cgroup]; dup {
+				v.failf(field+".match.cgroup", "cgroup %q is also matched by workload %q (workloads[%d])", cgroup, v.workloadName(j), j)
+			} else {
+				cgroups[cgroup] = i
+			}
+		default:
+			if err := checkSystemdUnit(m.SystemdUnit); err != nil {
+				v.fail(field+".match.systemd_unit", err)
+				break
+			}
+			if j, dup := units[m.SystemdUnit]; dup {
+				v.failf(field+".match.systemd_unit", "unit %q is also matched by workload %q (workloads[%d])", m.SystemdUnit, v.workloadName(j), j)
+			} else {
+				units[m.SystemdUnit] = i
+			}
+		}
+
+		w.Identity.Subject = cmp.Or(w.Identity.Subject, "workload:"+w.Name)
+		for j, g := range w.Identity.Groups {
+			if strings.TrimSpace(g) == "" {
+				v.failf(fmt.Sprintf("%s.identity.groups[%d]", field, j), "empty group name")
+			}
+		}
+
+		e := &w.Egress
+		e.Default = cmp.Or(e.Default, EgressDeny)
+		if e.Default != EgressAllow && e.Default != EgressDeny {
+			v.failf(field+".egress.default", "%q is not an egress default; use %q or %q", e.Default, EgressAllow, EgressDeny)
+		}
+		e.AllowRules = make([]AllowRule, 0, len(e.Allow))
+		for j, a := range e.Allow {
+			rule, err := parseAllowRule(a)
+			if err != nil {
+				v.fail(fmt.Sprintf("%s.egress.allow[%d]", field, j), err)
+				continue
+			}
+			e.AllowRules = append(e.AllowRules, rule)
+		}
+	}
+}
+
+// names tracks the target or workload names seen so far, and their IDs.
+type names struct {
+	kind   string // "target" or "workload"
+	index  map[string]int
+	ids    map[uint32]int
+	nameAt func(int) string
+}
+
+func newNames(kind string, nameAt func(int) string) *names {
+	return &names{kind: kind, index: map[string]int{}, ids: map[uint32]int{}, nameAt: nameAt}
+}
+
+// checkName checks the name of entry i: the pattern, uniqueness, and that its
+// ID is unique too, since IDs are what the kernel maps hold.
+func (v *validator) checkName(seen *names, i int, name string, id uint32) {
+	field := fmt.Sprintf("%ss[%d].name", seen.kind, i)
+	switch {
+	case name == "":
+		v.failf(field, "a %s name is required", seen.kind)
+		return
+	case !namePattern.MatchString(name):
+		v.failf(field, `%q is not a valid %s name; use 1 to 63 of a-z, 0-9, "_", "." and "-", starting with a letter or digit`, name, seen.kind)
+		return
+	}
+	if j, dup := seen.index[name]; dup {
+		v.failf(field, "duplicate %s name %q (first used by %ss[%d])", seen.kind, name, seen.kind, j)
+		return
+	}
+	seen.index[name] = i
+	if j, clash := seen.ids[id]; clash {
+		v.failf(field, "%s %q has the same ID (%#08x) as %s %q (%ss[%d]); rename one of them",
+			seen.kind, name, id, seen.kind, seen.nameAt(j), seen.kind, j)
+		return
+	}
+	seen.ids[id] = i
+}
+
+func (v *validator) targetName(i int) string   { return v.c.Targets[i].Name }
+func (v *validator) workloadName(i int) string { return v.c.Workloads[i].Name }
+
+func (v *validator) addrPort(field, s string) (netip.AddrPort, bool) {
+	ap, err := parseAddrPort(s)
+	if err != nil {
+		v.fail(field, err)
+		return netip.AddrPort{}, false
+	}
+	return ap, true
+}
+
+func (v *validator) duration(field string, d *Duration, def, least time.Duration) {
+	switch {
+	case d.Duration == 0:
+		d.Duration = def
+	case d.Duration < 0:
+		v.failf(field, "%s is negative", d.Duration)
+	case d.Duration < least:
+		v.failf(field, "%s is below the minimum of %s", d.Duration, least)
+	}
+}
+
+// listeners checks that no two of the gateway's listeners bind the same
+// address and port.
+func (v *validator) listeners() {
+	type listener struct {
+		field string
+		addr  netip.AddrPort
+	}
+	g := &v.c.Gateway
+	ls := []listener{{"gateway.listen", g.ListenAddr}, {"gateway.listen6", g.Listen6Addr}, {"gateway.admin", g.AdminAddr}}
+	for i := range v.c.Targets {
+		ls = append(ls, listener{fmt.Sprintf("targets[%d].listen", i), v.c.Targets[i].ListenAddr})
+	}
+	for i, l := range ls {
+		if !l.addr.IsValid() {
+			continue
+		}
+		for _, o := range ls[:i] {
+			if o.addr.IsValid() && bindConflict(l.addr, o.addr) {
+				v.failf(l.field, "%s is also bound by %s", l.addr, o.field)
+				break
+			}
+		}
+	}
+}
+
+// bindConflict reports whether binding both addresses would fail: the same
+// port on the same address, or on the wildcard address of the same family.
+// IPv6 listeners are expected to be IPv6-only (network "tcp6"), so
+// 0.0.0.0 and [::] on one port do not conflict.
+func bindConflict(a, b netip.AddrPort) bool {
+	if a.Port() != b.Port() {
+		return false
+	}
+	covers := func(w, x netip.Addr) bool { return w.IsUnspecified() && w.Is4() == x.Is4() }
+	return a.Addr() == b.Addr() || covers(a.Addr(), b.Addr()) || covers(b.Addr(), a.Addr())
+}
+
+// cleanCgroup checks a cgroup path below the cgroup v2 root and cleans it.
+func cleanCgroup(p string) (string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return "", fmt.Errorf(`%q is not absolute; write the path below the cgroup v2 root, e.g. "/agents/demo"`, p)
+	}
+	if slices.Contains(strings.Split(p, "/"), "..") {
+		return "", fmt.Errorf(`%q contains ".."`, p)
+	}
+	clean := path.Clean(p)
+	if clean == "/" {
+		return "", errors.New(`"/" is the cgroup root, which holds every process; select a cgroup below it`)
+	}
+	if rel, ok := strings.CutPrefix(clean, "/sys/fs/cgroup/"); ok {
+		return "", fmt.Errorf("%q includes the cgroup mount; write the path below it, e.g. %q", p, "/"+rel)
+	}
+	return clean, nil
+}
+
+func checkSystemdUnit(u string) error {
+	i := slices.IndexFunc(SystemdUnitSuffixes, func(s string) bool { return strings.HasSuffix(u, s) })
+	switch {
+	case len(u) > 255 || !systemdUnitPattern.MatchString(u):
+		return fmt.Errorf("%q is not a valid systemd unit name", u)
+	case i < 0:
+		return fmt.Errorf("%q has no unit type; write the full name, e.g. %q (types: %s)", u, u+".service", strings.Join(SystemdUnitSuffixes, ", "))
+	case u == SystemdUnitSuffixes[i]:
+		return fmt.Errorf("%q has no name before the unit type", u)
+	case strings.HasSuffix(u, "@"+SystemdUnitSuffixes[i]):
+		return fmt.Errorf("%q is a template; name an instance, e.g. %q", u, strings.TrimSuffix(u, SystemdUnitSuffixes[i])+"1"+SystemdUnitSuffixes[i])
+	}
+	return nil
+}

@@ -1,0 +1,395 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/tcp"
+	"github.com/interlock-dev/interlock/redirect"
+)
+
+func newGatewayCommand() *cobra.Command {
+	var (
+		path             string
+		explicit         bool
+		explicitWorkload string
+	)
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run the gateway",
+		Long: `Run the gateway. By default it installs (or adopts) the eBPF data path and
+serves the connections the kernel redirects to it; this needs root or
+CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN. With --explicit it runs without
+eBPF: each target gets a plain listener that clients dial directly.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			if explicitWorkload != "" {
+				if !explicit {
+					return errors.New("--explicit-workload needs --explicit")
+				}
+				if cfg.Workload(explicitWorkload) == nil {
+					return fmt.Errorf("--explicit-workload: no workload %q in %s", explicitWorkload, cfg.Path)
+				}
+			}
+			g := &gateway{
+				cfg:              cfg,
+				logger:           newLogger(cmd.ErrOrStderr(), cfg.Gateway.LogLevel),
+				explicit:         explicit,
+				explicitWorkload: explicitWorkload,
+			}
+			return g.run(cmd.Context())
+		},
+	}
+	addConfigFlag(cmd, &path)
+	cmd.Flags().BoolVar(&explicit, "explicit", false, "no eBPF: a plain listener per target (development, no privileges)")
+	cmd.Flags().StringVar(&explicitWorkload, "explicit-workload", "", "with --explicit: the workload of callers whose process cannot be identified")
+	return cmd
+}
+
+// gateway is one running gateway process: the wiring of the data path,
+// the identity watcher, the proxy and the admin listener.
+type gateway struct {
+	cfg              *config.Config
+	logger           *slog.Logger
+	explicit         bool
+	explicitWorkload string
+
+	metrics   *prometheus.Registry
+	server    *proxy.Server
+	workloads *identity.Registry
+	targets   map[uint32]proxy.Target
+	watcher   *identity.Watcher
+	resolver  *redirect.TargetResolver
+	dp        *redirect.Datapath
+
+	mu        sync.Mutex
+	listeners []listenerStatus
+	ready     atomic.Bool
+	started   time.Time
+}
+
+type listenerStatus struct {
+	Address string `json:"address"`
+	Target  string `json:"target,omitempty"` // explicit mode: the one target it serves
+}
+
+func (g *gateway) run(ctx context.Context) error {
+	g.started = time.Now()
+	cfg := g.cfg
+	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
+		return fmt.Errorf("creating state folder: %w", err)
+	}
+	g.metrics = prometheus.NewRegistry()
+	g.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	var err error
+	g.server, err = proxy.NewServer(proxy.Options{
+		Handlers:    map[string]proxy.Handler{"tcp": tcp.New(g.metrics)},
+		Logger:      g.logger,
+		Registerer:  g.metrics,
+		DialTimeout: cfg.Gateway.DialTimeout.Duration,
+	})
+	if err != nil {
+		return err
+	}
+	g.targets = map[uint32]proxy.Target{}
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		g.targets[t.ID()] = proxy.Target{ID: t.ID(), Name: t.Name, Protocol: t.Protocol, Address: t.Address}
+	}
+	var ws []identity.Workload
+	for i := range cfg.Workloads {
+		w := &cfg.Workloads[i]
+		ws = append(ws, identity.Workload{ID: w.ID(), Name: w.Name, Identity: identity.Identity{Subject: w.Identity.Subject, Groups: w.Identity.Groups}})
+	}
+	g.workloads = identity.NewRegistry(ws)
+
+	adminLn, err := net.Listen("tcp", cfg.Gateway.Admin)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	admin := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			g.logger.Error("admin listener stopped", "error", err)
+		}
+	}()
+	g.logger.Info("admin listener up", "address", adminLn.Addr().String())
+
+	// Everything below runs until ctx is done; serveCtx outlives it only
+	// for the drain.
+	serveCtx, cancelServe := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelServe()
+	var serving sync.WaitGroup
+	if g.explicit {
+		err = g.startExplicit(ctx, serveCtx, &serving)
+	} else {
+		err = g.startTransparent(ctx, serveCtx, &serving)
+	}
+	if err != nil {
+		g.closeAll(admin)
+		return err
+	}
+	g.ready.Store(true)
+	g.logger.Info("gateway ready", "mode", g.mode(), "version", version)
+
+	<-ctx.Done()
+	g.ready.Store(false)
+	g.logger.Info("shutting down", "drain", cfg.Gateway.ShutdownTimeout.Duration)
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Gateway.ShutdownTimeout.Duration)
+	defer cancel()
+	cut, err := g.server.Shutdown(drainCtx)
+	if err != nil {
+		g.logger.Warn("shutdown", "error", err)
+	}
+	g.logger.Info("sessions drained", "cut", cut)
+	cancelServe()
+	serving.Wait()
+	g.closeAll(admin)
+	if !g.explicit {
+		g.logger.Info("data path stays pinned: redirected connects are refused until the gateway is back", "bpffs", cfg.Gateway.BPFFS)
+	}
+	return nil
+}
+
+func (g *gateway) closeAll(admin *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = admin.Shutdown(ctx)
+	if g.dp != nil {
+		if err := g.dp.Close(); err != nil {
+			g.logger.Warn("closing data path handles", "error", err)
+		}
+	}
+}
+
+func (g *gateway) mode() string {
+	if g.explicit {
+		return "explicit"
+	}
+	return "transparent"
+}
+
+func (g *gateway) serve(serveCtx context.Context, wg *sync.WaitGroup, ln net.Listener, a proxy.Attributor, target string) {
+	g.mu.Lock()
+	g.listeners = append(g.listeners, listenerStatus{Address: ln.Addr().String(), Target: target})
+	g.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := g.server.Serve(serveCtx, ln, a); err != nil {
+			g.logger.Error("listener stopped", "address", ln.Addr().String(), "error", err)
+		}
+	}()
+}
+
+func (g *gateway) watchedWorkloads() []identity.WatchedWorkload {
+	var out []identity.WatchedWorkload
+	for i := range g.cfg.Workloads {
+		w := &g.cfg.Workloads[i]
+		out = append(out, identity.WatchedWorkload{
+			ID:       w.ID(),
+			Name:     w.Name,
+			Selector: identity.Selector{Cgroup: w.Match.Cgroup, SystemdUnit: w.Match.SystemdUnit},
+		})
+	}
+	return out
+}
+
+// startTransparent installs or adopts the eBPF data path and serves what it
+// redirects.
+func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitGroup) error {
+	cfg := g.cfg
+	root, err := identity.CgroupV2Root()
+	if err != nil {
+		return fmt.Errorf("finding the cgroup v2 hierarchy: %w", err)
+	}
+	g.dp, err = redirect.Open(redirect.Options{PinPath: cfg.Gateway.BPFFS, CgroupRoot: root, Logger: g.logger})
+	if err != nil {
+		return err
+	}
+	g.logger.Info("eBPF data path attached", "cgroup_root", root, "bpffs", cfg.Gateway.BPFFS)
+
+	ln4, err := net.Listen("tcp4", cfg.Gateway.ListenAddr.String())
+	if err != nil {
+		return fmt.Errorf("gateway listener: %w", err)
+	}
+	var ln6 net.Listener
+	var addr6 netip.AddrPort
+	if cfg.Gateway.Listen6Addr.IsValid() {
+		ln6, err = net.Listen("tcp6", cfg.Gateway.Listen6Addr.String())
+		if err != nil {
+			g.logger.Warn("no IPv6 listener: connects to IPv6 targets will be refused", "address", cfg.Gateway.Listen6Addr, "error", err)
+		} else {
+			addr6 = netip.MustParseAddrPort(ln6.Addr().String())
+		}
+	}
+	if err := g.dp.SetListeners(netip.MustParseAddrPort(ln4.Addr().String()), addr6); err != nil {
+		return err
+	}
+
+	var egress []redirect.EgressAllow
+	for i := range cfg.Workloads {
+		w := &cfg.Workloads[i]
+		for _, r := range w.Egress.AllowRules {
+			egress = append(egress, redirect.EgressAllow{WorkloadID: w.ID(), Prefix: r.Prefix, Port: r.Port})
+		}
+	}
+	if err := g.dp.SyncEgress(egress); err != nil {
+		return err
+	}
+
+	self, err := identity.ProcessCgroup(uint32(os.Getpid()))
+	if err != nil {
+		return fmt.Errorf("reading the gateway's own cgroup: %w", err)
+	}
+	g.watcher = &identity.Watcher{
+		Root:          root,
+		Workloads:     g.watchedWorkloads(),
+		Interval:      cfg.Gateway.ResolveInterval.Duration,
+		CreateMissing: true,
+		Logger:        g.logger,
+		OnChange: func(bs []identity.Binding) error {
+			// The gateway's own dials must never be redirected back to it.
+			if b, ok := identity.MatchCgroupPath(self, bs); ok {
+				return fmt.Errorf("the gateway runs in cgroup %s, inside workload %q (%s): run it outside every workload", self, b.Name, b.Path)
+			}
+			return g.dp.SyncWorkloads(g.kernelWorkloads(bs))
+		},
+	}
+	if _, err := g.watcher.Sync(); err != nil {
+		return fmt.Errorf("resolving workloads: %w", err)
+	}
+
+	var specs []redirect.TargetSpec
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		specs = append(specs, redirect.TargetSpec{ID: t.ID(), Name: t.Name, Host: t.Host, Prefix: t.Prefix, Port: t.Port})
+	}
+	g.resolver = &redirect.TargetResolver{
+		Specs:    specs,
+		Interval: cfg.Gateway.DNSInterval.Duration,
+		Logger:   g.logger,
+		OnChange: g.dp.SyncTargets,
+	}
+	if err := g.resolver.Sync(ctx); err != nil {
+		return err
+	}
+	go func() {
+		if err := g.watcher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			g.logger.Error("workload watcher stopped", "error", err)
+		}
+	}()
+	go g.resolver.Run(ctx)
+
+	g.metrics.MustRegister(&kernelCollector{dp: g.dp, cfg: cfg, logger: g.logger})
+	a := &kernelAttributor{dp: g.dp, targets: g.targets, workloads: g.workloads}
+	g.serve(serveCtx, wg, ln4, a, "")
+	if ln6 != nil {
+		g.serve(serveCtx, wg, ln6, a, "")
+	}
+	return nil
+}
+
+func (g *gateway) kernelWorkloads(bs []identity.Binding) []redirect.Workload {
+	var out []redirect.Workload
+	for _, b := range bs {
+		w := g.cfg.WorkloadByID(b.WorkloadID)
+		if w == nil {
+			continue
+		}
+		out = append(out, redirect.Workload{CgroupID: b.CgroupID, ID: b.WorkloadID, EgressDeny: w.Egress.Default == config.EgressDeny})
+	}
+	return out
+}
+
+// kernelAttributor attributes a redirected connection from the kernel's
+// origins map.
+type kernelAttributor struct {
+	dp        *redirect.Datapath
+	targets   map[uint32]proxy.Target
+	workloads *identity.Registry
+}
+
+func (a *kernelAttributor) Attribute(_ context.Context, conn net.Conn) (proxy.Attribution, error) {
+	o, err := a.dp.OriginalDestination(conn)
+	if errors.Is(err, redirect.ErrNoOrigin) {
+		return proxy.Attribution{}, fmt.Errorf("%w: %w", proxy.ErrNoOrigin, err)
+	}
+	if err != nil {
+		return proxy.Attribution{}, err
+	}
+	t, ok := a.targets[o.TargetID]
+	if !ok {
+		return proxy.Attribution{}, fmt.Errorf("%w: kernel target id %d", proxy.ErrUnknownTarget, o.TargetID)
+	}
+	caller, err := a.workloads.Caller(o.WorkloadID, o.PID, o.UID, o.CgroupID)
+	if err != nil {
+		return proxy.Attribution{}, fmt.Errorf("%w: %w", proxy.ErrUnknownWorkload, err)
+	}
+	return proxy.Attribution{Target: t, Caller: caller, Destination: o.Destination}, nil
+}
+
+// kernelCollector exports the kernel's per-workload connect counters on
+// each scrape.
+type kernelCollector struct {
+	dp     *redirect.Datapath
+	cfg    *config.Config
+	logger *slog.Logger
+}
+
+var connectionsDesc = prometheus.NewDesc(
+	"interlock_connections_total",
+	"TCP connects by workloads, by what the kernel did: redirected (to the gateway), allowed (egress), denied (EPERM). target is empty for destinations that are not targets.",
+	[]string{"workload", "target", "action"}, nil,
+)
+
+func (c *kernelCollector) Describe(ch chan<- *prometheus.Desc) { ch <- connectionsDesc }
+
+func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
+	counters, err := c.dp.Counters()
+	if err != nil {
+		c.logger.Warn("reading kernel counters", "error", err)
+		return
+	}
+	for _, k := range counters {
+		workload := fmt.Sprintf("unknown-%d", k.WorkloadID)
+		if w := c.cfg.WorkloadByID(k.WorkloadID); w != nil {
+			workload = w.Name
+		}
+		target := ""
+		if k.TargetID != 0 {
+			target = fmt.Sprintf("unknown-%d", k.TargetID)
+			if t := c.cfg.TargetByID(k.TargetID); t != nil {
+				target = t.Name
+			}
+		}
+		for action, v := range map[string]uint64{"redirected": k.Redirected, "allowed": k.Allowed, "denied": k.Denied} {
+			if v > 0 {
+				ch <- prometheus.MustNewConstMetric(connectionsDesc, prometheus.CounterValue, float64(v), workload, target, action)
+			}
+		}
+	}
+}

@@ -1,0 +1,220 @@
+package identity
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// CgroupV2Root returns the mount point of the cgroup v2 hierarchy, read
+// from /proc/self/mountinfo: /sys/fs/cgroup when that is cgroup2, otherwise
+// any other cgroup2 mount (hybrid hosts mount it at /sys/fs/cgroup/unified),
+// preferring one of the whole hierarchy. With none it returns an error
+// wrapping ErrNoCgroup2.
+func CgroupV2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("finding the cgroup v2 mount: %w", err)
+	}
+	defer f.Close()
+	root, err := cgroup2Mount(f)
+	if err != nil {
+		return "", fmt.Errorf("finding the cgroup v2 mount in /proc/self/mountinfo: %w", err)
+	}
+	return root, nil
+}
+
+// CgroupID returns the kernel's id of the cgroup v2 directory path: the id
+// bpf_get_current_cgroup_id and the ancestor-cgroup helper see. It is the
+// directory's file handle (a 64-bit kernfs node id), falling back to the
+// inode number, which is the same id on 64-bit kernels. A path outside a
+// cgroup v2 hierarchy returns an error wrapping ErrNoCgroup2.
+func CgroupID(path string) (uint64, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(path, &sfs); err != nil {
+		return 0, fmt.Errorf("reading the cgroup id: %w", &fs.PathError{Op: "statfs", Path: path, Err: err})
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return 0, fmt.Errorf("reading the cgroup id of %s: not a cgroup v2 directory: %w", path, ErrNoCgroup2)
+	}
+	if h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW); err == nil && len(h.Bytes()) == 8 {
+		// The kernel copies the u64 id into the handle as it is in memory.
+		return binary.NativeEndian.Uint64(h.Bytes()), nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("reading the cgroup id: %w", &fs.PathError{Op: "stat", Path: path, Err: err})
+	}
+	return st.Ino, nil
+}
+
+// ResolveSelector finds the cgroup directory sel names below root (the
+// cgroup v2 mount point) and its kernel id.
+//
+// A Cgroup selector is root+Cgroup. With createMissing a missing directory
+// is created, parents included, so enforcement is in place before the first
+// process joins; without it a missing directory is ErrCgroupNotFound.
+//
+// A SystemdUnit selector asks systemd for the unit's ControlGroup when
+// systemd runs; an empty answer means the unit is not running
+// (ErrCgroupNotFound). Without systemd, or when asking fails, it looks for a
+// directory named exactly like the unit: root/system.slice/UNIT first, then
+// anywhere up to six levels below root. A unit's cgroup is never created:
+// systemd owns it.
+func ResolveSelector(root string, sel Selector, createMissing bool) (dir string, id uint64, err error) {
+	return systemResolver().resolve(root, sel, createMissing)
+}
+
+// selectorResolver is ResolveSelector with its ways of asking systemd as
+// fields, so tests can stand in for systemd.
+type selectorResolver struct {
+	systemdRunning func() bool
+	// controlGroup returns the unit's ControlGroup property, "" when the
+	// unit has no cgroup (it is not running).
+	controlGroup func(unit string) (string, error)
+}
+
+// systemdTimeout bounds one systemctl call; the watcher asks every tick.
+const systemdTimeout = 5 * time.Second
+
+func systemResolver() selectorResolver {
+	return selectorResolver{
+		systemdRunning: func() bool {
+			// sd_booted(3): systemd is PID 1 exactly when this exists.
+			st, err := os.Stat("/run/systemd/system")
+			return err == nil && st.IsDir()
+		},
+		controlGroup: func(unit string) (string, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), systemdTimeout)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, "systemctl", "show", "--property=ControlGroup", "--value", "--", unit).Output()
+			if err != nil {
+				return "", fmt.Errorf("systemctl show %s: %w", unit, err)
+			}
+			return strings.TrimSpace(string(out)), nil
+		},
+	}
+}
+
+func (r selectorResolver) resolve(root string, sel Selector, createMissing bool) (string, uint64, error) {
+	if err := sel.validate(); err != nil {
+		return "", 0, err
+	}
+	var dir string
+	var err error
+	if sel.Cgroup != "" {
+		dir, err = cgroupDir(root, sel.Cgroup, createMissing)
+	} else {
+		dir, err = r.unitDir(root, sel.SystemdUnit)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	id, err := CgroupID(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Removed between finding and reading it.
+		return "", 0, fmt.Errorf("%s: %s: %w", sel, dir, ErrCgroupNotFound)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", sel, err)
+	}
+	return dir, id, nil
+}
+
+func cgroupDir(root, cgroup string, createMissing bool) (string, error) {
+	dir := filepath.Join(root, filepath.FromSlash(cleanCgroupPath(cgroup)))
+	if createMissing {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("creating cgroup %s: %w", dir, err)
+		}
+		return dir, nil
+	}
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("cgroup %s: %s: %w", cgroup, dir, ErrCgroupNotFound)
+	case err != nil:
+		return "", fmt.Errorf("looking for cgroup %s: %w", cgroup, err)
+	case !st.IsDir():
+		return "", fmt.Errorf("cgroup %s: %s is not a directory: %w", cgroup, dir, ErrCgroupNotFound)
+	}
+	return dir, nil
+}
+
+// unitDir finds a systemd unit's cgroup directory below root.
+func (r selectorResolver) unitDir(root, unit string) (string, error) {
+	if r.systemdRunning() {
+		cg, err := r.controlGroup(unit)
+		switch {
+		case err == nil && cg == "":
+			return "", fmt.Errorf("systemd unit %s: not running: %w", unit, ErrCgroupNotFound)
+		case err == nil:
+			dir := filepath.Join(root, filepath.FromSlash(cleanCgroupPath(cg)))
+			if isDir(dir) {
+				return dir, nil
+			}
+			// systemd's path is not below this root (another cgroup
+			// namespace): look for the unit's directory instead.
+		}
+	}
+	if dir := filepath.Join(root, "system.slice", unit); isDir(dir) {
+		return dir, nil
+	}
+	if dir, ok := findDir(root, unit, unitSearchDepth, unitSearchBudget); ok {
+		return dir, nil
+	}
+	return "", fmt.Errorf("systemd unit %s: no cgroup named %s below %s: %w", unit, unit, root, ErrCgroupNotFound)
+}
+
+// The walk for a unit's directory goes this many levels below the root and
+// reads at most this many directories, so a host with a huge cgroup tree
+// cannot make one watcher tick slow.
+const (
+	unitSearchDepth  = 6
+	unitSearchBudget = 100_000
+)
+
+// findDir walks root breadth first, shallowest and then alphabetically
+// first match winning, for a directory called name at most depth levels
+// down, reading at most budget directories.
+func findDir(root, name string, depth, budget int) (string, bool) {
+	level := []string{root}
+	for d := 1; d <= depth && len(level) > 0; d++ {
+		var next []string
+		for _, dir := range level {
+			if budget--; budget < 0 {
+				return "", false
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				continue // removed meanwhile, or unreadable: not ours to find
+			}
+			for _, e := range entries {
+				if !e.IsDir() {
+					continue
+				}
+				p := filepath.Join(dir, e.Name())
+				if e.Name() == name {
+					return p, true
+				}
+				next = append(next, p)
+			}
+		}
+		level = next
+	}
+	return "", false
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}

@@ -1,0 +1,26 @@
+//go:build !linux
+
+package identity
+
+import (
+	"errors"
+	"fmt"
+)
+
+// CgroupV2Root needs Linux cgroups; it is not supported on this system.
+func CgroupV2Root() (string, error) {
+	return "", fmt.Errorf("finding the cgroup v2 mount: %w", errors.ErrUnsupported)
+}
+
+// CgroupID needs Linux cgroups; it is not supported on this system.
+func CgroupID(path string) (uint64, error) {
+	return 0, fmt.Errorf("reading the cgroup id of %s: %w", path, errors.ErrUnsupported)
+}
+
+// ResolveSelector needs Linux cgroups; it is not supported on this system.
+func ResolveSelector(root string, sel Selector, createMissing bool) (dir string, id uint64, err error) {
+	if err := sel.validate(); err != nil {
+		return "", 0, err
+	}
+	return "", 0, fmt.Errorf("resolving %s: %w", sel, errors.ErrUnsupported)
+}

@@ -1,0 +1,96 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// requiredEnv, when "1", turns a privileged test's skip into a failure; CI
+// sets it.
+const requiredEnv = "INTERLOCK_REQUIRE_PRIVILEGED"
+
+// requirePrivileged skips a test that needs root (creating cgroups, moving
+// processes into them) with the reason, or fails it when requiredEnv says
+// privileged tests must run.
+func requirePrivileged(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv(requiredEnv) == "1" {
+		t.Fatalf("this test needs root to create cgroups and %s=1 says it must run", requiredEnv)
+	}
+	t.Skip("needs root to create cgroups; run as root (CI sets " + requiredEnv + "=1)")
+}
+
+// v2Root returns the cgroup v2 mount point, skipping the test on a host
+// without one.
+func v2Root(t *testing.T) string {
+	t.Helper()
+	root, err := CgroupV2Root()
+	if errors.Is(err, ErrNoCgroup2) && os.Getenv(requiredEnv) != "1" {
+		t.Skip("no cgroup v2 hierarchy on this host")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// testCgroup creates the test's own cgroup, <root>/interlock-test-<pid>/<test>,
+// and returns its directory and its path below root. At the end of the test
+// it, everything the test made below it, and the shared
+// interlock-test-<pid> folder when it is empty are removed, deepest first.
+// Processes the test moved in must have exited by then.
+func testCgroup(t *testing.T, root string) (dir, path string) {
+	t.Helper()
+	top := filepath.Join(root, fmt.Sprintf("interlock-test-%d", os.Getpid()))
+	dir = filepath.Join(top, strings.ReplaceAll(t.Name(), "/", "-"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("creating test cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		removeCgroupTree(t, dir)
+		if err := os.Remove(top); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EBUSY) {
+			t.Errorf("removing %s: %v", top, err)
+		}
+	})
+	return dir, "/" + filepath.Base(top) + "/" + filepath.Base(dir)
+}
+
+// removeCgroupTree removes dir and the cgroups below it, children first.
+// cgroupfs removes a directory with its interface files in it, but not one
+// with children or processes; a process that just exited keeps its cgroup
+// busy for a moment, hence the retries.
+func removeCgroupTree(t *testing.T, dir string) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroupTree(t, filepath.Join(dir, e.Name()))
+		}
+	}
+	for range 100 {
+		if err = os.Remove(dir); err == nil || errors.Is(err, fs.ErrNotExist) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("removing cgroup %s: %v", dir, err)
+}
+
+func mkdirAll(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
