@@ -152,6 +152,33 @@ static __always_inline int egress_allowed(__u32 workload, const __u32 addr[4], _
 	return bpf_map_lookup_elem(&egress, &key) != NULL;
 }
 
+/* Is the gateway's own listener (marked with listen_mark) there to take
+ * the redirected connection? */
+static __always_inline int gateway_listening(struct bpf_sock_addr *ctx, struct settings_value *s, int v6)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	int ok;
+
+	if (v6) {
+		tuple.ipv6.daddr[0] = s->listen6_addr[0];
+		tuple.ipv6.daddr[1] = s->listen6_addr[1];
+		tuple.ipv6.daddr[2] = s->listen6_addr[2];
+		tuple.ipv6.daddr[3] = s->listen6_addr[3];
+		tuple.ipv6.dport = s->listen6_port;
+		sk = bpf_sk_lookup_tcp(ctx, &tuple, sizeof(tuple.ipv6), BPF_F_CURRENT_NETNS, 0);
+	} else {
+		tuple.ipv4.daddr = s->listen4_addr;
+		tuple.ipv4.dport = s->listen4_port;
+		sk = bpf_sk_lookup_tcp(ctx, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+	}
+	if (!sk)
+		return 0;
+	ok = sk->mark == s->listen_mark && sk->state == BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return ok;
+}
+
 /* Decide one TCP connect by a workload. addr/port are the destination in
  * network order (IPv4 v4-mapped). On redirect, *redirected tells the caller
  * to rewrite the destination. */
@@ -202,6 +229,15 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_val
 	st.origin.cgroup_id = bpf_get_current_cgroup_id();
 	st.netns = bpf_get_netns_cookie(ctx);
 
+	/* Real IPv6 destinations go to the IPv6 listener; IPv4 and v4-mapped
+	 * ones to the IPv4 listener. */
+	int v6 = family == INTERLOCK_AF_INET6 && !is_v4mapped(addr);
+
+	if (v6 && !s->listen6_port)
+		goto reject;
+	if (!gateway_listening(ctx, s, v6))
+		goto reject;
+
 	if (family == INTERLOCK_AF_INET) {
 		ctx->user_ip4 = s->listen4_addr;
 		ctx->user_port = s->listen4_port;
@@ -212,8 +248,6 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_val
 		ctx->user_ip6[3] = s->listen4_addr;
 		ctx->user_port = s->listen4_port;
 	} else {
-		if (!s->listen6_port)
-			goto reject;
 		ctx->user_ip6[0] = s->listen6_addr[0];
 		ctx->user_ip6[1] = s->listen6_addr[1];
 		ctx->user_ip6[2] = s->listen6_addr[2];

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -142,7 +143,27 @@ func isBPFFS(path string) bool {
 	return uint32(st.Type) == uint32(unix.BPF_FS_MAGIC)
 }
 
-// SetListeners tells the kernel where redirected connections go. A zero v6
+// ListenConfig makes listeners the data path will redirect to: they carry
+// ListenerMark, which only a process with CAP_NET_ADMIN can set.
+func ListenConfig() net.ListenConfig {
+	return net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, ListenerMark)
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			return fmt.Errorf("marking listener (SO_MARK needs CAP_NET_ADMIN): %w", err)
+		}
+		return nil
+	}}
+}
+
+// SetListeners tells the kernel where redirected connections go. Both
+// listeners must come from ListenConfig: a connect is redirected only while
+// a marked socket listens there. A zero v6
 // makes redirects of real IPv6 destinations fail closed; v4-mapped ones use
 // the IPv4 listener.
 func (d *Datapath) SetListeners(v4, v6 netip.AddrPort) error {
@@ -153,6 +174,7 @@ func (d *Datapath) SetListeners(v4, v6 netip.AddrPort) error {
 		Listen4Addr: addrWords(v4.Addr())[3],
 		Listen4Port: netPort(v4.Port()),
 		Enabled:     1,
+		ListenMark:  ListenerMark,
 	}
 	if v6.IsValid() {
 		if !v6.Addr().Is6() || v6.Addr().Is4In6() {

@@ -1,14 +1,17 @@
 package redirect
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
@@ -30,7 +33,8 @@ const (
 // connection with what OriginalDestination reported.
 func fakeGateway(t *testing.T, d *Datapath, addr string) net.Listener {
 	t.Helper()
-	ln, err := net.Listen("tcp", addr)
+	lc := ListenConfig()
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +50,12 @@ func fakeGateway(t *testing.T, d *Datapath, addr string) net.Listener {
 			} else {
 				fmt.Fprintf(c, "dst=%s wl=%d tgt=%d pid=%d\n", o.Destination, o.WorkloadID, o.TargetID, o.PID)
 			}
+			// Drain what the agent sent before closing: closing with
+			// unread data resets the connection, and the agent's
+			// getpeername would race the reset.
+			c.(*net.TCPConn).CloseWrite()
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			io.Copy(io.Discard, c)
 			c.Close()
 		}
 	}()
@@ -214,9 +224,17 @@ func TestPinnedLifecycle(t *testing.T) {
 	e.dp = nil
 	e.gw4.Close()
 	e.gw6.Close()
-	if r := redirecttest.Agent(t, e.agent, dial); r.Errno != "ECONNREFUSED" {
-		t.Fatalf("with no gateway the agent got %+v, want ECONNREFUSED (fail closed)", r)
+	if r := redirecttest.Agent(t, e.agent, dial); r.Errno != "EPERM" {
+		t.Fatalf("with no gateway the agent got %+v, want EPERM (fail closed)", r)
 	}
+	// Another process takes the gateway's port: it must not receive the
+	// agent's connection.
+	impostor, err := net.Listen("tcp", e.gw4.Addr().String())
+	must(t, err)
+	if r := redirecttest.Agent(t, e.agent, dial); r.Errno != "EPERM" {
+		t.Errorf("with an impostor on the gateway's port the agent got %+v, want EPERM", r)
+	}
+	impostor.Close()
 	if r := redirecttest.Outsider(t, dial); !strings.HasPrefix(r.Reply, "from=") {
 		t.Fatalf("a process outside workloads got %+v, want the echo server", r)
 	}

@@ -64,7 +64,7 @@ type redirectSettingsValue struct {
 	Listen6Port uint16
 	Listen6Addr [4]uint32
 	Enabled     uint32
-	Pad         uint32
+	ListenMark  uint32
 }
 
 type redirectSocketState struct {

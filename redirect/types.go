@@ -11,6 +11,13 @@ import (
 // configuration names another.
 const DefaultPinPath = "/sys/fs/bpf/interlock"
 
+// ListenerMark is the SO_MARK the gateway's listeners carry. The kernel
+// redirects a connect only when a socket with this mark listens on the
+// redirect address, so while the gateway is down connects fail with EPERM
+// and no other local process can bind the port to receive agents' traffic
+// (setting a mark needs CAP_NET_ADMIN). Accepted connections inherit it.
+const ListenerMark = 0x494c4b00
+
 var (
 	// ErrNoOrigin: the kernel holds no record for the connection.
 	ErrNoOrigin = errors.New("no kernel record for this connection")

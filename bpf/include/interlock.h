@@ -26,14 +26,17 @@
 
 /* settings[0]: where redirected connections go. enabled == 0 makes every
  * connect to a target fail with EPERM (fail closed before the gateway has
- * programmed the listener). */
+ * programmed the listener). A connect is only redirected when a socket
+ * carrying listen_mark (SO_MARK, which needs CAP_NET_ADMIN) listens on the
+ * redirect address: while the gateway is down the connect fails with EPERM,
+ * and no other process can take over its port to receive agents' traffic. */
 struct settings_value {
 	__u32 listen4_addr;
 	__u16 listen4_port;
 	__u16 listen6_port;  /* 0: no IPv6 listener; real-IPv6 redirects fail closed */
 	__u32 listen6_addr[4];
 	__u32 enabled;
-	__u32 _pad;
+	__u32 listen_mark;
 };
 
 /* workloads: cgroup id -> workload. A workload is the cgroup subtree: the

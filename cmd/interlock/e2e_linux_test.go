@@ -393,8 +393,8 @@ workloads:
 	}
 
 	g.stop(syscall.SIGKILL)
-	if r := redirecttest.Agent(t, agent, dial); r.Errno != "ECONNREFUSED" {
-		t.Errorf("gateway killed: agent got %+v, want ECONNREFUSED (fail closed)", r)
+	if r := redirecttest.Agent(t, agent, dial); r.Errno != "EPERM" {
+		t.Errorf("gateway killed: agent got %+v, want EPERM (fail closed)", r)
 	}
 	if r := redirecttest.Outsider(t, dial); !direct(r) {
 		t.Errorf("gateway killed: a non-agent process got %+v, want a direct connection", r)
@@ -512,4 +512,3 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
-

@@ -232,14 +232,15 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 	}
 	g.logger.Info("eBPF data path attached", "cgroup_root", root, "bpffs", cfg.Gateway.BPFFS)
 
-	ln4, err := net.Listen("tcp4", cfg.Gateway.ListenAddr.String())
+	lc := redirect.ListenConfig()
+	ln4, err := lc.Listen(ctx, "tcp4", cfg.Gateway.ListenAddr.String())
 	if err != nil {
 		return fmt.Errorf("gateway listener: %w", err)
 	}
 	var ln6 net.Listener
 	var addr6 netip.AddrPort
 	if cfg.Gateway.Listen6Addr.IsValid() {
-		ln6, err = net.Listen("tcp6", cfg.Gateway.Listen6Addr.String())
+		ln6, err = lc.Listen(ctx, "tcp6", cfg.Gateway.Listen6Addr.String())
 		if err != nil {
 			g.logger.Warn("no IPv6 listener: connects to IPv6 targets will be refused", "address", cfg.Gateway.Listen6Addr, "error", err)
 		} else {
