@@ -25,7 +25,7 @@ check-generate: generate
 # The whole suite. As root the privileged tests (eBPF, cgroups) run; set
 # INTERLOCK_REQUIRE_PRIVILEGED=1 to make a skipped privileged test fail.
 test:
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

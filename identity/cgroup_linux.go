@@ -109,6 +109,9 @@ func (r selectorResolver) resolve(root string, sel Selector, createMissing bool)
 	if err := sel.validate(); err != nil {
 		return "", 0, err
 	}
+	if !filepath.IsAbs(root) {
+		return "", 0, fmt.Errorf("resolving %s: cgroup root %q is not an absolute path", sel, root)
+	}
 	var dir string
 	var err error
 	if sel.Cgroup != "" {
@@ -133,6 +136,14 @@ func (r selectorResolver) resolve(root string, sel Selector, createMissing bool)
 func cgroupDir(root, cgroup string, createMissing bool) (string, error) {
 	dir := filepath.Join(root, filepath.FromSlash(cleanCgroupPath(cgroup)))
 	if createMissing {
+		// Never make folders on a file system that is not the cgroup tree.
+		var sfs unix.Statfs_t
+		if err := unix.Statfs(root, &sfs); err != nil {
+			return "", fmt.Errorf("creating cgroup %s: %w", dir, &fs.PathError{Op: "statfs", Path: root, Err: err})
+		}
+		if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+			return "", fmt.Errorf("creating cgroup %s: %s is not a cgroup v2 mount: %w", dir, root, ErrNoCgroup2)
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return "", fmt.Errorf("creating cgroup %s: %w", dir, err)
 		}

@@ -57,7 +57,7 @@ func TestRegistryConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for j := range 200 {
 				if i%2 == 0 {
-					r.Replace([]Workload{{ID: 1, Name: "a"}, {ID: uint32(j), Name: "x"}})
+					r.Replace([]Workload{{ID: 1, Name: "a"}, {ID: uint32(j) + 100, Name: "x"}})
 				} else if w, ok := r.Lookup(1); !ok || w.Name != "a" {
 					t.Errorf("Lookup(1) = %+v, %v during Replace", w, ok)
 				}
