@@ -1,0 +1,43 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/interlock-dev/interlock/policy"
+)
+
+func TestCommandMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewCommandMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Decided("postgres", "shop", "agent", policy.Decision{Action: policy.Allow})
+	m.Decided("postgres", "shop", "agent", policy.Decision{Action: policy.Deny, Rule: "no-ddl"})
+	m.Masked("shop", "pii", 3)
+	m.Masked("shop", "pii", 0)
+
+	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "allow")); got != 1 {
+		t.Errorf("allowed: %v", got)
+	}
+	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "deny")); got != 1 {
+		t.Errorf("denied: %v", got)
+	}
+	if got := testutil.ToFloat64(m.blocked.WithLabelValues("postgres", "shop", "agent", "no-ddl")); got != 1 {
+		t.Errorf("blocked: %v", got)
+	}
+	if got := testutil.CollectAndCount(m.blocked); got != 1 {
+		t.Errorf("an allowed command was counted as blocked (%d series)", got)
+	}
+	if got := testutil.ToFloat64(m.masked.WithLabelValues("shop", "pii")); got != 3 {
+		t.Errorf("masked: %v", got)
+	}
+	if _, err := NewCommandMetrics(reg); err == nil {
+		t.Error("registering twice did not fail")
+	}
+	var nilMetrics *CommandMetrics
+	nilMetrics.Decided("p", "t", "w", policy.Decision{Action: policy.Deny}) // must not panic
+}

@@ -1,0 +1,72 @@
+package record
+
+import "time"
+
+// Event is one line of a session's event log. Type says which of the
+// optional parts is set. Seq counts from 1; Prev is the Hash of the event
+// before (empty for the first); Hash covers everything else in the event,
+// so editing, removing or reordering lines breaks the chain.
+type Event struct {
+	Type    string    `json:"type"` // EventStart, EventCommand, EventEnd
+	Time    time.Time `json:"time"`
+	Session string    `json:"session"`
+	Seq     uint64    `json:"seq"`
+
+	Start   *Start   `json:"start,omitempty"`
+	Command *Command `json:"command,omitempty"`
+	End     *End     `json:"end,omitempty"`
+
+	Prev string `json:"prev,omitempty"`
+	Hash string `json:"hash"`
+}
+
+// Event types.
+const (
+	EventStart   = "session_start"
+	EventCommand = "command"
+	EventEnd     = "session_end"
+)
+
+// Start describes who opened the session and where it goes.
+type Start struct {
+	Protocol    string   `json:"protocol"`
+	Target      string   `json:"target"`
+	Destination string   `json:"destination"` // the address the client dialled
+	Client      string   `json:"client"`      // the client's address as the gateway saw it
+	Workload    string   `json:"workload"`
+	Subject     string   `json:"subject"`
+	Groups      []string `json:"groups,omitempty"`
+	Issuer      string   `json:"issuer,omitempty"`
+	PID         uint32   `json:"pid,omitempty"`
+	UID         uint32   `json:"uid"`
+	Executable  string   `json:"executable,omitempty"`
+	CgroupID    uint64   `json:"cgroup_id,omitempty"`
+	// Protocol-specific facts of the session, e.g. the database and user a
+	// PostgreSQL client asked for.
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// Command is one command and what became of it.
+type Command struct {
+	Text     string `json:"text"`              // the statement, shell command, request line
+	Command  string `json:"command,omitempty"` // e.g. SELECT, exec
+	Kind     string `json:"kind,omitempty"`    // e.g. read, write, ddl
+	Decision string `json:"decision"`          // allow, deny, ...
+	Rule     string `json:"rule,omitempty"`    // the rule that decided; "" for the default
+	Message  string `json:"message,omitempty"` // what a denied client was told
+	// Outcome, when the command ran.
+	DurationMS float64  `json:"duration_ms,omitempty"`
+	Rows       int64    `json:"rows,omitempty"`
+	Tag        string   `json:"tag,omitempty"`    // e.g. the PostgreSQL command tag "SELECT 3"
+	Error      string   `json:"error,omitempty"`  // the target's error, if any
+	Masked     int64    `json:"masked,omitempty"` // values masked in the result
+	MaskRules  []string `json:"mask_rules,omitempty"`
+}
+
+// End closes the session.
+type End struct {
+	Reason   string  `json:"reason,omitempty"` // why it ended: client closed, policy, shutdown, error text
+	Commands int64   `json:"commands"`
+	Denied   int64   `json:"denied"`
+	Seconds  float64 `json:"seconds"`
+}
