@@ -317,3 +317,20 @@ func Port(ln net.Listener) uint16 {
 	n, _ := strconv.Atoi(p)
 	return uint16(n)
 }
+
+// RunIn runs cmd as a new process placed in cg (CLONE_INTO_CGROUP) and
+// returns its combined output: a real client (psql, ssh) as a workload.
+func RunIn(tb testing.TB, cg Cgroup, cmd *exec.Cmd) ([]byte, error) {
+	tb.Helper()
+	f, err := os.Open(cg.Dir())
+	if err != nil {
+		tb.Fatalf("opening cgroup: %v", err)
+	}
+	defer f.Close()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.UseCgroupFD = true
+	cmd.SysProcAttr.CgroupFD = int(f.Fd())
+	return cmd.CombinedOutput()
+}
