@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/interlock-dev/interlock/policy"
 	"hash/fnv"
 	"net/netip"
 	"os"
@@ -14,7 +15,7 @@ import (
 )
 
 // Protocols are the target protocols the gateway has a handler for.
-var Protocols = []string{"tcp"}
+var Protocols = []string{"tcp", "postgres"}
 
 // maxFileSize bounds what Parse accepts: a gateway configuration is a few
 // kilobytes, and the YAML parser's work grows with the input.
@@ -22,10 +23,11 @@ const maxFileSize = 1 << 20
 
 // Config is a gateway configuration file.
 type Config struct {
-	Path      string     `yaml:"-"` // file it was loaded from
-	Gateway   Gateway    `yaml:"gateway"`
-	Targets   []Target   `yaml:"targets"`
-	Workloads []Workload `yaml:"workloads"`
+	Path      string        `yaml:"-"` // file it was loaded from
+	Gateway   Gateway       `yaml:"gateway"`
+	Targets   []Target      `yaml:"targets"`
+	Workloads []Workload    `yaml:"workloads"`
+	Policy    policy.Config `yaml:"policy"`
 
 	// source locates fields in the file Parse read, for error messages;
 	// nil when the Config was built in code.
@@ -60,6 +62,12 @@ type Target struct {
 	Protocol string `yaml:"protocol"` // required, one of Protocols
 	Address  string `yaml:"address"`  // "ip:port", "[ipv6]:port", "a.b.c.d/len:port", "[v6prefix/len]:port" or "hostname:port"
 	Listen   string `yaml:"listen"`   // optional: this target's plain listener in --explicit mode, ip:port
+	// Upstream is how the gateway logs in to the target (protocols other
+	// than tcp); the agent never sees these credentials.
+	Upstream *Upstream `yaml:"upstream"`
+	// AgentTLS offers TLS to agents with a certificate the gateway mints
+	// for the dialled host or IP (postgres); default true.
+	AgentTLS *bool `yaml:"agent_tls"`
 
 	// Parsed by Validate.
 	Host       string         `yaml:"-"` // lower-cased hostname when the address is a name, else ""
@@ -67,6 +75,26 @@ type Target struct {
 	Port       uint16         `yaml:"-"` // 1..65535
 	ListenAddr netip.AddrPort `yaml:"-"` // zero when Listen is empty
 }
+
+// Upstream holds a target's credentials and how to reach it.
+type Upstream struct {
+	User         string `yaml:"user"`
+	PasswordFile string `yaml:"password_file"` // read at each new session; relative paths are relative to the config file
+	Database     string `yaml:"database"`      // optional: always use this database upstream
+	TLS          string `yaml:"tls"`           // disable | require | verify-full (default)
+	CAFile       string `yaml:"ca_file"`       // verify-full: CA bundle; default the system roots
+	ServerName   string `yaml:"server_name"`   // verify-full: name to verify; default the target's hostname or dialled IP
+}
+
+// Upstream TLS modes.
+const (
+	TLSDisable    = "disable"
+	TLSRequire    = "require"
+	TLSVerifyFull = "verify-full"
+)
+
+// AgentTLSEnabled reports whether the target offers TLS to agents.
+func (t *Target) AgentTLSEnabled() bool { return t.AgentTLS == nil || *t.AgentTLS }
 
 // ID is the target's stable ID in the kernel maps and on the wire between
 // gateway restarts: FNV-1a 32 of "target/"+Name, never 0.

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/interlock-dev/interlock/policy"
 )
 
 // Defaults filled by Validate.
@@ -49,6 +52,7 @@ func (c *Config) Validate() error {
 	v.targets()
 	v.workloads()
 	v.listeners()
+	v.policy()
 	return errors.Join(v.errs...)
 }
 
@@ -167,7 +171,99 @@ func (v *validator) targets() {
 				t.ListenAddr = ap
 			}
 		}
+		v.upstream(field, t)
 	}
+}
+
+// upstream checks a target's credentials for the protocols that log in.
+func (v *validator) upstream(field string, t *Target) {
+	if t.Protocol == "tcp" {
+		if t.Upstream != nil {
+			v.failf(field+".upstream", "protocol tcp forwards bytes and logs in to nothing; remove upstream")
+		}
+		if t.AgentTLS != nil {
+			v.failf(field+".agent_tls", "protocol tcp does not terminate TLS; remove agent_tls")
+		}
+		return
+	}
+	if t.Protocol != "postgres" {
+		return
+	}
+	u := t.Upstream
+	if u == nil {
+		v.failf(field+".upstream", "protocol postgres needs upstream credentials (user, password_file)")
+		return
+	}
+	field += ".upstream"
+	if u.User == "" {
+		v.failf(field+".user", "the user the gateway logs in as is required")
+	}
+	if u.PasswordFile == "" {
+		v.failf(field+".password_file", "a file holding the upstream password is required")
+	} else {
+		if !filepath.IsAbs(u.PasswordFile) && v.c.Path != "" {
+			u.PasswordFile = filepath.Join(filepath.Dir(v.c.Path), u.PasswordFile)
+		}
+		if err := checkSecretFile(u.PasswordFile); err != nil {
+			v.fail(field+".password_file", err)
+		}
+	}
+	u.TLS = cmp.Or(u.TLS, TLSVerifyFull)
+	switch u.TLS {
+	case TLSDisable, TLSRequire, TLSVerifyFull:
+	default:
+		v.failf(field+".tls", "%q is not disable, require or verify-full", u.TLS)
+	}
+	if u.CAFile != "" {
+		if u.TLS != TLSVerifyFull {
+			v.failf(field+".ca_file", "ca_file is used only with tls: verify-full")
+		}
+		if !filepath.IsAbs(u.CAFile) && v.c.Path != "" {
+			u.CAFile = filepath.Join(filepath.Dir(v.c.Path), u.CAFile)
+		}
+		if _, err := os.Stat(u.CAFile); err != nil {
+			v.fail(field+".ca_file", err)
+		}
+	}
+}
+
+// checkSecretFile: the file exists and is not open to every local user.
+func checkSecretFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s is a folder", path)
+	}
+	if st.Mode().Perm()&0o007 != 0 {
+		return fmt.Errorf("%s is open to other users (mode %#o); chmod o-rwx it", path, st.Mode().Perm())
+	}
+	return nil
+}
+
+// policy compiles the policy once, so a rule that does not compile stops
+// the load with the file, the rule and the reason.
+func (v *validator) policy() {
+	env := policy.Env{Targets: map[string]string{}}
+	for i := range v.c.Targets {
+		env.Targets[v.c.Targets[i].Name] = v.c.Targets[i].Protocol
+	}
+	for i := range v.c.Workloads {
+		env.Workloads = append(env.Workloads, v.c.Workloads[i].Name)
+	}
+	if _, err := policy.Compile(v.c.Policy, env); err != nil {
+		for _, e := range unjoin(err) {
+			v.errs = append(v.errs, &FieldError{File: v.c.Path, Err: e})
+		}
+	}
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func (v *validator) workloads() {
