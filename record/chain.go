@@ -1,0 +1,233 @@
+package record
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// seal sets ev.Hash from ev.Prev and the rest of the event and returns the
+// event's line, newline included.
+func seal(ev *Event) ([]byte, error) {
+	hash, err := chainHash(ev)
+	if err != nil {
+		return nil, err
+	}
+	ev.Hash = hash
+	line, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encoding event: %w", err)
+	}
+	return append(line, '\n'), nil
+}
+
+// chainHash is hex(sha256(Prev || JSON of ev with Hash "")). It leaves ev as
+// it found it.
+func chainHash(ev *Event) (string, error) {
+	saved := ev.Hash
+	ev.Hash = ""
+	body, err := json.Marshal(ev)
+	ev.Hash = saved
+	if err != nil {
+		return "", fmt.Errorf("encoding event: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(ev.Prev))
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// line is one line of a log as read back.
+type line struct {
+	n    int    // 1-based
+	text []byte // without the newline
+	// partial is set for a last line that has no newline: the trace of a
+	// write cut short by a crash or a full disk, since every event is written
+	// with its newline in one call.
+	partial bool
+}
+
+// eachLine calls fn for every line of r, without a length limit.
+func eachLine(r io.Reader, fn func(line) error) error {
+	br := bufio.NewReader(r)
+	for n := 1; ; n++ {
+		text, err := br.ReadBytes('\n')
+		if len(text) > 0 {
+			l := line{n: n, text: bytes.TrimSuffix(text, []byte("\n"))}
+			l.partial = err == io.EOF
+			if ferr := fn(l); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading line %d: %w", n, err)
+		}
+	}
+}
+
+// errMalformed marks a line that is not an event.
+var errMalformed = errors.New("malformed event")
+
+// parseEvent decodes one line and checks that it is an event of a known type
+// with the part its type calls for.
+func parseEvent(text []byte) (Event, error) {
+	var ev Event
+	if err := json.Unmarshal(text, &ev); err != nil {
+		return Event{}, fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	var ok bool
+	switch ev.Type {
+	case EventStart:
+		ok = ev.Start != nil && ev.Command == nil && ev.End == nil
+	case EventCommand:
+		ok = ev.Command != nil && ev.Start == nil && ev.End == nil
+	case EventEnd:
+		ok = ev.End != nil && ev.Start == nil && ev.Command == nil
+	default:
+		return Event{}, fmt.Errorf("%w: unknown type %q", errMalformed, ev.Type)
+	}
+	if !ok {
+		return Event{}, fmt.Errorf("%w: %s event without exactly its own part", errMalformed, ev.Type)
+	}
+	return ev, nil
+}
+
+// readEvents parses every line of r. A partial last line that does not parse
+// is left out: it is an event whose write was cut short, not a malformed one.
+func readEvents(r io.Reader) ([]Event, error) {
+	var events []Event
+	err := eachLine(r, func(l line) error {
+		ev, err := parseEvent(l.text)
+		if err != nil {
+			if l.partial {
+				return nil
+			}
+			return fmt.Errorf("line %d: %w", l.n, err)
+		}
+		events = append(events, ev)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return events, nil
+}
+
+// VerifyResult is what [Store.Verify] found.
+type VerifyResult struct {
+	// Events is the number of events that verified, from the first line on.
+	Events int
+	// OK is true when those events are an unbroken chain and nothing follows
+	// them but, at most, a partial last line.
+	OK bool
+	// Complete is true when the chain ends with session_end. A log that is OK
+	// but not Complete belongs to a session that is still running, or to one
+	// whose gateway stopped before its end, or was cut at the end.
+	Complete bool
+	// Problem names the line and what is wrong with it: "line 3: hash
+	// mismatch", "line 4: seq 5 after 3", "line 2: prev does not match line
+	// 1". When OK but not Complete it says why the log is incomplete. Empty
+	// when OK and Complete.
+	Problem string
+}
+
+// verify checks the chain of the log of session id read from r.
+func verify(r io.Reader, id string) (VerifyResult, error) {
+	var (
+		res     VerifyResult
+		prev    Event
+		stopped bool // at the first problem
+	)
+	fail := func(n int, format string, args ...any) {
+		res.OK = false
+		res.Complete = false
+		res.Problem = fmt.Sprintf("line %d: ", n) + fmt.Sprintf(format, args...)
+		stopped = true
+	}
+	err := eachLine(r, func(l line) error {
+		if stopped {
+			return nil
+		}
+		ev, err := parseEvent(l.text)
+		if err != nil {
+			if l.partial && res.Events > 0 && !res.Complete {
+				res.Problem = fmt.Sprintf("line %d: partial last line left out", l.n)
+				stopped = true
+				return nil
+			}
+			fail(l.n, "%s", err)
+			return nil
+		}
+		if res.Complete {
+			fail(l.n, "%s after session_end", ev.Type)
+			return nil
+		}
+		canonical, err := json.Marshal(&ev)
+		if err != nil {
+			fail(l.n, "cannot encode event: %s", err)
+			return nil
+		}
+		if !bytes.Equal(canonical, l.text) {
+			fail(l.n, "not in canonical form")
+			return nil
+		}
+		want, err := chainHash(&ev)
+		if err != nil {
+			fail(l.n, "%s", err)
+			return nil
+		}
+		if ev.Hash != want {
+			fail(l.n, "hash mismatch")
+			return nil
+		}
+		if res.Events == 0 {
+			switch {
+			case ev.Seq != 1:
+				fail(l.n, "first seq is %d, want 1", ev.Seq)
+			case ev.Prev != "":
+				fail(l.n, "first event has a prev")
+			case ev.Type != EventStart:
+				fail(l.n, "first event is %s, want %s", ev.Type, EventStart)
+			}
+		} else {
+			switch {
+			case ev.Seq != prev.Seq+1:
+				fail(l.n, "seq %d after %d", ev.Seq, prev.Seq)
+			case ev.Prev != prev.Hash:
+				fail(l.n, "prev does not match line %d", l.n-1)
+			case ev.Type == EventStart:
+				fail(l.n, "second %s", EventStart)
+			}
+		}
+		if stopped {
+			return nil
+		}
+		if ev.Session != id {
+			fail(l.n, "session %q in the log of %q", ev.Session, id)
+			return nil
+		}
+		res.Events++
+		res.OK = true
+		res.Complete = ev.Type == EventEnd
+		prev = ev
+		return nil
+	})
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	switch {
+	case res.Events == 0 && !stopped:
+		res.Problem = "empty log"
+	case res.OK && !res.Complete && res.Problem == "":
+		res.Problem = fmt.Sprintf("no %s after line %d", EventEnd, res.Events)
+	}
+	return res, nil
+}

@@ -1,0 +1,39 @@
+// Package record owns the gateway's session recordings: one append-only
+// event log per session, kept outside the agent's process, and the tools to
+// list, read, verify and print them.
+//
+// A [Store] is a folder (the gateway uses <state_dir>/recordings) holding
+// <id>.jsonl per session. [Store.Create] writes the session_start event and
+// returns a [Recorder]; the protocol handler appends one command event per
+// command with [Recorder.Command] and ends the log with [Recorder.Close].
+// Each event is one JSON line written with a single write call.
+//
+// Integrity: events carry Seq (1, 2, 3, ...), Prev (the Hash of the event
+// before) and Hash = hex(sha256(Prev || JSON of the event with Hash "")),
+// where the JSON is encoding/json's encoding of [Event], whose field order is
+// fixed. [Store.Verify] recomputes the chain and also requires every line to
+// be exactly that encoding, so editing, removing, reordering or inserting a
+// line, or adding fields or whitespace to one, shows. Removing lines from the
+// end cannot be told apart from a session that never ended (a crash, or one
+// still running): such a log verifies OK but not Complete. The chain is not
+// signed, so it proves the log was not altered piecemeal, not who wrote it;
+// someone able to rewrite the whole file can rewrite the whole chain.
+//
+// Durability: by default command events go to the file without fsync and
+// [Recorder.Close] fsyncs the log. With [Store.Strict] every event is
+// fsynced before Command returns, so a handler that forwards a command only
+// after Command returned nil never runs a command that is not on disk.
+//
+// Error contract:
+//   - [Store.Create], [Store.Events] and [Store.Verify] return errors wrapping
+//     [ErrInvalidID] for an id that is not a plain file name; Events and
+//     Verify wrap [ErrNotFound] when the session has no log.
+//   - [Store.Create] wraps [fs.ErrExist] when the session already has a log.
+//   - A Recorder whose write or fsync failed returns that error from then on
+//     (sticky); a Recorder used after Close returns [ErrClosed]. What to do
+//     about it (cut the session, or carry on unrecorded) is the handler's
+//     decision.
+//   - [Store.Events] returns an error naming the line of the first malformed
+//     line. [Store.Verify] returns an error only for I/O; whatever is wrong
+//     with the content is reported in [VerifyResult].
+package record

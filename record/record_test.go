@@ -1,0 +1,638 @@
+package record
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+const testID = "20261129T071500Z-1a2b3c4d"
+
+var t0 = time.Date(2026, 11, 29, 7, 15, 0, 0, time.UTC)
+
+// steppingClock returns t0+1s, t0+2s, ... on successive calls.
+func steppingClock() func() time.Time {
+	var mu sync.Mutex
+	n := 0
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		n++
+		return t0.Add(time.Duration(n) * 1250 * time.Millisecond)
+	}
+}
+
+func testStart() Start {
+	return Start{
+		Protocol:    "postgres",
+		Target:      "orders-db",
+		Destination: "10.0.0.5:5432",
+		Client:      "127.0.0.1:40000",
+		Workload:    "billing.service",
+		Subject:     "alice@example.com",
+		Groups:      []string{"dba", "ops"},
+		Issuer:      "https://idp.example.com",
+		PID:         4242,
+		UID:         1000,
+		Executable:  "/usr/bin/psql",
+		CgroupID:    1234,
+		Attributes:  map[string]string{"user": "app", "database": "orders"},
+	}
+}
+
+func testCommands() []Command {
+	return []Command{
+		{Text: "SELECT id, email\n  FROM orders", Command: "SELECT", Kind: "read", Decision: "allow", Rule: "read-only",
+			DurationMS: 12.5, Rows: 3, Tag: "SELECT 3", Masked: 2, MaskRules: []string{"email"}},
+		{Text: "DROP TABLE orders", Command: "DROP TABLE", Kind: "ddl", Decision: "deny", Rule: "no-ddl",
+			Message: "DDL is not allowed"},
+		{Text: "SELECT 1/0", Command: "SELECT", Kind: "read", Decision: "allow", DurationMS: 0.8,
+			Error: "division by zero"},
+		{Text: "SELECT '\x1b[2J\x1b]0;pwned\x07' AS \"\u202etxt\"", Command: "SELECT", Kind: "read", Decision: "allow",
+			Rule: "read-only", Tag: "SELECT 1", Rows: 1},
+	}
+}
+
+// writeSession records the test session in s and returns the log's bytes.
+func writeSession(t *testing.T, s *Store, id string) []byte {
+	t.Helper()
+	r, err := s.Create(id, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range testCommands() {
+		if err := r.Command(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Close(End{Reason: "client closed"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(s.Dir(), id+".jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newTestStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := OpenStore(filepath.Join(t.TempDir(), "recordings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = steppingClock()
+	return s
+}
+
+func TestRoundTrip(t *testing.T) {
+	s := newTestStore(t)
+	writeSession(t, s, testID)
+
+	if fi, err := os.Stat(s.Dir()); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("store folder: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(s.Dir(), testID+".jsonl")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("log file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+
+	events, err := s.Events(testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 6 {
+		t.Fatalf("got %d events, want 6", len(events))
+	}
+	wantTypes := []string{EventStart, EventCommand, EventCommand, EventCommand, EventCommand, EventEnd}
+	for i, ev := range events {
+		if ev.Type != wantTypes[i] || ev.Seq != uint64(i+1) || ev.Session != testID {
+			t.Errorf("event %d: type %s seq %d session %s", i, ev.Type, ev.Seq, ev.Session)
+		}
+		if i > 0 && ev.Prev != events[i-1].Hash {
+			t.Errorf("event %d: prev %s, want %s", i, ev.Prev, events[i-1].Hash)
+		}
+	}
+	if got := events[0].Start.Attributes["database"]; got != "orders" {
+		t.Errorf("start attributes: database=%q", got)
+	}
+	if got := events[2].Command.Message; got != "DDL is not allowed" {
+		t.Errorf("command message %q", got)
+	}
+	end := events[5].End
+	if end.Commands != 4 || end.Denied != 1 || end.Seconds != 6.25 || end.Reason != "client closed" {
+		t.Errorf("end %+v: want 4 commands, 1 denied, 6.25s filled in", *end)
+	}
+
+	res, err := s.Verify(testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (VerifyResult{Events: 6, OK: true, Complete: true}); res != want {
+		t.Errorf("Verify = %+v, want %+v", res, want)
+	}
+
+	sums, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 1 {
+		t.Fatalf("List: %d sessions, want 1", len(sums))
+	}
+	got := sums[0]
+	if got.ID != testID || !got.Started.Equal(t0) || !got.Ended.Equal(events[5].Time) ||
+		got.Commands != 4 || got.Denied != 1 || got.Incomplete || got.Reason != "client closed" ||
+		got.Start.Subject != "alice@example.com" {
+		t.Errorf("List: %+v", got)
+	}
+}
+
+func TestList(t *testing.T) {
+	s := newTestStore(t)
+	ids := []string{"20261129T071500Z-aaaaaaaa", "20261129T081500Z-bbbbbbbb", "20261129T091500Z-cccccccc"}
+	for i, id := range ids {
+		r, err := s.Create(id, Start{Protocol: "ssh"}, t0.Add(time.Duration(i)*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Command(Command{Text: "ls", Decision: "deny"}); err != nil {
+			t.Fatal(err)
+		}
+		if i != 1 { // the second stays open
+			if err := r.Close(End{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Not session logs: skipped.
+	for _, name := range []string{"notes.txt", ".hidden.jsonl", "x..y.jsonl"} {
+		if err := os.WriteFile(filepath.Join(s.Dir(), name), []byte("junk\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A damaged log is listed as incomplete, not an error.
+	if err := os.WriteFile(filepath.Join(s.Dir(), "20251129T071500Z-dddddddd.jsonl"), []byte("{not json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	sums, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotIDs []string
+	for _, sum := range sums {
+		gotIDs = append(gotIDs, sum.ID)
+	}
+	want := []string{ids[2], ids[1], ids[0], "20251129T071500Z-dddddddd"}
+	if strings.Join(gotIDs, " ") != strings.Join(want, " ") {
+		t.Fatalf("List order %v, want %v", gotIDs, want)
+	}
+	for _, sum := range sums {
+		wantIncomplete := sum.ID == ids[1] || sum.ID == want[3]
+		if sum.Incomplete != wantIncomplete || sum.Ended.IsZero() != wantIncomplete {
+			t.Errorf("%s: incomplete %v, ended %v", sum.ID, sum.Incomplete, sum.Ended)
+		}
+		if sum.ID != want[3] && (sum.Commands != 1 || sum.Denied != 1) {
+			t.Errorf("%s: commands %d denied %d, want 1 1", sum.ID, sum.Commands, sum.Denied)
+		}
+	}
+}
+
+// lines splits a log into its lines, newlines kept.
+func lines(b []byte) [][]byte {
+	ls := bytes.SplitAfter(b, []byte("\n"))
+	if len(ls[len(ls)-1]) == 0 {
+		ls = ls[:len(ls)-1]
+	}
+	return ls
+}
+
+func TestVerifyTampering(t *testing.T) {
+	orig := writeSession(t, newTestStore(t), testID)
+	if n := len(lines(orig)); n != 6 {
+		t.Fatalf("session has %d lines, want 6", n)
+	}
+	join := func(ls ...[]byte) []byte { return bytes.Join(ls, nil) }
+	tests := []struct {
+		name   string
+		tamper func(ls [][]byte) []byte
+		want   VerifyResult
+	}{
+		{
+			name:   "intact",
+			tamper: func(ls [][]byte) []byte { return join(ls...) },
+			want:   VerifyResult{Events: 6, OK: true, Complete: true},
+		},
+		{
+			name: "byte of a command's text edited",
+			tamper: func(ls [][]byte) []byte {
+				ls[2] = bytes.Replace(ls[2], []byte("DROP TABLE orders"), []byte("DROP TABLE orderz"), 1)
+				return join(ls...)
+			},
+			want: VerifyResult{Events: 2, Problem: "line 3: hash mismatch"},
+		},
+		{
+			name: "decision edited",
+			tamper: func(ls [][]byte) []byte {
+				ls[2] = bytes.Replace(ls[2], []byte(`"decision":"deny"`), []byte(`"decision":"allow"`), 1)
+				return join(ls...)
+			},
+			want: VerifyResult{Events: 2, Problem: "line 3: hash mismatch"},
+		},
+		{
+			name:   "line deleted",
+			tamper: func(ls [][]byte) []byte { return join(ls[0], ls[1], ls[3], ls[4], ls[5]) },
+			want:   VerifyResult{Events: 2, Problem: "line 3: seq 4 after 2"},
+		},
+		{
+			name:   "first line deleted",
+			tamper: func(ls [][]byte) []byte { return join(ls[1:]...) },
+			want:   VerifyResult{Events: 0, Problem: "line 1: first seq is 2, want 1"},
+		},
+		{
+			name:   "two lines swapped",
+			tamper: func(ls [][]byte) []byte { return join(ls[0], ls[2], ls[1], ls[3], ls[4], ls[5]) },
+			want:   VerifyResult{Events: 1, Problem: "line 2: seq 3 after 1"},
+		},
+		{
+			name:   "end cut off",
+			tamper: func(ls [][]byte) []byte { return join(ls[:5]...) },
+			want:   VerifyResult{Events: 5, OK: true, Problem: "no session_end after line 5"},
+		},
+		{
+			name:   "cut in the middle of the last line",
+			tamper: func(ls [][]byte) []byte { return join(join(ls[:5]...), ls[5][:40]) },
+			want:   VerifyResult{Events: 5, OK: true, Problem: "line 6: partial last line left out"},
+		},
+		{
+			name: "line replaced by a resealed forgery",
+			tamper: func(ls [][]byte) []byte {
+				ev, err := parseEvent(bytes.TrimSuffix(ls[2], []byte("\n")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ev.Command.Decision = "allow"
+				forged, err := seal(&ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ls[2] = forged
+				return join(ls...)
+			},
+			want: VerifyResult{Events: 3, Problem: "line 4: prev does not match line 3"},
+		},
+		{
+			name: "field added",
+			tamper: func(ls [][]byte) []byte {
+				ls[1] = bytes.Replace(ls[1], []byte(`{"type"`), []byte(`{"note":"x","type"`), 1)
+				return join(ls...)
+			},
+			want: VerifyResult{Events: 1, Problem: "line 2: not in canonical form"},
+		},
+		{
+			name:   "line after the end",
+			tamper: func(ls [][]byte) []byte { return join(join(ls...), ls[1]) },
+			want:   VerifyResult{Events: 6, Problem: "line 7: command after session_end"},
+		},
+		{
+			name:   "garbage line",
+			tamper: func(ls [][]byte) []byte { return join(ls[0], []byte("hello\n"), ls[1]) },
+			want:   VerifyResult{Events: 1, Problem: "line 2: malformed event: invalid character 'h' looking for beginning of value"},
+		},
+		{
+			name:   "empty",
+			tamper: func(ls [][]byte) []byte { return nil },
+			want:   VerifyResult{Problem: "empty log"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newTestStore(t)
+			data := tt.tamper(lines(bytes.Clone(orig)))
+			if err := os.WriteFile(filepath.Join(s.Dir(), testID+".jsonl"), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Verify(testID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("Verify = %+v\n           want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestVerifyOtherSession(t *testing.T) {
+	s := newTestStore(t)
+	data := writeSession(t, s, testID)
+	other := "20261129T071500Z-ffffffff"
+	if err := os.WriteFile(filepath.Join(s.Dir(), other+".jsonl"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Verify(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `line 1: session "20261129T071500Z-1a2b3c4d" in the log of "20261129T071500Z-ffffffff"`
+	if got.OK || got.Problem != want {
+		t.Errorf("Verify = %+v, want problem %s", got, want)
+	}
+}
+
+func TestEventsMalformed(t *testing.T) {
+	s := newTestStore(t)
+	orig := writeSession(t, s, testID)
+	ls := lines(orig)
+	tests := []struct {
+		name    string
+		data    []byte
+		wantErr string // "" for no error
+		events  int
+	}{
+		{"bad json", bytes.Join([][]byte{ls[0], ls[1], []byte("{\"type\":\n")}, nil), "line 3: malformed event", 0},
+		{"unknown type", bytes.Join([][]byte{ls[0], []byte(`{"type":"x"}` + "\n")}, nil), `line 2: malformed event: unknown type "x"`, 0},
+		{"command without command", bytes.Join([][]byte{ls[0], []byte(`{"type":"command"}` + "\n")}, nil), "line 2: malformed event: command event", 0},
+		{"empty line", bytes.Join([][]byte{ls[0], []byte("\n"), ls[1]}, nil), "line 2: malformed event", 0},
+		{"partial last line left out", bytes.Join([][]byte{ls[0], ls[1], ls[2][:10]}, nil), "", 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(s.Dir(), testID+".jsonl"), tt.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			events, err := s.Events(testID)
+			if tt.wantErr == "" {
+				if err != nil || len(events) != tt.events {
+					t.Fatalf("Events: %d events, %v; want %d", len(events), err, tt.events)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Events error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestStrict(t *testing.T) {
+	s := newTestStore(t)
+	s.Strict = true
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.strict {
+		t.Fatal("recorder of a strict store is not strict")
+	}
+	// In strict mode each event is in the file when Command returns.
+	for i, c := range testCommands() {
+		if err := r.Command(c); err != nil {
+			t.Fatal(err)
+		}
+		events, err := s.Events(testID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) != i+2 || events[i+1].Command.Text != c.Text {
+			t.Fatalf("after command %d: %d events in the file", i+1, len(events))
+		}
+	}
+	if err := r.Close(End{Reason: "done"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Verify(testID)
+	if err != nil || !res.OK || !res.Complete || res.Events != 6 {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+}
+
+func TestConcurrentCommands(t *testing.T) {
+	s, err := OpenStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Create(testID, testStart(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if err := r.Command(Command{Text: strings.Repeat("x", w*100+i), Decision: "allow"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := r.Close(End{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Verify(testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (VerifyResult{Events: workers*each + 2, OK: true, Complete: true}); res != want {
+		t.Fatalf("Verify = %+v, want %+v", res, want)
+	}
+	events, err := s.Events(testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := events[len(events)-1].End; end.Commands != workers*each {
+		t.Errorf("end counts %d commands, want %d", end.Commands, workers*each)
+	}
+}
+
+func TestInvalidIDs(t *testing.T) {
+	s := newTestStore(t)
+	for _, id := range []string{
+		"", ".", "..", "../x", "a/b", `a\b`, "/abs", "x..y", ".hidden", "a b", "a\x00b",
+		"é", strings.Repeat("a", 129),
+	} {
+		if _, err := s.Create(id, Start{}, t0); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("Create(%q) = %v, want ErrInvalidID", id, err)
+		}
+		if _, err := s.Events(id); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("Events(%q) = %v, want ErrInvalidID", id, err)
+		}
+		if _, err := s.Verify(id); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("Verify(%q) = %v, want ErrInvalidID", id, err)
+		}
+	}
+	for _, id := range []string{testID, "a", "A.b_c-1", strings.Repeat("a", 128)} {
+		if !ValidID(id) {
+			t.Errorf("ValidID(%q) = false", id)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Dir(s.Dir()))
+	if len(entries) != 1 {
+		t.Errorf("files created outside the store: %v", entries)
+	}
+}
+
+func TestCreateExisting(t *testing.T) {
+	s := newTestStore(t)
+	orig := writeSession(t, s, testID)
+	if _, err := s.Create(testID, Start{}, t0); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second Create = %v, want fs.ErrExist", err)
+	}
+	now, _ := os.ReadFile(filepath.Join(s.Dir(), testID+".jsonl"))
+	if !bytes.Equal(now, orig) {
+		t.Fatal("second Create changed the log")
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	s := newTestStore(t)
+	if _, err := s.Events(testID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Events = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Verify(testID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Verify = %v, want ErrNotFound", err)
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	s := newTestStore(t)
+	r, err := s.Create(testID, Start{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := r.Close(End{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Command(Command{Text: "late"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Command after Close = %v, want ErrClosed", err)
+	}
+	res, err := s.Verify(testID)
+	if err != nil || res != (VerifyResult{Events: 2, OK: true, Complete: true}) {
+		t.Errorf("Verify = %+v, %v", res, err)
+	}
+}
+
+func TestWriteFailureSticky(t *testing.T) {
+	s := newTestStore(t)
+	r, err := s.Create(testID, Start{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Command(Command{Text: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	r.f.Close() // the next write fails as a full or vanished disk would
+	first := r.Command(Command{Text: "two"})
+	if first == nil {
+		t.Fatal("Command on a failed file returned nil")
+	}
+	if err := r.Command(Command{Text: "three"}); err == nil || !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("Command after a failure = %v, want the first failure again", err)
+	}
+	if err := r.Close(End{}); err == nil {
+		t.Error("Close after a failure returned nil")
+	}
+	if err := r.Close(End{}); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+	res, err := s.Verify(testID)
+	if err != nil || !res.OK || res.Complete || res.Events != 2 {
+		t.Errorf("Verify = %+v, %v; want the 2 events before the failure, incomplete", res, err)
+	}
+}
+
+func TestNonFiniteDuration(t *testing.T) {
+	s := newTestStore(t)
+	r, err := s.Create(testID, Start{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero float64
+	if err := r.Command(Command{Text: "x", DurationMS: 1 / zero}); err != nil {
+		t.Fatalf("Command with an infinite duration: %v", err)
+	}
+	if err := r.Close(End{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -update rewrites it)\ngot:\n%s\nwant:\n%s", path, got, want)
+	}
+}
+
+func TestGolden(t *testing.T) {
+	s := newTestStore(t)
+	log := writeSession(t, s, testID)
+	// The log itself is a wire format: its hashes pin the chain's definition.
+	checkGolden(t, "session.jsonl", log)
+
+	events, err := s.Events(testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	if err := WriteText(&text, events); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "session.txt", text.Bytes())
+	if bytes.ContainsAny(text.Bytes(), "\x1b\x07") || strings.Contains(text.String(), "\u202e") {
+		t.Error("transcript passes control characters through")
+	}
+
+	r, err := s.Create("20261129T081500Z-0badc0de", Start{Protocol: "ssh", Target: "bastion", Subject: "bob"}, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Command(Command{Text: "id", Decision: "allow"}); err != nil {
+		t.Fatal(err)
+	}
+	sums, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table bytes.Buffer
+	if err := WriteSummaryTable(&table, sums); err != nil {
+		t.Fatal(err)
+	}
+	checkGolden(t, "sessions.txt", table.Bytes())
+	r.Close(End{})
+}
+
+// TestGoldenVerifies keeps the committed log verifiable: a change to Event or
+// to the chain that breaks old logs fails here.
+func TestGoldenVerifies(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "session.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := verify(bytes.NewReader(data), testID)
+	if err != nil || res != (VerifyResult{Events: 6, OK: true, Complete: true}) {
+		t.Fatalf("verify(testdata/session.jsonl) = %+v, %v", res, err)
+	}
+}

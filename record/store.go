@@ -1,0 +1,260 @@
+package record
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotFound: the store has no log for the session.
+	ErrNotFound = errors.New("no such session")
+	// ErrInvalidID: a session id that cannot be used as a file name.
+	ErrInvalidID = errors.New("invalid session id")
+	// ErrClosed: the Recorder was closed.
+	ErrClosed = errors.New("recorder closed")
+)
+
+// fileExt is the extension of a session's log.
+const fileExt = ".jsonl"
+
+// maxIDLen bounds a session id; ids look like 20261129T071500Z-1a2b3c4d.
+const maxIDLen = 128
+
+// Store is a folder of session logs, one <id>.jsonl per session.
+type Store struct {
+	dir string
+
+	// Strict makes every Recorder created afterwards fsync each event before
+	// Command returns, so that a command forwarded after Command returned
+	// nil is on disk even if the host crashes right after; it costs an fsync
+	// per command. Set it before the Store is shared.
+	Strict bool
+
+	now func() time.Time // test seam for the time of command and end events
+}
+
+// OpenStore opens the store in dir, creating dir (0700) when it is missing.
+func OpenStore(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("opening recording store: no folder given")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("opening recording store: %w", err)
+	}
+	return &Store{dir: dir, now: time.Now}, nil
+}
+
+// Dir is the store's folder.
+func (s *Store) Dir() string { return s.dir }
+
+// ValidID reports whether id can name a session in a store: 1 to 128 of
+// A-Z a-z 0-9 . _ -, not starting with a dot and without "..".
+func ValidID(id string) bool {
+	if id == "" || len(id) > maxIDLen || id[0] == '.' || strings.Contains(id, "..") {
+		return false
+	}
+	for _, c := range []byte(id) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) path(id string) (string, error) {
+	if !ValidID(id) {
+		return "", fmt.Errorf("%w: %q", ErrInvalidID, id)
+	}
+	return filepath.Join(s.dir, id+fileExt), nil
+}
+
+// Create starts the log of session id (mode 0600; an existing log is never
+// overwritten) and writes its session_start event, stamped now.
+func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error) {
+	path, err := s.path(id)
+	if err != nil {
+		return nil, fmt.Errorf("creating recording: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating recording: %w", err)
+	}
+	r := &Recorder{
+		f:       f,
+		id:      id,
+		strict:  s.Strict,
+		now:     s.now,
+		started: now,
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if err := r.append(&Event{Type: EventStart, Time: now.UTC(), Start: &start}); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("recording session start: %w", err)
+	}
+	if r.strict {
+		// Make the new file's name durable too, not only its content.
+		if err := syncDir(s.dir); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("recording session start: %w", err)
+		}
+	}
+	return r, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (s *Store) open(id string) (*os.File, error) {
+	path, err := s.path(id)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return f, err
+}
+
+// Events returns every event of session id's log in order. A malformed line
+// is an error naming its line number; a partial last line (a write cut
+// short) is left out.
+func (s *Store) Events(id string) ([]Event, error) {
+	f, err := s.open(id)
+	if err != nil {
+		return nil, fmt.Errorf("reading recording: %w", err)
+	}
+	defer f.Close()
+	events, err := readEvents(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading recording %s: %w", id, err)
+	}
+	return events, nil
+}
+
+// Verify checks the hash chain of session id's log. It returns an error only
+// when the log cannot be read; tampering is reported in the result.
+func (s *Store) Verify(id string) (VerifyResult, error) {
+	f, err := s.open(id)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("verifying recording: %w", err)
+	}
+	defer f.Close()
+	res, err := verify(f, id)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("verifying recording %s: %w", id, err)
+	}
+	return res, nil
+}
+
+// Summary is one session as [Store.List] shows it.
+type Summary struct {
+	ID      string
+	Started time.Time // the session_start event's time
+	Start   Start     // who opened the session and where it goes
+	// Ended is the session_end event's time; zero when the log has none.
+	Ended    time.Time
+	Reason   string // why the session ended, from session_end
+	Commands int64  // command events in the log
+	Denied   int64  // of those, the ones with decision "deny"
+	// Incomplete is set when the log has no session_end: the session is
+	// still running, or its gateway stopped before it ended, or the log is
+	// unreadable from some line on. List does not verify the chain; see
+	// [Store.Verify].
+	Incomplete bool
+}
+
+// List summarises every session in the store, newest first. Files that are
+// not session logs are skipped; a log that stops parsing at some line is
+// summarised up to that line and marked Incomplete, so one damaged log does
+// not hide the others.
+func (s *Store) List() ([]Summary, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("listing recordings: %w", err)
+	}
+	var sums []Summary
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), fileExt)
+		if !ok || !ValidID(id) || !e.Type().IsRegular() {
+			continue
+		}
+		sum, err := s.summarise(id)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed since ReadDir
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing recordings: %w", err)
+		}
+		sums = append(sums, sum)
+	}
+	slices.SortFunc(sums, func(a, b Summary) int {
+		return cmp.Or(b.Started.Compare(a.Started), cmp.Compare(b.ID, a.ID))
+	})
+	return sums, nil
+}
+
+func (s *Store) summarise(id string) (Summary, error) {
+	f, err := s.open(id)
+	if err != nil {
+		return Summary{}, err
+	}
+	defer f.Close()
+	sum := Summary{ID: id, Incomplete: true}
+	var broken bool
+	err = eachLine(f, func(l line) error {
+		if broken {
+			return nil
+		}
+		ev, err := parseEvent(l.text)
+		if err != nil {
+			broken = true
+			return nil
+		}
+		switch ev.Type {
+		case EventStart:
+			if sum.Started.IsZero() {
+				sum.Started, sum.Start = ev.Time, *ev.Start
+			}
+		case EventCommand:
+			sum.Commands++
+			if ev.Command.Decision == "deny" {
+				sum.Denied++
+			}
+		case EventEnd:
+			sum.Ended, sum.Reason = ev.Time, ev.End.Reason
+		}
+		return nil
+	})
+	if err != nil {
+		return Summary{}, fmt.Errorf("reading %s: %w", id, err)
+	}
+	if broken || sum.Ended.IsZero() {
+		sum.Ended, sum.Reason = time.Time{}, ""
+	} else {
+		sum.Incomplete = false
+	}
+	return sum, nil
+}
