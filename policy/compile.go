@@ -1,0 +1,241 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/types"
+)
+
+// rule is a compiled RuleConfig.
+type rule struct {
+	name      string
+	targets   []string    // nil: all
+	workloads []string    // nil: all
+	when      cel.Program // nil: always
+	decision  Decision
+}
+
+// Compile validates cfg against env and compiles every rule's condition
+// once. It reports every problem it finds, joined (errors.Join); each is a
+// *ConfigError and matches ErrInvalidPolicy. At most one Options may be
+// given.
+func Compile(cfg Config, env Env, opts ...Options) (*Policy, error) {
+	if len(opts) > 1 {
+		return nil, errors.New("compiling policy: more than one Options")
+	}
+	var o Options
+	if len(opts) == 1 {
+		o = opts[0]
+	}
+	celEnv, ft, err := newCELEnv()
+	if err != nil {
+		return nil, fmt.Errorf("compiling policy: %w", err)
+	}
+	p := &Policy{types: ft, log: o.Logger}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	for _, proto := range env.Targets {
+		if !slices.Contains(p.protocols, proto) {
+			p.protocols = append(p.protocols, proto)
+		}
+	}
+	slices.Sort(p.protocols)
+
+	c := compiler{env: env}
+	p.def = c.defaultDecision(cfg.Default)
+	p.rules = c.rules(celEnv, cfg.Rules)
+	p.masks = c.masks(cfg.Masks)
+	c.tests(cfg.Tests, cfg.Rules)
+	p.tests = cfg.Tests
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	return p, nil
+}
+
+// compiler collects the problems of one Compile.
+type compiler struct {
+	env  Env
+	errs []error
+}
+
+func (c *compiler) fail(path, field string, err error) {
+	c.errs = append(c.errs, &ConfigError{Path: path, Field: field, Err: err})
+}
+
+func (c *compiler) failf(path, field, format string, args ...any) {
+	c.fail(path, field, fmt.Errorf(format, args...))
+}
+
+func itemPath(kind string, i int, name string) string {
+	if name == "" {
+		return fmt.Sprintf("policy.%s[%d]", kind, i)
+	}
+	return fmt.Sprintf("policy.%s[%d] (%s)", kind, i, name)
+}
+
+func (c *compiler) defaultDecision(s string) Decision {
+	switch Action(s) {
+	case "", Allow:
+		return Decision{Action: Allow}
+	case Deny:
+		return Decision{Action: Deny, Message: "denied by interlock policy default"}
+	}
+	c.failf("policy.default", "", "unknown action %q (want allow or deny)", s)
+	return Decision{Action: Deny}
+}
+
+func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
+	seen := map[string]int{}
+	out := make([]rule, 0, len(rcs))
+	for i, rc := range rcs {
+		path := itemPath("rules", i, rc.Name)
+		r := rule{name: rc.Name}
+		if rc.Name == "" {
+			c.failf(path, "name", "required")
+		} else if j, dup := seen[rc.Name]; dup {
+			c.failf(path, "name", "duplicate: policy.rules[%d] has the same name", j)
+		} else {
+			seen[rc.Name] = i
+		}
+		r.targets = c.targetNames(path, "targets", rc.Targets)
+		r.workloads = c.workloadNames(path, "workloads", rc.Workloads)
+		r.decision = Decision{Action: Action(rc.Action), Rule: rc.Name, Message: rc.Message}
+		switch r.decision.Action {
+		case Allow:
+		case Deny:
+			if r.decision.Message == "" {
+				r.decision.Message = "denied by interlock policy rule " + rc.Name
+			}
+		case Review:
+			if r.decision.Message == "" {
+				r.decision.Message = "interlock policy rule " + rc.Name + " requires review"
+			}
+		case "":
+			c.failf(path, "action", "required (allow, deny or review)")
+		default:
+			c.failf(path, "action", "unknown action %q (want allow, deny or review)", rc.Action)
+		}
+		if strings.TrimSpace(rc.When) != "" {
+			prg, err := compileWhen(celEnv, rc.When)
+			if err != nil {
+				c.fail(path, "when", err)
+			}
+			r.when = prg
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// compileWhen parses, checks and plans one condition. The checker catches
+// undeclared variables and unknown fields; the result must be a bool.
+func compileWhen(env *cel.Env, src string) (cel.Program, error) {
+	checked, iss := env.Compile(src)
+	if iss.Err() != nil {
+		return nil, iss.Err()
+	}
+	if !checked.OutputType().IsExactType(types.BoolType) {
+		return nil, fmt.Errorf("must be a bool expression, is %s", checked.OutputType())
+	}
+	if lits := ast.MatchDescendants(ast.NavigateAST(checked.NativeRep()), ast.KindMatcher(ast.StructKind)); len(lits) > 0 {
+		return nil, errors.New("must not create objects (a rule reads the request's facts)")
+	}
+	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("planning: %w", err)
+	}
+	return prg, nil
+}
+
+func (c *compiler) targetNames(path, field string, names []string) []string {
+	for _, n := range names {
+		if _, ok := c.env.Targets[n]; !ok {
+			c.failf(path, field, "unknown target %q", n)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return slices.Clone(names)
+}
+
+func (c *compiler) workloadNames(path, field string, names []string) []string {
+	for _, n := range names {
+		if !slices.Contains(c.env.Workloads, n) {
+			c.failf(path, field, "unknown workload %q", n)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return slices.Clone(names)
+}
+
+func (c *compiler) masks(mcs []MaskConfig) []mask {
+	seen := map[string]int{}
+	out := make([]mask, 0, len(mcs))
+	for i, mc := range mcs {
+		path := itemPath("masks", i, mc.Name)
+		m := mask{name: mc.Name}
+		if mc.Name == "" {
+			c.failf(path, "name", "required")
+		} else if j, dup := seen[mc.Name]; dup {
+			c.failf(path, "name", "duplicate: policy.masks[%d] has the same name", j)
+		} else {
+			seen[mc.Name] = i
+		}
+		m.targets = c.targetNames(path, "targets", mc.Targets)
+		m.workloads = c.workloadNames(path, "workloads", mc.Workloads)
+		if len(mc.Columns) == 0 && len(mc.Detectors) == 0 {
+			c.failf(path, "", "needs columns or detectors")
+		}
+		for j, col := range mc.Columns {
+			cm, err := parseColumn(col)
+			if err != nil {
+				c.fail(path, fmt.Sprintf("columns[%d]", j), err)
+				continue
+			}
+			m.columns = append(m.columns, cm)
+		}
+		for j, d := range mc.Detectors {
+			id, ok := detectorByName(d)
+			if !ok {
+				c.failf(path, fmt.Sprintf("detectors[%d]", j), "unknown detector %q (want one of %s)", d, strings.Join(detectorNames(), ", "))
+				continue
+			}
+			m.detectors |= 1 << id
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func (c *compiler) tests(tcs []TestConfig, rcs []RuleConfig) {
+	for i, tc := range tcs {
+		path := itemPath("tests", i, tc.Name)
+		switch Action(tc.Expect) {
+		case Allow, Deny, Review:
+		case "":
+			c.failf(path, "expect", "required (allow, deny or review)")
+		default:
+			c.failf(path, "expect", "unknown decision %q (want allow, deny or review)", tc.Expect)
+		}
+		if tc.Rule != "" && !slices.ContainsFunc(rcs, func(r RuleConfig) bool { return r.Name == tc.Rule }) {
+			c.failf(path, "rule", "no rule named %q", tc.Rule)
+		}
+		if tc.Request.Target != "" {
+			c.targetNames(path, "request.target", []string{tc.Request.Target})
+		}
+		if tc.Request.Workload != "" {
+			c.workloadNames(path, "request.workload", []string{tc.Request.Workload})
+		}
+	}
+}
