@@ -1,0 +1,180 @@
+// Package sqlfacts owns what the PostgreSQL handler tells policy about a SQL
+// string: for every statement in it, its command, its kind, the relations it
+// references, the functions it calls, whether it has a WHERE, and its own
+// text. Policy decides on these facts, so a wrong fact is a policy bypass;
+// where the package cannot be sure, it errs towards the stricter answer.
+//
+// Statements are parsed with PostgreSQL's own parser (libpg_query, through
+// pg_query_go), never with a hand-written one, so the gateway reads a
+// statement the way the server will.
+//
+// # Kinds
+//
+//   - read: SELECT (FOR UPDATE/SHARE included), VALUES, TABLE, SHOW, FETCH,
+//     MOVE, EXPLAIN without ANALYZE, COPY ... TO STDOUT.
+//   - write: INSERT, UPDATE, DELETE, MERGE, COPY ... FROM STDIN, and any
+//     statement of a lower kind that contains one of these (a SELECT with a
+//     data-modifying CTE, COPY (DELETE ... RETURNING ...) TO STDOUT).
+//   - ddl: CREATE, ALTER, DROP, TRUNCATE (destructive and not row-level),
+//     COMMENT, REINDEX, CLUSTER, REFRESH MATERIALIZED VIEW, VACUUM, ANALYZE,
+//     SELECT ... INTO (it creates a table), IMPORT FOREIGN SCHEMA.
+//   - dcl: GRANT, REVOKE, CREATE/ALTER/DROP ROLE|USER|GROUP, ALTER DEFAULT
+//     PRIVILEGES, SECURITY LABEL, and what else decides who may see or
+//     change data: REASSIGN OWNED, DROP OWNED, ALTER ... OWNER TO,
+//     CREATE/ALTER/DROP POLICY, ALTER TABLE ... ENABLE/DISABLE/FORCE/NO
+//     FORCE ROW LEVEL SECURITY, and CREATE SCHEMA with a GRANT inside.
+//   - tcl: BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT,
+//     SAVEPOINT, RELEASE, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK
+//     PREPARED, SET TRANSACTION, SET CONSTRAINTS.
+//   - procedural: code that runs on the server or reaches outside the
+//     database: DO, CALL, LOAD, COPY to or from a server file or a PROGRAM
+//     (in either direction: a server file is the server's file system, not
+//     the client's data), ALTER SYSTEM (it can set archive_command and
+//     preload libraries).
+//   - session: SET, RESET, DISCARD, LISTEN, UNLISTEN, NOTIFY, PREPARE,
+//     EXECUTE, DEALLOCATE, DECLARE, CLOSE, LOCK.
+//   - other: CHECKPOINT, and any statement type this package does not know
+//     (Command OTHER).
+//
+// A statement's kind comes from its shape, not from the functions it calls:
+// SELECT delete_everything() is a read, and policy sees delete_everything in
+// Functions. A statement that contains another statement which runs now
+// takes the higher kind of the two, in the order read < tcl < session <
+// write < ddl < dcl < procedural < other. So EXPLAIN ANALYZE has the kind
+// of the statement it runs (its ANALYZE option is read the way PostgreSQL
+// reads it: ANALYZE, ANALYZE true/on/1 run it; false/off/0 do not; anything
+// else is taken to run it), while plain EXPLAIN is a read whatever it
+// explains.
+//
+// PREPARE is session, raised to the kind of its body: PREPARE p AS DELETE
+// ... is a write. EXECUTE p is session, because the prepared body was
+// classified, and decided, when it was prepared. DECLARE is session raised
+// by its query the same way.
+//
+// # Commands
+//
+// Command is the statement's verb, upper-case: SELECT, VALUES, TABLE,
+// INSERT, UPDATE, DELETE, MERGE, COPY, CREATE, ALTER, DROP, TRUNCATE,
+// COMMENT, SECURITY LABEL, GRANT, REVOKE, REASSIGN, IMPORT, DO, CALL, LOAD,
+// SET, RESET, SHOW, BEGIN (also START TRANSACTION), COMMIT (also END),
+// ROLLBACK (also ABORT and ROLLBACK TO SAVEPOINT), SAVEPOINT, RELEASE,
+// PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK PREPARED, PREPARE, EXECUTE,
+// DEALLOCATE, EXPLAIN, VACUUM, ANALYZE, LISTEN, NOTIFY, UNLISTEN, LOCK,
+// DISCARD, DECLARE, FETCH, MOVE, CLOSE, REFRESH, REINDEX, CLUSTER,
+// CHECKPOINT, RETURN, or OTHER. A set operation (UNION, ...) is named by its
+// leftmost branch. A data-modifying CTE keeps the outer command (WITH d AS
+// (DELETE ...) SELECT ... is a SELECT of kind write), and EXPLAIN ANALYZE
+// DELETE is an EXPLAIN of kind write: rules about DELETE without WHERE
+// should test Kind and HasWhere, not only Command.
+//
+// # Names
+//
+// Tables lists every relation a statement references: FROM items, joins,
+// subqueries, CTE bodies, the targets of INSERT, UPDATE, DELETE, MERGE and
+// SELECT INTO, COPY, TRUNCATE, LOCK, and the relations that DDL creates,
+// alters, drops or comments on (indexes and sequences included, since they
+// are relations too). A CTE name is not a relation, and is left out exactly
+// where PostgreSQL would resolve to the CTE: an unqualified name in a FROM
+// clause inside the CTE's scope (without RECURSIVE a CTE's own body and
+// earlier siblings cannot see it). DML targets are always relations, even
+// when a CTE has the same name. The names in FOR UPDATE OF refer to FROM
+// items and are not listed again.
+//
+// Names are as written and as PostgreSQL reads them: qualified by the
+// catalog and schema written, if any (public.customers and customers are
+// different entries), unquoted identifiers lower-cased (and truncated to 63
+// bytes) and quoted ones kept: Customers → customers, "Customers" →
+// Customers. Parts are joined with dots, so a quoted name containing a dot
+// reads like a qualified one. Functions are named the same way; calls written as SQL
+// syntax (EXTRACT, SUBSTRING ... FROM, AT TIME ZONE, ...) appear as the
+// pg_catalog functions the parser turns them into.
+//
+// Names inside string literals are not facts: DO and CREATE FUNCTION
+// bodies, nextval('seq'), 'customers'::regclass, pg_read_file('...') are
+// opaque here. Policy sees the functions involved and the procedural kind.
+//
+// # Text
+//
+// Text is cut from the input at the parser's statement boundaries (which
+// are at top-level semicolons, and not at the semicolons inside a BEGIN
+// ATOMIC body), then trimmed of the characters PostgreSQL treats as white
+// space. A comment between two statements belongs to the second one.
+//
+// # Cache
+//
+// A Classifier keeps two LRU caches of bounded entry count (inputs over 64
+// KiB are not cached). The exact cache maps an input string to its
+// statements. The normalized cache maps a key built from PostgreSQL's own
+// token stream (pg_query.Scan) to the statements' facts and the token
+// indices of the semicolons around each statement: in the key every literal
+// (SCONST, ICONST, FCONST, BCONST, XCONST) is a placeholder of its token
+// type, comments and white space are left out, and every other token keeps
+// its type and exact text. On a hit, facts are reused and Text is cut from
+// the new input.
+//
+// This is sound because the grammar sees token types, not literal values,
+// and the facts are computed from the tree's shape. The exceptions are
+// handled one by one:
+//   - USCONST (U&'...') keeps its text: the parser decodes its escapes and
+//     rejects bad ones, so its value decides between a parse and an error;
+//   - the string after UESCAPE keeps its text: it is the escape character
+//     that decodes a U&"..." identifier, so it changes table names;
+//   - the integers in FLOAT(n) and ALTER [COLUMN] n keep their text: the
+//     grammar range-checks them;
+//   - COPY's target is read from the tokens (STDIN/STDOUT, PROGRAM, or a
+//     string), because the tree cannot tell TO STDOUT from a COPY to an
+//     empty file name;
+//   - an EXPLAIN whose ANALYZE option has a value depends on that value, so
+//     its input is never put in the normalized cache.
+//
+// FuzzClassify checks the result of every cached path against a fresh
+// parse.
+//
+// # What the caller must guarantee
+//
+// The parser reads the input as PostgreSQL does with its defaults. The
+// session must match, or the server may read statements the gateway did
+// not see:
+//   - standard_conforming_strings must be on. With it off, the server reads
+//     a backslash before a quote as an escape and this package does not, so
+//     text that is one string literal here can end the literal early on the
+//     server and carry a statement of its own (see
+//     TestStandardConformingStringsMatters). The handler must refuse a
+//     session where it is off (from the ParameterStatus messages, those
+//     after start-up included) and must not let a client turn it off.
+//   - client_encoding must be UTF8. In client encodings such as SJIS, GBK
+//     or BIG5 a byte 0x5c (backslash) can be the second byte of a
+//     character, which moves the end of an E'...' string. Valid UTF-8 does
+//     not help: the UTF-8 for ā ends in 0x81, an SJIS lead byte that
+//     swallows a backslash after it (see TestClientEncodingMatters).
+//     Classify rejects input that is not valid UTF-8, as a UTF8 server
+//     would.
+//
+// Both settings can be changed at start-up, by ALTER ROLE/DATABASE ... SET,
+// and by SET or RESET in the session, and both are reported by the server
+// in ParameterStatus messages whenever they change; that is where the
+// handler can watch them.
+//
+// # Errors
+//
+// Classify returns an error wrapping ErrSyntax (a *SyntaxError, with the
+// parser's message and 1-based character position) for input the parser
+// rejects; for input with a NUL byte or invalid UTF-8, which the server
+// rejects too and the parser, reading a C string, would silently cut short;
+// and for a statement nested too deeply to parse safely. libpg_query writes
+// its tree out recursively without a stack check, so a left-deep chain of a
+// few tens of thousands of levels (SELECT 1+1+1..., a few hundred KiB)
+// would overflow the thread's stack and kill the gateway. Before parsing,
+// the scanner's tokens give an upper bound on the tree's depth, and a
+// statement whose bound is over 2000 (chained operators, joins or set
+// operations along one path) is refused. PostgreSQL, at its default
+// max_stack_depth, refuses operator chains of a few thousand as well (stack
+// depth limit exceeded). Large flat statements (long VALUES, IN, AND and OR
+// lists) are not deep and pass.
+//
+// Any other error means the package could not classify the input (for
+// example, the parser's tree was nested beyond what could be decoded); the
+// handler must treat the input as unclassified and refuse it. Classify never
+// returns statements together with an error, and returns an empty slice for
+// input without statements.
+package sqlfacts

@@ -1,0 +1,248 @@
+package sqlfacts
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"unicode/utf8"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
+)
+
+// Statement is what policy is told about one SQL statement.
+type Statement struct {
+	// Command is the statement's verb, upper-case: SELECT, INSERT, CREATE,
+	// GRANT, ... (see the package documentation for the full list), or
+	// OTHER for a statement type this package does not know.
+	Command string
+	// Kind is one of the Kind constants: read, write, ddl, dcl, tcl,
+	// procedural, session or other.
+	Kind string
+	// Tables are the relations the statement references anywhere, without
+	// repeats, in the order of the parse tree, qualified as written. CTE
+	// names are not relations and are left out.
+	Tables []string
+	// Functions are the functions the statement calls anywhere, CALL's
+	// procedure included, named like Tables.
+	Functions []string
+	// HasWhere reports a WHERE clause on an UPDATE or DELETE (WHERE CURRENT
+	// OF counts) or on the top level of a SELECT.
+	HasWhere bool
+	// Text is the statement's own text, cut out of the input at the
+	// semicolons around it and trimmed of white space.
+	Text string
+}
+
+// ErrSyntax is wrapped by every error Classify returns for input that
+// PostgreSQL's parser rejects, or that cannot reach it intact (a NUL byte,
+// invalid UTF-8).
+var ErrSyntax = errors.New("sql syntax error")
+
+// SyntaxError carries the parser's message and where it stopped. It
+// unwraps to ErrSyntax.
+type SyntaxError struct {
+	Message string
+	// Position is PostgreSQL's cursor position: 1-based, in characters,
+	// 0 when unknown. It is what an ErrorResponse's P field carries.
+	Position int
+}
+
+func (e *SyntaxError) Error() string {
+	if e.Position <= 0 {
+		return fmt.Sprintf("%s: %s", ErrSyntax, e.Message)
+	}
+	return fmt.Sprintf("%s: %s at position %d", ErrSyntax, e.Message, e.Position)
+}
+
+func (e *SyntaxError) Unwrap() error { return ErrSyntax }
+
+// maxCachedInput bounds the inputs the caches keep, so that a cache's size
+// in entries also bounds its memory.
+const maxCachedInput = 64 << 10
+
+// Stats counts how Classify answered. Parses counts full parses, failed
+// ones included.
+type Stats struct {
+	ExactHits      uint64
+	NormalizedHits uint64
+	Parses         uint64
+}
+
+// Classifier turns SQL text into Statements. It is safe for concurrent use.
+type Classifier struct {
+	exact      *lru[[]Statement] // input text → statements
+	normalized *lru[[]shape]     // normalized key → facts and spans
+
+	exactHits, normalizedHits, parses atomic.Uint64
+}
+
+// shape is one statement's facts with its place in the token stream, which
+// is all the normalized cache needs to rebuild the Statement for another
+// input with the same key.
+type shape struct {
+	facts
+	span span
+}
+
+// NewClassifier returns a Classifier whose two caches (exact text, and
+// normalized key) each hold up to cacheSize entries. A cacheSize of zero or
+// less disables caching: every call parses.
+func NewClassifier(cacheSize int) *Classifier {
+	return &Classifier{
+		exact:      newLRU[[]Statement](cacheSize),
+		normalized: newLRU[[]shape](cacheSize),
+	}
+}
+
+// Stats returns the counters since the Classifier was made.
+func (c *Classifier) Stats() Stats {
+	return Stats{
+		ExactHits:      c.exactHits.Load(),
+		NormalizedHits: c.normalizedHits.Load(),
+		Parses:         c.parses.Load(),
+	}
+}
+
+// Classify returns one Statement per statement in sql, in order. Input that
+// holds no statement (empty, only comments or semicolons) gives none and no
+// error. Errors for input the parser rejects wrap ErrSyntax (and are a
+// *SyntaxError); any other error is this package failing, and the input
+// must be treated as unclassified.
+func (c *Classifier) Classify(sql string) ([]Statement, error) {
+	if stmts, ok := c.exact.get(sql); ok {
+		c.exactHits.Add(1)
+		return cloneStatements(stmts), nil
+	}
+	if err := checkEncoding(sql); err != nil {
+		return nil, err
+	}
+	cacheable := len(sql) <= maxCachedInput
+	if cacheable {
+		// The caches keep the input and the statements' texts, which are
+		// slices of it: copy it so that they do not pin a larger string
+		// the caller cut it from.
+		sql = strings.Clone(sql)
+	}
+
+	toks, scanErr := scan(sql)
+	var key string
+	if scanErr == nil && cacheable {
+		key = normalizedKey(sql, toks)
+		if shapes, ok := c.normalized.get(key); ok {
+			c.normalizedHits.Add(1)
+			stmts := materialize(sql, toks, shapes)
+			c.exact.put(sql, stmts)
+			return cloneStatements(stmts), nil
+		}
+	}
+
+	shapes, literalSensitive, err := c.parse(sql, toks, scanErr)
+	if err != nil {
+		return nil, err
+	}
+	stmts := materialize(sql, toks, shapes)
+	if cacheable {
+		c.exact.put(sql, stmts)
+		if !literalSensitive {
+			c.normalized.put(key, shapes)
+		}
+	}
+	return cloneStatements(stmts), nil
+}
+
+// parse runs the full parse and computes every statement's shape. toks and
+// scanErr are the scanner's answer for sql.
+func (c *Classifier) parse(sql string, toks []token, scanErr error) ([]shape, bool, error) {
+	if scanErr == nil && nestingBound(toks) > maxNesting {
+		return nil, false, &SyntaxError{Message: "statement is nested too deeply to classify"}
+	}
+	// When the scanner failed, the parser, which runs the same scanner over
+	// the same input, fails too, before it writes out any tree; it is asked
+	// anyway because its error is the one PostgreSQL would report.
+	c.parses.Add(1)
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return nil, false, parseError(err)
+	}
+	if scanErr != nil {
+		// The parser accepted what the scanner rejected: they disagree, so
+		// neither is trusted.
+		return nil, false, parseError(scanErr)
+	}
+	return shapesOf(sql, toks, tree)
+}
+
+// shapesOf computes the facts and span of every statement in a parse.
+func shapesOf(sql string, toks []token, tree *pg_query.ParseResult) ([]shape, bool, error) {
+	shapes := make([]shape, 0, len(tree.Stmts))
+	anySensitive := false
+	for i, raw := range tree.Stmts {
+		sp, err := spanOf(sql, toks, int(raw.StmtLocation), int(raw.StmtLen))
+		if err != nil {
+			return nil, false, fmt.Errorf("locating statement %d: %w", i+1, err)
+		}
+		f, sensitive := factsOf(raw.Stmt, sp.tokensIn(toks))
+		anySensitive = anySensitive || sensitive
+		shapes = append(shapes, shape{facts: f, span: sp})
+	}
+	return shapes, anySensitive, nil
+}
+
+func materialize(sql string, toks []token, shapes []shape) []Statement {
+	stmts := make([]Statement, len(shapes))
+	for i, s := range shapes {
+		stmts[i] = Statement{
+			Command:   s.command,
+			Kind:      s.kind,
+			Tables:    s.tables,
+			Functions: s.functions,
+			HasWhere:  s.hasWhere,
+			Text:      s.span.text(sql, toks),
+		}
+	}
+	return stmts
+}
+
+// cloneStatements copies what the caches hold, so that a caller changing
+// its result cannot change another caller's.
+func cloneStatements(in []Statement) []Statement {
+	out := make([]Statement, len(in))
+	for i, s := range in {
+		s.Tables = slices.Clone(s.Tables)
+		s.Functions = slices.Clone(s.Functions)
+		out[i] = s
+	}
+	return out
+}
+
+// checkEncoding rejects what PostgreSQL would reject before parsing and
+// what the parser, which takes a C string, would silently cut short: a NUL
+// byte and invalid UTF-8.
+func checkEncoding(sql string) error {
+	if i := strings.IndexByte(sql, 0); i >= 0 {
+		return &SyntaxError{Message: "NUL byte in query", Position: utf8.RuneCountInString(sql[:i]) + 1}
+	}
+	if !utf8.ValidString(sql) {
+		i := 0
+		for i < len(sql) {
+			r, size := utf8.DecodeRuneInString(sql[i:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			i += size
+		}
+		return &SyntaxError{Message: "invalid byte sequence for encoding UTF8", Position: utf8.RuneCountInString(sql[:i]) + 1}
+	}
+	return nil
+}
+
+func parseError(err error) error {
+	var pe *parser.Error
+	if errors.As(err, &pe) {
+		return &SyntaxError{Message: pe.Message, Position: pe.Cursorpos}
+	}
+	return fmt.Errorf("parsing sql: %w", err)
+}
