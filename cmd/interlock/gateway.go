@@ -20,7 +20,7 @@ import (
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/proxy"
-	"github.com/interlock-dev/interlock/proxy/tcp"
+	"github.com/interlock-dev/interlock/record"
 	"github.com/interlock-dev/interlock/redirect"
 )
 
@@ -74,13 +74,14 @@ type gateway struct {
 	explicit         bool
 	explicitWorkload string
 
-	metrics   *prometheus.Registry
-	server    *proxy.Server
-	workloads *identity.Registry
-	targets   map[uint32]proxy.Target
-	watcher   *identity.Watcher
-	resolver  *redirect.TargetResolver
-	dp        *redirect.Datapath
+	metrics    *prometheus.Registry
+	server     *proxy.Server
+	workloads  *identity.Registry
+	targets    map[uint32]proxy.Target
+	watcher    *identity.Watcher
+	resolver   *redirect.TargetResolver
+	dp         *redirect.Datapath
+	recordings *record.Store
 
 	mu        sync.Mutex
 	listeners []listenerStatus
@@ -104,9 +105,12 @@ func (g *gateway) run(ctx context.Context) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	var err error
+	handlers, err := g.handlers()
+	if err != nil {
+		return err
+	}
 	g.server, err = proxy.NewServer(proxy.Options{
-		Handlers:    map[string]proxy.Handler{"tcp": tcp.New(g.metrics)},
+		Handlers:    handlers,
 		Logger:      g.logger,
 		Registerer:  g.metrics,
 		DialTimeout: cfg.Gateway.DialTimeout.Duration,

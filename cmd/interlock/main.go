@@ -15,8 +15,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/interlock-dev/interlock/cmd/interlock/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -29,11 +27,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand(os.Stdout, os.Stderr).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "interlock:", err)
+		// An exitError's command has already said what went wrong.
 		var exit exitError
 		if errors.As(err, &exit) {
 			os.Exit(int(exit))
 		}
+		fmt.Fprintln(os.Stderr, "interlock:", err)
 		os.Exit(1)
 	}
 }
@@ -60,6 +59,7 @@ exports Prometheus metrics.`,
 		newGatewayCommand(),
 		newCheckCommand(),
 		newStatusCommand(),
+		newSessionsCommand(),
 		newUninstallCommand(),
 		newVersionCommand(),
 	)
@@ -76,25 +76,6 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
-}
-
-func newCheckCommand() *cobra.Command {
-	var path string
-	cmd := &cobra.Command{
-		Use:   "check",
-		Short: "Validate a configuration file",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d targets, %d workloads)\n", cfg.Path, len(cfg.Targets), len(cfg.Workloads))
-			return nil
-		},
-	}
-	addConfigFlag(cmd, &path)
-	return cmd
 }
 
 func newVersionCommand() *cobra.Command {

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/postgres"
+	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	"github.com/interlock-dev/interlock/proxy/tcp"
+	"github.com/interlock-dev/interlock/proxy/tlsca"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// handlers builds one protocol handler per protocol the configuration
+// uses, with the policy, the recordings store, the agent-facing CA and the
+// command metrics they share.
+func (g *gateway) handlers() (map[string]proxy.Handler, error) {
+	cfg := g.cfg
+	pol, err := compilePolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pol.Register(g.metrics); err != nil {
+		return nil, err
+	}
+	commands, err := proxy.NewCommandMetrics(g.metrics)
+	if err != nil {
+		return nil, err
+	}
+	store, err := record.OpenStore(recordingsDir(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("opening recordings: %w", err)
+	}
+	g.recordings = store
+	handlers := map[string]proxy.Handler{"tcp": tcp.New(g.metrics)}
+
+	pgTargets := map[uint32]postgres.Target{}
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		if t.Protocol != "postgres" {
+			continue
+		}
+		u := t.Upstream
+		pgTargets[t.ID()] = postgres.Target{
+			Name:         t.Name,
+			User:         u.User,
+			PasswordFile: u.PasswordFile,
+			Database:     u.Database,
+			TLS:          u.TLS,
+			CAFile:       u.CAFile,
+			ServerName:   serverName(t),
+			AgentTLS:     t.AgentTLSEnabled(),
+		}
+	}
+	if len(pgTargets) > 0 {
+		ca, err := tlsca.LoadOrCreate(filepath.Join(cfg.Gateway.StateDir, "ca"))
+		if err != nil {
+			return nil, fmt.Errorf("loading the agent-facing CA: %w", err)
+		}
+		pg, err := postgres.New(postgres.Options{
+			Targets:    pgTargets,
+			Policy:     pol,
+			Classifier: sqlfacts.NewClassifier(8192),
+			Recordings: store,
+			CA:         ca,
+			Commands:   commands,
+			Logger:     g.logger,
+			Rewriter:   postgres.NewMaskRewriter,
+		})
+		if err != nil {
+			return nil, err
+		}
+		handlers["postgres"] = pg
+	}
+	return handlers, nil
+}
+
+// serverName is the name verify-full checks: the configured one, else the
+// target's hostname ("" lets the handler use the dialled IP).
+func serverName(t *config.Target) string {
+	if t.Upstream.ServerName != "" {
+		return t.Upstream.ServerName
+	}
+	return t.Host
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// recordingsDir is where session event logs live under the state folder.
+func recordingsDir(cfg *config.Config) string {
+	return filepath.Join(cfg.Gateway.StateDir, "recordings")
+}
+
+func newSessionsCommand() *cobra.Command {
+	var path, output string
+	cmd := &cobra.Command{
+		Use:   "sessions",
+		Short: "List, show and verify recorded sessions",
+		Long: `Every session the gateway serves is recorded as an append-only event log under
+<state_dir>/recordings, each event carrying the hash of the one before it.`,
+	}
+	cmd.PersistentFlags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
+	cmd.PersistentFlags().StringVarP(&output, "output", "o", "text", "text or json")
+
+	openStore := func() (*record.Store, error) {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		if output != "text" && output != "json" {
+			return nil, fmt.Errorf("-o: %q is not text or json", output)
+		}
+		return record.OpenStore(recordingsDir(cfg))
+	}
+
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List recorded sessions, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := openStore()
+			if err != nil {
+				return err
+			}
+			sums, err := st.List()
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd, sums)
+			}
+			return record.WriteSummaryTable(cmd.OutOrStdout(), sums)
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show ID",
+		Short: "Show one session's events",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStore()
+			if err != nil {
+				return err
+			}
+			events, err := st.Events(args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd, events)
+			}
+			return record.WriteText(cmd.OutOrStdout(), events)
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "verify ID",
+		Short: "Check a session's hash chain; exits 1 when it was tampered with",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStore()
+			if err != nil {
+				return err
+			}
+			res, err := st.Verify(args[0])
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if err := writeJSON(cmd, res); err != nil {
+					return err
+				}
+			} else {
+				switch {
+				case !res.OK:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: TAMPERED: %s\n", args[0], res.Problem)
+				case !res.Complete:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: intact, %d events, but incomplete (no session end: still open, or the gateway stopped abruptly)\n", args[0], res.Events)
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: intact, %d events\n", args[0], res.Events)
+				}
+			}
+			if !res.OK {
+				return exitError(1)
+			}
+			return nil
+		},
+	})
+	return cmd
+}
+
+func writeJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

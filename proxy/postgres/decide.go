@@ -1,0 +1,287 @@
+package postgres
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// Messages of denials the policy did not word.
+const (
+	reviewUnavailable    = "held for review is not available yet"
+	defaultDenialMessage = "statement denied by interlock policy"
+	functionCallDenied   = "function call protocol is not allowed"
+	multipleCommands     = "cannot insert multiple commands into a prepared statement"
+)
+
+// classify returns the statements of sql, or the denial of SQL the gateway
+// cannot classify (never forwarded: what the gateway cannot read, it
+// cannot decide) and the error position to report.
+func (c *session) classify(sql string) ([]sqlfacts.Statement, *policy.Decision, int32) {
+	stmts, err := c.h.classifier.Classify(sql)
+	if err == nil {
+		return stmts, nil, 0
+	}
+	var pos int32
+	var msg string
+	var se *sqlfacts.SyntaxError
+	switch {
+	case errors.As(err, &se):
+		msg = "interlock could not parse the statement: " + se.Message
+		pos = int32(se.Position)
+	case errors.Is(err, sqlfacts.ErrSyntax):
+		msg = "interlock could not parse the statement: " + err.Error()
+	default:
+		c.log.Error("classifying SQL", "error", err)
+		msg = "interlock could not classify the statement: " + err.Error()
+	}
+	return nil, &policy.Decision{Action: policy.Deny, Message: msg}, pos
+}
+
+// decide asks the policy about one statement. Anything but allow is a
+// denial: review is not available yet, and an unknown action fails closed.
+func (c *session) decide(st sqlfacts.Statement) policy.Decision {
+	req := c.base
+	facts := SQLFacts(st, c.database, c.user)
+	req.SQL = &facts
+	d := c.h.policy.Decide(req)
+	switch d.Action {
+	case policy.Allow:
+		return d
+	case policy.Deny:
+	case policy.Review:
+		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: reviewUnavailable}
+	default:
+		c.log.Error("policy returned an unknown action; denying", "action", d.Action, "rule", d.Rule)
+		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: fmt.Sprintf("interlock policy returned unknown action %q", d.Action)}
+	}
+	if d.Message == "" {
+		d.Message = defaultDenialMessage
+	}
+	return d
+}
+
+// count feeds the command metrics with one decision.
+func (c *session) count(d policy.Decision) {
+	c.h.commands.Decided("postgres", c.s.Target.Name, c.s.Caller.Workload, d)
+}
+
+// denialResponse is the ErrorResponse of a denial.
+func denialResponse(d policy.Decision, code string, pos int32) *pgproto3.ErrorResponse {
+	resp := errorResponse("ERROR", code, d.Message, "")
+	if d.Rule != "" {
+		resp.Detail = "rule: " + d.Rule
+	}
+	resp.Position = pos
+	return resp
+}
+
+// deniedCommand is the recording of a denial.
+func deniedCommand(text string, st sqlfacts.Statement, d policy.Decision) record.Command {
+	return record.Command{
+		Text:     text,
+		Command:  st.Command,
+		Kind:     st.Kind,
+		Decision: string(policy.Deny),
+		Rule:     d.Rule,
+		Message:  d.Message,
+	}
+}
+
+// query decides a simple Query. A Query's statements run as one implicit
+// transaction (unless they hold transaction control themselves), so a
+// Query with a denied statement is denied whole: running the others would
+// change what the client's text means (a later statement relying on an
+// earlier one, or a COMMIT in the middle), and PostgreSQL itself never
+// runs part of a Query past an error.
+func (c *session) query(m *pgproto3.Query) error {
+	stmts, bad, pos := c.classify(m.String)
+	if bad != nil {
+		c.count(*bad)
+		c.record(deniedCommand(m.String, sqlfacts.Statement{}, *bad))
+		return c.refuse(denialResponse(*bad, codeInsufficientPrivilege, pos), false)
+	}
+	ds := make([]decided, len(stmts))
+	for i, st := range stmts {
+		d := c.decide(st)
+		if d.Action != policy.Allow {
+			c.count(d)
+			text := m.String
+			if len(stmts) == 1 {
+				text = st.Text
+			}
+			c.record(deniedCommand(text, st, d))
+			return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), false)
+		}
+		ds[i] = decided{stmt: st, decision: d}
+	}
+	for _, d := range ds {
+		c.count(d.decision)
+	}
+	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds}, m)
+}
+
+// parse decides an extended-protocol statement when it is prepared: the
+// statement's text is known only here, and every later Bind and Execute of
+// it runs this text.
+func (c *session) parse(m *pgproto3.Parse) error {
+	r := &c.relay
+	stmts, bad, pos := c.classify(m.Query)
+	var st sqlfacts.Statement
+	var d policy.Decision
+	code := codeInsufficientPrivilege
+	switch {
+	case bad != nil:
+		d = *bad
+	case len(stmts) > 1:
+		d = policy.Decision{Action: policy.Deny, Message: multipleCommands}
+		code = codeSyntaxError
+	case len(stmts) == 1:
+		st = stmts[0]
+		d = c.decide(st)
+	default: // no statement: upstream answers with EmptyQueryResponse
+		delete(r.deniedStmts, m.Name)
+		r.stmts[m.Name] = &prepared{empty: true}
+		return c.forward(&pending{kind: pendParse}, m)
+	}
+	c.count(d)
+	if d.Action != policy.Allow {
+		dn := &denial{
+			resp:     denialResponse(d, code, pos),
+			cmd:      deniedCommand(m.Query, st, d),
+			decision: d,
+		}
+		c.record(dn.cmd)
+		r.deniedStmts[m.Name] = dn
+		delete(r.stmts, m.Name)
+		return c.refuse(dn.resp, true)
+	}
+	delete(r.deniedStmts, m.Name)
+	r.stmts[m.Name] = &prepared{d: decided{stmt: st, decision: d}}
+	return c.forward(&pending{kind: pendParse}, m)
+}
+
+// refuseDenied refuses a message naming a denied statement or portal: it
+// is another attempt to run the statement, counted and recorded again.
+func (c *session) refuseDenied(dn *denial) error {
+	c.count(dn.decision)
+	c.record(dn.cmd)
+	return c.refuse(dn.resp, true)
+}
+
+func (c *session) bind(m *pgproto3.Bind) error {
+	r := &c.relay
+	if dn, ok := r.deniedStmts[m.PreparedStatement]; ok {
+		r.deniedPortals[m.DestinationPortal] = dn
+		delete(r.portals, m.DestinationPortal)
+		return c.refuseDenied(dn)
+	}
+	delete(r.deniedPortals, m.DestinationPortal)
+	r.portals[m.DestinationPortal] = &portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes}
+	return c.forward(&pending{kind: pendBind}, m)
+}
+
+func (c *session) describe(m *pgproto3.Describe) error {
+	r := &c.relay
+	if m.ObjectType == 'S' {
+		if dn, ok := r.deniedStmts[m.Name]; ok {
+			return c.refuseDenied(dn)
+		}
+		return c.forward(&pending{kind: pendDescribe}, m)
+	}
+	if dn, ok := r.deniedPortals[m.Name]; ok {
+		return c.refuseDenied(dn)
+	}
+	res := &resultDesc{}
+	if p := r.portals[m.Name]; p != nil {
+		res.formats = p.formats
+		p.res = res
+	}
+	return c.forward(&pending{kind: pendDescribe, res: res}, m)
+}
+
+// execute forwards an Execute. With a rewriter, the rows must be described
+// to it with the formats in effect; unless the client described the portal
+// itself, the relay asks upstream for the description first.
+func (c *session) execute(m *pgproto3.Execute) error {
+	r := &c.relay
+	if dn, ok := r.deniedPortals[m.Portal]; ok {
+		return c.refuseDenied(dn)
+	}
+	p := r.portals[m.Portal]
+	ex := &pending{kind: pendExecute}
+	if p != nil {
+		ex.res = p.res
+		if p.stmt != nil && !p.stmt.empty {
+			ex.stmts = []decided{p.stmt.d}
+		}
+	}
+	if r.rewriter != nil && ex.res == nil {
+		res := &resultDesc{}
+		if p != nil {
+			res.formats = p.formats
+			p.res = res
+		}
+		ex.res = res
+		if err := c.forward(&pending{kind: pendInjectedDescribe, res: res}, &pgproto3.Describe{ObjectType: 'P', Name: m.Portal}); err != nil {
+			return err
+		}
+	}
+	return c.forward(ex, m)
+}
+
+// functionCall refuses the function call sub-protocol: it calls a function
+// by OID with no SQL for the policy to decide.
+func (c *session) functionCall(m *pgproto3.FunctionCall) error {
+	d := policy.Decision{Action: policy.Deny, Message: functionCallDenied}
+	c.count(d)
+	c.record(deniedCommand(fmt.Sprintf("function call, function oid %d", m.Function),
+		sqlfacts.Statement{Command: "FUNCTION CALL"}, d))
+	return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), false)
+}
+
+// refuse answers a denied message, keeping client and upstream in
+// agreement about the transaction:
+//
+//   - Nothing pending and no transaction block open ('I', or 'E' where
+//     upstream has failed already): the client is answered here and
+//     upstream never hears of the statement.
+//   - Inside a transaction block ('T'), or with responses still on their
+//     way: upstream is sent a statement that always fails (failingSQL) in
+//     the denied one's place, and its ErrorResponse is replaced by the
+//     denial. Upstream's transaction fails exactly as the client is told
+//     it did (both report 'E'; a later COMMIT rolls back on both), an
+//     extended-protocol pipeline is aborted up to its Sync as it would
+//     be, and the denial reaches the client in order.
+//
+// extended is true for Parse, Bind, Describe and Execute: then the client's
+// messages are discarded up to the next Sync, as PostgreSQL does after an
+// error, and that Sync is answered with ReadyForQuery.
+func (c *session) refuse(resp *pgproto3.ErrorResponse, extended bool) error {
+	c.mu.Lock()
+	local := len(c.pending) == 0 && c.txStatus != 'T'
+	status := c.txStatus
+	if !local {
+		c.pushLocked(&pending{kind: pendDenied, denial: resp, simple: !extended})
+	}
+	c.mu.Unlock()
+	if extended {
+		c.relay.discard = true
+		c.relay.localSync = local
+	}
+	switch {
+	case local && extended:
+		return c.client.send(resp)
+	case local:
+		return c.client.send(resp, &pgproto3.ReadyForQuery{TxStatus: status})
+	case extended:
+		return c.forward(nil, &pgproto3.Parse{Name: deniedStatementName, Query: failingSQL})
+	default:
+		return c.forward(nil, &pgproto3.Query{String: failingSQL})
+	}
+}

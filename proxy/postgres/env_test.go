@@ -1,0 +1,361 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/postgres"
+	"github.com/interlock-dev/interlock/proxy/postgres/pgtest"
+	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	"github.com/interlock-dev/interlock/proxy/tlsca"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// testPolicy is the policy every test runs under, unless it says otherwise.
+const testPolicy = `
+default: allow
+rules:
+  - name: truncate-needs-review
+    when: sql.command == "TRUNCATE"
+    action: review
+  - name: no-ddl
+    when: sql.kind in ["ddl", "dcl", "procedural"]
+    action: deny
+    message: schema and privilege changes are not allowed for agents
+  - name: no-unbounded-delete
+    when: sql.command == "DELETE" && !sql.has_where
+    action: deny
+  - name: orders-read-only
+    when: sql.kind == "write" && "orders" in sql.tables
+    action: deny
+    message: orders are read-only
+`
+
+// env is a real PostgreSQL behind a proxy.Server running the handler.
+type env struct {
+	pg       *pgtest.Server
+	handler  *postgres.Handler
+	store    *record.Store
+	reg      *prometheus.Registry
+	caDir    string
+	ca       *tlsca.CA
+	listener string // host:port clients dial
+	server   *proxy.Server
+	logs     *lockedBuffer
+}
+
+type envOptions struct {
+	pg       pgtest.Options
+	target   postgres.Target // Name, User and PasswordFile are filled in when empty
+	policy   string
+	rewriter func(s *proxy.Session, m *policy.Masker, meta postgres.MetadataFunc) postgres.ResultRewriter
+	// recordings replaces the store the env reads back.
+	recordings postgres.Recordings
+}
+
+// fixedAttributor attributes every connection to one target and caller, as
+// explicit mode does without the peer lookup.
+type fixedAttributor struct{ at proxy.Attribution }
+
+func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
+	return a.at, nil
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	pg := pgtest.Start(t, o.pg)
+	pg.CreateUser(t, "app", "app-secret")
+	pg.Exec(t, `CREATE TABLE public.customers (id int PRIMARY KEY, name text, email text);
+		INSERT INTO public.customers VALUES (1, 'Ada', 'ada@example.com'), (2, 'Bob', 'bob@example.org');
+		CREATE TABLE public.orders (id int PRIMARY KEY, customer int, total numeric);
+		INSERT INTO public.orders VALUES (10, 1, 9.5), (11, 2, 20);
+		CREATE TABLE public.notes (id serial PRIMARY KEY, body text);
+		GRANT ALL ON public.customers, public.orders, public.notes TO app;
+		GRANT USAGE ON SEQUENCE public.notes_id_seq TO app;
+		GRANT CREATE ON SCHEMA public TO app`)
+	return startProxy(t, pg, o)
+}
+
+// startProxy runs the handler in a proxy.Server for pg.
+func startProxy(t *testing.T, pg *pgtest.Server, o envOptions) *env {
+	t.Helper()
+	dir := t.TempDir()
+	tgt := o.target
+	if tgt.Name == "" {
+		tgt.Name = "shop"
+	}
+	if tgt.User == "" {
+		tgt.User = "app"
+		pw := filepath.Join(dir, "password")
+		if err := os.WriteFile(pw, []byte("app-secret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tgt.PasswordFile = pw
+	}
+	if tgt.TLS == "" {
+		tgt.TLS = postgres.TLSDisable
+	}
+	polText := o.policy
+	if polText == "" {
+		polText = testPolicy
+	}
+	var cfg policy.Config
+	if err := yaml.Unmarshal([]byte(polText), &cfg); err != nil {
+		t.Fatalf("policy yaml: %v", err)
+	}
+	pol, err := policy.Compile(cfg, policy.Env{Targets: map[string]string{tgt.Name: "postgres"}, Workloads: []string{"agent"}})
+	if err != nil {
+		t.Fatalf("compiling policy: %v", err)
+	}
+	store, err := record.OpenStore(filepath.Join(dir, "recordings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caDir := filepath.Join(dir, "ca")
+	ca, err := tlsca.LoadOrCreate(caDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	commands, err := proxy.NewCommandMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recordings postgres.Recordings = store
+	if o.recordings != nil {
+		recordings = o.recordings
+	}
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := postgres.New(postgres.Options{
+		Targets:    map[uint32]postgres.Target{1: tgt},
+		Policy:     pol,
+		Classifier: sqlfacts.NewClassifier(256),
+		Recordings: recordings,
+		CA:         ca,
+		Commands:   commands,
+		Logger:     logger,
+		Rewriter:   o.rewriter,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.NewServer(proxy.Options{
+		Handlers:   map[string]proxy.Handler{"postgres": h},
+		Logger:     logger,
+		Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := netip.MustParseAddrPort(pg.Addr())
+	at := proxy.Attribution{
+		Target: proxy.Target{ID: 1, Name: tgt.Name, Protocol: "postgres", Address: pg.Addr()},
+		Caller: identity.Caller{
+			Workload: "agent",
+			Identity: identity.Identity{Subject: "agent:demo", Groups: []string{"agents"}},
+			PID:      uint32(os.Getpid()),
+			UID:      uint32(os.Getuid()),
+		},
+		Destination: dest,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ctx, ln, fixedAttributor{at})
+	}()
+	e := &env{pg: pg, handler: h, store: store, reg: reg, caDir: caDir, ca: ca,
+		listener: ln.Addr().String(), server: srv, logs: logs}
+	t.Cleanup(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+		<-served
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", logs.String())
+		}
+	})
+	return e
+}
+
+// lockedBuffer is a log sink safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (e *env) port() int {
+	_, p, _ := net.SplitHostPort(e.listener)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// psql runs the real psql against the gateway with no password; extra are
+// extra environment variables (PGSSLMODE=...). It returns stdout and stderr
+// together.
+func (e *env) psql(t *testing.T, sql string, extra ...string) (string, error) {
+	t.Helper()
+	return e.psqlArgs(t, []string{"-c", sql}, "", extra...)
+}
+
+func (e *env) psqlArgs(t *testing.T, args []string, stdin string, extra ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "psql", append([]string{"-X", "-At", "-v", "ON_ERROR_STOP=1"}, args...)...)
+	cmd.Env = append(cleanEnv(),
+		"PGHOST=127.0.0.1", fmt.Sprintf("PGPORT=%d", e.port()),
+		"PGUSER=agent", "PGDATABASE=postgres", "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10")
+	cmd.Env = append(cmd.Env, extra...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// cleanEnv is the environment without PG* variables.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// connString is a pgx connection string to the gateway (no password).
+func (e *env) connString(extra string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=agent dbname=postgres sslmode=disable connect_timeout=10 %s", e.port(), extra)
+}
+
+// pgx connects with pgx through the gateway.
+func (e *env) pgx(t *testing.T) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, e.connString(""))
+	if err != nil {
+		t.Fatalf("pgx connect through the gateway: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// counter reads a counter of the registry with the given label values.
+func (e *env) counter(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if matchLabels(m, labels) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func matchLabels(m *dto.Metric, want map[string]string) bool {
+	have := map[string]string{}
+	for _, l := range m.GetLabel() {
+		have[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if have[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// idle waits until the gateway has no session running: the recordings
+// are then complete.
+func (e *env) idle(t *testing.T) {
+	t.Helper()
+	waitFor(t, "sessions to end", func() bool { return len(e.server.Active()) == 0 })
+}
+
+// commands returns the command events of every recorded session.
+func (e *env) commands(t *testing.T) []record.Command {
+	t.Helper()
+	sums, err := e.store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []record.Command
+	for _, s := range sums {
+		evs, err := e.store.Events(s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Command != nil {
+				out = append(out, *ev.Command)
+			}
+		}
+	}
+	return out
+}
+
+// tlsConfig trusts the gateway's CA for name.
+func (e *env) tlsConfig(name string) *tls.Config {
+	return &tls.Config{RootCAs: e.ca.Pool(), ServerName: name}
+}
+
+// waitFor polls cond for up to 10 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,403 @@
+// Package pgtest starts a real PostgreSQL server, from the distribution's
+// packages, for a test: initdb into a temporary folder, a postgres process
+// listening on a loopback address, stopped and removed when the test ends.
+//
+// The server is the one in /usr/lib/postgresql/<version>/bin with the
+// highest version. PostgreSQL refuses to run as root, so as root the data
+// folder belongs to the "postgres" OS user and initdb and postgres run as
+// that user. A test that cannot start a server (no PostgreSQL installed,
+// root without a postgres user) is skipped with the reason, or fails when
+// INTERLOCK_REQUIRE_PRIVILEGED=1 says the environment must run it (CI).
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// requiredEnv, when "1", turns a skip into a failure; it is the variable
+// redirect/redirecttest reads too (not imported: proxy/ must not depend on
+// redirect/).
+const requiredEnv = "INTERLOCK_REQUIRE_PRIVILEGED"
+
+// Auth methods for [Options.Auth].
+const (
+	AuthSCRAM = "scram-sha-256"
+	AuthMD5   = "md5"
+	AuthTrust = "trust"
+)
+
+// Options say how to start a server; the zero value is a SCRAM server on
+// 127.0.0.2 at a free port, without TLS.
+type Options struct {
+	// Host is the loopback address to listen on; default 127.0.0.2.
+	Host string
+	// Port 0 picks a free port.
+	Port int
+	// Auth is the pg_hba method for TCP connections: scram-sha-256
+	// (default), md5 (passwords are then stored as md5) or trust.
+	Auth string
+	// TLS turns on ssl with a server certificate for Host (and localhost)
+	// from a CA made for this server; Server.CAFile is that CA.
+	TLS bool
+}
+
+// Server is a running PostgreSQL.
+type Server struct {
+	Host          string
+	Port          int
+	Superuser     string
+	SuperPassword string
+	// CAFile is the PEM CA that signed the server certificate; "" without
+	// TLS.
+	CAFile string
+	// Version is the server's major version, e.g. 15.
+	Version int
+
+	dir  string // base folder: data/, sock/, certificates, log
+	log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	mu    sync.Mutex
+	super *pgx.Conn
+}
+
+// Addr is host:port.
+func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
+
+// ConnString is a key=value connection string for user on database db
+// (sslmode=require when the server has TLS, else disable).
+func (s *Server) ConnString(user, password, db string) string {
+	mode := "disable"
+	if s.CAFile != "" {
+		mode = "require"
+	}
+	return fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=%s sslmode=%s",
+		s.Host, s.Port, quoteConnValue(user), quoteConnValue(password), quoteConnValue(db), mode)
+}
+
+func quoteConnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// skip skips tb with reason, or fails it when the environment requires the
+// test to run.
+func skip(tb testing.TB, reason string) {
+	tb.Helper()
+	if os.Getenv(requiredEnv) == "1" {
+		tb.Fatalf("cannot start PostgreSQL (%s) and %s=1 says this test must run", reason, requiredEnv)
+	}
+	tb.Skip("cannot start PostgreSQL: " + reason)
+}
+
+// binDir is the bin folder of the newest installed PostgreSQL.
+func binDir() (string, int, error) {
+	dirs, err := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if err != nil || len(dirs) == 0 {
+		return "", 0, errors.New("no /usr/lib/postgresql/<version>/bin/postgres (install the postgresql package)")
+	}
+	best, bestVer := "", -1
+	for _, p := range dirs {
+		v, err := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))
+		if err == nil && v > bestVer {
+			best, bestVer = filepath.Dir(p), v
+		}
+	}
+	if best == "" {
+		return "", 0, fmt.Errorf("no numbered version among %v", dirs)
+	}
+	return best, bestVer, nil
+}
+
+// Start starts a server for tb and stops it, removing its files, when tb
+// ends.
+func Start(tb testing.TB, o Options) *Server {
+	tb.Helper()
+	if o.Host == "" {
+		o.Host = "127.0.0.2"
+	}
+	if o.Auth == "" {
+		o.Auth = AuthSCRAM
+	}
+	if !slices.Contains([]string{AuthSCRAM, AuthMD5, AuthTrust}, o.Auth) {
+		tb.Fatalf("pgtest: auth %q is not scram-sha-256, md5 or trust", o.Auth)
+	}
+	bin, version, err := binDir()
+	if err != nil {
+		skip(tb, err.Error())
+	}
+	owner, err := serverOwner()
+	if err != nil {
+		skip(tb, err.Error())
+	}
+
+	// Not t.TempDir: its parents are 0700 and root's, out of reach of the
+	// postgres user.
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	s := &Server{
+		Host:          o.Host,
+		Port:          o.Port,
+		Superuser:     "postgres",
+		SuperPassword: "super-" + strconv.FormatInt(time.Now().UnixNano(), 36),
+		Version:       version,
+		dir:           dir,
+		log:           filepath.Join(dir, "postgres.log"),
+		done:          make(chan struct{}),
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sock"), 0o700); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	pwfile := filepath.Join(dir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(s.SuperPassword+"\n"), 0o600); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	if o.TLS {
+		if err := writeCertificates(dir, o.Host); err != nil {
+			tb.Fatalf("pgtest: making TLS certificates: %v", err)
+		}
+		s.CAFile = filepath.Join(dir, "ca.crt")
+	}
+	if err := owner.chown(dir); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+
+	data := filepath.Join(dir, "data")
+	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", s.Superuser,
+		"--pwfile", pwfile, "--auth-local=trust", "--auth-host="+o.Auth,
+		"-E", "UTF8", "--no-locale", "--no-sync")
+	initdb.Dir = dir
+	owner.apply(initdb)
+	if out, err := initdb.CombinedOutput(); err != nil {
+		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
+	}
+	hba := "local all all trust\nhost all all 127.0.0.0/8 " + o.Auth + "\nhost all all ::1/128 " + o.Auth + "\n"
+	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	if err := owner.chown(filepath.Join(data, "pg_hba.conf")); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+
+	// A free port can be taken between the probe and postgres binding it;
+	// try a few times.
+	for attempt := 0; ; attempt++ {
+		port := o.Port
+		if port == 0 {
+			if port, err = freePort(o.Host); err != nil {
+				tb.Fatalf("pgtest: %v", err)
+			}
+		}
+		s.Port = port
+		err = s.start(bin, data, o, owner)
+		if err == nil {
+			break
+		}
+		if o.Port != 0 || attempt == 4 {
+			tb.Fatalf("pgtest: %v", err)
+		}
+	}
+	tb.Cleanup(s.stop)
+	if err := s.waitReady(60 * time.Second); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return s
+}
+
+func (s *Server) start(bin, data string, o Options, owner owner) error {
+	args := []string{"-D", data, "-k", filepath.Join(s.dir, "sock"),
+		"-c", "listen_addresses=" + o.Host, "-p", strconv.Itoa(s.Port),
+		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+		"-c", "shared_buffers=16MB", "-c", "dynamic_shared_memory_type=mmap",
+		"-c", "max_connections=60", "-c", "log_min_messages=warning"}
+	if o.Auth == AuthMD5 {
+		args = append(args, "-c", "password_encryption=md5")
+	}
+	if o.TLS {
+		args = append(args, "-c", "ssl=on",
+			"-c", "ssl_cert_file="+filepath.Join(s.dir, "server.crt"),
+			"-c", "ssl_key_file="+filepath.Join(s.dir, "server.key"))
+	}
+	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	owner.apply(cmd)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting postgres: %w", err)
+	}
+	s.cmd = cmd
+	s.done = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(s.done)
+	}()
+	// A bind failure shows within moments; anything else shows in
+	// waitReady.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("postgres exited at start:\n%s", s.logTail())
+		default:
+		}
+		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.stop()
+	return fmt.Errorf("postgres did not listen on %s within 30s:\n%s", s.Addr(), s.logTail())
+}
+
+func (s *Server) waitReady(limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var last error
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := pgx.Connect(ctx, s.ConnString(s.Superuser, s.SuperPassword, "postgres"))
+		cancel()
+		if err == nil {
+			s.super = c
+			return nil
+		}
+		last = err
+		select {
+		case <-s.done:
+			return fmt.Errorf("postgres exited:\n%s", s.logTail())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("postgres on %s not ready after %s: %v\n%s", s.Addr(), limit, last, s.logTail())
+}
+
+// stop shuts the server down (SIGINT: fast shutdown), killing it if it
+// takes more than 15 seconds.
+func (s *Server) stop() {
+	s.mu.Lock()
+	if s.super != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.super.Close(ctx)
+		cancel()
+		s.super = nil
+	}
+	s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+func (s *Server) logTail() string {
+	b, _ := os.ReadFile(s.log)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// conn is the superuser connection, reopened if a test broke it.
+func (s *Server) conn(tb testing.TB) *pgx.Conn {
+	tb.Helper()
+	if s.super != nil && !s.super.IsClosed() {
+		return s.super
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, s.ConnString(s.Superuser, s.SuperPassword, "postgres"))
+	if err != nil {
+		tb.Fatalf("pgtest: connecting as superuser: %v", err)
+	}
+	s.super = c
+	return c
+}
+
+// Exec runs sql (one or more statements) as the superuser on database
+// postgres.
+func (s *Server) Exec(tb testing.TB, sql string) {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.conn(tb).PgConn().Exec(ctx, sql).Close(); err != nil {
+		tb.Fatalf("pgtest: %s: %v", sql, err)
+	}
+}
+
+// Query runs sql as the superuser on database postgres and returns its
+// rows as psql -At prints them: columns joined by "|", rows by "\n", NULL
+// as "".
+func (s *Server) Query(tb testing.TB, sql string) string {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := s.conn(tb).PgConn().Exec(ctx, sql).ReadAll()
+	if err != nil {
+		tb.Fatalf("pgtest: %s: %v", sql, err)
+	}
+	var lines []string
+	for _, r := range res {
+		for _, row := range r.Rows {
+			cols := make([]string, len(row))
+			for i, v := range row {
+				cols[i] = string(v)
+			}
+			lines = append(lines, strings.Join(cols, "|"))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// CreateUser creates a login role with password (stored as the server's
+// password_encryption says: md5 for an md5 server, else SCRAM).
+func (s *Server) CreateUser(tb testing.TB, name, password string) {
+	tb.Helper()
+	s.Exec(tb, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s",
+		pgx.Identifier{name}.Sanitize(), quoteLiteral(password)))
+}
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+func freePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}

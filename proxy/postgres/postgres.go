@@ -1,0 +1,314 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// Upstream TLS modes of [Target.TLS].
+const (
+	TLSDisable    = "disable"
+	TLSRequire    = "require"
+	TLSVerifyFull = "verify-full"
+)
+
+// Target is how the gateway reaches one configured PostgreSQL target.
+type Target struct {
+	Name string
+	// User is the upstream login.
+	User string
+	// PasswordFile holds the upstream password; it is read for every new
+	// session, so a rotated password takes effect without a restart. A
+	// trailing newline is trimmed. Empty: log in without a password.
+	PasswordFile string
+	// Database, when set, is the upstream database every session uses;
+	// otherwise the one the client asked for.
+	Database string
+	// TLS toward upstream: disable, require (encrypted, not verified) or
+	// verify-full (default).
+	TLS string
+	// CAFile is the PEM bundle verify-full trusts; empty: the system roots.
+	CAFile string
+	// ServerName is the name verify-full checks; empty: the dialled IP.
+	ServerName string
+	// AgentTLS answers an agent's SSLRequest with 'S' and a certificate
+	// the CA mints for the dialled address; false answers 'N'.
+	AgentTLS bool
+}
+
+// Policy decides statements and says what to mask.
+type Policy interface {
+	Decide(policy.Request) policy.Decision
+	Masker(policy.Request) *policy.Masker
+}
+
+// Classifier turns SQL text into the facts policy decides on.
+type Classifier interface {
+	Classify(sql string) ([]sqlfacts.Statement, error)
+}
+
+// Recordings creates a session's event log; *record.Store is one.
+type Recordings interface {
+	Create(id string, start record.Start, now time.Time) (*record.Recorder, error)
+}
+
+// AgentCA mints the agent-facing TLS certificates; *tlsca.CA is one.
+type AgentCA interface {
+	ServerConfig(fallback string) *tls.Config
+}
+
+// ResultRewriter rewrites result messages from upstream before they reach
+// the client. The handler calls it from one goroutine per session.
+type ResultRewriter interface {
+	// Describe announces the columns of the rows that follow: a simple
+	// query's RowDescription, or the description of the portal an Execute
+	// runs. formats are the result format codes in effect (from the Bind;
+	// nil, all text, for a simple query). An error refuses the result: the
+	// client gets an ErrorResponse 42501 with the error's text and none of
+	// the result's rows.
+	Describe(rd *pgproto3.RowDescription, formats []int16) error
+	// Row rewrites a DataRow in place and returns how many values each
+	// mask rule rewrote.
+	Row(dr *pgproto3.DataRow) map[string]int
+	// CopyOut starts a COPY TO STDOUT of stmt; an error refuses it like
+	// Describe does.
+	CopyOut(resp *pgproto3.CopyOutResponse, stmt sqlfacts.Statement) error
+	// CopyData rewrites one row of a COPY TO STDOUT in place.
+	CopyData(d *pgproto3.CopyData) map[string]int
+}
+
+// MetadataFunc runs a query on a separate upstream connection of the
+// session (opened on first use with the same credentials and closed with
+// the session) and returns its rows as text, NULL as "". Arguments are sent
+// as text parameters $1, $2, ...
+type MetadataFunc func(ctx context.Context, sql string, args ...any) ([][]string, error)
+
+// Options configure a [Handler].
+type Options struct {
+	// Targets by proxy.Target.ID.
+	Targets    map[uint32]Target
+	Policy     Policy
+	Classifier Classifier
+	Recordings Recordings
+	// CA is required when any target has AgentTLS.
+	CA AgentCA
+	// Commands may be nil.
+	Commands *proxy.CommandMetrics
+	// Logger defaults to discarding; sessions log to Session.Logger.
+	Logger *slog.Logger
+	// Rewriter, when set, is asked once per session for the session's
+	// ResultRewriter (nil: results pass unchanged).
+	Rewriter func(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter
+}
+
+// validate checks o and fills its defaults.
+func (o *Options) validate() error {
+	if o.Policy == nil {
+		return errors.New("no policy")
+	}
+	if o.Classifier == nil {
+		return errors.New("no SQL classifier")
+	}
+	if o.Recordings == nil {
+		return errors.New("no recordings store")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	targets := make(map[uint32]Target, len(o.Targets))
+	for id, t := range o.Targets {
+		if t.Name == "" {
+			return fmt.Errorf("target %d: no name", id)
+		}
+		if t.User == "" {
+			return fmt.Errorf("target %q: no upstream user", t.Name)
+		}
+		if t.TLS == "" {
+			t.TLS = TLSVerifyFull
+		}
+		switch t.TLS {
+		case TLSDisable, TLSRequire, TLSVerifyFull:
+		default:
+			return fmt.Errorf("target %q: upstream tls %q is not disable, require or verify-full", t.Name, t.TLS)
+		}
+		if t.CAFile != "" && t.TLS != TLSVerifyFull {
+			return fmt.Errorf("target %q: a CA file is used only with verify-full", t.Name)
+		}
+		if t.AgentTLS && o.CA == nil {
+			return fmt.Errorf("target %q: agent TLS needs a CA", t.Name)
+		}
+		targets[id] = t
+	}
+	o.Targets = targets
+	return nil
+}
+
+// Handler is the PostgreSQL protocol engine: a [proxy.Handler].
+type Handler struct {
+	targets    map[uint32]Target
+	policy     Policy
+	classifier Classifier
+	recordings Recordings
+	ca         AgentCA
+	commands   *proxy.CommandMetrics
+	log        *slog.Logger
+	rewriter   func(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter
+
+	cancels cancelRegistry
+}
+
+var _ proxy.Handler = (*Handler)(nil)
+
+// New checks o and returns a Handler.
+func New(o Options) (*Handler, error) {
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("creating postgres handler: %w", err)
+	}
+	return &Handler{
+		targets:    o.Targets,
+		policy:     o.Policy,
+		classifier: o.Classifier,
+		recordings: o.Recordings,
+		ca:         o.CA,
+		commands:   o.Commands,
+		log:        o.Logger,
+		rewriter:   o.Rewriter,
+		cancels:    cancelRegistry{byKey: map[cancelKey]cancelTarget{}},
+	}, nil
+}
+
+// Serve runs one client connection: start-up, upstream login, then the
+// relay with a decision per statement, until either side ends or ctx is
+// done (then it returns context.Cause(ctx)).
+func (h *Handler) Serve(ctx context.Context, s *proxy.Session) error {
+	t, ok := h.targets[s.Target.ID]
+	if !ok {
+		return fmt.Errorf("target %q (id %d) is not a configured postgres target", s.Target.Name, s.Target.ID)
+	}
+	c := newSession(ctx, h, s, t)
+	stop := context.AfterFunc(ctx, func() { c.abort(context.Cause(ctx)) })
+	err := c.run()
+	stop()
+	c.closeAll()
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+// cancelKey is the BackendKeyData the gateway gave a client.
+type cancelKey struct {
+	pid    uint32
+	secret [4]byte
+}
+
+// cancelTarget is where a cancel for a gateway key goes.
+type cancelTarget struct {
+	targetID uint32
+	workload string
+	address  string // upstream host:port
+	pid      uint32
+	secret   []byte
+}
+
+// cancelRegistry maps the keys of live sessions to their upstream keys.
+type cancelRegistry struct {
+	mu    sync.Mutex
+	byKey map[cancelKey]cancelTarget
+}
+
+// add registers ct under a new random key and returns it.
+func (r *cancelRegistry) add(ct cancelTarget) cancelKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var b [8]byte
+		rand.Read(b[:]) // never fails
+		// A positive pid, as PostgreSQL's are.
+		k := cancelKey{pid: binary.BigEndian.Uint32(b[:4]) &^ (1 << 31)}
+		copy(k.secret[:], b[4:])
+		if _, taken := r.byKey[k]; taken || k.pid == 0 {
+			continue
+		}
+		r.byKey[k] = ct
+		return k
+	}
+}
+
+func (r *cancelRegistry) remove(k cancelKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.byKey, k)
+}
+
+func (r *cancelRegistry) lookup(pid uint32, secret []byte) (cancelTarget, bool) {
+	if len(secret) != 4 {
+		return cancelTarget{}, false
+	}
+	k := cancelKey{pid: pid}
+	copy(k.secret[:], secret)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ct, ok := r.byKey[k]
+	return ct, ok
+}
+
+// cancel forwards a client's CancelRequest to the upstream of the session
+// it names. An unknown key, or one of another target or workload, is
+// dropped silently, as PostgreSQL does.
+func (h *Handler) cancel(ctx context.Context, s *proxy.Session, req *pgproto3.CancelRequest, log *slog.Logger) {
+	ct, ok := h.cancels.lookup(req.ProcessID, req.SecretKey)
+	if !ok {
+		log.Info("cancel request for an unknown session ignored")
+		return
+	}
+	if ct.targetID != s.Target.ID || ct.workload != s.Caller.Workload {
+		log.Warn("cancel request from another target or workload ignored", "session_workload", ct.workload)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := s.Dial(ctx, "tcp", ct.address)
+	if err != nil {
+		log.Warn("forwarding cancel request", "error", err)
+		return
+	}
+	defer conn.Close()
+	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	msg, err := (&pgproto3.CancelRequest{ProcessID: ct.pid, SecretKey: ct.secret}).Encode(nil)
+	if err == nil {
+		_, err = conn.Write(msg)
+	}
+	if err != nil {
+		log.Warn("forwarding cancel request", "error", err)
+		return
+	}
+	// Like libpq, wait for the server to close: the cancel has then been
+	// delivered before the client hears back.
+	var b [1]byte
+	_, _ = conn.Read(b[:])
+	log.Info("cancel request forwarded")
+}
+
+// localAddr formats the client's address for records.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}

@@ -1,0 +1,729 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// The relay runs two goroutines per session. The client goroutine reads the
+// client's messages, decides them and forwards them upstream, or answers a
+// denial. The upstream goroutine reads upstream's messages, rewrites
+// results and relays them to the client. What upstream still owes is the
+// pending queue: the client goroutine pushes an entry for every forwarded
+// message that gets a response, the upstream goroutine pops it when the
+// response is complete. The queue lets the upstream goroutine know which
+// statement a result belongs to (for the recording and the rewriter), and
+// it lets the client goroutine know when a denial may be answered directly:
+// only when nothing is pending, so the answer cannot overtake a response
+// still on its way.
+
+var (
+	// errTerminate: the client sent Terminate.
+	errTerminate = errors.New("client terminated the session")
+	// errUpstreamProtocol: upstream sent what the relay cannot place.
+	errUpstreamProtocol = errors.New("unexpected message from upstream")
+	// errUpstreamWrite marks a client-goroutine failure that is upstream's.
+	errUpstreamWrite = errors.New("writing upstream")
+)
+
+// failingSQL stands in upstream for a denied statement when upstream must
+// see an error (see session.refuse): a syntax error, so it never runs,
+// whatever state the session is in.
+const failingSQL = "/* interlock: statement denied by policy */ interlock denied"
+
+// deniedStatementName is the name the stand-in Parse uses, so that it never
+// replaces the client's unnamed statement (a Parse that fails stores
+// nothing under a name).
+const deniedStatementName = "interlock_denied"
+
+// pendingKind is what a forwarded message waits for.
+type pendingKind uint8
+
+const (
+	pendQuery            pendingKind = iota // simple Query: its results, then ReadyForQuery
+	pendParse                               // ParseComplete
+	pendBind                                // BindComplete
+	pendDescribe                            // [ParameterDescription,] RowDescription or NoData
+	pendInjectedDescribe                    // the relay's own Describe of a portal; swallowed
+	pendExecute                             // rows, then CommandComplete, EmptyQueryResponse or PortalSuspended
+	pendClose                               // CloseComplete
+	pendSync                                // ReadyForQuery
+	pendDenied                              // an ErrorResponse, replaced by the denial
+)
+
+func (k pendingKind) String() string {
+	return [...]string{"Query", "Parse", "Bind", "Describe", "Describe (for masking)", "Execute", "Close", "Sync", "denial"}[k]
+}
+
+// pending is one response upstream owes.
+type pending struct {
+	kind pendingKind
+	// pendDenied: what the client is told instead of upstream's error, and
+	// whether it stood in for a Query (ReadyForQuery follows) or for an
+	// extended-protocol message.
+	denial *pgproto3.ErrorResponse
+	simple bool
+	// pendQuery: the text and its statements; pendExecute: the portal's
+	// statement (none when the gateway does not know it).
+	text  string
+	stmts []decided
+	idx   int // pendQuery: the statement running now
+	// pendDescribe of a portal, pendInjectedDescribe, pendExecute: the
+	// portal's result description.
+	res *resultDesc
+
+	// The outcome of the statement running now.
+	started    time.Time
+	rows       int64
+	masked     map[string]int
+	described  bool   // pendExecute: the rewriter was told about res
+	refused    bool   // pendQuery: the rewriter refused this result; swallow it
+	refusalErr string // why
+}
+
+// decided is a statement with its decision.
+type decided struct {
+	stmt     sqlfacts.Statement
+	decision policy.Decision
+}
+
+// resultDesc is what the rows of a portal look like.
+type resultDesc struct {
+	rd      *pgproto3.RowDescription
+	formats []int16
+}
+
+// relayState is the client goroutine's, except dropUntilReady (the
+// upstream goroutine's).
+type relayState struct {
+	stmts         map[string]*prepared // allowed statements by name
+	portals       map[string]*portal
+	deniedStmts   map[string]*denial
+	deniedPortals map[string]*denial
+	// discard: an extended-protocol message was denied; everything up to
+	// the next Sync is discarded, as PostgreSQL does after an error.
+	discard bool
+	// localSync: that Sync is answered here, nothing having gone upstream.
+	localSync bool
+	rewriter  ResultRewriter
+
+	// dropUntilReady: the client was sent an error in the extended
+	// protocol, so it expects nothing but ReadyForQuery; upstream's
+	// responses up to it are dropped.
+	dropUntilReady bool
+}
+
+type prepared struct {
+	d     decided
+	empty bool // no statement at all
+}
+
+type portal struct {
+	stmt    *prepared // nil: not prepared through the gateway
+	formats []int16
+	res     *resultDesc
+}
+
+// denial is a denied statement remembered by name.
+type denial struct {
+	resp     *pgproto3.ErrorResponse
+	cmd      record.Command
+	decision policy.Decision
+}
+
+// runRelay relays until either side ends; it returns why for the
+// recording, and an error when the end was not a normal one.
+func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
+	c.relay = relayState{
+		stmts:         map[string]*prepared{},
+		portals:       map[string]*portal{},
+		deniedStmts:   map[string]*denial{},
+		deniedPortals: map[string]*denial{},
+	}
+	c.mu.Lock()
+	up := newMsgWriter(c.upConn)
+	c.mu.Unlock()
+	c.up = up
+	c.fe = fe
+	if c.h.rewriter != nil {
+		c.meta = c.newMetadataConn(c.params)
+		c.relay.rewriter = c.h.rewriter(c.s, c.h.policy.Masker(c.base), c.meta.query)
+	}
+
+	upDone := make(chan error, 1)
+	go func() {
+		err := c.upstreamLoop()
+		c.endedBy("upstream")
+		c.client.flush() // upstream's last words, e.g. a FATAL
+		c.clientConn.Close()
+		upDone <- err
+	}()
+	cerr := c.clientLoop()
+	c.endedBy("client")
+	if !errors.Is(cerr, errTerminate) {
+		c.up.send(&pgproto3.Terminate{})
+	}
+	c.mu.Lock()
+	upConn := c.upConn
+	c.mu.Unlock()
+	upConn.Close()
+	uerr := <-upDone
+
+	if c.ctx.Err() != nil {
+		return causeText(context.Cause(c.ctx)), context.Cause(c.ctx)
+	}
+	c.mu.Lock()
+	first := c.ended
+	c.mu.Unlock()
+	if first == "upstream" || errors.Is(cerr, errUpstreamWrite) {
+		if eof(uerr) || eof(cerr) {
+			return "upstream closed the connection", nil
+		}
+		return "upstream: " + uerr.Error(), fmt.Errorf("relaying from upstream: %w", uerr)
+	}
+	switch {
+	case errors.Is(cerr, errTerminate):
+		return "client terminated the session", nil
+	case eof(cerr):
+		return "client closed the connection", nil
+	}
+	return "client: " + cerr.Error(), fmt.Errorf("relaying from the client: %w", cerr)
+}
+
+func eof(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}
+
+// endedBy notes which side ended the relay first.
+func (c *session) endedBy(side string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended == "" {
+		c.ended = side
+	}
+}
+
+// clientLoop reads and handles the client's messages until an error or
+// Terminate.
+func (c *session) clientLoop() error {
+	for {
+		msg, err := c.cr.message()
+		if err != nil {
+			if errors.Is(err, errProtocol) {
+				c.fatal(codeProtocolViolation, strings.TrimPrefix(err.Error(), errProtocol.Error()+": "))
+			}
+			return err
+		}
+		if err := c.fromClient(msg); err != nil {
+			return err
+		}
+		// Forward once the client pauses (or a lot is buffered): a
+		// pipeline goes upstream in one write, an interactive client's
+		// message at once.
+		if c.cr.buffered() == 0 || c.up.pending() > flushThreshold {
+			if err := c.up.flush(); err != nil {
+				return fmt.Errorf("%w: %w", errUpstreamWrite, err)
+			}
+		}
+	}
+}
+
+// upstreamLoop reads and relays upstream's messages until an error.
+func (c *session) upstreamLoop() error {
+	for {
+		msg, err := c.fe.Receive()
+		if err != nil {
+			return err
+		}
+		if err := c.fromUpstream(msg); err != nil {
+			return err
+		}
+		if c.fe.ReadBufferLen() == 0 || c.client.pending() > flushThreshold {
+			if err := c.client.flush(); err != nil {
+				return fmt.Errorf("writing to the client: %w", err)
+			}
+		}
+	}
+}
+
+// push appends to the pending queue.
+func (c *session) push(p *pending) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pushLocked(p)
+}
+
+func (c *session) pushLocked(p *pending) {
+	if len(c.pending) == 0 {
+		p.started = time.Now()
+	}
+	c.pending = append(c.pending, p)
+}
+
+// head is the oldest pending entry, or nil.
+func (c *session) head() *pending {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return nil
+	}
+	return c.pending[0]
+}
+
+// pop removes the oldest pending entry.
+func (c *session) pop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.popLocked()
+}
+
+func (c *session) popLocked() *pending {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	p := c.pending[0]
+	c.pending[0] = nil
+	c.pending = c.pending[1:]
+	if len(c.pending) > 0 {
+		c.pending[0].started = time.Now()
+	}
+	return p
+}
+
+// forward queues msgs upstream, pushing p first when it is not nil.
+func (c *session) forward(p *pending, msgs ...encoder) error {
+	if p != nil {
+		c.push(p)
+	}
+	if err := c.up.queue(msgs...); err != nil {
+		return fmt.Errorf("%w: %w", errUpstreamWrite, err)
+	}
+	return nil
+}
+
+// fromClient handles one client message.
+func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
+	r := &c.relay
+	if r.discard {
+		switch msg.(type) {
+		case *pgproto3.Sync:
+			r.discard = false
+			if r.localSync {
+				r.localSync = false
+				c.mu.Lock()
+				status := c.txStatus
+				c.mu.Unlock()
+				return c.client.send(&pgproto3.ReadyForQuery{TxStatus: status})
+			}
+			return c.forward(&pending{kind: pendSync}, msg)
+		case *pgproto3.Terminate:
+			return c.terminate()
+		}
+		return nil
+	}
+	switch m := msg.(type) {
+	case *pgproto3.Query:
+		return c.query(m)
+	case *pgproto3.Parse:
+		return c.parse(m)
+	case *pgproto3.Bind:
+		return c.bind(m)
+	case *pgproto3.Describe:
+		return c.describe(m)
+	case *pgproto3.Execute:
+		return c.execute(m)
+	case *pgproto3.Close:
+		if m.ObjectType == 'S' {
+			delete(r.stmts, m.Name)
+			delete(r.deniedStmts, m.Name)
+		} else {
+			delete(r.portals, m.Name)
+			delete(r.deniedPortals, m.Name)
+		}
+		return c.forward(&pending{kind: pendClose}, m)
+	case *pgproto3.Sync:
+		return c.forward(&pending{kind: pendSync}, m)
+	case *pgproto3.Flush:
+		if err := c.forward(nil, m); err != nil {
+			return err
+		}
+		if err := c.up.flush(); err != nil {
+			return fmt.Errorf("%w: %w", errUpstreamWrite, err)
+		}
+		return nil
+	case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+		// Only meaningful during a COPY FROM STDIN the policy allowed;
+		// outside one PostgreSQL ignores them.
+		return c.forward(nil, msg)
+	case *pgproto3.FunctionCall:
+		return c.functionCall(m)
+	case *pgproto3.Terminate:
+		return c.terminate()
+	}
+	return fmt.Errorf("%w: unexpected message %T", errProtocol, msg)
+}
+
+func (c *session) terminate() error {
+	c.endedBy("client") // before upstream, told to, closes
+	c.up.send(&pgproto3.Terminate{})
+	return errTerminate
+}
+
+// fromUpstream handles one upstream message.
+func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
+	switch m := msg.(type) {
+	case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
+		return c.client.queue(msg)
+	case *pgproto3.ReadyForQuery:
+		return c.readyForQuery(m)
+	case *pgproto3.ErrorResponse:
+		return c.upstreamError(m)
+	}
+	if c.relay.dropUntilReady {
+		if _, ok := msg.(*pgproto3.CopyInResponse); ok {
+			// Upstream waits for data the client will never send.
+			return c.up.send(&pgproto3.CopyFail{Message: "interlock refused an earlier result of this pipeline"})
+		}
+		return nil
+	}
+	p := c.head()
+	if p == nil {
+		return fmt.Errorf("%w: %T with nothing pending", errUpstreamProtocol, msg)
+	}
+	switch m := msg.(type) {
+	case *pgproto3.ParseComplete:
+		if p.kind == pendParse {
+			c.pop()
+			return c.client.queue(m)
+		}
+	case *pgproto3.BindComplete:
+		if p.kind == pendBind {
+			c.pop()
+			return c.client.queue(m)
+		}
+	case *pgproto3.CloseComplete:
+		if p.kind == pendClose {
+			c.pop()
+			return c.client.queue(m)
+		}
+	case *pgproto3.ParameterDescription:
+		if p.kind == pendDescribe {
+			return c.client.queue(m)
+		}
+	case *pgproto3.RowDescription:
+		switch p.kind {
+		case pendDescribe:
+			if p.res != nil {
+				p.res.rd = cloneRowDescription(m)
+			}
+			c.pop()
+			return c.client.queue(m)
+		case pendInjectedDescribe:
+			p.res.rd = cloneRowDescription(m)
+			c.pop()
+			return nil
+		case pendQuery:
+			p.rows = 0
+			if rw := c.relay.rewriter; rw != nil {
+				if err := rw.Describe(m, nil); err != nil {
+					return c.refuseResult(p, err)
+				}
+			}
+			return c.client.queue(m)
+		}
+	case *pgproto3.NoData:
+		switch p.kind {
+		case pendDescribe:
+			c.pop()
+			return c.client.queue(m)
+		case pendInjectedDescribe:
+			c.pop()
+			return nil
+		}
+	case *pgproto3.DataRow:
+		if p.kind == pendQuery || p.kind == pendExecute {
+			return c.dataRow(p, m)
+		}
+	case *pgproto3.CommandComplete:
+		switch p.kind {
+		case pendQuery:
+			c.endStatement(p, string(m.CommandTag), "")
+			if p.refused {
+				p.refused = false
+				return nil
+			}
+			return c.client.queue(m)
+		case pendExecute:
+			c.endStatement(p, string(m.CommandTag), "")
+			c.pop()
+			return c.client.queue(m)
+		}
+	case *pgproto3.EmptyQueryResponse:
+		switch p.kind {
+		case pendQuery:
+			return c.client.queue(m)
+		case pendExecute:
+			c.pop()
+			return c.client.queue(m)
+		}
+	case *pgproto3.PortalSuspended:
+		if p.kind == pendExecute {
+			c.endStatement(p, "", "")
+			c.pop()
+			return c.client.queue(m)
+		}
+	case *pgproto3.CopyInResponse:
+		if p.kind == pendQuery || p.kind == pendExecute {
+			return c.client.queue(m)
+		}
+	case *pgproto3.CopyOutResponse:
+		if p.kind == pendQuery || p.kind == pendExecute {
+			return c.copyOut(p, m)
+		}
+	case *pgproto3.CopyData:
+		if p.kind == pendQuery || p.kind == pendExecute {
+			if p.refused {
+				return nil
+			}
+			if rw := c.relay.rewriter; rw != nil {
+				p.addMasked(rw.CopyData(m))
+			}
+			return c.client.queue(m)
+		}
+	case *pgproto3.CopyDone:
+		if p.kind == pendQuery || p.kind == pendExecute {
+			if p.refused {
+				return nil
+			}
+			return c.client.queue(m)
+		}
+	}
+	return fmt.Errorf("%w: %T while waiting for the response to %s", errUpstreamProtocol, msg, p.kind)
+}
+
+// readyForQuery ends a Query or a Sync. Entries still ahead of it are
+// messages upstream discarded after an error.
+func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
+	err := c.client.queue(m)
+	afterError := c.relay.dropUntilReady
+	c.relay.dropUntilReady = false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.txStatus = m.TxStatus
+	for len(c.pending) > 0 {
+		p := c.popLocked()
+		if p.kind == pendSync {
+			break
+		}
+		// After an extended-protocol error upstream ignores a Query
+		// too: only a Sync ends the error state.
+		if !afterError && (p.kind == pendQuery || (p.kind == pendDenied && p.simple)) {
+			break
+		}
+	}
+	return err
+}
+
+// upstreamError places an ErrorResponse.
+func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
+	if c.relay.dropUntilReady {
+		return nil
+	}
+	p := c.head()
+	if p == nil {
+		// Not an answer: e.g. an administrator ended the backend.
+		return c.client.queue(m)
+	}
+	switch p.kind {
+	case pendQuery:
+		if p.refused {
+			// The client already has the refusal of this result.
+			p.refused = false
+			c.endStatement(p, "", p.refusalErr+"; then: "+m.Message)
+			return nil
+		}
+		c.endStatement(p, "", m.Message)
+		return c.client.queue(m)
+	case pendDenied:
+		if p.simple {
+			if p.denial == nil {
+				return c.client.queue(m)
+			}
+			resp := p.denial
+			p.denial = nil // ReadyForQuery follows and pops the entry
+			return c.client.queue(resp)
+		}
+		c.pop()
+		c.relay.dropUntilReady = true
+		return c.client.queue(p.denial)
+	case pendSync:
+		// The implicit COMMIT at Sync failed; ReadyForQuery follows.
+		return c.client.queue(m)
+	}
+	// An extended-protocol message failed: upstream now ignores everything
+	// up to the next Sync.
+	if p.kind == pendExecute {
+		c.endStatement(p, "", m.Message)
+	}
+	c.pop()
+	c.relay.dropUntilReady = true
+	return c.client.queue(m)
+}
+
+// dataRow relays one row through the rewriter.
+func (c *session) dataRow(p *pending, m *pgproto3.DataRow) error {
+	if p.refused {
+		return nil
+	}
+	if rw := c.relay.rewriter; rw != nil {
+		if p.kind == pendExecute && !p.described {
+			p.described = true
+			if p.res == nil || p.res.rd == nil {
+				return c.refuseResult(p, errors.New("interlock cannot mask a result whose columns it does not know"))
+			}
+			if err := rw.Describe(p.res.rd, p.res.formats); err != nil {
+				return c.refuseResult(p, err)
+			}
+		}
+		p.addMasked(rw.Row(m))
+	}
+	p.rows++
+	return c.client.queue(m)
+}
+
+// copyOut starts a COPY TO STDOUT through the rewriter.
+func (c *session) copyOut(p *pending, m *pgproto3.CopyOutResponse) error {
+	if rw := c.relay.rewriter; rw != nil {
+		if err := rw.CopyOut(m, p.current().stmt); err != nil {
+			return c.refuseResult(p, err)
+		}
+	}
+	return c.client.queue(m)
+}
+
+// refuseResult tells the client the rewriter refused the result and
+// swallows the result. In a simple Query the remaining statements' results
+// are relayed as usual; in the extended protocol the client expects
+// nothing after an error but ReadyForQuery, so everything up to it is
+// dropped (the rest of the pipeline still ran upstream).
+func (c *session) refuseResult(p *pending, err error) error {
+	p.refusalErr = "result refused: " + err.Error()
+	if qerr := c.client.queue(errorResponse("ERROR", codeInsufficientPrivilege, err.Error(), "")); qerr != nil {
+		return qerr
+	}
+	if p.kind == pendQuery {
+		p.refused = true
+		return nil
+	}
+	c.endStatement(p, "", p.refusalErr)
+	c.pop()
+	c.relay.dropUntilReady = true
+	return nil
+}
+
+// current is the statement running now; zero when unknown.
+func (p *pending) current() decided {
+	switch {
+	case p.kind == pendQuery && p.idx < len(p.stmts):
+		return p.stmts[p.idx]
+	case p.kind == pendExecute && len(p.stmts) == 1:
+		return p.stmts[0]
+	}
+	return decided{
+		stmt:     sqlfacts.Statement{Text: p.text},
+		decision: policy.Decision{Action: policy.Allow},
+	}
+}
+
+func (p *pending) addMasked(hits map[string]int) {
+	if len(hits) == 0 {
+		return
+	}
+	if p.masked == nil {
+		p.masked = map[string]int{}
+	}
+	for rule, n := range hits {
+		p.masked[rule] += n
+	}
+}
+
+// endStatement records the outcome of the statement running now and moves
+// on to the next.
+func (c *session) endStatement(p *pending, tag, errMsg string) {
+	d := p.current()
+	if p.kind == pendQuery {
+		p.idx++
+	}
+	text := d.stmt.Text
+	if text == "" {
+		text = "(a statement prepared outside the gateway's view)"
+	}
+	cmd := record.Command{
+		Text:       text,
+		Command:    d.stmt.Command,
+		Kind:       d.stmt.Kind,
+		Decision:   string(d.decision.Action),
+		Rule:       d.decision.Rule,
+		DurationMS: float64(time.Since(p.started).Microseconds()) / 1000,
+		Rows:       rowsOf(tag, p.rows),
+		Tag:        tag,
+		Error:      errMsg,
+	}
+	if p.refusalErr != "" && errMsg == "" {
+		cmd.Error = p.refusalErr
+	}
+	if len(p.masked) > 0 {
+		for rule, n := range p.masked {
+			cmd.Masked += int64(n)
+			cmd.MaskRules = append(cmd.MaskRules, rule)
+			c.h.commands.Masked(c.s.Target.Name, rule, n)
+		}
+		slices.Sort(cmd.MaskRules)
+	}
+	c.record(cmd)
+	p.started = time.Now()
+	p.rows = 0
+	p.masked = nil
+	p.refusalErr = ""
+}
+
+// rowsOf is the row count of a command tag ("SELECT 3", "INSERT 0 2",
+// "COPY 5"), or counted when there is no tag (PortalSuspended).
+func rowsOf(tag string, counted int64) int64 {
+	if tag == "" {
+		return counted
+	}
+	i := strings.LastIndexByte(tag, ' ')
+	if i < 0 {
+		return 0
+	}
+	n, err := strconv.ParseInt(tag[i+1:], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// cloneRowDescription copies a RowDescription out of pgproto3's reused
+// message.
+func cloneRowDescription(m *pgproto3.RowDescription) *pgproto3.RowDescription {
+	out := &pgproto3.RowDescription{Fields: make([]pgproto3.FieldDescription, len(m.Fields))}
+	for i, f := range m.Fields {
+		f.Name = slices.Clone(f.Name)
+		out.Fields[i] = f
+	}
+	return out
+}

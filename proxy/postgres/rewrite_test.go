@@ -1,0 +1,131 @@
+package postgres_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/proxy/postgres"
+)
+
+// maskPolicy adds masks to testPolicy.
+const maskPolicy = testPolicy + `
+masks:
+  - name: pii
+    columns: [email]
+    detectors: [email]
+  - name: money
+    columns: [orders.total]
+`
+
+// TestResultRewriting runs results through the handler's rewriter with the
+// policy's masks (postgres.NewMaskRewriter).
+func TestResultRewriting(t *testing.T) {
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+
+	t.Run("psql simple query", func(t *testing.T) {
+		out, err := e.psql(t, "SELECT id, email, 'write to ' || name || '@corp.example' FROM customers ORDER BY id")
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		if out != "1|[masked]|write to [masked:email]\n2|[masked]|write to [masked:email]\n" {
+			t.Errorf("psql: %q", out)
+		}
+	})
+
+	t.Run("pgx prepared, described by the statement only", func(t *testing.T) {
+		c := e.pgx(t)
+		var email string
+		// pgx prepares with Describe of the statement and executes without
+		// describing the portal: the handler asks upstream itself.
+		if err := c.QueryRow(ctxT(t), "SELECT email FROM customers WHERE id = $1", 2).Scan(&email); err != nil || email != "[masked]" {
+			t.Errorf("email %q %v", email, err)
+		}
+	})
+
+	t.Run("binary column refused, session goes on", func(t *testing.T) {
+		c := e.pgx(t)
+		var total float64
+		err := c.QueryRow(ctxT(t), "SELECT total FROM orders WHERE id = $1", 10).Scan(&total)
+		pe := pgError(t, err)
+		if pe.Code != "42501" || !strings.Contains(pe.Message, "binary") {
+			t.Errorf("binary masked column: %+v", pe)
+		}
+		var name string
+		if err := c.QueryRow(ctxT(t), "SELECT name FROM customers WHERE id = $1", 1).Scan(&name); err != nil || name != "Ada" {
+			t.Errorf("after the refusal: %q %v", name, err)
+		}
+	})
+
+	t.Run("text format of the same column", func(t *testing.T) {
+		c := e.pgx(t)
+		rows, err := c.Query(ctxT(t), "SELECT total::text FROM orders ORDER BY id", pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || strings.Join(vals, ",") != "[masked],[masked]" {
+			t.Errorf("totals %q %v", vals, err)
+		}
+	})
+
+	t.Run("refusal in a pipeline drops the rest up to Sync", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(
+			&pgproto3.Parse{Query: "SELECT total FROM orders WHERE id = 10"}, &pgproto3.Bind{ResultFormatCodes: []int16{1}}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "SELECT 2"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Sync{})
+		got := r.ready()
+		if len(got) != 4 || got[0] != "ParseComplete" || got[1] != "BindComplete" ||
+			!strings.HasPrefix(got[2], "Error ERROR 42501") || got[3] != "Ready I" {
+			t.Errorf("pipeline: %v", got)
+		}
+		r.send(&pgproto3.Query{String: "SELECT 3"})
+		if got := r.ready(); !eq(got, []string{"RowDescription", "Row 3", "Complete SELECT 1", "Ready I"}) {
+			t.Errorf("after: %v", got)
+		}
+	})
+
+	t.Run("simple query refusal swallows only its result", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		// The policy allows the query; the mask refuses nothing in text
+		// format, so refuse through COPY BINARY.
+		r.send(&pgproto3.Query{String: "COPY customers TO STDOUT (FORMAT binary); SELECT 5"})
+		got := r.ready()
+		if len(got) != 5 || !strings.HasPrefix(got[0], "Error ERROR 42501") || got[1] != "RowDescription" || got[2] != "Row 5" || got[4] != "Ready I" {
+			t.Errorf("got %v", got)
+		}
+	})
+
+	t.Run("COPY TO STDOUT masked", func(t *testing.T) {
+		c := e.pgx(t)
+		var buf bytes.Buffer
+		if _, err := c.PgConn().CopyTo(ctxT(t), &buf, "COPY customers (id, email, name) TO STDOUT"); err != nil {
+			t.Fatal(err)
+		}
+		if buf.String() != "1\t[masked]\tAda\n2\t[masked]\tBob\n" {
+			t.Errorf("copy: %q", buf.String())
+		}
+	})
+
+	t.Run("counted and recorded", func(t *testing.T) {
+		if got := e.counter(t, "interlock_masked_values_total", map[string]string{"rule": "pii", "target": "shop"}); got < 5 {
+			t.Errorf("masked values for pii: %v", got)
+		}
+		e.idle(t)
+		found := false
+		for _, c := range e.commands(t) {
+			if strings.HasPrefix(c.Text, "SELECT id, email") && c.Masked == 4 && strings.Join(c.MaskRules, ",") == "pii" {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no recorded command with 4 masked values: %+v", e.commands(t))
+		}
+	})
+}

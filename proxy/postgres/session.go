@@ -1,0 +1,500 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// session is one client connection being served.
+type session struct {
+	ctx context.Context
+	h   *Handler
+	s   *proxy.Session
+	t   Target
+	log *slog.Logger
+
+	clientConn net.Conn // the raw connection, or TLS over it
+	cr         *clientReader
+	client     *msgWriter // nil until the start-up packet is read
+
+	// What the client asked for at start-up, and the parameters passed
+	// upstream.
+	user, database, appName string
+	params                  map[string]string
+
+	up *msgWriter         // to upstream; the relay's
+	fe *pgproto3.Frontend // from upstream; the upstream goroutine's
+
+	base policy.Request // target, workload and identity of every request
+	rec  *record.Recorder
+
+	mu       sync.Mutex // guards the fields below, shared by both relay goroutines
+	aborted  bool
+	upConn   net.Conn
+	pending  []*pending // what upstream still owes, oldest first
+	txStatus byte       // of the last ReadyForQuery from upstream
+	ended    string     // the side that ended the relay first
+
+	relay relayState
+	meta  *metadataConn
+}
+
+func newSession(ctx context.Context, h *Handler, s *proxy.Session, t Target) *session {
+	log := s.Logger
+	if log == nil {
+		log = h.log
+	}
+	return &session{
+		ctx:        ctx,
+		h:          h,
+		s:          s,
+		t:          t,
+		log:        log,
+		clientConn: s.Client,
+		cr:         newClientReader(s.Client),
+		txStatus:   'I',
+		base: policy.Request{
+			Target:   policy.Target{Name: s.Target.Name, Protocol: "postgres", Address: s.Target.Address},
+			Workload: policy.Workload{Name: s.Caller.Workload},
+			Identity: policy.Identity{
+				Subject: s.Caller.Identity.Subject,
+				Groups:  slices.Clone(s.Caller.Identity.Groups),
+				Issuer:  s.Caller.Identity.Issuer,
+			},
+		},
+	}
+}
+
+// abort ends the session because ctx is done: the client is told why with
+// a FATAL 57P01, then both connections are closed, which ends whatever the
+// session's goroutines are blocked in.
+func (c *session) abort(cause error) {
+	c.mu.Lock()
+	if c.aborted {
+		c.mu.Unlock()
+		return
+	}
+	c.aborted = true
+	up := c.upConn
+	w := c.client
+	c.mu.Unlock()
+	if w != nil {
+		// A client that does not read must not hold the shutdown up.
+		c.clientConn.SetWriteDeadline(time.Now().Add(time.Second))
+		w.send(errorResponse("FATAL", codeAdminShutdown, "interlock ended the session: "+causeText(cause), ""))
+	}
+	c.clientConn.Close()
+	if up != nil {
+		up.Close()
+	}
+}
+
+func causeText(err error) string {
+	if err == nil {
+		return "session ended"
+	}
+	return err.Error()
+}
+
+// setUpstream makes conn the session's upstream connection, unless the
+// session was aborted meanwhile.
+func (c *session) setUpstream(conn net.Conn) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.aborted {
+		conn.Close()
+		return context.Cause(c.ctx)
+	}
+	c.upConn = conn
+	return nil
+}
+
+// closeAll closes everything the session opened; the server closes the
+// client connection itself, but a TLS layer over it is ours.
+func (c *session) closeAll() {
+	c.mu.Lock()
+	up := c.upConn
+	c.mu.Unlock()
+	if up != nil {
+		up.Close()
+	}
+	if c.meta != nil {
+		c.meta.close()
+	}
+	c.clientConn.Close()
+}
+
+// fatal tells the client why the session ends.
+func (c *session) fatal(code, message string) {
+	if c.client == nil {
+		return
+	}
+	c.clientConn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	c.client.send(errorResponse("FATAL", code, message, ""))
+}
+
+// run is the whole session.
+func (c *session) run() error {
+	st, err := c.startup()
+	if err != nil {
+		var se *startupError
+		switch {
+		case errors.As(err, &se):
+			c.fatal(se.code, se.msg)
+		case errors.Is(err, errProtocol):
+			c.fatal(codeProtocolViolation, strings.TrimPrefix(err.Error(), errProtocol.Error()+": "))
+		}
+		if errors.Is(err, io.EOF) {
+			return nil // a probe, or a client that gave up: nothing to record
+		}
+		return fmt.Errorf("postgres start-up: %w", err)
+	}
+	if st.cancel != nil {
+		c.h.cancel(c.ctx, c.s, st.cancel, c.log)
+		return nil
+	}
+	if err := c.startRecording(st); err != nil {
+		c.fatal(codeSystemError, "interlock cannot record this session, so it does not run it")
+		return err
+	}
+	end := record.End{}
+	defer func() {
+		if c.ctx.Err() != nil {
+			end.Reason = causeText(context.Cause(c.ctx))
+		}
+		if err := c.rec.Close(end); err != nil {
+			c.log.Error("closing the session recording", "error", err)
+		}
+	}()
+
+	if st.replication {
+		const msg = "replication connections are not allowed"
+		c.fatal(codeInsufficientPrivilege, msg)
+		end.Reason = msg
+		return nil
+	}
+	var hello []encoder
+	if st.negotiate != nil {
+		hello = append(hello, st.negotiate)
+	}
+	hello = append(hello, &pgproto3.AuthenticationOk{})
+	if err := c.client.send(hello...); err != nil {
+		end.Reason = "client closed during start-up"
+		return nil
+	}
+
+	c.params = st.params
+	hc, err := c.login(st.params)
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return context.Cause(c.ctx)
+		}
+		c.log.Warn("upstream login failed", "error", err)
+		resp := loginFailure(c.s.Target.Name, err)
+		c.fatal(resp.Code, resp.Message)
+		end.Reason = "upstream login failed: " + err.Error()
+		return fmt.Errorf("logging in upstream: %w", err)
+	}
+
+	key := c.h.cancels.add(cancelTarget{
+		targetID: c.s.Target.ID,
+		workload: c.s.Caller.Workload,
+		address:  c.s.Destination.String(),
+		pid:      hc.PID,
+		secret:   slices.Clone(hc.SecretKey),
+	})
+	defer c.h.cancels.remove(key)
+
+	var ready []encoder
+	names := make([]string, 0, len(hc.ParameterStatuses))
+	for n := range hc.ParameterStatuses {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		ready = append(ready, &pgproto3.ParameterStatus{Name: n, Value: hc.ParameterStatuses[n]})
+	}
+	ready = append(ready,
+		&pgproto3.BackendKeyData{ProcessID: key.pid, SecretKey: key.secret[:]},
+		&pgproto3.ReadyForQuery{TxStatus: hc.TxStatus})
+	c.txStatus = hc.TxStatus
+	if err := c.client.send(ready...); err != nil {
+		end.Reason = "client closed during start-up"
+		return nil
+	}
+	c.log.Info("postgres session ready", "database", c.database, "user", c.user, "upstream_pid", hc.PID)
+
+	reason, err := c.runRelay(hc.Frontend)
+	end.Reason = reason
+	return err
+}
+
+// startup is what the start-up phase found.
+type startup struct {
+	cancel      *pgproto3.CancelRequest // a cancel connection
+	params      map[string]string       // to send upstream
+	replication bool
+	negotiate   *pgproto3.NegotiateProtocolVersion
+	ignored     []string // parameters not passed upstream
+}
+
+// forwardedParams are the start-up parameters passed upstream (lower-case;
+// PostgreSQL's names are case-insensitive). A start-up parameter is a
+// setting applied before any statement, so passing every one would let a
+// client set what policy decides for SET statements (role, options with
+// -c ...); these are the client conveniences drivers send.
+var forwardedParams = map[string]bool{
+	"application_name":                    true,
+	"client_encoding":                     true,
+	"datestyle":                           true,
+	"timezone":                            true,
+	"intervalstyle":                       true,
+	"extra_float_digits":                  true,
+	"search_path":                         true,
+	"bytea_output":                        true,
+	"lc_monetary":                         true,
+	"lc_numeric":                          true,
+	"lc_time":                             true,
+	"statement_timeout":                   true,
+	"lock_timeout":                        true,
+	"idle_in_transaction_session_timeout": true,
+	"standard_conforming_strings":         true,
+	"default_transaction_isolation":       true,
+	"default_transaction_read_only":       true,
+}
+
+// startup runs the start-up phase: SSL and GSS negotiation, then the
+// start-up packet (or a cancel request).
+func (c *session) startup() (startup, error) {
+	tlsDone := false
+	for range 4 {
+		if !tlsDone && c.t.AgentTLS {
+			// PostgreSQL 17's direct TLS: a TLS ClientHello instead of an
+			// SSLRequest.
+			first, err := c.cr.br.Peek(1)
+			if err != nil {
+				return startup{}, err
+			}
+			if first[0] == 0x16 {
+				if err := c.startTLS(true); err != nil {
+					return startup{}, err
+				}
+				tlsDone = true
+				continue
+			}
+		}
+		body, err := c.cr.startupPacket()
+		if err != nil {
+			return startup{}, err
+		}
+		code := binary.BigEndian.Uint32(body)
+		switch code {
+		case sslRequestCode:
+			if tlsDone || !c.t.AgentTLS {
+				if _, err := c.clientConn.Write([]byte{'N'}); err != nil {
+					return startup{}, err
+				}
+				continue
+			}
+			if c.cr.buffered() > 0 {
+				return startup{}, fmt.Errorf("%w: received unencrypted data after SSL request", errProtocol)
+			}
+			if _, err := c.clientConn.Write([]byte{'S'}); err != nil {
+				return startup{}, err
+			}
+			if err := c.startTLS(false); err != nil {
+				return startup{}, err
+			}
+			tlsDone = true
+		case gssEncRequestCode:
+			if _, err := c.clientConn.Write([]byte{'N'}); err != nil {
+				return startup{}, err
+			}
+		case cancelRequestCode:
+			req := &pgproto3.CancelRequest{}
+			if err := req.Decode(body); err != nil {
+				return startup{}, fmt.Errorf("%w: %w", errProtocol, err)
+			}
+			return startup{cancel: req}, nil
+		default:
+			c.client = newMsgWriter(c.clientConn)
+			return c.startupMessage(code, body[4:])
+		}
+	}
+	return startup{}, fmt.Errorf("%w: too many start-up requests", errProtocol)
+}
+
+// startTLS terminates the agent's TLS with a certificate for the address
+// it dialled.
+func (c *session) startTLS(direct bool) error {
+	cfg := c.h.ca.ServerConfig(c.s.Destination.Addr().Unmap().String())
+	if direct {
+		cfg = cfg.Clone()
+		cfg.NextProtos = []string{"postgresql"}
+	}
+	// Read through the start-up reader: after a Peek for direct TLS it
+	// holds the start of the ClientHello.
+	conn := tls.Server(bufferedConn{Conn: c.clientConn, r: c.cr.br}, cfg)
+	ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+	defer cancel()
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return fmt.Errorf("agent TLS handshake: %w", err)
+	}
+	c.clientConn = conn
+	c.cr = newClientReader(conn)
+	return nil
+}
+
+// bufferedConn reads through a reader that may hold bytes already read
+// from Conn.
+type bufferedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (b bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// startupMessage reads the parameters of a start-up packet.
+func (c *session) startupMessage(version uint32, body []byte) (startup, error) {
+	major, minor := version>>16, version&0xffff
+	if major != 3 {
+		return startup{}, &startupError{code: codeFeatureNotSupported,
+			msg: fmt.Sprintf("unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", major, minor)}
+	}
+	raw, err := parseStartupParams(body)
+	if err != nil {
+		return startup{}, err
+	}
+	st := startup{params: map[string]string{}}
+	var unrecognized []string
+	for k, v := range raw {
+		switch lk := strings.ToLower(k); {
+		case k == "user":
+			c.user = v
+		case k == "database":
+			c.database = v
+		case k == "replication":
+			switch strings.ToLower(v) {
+			case "false", "off", "no", "0":
+			default:
+				st.replication = true
+			}
+		case strings.HasPrefix(k, "_pq_."):
+			unrecognized = append(unrecognized, k)
+		case forwardedParams[lk]:
+			st.params[k] = v
+			if lk == "application_name" {
+				c.appName = v
+			}
+		default:
+			st.ignored = append(st.ignored, k)
+		}
+	}
+	if c.user == "" {
+		return startup{}, &startupError{code: codeInvalidAuthorization, msg: "no PostgreSQL user name specified in startup packet"}
+	}
+	if c.database == "" {
+		c.database = c.user
+	}
+	if minor > 0 || len(unrecognized) > 0 {
+		slices.Sort(unrecognized)
+		st.negotiate = &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized}
+	}
+	slices.Sort(st.ignored)
+	if len(st.ignored) > 0 {
+		c.log.Info("start-up parameters not passed upstream", "parameters", st.ignored)
+	}
+	return st, nil
+}
+
+// startupError is a start-up packet the session refuses, with the
+// SQLSTATE the client is told.
+type startupError struct {
+	code, msg string
+}
+
+func (e *startupError) Error() string { return e.msg }
+
+// parseStartupParams reads the name/value pairs of a start-up packet: NUL
+// terminated strings, ended by an empty name.
+func parseStartupParams(b []byte) (map[string]string, error) {
+	params := map[string]string{}
+	for {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			return nil, fmt.Errorf("%w: invalid startup packet layout: expected terminator as last byte", errProtocol)
+		}
+		if i == 0 {
+			if len(b) != 1 {
+				return nil, fmt.Errorf("%w: invalid startup packet layout: expected terminator as last byte", errProtocol)
+			}
+			return params, nil
+		}
+		name := string(b[:i])
+		b = b[i+1:]
+		j := bytes.IndexByte(b, 0)
+		if j < 0 {
+			return nil, fmt.Errorf("%w: invalid startup packet layout: expected terminator as last byte", errProtocol)
+		}
+		params[name] = string(b[:j])
+		b = b[j+1:]
+	}
+}
+
+// startRecording creates the session's event log.
+func (c *session) startRecording(st startup) error {
+	attrs := map[string]string{"database": c.database, "user": c.user}
+	if c.appName != "" {
+		attrs["application_name"] = c.appName
+	}
+	if len(st.ignored) > 0 {
+		attrs["ignored_parameters"] = strings.Join(st.ignored, ",")
+	}
+	caller := c.s.Caller
+	start := record.Start{
+		Protocol:    "postgres",
+		Target:      c.s.Target.Name,
+		Destination: c.s.Destination.String(),
+		Client:      addrString(c.s.Client.RemoteAddr()),
+		Workload:    caller.Workload,
+		Subject:     caller.Identity.Subject,
+		Groups:      slices.Clone(caller.Identity.Groups),
+		Issuer:      caller.Identity.Issuer,
+		PID:         caller.PID,
+		UID:         caller.UID,
+		Executable:  caller.Executable,
+		CgroupID:    caller.CgroupID,
+		Attributes:  attrs,
+	}
+	rec, err := c.h.recordings.Create(c.s.ID, start, time.Now())
+	if err != nil {
+		c.log.Error("cannot record the session; refusing it", "error", err)
+		return fmt.Errorf("starting the session recording: %w", err)
+	}
+	c.rec = rec
+	return nil
+}
+
+// record appends a command event; a failure is logged, not fatal.
+func (c *session) record(cmd record.Command) {
+	if err := c.rec.Command(cmd); err != nil {
+		c.log.Error("recording a command", "error", err, "command", cmd.Command)
+	}
+}

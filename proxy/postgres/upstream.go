@@ -1,0 +1,236 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// loginTimeout bounds an upstream login (dial, TLS, authentication).
+const loginTimeout = 30 * time.Second
+
+// upstreamConfig is the pgconn configuration of a login to the target with
+// the gateway's credentials. Everything the environment could have put in
+// it (PGHOST, PGAPPNAME, PGTARGETSESSIONATTRS, ...) is overwritten: the
+// gateway's process environment must not change how it reaches targets.
+func (c *session) upstreamConfig(params map[string]string) (*pgconn.Config, error) {
+	password, err := readPassword(c.t.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	host := c.s.Destination.Addr().Unmap().String()
+	port := c.s.Destination.Port()
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%d sslmode=disable", host, port))
+	if err != nil {
+		return nil, fmt.Errorf("building the upstream configuration: %w", err)
+	}
+	cfg.Host, cfg.Port = host, port
+	cfg.User = c.t.User
+	cfg.Password = password
+	cfg.Database = cmp.Or(c.t.Database, c.database)
+	if cfg.TLSConfig, err = c.upstreamTLS(host); err != nil {
+		return nil, err
+	}
+	cfg.Fallbacks = nil
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return c.s.Dial(ctx, network, addr)
+	}
+	cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
+	cfg.ConnectTimeout = loginTimeout
+	cfg.RuntimeParams = maps.Clone(params)
+	cfg.ValidateConnect = nil
+	cfg.AfterConnect = nil
+	cfg.AfterNetConnect = nil
+	cfg.OnNotice = nil
+	cfg.OnNotification = nil
+	cfg.KerberosSrvName, cfg.KerberosSpn = "", ""
+	cfg.OAuthTokenProvider = nil
+	cfg.SSLNegotiation = ""
+	cfg.MinProtocolVersion, cfg.MaxProtocolVersion = "3.0", "3.0"
+	return cfg, nil
+}
+
+// readPassword reads the target's password file; "" without one.
+func readPassword(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the upstream password: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// upstreamTLS is the TLS configuration toward the target; nil disables TLS.
+func (c *session) upstreamTLS(host string) (*tls.Config, error) {
+	switch c.t.TLS {
+	case TLSDisable:
+		return nil, nil
+	case TLSRequire:
+		return &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, nil
+	}
+	cfg := &tls.Config{ServerName: cmp.Or(c.t.ServerName, host), MinVersion: tls.VersionTLS12}
+	if c.t.CAFile != "" {
+		pem, err := os.ReadFile(c.t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the upstream CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("reading the upstream CA: no PEM certificate in %s", c.t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// login connects to the target as the target's user and takes the
+// connection over from pgconn once it is ready for queries.
+func (c *session) login(params map[string]string) (*pgconn.HijackedConn, error) {
+	cfg, err := c.upstreamConfig(params)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, loginTimeout)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := conn.Hijack()
+	if err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("taking over the upstream connection: %w", err)
+	}
+	hc.Conn.SetDeadline(time.Time{})
+	if err := c.setUpstream(hc.Conn); err != nil {
+		return nil, err
+	}
+	return hc, nil
+}
+
+// loginFailure is what the client is told when the upstream login failed.
+// The upstream's own message names the gateway's login (user, and for
+// some failures more), so it is passed on only for failures that concern
+// what the client asked for; the gateway's log has the whole error.
+func loginFailure(target string, err error) *pgproto3.ErrorResponse {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return errorResponse("FATAL", codeConnectionFailure, fmt.Sprintf("interlock could not connect to target %q", target), "")
+	}
+	code := pgErr.Code
+	var msg string
+	switch {
+	case code == "3D000", // database does not exist
+		code == "53300", // too many connections
+		code == "57P03": // cannot connect now (starting, shutting down)
+		msg = pgErr.Message
+	case strings.HasPrefix(code, "28"):
+		msg = fmt.Sprintf("interlock could not log in to target %q: the target refused the gateway's credentials", target)
+	default:
+		msg = fmt.Sprintf("interlock could not log in to target %q (SQLSTATE %s)", target, code)
+	}
+	return errorResponse("FATAL", code, msg, "")
+}
+
+// metadataConn is the session's second upstream connection, for the
+// rewriter's catalogue look-ups; opened on first use.
+type metadataConn struct {
+	ctx  context.Context // the session's
+	open func(ctx context.Context) (*pgconn.PgConn, error)
+
+	mu     sync.Mutex
+	conn   *pgconn.PgConn
+	closed bool
+}
+
+func (c *session) newMetadataConn(params map[string]string) *metadataConn {
+	params = maps.Clone(params)
+	params["application_name"] = "interlock metadata"
+	return &metadataConn{
+		ctx: c.ctx,
+		open: func(ctx context.Context) (*pgconn.PgConn, error) {
+			cfg, err := c.upstreamConfig(params)
+			if err != nil {
+				return nil, err
+			}
+			return pgconn.ConnectConfig(ctx, cfg)
+		},
+	}
+}
+
+// query is the session's MetadataFunc.
+func (m *metadataConn) query(ctx context.Context, sql string, args ...any) ([][]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, errors.New("metadata query: session ended")
+	}
+	if m.conn == nil || m.conn.IsClosed() {
+		conn, err := m.open(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("metadata connection: %w", err)
+		}
+		m.conn = conn
+	}
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		if a != nil {
+			params[i] = []byte(textArg(a))
+		}
+	}
+	res := m.conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+	if res.Err != nil {
+		return nil, fmt.Errorf("metadata query: %w", res.Err)
+	}
+	rows := make([][]string, len(res.Rows))
+	for i, r := range res.Rows {
+		rows[i] = make([]string, len(r))
+		for j, v := range r {
+			rows[i][j] = string(v)
+		}
+	}
+	return rows, nil
+}
+
+func textArg(a any) string {
+	switch v := a.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	case uint32:
+		return strconv.FormatUint(uint64(v), 10)
+	case fmt.Stringer:
+		return v.String()
+	}
+	return fmt.Sprint(a)
+}
+
+func (m *metadataConn) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	if m.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		m.conn.Close(ctx)
+		cancel()
+	}
+}

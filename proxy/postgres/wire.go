@@ -1,0 +1,252 @@
+package postgres
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Wire constants of the start-up phase (not exported by pgproto3).
+const (
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	cancelRequestCode = 80877102
+
+	// maxStartupPacket is PostgreSQL's MAX_STARTUP_PACKET_LENGTH.
+	maxStartupPacket = 10000
+	// maxMessage is PostgreSQL's limit for one frontend message (1 GB - 1).
+	maxMessage = 1<<30 - 1
+	// directAllocLimit: bodies up to this size are read into a buffer of
+	// the announced size; larger ones grow with the data that actually
+	// arrives, so a client cannot make the gateway allocate a gigabyte by
+	// announcing one.
+	directAllocLimit = 64 << 10
+	// flushThreshold: buffered output beyond this is written even when
+	// more input is waiting.
+	flushThreshold = 64 << 10
+)
+
+// errProtocol marks a client that broke the protocol; the session ends with
+// a FATAL 08P01.
+var errProtocol = errors.New("protocol violation")
+
+// clientReader frames the client's messages itself, rather than through
+// pgproto3.Backend, for two reasons: it must know whether more input is
+// already buffered (to flush upstream only when the client pauses), and in
+// the start-up phase it must not read past an SSLRequest (bytes read ahead
+// of a TLS handshake would be plaintext injected into the TLS session).
+type clientReader struct {
+	br *bufio.Reader
+}
+
+func newClientReader(r io.Reader) *clientReader {
+	return &clientReader{br: bufio.NewReaderSize(r, 16<<10)}
+}
+
+// buffered is how many bytes have arrived and are not yet consumed.
+func (r *clientReader) buffered() int { return r.br.Buffered() }
+
+// startupPacket reads one length-prefixed start-up packet and returns its
+// body (from the version or request code on).
+func (r *clientReader) startupPacket() ([]byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(hdr[:]))) - 4
+	if n < 4 || n > maxStartupPacket {
+		return nil, fmt.Errorf("%w: invalid length of startup packet", errProtocol)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r.br, body); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	return body, nil
+}
+
+// message reads and decodes one frontend message of the normal phase.
+func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(int32(binary.BigEndian.Uint32(hdr[1:]))) - 4
+	if n < 0 || n > maxMessage {
+		return nil, fmt.Errorf("%w: invalid message length", errProtocol)
+	}
+	msg := newFrontendMessage(hdr[0])
+	if msg == nil {
+		return nil, fmt.Errorf("%w: invalid frontend message type %d", errProtocol, hdr[0])
+	}
+	var body []byte
+	if n <= directAllocLimit {
+		body = make([]byte, n)
+		if _, err := io.ReadFull(r.br, body); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+	} else {
+		var buf bytes.Buffer
+		if _, err := io.CopyN(&buf, r.br, int64(n)); err != nil {
+			return nil, unexpectedEOF(err)
+		}
+		body = buf.Bytes()
+	}
+	if err := msg.Decode(body); err != nil {
+		return nil, fmt.Errorf("%w: invalid %c message: %w", errProtocol, hdr[0], err)
+	}
+	return msg, nil
+}
+
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// newFrontendMessage is a fresh message for a type byte of the normal
+// phase, or nil. Fresh, not pgproto3's flyweights: the handler keeps some
+// (a Bind's result formats) beyond the next read.
+func newFrontendMessage(t byte) pgproto3.FrontendMessage {
+	switch t {
+	case 'B':
+		return &pgproto3.Bind{}
+	case 'C':
+		return &pgproto3.Close{}
+	case 'D':
+		return &pgproto3.Describe{}
+	case 'E':
+		return &pgproto3.Execute{}
+	case 'F':
+		return &pgproto3.FunctionCall{}
+	case 'f':
+		return &pgproto3.CopyFail{}
+	case 'd':
+		return &pgproto3.CopyData{}
+	case 'c':
+		return &pgproto3.CopyDone{}
+	case 'H':
+		return &pgproto3.Flush{}
+	case 'P':
+		return &pgproto3.Parse{}
+	case 'Q':
+		return &pgproto3.Query{}
+	case 'S':
+		return &pgproto3.Sync{}
+	case 'X':
+		return &pgproto3.Terminate{}
+	}
+	return nil
+}
+
+// encoder is what both directions' messages share.
+type encoder interface {
+	Encode(dst []byte) ([]byte, error)
+}
+
+// msgWriter buffers encoded messages for one connection. Both relay
+// goroutines write to the client through one msgWriter: since every
+// message is appended to one buffer under one lock, messages reach the
+// client in the order they were queued, whichever goroutine queued them.
+type msgWriter struct {
+	mu   sync.Mutex
+	conn net.Conn
+	buf  []byte
+	err  error // the first write failure; sticky
+}
+
+func newMsgWriter(conn net.Conn) *msgWriter { return &msgWriter{conn: conn} }
+
+// queue appends msgs to the buffer.
+func (w *msgWriter) queue(msgs ...encoder) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queueLocked(msgs...)
+}
+
+func (w *msgWriter) queueLocked(msgs ...encoder) error {
+	if w.err != nil {
+		return w.err
+	}
+	for _, m := range msgs {
+		b, err := m.Encode(w.buf)
+		if err != nil {
+			return fmt.Errorf("encoding %T: %w", m, err)
+		}
+		w.buf = b
+	}
+	return nil
+}
+
+// flush writes what is buffered.
+func (w *msgWriter) flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+func (w *msgWriter) flushLocked() error {
+	if w.err != nil {
+		return w.err
+	}
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.conn.Write(w.buf)
+	if cap(w.buf) > 4*flushThreshold {
+		w.buf = nil
+	} else {
+		w.buf = w.buf[:0]
+	}
+	if err != nil {
+		w.err = err
+	}
+	return err
+}
+
+// send queues msgs and flushes.
+func (w *msgWriter) send(msgs ...encoder) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.queueLocked(msgs...); err != nil {
+		return err
+	}
+	return w.flushLocked()
+}
+
+// pending is how many bytes are buffered.
+func (w *msgWriter) pending() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.buf)
+}
+
+// errorResponse builds an ErrorResponse with the fields the handler sets.
+func errorResponse(severity, code, message, detail string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{
+		Severity:            severity,
+		SeverityUnlocalized: severity,
+		Code:                code,
+		Message:             message,
+		Detail:              detail,
+	}
+}
+
+// SQLSTATEs the handler sends.
+const (
+	codeInsufficientPrivilege = "42501"
+	codeSyntaxError           = "42601"
+	codeProtocolViolation     = "08P01"
+	codeConnectionFailure     = "08006"
+	codeAdminShutdown         = "57P01"
+	codeInvalidAuthorization  = "28000"
+	codeFeatureNotSupported   = "0A000"
+	codeSystemError           = "58000"
+)
