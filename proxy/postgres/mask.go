@@ -203,6 +203,9 @@ func (r *maskRewriter) CopyOut(resp *pgproto3.CopyOutResponse, stmt sqlfacts.Sta
 
 func (r *maskRewriter) planCopy(stmt sqlfacts.Statement, ncols int) (*copyPlan, error) {
 	plan := &copyPlan{delimiter: '\t', quote: '"'}
+	// stmt.Text is one statement sqlfacts already classified, so its depth
+	// is within sqlfacts' guard and parsing it again cannot exhaust the
+	// parser's stack.
 	tree, err := pg_query.Parse(stmt.Text)
 	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetCopyStmt() == nil {
 		return nil, fmt.Errorf("%w: cannot read the COPY statement", ErrCannotMask)
