@@ -99,6 +99,16 @@ func TestPostgresThroughKernel(t *testing.T) {
 		}
 	})
 
+	t.Run("masked copy", func(t *testing.T) {
+		out, err := psql(t, agent, srv.Host, srv.Port, "COPY customers TO STDOUT")
+		if err != nil {
+			t.Fatalf("psql: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "1\tAda\t[masked]\tcard [masked:credit_card]") || strings.Contains(out, "@example") {
+			t.Errorf("COPY rows not masked:\n%s", out)
+		}
+	})
+
 	t.Run("denied drop", func(t *testing.T) {
 		out, err := psql(t, agent, srv.Host, srv.Port, "DROP TABLE customers")
 		if err == nil {
