@@ -1,7 +1,9 @@
 // Command demo is what `make demo` runs: the interlock gateway with
-// demo.yaml, a TCP echo target on 127.0.0.2:7000, and a scripted agent
-// started inside the workload's cgroup that dials the target (redirected
-// through the gateway) and a host it may not reach (refused by the kernel).
+// demo.yaml, a TCP echo target on 127.0.0.2:7000, a real PostgreSQL on
+// 127.0.0.2:5432, and a scripted agent started inside the workload's cgroup
+// that dials the echo target (redirected through the gateway), a host it
+// may not reach (refused by the kernel), and the database with psql and no
+// password (rows masked, DROP TABLE refused).
 // It prints what the agent saw, `interlock status` and the metrics, then
 // stops the gateway and removes the data path again. It needs root.
 package main
@@ -9,6 +11,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/proxy/postgres/pgtest"
 )
 
 func main() {
@@ -48,6 +52,15 @@ func run(bin, cfgPath string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo loads eBPF programs and creates cgroups: run it as root (sudo make demo)")
 	}
+	// The upstream password exists before the configuration is loaded:
+	// loading checks the file. The agent never sees it.
+	password := fmt.Sprintf("demo-%d", time.Now().UnixNano())
+	if err := os.MkdirAll(filepath.Dir(demoPasswordFile), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(demoPasswordFile, []byte(password+"\n"), 0o600); err != nil {
+		return err
+	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -61,13 +74,25 @@ func run(bin, cfgPath string) error {
 	defer os.Remove(filepath.Dir(agentCgroup))
 	defer os.RemoveAll(filepath.Dir(cfg.Gateway.StateDir))
 
-	step("echo target listening on %s (a stand-in for a database or host)", cfg.Targets[0].Address)
+	step("echo target listening on %s (a stand-in for any TCP service)", cfg.Targets[0].Address)
 	echo, err := net.Listen("tcp", cfg.Targets[0].Address)
 	if err != nil {
 		return err
 	}
 	defer echo.Close()
 	go serveEcho(echo)
+
+	shop := cfg.Target("shop")
+	step("PostgreSQL on %s with a customers table; the gateway logs in as %q", shop.Address, shop.Upstream.User)
+	db, err := startDatabase(shop, password)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	step("interlock check --config %s (validates the file, runs the policy's tests)", cfgPath)
+	if err := runShow(bin, "check", "--config", cfgPath); err != nil {
+		return err
+	}
 
 	step("starting the gateway: %s gateway --config %s", bin, cfgPath)
 	gw := exec.Command(bin, "gateway", "--config", cfgPath)
@@ -99,6 +124,14 @@ func run(bin, cfgPath string) error {
 
 	step("interlock status")
 	if err := runShow(bin, "status", "--config", cfgPath); err != nil {
+		return err
+	}
+
+	step("interlock sessions list, and the PostgreSQL session's recording")
+	if err := runShow(bin, "sessions", "list", "--config", cfgPath); err != nil {
+		return err
+	}
+	if err := showShopSession(bin, cfgPath); err != nil {
 		return err
 	}
 
@@ -158,7 +191,86 @@ func runAgent() int {
 		return 1
 	}
 	fmt.Println("  refused by the kernel:", err)
+
+	// psql with no password: the workload is the credential.
+	psql := func(sql string) (string, error) {
+		cmd := exec.Command("psql", "-X", "-h", "127.0.0.2", "-p", "5432", "-U", "agent", "-d", "postgres", "-c", sql)
+		cmd.Env = append(os.Environ(), "PGSSLMODE=prefer", "PGCONNECT_TIMEOUT=10")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	fmt.Println("psql -h 127.0.0.2 -c 'SELECT * FROM customers' (no password)")
+	out, err := psql("SELECT * FROM customers ORDER BY id")
+	indent(out)
+	if err != nil {
+		fmt.Println("  unexpected:", err)
+		return 1
+	}
+	fmt.Println("psql -h 127.0.0.2 -c 'DROP TABLE customers'")
+	out, err = psql("DROP TABLE customers")
+	indent(out)
+	if err == nil {
+		fmt.Println("  unexpected: the DROP was not refused")
+		return 1
+	}
+	fmt.Println("psql -h 127.0.0.2 -c 'SELECT count(*) FROM customers' (the table is still there)")
+	out, _ = psql("SELECT count(*) FROM customers")
+	indent(out)
 	return 0
+}
+
+func indent(s string) {
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		fmt.Println("    " + line)
+	}
+}
+
+// demoPasswordFile is where demo.yaml says the shop password is.
+const demoPasswordFile = "/tmp/interlock-demo/shop.password"
+
+// startDatabase runs a real PostgreSQL (Debian's server binaries, a
+// temporary data folder) on the shop target's address, with the upstream
+// role the gateway logs in as.
+func startDatabase(shop *config.Target, password string) (*pgtest.Server, error) {
+	db, err := pgtest.Launch(pgtest.Options{Host: shop.Prefix.Addr().String(), Port: int(shop.Port), Auth: pgtest.AuthSCRAM})
+	if err != nil {
+		return nil, fmt.Errorf("starting PostgreSQL on %s: %w", shop.Address, err)
+	}
+	err = db.ExecContext(context.Background(), `
+		CREATE ROLE app LOGIN PASSWORD '`+password+`';
+		CREATE TABLE customers (id int PRIMARY KEY, name text, email text, note text);
+		INSERT INTO customers VALUES
+			(1, 'Ada', 'ada@example.com', 'paid with 4111 1111 1111 1111'),
+			(2, 'Bob', 'bob@example.org', 'prefers invoices');
+		GRANT ALL ON customers TO app;`)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// showShopSession prints the recording of the shop session with the
+// denied DROP.
+func showShopSession(bin, cfgPath string) error {
+	out, err := exec.Command(bin, "sessions", "list", "--config", cfgPath, "-o", "json").Output()
+	if err != nil {
+		return err
+	}
+	var sums []struct {
+		ID     string
+		Denied int
+		Start  struct{ Target string }
+	}
+	if err := json.Unmarshal(out, &sums); err != nil {
+		return err
+	}
+	for _, s := range sums {
+		if s.Start.Target == "shop" && s.Denied > 0 {
+			return runShow(bin, "sessions", "show", s.ID, "--config", cfgPath)
+		}
+	}
+	return errors.New("no shop session recorded")
 }
 
 func serveEcho(ln net.Listener) {
@@ -209,8 +321,10 @@ func showMetrics(url string) error {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "interlock_") {
-			fmt.Println("  " + sc.Text())
+		line := sc.Text()
+		// Histogram buckets and counters still at zero are noise here.
+		if strings.HasPrefix(line, "interlock_") && !strings.Contains(line, "_bucket{") && !strings.HasSuffix(line, " 0") {
+			fmt.Println("  " + line)
 		}
 	}
 	return sc.Err()
