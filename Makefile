@@ -7,7 +7,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BPF_CFLAGS ?= -I/usr/include/$(shell uname -m)-linux-gnu
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build generate check-generate test lint demo bench clean
+.PHONY: all build generate check-generate test test-pgx lint demo bench clean
 
 all: build
 
@@ -27,6 +27,12 @@ check-generate: generate
 # INTERLOCK_REQUIRE_PRIVILEGED=1 to make a skipped privileged test fail.
 test:
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# The pgx v5 test suite through the gateway (proxy/postgres/pgxsuite): a
+# real PostgreSQL, the gateway in-process under the race detector, pgx's
+# own tests with PGX_TEST_DATABASE pointed at it. Needs no root.
+test-pgx:
+	INTERLOCK_PGX_SUITE=1 $(GO) test -race -count=1 -timeout 30m -run '^TestPgxSuite$$' -v ./proxy/postgres/pgxsuite
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -248,9 +248,10 @@ func (c *session) functionCall(m *pgproto3.FunctionCall) error {
 // refuse answers a denied message, keeping client and upstream in
 // agreement about the transaction:
 //
-//   - Nothing pending and no transaction block open ('I', or 'E' where
-//     upstream has failed already): the client is answered here and
-//     upstream never hears of the statement.
+//   - Nothing pending, no extended-protocol batch open upstream, and no
+//     transaction block open ('I', or 'E' where upstream has failed
+//     already): the client is answered here and upstream never hears of
+//     the statement.
 //   - Inside a transaction block ('T'), or with responses still on their
 //     way: upstream is sent a statement that always fails (failingSQL) in
 //     the denied one's place, and its ErrorResponse is replaced by the
@@ -264,7 +265,7 @@ func (c *session) functionCall(m *pgproto3.FunctionCall) error {
 // error, and that Sync is answered with ReadyForQuery.
 func (c *session) refuse(resp *pgproto3.ErrorResponse, extended bool) error {
 	c.mu.Lock()
-	local := len(c.pending) == 0 && c.txStatus != 'T'
+	local := len(c.pending) == 0 && c.txStatus != 'T' && !c.relay.inBatch
 	status := c.txStatus
 	if !local {
 		c.pushLocked(&pending{kind: pendDenied, denial: resp, simple: !extended})

@@ -24,6 +24,11 @@ type raw struct {
 // default) and reads up to the first ReadyForQuery.
 func (e *env) rawConn(t *testing.T, params map[string]string) *raw {
 	t.Helper()
+	return e.rawConnVersion(t, pgproto3.ProtocolVersion30, params)
+}
+
+func (e *env) rawConnVersion(t *testing.T, version uint32, params map[string]string) *raw {
+	t.Helper()
 	conn, err := net.DialTimeout("tcp", e.listener, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +40,7 @@ func (e *env) rawConn(t *testing.T, params map[string]string) *raw {
 	for k, v := range params {
 		p[k] = v
 	}
-	r.send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: p})
+	r.send(&pgproto3.StartupMessage{ProtocolVersion: version, Parameters: p})
 	return r
 }
 
@@ -326,6 +331,27 @@ func TestExtendedProtocol(t *testing.T) {
 		}
 		if got := e.pg.Query(t, "SELECT count(*) FROM public.notes"); got != "0" {
 			t.Errorf("notes has %q rows", got)
+		}
+	})
+
+	t.Run("denial after a Flush inside a batch aborts the batch", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Parse{Query: "INSERT INTO notes (body) VALUES ('flushed')"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CommandComplete); return ok })
+		if !eq(got, []string{"ParseComplete", "BindComplete", "Complete INSERT 0 1"}) {
+			t.Fatalf("before the denial: %v", got)
+		}
+		// Nothing is pending now, but upstream's batch is open: the
+		// denial must abort it, as an error would.
+		r.send(&pgproto3.Parse{Query: "DROP TABLE notes"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := r.ready(); !eq(got, []string{"Error ERROR 42501 rule: no-ddl: schema and privilege changes are not allowed for agents", "Ready I"}) {
+			t.Errorf("denial: %v", got)
+		}
+		r.send(&pgproto3.Query{String: "SELECT 1"})
+		r.ready()
+		if got := e.pg.Query(t, "SELECT count(*) FROM public.notes"); got != "0" {
+			t.Errorf("notes has %q rows: the aborted batch's INSERT was committed", got)
 		}
 	})
 

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -221,7 +222,8 @@ type cancelKey struct {
 type cancelTarget struct {
 	targetID uint32
 	workload string
-	address  string // upstream host:port
+	address  string      // upstream host:port
+	tls      *tls.Config // the session's upstream TLS; nil: none
 	pid      uint32
 	secret   []byte
 }
@@ -290,6 +292,14 @@ func (h *Handler) cancel(ctx context.Context, s *proxy.Session, req *pgproto3.Ca
 	}
 	defer conn.Close()
 	defer context.AfterFunc(ctx, func() { conn.Close() })()
+	if ct.tls != nil {
+		// Encrypted like the session, so the key is not seen on the wire.
+		if conn, err = startUpstreamTLS(ctx, conn, ct.tls); err != nil {
+			log.Warn("forwarding cancel request", "error", err)
+			return
+		}
+		defer conn.Close()
+	}
 	msg, err := (&pgproto3.CancelRequest{ProcessID: ct.pid, SecretKey: ct.secret}).Encode(nil)
 	if err == nil {
 		_, err = conn.Write(msg)
@@ -305,7 +315,28 @@ func (h *Handler) cancel(ctx context.Context, s *proxy.Session, req *pgproto3.Ca
 	log.Info("cancel request forwarded")
 }
 
-// localAddr formats the client's address for records.
+// startUpstreamTLS negotiates TLS on a new upstream connection the way
+// PostgreSQL expects: an SSLRequest answered with 'S'.
+func startUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.Conn, error) {
+	req, _ := (&pgproto3.SSLRequest{}).Encode(nil)
+	if _, err := conn.Write(req); err != nil {
+		return nil, err
+	}
+	var answer [1]byte
+	if _, err := io.ReadFull(conn, answer[:]); err != nil {
+		return nil, err
+	}
+	if answer[0] != 'S' {
+		return nil, errors.New("upstream refused TLS")
+	}
+	tc := tls.Client(conn, cfg.Clone())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
+// addrString formats the client's address for records.
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""

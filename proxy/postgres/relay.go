@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -37,6 +39,9 @@ var (
 	errUpstreamProtocol = errors.New("unexpected message from upstream")
 	// errUpstreamWrite marks a client-goroutine failure that is upstream's.
 	errUpstreamWrite = errors.New("writing upstream")
+	// errClientWrite marks an upstream-goroutine failure that is the
+	// client's.
+	errClientWrite = errors.New("writing to the client")
 )
 
 // failingSQL stands in upstream for a denied statement when upstream must
@@ -118,7 +123,11 @@ type relayState struct {
 	discard bool
 	// localSync: that Sync is answered here, nothing having gone upstream.
 	localSync bool
-	rewriter  ResultRewriter
+	// inBatch: extended-protocol messages went upstream since the last
+	// Sync. Upstream is then inside the batch (its implicit transaction
+	// open, or failed and skipping to Sync) even when it owes nothing.
+	inBatch  bool
+	rewriter ResultRewriter
 
 	// dropUntilReady: the client was sent an error in the extended
 	// protocol, so it expects nothing but ReadyForQuery; upstream's
@@ -154,32 +163,39 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 		deniedPortals: map[string]*denial{},
 	}
 	c.mu.Lock()
-	up := newMsgWriter(c.upConn)
+	c.up = newMsgWriter(c.upConn, errUpstreamWrite)
 	c.mu.Unlock()
-	c.up = up
 	c.fe = fe
 	if c.h.rewriter != nil {
 		c.meta = c.newMetadataConn(c.params)
 		c.relay.rewriter = c.h.rewriter(c.s, c.h.policy.Masker(c.base), c.meta.query)
 	}
 
+	c.mu.Lock()
+	upConn := c.upConn
+	c.mu.Unlock()
 	upDone := make(chan error, 1)
 	go func() {
 		err := c.upstreamLoop()
 		c.endedBy("upstream")
 		c.client.flush() // upstream's last words, e.g. a FATAL
+		// Closing both ends whatever the client goroutine is blocked in;
+		// nobody reads upstream any more, so a write there could block
+		// for ever.
 		c.clientConn.Close()
+		upConn.Close()
 		upDone <- err
 	}()
 	cerr := c.clientLoop()
 	c.endedBy("client")
 	if !errors.Is(cerr, errTerminate) {
+		upConn.SetWriteDeadline(time.Now().Add(time.Second))
 		c.up.send(&pgproto3.Terminate{})
 	}
-	c.mu.Lock()
-	upConn := c.upConn
-	c.mu.Unlock()
 	upConn.Close()
+	// The upstream goroutine may be blocked writing to a client that
+	// stopped reading.
+	c.clientConn.Close()
 	uerr := <-upDone
 
 	if c.ctx.Err() != nil {
@@ -188,9 +204,9 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.mu.Lock()
 	first := c.ended
 	c.mu.Unlock()
-	if first == "upstream" || errors.Is(cerr, errUpstreamWrite) {
+	if (first == "upstream" && !errors.Is(uerr, errClientWrite)) || errors.Is(cerr, errUpstreamWrite) {
 		if eof(uerr) || eof(cerr) {
-			return "upstream closed the connection", nil
+			return "upstream closed the connection", fmt.Errorf("upstream closed the connection: %w", io.EOF)
 		}
 		return "upstream: " + uerr.Error(), fmt.Errorf("relaying from upstream: %w", uerr)
 	}
@@ -203,8 +219,10 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	return "client: " + cerr.Error(), fmt.Errorf("relaying from the client: %w", cerr)
 }
 
+// eof reports an error that only says the peer went away.
 func eof(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // endedBy notes which side ended the relay first.
@@ -235,7 +253,7 @@ func (c *session) clientLoop() error {
 		// message at once.
 		if c.cr.buffered() == 0 || c.up.pending() > flushThreshold {
 			if err := c.up.flush(); err != nil {
-				return fmt.Errorf("%w: %w", errUpstreamWrite, err)
+				return err
 			}
 		}
 	}
@@ -253,7 +271,7 @@ func (c *session) upstreamLoop() error {
 		}
 		if c.fe.ReadBufferLen() == 0 || c.client.pending() > flushThreshold {
 			if err := c.client.flush(); err != nil {
-				return fmt.Errorf("writing to the client: %w", err)
+				return err
 			}
 		}
 	}
@@ -283,6 +301,15 @@ func (c *session) head() *pending {
 	return c.pending[0]
 }
 
+// relayAndPop queues m for the client and then removes the oldest pending
+// entry. In this order: once the queue is empty the client goroutine may
+// answer a denial itself, and its answer must come after m.
+func (c *session) relayAndPop(m encoder) error {
+	err := c.client.queue(m)
+	c.pop()
+	return err
+}
+
 // pop removes the oldest pending entry.
 func (c *session) pop() {
 	c.mu.Lock()
@@ -308,10 +335,15 @@ func (c *session) forward(p *pending, msgs ...encoder) error {
 	if p != nil {
 		c.push(p)
 	}
-	if err := c.up.queue(msgs...); err != nil {
-		return fmt.Errorf("%w: %w", errUpstreamWrite, err)
+	for _, m := range msgs {
+		switch m.(type) {
+		case *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close:
+			c.relay.inBatch = true
+		case *pgproto3.Sync:
+			c.relay.inBatch = false
+		}
 	}
-	return nil
+	return c.up.queue(msgs...)
 }
 
 // fromClient handles one client message.
@@ -360,10 +392,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		if err := c.forward(nil, m); err != nil {
 			return err
 		}
-		if err := c.up.flush(); err != nil {
-			return fmt.Errorf("%w: %w", errUpstreamWrite, err)
-		}
-		return nil
+		return c.up.flush()
 	case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
 		// Only meaningful during a COPY FROM STDIN the policy allowed;
 		// outside one PostgreSQL ignores them.
@@ -378,6 +407,10 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 
 func (c *session) terminate() error {
 	c.endedBy("client") // before upstream, told to, closes
+	c.mu.Lock()
+	upConn := c.upConn
+	c.mu.Unlock()
+	upConn.SetWriteDeadline(time.Now().Add(time.Second))
 	c.up.send(&pgproto3.Terminate{})
 	return errTerminate
 }
@@ -406,22 +439,19 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.ParseComplete:
 		if p.kind == pendParse {
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.BindComplete:
 		if p.kind == pendBind {
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.CloseComplete:
 		if p.kind == pendClose {
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.ParameterDescription:
 		if p.kind == pendDescribe {
-			return c.client.queue(m)
+			return c.client.queue(parameterDescription(m.ParameterOIDs))
 		}
 	case *pgproto3.RowDescription:
 		switch p.kind {
@@ -429,11 +459,10 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			if p.res != nil {
 				p.res.rd = cloneRowDescription(m)
 			}
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		case pendInjectedDescribe:
 			p.res.rd = cloneRowDescription(m)
-			c.pop()
+			c.pop() // swallowed: nothing for the client, nothing to order
 			return nil
 		case pendQuery:
 			p.rows = 0
@@ -447,10 +476,9 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 	case *pgproto3.NoData:
 		switch p.kind {
 		case pendDescribe:
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		case pendInjectedDescribe:
-			c.pop()
+			c.pop() // swallowed
 			return nil
 		}
 	case *pgproto3.DataRow:
@@ -468,22 +496,19 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			return c.client.queue(m)
 		case pendExecute:
 			c.endStatement(p, string(m.CommandTag), "")
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.EmptyQueryResponse:
 		switch p.kind {
 		case pendQuery:
 			return c.client.queue(m)
 		case pendExecute:
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.PortalSuspended:
 		if p.kind == pendExecute {
 			c.endStatement(p, "", "")
-			c.pop()
-			return c.client.queue(m)
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.CopyInResponse:
 		if p.kind == pendQuery || p.kind == pendExecute {
@@ -566,9 +591,8 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 			p.denial = nil // ReadyForQuery follows and pops the entry
 			return c.client.queue(resp)
 		}
-		c.pop()
 		c.relay.dropUntilReady = true
-		return c.client.queue(p.denial)
+		return c.relayAndPop(p.denial)
 	case pendSync:
 		// The implicit COMMIT at Sync failed; ReadyForQuery follows.
 		return c.client.queue(m)
@@ -578,9 +602,8 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	if p.kind == pendExecute {
 		c.endStatement(p, "", m.Message)
 	}
-	c.pop()
 	c.relay.dropUntilReady = true
-	return c.client.queue(m)
+	return c.relayAndPop(m)
 }
 
 // dataRow relays one row through the rewriter.
@@ -629,7 +652,7 @@ func (c *session) refuseResult(p *pending, err error) error {
 		return nil
 	}
 	c.endStatement(p, "", p.refusalErr)
-	c.pop()
+	c.pop() // the refusal is queued already
 	c.relay.dropUntilReady = true
 	return nil
 }
@@ -726,4 +749,24 @@ func cloneRowDescription(m *pgproto3.RowDescription) *pgproto3.RowDescription {
 		out.Fields[i] = f
 	}
 	return out
+}
+
+// parameterDescription re-encodes a ParameterDescription as PostgreSQL
+// wrote it. PostgreSQL prepares statements of more than 65535 parameters
+// (only executing them fails) and writes their count truncated to 16
+// bits; pgproto3 refuses to encode that, so the relay writes it itself.
+type parameterDescription []uint32
+
+func (oids parameterDescription) Encode(dst []byte) ([]byte, error) {
+	n := 4 + 2 + 4*len(oids)
+	if n > maxMessage {
+		return nil, errors.New("parameter description too long")
+	}
+	dst = append(dst, 't')
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(oids)))
+	for _, oid := range oids {
+		dst = binary.BigEndian.AppendUint32(dst, oid)
+	}
+	return dst, nil
 }

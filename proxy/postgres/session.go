@@ -94,13 +94,14 @@ func (c *session) abort(cause error) {
 	c.aborted = true
 	up := c.upConn
 	w := c.client
+	conn := c.clientConn
 	c.mu.Unlock()
 	if w != nil {
 		// A client that does not read must not hold the shutdown up.
-		c.clientConn.SetWriteDeadline(time.Now().Add(time.Second))
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
 		w.send(errorResponse("FATAL", codeAdminShutdown, "interlock ended the session: "+causeText(cause), ""))
 	}
-	c.clientConn.Close()
+	conn.Close()
 	if up != nil {
 		up.Close()
 	}
@@ -217,6 +218,7 @@ func (c *session) run() error {
 		targetID: c.s.Target.ID,
 		workload: c.s.Caller.Workload,
 		address:  c.s.Destination.String(),
+		tls:      hc.TLSConfig,
 		pid:      hc.PID,
 		secret:   slices.Clone(hc.SecretKey),
 	})
@@ -280,9 +282,16 @@ var forwardedParams = map[string]bool{
 	"default_transaction_read_only":       true,
 }
 
+// startupTimeout bounds the start-up phase, as PostgreSQL's
+// authentication_timeout does: a connection that never says who it is must
+// not hold a session open.
+const startupTimeout = time.Minute
+
 // startup runs the start-up phase: SSL and GSS negotiation, then the
 // start-up packet (or a cancel request).
 func (c *session) startup() (startup, error) {
+	c.clientConn.SetDeadline(time.Now().Add(startupTimeout))
+	defer func() { c.clientConn.SetDeadline(time.Time{}) }()
 	tlsDone := false
 	for range 4 {
 		if !tlsDone && c.t.AgentTLS {
@@ -334,7 +343,9 @@ func (c *session) startup() (startup, error) {
 			}
 			return startup{cancel: req}, nil
 		default:
-			c.client = newMsgWriter(c.clientConn)
+			c.mu.Lock() // abort reads it
+			c.client = newMsgWriter(c.clientConn, errClientWrite)
+			c.mu.Unlock()
 			return c.startupMessage(code, body[4:])
 		}
 	}
@@ -357,7 +368,9 @@ func (c *session) startTLS(direct bool) error {
 	if err := conn.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("agent TLS handshake: %w", err)
 	}
+	c.mu.Lock() // abort reads it
 	c.clientConn = conn
+	c.mu.Unlock()
 	c.cr = newClientReader(conn)
 	return nil
 }

@@ -369,6 +369,15 @@ func TestUpstreamLogin(t *testing.T) {
 			t.Errorf("verify-full against the wrong name: %v\n%s", err, out)
 		}
 
+		// A cancel goes to upstream encrypted, like the session.
+		c := cancellingPgx(t, e, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		_, err = c.Exec(ctx, "SELECT pg_sleep(24)")
+		if pe := pgError(t, err); pe.Code != "57014" {
+			t.Errorf("cancel over upstream TLS: %+v", pe)
+		}
+
 		req := startProxy(t, pg, envOptions{target: postgres.Target{TLS: postgres.TLSRequire}})
 		out, err = req.psql(t, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
 		if err != nil || out != "t\n" {
@@ -481,6 +490,24 @@ func TestStartup(t *testing.T) {
 		if c.ParameterStatus("server_version") == "" {
 			t.Error("no server_version parameter status")
 		}
+	})
+
+	t.Run("protocol 3.2 and extensions negotiated down", func(t *testing.T) {
+		r := e.rawConnVersion(t, pgproto3.ProtocolVersion32, map[string]string{"_pq_.test_extension": "on"})
+		m, err := r.fe.Receive()
+		nv, ok := m.(*pgproto3.NegotiateProtocolVersion)
+		if err != nil || !ok || nv.NewestMinorProtocol != 0 || strings.Join(nv.UnrecognizedOptions, ",") != "_pq_.test_extension" {
+			t.Fatalf("first message %#v %v", m, err)
+		}
+		got := filter(r.ready())
+		if !eq(got, []string{"Ready I"}) {
+			t.Errorf("start-up: %v", got)
+		}
+		c, err := pgconn.Connect(ctxT(t), e.connString("max_protocol_version=3.2"))
+		if err != nil {
+			t.Fatalf("pgx asking for 3.2: %v", err)
+		}
+		c.Close(context.Background())
 	})
 
 	t.Run("garbage start-up", func(t *testing.T) {

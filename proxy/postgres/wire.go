@@ -158,11 +158,14 @@ type encoder interface {
 type msgWriter struct {
 	mu   sync.Mutex
 	conn net.Conn
+	side error // wrapped by every error, to tell whose connection failed
 	buf  []byte
 	err  error // the first write failure; sticky
 }
 
-func newMsgWriter(conn net.Conn) *msgWriter { return &msgWriter{conn: conn} }
+func newMsgWriter(conn net.Conn, side error) *msgWriter {
+	return &msgWriter{conn: conn, side: side}
+}
 
 // queue appends msgs to the buffer.
 func (w *msgWriter) queue(msgs ...encoder) error {
@@ -178,7 +181,7 @@ func (w *msgWriter) queueLocked(msgs ...encoder) error {
 	for _, m := range msgs {
 		b, err := m.Encode(w.buf)
 		if err != nil {
-			return fmt.Errorf("encoding %T: %w", m, err)
+			return fmt.Errorf("%w: encoding %T: %w", w.side, m, err)
 		}
 		w.buf = b
 	}
@@ -206,9 +209,9 @@ func (w *msgWriter) flushLocked() error {
 		w.buf = w.buf[:0]
 	}
 	if err != nil {
-		w.err = err
+		w.err = fmt.Errorf("%w: %w", w.side, err)
 	}
-	return err
+	return w.err
 }
 
 // send queues msgs and flushes.

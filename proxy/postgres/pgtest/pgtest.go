@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -128,97 +127,18 @@ func binDir() (string, int, error) {
 // ends.
 func Start(tb testing.TB, o Options) *Server {
 	tb.Helper()
-	if o.Host == "" {
-		o.Host = "127.0.0.2"
+	s, err := Launch(o)
+	if errors.Is(err, ErrUnavailable) {
+		skip(tb, strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
 	}
-	if o.Auth == "" {
-		o.Auth = AuthSCRAM
-	}
-	if !slices.Contains([]string{AuthSCRAM, AuthMD5, AuthTrust}, o.Auth) {
-		tb.Fatalf("pgtest: auth %q is not scram-sha-256, md5 or trust", o.Auth)
-	}
-	bin, version, err := binDir()
-	if err != nil {
-		skip(tb, err.Error())
-	}
-	owner, err := serverOwner()
-	if err != nil {
-		skip(tb, err.Error())
-	}
-
-	// Not t.TempDir: its parents are 0700 and root's, out of reach of the
-	// postgres user.
-	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		tb.Fatalf("pgtest: %v", err)
 	}
-	tb.Cleanup(func() { os.RemoveAll(dir) })
-	s := &Server{
-		Host:          o.Host,
-		Port:          o.Port,
-		Superuser:     "postgres",
-		SuperPassword: "super-" + strconv.FormatInt(time.Now().UnixNano(), 36),
-		Version:       version,
-		dir:           dir,
-		log:           filepath.Join(dir, "postgres.log"),
-		done:          make(chan struct{}),
-	}
-	if err := os.Mkdir(filepath.Join(dir, "sock"), 0o700); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	pwfile := filepath.Join(dir, "pwfile")
-	if err := os.WriteFile(pwfile, []byte(s.SuperPassword+"\n"), 0o600); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	if o.TLS {
-		if err := writeCertificates(dir, o.Host); err != nil {
-			tb.Fatalf("pgtest: making TLS certificates: %v", err)
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Errorf("pgtest: %v", err)
 		}
-		s.CAFile = filepath.Join(dir, "ca.crt")
-	}
-	if err := owner.chown(dir); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-
-	data := filepath.Join(dir, "data")
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", s.Superuser,
-		"--pwfile", pwfile, "--auth-local=trust", "--auth-host="+o.Auth,
-		"-E", "UTF8", "--no-locale", "--no-sync")
-	initdb.Dir = dir
-	owner.apply(initdb)
-	if out, err := initdb.CombinedOutput(); err != nil {
-		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
-	}
-	hba := "local all all trust\nhost all all 127.0.0.0/8 " + o.Auth + "\nhost all all ::1/128 " + o.Auth + "\n"
-	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	if err := owner.chown(filepath.Join(data, "pg_hba.conf")); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-
-	// A free port can be taken between the probe and postgres binding it;
-	// try a few times.
-	for attempt := 0; ; attempt++ {
-		port := o.Port
-		if port == 0 {
-			if port, err = freePort(o.Host); err != nil {
-				tb.Fatalf("pgtest: %v", err)
-			}
-		}
-		s.Port = port
-		err = s.start(bin, data, o, owner)
-		if err == nil {
-			break
-		}
-		if o.Port != 0 || attempt == 4 {
-			tb.Fatalf("pgtest: %v", err)
-		}
-	}
-	tb.Cleanup(s.stop)
-	if err := s.waitReady(60 * time.Second); err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
+	})
 	return s
 }
 

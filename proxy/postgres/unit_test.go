@@ -1,0 +1,251 @@
+package postgres
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/proxy"
+)
+
+func TestRowsOf(t *testing.T) {
+	for _, c := range []struct {
+		tag     string
+		counted int64
+		want    int64
+	}{
+		{"SELECT 3", 0, 3},
+		{"INSERT 0 2", 0, 2},
+		{"COPY 5", 0, 5},
+		{"CREATE TABLE", 0, 0},
+		{"BEGIN", 0, 0},
+		{"", 7, 7},
+	} {
+		if got := rowsOf(c.tag, c.counted); got != c.want {
+			t.Errorf("rowsOf(%q, %d) = %d, want %d", c.tag, c.counted, got, c.want)
+		}
+	}
+}
+
+func TestParseStartupParams(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want map[string]string
+		bad  bool
+	}{
+		{in: "user\x00agent\x00database\x00shop\x00\x00", want: map[string]string{"user": "agent", "database": "shop"}},
+		{in: "\x00", want: map[string]string{}},
+		{in: "user\x00agent\x00", bad: true},      // no terminator
+		{in: "user\x00agent", bad: true},          // value not terminated
+		{in: "user\x00a\x00\x00extra", bad: true}, // bytes after the terminator
+		{in: "", bad: true},
+	} {
+		got, err := parseStartupParams([]byte(c.in))
+		if c.bad {
+			if !errors.Is(err, errProtocol) {
+				t.Errorf("%q: err %v, want a protocol error", c.in, err)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(c.want) {
+			t.Errorf("%q: %v %v", c.in, got, err)
+			continue
+		}
+		for k, v := range c.want {
+			if got[k] != v {
+				t.Errorf("%q: %s=%q, want %q", c.in, k, got[k], v)
+			}
+		}
+	}
+}
+
+func TestClientReaderLimits(t *testing.T) {
+	t.Run("startup packet length", func(t *testing.T) {
+		for _, n := range []uint32{0, 7, maxStartupPacket + 5, 1 << 31} {
+			var b [4]byte
+			binary.BigEndian.PutUint32(b[:], n)
+			_, err := newClientReader(bytes.NewReader(b[:])).startupPacket()
+			if !errors.Is(err, errProtocol) {
+				t.Errorf("length %d: %v", n, err)
+			}
+		}
+	})
+	t.Run("message length", func(t *testing.T) {
+		for _, n := range []uint32{0, 3, 1 << 31, maxMessage + 5} {
+			b := []byte{'Q', 0, 0, 0, 0}
+			binary.BigEndian.PutUint32(b[1:], n)
+			_, err := newClientReader(bytes.NewReader(b)).message()
+			if !errors.Is(err, errProtocol) {
+				t.Errorf("length %d: %v", n, err)
+			}
+		}
+	})
+	t.Run("announced but missing body", func(t *testing.T) {
+		// A gigabyte announced, a few bytes sent: no gigabyte allocated,
+		// and the end of input is unexpected.
+		b := []byte{'d', 0x3f, 0xff, 0xff, 0xff, 'x', 'y'}
+		_, err := newClientReader(bytes.NewReader(b)).message()
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("large message", func(t *testing.T) {
+		data := bytes.Repeat([]byte("x"), directAllocLimit*3)
+		enc, _ := (&pgproto3.CopyData{Data: data}).Encode(nil)
+		m, err := newClientReader(bytes.NewReader(enc)).message()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cd, ok := m.(*pgproto3.CopyData); !ok || !bytes.Equal(cd.Data, data) {
+			t.Errorf("got %T", m)
+		}
+	})
+	t.Run("unknown type", func(t *testing.T) {
+		_, err := newClientReader(bytes.NewReader([]byte{'p', 0, 0, 0, 4})).message()
+		if !errors.Is(err, errProtocol) || !strings.Contains(err.Error(), "invalid frontend message type") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+func TestLoginFailure(t *testing.T) {
+	for _, c := range []struct {
+		err      error
+		code     string
+		contains string
+	}{
+		{&pgconn.PgError{Code: "28P01", Message: `password authentication failed for user "app"`}, "28P01", "refused the gateway's credentials"},
+		{&pgconn.PgError{Code: "3D000", Message: `database "x" does not exist`}, "3D000", `database "x" does not exist`},
+		{&pgconn.PgError{Code: "42501", Message: `permission denied for database "x"`, Detail: `User "app" lacks CONNECT`}, "42501", "(SQLSTATE 42501)"},
+		{errors.New("dial tcp 10.0.0.1:5432: connection refused"), "08006", `could not connect to target "shop"`},
+	} {
+		resp := loginFailure("shop", c.err)
+		if resp.Severity != "FATAL" || resp.Code != c.code || !strings.Contains(resp.Message, c.contains) {
+			t.Errorf("%v: %+v", c.err, resp)
+		}
+		if strings.Contains(resp.Message, `"app"`) || resp.Detail != "" {
+			t.Errorf("%v: leaks the upstream login: %+v", c.err, resp)
+		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	base := func() Options {
+		return Options{
+			Targets:    map[uint32]Target{1: {Name: "shop", User: "app"}},
+			Policy:     nil,
+			Classifier: nil,
+		}
+	}
+	if _, err := New(base()); err == nil {
+		t.Error("New without a policy succeeded")
+	}
+	o := base()
+	o.Policy, o.Classifier, o.Recordings = nopPolicy{}, nopClassifier{}, nopRecordings{}
+	h, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.targets[1].TLS; got != TLSVerifyFull {
+		t.Errorf("default upstream TLS %q", got)
+	}
+	for name, tgt := range map[string]Target{
+		"no user":           {Name: "shop"},
+		"bad tls":           {Name: "shop", User: "app", TLS: "prefer"},
+		"ca without verify": {Name: "shop", User: "app", TLS: TLSRequire, CAFile: "/ca.pem"},
+		"agent tls, no CA":  {Name: "shop", User: "app", AgentTLS: true},
+	} {
+		o.Targets = map[uint32]Target{1: tgt}
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+}
+
+func TestCancelRegistry(t *testing.T) {
+	var r cancelRegistry
+	r.byKey = map[cancelKey]cancelTarget{}
+	k1 := r.add(cancelTarget{pid: 1})
+	k2 := r.add(cancelTarget{pid: 2})
+	if k1 == k2 || k1.pid == 0 || k1.pid&(1<<31) != 0 {
+		t.Errorf("keys %v %v", k1, k2)
+	}
+	if ct, ok := r.lookup(k2.pid, k2.secret[:]); !ok || ct.pid != 2 {
+		t.Errorf("lookup: %v %v", ct, ok)
+	}
+	if _, ok := r.lookup(k2.pid, []byte{0, 0, 0, 0}); ok && k2.secret != [4]byte{} {
+		t.Error("lookup with the wrong secret succeeded")
+	}
+	if _, ok := r.lookup(k2.pid, append(k2.secret[:], 0)); ok {
+		t.Error("lookup with a longer secret succeeded")
+	}
+	r.remove(k2)
+	if _, ok := r.lookup(k2.pid, k2.secret[:]); ok {
+		t.Error("removed key still found")
+	}
+}
+
+func TestParameterDescriptionEncoding(t *testing.T) {
+	for _, n := range []int{0, 3, 65535, 65536, 70000} {
+		oids := make([]uint32, n)
+		for i := range oids {
+			oids[i] = uint32(i + 1)
+		}
+		b, err := parameterDescription(oids).Encode(nil)
+		if err != nil {
+			t.Fatalf("%d: %v", n, err)
+		}
+		if b[0] != 't' || int(binary.BigEndian.Uint32(b[1:])) != len(b)-1 || binary.BigEndian.Uint16(b[5:]) != uint16(n) {
+			t.Errorf("%d: header % x", n, b[:7])
+		}
+		var pd pgproto3.ParameterDescription
+		if err := pd.Decode(b[5:]); err != nil || len(pd.ParameterOIDs) != n || (n > 0 && pd.ParameterOIDs[n-1] != uint32(n)) {
+			t.Errorf("%d: decoded %d oids, %v", n, len(pd.ParameterOIDs), err)
+		}
+		if n <= 65535 {
+			want, _ := (&pgproto3.ParameterDescription{ParameterOIDs: oids}).Encode(nil)
+			if !bytes.Equal(b, want) {
+				t.Errorf("%d: differs from pgproto3's encoding", n)
+			}
+		}
+	}
+}
+
+func TestUpstreamConfig(t *testing.T) {
+	t.Setenv("PGAPPNAME", "from-the-environment")
+	t.Setenv("PGTARGETSESSIONATTRS", "read-write")
+	t.Setenv("PGPASSWORD", "from-the-environment")
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("s3cret\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []string{"127.0.0.2:5432", "[::1]:6543", "[::ffff:10.0.0.1]:5432"} {
+		c := &session{
+			s:        &proxy.Session{Destination: netip.MustParseAddrPort(dest)},
+			t:        Target{Name: "shop", User: "app", PasswordFile: pw, TLS: TLSVerifyFull},
+			database: "asked",
+		}
+		cfg, err := c.upstreamConfig(map[string]string{"application_name": "psql"})
+		if err != nil {
+			t.Fatalf("%s: %v", dest, err)
+		}
+		ap := netip.MustParseAddrPort(dest)
+		if cfg.Host != ap.Addr().Unmap().String() || cfg.Port != ap.Port() || cfg.User != "app" || cfg.Password != "s3cret" ||
+			cfg.Database != "asked" || cfg.RuntimeParams["application_name"] != "psql" || cfg.ValidateConnect != nil ||
+			len(cfg.Fallbacks) != 0 {
+			t.Errorf("%s: %+v", dest, cfg)
+		}
+		if cfg.TLSConfig == nil || cfg.TLSConfig.ServerName != ap.Addr().Unmap().String() || cfg.TLSConfig.InsecureSkipVerify {
+			t.Errorf("%s: TLS %+v", dest, cfg.TLSConfig)
+		}
+	}
+}
