@@ -46,6 +46,9 @@ func (c *session) classify(sql string) ([]sqlfacts.Statement, *policy.Decision, 
 // decide asks the policy about one statement. Anything but allow is a
 // denial: review is not available yet, and an unknown action fails closed.
 func (c *session) decide(st sqlfacts.Statement) policy.Decision {
+	if d, denied := lexingGuard(st); denied {
+		return d
+	}
 	req := c.base
 	facts := SQLFacts(st, c.database, c.user)
 	req.SQL = &facts

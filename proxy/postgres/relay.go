@@ -418,7 +418,15 @@ func (c *session) terminate() error {
 // fromUpstream handles one upstream message.
 func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
-	case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
+	case *pgproto3.ParameterStatus:
+		if unsafeParameterStatus(m.Name, m.Value) {
+			// Something changed how the server reads SQL (a path the
+			// guard did not see): the gateway can no longer decide what
+			// runs, so the session ends.
+			return fmt.Errorf("%w: upstream reports %s=%s", errUnsafeLexing, m.Name, m.Value)
+		}
+		return c.client.queue(msg)
+	case *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
 		return c.client.queue(msg)
 	case *pgproto3.ReadyForQuery:
 		return c.readyForQuery(m)

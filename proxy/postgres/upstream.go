@@ -51,6 +51,9 @@ func (c *session) upstreamConfig(params map[string]string) (*pgconn.Config, erro
 	cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
 	cfg.ConnectTimeout = loginTimeout
 	cfg.RuntimeParams = maps.Clone(params)
+	if changed := pinLexingParams(cfg.RuntimeParams); len(changed) > 0 {
+		c.log.Warn("start-up parameters overridden so the gateway reads SQL as the server does", "asked", changed)
+	}
 	cfg.ValidateConnect = nil
 	cfg.AfterConnect = nil
 	cfg.AfterNetConnect = nil

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -56,7 +57,7 @@ const (
 	// the load: the server allows 60 connections (pgtest), and a pgx test
 	// holds up to about ten.
 	concurrentPackages = 2
-	testsPerPackage    = 4
+	testsPerPackage    = 2
 )
 
 // packages are the pgx packages whose tests read PGX_TEST_DATABASE, all of
@@ -584,7 +585,8 @@ func parseEvents(r io.Reader) (packageResult, error) {
 
 // checkRecordings verifies every session's event log, and logs the
 // denials, which should all be by design (SQL the gateway cannot parse,
-// the function call protocol).
+// the function call protocol). The logs hold every statement of the suite
+// (about 100 MB), so they are verified on every CPU.
 func checkRecordings(t *testing.T, store *record.Store) {
 	t.Helper()
 	sums, err := store.List()
@@ -592,37 +594,70 @@ func checkRecordings(t *testing.T, store *record.Store) {
 		t.Fatal(err)
 	}
 	var commands, denied int64
-	denials := map[string]int{}
-	bad := 0
 	for _, s := range sums {
 		commands += s.Commands
 		denied += s.Denied
-		v, err := store.Verify(s.ID)
-		if err != nil {
-			t.Errorf("recording %s: %v", s.ID, err)
-			continue
-		}
-		if !v.OK || !v.Complete {
-			bad++
-			t.Errorf("recording %s does not verify: ok=%v complete=%v: %s", s.ID, v.OK, v.Complete, v.Problem)
-		}
-		if s.Denied == 0 {
-			continue
-		}
-		evs, err := store.Events(s.ID)
-		if err != nil {
-			t.Errorf("recording %s: %v", s.ID, err)
-			continue
-		}
-		for _, ev := range evs {
-			if c := ev.Command; c != nil && c.Decision == string(policy.Deny) {
-				denials[c.Message]++
+	}
+	var (
+		mu       sync.Mutex
+		problems []string
+		denials  = map[string]int{}
+		wg       sync.WaitGroup
+	)
+	ids := make(chan record.Summary)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for s := range ids {
+				problem, msgs := checkRecording(store, s)
+				mu.Lock()
+				if problem != "" {
+					problems = append(problems, problem)
+				}
+				for _, m := range msgs {
+					denials[m]++
+				}
+				mu.Unlock()
 			}
-		}
+		})
+	}
+	for _, s := range sums {
+		ids <- s
+	}
+	close(ids)
+	wg.Wait()
+	slices.Sort(problems)
+	for _, p := range problems {
+		t.Error(p)
 	}
 	t.Logf("recordings: %d sessions, %d commands, %d denied; %d of %d verify as complete chains",
-		len(sums), commands, denied, len(sums)-bad, len(sums))
+		len(sums), commands, denied, len(sums)-len(problems), len(sums))
 	for _, msg := range slices.Sorted(maps.Keys(denials)) {
 		t.Logf("  denied %4d× %s", denials[msg], msg)
 	}
+}
+
+// checkRecording verifies one session's log and returns what is wrong
+// with it ("" when nothing) and the messages of its denials.
+func checkRecording(store *record.Store, s record.Summary) (string, []string) {
+	v, err := store.Verify(s.ID)
+	if err != nil {
+		return err.Error(), nil
+	}
+	if !v.OK || !v.Complete {
+		return fmt.Sprintf("recording %s does not verify: ok=%v complete=%v: %s", s.ID, v.OK, v.Complete, v.Problem), nil
+	}
+	if s.Denied == 0 {
+		return "", nil
+	}
+	evs, err := store.Events(s.ID)
+	if err != nil {
+		return err.Error(), nil
+	}
+	var msgs []string
+	for _, ev := range evs {
+		if c := ev.Command; c != nil && c.Decision == string(policy.Deny) {
+			msgs = append(msgs, c.Message)
+		}
+	}
+	return "", msgs
 }
