@@ -45,6 +45,7 @@ demo: build
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...
+	$(GO) run ./bench/pgbench -interlock bin/interlock
 
 clean:
 	rm -rf bin/

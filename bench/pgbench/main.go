@@ -213,6 +213,7 @@ func (b *bench) profileGateway(ctx context.Context, ep endpoint, c configuration
 	secs := strconv.Itoa(max(1, int(b.opts.duration/time.Second)))
 	rec := exec.CommandContext(ctx, perf, "record", "-F", "999", "-g", "-o", b.opts.profile,
 		"-p", strconv.Itoa(ep.pid), "--", "sleep", secs)
+	rec.SysProcAttr = childAttr()
 	var recOut strings.Builder
 	rec.Stdout, rec.Stderr = &recOut, &recOut
 	if err := rec.Start(); err != nil {

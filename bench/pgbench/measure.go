@@ -74,15 +74,19 @@ func (b *bench) pgbench(ctx context.Context, ep endpoint, c configuration, d tim
 	}
 	args = append(args, ep.database(c.protocol))
 
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+time.Minute)
+	runCtx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, b.pgbenchBin, args...)
+	cmd := exec.CommandContext(runCtx, b.pgbenchBin, args...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+ep.password, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=10")
+	cmd.SysProcAttr = childAttr()
 	cpu0, err := cpuTime(ep.pid)
 	if err != nil {
 		return result{}, err
 	}
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return result{}, fmt.Errorf("pgbench %s (%s): %w", ep.name, c, context.Cause(ctx))
+	}
 	if err != nil {
 		return result{}, fmt.Errorf("pgbench %s (%s): %w\n%s", ep.name, c, err, out)
 	}

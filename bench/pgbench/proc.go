@@ -32,7 +32,8 @@ func startProc(name, logPath string, cred *syscall.Credential, argv ...string) (
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
+	cmd.SysProcAttr = childAttr()
+	cmd.SysProcAttr.Credential = cred
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -78,4 +79,11 @@ func (p *proc) logTail() string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// childAttr makes a child die with this program and keeps it out of the
+// terminal's process group: a ^C reaches only this program, which then
+// stops its children in order.
+func childAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 }

@@ -36,7 +36,7 @@ var lexingParams = map[string]func(string) bool{
 		}
 		return false
 	},
-	"client_encoding":             safeClientEncoding,
+	"client_encoding": safeClientEncoding,
 }
 
 // safeClientEncoding: encodings in which every byte of a multi-byte
