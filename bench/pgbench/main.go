@@ -224,11 +224,14 @@ func (b *bench) profileGateway(ctx context.Context, ep endpoint, c configuration
 		return fmt.Errorf("profiling the gateway: %w\n%s", err, recOut.String())
 	}
 	var report strings.Builder
+	// By binary (gateway, kernel, libc); by function including callees (what
+	// each part of the handler costs); by function itself.
 	for _, args := range [][]string{
-		{"--sort", "dso"},
-		{"--sort", "symbol", "--percent-limit", "0.7"},
+		{"--no-children", "--sort", "dso"},
+		{"--children", "--sort", "symbol", "--percent-limit", "2"},
+		{"--no-children", "--sort", "symbol", "--percent-limit", "0.7"},
 	} {
-		cmd := exec.CommandContext(ctx, perf, append([]string{"report", "-i", b.opts.profile, "--stdio", "--no-children", "-g", "none"}, args...)...)
+		cmd := exec.CommandContext(ctx, perf, append([]string{"report", "-i", b.opts.profile, "--stdio", "-g", "none"}, args...)...)
 		out, err := cmd.Output()
 		if err != nil {
 			return fmt.Errorf("perf report: %w", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -115,7 +116,9 @@ func report(w io.Writer, o options, env environment, configs []configuration, ce
 	}
 	fmt.Fprintf(w, "\ngoals met: %d of %d. The gateway decided %d statements during the measured runs and recorded %d bytes of session logs.\n",
 		met, total, decided, recorded)
-	fmt.Fprintln(w, "pgbouncer runs -M prepared on a session-pooled database (PgBouncer before 1.21 cannot keep prepared statements in transaction pooling), -M simple in transaction pooling.")
+	if slices.Contains(o.protocols, "prepared") {
+		fmt.Fprintln(w, "pgbouncer runs -M prepared on a session-pooled database (PgBouncer before 1.21 cannot keep prepared statements in transaction pooling), -M simple in transaction pooling.")
+	}
 }
 
 type verdict struct {

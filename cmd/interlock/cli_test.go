@@ -17,9 +17,29 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// demoConfig is docs/demo/demo.yaml with its password file (which the
+// demo writes at run time) in a temporary folder.
+func demoConfig(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile("../../docs/demo/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(dir, "shop.password")
+	if err := os.WriteFile(pw, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "demo.yaml")
+	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(b), "/tmp/interlock-demo/shop.password", pw)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 func TestCheck(t *testing.T) {
-	out, err := runCLI(t, "check", "--config", "../../docs/demo/demo.yaml")
-	if err != nil || !strings.Contains(out, "ok (1 targets, 1 workloads, 0 rules, 0 masks); policy tests: 0 passed, 0 failed") {
+	out, err := runCLI(t, "check", "--config", demoConfig(t))
+	if err != nil || !strings.Contains(out, "ok (2 targets, 1 workloads, 2 rules, 1 masks); policy tests: 2 passed, 0 failed") {
 		t.Errorf("check of the demo config: %q, %v", out, err)
 	}
 
@@ -34,11 +54,12 @@ func TestCheck(t *testing.T) {
 }
 
 func TestGatewayFlags(t *testing.T) {
-	_, err := runCLI(t, "gateway", "--config", "../../docs/demo/demo.yaml", "--explicit-workload", "agent")
+	demo := demoConfig(t)
+	_, err := runCLI(t, "gateway", "--config", demo, "--explicit-workload", "agent")
 	if err == nil || !strings.Contains(err.Error(), "needs --explicit") {
 		t.Errorf("--explicit-workload without --explicit: %v", err)
 	}
-	_, err = runCLI(t, "gateway", "--config", "../../docs/demo/demo.yaml", "--explicit", "--explicit-workload", "nobody")
+	_, err = runCLI(t, "gateway", "--config", demo, "--explicit", "--explicit-workload", "nobody")
 	if err == nil || !strings.Contains(err.Error(), `no workload "nobody"`) {
 		t.Errorf("unknown --explicit-workload: %v", err)
 	}
@@ -48,5 +69,25 @@ func TestVersion(t *testing.T) {
 	out, err := runCLI(t, "version")
 	if err != nil || !strings.HasPrefix(out, "interlock ") {
 		t.Errorf("version: %q, %v", out, err)
+	}
+}
+
+func TestCheckFailingPolicyTest(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	err := os.WriteFile(cfg, []byte(`targets:
+  - {name: echo, protocol: tcp, address: "127.0.0.2:7000"}
+policy:
+  rules:
+    - {name: no-tcp, targets: [echo], action: deny}
+  tests:
+    - {name: echo-allowed, request: {target: echo}, expect: allow}
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "check", "--config", cfg)
+	if err == nil || !strings.Contains(out, "FAIL echo-allowed: got deny (rule no-tcp), want allow") || !strings.Contains(out, "0 passed, 1 failed") {
+		t.Errorf("check with a failing policy test: %v\n%s", err, out)
 	}
 }
