@@ -12,18 +12,33 @@ import (
 )
 
 // seal sets ev.Hash from ev.Prev and the rest of the event and returns the
-// event's line, newline included.
+// event's line, newline included: exactly json.Marshal of the sealed event.
+// Hash is the event's last field, so the line is the hashed body with its
+// empty hash filled in — one encoding per event instead of two, which
+// matters on the gateway's hot path.
 func seal(ev *Event) ([]byte, error) {
-	hash, err := chainHash(ev)
-	if err != nil {
-		return nil, err
-	}
-	ev.Hash = hash
-	line, err := json.Marshal(ev)
+	ev.Hash = ""
+	body, err := json.Marshal(ev)
 	if err != nil {
 		return nil, fmt.Errorf("encoding event: %w", err)
 	}
-	return append(line, '\n'), nil
+	h := sha256.New()
+	h.Write([]byte(ev.Prev))
+	h.Write(body)
+	ev.Hash = hex.EncodeToString(h.Sum(nil))
+	const emptyHash = `"hash":""}`
+	if !bytes.HasSuffix(body, []byte(emptyHash)) {
+		line, err := json.Marshal(ev)
+		if err != nil {
+			return nil, fmt.Errorf("encoding event: %w", err)
+		}
+		return append(line, '\n'), nil
+	}
+	line := make([]byte, 0, len(body)+len(ev.Hash)+1)
+	line = append(line, body[:len(body)-2]...) // up to `"hash":"`
+	line = append(line, ev.Hash...)
+	line = append(line, '"', '}', '\n')
+	return line, nil
 }
 
 // chainHash is hex(sha256(Prev || JSON of ev with Hash "")). It leaves ev as

@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io/fs"
@@ -634,5 +635,27 @@ func TestGoldenVerifies(t *testing.T) {
 	res, err := verify(bytes.NewReader(data), testID)
 	if err != nil || res != (VerifyResult{Events: 6, OK: true, Complete: true}) {
 		t.Fatalf("verify(testdata/session.jsonl) = %+v, %v", res, err)
+	}
+}
+
+// TestSealIsCanonical: the single-encoding seal writes exactly what
+// json.Marshal of the sealed event gives, which Verify requires.
+func TestSealIsCanonical(t *testing.T) {
+	ev := &Event{Type: EventCommand, Session: "s", Seq: 2, Prev: "abc",
+		Command: &Command{Text: `SELECT '"\u2028<>&'`, Decision: "allow", Rows: 3}}
+	line, err := seal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(line) != string(want)+"\n" {
+		t.Errorf("sealed line\n%s\nwant\n%s", line, want)
+	}
+	h, err := chainHash(ev)
+	if err != nil || h != ev.Hash {
+		t.Errorf("hash %q, chainHash %q (%v)", ev.Hash, h, err)
 	}
 }
