@@ -100,7 +100,7 @@ func TestPostgresThroughKernel(t *testing.T) {
 	})
 
 	t.Run("masked copy", func(t *testing.T) {
-		out, err := psql(t, agent, srv.Host, srv.Port, "COPY customers TO STDOUT")
+		out, err := psql(t, agent, srv.Host, srv.Port, "COPY public.customers TO STDOUT")
 		if err != nil {
 			t.Fatalf("psql: %v\n%s", err, out)
 		}

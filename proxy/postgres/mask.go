@@ -237,11 +237,19 @@ func (r *maskRewriter) planCopy(stmt sqlfacts.Statement, ncols int) (*copyPlan, 
 	var names []string
 	var table string
 	switch {
-	case cs.Relation != nil:
-		table = cs.Relation.Relname
-		if cs.Relation.Schemaname != "" {
-			table = cs.Relation.Schemaname + "." + table
+	case cs.Relation != nil && cs.Relation.Schemaname == "":
+		// An unqualified name resolves through the session's search_path,
+		// which the catalog connection does not share: which table this is
+		// is not known here. Column names come from the statement or not
+		// at all; every column rule counts as possibly matching.
+		for _, a := range cs.Attlist {
+			names = append(names, a.GetString_().GetSval())
 		}
+		if len(names) == 0 && r.masker.HasColumnRules() {
+			return nil, fmt.Errorf("%w: COPY of an unqualified table cannot be masked by column; qualify it with its schema or list its columns", ErrCannotMask)
+		}
+	case cs.Relation != nil:
+		table = cs.Relation.Schemaname + "." + cs.Relation.Relname
 		for _, a := range cs.Attlist {
 			names = append(names, a.GetString_().GetSval())
 		}

@@ -41,6 +41,7 @@ const (
 	outEnv      = "INTERLOCK_PGX_SUITE_OUT"
 	packagesEnv = "INTERLOCK_PGX_SUITE_PACKAGES"
 	runEnv      = "INTERLOCK_PGX_SUITE_RUN"
+	policyEnv   = "INTERLOCK_PGX_SUITE_POLICY"
 
 	pgxModule = "github.com/jackc/pgx/v5"
 	database  = "pgx_test"
@@ -93,6 +94,10 @@ func TestPgxSuite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkExclusions(t, goBin, excluded)
+	if os.Getenv(runEnv) != "" {
+		excluded = nil // reproducing: the pattern decides what runs
+	}
 	pkgs := packages
 	if v := os.Getenv(packagesEnv); v != "" {
 		pkgs = strings.Split(v, ",")
@@ -104,23 +109,30 @@ func TestPgxSuite(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pgxDir := moduleDir(t, goBin)
-	checkExclusions(t, goBin, excluded)
-	pg := startDatabase(t, pgxDir)
+	pg := startDatabase(t, moduleDir(t, goBin))
 	gw := startGateway(t, pg, out)
-
 	env := append(cleanEnv(),
-		"PGX_TEST_DATABASE="+fmt.Sprintf("postgres://agent@%s/%s?sslmode=disable", gw.addr, database),
-		"PGX_TEST_TCP_CONN_STRING="+fmt.Sprintf("host=127.0.0.1 port=%s user=agent dbname=%s sslmode=disable", gw.port(), database),
-		"PGX_TEST_TLS_CONN_STRING="+fmt.Sprintf("host=127.0.0.1 port=%s user=agent dbname=%s sslmode=verify-ca sslrootcert='%s' channel_binding=disable",
+		fmt.Sprintf("PGX_TEST_DATABASE=postgres://agent@%s/%s?sslmode=disable", gw.addr, database),
+		fmt.Sprintf("PGX_TEST_TCP_CONN_STRING=host=127.0.0.1 port=%s user=agent dbname=%s sslmode=disable", gw.port(), database),
+		fmt.Sprintf("PGX_TEST_TLS_CONN_STRING=host=127.0.0.1 port=%s user=agent dbname=%s sslmode=verify-ca sslrootcert='%s' channel_binding=disable",
 			gw.port(), database, gw.caFile),
 	)
-
-	// pgx's own CI runs its packages concurrently against one database
-	// (go test ./...); so does the suite, a few at a time, after the ones
-	// that need the server's connections to themselves.
-	results := make([]packageResult, len(pkgs))
 	start := time.Now()
+	results := runPackages(t, goBin, pkgs, env, excluded, out)
+	report(t, pkgs, results, excluded, time.Since(start))
+
+	gw.stop(t)
+	t.Logf("gateway: at most %d sessions at once", gw.peak.Load())
+	checkRecordings(t, gw.store)
+}
+
+// runPackages runs pkgs through the gateway. pgx's own CI runs its
+// packages concurrently against one database (go test ./...); so does the
+// suite, a few at a time, after the ones that need the server's
+// connections to themselves.
+func runPackages(t *testing.T, goBin string, pkgs, env []string, excluded map[string][]exclusion, out string) []packageResult {
+	t.Helper()
+	results := make([]packageResult, len(pkgs))
 	for i, pkg := range pkgs {
 		if runsAlone[pkg] {
 			results[i] = runPackage(t.Context(), goBin, pkg, env, excluded[pkg], out)
@@ -139,19 +151,28 @@ func TestPgxSuite(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	for i, res := range results {
-		t.Logf("%-40s %4d passed %3d failed %3d skipped %3d excluded (%d subtests passed, %d skipped) in %s",
-			pkgs[i], res.passed, len(res.failed), res.skipped, len(excluded[pkgs[i]]), res.subPassed, res.subSkipped, res.elapsed.Round(time.Second))
-	}
+	return results
+}
+
+// report logs the counts per package and in total, and fails t for every
+// failed test and broken package.
+func report(t *testing.T, pkgs []string, results []packageResult, excluded map[string][]exclusion, took time.Duration) {
+	t.Helper()
 	var total packageResult
 	nExcluded := 0
 	for i, res := range results {
+		pkg := pkgs[i]
+		t.Logf("%-40s %4d passed %3d failed %3d skipped %3d excluded (subtests: %d passed, %d failed, %d skipped) in %s",
+			pkg, res.passed, res.failedTop, res.skipped, len(excluded[pkg]),
+			res.subPassed, len(res.failed)-res.failedTop, res.subSkipped, res.elapsed.Round(time.Second))
 		total.passed += res.passed
+		total.failedTop += res.failedTop
 		total.skipped += res.skipped
 		total.subPassed += res.subPassed
 		total.subSkipped += res.subSkipped
-		total.failed = append(total.failed, res.failed...)
-		nExcluded += len(excluded[pkgs[i]])
+		nExcluded += len(excluded[pkg])
+	}
+	for i, res := range results {
 		if res.broken != "" {
 			t.Errorf("%s: the package failed outside its tests:\n%s", pkgs[i], res.broken)
 		}
@@ -159,12 +180,13 @@ func TestPgxSuite(t *testing.T) {
 			t.Errorf("%s %s failed through the gateway:\n%s", pkgs[i], f.name, f.output)
 		}
 	}
-	t.Logf("pgx v5 test suite through the gateway: %d passed, %d failed, %d excluded (excluded.txt), %d skipped by pgx itself; %d subtests passed, %d skipped; %s",
-		total.passed, len(total.failed), nExcluded, total.skipped, total.subPassed, total.subSkipped, time.Since(start).Round(time.Second))
-
-	gw.stop(t)
-	t.Logf("gateway: at most %d sessions at once", gw.peak.Load())
-	checkRecordings(t, gw.store)
+	for _, pkg := range slices.Sorted(maps.Keys(excluded)) {
+		for _, e := range excluded[pkg] {
+			t.Logf("excluded: %s %s: %s", pkg, e.name, e.reason)
+		}
+	}
+	t.Logf("pgx v5 test suite through the gateway: %d passed, %d failed, %d excluded (excluded.txt), %d skipped by pgx itself; subtests: %d passed, %d skipped; %s",
+		total.passed, total.failedTop, nExcluded, total.skipped, total.subPassed, total.subSkipped, took.Round(time.Second))
 }
 
 // cleanEnv is the environment without PG* variables (PGX_TEST_*
@@ -337,9 +359,17 @@ func startGateway(t *testing.T, pg *pgtest.Server, out string) *gateway {
 		CAFile:       pg.CAFile,
 		AgentTLS:     true,
 	}
+	polText := []byte(suitePolicy)
+	if f := os.Getenv(policyEnv); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		polText = b
+	}
 	var cfg policy.Config
-	if err := yaml.Unmarshal([]byte(suitePolicy), &cfg); err != nil {
-		t.Fatal(err)
+	if err := yaml.Unmarshal(polText, &cfg); err != nil {
+		t.Fatalf("policy: %v", err)
 	}
 	pol, err := policy.Compile(cfg, policy.Env{Targets: map[string]string{tgt.Name: "postgres"}, Workloads: []string{"agent"}})
 	if err != nil {
@@ -473,11 +503,11 @@ type failure struct {
 }
 
 type packageResult struct {
-	passed, skipped       int // top-level tests
-	subPassed, subSkipped int
-	failed                []failure // top-level and subtests
-	broken                string    // output of a package that failed outside its tests
-	elapsed               time.Duration
+	passed, failedTop, skipped int // top-level tests
+	subPassed, subSkipped      int
+	failed                     []failure // top-level and subtests
+	broken                     string    // output of a package that failed outside its tests
+	elapsed                    time.Duration
 }
 
 // runPackage runs one package's tests through the gateway and sorts the
@@ -489,9 +519,9 @@ func runPackage(ctx context.Context, goBin, pkg string, env []string, excl []exc
 	args := []string{"test", "-count=1", "-json", "-timeout", packageTimeout.String(),
 		"-parallel", fmt.Sprint(testsPerPackage)}
 	if p := os.Getenv(runEnv); p != "" {
-		// Reproducing: what the pattern names runs, excluded or not.
 		args = append(args, "-run", p)
-	} else if len(excl) > 0 {
+	}
+	if len(excl) > 0 {
 		args = append(args, "-skip", skipPattern(excl))
 	}
 	args = append(args, pkg)
@@ -588,6 +618,9 @@ func parseEvents(r io.Reader) (packageResult, error) {
 				out = b.String()
 			}
 			res.failed = append(res.failed, failure{name: ev.Test, output: out})
+			if top {
+				res.failedTop++
+			}
 		}
 	}
 	if pkgFailed && len(res.failed) == 0 {
