@@ -205,10 +205,17 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	first := c.ended
 	c.mu.Unlock()
 	if (first == "upstream" && !errors.Is(uerr, errClientWrite)) || errors.Is(cerr, errUpstreamWrite) {
-		if eof(uerr) || eof(cerr) {
+		// The side that ended first says why: the upstream goroutine
+		// closes the client connection itself, so cerr is an EOF then
+		// whatever really happened.
+		why := uerr
+		if first != "upstream" || why == nil {
+			why = cerr
+		}
+		if eof(why) {
 			return "upstream closed the connection", fmt.Errorf("upstream closed the connection: %w", io.EOF)
 		}
-		return "upstream: " + uerr.Error(), fmt.Errorf("relaying from upstream: %w", uerr)
+		return "upstream: " + why.Error(), fmt.Errorf("relaying from upstream: %w", why)
 	}
 	switch {
 	case errors.Is(cerr, errTerminate):
