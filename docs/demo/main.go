@@ -70,8 +70,10 @@ func run(bin, cfgPath string) error {
 		return err
 	}
 	agentCgroup := filepath.Join(root, cfg.Workloads[0].Match.Cgroup)
-	defer os.Remove(agentCgroup)
+	// Deferred calls run last-first: the agent's cgroup goes before its
+	// parent.
 	defer os.Remove(filepath.Dir(agentCgroup))
+	defer os.Remove(agentCgroup)
 	defer os.RemoveAll(filepath.Dir(cfg.Gateway.StateDir))
 
 	step("echo target listening on %s (a stand-in for any TCP service)", cfg.Targets[0].Address)
