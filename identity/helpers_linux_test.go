@@ -10,32 +10,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
-// requiredEnv, when "1", turns a privileged test's skip into a failure; CI
-// sets it.
-const requiredEnv = "INTERLOCK_REQUIRE_PRIVILEGED"
-
-// requirePrivileged skips a test that needs root (creating cgroups, moving
-// processes into them) with the reason, or fails it when requiredEnv says
-// privileged tests must run.
-func requirePrivileged(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv(requiredEnv) == "1" {
-		t.Fatalf("this test needs root to create cgroups and %s=1 says it must run", requiredEnv)
-	}
-	t.Skip("needs root to create cgroups; run as root (CI sets " + requiredEnv + "=1)")
-}
+// requirePrivileged is the project's one gate for root-only tests.
+func requirePrivileged(t *testing.T) { t.Helper(); redirecttest.RequirePrivileged(t) }
 
 // v2Root returns the cgroup v2 mount point, skipping the test on a host
 // without one.
 func v2Root(t *testing.T) string {
 	t.Helper()
 	root, err := CgroupV2Root()
-	if errors.Is(err, ErrNoCgroup2) && os.Getenv(requiredEnv) != "1" {
+	if errors.Is(err, ErrNoCgroup2) && os.Getenv(redirecttest.RequiredEnv) != "1" {
 		t.Skip("no cgroup v2 hierarchy on this host")
 	}
 	if err != nil {

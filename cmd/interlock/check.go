@@ -47,14 +47,7 @@ fails.`,
 // compilePolicy compiles the configuration's policy against its targets
 // and workloads.
 func compilePolicy(cfg *config.Config) (*policy.Policy, error) {
-	env := policy.Env{Targets: map[string]string{}}
-	for i := range cfg.Targets {
-		env.Targets[cfg.Targets[i].Name] = cfg.Targets[i].Protocol
-	}
-	for i := range cfg.Workloads {
-		env.Workloads = append(env.Workloads, cfg.Workloads[i].Name)
-	}
-	pol, err := policy.Compile(cfg.Policy, env)
+	pol, err := policy.Compile(cfg.Policy, cfg.PolicyEnv())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
 	}

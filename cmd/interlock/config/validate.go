@@ -245,14 +245,7 @@ func checkSecretFile(path string) error {
 // policy compiles the policy once, so a rule that does not compile stops
 // the load with the file, the rule and the reason.
 func (v *validator) policy() {
-	env := policy.Env{Targets: map[string]string{}}
-	for i := range v.c.Targets {
-		env.Targets[v.c.Targets[i].Name] = v.c.Targets[i].Protocol
-	}
-	for i := range v.c.Workloads {
-		env.Workloads = append(env.Workloads, v.c.Workloads[i].Name)
-	}
-	if _, err := policy.Compile(v.c.Policy, env); err != nil {
+	if _, err := policy.Compile(v.c.Policy, v.c.PolicyEnv()); err != nil {
 		for _, e := range unjoin(err) {
 			v.errs = append(v.errs, &FieldError{File: v.c.Path, Err: e})
 		}
@@ -458,4 +451,17 @@ func checkSystemdUnit(u string) error {
 		return fmt.Errorf("%q is a template; name an instance, e.g. %q", u, strings.TrimSuffix(u, SystemdUnitSuffixes[i])+"1"+SystemdUnitSuffixes[i])
 	}
 	return nil
+}
+
+// PolicyEnv is what the policy may name: the targets with their protocols
+// and the workloads.
+func (c *Config) PolicyEnv() policy.Env {
+	env := policy.Env{Targets: map[string]string{}}
+	for i := range c.Targets {
+		env.Targets[c.Targets[i].Name] = c.Targets[i].Protocol
+	}
+	for i := range c.Workloads {
+		env.Workloads = append(env.Workloads, c.Workloads[i].Name)
+	}
+	return env
 }

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 	"net"
 	"os"
 	"os/exec"
@@ -28,10 +29,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// requiredEnv, when "1", turns a skip into a failure; it is the variable
-// redirect/redirecttest reads too (not imported: proxy/ must not depend on
-// redirect/).
-const requiredEnv = "INTERLOCK_REQUIRE_PRIVILEGED"
+// requiredEnv turns a skip into a failure, as for every privileged test.
+const requiredEnv = redirecttest.RequiredEnv
 
 // Auth methods for [Options.Auth].
 const (
