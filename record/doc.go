@@ -6,7 +6,9 @@
 // <id>.jsonl per session. [Store.Create] writes the session_start event and
 // returns a [Recorder]; the protocol handler appends one command event per
 // command with [Recorder.Command] and ends the log with [Recorder.Close].
-// Each event is one JSON line written with a single write call.
+// Each event is one JSON line; a batch of events is written with a single
+// write call, so a crash can cut the log only after a whole line or inside
+// the last one.
 //
 // Integrity: events carry Seq (1, 2, 3, ...), Prev (the Hash of the event
 // before) and Hash = hex(sha256(Prev || JSON of the event with Hash "")),
@@ -19,10 +21,12 @@
 // signed, so it proves the log was not altered piecemeal, not who wrote it;
 // someone able to rewrite the whole file can rewrite the whole chain.
 //
-// Durability: by default command events go to the file without fsync and
-// [Recorder.Close] fsyncs the log. With [Store.Strict] every event is
-// fsynced before Command returns, so a handler that forwards a command only
-// after Command returned nil never runs a command that is not on disk.
+// Durability: by default command events are queued in memory and written in
+// batches within [Store.FlushInterval] (100 ms unless set), without fsync,
+// and [Recorder.Close] fsyncs the log; session_start is written when the
+// log is created. With [Store.Strict] every event is written and fsynced
+// before Command returns, so a handler that forwards a command only after
+// Command returned nil never runs a command that is not on disk.
 //
 // Error contract:
 //   - [Store.Create], [Store.Events] and [Store.Verify] return errors wrapping
@@ -30,7 +34,9 @@
 //     Verify wrap [ErrNotFound] when the session has no log.
 //   - [Store.Create] wraps [fs.ErrExist] when the session already has a log.
 //   - A Recorder whose write or fsync failed returns that error from then on
-//     (sticky); a Recorder used after Close returns [ErrClosed]. What to do
+//     (sticky) and closes [Recorder.Failed], also when the failure happened
+//     in a batch written in the background; a Recorder used after Close
+//     returns [ErrClosed]. What to do
 //     about it (cut the session, or carry on unrecorded) is the handler's
 //     decision.
 //   - [Store.Events] returns an error naming the line of the first malformed

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -171,6 +172,8 @@ func TestList(t *testing.T) {
 			if err := r.Close(End{}); err != nil {
 				t.Fatal(err)
 			}
+		} else if err := r.Flush(); err != nil {
+			t.Fatal(err)
 		}
 	}
 	// Not session logs: skipped.
@@ -535,13 +538,33 @@ func TestWriteFailureSticky(t *testing.T) {
 	if err := r.Command(Command{Text: "one"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	r.f.Close() // the next write fails as a full or vanished disk would
-	first := r.Command(Command{Text: "two"})
-	if first == nil {
-		t.Fatal("Command on a failed file returned nil")
+	if err := r.Command(Command{Text: "two"}); err != nil {
+		t.Fatalf("queueing a command = %v; the write comes later", err)
+	}
+	select {
+	case <-r.Failed():
+		t.Fatal("Failed before anything failed")
+	default:
+	}
+	// The batch is written by the flush timer: the failure shows in
+	// Failed and Err, and in every later call.
+	select {
+	case <-r.Failed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the failed background write was not signalled")
+	}
+	if err := r.Err(); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("Err = %v, want the write failure", err)
 	}
 	if err := r.Command(Command{Text: "three"}); err == nil || !errors.Is(err, fs.ErrClosed) {
 		t.Errorf("Command after a failure = %v, want the first failure again", err)
+	}
+	if err := r.Flush(); !errors.Is(err, fs.ErrClosed) {
+		t.Errorf("Flush after a failure = %v, want the first failure again", err)
 	}
 	if err := r.Close(End{}); err == nil {
 		t.Error("Close after a failure returned nil")
@@ -613,6 +636,9 @@ func TestGolden(t *testing.T) {
 	if err := r.Command(Command{Text: "id", Decision: "allow"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	sums, err := s.List()
 	if err != nil {
 		t.Fatal(err)
@@ -657,5 +683,140 @@ func TestSealIsCanonical(t *testing.T) {
 	h, err := chainHash(ev)
 	if err != nil || h != ev.Hash {
 		t.Errorf("hash %q, chainHash %q (%v)", ev.Hash, h, err)
+	}
+}
+
+func TestBatching(t *testing.T) {
+	s := newTestStore(t)
+	s.FlushInterval = time.Hour // only size, Flush and Close write
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		t.Helper()
+		events, err := s.Events(testID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(events)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("after Create: %d events in the file, want session_start", n)
+	}
+	for i := range maxQueued - 1 {
+		if err := r.Command(Command{Text: fmt.Sprintf("SELECT %d", i), Decision: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d queued commands: %d events in the file, want them still queued", maxQueued-1, n)
+	}
+	if err := r.Command(Command{Text: "SELECT last", Decision: "allow"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1+maxQueued {
+		t.Fatalf("a full queue: %d events in the file, want %d", n, 1+maxQueued)
+	}
+	if err := r.Command(Command{Text: "DROP TABLE t", Decision: "deny"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 2+maxQueued {
+		t.Fatalf("after Flush: %d events, want %d", n, 2+maxQueued)
+	}
+	if err := r.Close(End{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Verify(testID)
+	if err != nil || !res.OK || !res.Complete || res.Events != 3+maxQueued {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+	events, err := s.Events(testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := events[len(events)-1].End; end.Commands != maxQueued+1 || end.Denied != 1 {
+		t.Errorf("session_end counts %+v", end)
+	}
+}
+
+func TestFlushInterval(t *testing.T) {
+	s := newTestStore(t)
+	s.FlushInterval = 20 * time.Millisecond
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(End{})
+	if err := r.Command(Command{Text: "SELECT 1", Decision: "allow"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		events, err := s.Events(testID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queued command was not written by the flush timer (%d events)", len(events))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestConcurrentBatches(t *testing.T) {
+	s := newTestStore(t)
+	s.now = time.Now
+	s.FlushInterval = time.Millisecond
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 300 {
+				if err := r.Command(Command{Text: fmt.Sprintf("SELECT %d, %d", g, i), Decision: "allow"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := r.Close(End{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Verify(testID)
+	if err != nil || !res.OK || !res.Complete || res.Events != 2+4*300 {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+}
+
+func BenchmarkRecorderCommand(b *testing.B) {
+	s, err := OpenStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := s.Create(testID, testStart(), time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := Command{Text: "SELECT abalance FROM pgbench_accounts WHERE aid = 4242", Command: "SELECT", Kind: "read",
+		Decision: "allow", DurationMS: 0.042, Rows: 1, Tag: "SELECT 1"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.Command(c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := r.Close(End{}); err != nil {
+		b.Fatal(err)
 	}
 }

@@ -9,19 +9,41 @@ import (
 	"time"
 )
 
+// Batching bounds: a Recorder writes its queued events once the first of
+// them has waited FlushInterval, or once this many are queued, whichever
+// comes first.
+const (
+	DefaultFlushInterval = 100 * time.Millisecond
+	maxQueued            = 256
+	// maxBufKeep bounds the encoding buffer a Recorder keeps between
+	// flushes; a burst of large statements must not pin megabytes per
+	// idle session.
+	maxBufKeep = 256 << 10
+)
+
 // Recorder appends the events of one session to its log. It is safe for
 // concurrent use; events are numbered in the order their calls took the
 // Recorder's lock.
+//
+// Command events are queued and written in batches (see
+// [Store.FlushInterval]): encoding, hashing and the write(2) happen off the
+// caller's path, once per batch. With [Store.Strict] every event is written
+// and fsynced before Command returns instead.
 type Recorder struct {
-	strict  bool
-	now     func() time.Time
-	started time.Time
+	strict     bool
+	flushEvery time.Duration
+	now        func() time.Time
+	started    time.Time
+	failed     chan struct{} // closed at the first write or fsync failure
 
 	mu       sync.Mutex
 	f        *os.File
 	id       string
 	seq      uint64
 	prev     string
+	queue    []Event // stamped, not yet numbered, encoded or written
+	buf      []byte  // the batch being encoded; reused
+	timer    *time.Timer
 	commands int64
 	denied   int64
 	err      error // the first write or fsync failure; sticky
@@ -31,8 +53,12 @@ type Recorder struct {
 // ID is the session id of the log.
 func (r *Recorder) ID() string { return r.id }
 
-// Command appends a command event stamped with the current time. With
-// [Store.Strict] the event is on disk when Command returns nil.
+// Command appends a command event stamped with the current time. It returns
+// an error when the Recorder is closed or an earlier write failed. Without
+// [Store.Strict] the event reaches the file within the flush interval (or at
+// [Recorder.Close], or [Recorder.Flush]); a write failure then shows in
+// [Recorder.Failed] and in the next call's error. With Strict the event is on
+// disk when Command returns nil.
 func (r *Recorder) Command(c Command) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -40,14 +66,69 @@ func (r *Recorder) Command(c Command) error {
 		return err
 	}
 	c.DurationMS = finite(c.DurationMS)
-	if err := r.append(&Event{Type: EventCommand, Time: r.now().UTC(), Command: &c}); err != nil {
-		return fmt.Errorf("recording command: %w", err)
+	ev := Event{Type: EventCommand, Time: r.now().UTC(), Command: &c}
+	if r.strict {
+		r.queue = append(r.queue, ev)
+		if err := r.flushLocked(); err != nil {
+			return fmt.Errorf("recording command: %w", err)
+		}
+	} else {
+		r.queue = append(r.queue, ev)
+		switch {
+		case len(r.queue) >= maxQueued:
+			if err := r.flushLocked(); err != nil {
+				return fmt.Errorf("recording command: %w", err)
+			}
+		case len(r.queue) == 1:
+			r.armTimer()
+		}
 	}
 	r.commands++
 	if c.Decision == "deny" {
 		r.denied++
 	}
 	return nil
+}
+
+// armTimer schedules a flush of what is queued now. r.mu is held.
+func (r *Recorder) armTimer() {
+	if r.timer == nil {
+		r.timer = time.AfterFunc(r.flushEvery, r.timedFlush)
+		return
+	}
+	r.timer.Reset(r.flushEvery)
+}
+
+func (r *Recorder) timedFlush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.err != nil {
+		return
+	}
+	r.flushLocked() // a failure is kept in r.err and signalled by r.failed
+}
+
+// Flush writes the queued events now. It returns the Recorder's write
+// failure, if any.
+func (r *Recorder) Flush() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return err
+	}
+	return r.flushLocked()
+}
+
+// Failed is closed when a write or fsync of the log fails; [Recorder.Err]
+// then says why. A handler that must not run commands unrecorded ends the
+// session when it is closed.
+func (r *Recorder) Failed() <-chan struct{} { return r.failed }
+
+// Err is the write or fsync failure that closed [Recorder.Failed], or nil.
+func (r *Recorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 // Close appends the session_end event, fsyncs and closes the log. When end
@@ -62,6 +143,9 @@ func (r *Recorder) Close(end End) error {
 		return nil
 	}
 	r.closed = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
 	if r.err != nil {
 		return errors.Join(r.err, r.f.Close())
 	}
@@ -76,7 +160,8 @@ func (r *Recorder) Close(end End) error {
 		end.Seconds = now.Sub(r.started).Seconds()
 	}
 	end.Seconds = finite(end.Seconds)
-	err := r.append(&Event{Type: EventEnd, Time: now.UTC(), End: &end})
+	r.queue = append(r.queue, Event{Type: EventEnd, Time: now.UTC(), End: &end})
+	err := r.flushLocked()
 	if err == nil && !r.strict { // strict has synced already
 		if err = r.f.Sync(); err != nil {
 			err = fmt.Errorf("syncing %s: %w", r.f.Name(), err)
@@ -110,28 +195,57 @@ func (r *Recorder) usable() error {
 	return nil
 }
 
-// append chains ev to the log and writes it in one call. r.mu is held (or r
-// not yet shared). A failure is kept: a log missing an event, or ending in a
-// partial one, must not grow further.
-func (r *Recorder) append(ev *Event) error {
-	ev.Session = r.id
-	ev.Seq = r.seq + 1
-	ev.Prev = r.prev
-	line, err := seal(ev)
-	if err != nil {
-		// Nothing was written: the log is intact and the caller may carry on.
-		return err
-	}
-	if _, err := r.f.Write(line); err != nil {
-		r.err = fmt.Errorf("writing %s: %w", r.f.Name(), err)
+// flushLocked chains the queued events and writes them in one call (and
+// fsyncs them when strict). r.mu is held (or r not yet shared). A failure
+// is kept: a log missing an event, or ending in a partial one, must not
+// grow further.
+func (r *Recorder) flushLocked() error {
+	if r.err != nil {
 		return r.err
+	}
+	if len(r.queue) == 0 {
+		return nil
+	}
+	buf := r.buf[:0]
+	seq, prev := r.seq, r.prev
+	for i := range r.queue {
+		ev := &r.queue[i]
+		ev.Session = r.id
+		ev.Seq = seq + 1
+		ev.Prev = prev
+		var err error
+		if buf, err = sealAppend(buf, ev); err != nil {
+			// Cannot happen for the events the Recorder builds (finite
+			// numbers, strings); if it does, nothing of the batch is
+			// written and the log stays intact but ends here.
+			return r.fail(err)
+		}
+		seq, prev = ev.Seq, ev.Hash
+	}
+	clear(r.queue)
+	r.queue = r.queue[:0]
+	if cap(buf) <= maxBufKeep {
+		r.buf = buf[:0]
+	} else {
+		r.buf = nil
+	}
+	if _, err := r.f.Write(buf); err != nil {
+		return r.fail(fmt.Errorf("writing %s: %w", r.f.Name(), err))
 	}
 	if r.strict {
 		if err := r.f.Sync(); err != nil {
-			r.err = fmt.Errorf("syncing %s: %w", r.f.Name(), err)
-			return r.err
+			return r.fail(fmt.Errorf("syncing %s: %w", r.f.Name(), err))
 		}
 	}
-	r.seq, r.prev = ev.Seq, ev.Hash
+	r.seq, r.prev = seq, prev
 	return nil
+}
+
+// fail makes err sticky and signals it. r.mu is held.
+func (r *Recorder) fail(err error) error {
+	if r.err == nil {
+		r.err = err
+		close(r.failed)
+	}
+	return r.err
 }

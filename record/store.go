@@ -38,6 +38,14 @@ type Store struct {
 	// per command. Set it before the Store is shared.
 	Strict bool
 
+	// FlushInterval bounds how long a command event waits in memory before
+	// it is written (without Strict): events are written in batches, once
+	// the oldest has waited this long or 256 are queued, and at the
+	// session's end. Zero means [DefaultFlushInterval]. A gateway that
+	// crashes loses at most this much of each session's most recent
+	// events; a host crash may lose what the OS had not yet written.
+	FlushInterval time.Duration
+
 	now func() time.Time // test seam for the time of command and end events
 }
 
@@ -93,14 +101,22 @@ func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error)
 	r := &Recorder{
 		f:       f,
 		id:      id,
-		strict:  s.Strict,
-		now:     s.now,
-		started: now,
+		strict:     s.Strict,
+		flushEvery: s.FlushInterval,
+		now:        s.now,
+		started:    now,
+		failed:     make(chan struct{}),
 	}
 	if r.now == nil {
 		r.now = time.Now
 	}
-	if err := r.append(&Event{Type: EventStart, Time: now.UTC(), Start: &start}); err != nil {
+	if r.flushEvery <= 0 {
+		r.flushEvery = DefaultFlushInterval
+	}
+	// The start event is written at once: a session's log exists, with who
+	// opened it, before anything of the session is relayed.
+	r.queue = append(r.queue, Event{Type: EventStart, Time: now.UTC(), Start: &start})
+	if err := r.flushLocked(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("recording session start: %w", err)
 	}

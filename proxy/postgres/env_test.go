@@ -72,6 +72,8 @@ type envOptions struct {
 	rewriter func(s *proxy.Session, m *policy.Masker, meta postgres.MetadataFunc) postgres.ResultRewriter
 	// recordings replaces the store the env reads back.
 	recordings postgres.Recordings
+	// recordingsDir, when set, is the store's folder.
+	recordingsDir string
 }
 
 // fixedAttributor attributes every connection to one target and caller, as
@@ -128,7 +130,11 @@ func startProxy(t *testing.T, pg *pgtest.Server, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("compiling policy: %v", err)
 	}
-	store, err := record.OpenStore(filepath.Join(dir, "recordings"))
+	storeDir := o.recordingsDir
+	if storeDir == "" {
+		storeDir = filepath.Join(dir, "recordings")
+	}
+	store, err := record.OpenStore(storeDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,7 +201,9 @@ func (h *Handler) Serve(ctx context.Context, s *proxy.Session) error {
 	if !ok {
 		return fmt.Errorf("target %q (id %d) is not a configured postgres target", s.Target.Name, s.Target.ID)
 	}
-	c := newSession(ctx, h, s, t)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c := newSession(ctx, cancel, h, s, t)
 	stop := context.AfterFunc(ctx, func() { c.abort(context.Cause(ctx)) })
 	err := c.run()
 	stop()

@@ -105,6 +105,21 @@ type decided struct {
 	decision policy.Decision
 }
 
+// command is the recording of the statement, without its outcome.
+func (d decided) command() record.Command {
+	text := d.stmt.Text
+	if text == "" {
+		text = "(a statement prepared outside the gateway's view)"
+	}
+	return record.Command{
+		Text:     text,
+		Command:  d.stmt.Command,
+		Kind:     d.stmt.Kind,
+		Decision: string(d.decision.Action),
+		Rule:     d.decision.Rule,
+	}
+}
+
 // resultDesc is what the rows of a portal look like.
 type resultDesc struct {
 	rd      *pgproto3.RowDescription
@@ -705,21 +720,11 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 	if p.kind == pendQuery {
 		p.idx++
 	}
-	text := d.stmt.Text
-	if text == "" {
-		text = "(a statement prepared outside the gateway's view)"
-	}
-	cmd := record.Command{
-		Text:       text,
-		Command:    d.stmt.Command,
-		Kind:       d.stmt.Kind,
-		Decision:   string(d.decision.Action),
-		Rule:       d.decision.Rule,
-		DurationMS: float64(time.Since(p.started).Microseconds()) / 1000,
-		Rows:       rowsOf(tag, p.rows),
-		Tag:        tag,
-		Error:      errMsg,
-	}
+	cmd := d.command()
+	cmd.DurationMS = float64(time.Since(p.started).Microseconds()) / 1000
+	cmd.Rows = rowsOf(tag, p.rows)
+	cmd.Tag = tag
+	cmd.Error = errMsg
 	if p.refusalErr != "" && errMsg == "" {
 		cmd.Error = p.refusalErr
 	}

@@ -22,13 +22,17 @@ import (
 	"github.com/interlock-dev/interlock/record"
 )
 
+// errRecordingFailed ends a session whose recording cannot be written.
+var errRecordingFailed = errors.New("the session recording failed")
+
 // session is one client connection being served.
 type session struct {
-	ctx context.Context
-	h   *Handler
-	s   *proxy.Session
-	t   Target
-	log *slog.Logger
+	ctx    context.Context
+	cancel context.CancelCauseFunc // ends the session with a reason
+	h      *Handler
+	s      *proxy.Session
+	t      Target
+	log    *slog.Logger
 
 	clientConn net.Conn // the raw connection, or TLS over it
 	cr         *clientReader
@@ -56,13 +60,14 @@ type session struct {
 	meta  *metadataConn
 }
 
-func newSession(ctx context.Context, h *Handler, s *proxy.Session, t Target) *session {
+func newSession(ctx context.Context, cancel context.CancelCauseFunc, h *Handler, s *proxy.Session, t Target) *session {
 	log := s.Logger
 	if log == nil {
 		log = h.log
 	}
 	return &session{
 		ctx:        ctx,
+		cancel:     cancel,
 		h:          h,
 		s:          s,
 		t:          t,
@@ -175,6 +180,7 @@ func (c *session) run() error {
 		c.fatal(codeSystemError, "interlock cannot record this session, so it does not run it")
 		return err
 	}
+	defer c.watchRecording()()
 	end := record.End{}
 	defer func() {
 		if c.ctx.Err() != nil {
@@ -245,7 +251,59 @@ func (c *session) run() error {
 
 	reason, err := c.runRelay(hc.Frontend)
 	end.Reason = reason
+	c.recordUnfinished(reason)
 	return err
+}
+
+// recordUnfinished records the statements upstream had been sent but not
+// answered when the relay ended: they may have run (a client that closes
+// its socket mid-statement does not stop an INSERT that commits), so the
+// log must show them, with the reason their outcome is unknown.
+func (c *session) recordUnfinished(reason string) {
+	c.mu.Lock()
+	left := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	for _, p := range left {
+		var stmts []decided
+		switch p.kind {
+		case pendQuery:
+			if p.idx < len(p.stmts) {
+				stmts = p.stmts[p.idx:]
+			}
+		case pendExecute:
+			stmts = []decided{p.current()}
+		default:
+			continue // not a statement's execution; denials were recorded when decided
+		}
+		for i, d := range stmts {
+			if d.decision.Action != policy.Allow {
+				continue
+			}
+			cmd := d.command()
+			cmd.Error = "no result, the session ended first (" + reason + "); the statement may have run"
+			if i == 0 && !p.started.IsZero() {
+				cmd.DurationMS = float64(time.Since(p.started).Microseconds()) / 1000
+			}
+			c.record(cmd)
+		}
+	}
+}
+
+// watchRecording ends the session when its recording fails: a command must
+// not run unrecorded. The returned function stops the watch.
+func (c *session) watchRecording() (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-c.rec.Failed():
+			err := c.rec.Err()
+			c.log.Error("the session recording failed; ending the session", "error", err)
+			c.cancel(fmt.Errorf("%w: %w", errRecordingFailed, err))
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
 }
 
 // startup is what the start-up phase found.
@@ -505,7 +563,8 @@ func (c *session) startRecording(st startup) error {
 	return nil
 }
 
-// record appends a command event; a failure is logged, not fatal.
+// record appends a command event. A failure is logged here; the session
+// ends through watchRecording.
 func (c *session) record(cmd record.Command) {
 	if err := c.rec.Command(cmd); err != nil {
 		c.log.Error("recording a command", "error", err, "command", cmd.Command)

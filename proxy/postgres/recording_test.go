@@ -1,0 +1,109 @@
+package postgres_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"golang.org/x/sys/unix"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
+)
+
+// A statement still running when the client goes away can commit upstream:
+// the recording must show it, with why its outcome is unknown.
+func TestUnfinishedStatementIsRecorded(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "INSERT INTO notes (body) SELECT 'written after the client left' FROM pg_sleep(1)"})
+	time.Sleep(200 * time.Millisecond)
+	r.conn.Close()
+	e.idle(t)
+	waitFor(t, "the INSERT to commit upstream", func() bool {
+		return e.pg.Query(t, "SELECT count(*) FROM notes WHERE body = 'written after the client left'") == "1"
+	})
+	var found bool
+	for _, c := range e.commands(t) {
+		if c.Command != "INSERT" {
+			continue
+		}
+		found = true
+		if c.Decision != "allow" || !strings.Contains(c.Error, "no result, the session ended first (client closed the connection)") ||
+			!strings.Contains(c.Text, "pg_sleep(1)") || c.DurationMS < 100 {
+			t.Errorf("recorded %+v", c)
+		}
+	}
+	if !found {
+		t.Fatalf("the INSERT that ran is not in the recording: %+v", e.commands(t))
+	}
+}
+
+// A recording that stops being writable (here: a full file system) ends the
+// session: commands must not run unrecorded.
+func TestRecordingFailureEndsTheSession(t *testing.T) {
+	redirecttest.RequirePrivileged(t) // mounts a small tmpfs
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
+		t.Fatalf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+	e := newEnv(t, envOptions{recordingsDir: filepath.Join(dir, "recordings")})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "SELECT 1"})
+	if got := filter(r.ready()); len(got) < 2 || got[1] != "Row 1" {
+		t.Fatalf("first query: %v", got)
+	}
+	fillFileSystem(t, filepath.Join(dir, "filler"))
+
+	r.send(&pgproto3.Query{String: "SELECT 2"})
+	var msgs []string
+	for {
+		m, err := r.fe.Receive()
+		if err != nil {
+			break // the gateway closed the connection after the FATAL
+		}
+		msgs = append(msgs, describeMsg(m))
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			r.send(&pgproto3.Query{String: "SELECT 3"})
+		}
+	}
+	last := msgs[len(msgs)-1]
+	if !strings.HasPrefix(last, "Error FATAL 57P01 : interlock ended the session: the session recording failed") ||
+		!strings.Contains(last, "no space left on device") {
+		t.Errorf("client got %v", msgs)
+	}
+	e.idle(t)
+	if !strings.Contains(e.logs.String(), "the session recording failed; ending the session") {
+		t.Errorf("gateway log does not say why the session ended:\n%s", e.logs.String())
+	}
+}
+
+// fillFileSystem writes path until the file system is full.
+func fillFileSystem(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	block := make([]byte, 4096)
+	for {
+		if _, err := f.Write(block); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("filling the file system: %v", err)
+			}
+			return
+		}
+	}
+}
