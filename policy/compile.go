@@ -107,7 +107,7 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 		}
 		r.targets = c.targetNames(path, "targets", rc.Targets)
 		r.workloads = c.workloadNames(path, "workloads", rc.Workloads)
-		r.decision = Decision{Action: Action(rc.Action), Rule: rc.Name, Message: rc.Message}
+		r.decision = Decision{Action: Action(rc.Action), Rule: rc.Name, Message: rc.Message, RecordInput: rc.RecordInput}
 		switch r.decision.Action {
 		case Allow:
 		case Deny:

@@ -34,6 +34,10 @@ type RuleConfig struct {
 	// Message is what the client is told when the rule denies (or holds for
 	// review); the default names the rule.
 	Message string `yaml:"message"`
+	// RecordInput, on a rule that allows a terminal session (an SSH shell
+	// or pty), records what the client types too. Off by default: input
+	// carries passwords typed at prompts.
+	RecordInput bool `yaml:"record_input"`
 }
 
 // MaskConfig is one mask rule. Every mask whose targets and workloads match
@@ -74,6 +78,25 @@ type TestRequest struct {
 	SQL      string   `yaml:"sql"`
 	Database string   `yaml:"database"`
 	User     string   `yaml:"user"`
+	// SSH describes an SSH request; the facts function fills argv and
+	// programs from Command.
+	SSH *TestSSH `yaml:"ssh"`
+}
+
+// TestSSH is an SSH request in a policy test.
+type TestSSH struct {
+	Request     string `yaml:"request"` // exec (default when command is set), shell, subsystem, direct-tcpip, ...
+	User        string `yaml:"user"`
+	Command     string `yaml:"command"`
+	Subsystem   string `yaml:"subsystem"`
+	ForwardHost string `yaml:"forward_host"`
+	ForwardPort int64  `yaml:"forward_port"`
+	EnvName     string `yaml:"env_name"`
+	EnvValue    string `yaml:"env_value"`
+	FileOp      string `yaml:"file_op"`
+	FilePath    string `yaml:"file_path"`
+	FileTarget  string `yaml:"file_target"`
+	FileWrites  bool   `yaml:"file_writes"`
 }
 
 // Env is what a policy is compiled against: the names rules may refer to.

@@ -23,6 +23,10 @@ const (
 	identityType = "interlock.Identity"
 	targetType   = "interlock.Target"
 	workloadType = "interlock.Workload"
+	sshType      = "interlock.SSH"
+	forwardType  = "interlock.SSHForward"
+	envType      = "interlock.SSHEnv"
+	fileType     = "interlock.SSHFile"
 )
 
 // field describes one field of a fact namespace for CEL.
@@ -41,6 +45,20 @@ func stringField[T any](name string, get func(*T) string) field[T] {
 func boolField[T any](name string, get func(*T) bool) field[T] {
 	return field[T]{name: name, typ: types.BoolType, get: func(_ types.Adapter, v *T) ref.Val {
 		return types.Bool(get(v))
+	}}
+}
+
+func intField[T any](name string, get func(*T) int64) field[T] {
+	return field[T]{name: name, typ: types.IntType, get: func(_ types.Adapter, v *T) ref.Val {
+		return types.Int(get(v))
+	}}
+}
+
+// objectField is a nested namespace (ssh.forward, ssh.file) read from the
+// same struct as its parent, with its own CEL type.
+func objectField[T any](name string, typ *types.Type) field[T] {
+	return field[T]{name: name, typ: typ, get: func(_ types.Adapter, v *T) ref.Val {
+		return &factObject{typ: typ, v: v}
 	}}
 }
 
@@ -94,7 +112,7 @@ func isSet(v ref.Val) bool {
 }
 
 // factTypes is the type provider of the policy environment: the standard
-// registry plus the four fact namespaces.
+// registry plus the fact namespaces.
 type factTypes struct {
 	*types.Registry
 	structs map[string]*factStruct
@@ -116,6 +134,33 @@ func newFactTypes() (*factTypes, error) {
 			stringField("text", func(s *SQL) string { return s.Text }),
 			stringField("database", func(s *SQL) string { return s.Database }),
 			stringField("user", func(s *SQL) string { return s.User }),
+		),
+		newFactStruct(reg, sshType,
+			stringField("request", func(s *SSH) string { return s.Request }),
+			stringField("user", func(s *SSH) string { return s.User }),
+			stringField("command", func(s *SSH) string { return s.Command }),
+			listField("argv", func(s *SSH) []string { return s.Argv }),
+			listField("programs", func(s *SSH) []string { return s.Programs }),
+			boolField("compound", func(s *SSH) bool { return s.Compound }),
+			stringField("subsystem", func(s *SSH) string { return s.Subsystem }),
+			objectField[SSH]("forward", types.NewObjectType(forwardType)),
+			objectField[SSH]("env", types.NewObjectType(envType)),
+			objectField[SSH]("file", types.NewObjectType(fileType)),
+		),
+		// The nested namespaces are views of the same *SSH.
+		newFactStruct(reg, forwardType,
+			stringField("host", func(s *SSH) string { return s.ForwardHost }),
+			intField("port", func(s *SSH) int64 { return s.ForwardPort }),
+		),
+		newFactStruct(reg, envType,
+			stringField("name", func(s *SSH) string { return s.EnvName }),
+			stringField("value", func(s *SSH) string { return s.EnvValue }),
+		),
+		newFactStruct(reg, fileType,
+			stringField("op", func(s *SSH) string { return s.FileOp }),
+			stringField("path", func(s *SSH) string { return s.FilePath }),
+			stringField("target", func(s *SSH) string { return s.FileTarget }),
+			boolField("writes", func(s *SSH) bool { return s.FileWrites }),
 		),
 		newFactStruct(reg, identityType,
 			stringField("subject", func(i *Identity) string { return i.Subject }),
@@ -186,6 +231,7 @@ func newCELEnv() (*cel.Env, *factTypes, error) {
 		cel.CustomTypeAdapter(ft.Registry),
 		cel.CustomTypeProvider(ft),
 		cel.Variable("sql", ft.structs[sqlType].typ),
+		cel.Variable("ssh", ft.structs[sshType].typ),
 		cel.Variable("identity", ft.structs[identityType].typ),
 		cel.Variable("target", ft.structs[targetType].typ),
 		cel.Variable("workload", ft.structs[workloadType].typ),
@@ -203,7 +249,7 @@ func newCELEnv() (*cel.Env, *factTypes, error) {
 // `sql == sql`) is a proper value.
 type factObject struct {
 	typ *types.Type
-	v   any // *SQL, *Identity, *Target or *Workload
+	v   any // *SQL, *SSH, *Identity, *Target or *Workload
 }
 
 func (o *factObject) ConvertToNative(t reflect.Type) (any, error) {
@@ -236,7 +282,9 @@ func (o *factObject) Value() any     { return o.v }
 type activation struct {
 	req      Request
 	zeroSQL  SQL
+	zeroSSH  SSH
 	sql      factObject
+	ssh      factObject
 	identity factObject
 	target   factObject
 	workload factObject
@@ -249,6 +297,11 @@ func (p *Policy) newActivation(r *Request) *activation {
 		s = &a.zeroSQL
 	}
 	a.sql = factObject{typ: p.types.structs[sqlType].typ, v: s}
+	h := a.req.SSH
+	if h == nil {
+		h = &a.zeroSSH
+	}
+	a.ssh = factObject{typ: p.types.structs[sshType].typ, v: h}
 	a.identity = factObject{typ: p.types.structs[identityType].typ, v: &a.req.Identity}
 	a.target = factObject{typ: p.types.structs[targetType].typ, v: &a.req.Target}
 	a.workload = factObject{typ: p.types.structs[workloadType].typ, v: &a.req.Workload}
@@ -259,6 +312,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
 	case "sql":
 		return &a.sql, true
+	case "ssh":
+		return &a.ssh, true
 	case "identity":
 		return &a.identity, true
 	case "target":

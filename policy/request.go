@@ -12,6 +12,8 @@ type Request struct {
 	Identity Identity
 	// SQL is set for PostgreSQL statements.
 	SQL *SQL
+	// SSH is set for SSH requests and channels.
+	SSH *SSH
 }
 
 // Target is the configured target the command goes to. CEL: target.name,
@@ -49,6 +51,43 @@ type SQL struct {
 	User      string // the user name the client asked for
 }
 
+// SSH are the facts of one SSH request, channel or SFTP operation. CEL:
+// ssh.request, ssh.user, ssh.command, ssh.argv, ssh.programs,
+// ssh.compound, ssh.subsystem, ssh.forward.host, ssh.forward.port,
+// ssh.env.name, ssh.env.value, ssh.file.op, ssh.file.path,
+// ssh.file.target, ssh.file.writes.
+type SSH struct {
+	// Request is exec, shell, subsystem, direct-tcpip (ssh -L),
+	// forwarded-tcpip (ssh -R), agent-forwarding, x11, env, or sftp (one
+	// file operation inside an sftp subsystem).
+	Request string
+	User    string // the login name the client asked for
+	// Command is an exec request's command as sent; Argv its shell words
+	// (see proxy/ssh/sshfacts); Programs the base names of the programs of
+	// every simple command in it ("cd /tmp && rm -rf x": cd, rm);
+	// Compound is set when it is more than one simple command or uses
+	// expansions, substitutions or redirections.
+	Command   string
+	Argv      []string
+	Programs  []string
+	Compound  bool
+	Subsystem string // subsystem requests: e.g. sftp
+	// Forward: the address a direct-tcpip channel asks to reach, or a
+	// tcpip-forward request asks the server to listen on.
+	ForwardHost string
+	ForwardPort int64
+	// Env: an env request's variable.
+	EnvName, EnvValue string
+	// File: an SFTP operation (open, read, write, remove, rename, mkdir,
+	// rmdir, opendir, stat, setstat, symlink, ...), its path, the second
+	// path of rename, symlink and link, and whether it changes the file
+	// system.
+	FileOp     string
+	FilePath   string
+	FileTarget string
+	FileWrites bool
+}
+
 // Action is what a decision says to do.
 type Action string
 
@@ -66,4 +105,7 @@ type Decision struct {
 	Rule string
 	// Message is what the client is told on a denial.
 	Message string
+	// RecordInput: the rule asks for a terminal session's input to be
+	// recorded too (off by default: it carries passwords typed at prompts).
+	RecordInput bool
 }

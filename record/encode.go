@@ -65,6 +65,7 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 		}
 		dst = append(dst, ']')
 	}
+	dst = appendOptString(dst, `,"recording":`, c.Recording)
 	dst = append(dst, '}')
 	dst = appendOptString(dst, `,"prev":`, ev.Prev)
 	dst = append(dst, `,"hash":`...)

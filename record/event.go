@@ -61,6 +61,9 @@ type Command struct {
 	Error      string   `json:"error,omitempty"`  // the target's error, if any
 	Masked     int64    `json:"masked,omitempty"` // values masked in the result
 	MaskRules  []string `json:"mask_rules,omitempty"`
+	// Recording names the file, in the store's folder, holding the
+	// command's terminal stream (an asciicast v2 .cast file).
+	Recording string `json:"recording,omitempty"`
 }
 
 // End closes the session.

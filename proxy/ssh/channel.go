@@ -1,0 +1,557 @@
+package ssh
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy/ssh/sshfacts"
+	"github.com/interlock-dev/interlock/record"
+	"github.com/interlock-dev/interlock/record/asciicast"
+)
+
+// errMalformedRequest: a request whose payload does not decode.
+var errMalformedRequest = errors.New("malformed request")
+
+// deniedExitStatus is the exit status of a command, shell or subsystem the
+// policy refused: 126, the shell's "found but cannot be run".
+const deniedExitStatus = 126
+
+// sessionChannel is one "session" channel: a shell, a command or a
+// subsystem, relayed between the agent's channel and upstream's.
+type sessionChannel struct {
+	c  *conn
+	n  int // the channel's number in the session, for its .cast file
+	ch ssh.Channel
+	up ssh.Channel
+
+	mu       sync.Mutex
+	pty      *ptyRequest
+	started  bool // exec, shell or subsystem ran
+	cmd      record.Command
+	begun    time.Time
+	exit     string // "exit 0", "signal KILL"
+	cast     *asciicast.Writer
+	castFrom time.Time
+	input    bool // record input into the cast
+}
+
+type ptyRequest struct {
+	Term                 string
+	Cols, Rows, WPx, HPx uint32
+	Modes                string
+}
+
+// sessionChannel relays one session channel.
+func (c *conn) sessionChannel(nc ssh.NewChannel) {
+	up, upReqs, err := c.upstream.OpenChannel("session", nc.ExtraData())
+	if err != nil {
+		rejectLike(nc, err)
+		return
+	}
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		up.Close()
+		return
+	}
+	c.mu.Lock()
+	c.nextChan++
+	sc := &sessionChannel{c: c, n: c.nextChan, ch: ch, up: up}
+	c.open[sc] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.open, sc)
+		c.mu.Unlock()
+	}()
+
+	pumps := &sync.WaitGroup{}
+	upDone := make(chan struct{})
+	go func() {
+		defer close(upDone)
+		sc.upstreamRequests(upReqs)
+		// Upstream closed its channel: the output still in flight goes
+		// out, then the agent's channel closes.
+		pumps.Wait()
+		ch.Close()
+	}()
+	for req := range reqs {
+		sc.request(req, pumps)
+	}
+	// The agent closed its channel.
+	up.Close()
+	<-upDone
+	sc.finish()
+}
+
+// rejectLike refuses nc with upstream's reason for refusing the same.
+func rejectLike(nc ssh.NewChannel, err error) {
+	if oe, ok := err.(*ssh.OpenChannelError); ok {
+		nc.Reject(oe.Reason, oe.Message)
+		return
+	}
+	nc.Reject(ssh.ConnectionFailed, "interlock: upstream: "+err.Error())
+}
+
+// request handles one request of the agent on a session channel.
+func (sc *sessionChannel) request(req *ssh.Request, pumps *sync.WaitGroup) {
+	c := sc.c
+	switch req.Type {
+	case "exec", "shell", "subsystem":
+		sc.start(req, pumps)
+	case "pty-req":
+		var p ptyRequest
+		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			req.Reply(false, nil)
+			return
+		}
+		sc.mu.Lock()
+		sc.pty = &p
+		sc.mu.Unlock()
+		sc.forward(req)
+	case "env":
+		var e struct{ Name, Value string }
+		if err := ssh.Unmarshal(req.Payload, &e); err != nil {
+			req.Reply(false, nil)
+			return
+		}
+		f := policy.SSH{Request: "env", EnvName: e.Name, EnvValue: e.Value}
+		d := c.decide(f)
+		c.recordDecision(f, e.Name+"="+e.Value, d)
+		if d.Action != policy.Allow {
+			req.Reply(false, nil)
+			return
+		}
+		sc.forward(req)
+	case "auth-agent-req@openssh.com":
+		f := policy.SSH{Request: "agent-forwarding"}
+		d := c.decide(f)
+		c.recordDecision(f, "agent forwarding", d)
+		if d.Action != policy.Allow {
+			req.Reply(false, nil)
+			return
+		}
+		c.mu.Lock()
+		c.agentFwd = true
+		c.mu.Unlock()
+		sc.forward(req)
+	case "x11-req":
+		f := policy.SSH{Request: "x11"}
+		d := c.decide(f)
+		c.recordDecision(f, "x11 forwarding", d)
+		if d.Action != policy.Allow {
+			req.Reply(false, nil)
+			return
+		}
+		c.mu.Lock()
+		c.x11Fwd = true
+		c.mu.Unlock()
+		sc.forward(req)
+	case "window-change":
+		var w struct{ Cols, Rows, WPx, HPx uint32 }
+		if ssh.Unmarshal(req.Payload, &w) == nil {
+			sc.mu.Lock()
+			if sc.cast != nil {
+				sc.cast.Resize(time.Since(sc.castFrom), int(w.Cols), int(w.Rows))
+			}
+			sc.mu.Unlock()
+		}
+		sc.forward(req)
+	case "signal", "break", "xon-xoff", "eow@openssh.com":
+		sc.forward(req)
+	default:
+		if req.WantReply {
+			req.Reply(false, nil)
+		}
+	}
+}
+
+// forward passes req upstream and its answer back.
+func (sc *sessionChannel) forward(req *ssh.Request) {
+	ok, err := sc.up.SendRequest(req.Type, req.WantReply, req.Payload)
+	if req.WantReply {
+		req.Reply(ok && err == nil, nil)
+	}
+}
+
+// start decides an exec, shell or subsystem request; allowed, it goes
+// upstream and the channel's data starts to flow; denied, the agent is told
+// why on stderr and the channel ends with exit status 126.
+func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
+	c := sc.c
+	sc.mu.Lock()
+	again := sc.started
+	sc.mu.Unlock()
+	if again {
+		req.Reply(false, nil) // as sshd: one program per channel
+		return
+	}
+	f, text, err := sessionFacts(req)
+	if errors.Is(err, errMalformedRequest) {
+		req.Reply(false, nil)
+		return
+	}
+	var d policy.Decision
+	if err != nil {
+		f.User = c.user
+		d = policy.Decision{Action: policy.Deny, Message: err.Error()}
+		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
+	} else {
+		d = c.decide(f)
+	}
+	if d.Action != policy.Allow {
+		c.recordDecision(f, text, d)
+		req.Reply(true, nil)
+		sc.tell("interlock: " + d.Message)
+		sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{deniedExitStatus}))
+		sc.ch.CloseWrite()
+		sc.ch.Close()
+		sc.up.Close()
+		return
+	}
+	sc.mu.Lock()
+	sc.started = true
+	sc.begun = time.Now()
+	sc.cmd = record.Command{Text: text, Command: f.Request, Decision: string(d.Action), Rule: d.Rule}
+	terminal := f.Request == "shell" || sc.pty != nil
+	sc.mu.Unlock()
+	if terminal && f.Subsystem == "" {
+		sc.startCast(d.RecordInput)
+	}
+	ok, err := sc.up.SendRequest(req.Type, true, req.Payload)
+	if err != nil || !ok {
+		sc.mu.Lock()
+		sc.exit = ""
+		sc.cmd.Error = "upstream refused the " + f.Request + " request"
+		sc.mu.Unlock()
+		req.Reply(false, nil)
+		return
+	}
+	if f.Request == "subsystem" && f.Subsystem == "sftp" {
+		sc.pumpSFTP(pumps)
+	} else {
+		sc.pump(pumps)
+	}
+	req.Reply(true, nil)
+}
+
+// sessionFacts are the policy facts of an exec, shell or subsystem
+// request, and the text the recording shows for it.
+func sessionFacts(req *ssh.Request) (policy.SSH, string, error) {
+	switch req.Type {
+	case "exec":
+		var m struct{ Command string }
+		if err := ssh.Unmarshal(req.Payload, &m); err != nil {
+			return policy.SSH{}, "", fmt.Errorf("%w: %w", errMalformedRequest, err)
+		}
+		f, err := ExecFacts(m.Command)
+		return f, m.Command, err
+	case "subsystem":
+		var m struct{ Name string }
+		if err := ssh.Unmarshal(req.Payload, &m); err != nil {
+			return policy.SSH{}, "", fmt.Errorf("%w: %w", errMalformedRequest, err)
+		}
+		return policy.SSH{Request: "subsystem", Subsystem: m.Name}, "subsystem " + m.Name, nil
+	}
+	return policy.SSH{Request: "shell"}, "(shell)", nil
+}
+
+// ExecFacts are the policy facts of an exec request's command. A command
+// the splitter cannot read (an unterminated quote, a NUL, too long) is an
+// error: the handler denies it, as the PostgreSQL handler denies SQL it
+// cannot parse.
+func ExecFacts(command string) (policy.SSH, error) {
+	f := policy.SSH{Request: "exec", Command: command}
+	a, err := sshfacts.Analyze(command)
+	if err != nil {
+		return f, fmt.Errorf("interlock cannot read this command: %w", err)
+	}
+	f.Argv = a.Argv
+	f.Programs = a.Programs
+	f.Compound = a.Compound || a.Substitution
+	return f, nil
+}
+
+// startCast starts the channel's terminal recording.
+func (sc *sessionChannel) startCast(input bool) {
+	c := sc.c
+	name := c.s.ID + "." + strconv.Itoa(sc.n)
+	path, err := asciicast.Path(c.h.opts.Recordings.Dir(), name)
+	if err != nil {
+		c.log.Error("naming the terminal recording", "error", err)
+		return
+	}
+	h := asciicast.Header{Width: 80, Height: 24, Timestamp: time.Now().Unix(),
+		Title: c.s.Target.Name + " " + c.user + " (" + c.s.Caller.Workload + ")"}
+	sc.mu.Lock()
+	if p := sc.pty; p != nil {
+		if p.Cols > 0 && p.Cols <= 65535 {
+			h.Width = int(p.Cols)
+		}
+		if p.Rows > 0 && p.Rows <= 65535 {
+			h.Height = int(p.Rows)
+		}
+		if p.Term != "" {
+			h.Env = map[string]string{"TERM": p.Term}
+		}
+	}
+	sc.mu.Unlock()
+	w, err := asciicast.Create(path, h)
+	if err != nil {
+		// The terminal stream is part of the session's record: without it
+		// the session must not go on.
+		c.log.Error("creating the terminal recording", "error", err)
+		c.cancel(fmt.Errorf("%w: %w", errRecordingFailed, err))
+		return
+	}
+	sc.mu.Lock()
+	sc.cast, sc.castFrom, sc.input = w, time.Now(), input
+	sc.cmd.Recording = name + asciicast.FileExt
+	sc.mu.Unlock()
+	go func() {
+		select {
+		case <-w.Failed():
+			c.cancel(fmt.Errorf("%w: terminal recording", errRecordingFailed))
+		case <-c.ctx.Done():
+		}
+	}()
+}
+
+// pump starts the data flow of an exec or shell: the agent's input
+// upstream, upstream's output and errors to the agent, each through the
+// terminal recording when there is one.
+func (sc *sessionChannel) pump(pumps *sync.WaitGroup) {
+	go func() {
+		io.Copy(sc.up, sc.tee(sc.ch, true))
+		sc.up.CloseWrite()
+	}()
+	pumps.Add(2)
+	go func() {
+		defer pumps.Done()
+		io.Copy(sc.ch, sc.tee(sc.up, false))
+		sc.ch.CloseWrite()
+	}()
+	go func() {
+		defer pumps.Done()
+		io.Copy(sc.ch.Stderr(), sc.tee(sc.up.Stderr(), false))
+	}()
+}
+
+// tee returns r, recording what is read from it into the cast: output, or
+// input when the rule asked for input.
+func (sc *sessionChannel) tee(r io.Reader, input bool) io.Reader {
+	sc.mu.Lock()
+	w, from, rec := sc.cast, sc.castFrom, !input || sc.input
+	sc.mu.Unlock()
+	if w == nil || !rec {
+		return r
+	}
+	return &castTee{r: r, w: w, from: from, input: input}
+}
+
+type castTee struct {
+	r     io.Reader
+	w     *asciicast.Writer
+	from  time.Time
+	input bool
+}
+
+func (t *castTee) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		if t.input {
+			t.w.Input(time.Since(t.from), p[:n])
+		} else {
+			t.w.Output(time.Since(t.from), p[:n])
+		}
+	}
+	return n, err
+}
+
+// upstreamRequests passes upstream's channel requests (exit-status,
+// exit-signal, keepalives) to the agent, noting how the program ended.
+func (sc *sessionChannel) upstreamRequests(reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "exit-status":
+			var m struct{ Status uint32 }
+			if ssh.Unmarshal(req.Payload, &m) == nil {
+				sc.mu.Lock()
+				sc.exit = "exit " + strconv.FormatUint(uint64(m.Status), 10)
+				sc.mu.Unlock()
+			}
+		case "exit-signal":
+			var m struct {
+				Signal     string
+				CoreDumped bool
+				Message    string
+				Lang       string
+			}
+			if ssh.Unmarshal(req.Payload, &m) == nil {
+				sc.mu.Lock()
+				sc.exit = "signal " + m.Signal
+				sc.mu.Unlock()
+			}
+		}
+		ok, err := sc.ch.SendRequest(req.Type, req.WantReply, req.Payload)
+		if req.WantReply {
+			req.Reply(ok && err == nil, nil)
+		}
+	}
+}
+
+// tell writes a line to the agent's stderr (in a terminal, from the start
+// of a line).
+func (sc *sessionChannel) tell(msg string) {
+	sc.mu.Lock()
+	pty := sc.pty != nil
+	sc.mu.Unlock()
+	line := msg + "\n"
+	if pty {
+		line = "\r\n" + msg + "\r\n"
+	}
+	io.WriteString(sc.ch.Stderr(), line)
+}
+
+// finish records what ran on the channel, with how it ended.
+func (sc *sessionChannel) finish() {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.cast != nil {
+		if err := sc.cast.Close(); err != nil {
+			sc.c.log.Error("closing the terminal recording", "error", err)
+		}
+	}
+	if !sc.started {
+		return
+	}
+	cmd := sc.cmd
+	cmd.DurationMS = float64(time.Since(sc.begun).Microseconds()) / 1000
+	cmd.Tag = sc.exit
+	if sc.exit == "" && cmd.Error == "" {
+		cmd.Error = "ended without an exit status"
+	}
+	sc.c.record(cmd)
+}
+
+// forwardPayload is the address part of direct-tcpip and forwarded-tcpip
+// channels and of tcpip-forward requests.
+type forwardPayload struct {
+	Host       string
+	Port       uint32
+	OriginHost string
+	OriginPort uint32
+}
+
+// directTCPIP decides an ssh -L channel and relays it when allowed.
+func (c *conn) directTCPIP(nc ssh.NewChannel) {
+	var p forwardPayload
+	if err := ssh.Unmarshal(nc.ExtraData(), &p); err != nil {
+		nc.Reject(ssh.ConnectionFailed, "interlock: malformed direct-tcpip request")
+		return
+	}
+	f := policy.SSH{Request: "direct-tcpip", ForwardHost: p.Host, ForwardPort: int64(p.Port)}
+	text := "direct-tcpip " + net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))
+	d := c.decide(f)
+	if d.Action != policy.Allow {
+		c.recordDecision(f, text, d)
+		nc.Reject(ssh.Prohibited, "interlock: "+d.Message)
+		return
+	}
+	up, upReqs, err := c.upstream.OpenChannel("direct-tcpip", nc.ExtraData())
+	if err != nil {
+		c.record(record.Command{Text: text, Command: f.Request, Decision: string(d.Action), Rule: d.Rule, Error: err.Error()})
+		rejectLike(nc, err)
+		return
+	}
+	c.relayChannel(nc, up, upReqs, record.Command{Text: text, Command: f.Request, Decision: string(d.Action), Rule: d.Rule})
+}
+
+// relayChannel accepts nc and copies both ways between it and other until
+// both directions end, then records cmd with the byte counts.
+func (c *conn) relayChannel(nc ssh.NewChannel, other ssh.Channel, otherReqs <-chan *ssh.Request, cmd record.Command) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		other.Close()
+		return
+	}
+	go ssh.DiscardRequests(reqs)
+	go ssh.DiscardRequests(otherReqs)
+	began := time.Now()
+	var in, out int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		in, _ = io.Copy(other, ch)
+		other.CloseWrite()
+	})
+	wg.Go(func() {
+		out, _ = io.Copy(ch, other)
+		ch.CloseWrite()
+	})
+	wg.Wait()
+	ch.Close()
+	other.Close()
+	cmd.DurationMS = float64(time.Since(began).Microseconds()) / 1000
+	cmd.Tag = fmt.Sprintf("%d bytes in, %d bytes out", in, out)
+	c.record(cmd)
+}
+
+// tcpipForward decides an ssh -R request.
+func (c *conn) tcpipForward(req *ssh.Request) {
+	var p struct {
+		Host string
+		Port uint32
+	}
+	if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+		req.Reply(false, nil)
+		return
+	}
+	f := policy.SSH{Request: "forwarded-tcpip", ForwardHost: p.Host, ForwardPort: int64(p.Port)}
+	d := c.decide(f)
+	c.recordDecision(f, "tcpip-forward "+net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))), d)
+	if d.Action != policy.Allow {
+		req.Reply(false, nil)
+		return
+	}
+	ok, resp, err := c.upstream.SendRequest(req.Type, true, req.Payload)
+	if err != nil {
+		ok = false
+	}
+	if ok {
+		c.mu.Lock()
+		c.remoteFwd++
+		c.mu.Unlock()
+	}
+	req.Reply(ok, resp)
+}
+
+// reverseChannels relays the channels upstream opens toward the agent
+// (forwarded connections, agent and X11 forwarding), but only those an
+// allowed request of this session asked for.
+func (c *conn) reverseChannels(typ string, chans <-chan ssh.NewChannel) {
+	for nc := range chans {
+		c.mu.Lock()
+		allowed := (typ == "forwarded-tcpip" && c.remoteFwd > 0) ||
+			(typ == "auth-agent@openssh.com" && c.agentFwd) || (typ == "x11" && c.x11Fwd)
+		c.mu.Unlock()
+		if !allowed {
+			nc.Reject(ssh.Prohibited, "interlock: not requested")
+			continue
+		}
+		c.wg.Go(func() {
+			ch, reqs, err := c.agent.OpenChannel(typ, nc.ExtraData())
+			if err != nil {
+				rejectLike(nc, err)
+				return
+			}
+			c.relayChannel(nc, ch, reqs, record.Command{Text: typ + " channel", Command: typ, Decision: string(policy.Allow)})
+		})
+	}
+}

@@ -1,0 +1,331 @@
+package ssh_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
+	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
+	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
+	"github.com/interlock-dev/interlock/proxy/sshca"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// testPolicy is the policy every test runs under, unless it says otherwise.
+const testPolicy = `
+default: allow
+rules:
+  - name: no-rm
+    when: ssh.request == "exec" && "rm" in ssh.programs
+    action: deny
+    message: deleting files is not allowed for agents
+  - name: no-forwarding
+    when: ssh.request in ["direct-tcpip", "forwarded-tcpip", "agent-forwarding", "x11"]
+    action: deny
+    message: forwarding is not allowed for agents
+  - name: etc-read-only
+    when: ssh.request == "sftp" && ssh.file.writes && ssh.file.path.startsWith("/etc/")
+    action: deny
+    message: /etc is read-only
+`
+
+// env is a real sshd behind a proxy.Server running the ssh handler.
+type env struct {
+	sshd       *sshtest.Server
+	store      *record.Store
+	reg        *prometheus.Registry
+	ca         *sshca.CA
+	listener   string // host:port agents dial
+	server     *proxy.Server
+	knownHosts string // the agent's known_hosts: the gateway CA's line
+	logs       *lockedBuffer
+}
+
+type envOptions struct {
+	policy string
+	target sshproxy.Target // filled from the sshd where empty
+}
+
+type fixedAttributor struct{ at proxy.Attribution }
+
+func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
+	return a.at, nil
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	sshd := sshtest.Start(t, sshtest.Options{Host: "127.0.0.2"})
+	return startProxy(t, sshd, o)
+}
+
+func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
+	t.Helper()
+	dir := t.TempDir()
+	tgt := o.target
+	if tgt.Name == "" {
+		tgt.Name = "bastion"
+	}
+	if tgt.Address == "" {
+		tgt.Address = sshd.Addr()
+	}
+	if tgt.User == "" {
+		tgt.User = sshd.User
+	}
+	if tgt.PrivateKeyFile == "" && tgt.PasswordFile == "" {
+		tgt.PrivateKeyFile = sshd.ClientKeyFile
+	}
+	if tgt.KnownHosts == "" && tgt.HostKey == "" {
+		tgt.KnownHosts = sshd.KnownHostsFile
+	}
+	polText := o.policy
+	if polText == "" {
+		polText = testPolicy
+	}
+	var cfg policy.Config
+	if err := yaml.Unmarshal([]byte(polText), &cfg); err != nil {
+		t.Fatalf("policy yaml: %v", err)
+	}
+	pol, err := policy.Compile(cfg, policy.Env{Targets: map[string]string{tgt.Name: "ssh"}, Workloads: []string{"agent"}})
+	if err != nil {
+		t.Fatalf("compiling policy: %v", err)
+	}
+	store, err := record.OpenStore(filepath.Join(dir, "recordings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := sshca.LoadOrCreate(filepath.Join(dir, "ssh-ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	commands, err := proxy.NewCommandMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h, err := sshproxy.New(sshproxy.Options{
+		Targets:    map[uint32]sshproxy.Target{1: tgt},
+		Policy:     pol,
+		Recordings: store,
+		CA:         ca,
+		Commands:   commands,
+		Logger:     logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.NewServer(proxy.Options{
+		Handlers:   map[string]proxy.Handler{"ssh": h},
+		Logger:     logger,
+		Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := proxy.Attribution{
+		Target: proxy.Target{ID: 1, Name: tgt.Name, Protocol: "ssh", Address: tgt.Address},
+		Caller: identity.Caller{
+			Workload: "agent",
+			Identity: identity.Identity{Subject: "agent:demo", Groups: []string{"agents"}},
+			PID:      uint32(os.Getpid()),
+			UID:      uint32(os.Getuid()),
+		},
+		Destination: netip.MustParseAddrPort(sshd.Addr()),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ctx, ln, fixedAttributor{at})
+	}()
+	line, err := ca.KnownHostsLine(sshd.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(dir, "agent_known_hosts")
+	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{sshd: sshd, store: store, reg: reg, ca: ca, listener: ln.Addr().String(), server: srv,
+		knownHosts: kh, logs: logs}
+	t.Cleanup(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+		<-served
+		if t.Failed() {
+			t.Logf("gateway log:\n%s\nsshd log:\n%s", logs.String(), sshd.LogTail())
+		}
+	})
+	return e
+}
+
+// agentOptions are the OpenSSH client options of an agent: no key of its
+// own, the gateway CA as the only trust, the sshd's address as the host
+// name the certificate must carry (the client dials the gateway's
+// listener, which the kernel path makes unnecessary).
+func (e *env) agentOptions() []string {
+	_, port, _ := net.SplitHostPort(e.listener)
+	return []string{
+		"-F", "/dev/null",
+		"-o", "IdentityFile=/dev/null",
+		"-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile=" + e.knownHosts,
+		"-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "HostKeyAlias=" + e.sshd.Host,
+		"-o", "BatchMode=yes",
+		"-o", "ControlPath=none",
+		"-o", "ConnectTimeout=10",
+		"-o", "LogLevel=ERROR",
+		"-p", port,
+	}
+}
+
+// ssh runs the real ssh client as the agent; extra are options before the
+// destination, command what to run.
+func (e *env) ssh(t *testing.T, stdin string, extra []string, command ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	host, _, _ := net.SplitHostPort(e.listener)
+	args := append(append(e.agentOptions(), extra...), "agent@"+host)
+	return run(t, stdin, "ssh", append(args, command...)...)
+}
+
+// run runs an OpenSSH client program with a time limit.
+func run(t *testing.T, stdin, name string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sshtest.ClientBinary(t, name), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != "" {
+		cmd.Stdin = bytes.NewBufferString(stdin)
+	}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running %s: %v", name, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// commands returns the command events of every recorded session.
+func (e *env) commands(t *testing.T) []record.Command {
+	t.Helper()
+	e.idle(t)
+	sums, err := e.store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []record.Command
+	for _, s := range sums {
+		evs, err := e.store.Events(s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Command != nil {
+				out = append(out, *ev.Command)
+			}
+		}
+	}
+	return out
+}
+
+// idle waits until the gateway has no session running.
+func (e *env) idle(t *testing.T) {
+	t.Helper()
+	waitFor(t, "sessions to end", func() bool { return len(e.server.Active()) == 0 })
+}
+
+func (e *env) counter(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if matchLabels(m, labels) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func matchLabels(m *dto.Metric, want map[string]string) bool {
+	got := map[string]string{}
+	for _, l := range m.GetLabel() {
+		got[l.GetName()] = l.GetValue()
+	}
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var _ = io.Discard
+var _ = strconv.Itoa
