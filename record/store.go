@@ -99,8 +99,8 @@ func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error)
 		return nil, fmt.Errorf("creating recording: %w", err)
 	}
 	r := &Recorder{
-		f:       f,
-		id:      id,
+		f:          f,
+		id:         id,
 		strict:     s.Strict,
 		flushEvery: s.FlushInterval,
 		now:        s.now,
