@@ -10,6 +10,7 @@ import (
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy/postgres"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
 )
 
 func newCheckCommand() *cobra.Command {
@@ -74,6 +75,29 @@ func testFacts(cfg *config.Config, c *sqlfacts.Classifier) func(policy.TestReque
 			if base.Identity.Groups == nil {
 				base.Identity.Groups = w.Identity.Groups
 			}
+		}
+		if ts := tr.SSH; ts != nil {
+			if tr.SQL != "" {
+				return nil, fmt.Errorf("a test request has sql or ssh, not both")
+			}
+			f := policy.SSH{Request: ts.Request}
+			if ts.Command != "" {
+				if f.Request == "" {
+					f.Request = "exec"
+				}
+				ef, err := sshproxy.ExecFacts(ts.Command)
+				if err != nil {
+					return nil, err
+				}
+				f.Command, f.Argv, f.Programs, f.Compound = ef.Command, ef.Argv, ef.Programs, ef.Compound
+			}
+			f.User, f.Subsystem = ts.User, ts.Subsystem
+			f.ForwardHost, f.ForwardPort = ts.ForwardHost, ts.ForwardPort
+			f.EnvName, f.EnvValue = ts.EnvName, ts.EnvValue
+			f.FileOp, f.FilePath, f.FileTarget, f.FileWrites = ts.FileOp, ts.FilePath, ts.FileTarget, ts.FileWrites
+			r := base
+			r.SSH = &f
+			return []policy.Request{r}, nil
 		}
 		if tr.SQL == "" {
 			return []policy.Request{base}, nil

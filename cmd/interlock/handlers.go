@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/proxy/postgres"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
+	"github.com/interlock-dev/interlock/proxy/sshca"
 	"github.com/interlock-dev/interlock/proxy/tcp"
 	"github.com/interlock-dev/interlock/proxy/tlsca"
 	"github.com/interlock-dev/interlock/record"
@@ -74,7 +77,58 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 		}
 		handlers["postgres"] = pg
 	}
+
+	sshTargets := map[uint32]sshproxy.Target{}
+	for i := range cfg.Targets {
+		t := &cfg.Targets[i]
+		if t.Protocol != "ssh" {
+			continue
+		}
+		u := t.Upstream
+		st := sshproxy.Target{
+			Name:           t.Name,
+			Address:        t.Address,
+			User:           u.User,
+			PrivateKeyFile: u.PrivateKeyFile,
+			PasswordFile:   u.PasswordFile,
+			KnownHosts:     u.KnownHosts,
+			HostKey:        u.HostKey,
+		}
+		if t.AgentHostKey {
+			st.AgentHostKeyFile = agentHostKeyFile(cfg, t.Name)
+			if err := os.MkdirAll(filepath.Dir(st.AgentHostKeyFile), 0o700); err != nil {
+				return nil, fmt.Errorf("creating the agent host key folder: %w", err)
+			}
+		}
+		sshTargets[t.ID()] = st
+	}
+	if len(sshTargets) > 0 {
+		ca, err := sshca.LoadOrCreate(sshCADir(cfg))
+		if err != nil {
+			return nil, fmt.Errorf("loading the SSH CA: %w", err)
+		}
+		h, err := sshproxy.New(sshproxy.Options{
+			Targets:    sshTargets,
+			Policy:     pol,
+			Recordings: store,
+			CA:         ca,
+			Commands:   commands,
+			Logger:     g.logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		handlers["ssh"] = h
+	}
 	return handlers, nil
+}
+
+// sshCADir is the gateway's SSH CA folder under the state folder.
+func sshCADir(cfg *config.Config) string { return filepath.Join(cfg.Gateway.StateDir, "ssh-ca") }
+
+// agentHostKeyFile is a target's own agent-facing host key.
+func agentHostKeyFile(cfg *config.Config, target string) string {
+	return filepath.Join(cfg.Gateway.StateDir, "ssh-host-keys", target)
 }
 
 // serverName is the name verify-full checks: the configured one, else the

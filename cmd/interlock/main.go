@@ -60,6 +60,7 @@ exports Prometheus metrics.`,
 		newCheckCommand(),
 		newStatusCommand(),
 		newSessionsCommand(),
+		newCACommand(),
 		newUninstallCommand(),
 		newVersionCommand(),
 	)

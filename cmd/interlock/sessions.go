@@ -3,12 +3,17 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/record"
+	"github.com/interlock-dev/interlock/record/asciicast"
 )
 
 // recordingsDir is where session event logs live under the state folder.
@@ -20,7 +25,7 @@ func newSessionsCommand() *cobra.Command {
 	var path, output string
 	cmd := &cobra.Command{
 		Use:   "sessions",
-		Short: "List, show and verify recorded sessions",
+		Short: "List, show, verify and replay recorded sessions",
 		Long: `Every session the gateway serves is recorded as an append-only event log under
 <state_dir>/recordings, each event carrying the hash of the one before it.`,
 	}
@@ -109,6 +114,62 @@ func newSessionsCommand() *cobra.Command {
 			return nil
 		},
 	})
+	var speed float64
+	var maxIdle time.Duration
+	var dump bool
+	replay := &cobra.Command{
+		Use:   "replay ID [N]",
+		Short: "Play a session's terminal recording with its timing",
+		Long: `Plays the terminal stream (asciicast v2) of a session's shell or pty command in
+this terminal, with its original timing. N picks the session's Nth terminal
+recording (default 1); the .cast files are in <state_dir>/recordings and any
+asciicast player (asciinema play) plays them too.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := openStore()
+			if err != nil {
+				return err
+			}
+			events, err := st.Events(args[0])
+			if err != nil {
+				return err
+			}
+			var casts []string
+			for _, ev := range events {
+				if ev.Command != nil && ev.Command.Recording != "" {
+					casts = append(casts, ev.Command.Recording)
+				}
+			}
+			n := 1
+			if len(args) == 2 {
+				if n, err = strconv.Atoi(args[1]); err != nil || n < 1 {
+					return fmt.Errorf("N: %q is not a number from 1", args[1])
+				}
+			}
+			if n > len(casts) {
+				return fmt.Errorf("session %s has %d terminal recording(s)", args[0], len(casts))
+			}
+			name := casts[n-1]
+			if filepath.Base(name) != name {
+				return fmt.Errorf("session %s names a recording outside the store: %q", args[0], name)
+			}
+			f, err := os.Open(filepath.Join(st.Dir(), name))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if dump {
+				return asciicast.Dump(cmd.OutOrStdout(), f)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			return asciicast.Play(ctx, cmd.OutOrStdout(), f, asciicast.PlayOptions{Speed: speed, MaxIdle: maxIdle})
+		},
+	}
+	replay.Flags().Float64Var(&speed, "speed", 1, "playback speed factor")
+	replay.Flags().DurationVar(&maxIdle, "max-idle", 2*time.Second, "cap pauses at this long; negative: no cap")
+	replay.Flags().BoolVar(&dump, "dump", false, "print the whole output at once, without timing")
+	cmd.AddCommand(replay)
 	return cmd
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 // Protocols are the target protocols the gateway has a handler for.
-var Protocols = []string{"tcp", "postgres"}
+var Protocols = []string{"tcp", "postgres", "ssh"}
 
 // maxFileSize bounds what Parse accepts: a gateway configuration is a few
 // kilobytes, and the YAML parser's work grows with the input.
@@ -68,6 +68,11 @@ type Target struct {
 	// AgentTLS offers TLS to agents with a certificate the gateway mints
 	// for the dialled host or IP (postgres); default true.
 	AgentTLS *bool `yaml:"agent_tls"`
+	// AgentHostKey offers agents a plain host key of this target's own
+	// (kept in <state_dir>/ssh-host-keys/<name>) next to the gateway CA's
+	// certificate, for SSH clients that cannot trust a CA (ssh); default
+	// false.
+	AgentHostKey bool `yaml:"agent_host_key"`
 
 	// Parsed by Validate.
 	Host       string         `yaml:"-"` // lower-cased hostname when the address is a name, else ""
@@ -84,6 +89,13 @@ type Upstream struct {
 	TLS          string `yaml:"tls"`           // disable | require | verify-full (default)
 	CAFile       string `yaml:"ca_file"`       // verify-full: CA bundle; default the system roots
 	ServerName   string `yaml:"server_name"`   // verify-full: name to verify; default the target's hostname or dialled IP
+
+	// ssh: the login key (OpenSSH or PEM private key, unencrypted), and
+	// how upstream's host key is checked: a known_hosts file, or one
+	// pinned key ("ssh-ed25519 AAAA..."). Exactly one of the two.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	KnownHosts     string `yaml:"known_hosts"`
+	HostKey        string `yaml:"host_key"`
 }
 
 // Upstream TLS modes.

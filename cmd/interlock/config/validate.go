@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"golang.org/x/crypto/ssh"
 	"net/netip"
 	"os"
 	"path"
@@ -186,9 +187,80 @@ func (v *validator) upstream(field string, t *Target) {
 		}
 		return
 	}
-	if t.Protocol != "postgres" {
+	if t.Protocol != "postgres" && t.AgentTLS != nil {
+		v.failf(field+".agent_tls", "agent_tls is for postgres targets; remove it")
+	}
+	if t.Protocol != "ssh" && t.AgentHostKey {
+		v.failf(field+".agent_host_key", "agent_host_key is for ssh targets; remove it")
+	}
+	switch t.Protocol {
+	case "postgres":
+		v.postgresUpstream(field, t)
+	case "ssh":
+		v.sshUpstream(field, t)
+	}
+}
+
+// secretFile resolves a credential file against the config's folder and
+// checks it.
+func (v *validator) secretFile(field string, path *string) {
+	if !filepath.IsAbs(*path) && v.c.Path != "" {
+		*path = filepath.Join(filepath.Dir(v.c.Path), *path)
+	}
+	if err := checkSecretFile(*path); err != nil {
+		v.fail(field, err)
+	}
+}
+
+// sshUpstream checks an ssh target's login and host-key settings.
+func (v *validator) sshUpstream(field string, t *Target) {
+	u := t.Upstream
+	if u == nil {
+		v.failf(field+".upstream", "protocol ssh needs upstream credentials (user, private_key_file or password_file, known_hosts or host_key)")
 		return
 	}
+	field += ".upstream"
+	if u.User == "" {
+		v.failf(field+".user", "the user the gateway logs in as is required")
+	}
+	if u.PrivateKeyFile == "" && u.PasswordFile == "" {
+		v.failf(field+".private_key_file", "a private key file (or password_file) for the upstream login is required")
+	}
+	if u.PrivateKeyFile != "" {
+		v.secretFile(field+".private_key_file", &u.PrivateKeyFile)
+	}
+	if u.PasswordFile != "" {
+		v.secretFile(field+".password_file", &u.PasswordFile)
+	}
+	switch {
+	case u.KnownHosts != "" && u.HostKey != "":
+		v.failf(field+".host_key", "known_hosts and host_key are exclusive; keep one")
+	case u.KnownHosts != "":
+		if !filepath.IsAbs(u.KnownHosts) && v.c.Path != "" {
+			u.KnownHosts = filepath.Join(filepath.Dir(v.c.Path), u.KnownHosts)
+		}
+		if _, err := os.Stat(u.KnownHosts); err != nil {
+			v.fail(field+".known_hosts", err)
+		}
+	case u.HostKey != "":
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(u.HostKey)); err != nil {
+			v.failf(field+".host_key", "not a public key in authorized_keys form: %v", err)
+		}
+	default:
+		v.failf(field+".known_hosts", "upstream's host key must be checked: give known_hosts or host_key")
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"database", u.Database != ""}, {"tls", u.TLS != ""}, {"ca_file", u.CAFile != ""}, {"server_name", u.ServerName != ""}} {
+		if f.set {
+			v.failf(field+"."+f.name, "%s is for postgres targets; remove it", f.name)
+		}
+	}
+}
+
+// postgresUpstream checks a postgres target's login and TLS settings.
+func (v *validator) postgresUpstream(field string, t *Target) {
 	u := t.Upstream
 	if u == nil {
 		v.failf(field+".upstream", "protocol postgres needs upstream credentials (user, password_file)")
@@ -201,11 +273,14 @@ func (v *validator) upstream(field string, t *Target) {
 	if u.PasswordFile == "" {
 		v.failf(field+".password_file", "a file holding the upstream password is required")
 	} else {
-		if !filepath.IsAbs(u.PasswordFile) && v.c.Path != "" {
-			u.PasswordFile = filepath.Join(filepath.Dir(v.c.Path), u.PasswordFile)
-		}
-		if err := checkSecretFile(u.PasswordFile); err != nil {
-			v.fail(field+".password_file", err)
+		v.secretFile(field+".password_file", &u.PasswordFile)
+	}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"private_key_file", u.PrivateKeyFile != ""}, {"known_hosts", u.KnownHosts != ""}, {"host_key", u.HostKey != ""}} {
+		if f.set {
+			v.failf(field+"."+f.name, "%s is for ssh targets; remove it", f.name)
 		}
 	}
 	u.TLS = cmp.Or(u.TLS, TLSVerifyFull)
