@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -211,16 +209,31 @@ func (e *env) agentOptions() []string {
 func (e *env) ssh(t *testing.T, stdin string, extra []string, command ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	host, _, _ := net.SplitHostPort(e.listener)
-	args := append(append(e.agentOptions(), extra...), "agent@"+host)
+	// extra first: ssh keeps the first value of an option.
+	args := append(append(extra, e.agentOptions()...), "agent@"+host)
 	return run(t, stdin, "ssh", append(args, command...)...)
+}
+
+// sshEnv is ssh with extra environment variables for the client.
+func (e *env) sshEnv(t *testing.T, environ, extra []string, command ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	host, _, _ := net.SplitHostPort(e.listener)
+	args := append(append(extra, e.agentOptions()...), "agent@"+host)
+	return runEnv(t, environ, "", "ssh", append(args, command...)...)
 }
 
 // run runs an OpenSSH client program with a time limit.
 func run(t *testing.T, stdin, name string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runEnv(t, nil, stdin, name, args...)
+}
+
+func runEnv(t *testing.T, environ []string, stdin, name string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sshtest.ClientBinary(t, name), args...)
+	cmd.Env = append(os.Environ(), environ...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if stdin != "" {
@@ -326,6 +339,3 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
-
-var _ = io.Discard
-var _ = strconv.Itoa

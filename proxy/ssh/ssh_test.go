@@ -1,10 +1,20 @@
 package ssh_test
 
 import (
+	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
+	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
+	"github.com/interlock-dev/interlock/record"
+	"github.com/interlock-dev/interlock/record/asciicast"
 )
 
 func TestExec(t *testing.T) {
@@ -41,4 +51,130 @@ func TestExec(t *testing.T) {
 	if !idCmd || !rmCmd {
 		t.Errorf("recorded %+v", cmds)
 	}
+}
+
+func TestForwardingRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	// ssh -W is a direct-tcpip channel, as every connection through -L is.
+	_, errOut, code := e.ssh(t, "", []string{"-o", "LogLevel=INFO", "-W", "127.0.0.1:9"})
+	if code != 255 || !strings.Contains(errOut, "administratively prohibited: interlock: forwarding is not allowed for agents") {
+		t.Errorf("-W: code %d, stderr %q", code, errOut)
+	}
+	// ssh -R asks the server to listen: a tcpip-forward request.
+	_, errOut, code = e.ssh(t, "", []string{"-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9"}, "true")
+	if code != 255 || !strings.Contains(errOut, "remote port forwarding failed") {
+		t.Errorf("-R: code %d, stderr %q", code, errOut)
+	}
+	// ssh -A with a running agent: the remote side gets no agent socket.
+	agentSock := startSSHAgent(t)
+	out, errOut, code := e.sshEnv(t, []string{"SSH_AUTH_SOCK=" + agentSock}, []string{"-A"}, `echo "[$SSH_AUTH_SOCK]"`)
+	if code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("-A: code %d, out %q, stderr %q", code, out, errOut)
+	}
+	var refused []string
+	for _, c := range e.commands(t) {
+		if c.Decision == "deny" {
+			refused = append(refused, c.Command)
+		}
+	}
+	if strings.Join(refused, ",") != "direct-tcpip,forwarded-tcpip,agent-forwarding" &&
+		len(refused) != 3 {
+		t.Errorf("recorded refusals %v", refused)
+	}
+	if got := e.counter(t, "interlock_blocked_commands_total", map[string]string{"protocol": "ssh", "rule": "no-forwarding"}); got != 3 {
+		t.Errorf("blocked counter %v, want 3", got)
+	}
+}
+
+func TestWrongUpstreamHostKeyRefused(t *testing.T) {
+	sshd := sshtest.Start(t, sshtest.Options{Host: "127.0.0.2"})
+	other := filepath.Join(t.TempDir(), "known_hosts")
+	// A known_hosts entry for the sshd's address with another key.
+	line := "[127.0.0.2]:" + strconv.Itoa(sshd.Port) + " ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGT3eThmi0bqOyBsPTIWBYJBexShC8Ki+wHUDe1t9HX2\n"
+	if sshd.Port == 22 {
+		line = "127.0.0.2" + line[len("[127.0.0.2]:22"):]
+	}
+	if err := os.WriteFile(other, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := startProxy(t, sshd, envOptions{target: sshproxy.Target{KnownHosts: other}})
+	// The channel's refusal is an INFO message of the client (its default
+	// level).
+	_, errOut, code := e.ssh(t, "", []string{"-o", "LogLevel=INFO"}, "id")
+	if code != 255 || !strings.Contains(errOut, "interlock cannot log in to bastion") || !strings.Contains(errOut, "key mismatch") {
+		t.Errorf("code %d, stderr %q", code, errOut)
+	}
+	if strings.Contains(sshd.LogTail(), "Accepted publickey") {
+		t.Error("the gateway logged in to a server whose host key it does not know")
+	}
+}
+
+func TestShellRecordedAndReplayable(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	// -tt: a pty on the server, as for a person at a terminal; the input
+	// is typed line by line.
+	script := "echo interlock-$((6*7))\nstty size\nexit 3\n"
+	out, errOut, code := e.ssh(t, script, []string{"-tt", "-o", "SetEnv=TERM=xterm"})
+	if code != 3 || !strings.Contains(out, "interlock-42") {
+		t.Fatalf("shell: code %d, out %q, stderr %q", code, out, errOut)
+	}
+	var shell *record.Command
+	cmds := e.commands(t)
+	for i, c := range cmds {
+		if c.Command == "shell" {
+			shell = &cmds[i]
+		}
+	}
+	if shell == nil || shell.Decision != "allow" || shell.Tag != "exit 3" || shell.Recording == "" {
+		t.Fatalf("recorded %+v", cmds)
+	}
+	f, err := os.Open(filepath.Join(e.store.Dir(), shell.Recording))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var played bytes.Buffer
+	if err := asciicast.Play(context.Background(), &played, f, asciicast.PlayOptions{
+		Sleep: func(context.Context, time.Duration) error { return nil },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(played.String(), "interlock-42") {
+		t.Errorf("replay lacks the output: %q", played.String())
+	}
+	if strings.Contains(played.String(), "$((6*7))") && !strings.Contains(out, "$((6*7))") {
+		t.Errorf("input recorded although the rule did not ask for it")
+	}
+}
+
+func TestEnvDecided(t *testing.T) {
+	e := newEnv(t, envOptions{policy: `
+default: allow
+rules:
+  - name: no-preload
+    when: ssh.request == "env" && ssh.env.name == "INTERLOCK_TEST_PRELOAD"
+    action: deny
+`})
+	out, errOut, code := e.ssh(t, "", []string{"-o", "SetEnv=INTERLOCK_TEST_PRELOAD=x INTERLOCK_TEST_OK=y"},
+		`echo "[$INTERLOCK_TEST_PRELOAD][$INTERLOCK_TEST_OK]"`)
+	if code != 0 || strings.TrimSpace(out) != "[][y]" {
+		t.Errorf("code %d, out %q, stderr %q", code, out, errOut)
+	}
+}
+
+// startSSHAgent runs ssh-agent on a socket of the test's own and stops it
+// at the end.
+func startSSHAgent(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	cmd := exec.Command(sshtest.ClientBinary(t, "ssh-agent"), "-D", "-a", sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	waitFor(t, "ssh-agent's socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	return sock
 }

@@ -1,8 +1,8 @@
 package sshfacts
 
 import (
-	"os"
 	"math/rand"
+	"os"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -28,6 +28,9 @@ func TestDiffShell(t *testing.T) {
 			n++
 			want := append(append([]string(nil), f.Assignments...), f.Argv...)
 			out, err := exec.Command(sh, "-c", "set -- "+c+"\nprintf '%s\\0' \"$#\" \"$@\"").CombinedOutput()
+			if err != nil && strings.Contains(strings.ToLower(string(out)), "syntax error") {
+				continue
+			}
 			if err != nil {
 				t.Errorf("%s: %q: %v %q", sh, c, err, out)
 				continue

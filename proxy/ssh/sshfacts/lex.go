@@ -28,7 +28,7 @@ type token struct {
 	// quoted is true when some part of the word was quoted or escaped.
 	quoted bool
 	// tildeAfterSep is an unquoted ~ right after an unquoted = or :, which
-	// the shell expands only in an assignment.
+	// the shell expands only in a word that looks like an assignment.
 	tildeAfterSep bool
 	// inner holds what the substitutions inside the word run.
 	inner parsed
@@ -250,7 +250,7 @@ type wordScan struct {
 	tok         token
 	plain       bool
 	prev        byte // the last unquoted literal character, 0 after anything else
-	braceOpen   int
+	braceOpen   bool
 	braceSep    bool
 	bracketSeen bool
 }
@@ -275,22 +275,18 @@ func (l *lexer) literal(w *wordScan, c byte, atStart bool) {
 		if w.bracketSeen {
 			l.st.glob = true
 		}
+	// Brace expansion (a{b,c} is two words): bash does not pair braces
+	// the simple way ({a}:,} expands too), so any { then , or .. then }
+	// counts.
 	case '{':
-		w.braceOpen++
+		w.braceOpen = true
 	case ',':
-		if w.braceOpen > 0 {
-			w.braceSep = true
-		}
+		w.braceSep = w.braceSep || w.braceOpen
 	case '.':
-		if w.braceOpen > 0 && w.prev == '.' {
-			w.braceSep = true
-		}
+		w.braceSep = w.braceSep || (w.braceOpen && w.prev == '.')
 	case '}':
-		if w.braceOpen > 0 {
-			w.braceOpen--
-			if w.braceSep {
-				l.st.expansion = true // brace expansion: a{b,c} is two words
-			}
+		if w.braceSep {
+			l.st.expansion = true
 		}
 	case '=':
 		if atStart {
@@ -374,6 +370,11 @@ func (l *lexer) word() (token, error) {
 		w.tok.plain = !w.tok.quoted
 	}
 	w.tok.text = w.b.String()
+	if w.tok.tildeAfterSep && isAssignment(w.tok) {
+		// bash expands the ~ of a word that looks like an assignment
+		// wherever the word is: echo x=~ prints x=/root.
+		l.st.expansion = true
+	}
 	return w.tok, nil
 }
 
@@ -440,6 +441,11 @@ func (l *lexer) dollar(w *wordScan, inDouble bool) error {
 			return err
 		}
 		l.st.expansion = true
+		if c := l.at(at + 1); isBlank(c) || c == '\n' || c == '|' {
+			// bash 5.3 runs ${ cmd; } and ${| cmd; } in the current
+			// shell: a substitution, whose commands are not listed.
+			l.st.substitution = true
+		}
 	case n == '\'' && !inDouble:
 		// $'...' decodes escapes (bash, and newer dash): \x72m is rm.
 		w.notPlain()

@@ -208,9 +208,6 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 				continue
 			}
 			if isAssignment(tok) {
-				if tok.tildeAfterSep {
-					l.st.expansion = true
-				}
 				cur.assignments = append(cur.assignments, tok.text)
 				continue
 			}

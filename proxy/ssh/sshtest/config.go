@@ -90,6 +90,9 @@ func sshdConfig(o Options, addr string, files configFiles, root bool, without ma
 		// harness needs only key logins.
 		"UsePAM no",
 		"PermitRootLogin " + rootLogin,
+		// AuthorizedKeysFile is one file for every account: only User may
+		// use it, so that a test sees which account a login really got.
+		"AllowUsers " + o.User,
 		// The files live in a temporary folder, not a home with tight
 		// modes.
 		"StrictModes no",

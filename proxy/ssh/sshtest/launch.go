@@ -2,6 +2,7 @@ package sshtest
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -221,7 +222,7 @@ func (s *Server) writeConfig(o Options, root bool, without map[string]bool) erro
 			}
 		}
 		if !dropped {
-			return fmt.Errorf("checking %s with sshd -t: %w\n%s\n%s", s.ConfigFile, err, out, cfg)
+			return fmt.Errorf("checking %s with sshd -t: %w\n%s\n\n%s", s.ConfigFile, err, bytes.TrimSpace(out), cfg)
 		}
 	}
 }

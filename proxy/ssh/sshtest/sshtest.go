@@ -199,7 +199,7 @@ func Start(tb testing.TB, o Options) *Server {
 	tb.Helper()
 	s, err := Launch(o)
 	if errors.Is(err, ErrUnavailable) {
-		skip(tb, "cannot start sshd", strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
+		skipUnavailable(tb, err)
 	}
 	if err != nil {
 		tb.Fatalf("sshtest: %v", err)
@@ -221,6 +221,13 @@ func ClientBinary(tb testing.TB, name string) string {
 		skip(tb, "no "+name+" client", "install openssh-client")
 	}
 	return p
+}
+
+// skipUnavailable skips tb on an ErrUnavailable from Launch, or fails it
+// (see skip).
+func skipUnavailable(tb testing.TB, err error) {
+	tb.Helper()
+	skip(tb, ErrUnavailable.Error(), strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
 }
 
 // skip skips tb with reason, or fails it when the environment requires the

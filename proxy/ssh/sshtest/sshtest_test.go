@@ -28,7 +28,6 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, ClientBinary(t, name), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Stdin = nil
 	if err := cmd.Run(); err != nil {
 		return stdout.String(), errors.Join(err, errors.New(stderr.String()))
 	}
@@ -217,6 +216,22 @@ func TestForwardingOptions(t *testing.T) {
 	}
 }
 
+func TestOtherUser(t *testing.T) {
+	t.Parallel()
+	s := Start(t, Options{Host: "127.0.0.2", User: "nobody"})
+	c, err := s.Dial()
+	if err != nil {
+		t.Fatalf("logging in as nobody: %v\n%s", err, s.LogTail())
+	}
+	c.Close()
+	cfg := s.ClientConfig()
+	cfg.User = "root"
+	if c, err := ssh.Dial("tcp", s.Addr(), cfg); err == nil {
+		c.Close()
+		t.Error("the client key logged in as root on a server for nobody")
+	}
+}
+
 func TestClose(t *testing.T) {
 	t.Parallel()
 	s := Start(t, Options{Host: "127.0.0.2"})
@@ -292,7 +307,7 @@ func TestLaunchErrors(t *testing.T) {
 func TestBadExtraConfig(t *testing.T) {
 	s, err := Launch(Options{Host: "127.0.0.2", ExtraConfig: []string{"NoSuchKeyword yes"}})
 	if errors.Is(err, ErrUnavailable) {
-		skip(t, "cannot start sshd", err.Error())
+		skipUnavailable(t, err)
 	}
 	if err == nil {
 		s.Close()
@@ -324,7 +339,8 @@ func TestSSHDConfig(t *testing.T) {
 		},
 		{
 			name:  "other user",
-			has:   []string{"PermitRootLogin no"},
+			o:     Options{User: "nobody"},
+			has:   []string{"PermitRootLogin no", "AllowUsers nobody"},
 			lacks: []string{"PermitRootLogin prohibit-password"},
 		},
 		{
