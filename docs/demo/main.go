@@ -1,11 +1,14 @@
 // Command demo is what `make demo` runs: the interlock gateway with
 // demo.yaml, a TCP echo target on 127.0.0.2:7000, a real PostgreSQL on
-// 127.0.0.2:5432, and a scripted agent started inside the workload's cgroup
-// that dials the echo target (redirected through the gateway), a host it
-// may not reach (refused by the kernel), and the database with psql and no
-// password (rows masked, DROP TABLE refused).
-// It prints what the agent saw, `interlock status` and the metrics, then
-// stops the gateway and removes the data path again. It needs root.
+// 127.0.0.2:5432, a real OpenSSH sshd on 127.0.0.2:2222, and a scripted
+// agent started inside the workload's cgroup that dials the echo target
+// (redirected through the gateway), a host it may not reach (refused by the
+// kernel), the database with psql and no password (rows masked, DROP TABLE
+// refused), and the sshd with ssh and no key (a command runs, rm -rf and a
+// port forward are refused).
+// It prints what the agent saw, `interlock status`, the refused sessions'
+// recordings and the metrics, then stops the gateway and the servers and
+// removes the data path again. It needs root.
 package main
 
 import (
@@ -28,6 +31,7 @@ import (
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/proxy/postgres/pgtest"
+	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
 )
 
 func main() {
@@ -58,12 +62,24 @@ func run(bin, cfgPath string) error {
 	if err := os.MkdirAll(filepath.Dir(demoPasswordFile), 0o700); err != nil {
 		return err
 	}
+	defer os.RemoveAll(filepath.Dir(demoPasswordFile))
 	if err := os.WriteFile(demoPasswordFile, []byte(password+"\n"), 0o600); err != nil {
 		return err
 	}
+	// sshd runs before the configuration is loaded for the same reason:
+	// its client key and host key are the bastion's upstream files.
+	step("OpenSSH sshd on %s (a bastion); the gateway logs in as %q with a key only it holds", bastionAddr, "root")
+	sshd, err := startBastion()
+	if err != nil {
+		return err
+	}
+	defer sshd.Close()
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
+	}
+	if b := cfg.Target("bastion"); b == nil || b.Address != sshd.Addr() {
+		return fmt.Errorf("%s: the demo needs an ssh target bastion at %s", cfgPath, sshd.Addr())
 	}
 	root, err := identity.CgroupV2Root()
 	if err != nil {
@@ -119,6 +135,11 @@ func run(bin, cfgPath string) error {
 		return err
 	}
 
+	step("the agent's known_hosts trusts the gateway's SSH CA: %s ca ssh-known-hosts", bin)
+	if err := writeAgentKnownHosts(bin, cfgPath); err != nil {
+		return err
+	}
+
 	step("the agent runs inside cgroup %s and uses plain connect(2)", cfg.Workloads[0].Match.Cgroup)
 	if err := startAgent(agentCgroup); err != nil {
 		return err
@@ -129,11 +150,14 @@ func run(bin, cfgPath string) error {
 		return err
 	}
 
-	step("interlock sessions list, and the PostgreSQL session's recording")
+	step("interlock sessions list, and the recordings of the refused PostgreSQL and SSH sessions")
 	if err := runShow(bin, "sessions", "list", "--config", cfgPath); err != nil {
 		return err
 	}
-	if err := showShopSession(bin, cfgPath); err != nil {
+	if err := showDeniedSessions(bin, cfgPath, "shop", 1); err != nil {
+		return err
+	}
+	if err := showDeniedSessions(bin, cfgPath, "bastion", 2); err != nil {
 		return err
 	}
 
@@ -218,7 +242,72 @@ func runAgent() int {
 	fmt.Println("psql -h 127.0.0.2 -c 'SELECT count(*) FROM customers' (the table is still there)")
 	out, _ = psql("SELECT count(*) FROM customers")
 	indent(out)
+
+	// ssh with no key: the workload is the credential here too, and the
+	// only trust it needs is the gateway CA's line in its known_hosts.
+	fmt.Println("ssh -p 2222 root@127.0.0.2 id -un (no key)")
+	out, code := sshRun("id -un")
+	indent(out)
+	if code != 0 {
+		fmt.Println("  unexpected: exit status", code)
+		return 1
+	}
+	fmt.Printf("ssh -p 2222 root@127.0.0.2 'rm -rf %s'\n", keepMeDir)
+	out, code = sshRun("rm -rf " + keepMeDir)
+	indent(out)
+	fmt.Println("    exit status", code)
+	if code != 126 {
+		fmt.Println("  unexpected: the rm was not refused")
+		return 1
+	}
+	fmt.Printf("ssh -p 2222 root@127.0.0.2 'ls -d %s' (the folder is still there)\n", keepMeDir)
+	out, code = sshRun("ls -d " + keepMeDir)
+	indent(out)
+	if code != 0 {
+		fmt.Println("  unexpected: exit status", code)
+		return 1
+	}
+	fmt.Println("ssh -W 127.0.0.1:5432 -p 2222 root@127.0.0.2 (a tunnel through the bastion)")
+	out, code = sshRun("-W", "127.0.0.1:5432")
+	indent(out)
+	fmt.Println("    exit status", code)
+	if code == 0 || !strings.Contains(out, "administratively prohibited") {
+		fmt.Println("  unexpected: the forward was not refused")
+		return 1
+	}
 	return 0
+}
+
+// sshRun runs the OpenSSH client against the bastion with no key and no
+// configuration of the user's, trusting only agentKnownHostsFile; args are
+// a remote command, or ssh options (-W). It returns what ssh printed and
+// its exit status.
+func sshRun(args ...string) (string, int) {
+	opts := []string{
+		"-F", "/dev/null",
+		"-o", "IdentityFile=/dev/null",
+		"-o", "IdentitiesOnly=yes",
+		"-o", "UserKnownHostsFile=" + agentKnownHostsFile,
+		"-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "BatchMode=yes",
+		"-o", "ConnectTimeout=10",
+	}
+	var cmd *exec.Cmd
+	if strings.HasPrefix(args[0], "-") {
+		cmd = exec.Command("ssh", append(append(opts, args...), "-p", "2222", "root@127.0.0.2")...)
+	} else {
+		cmd = exec.Command("ssh", append(opts, "-p", "2222", "root@127.0.0.2", strings.Join(args, " "))...)
+	}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	case err != nil:
+		return err.Error(), -1
+	}
+	return string(out), 0
 }
 
 func indent(s string) {
@@ -227,8 +316,30 @@ func indent(s string) {
 	}
 }
 
-// demoPasswordFile is where demo.yaml says the shop password is.
-const demoPasswordFile = "/tmp/interlock-demo/shop.password"
+// The files demo.yaml names, which the demo writes: the shop password, and
+// the key the gateway logs in to the bastion with and the bastion's host
+// key. The agent never sees them.
+const (
+	demoPasswordFile   = "/tmp/interlock-demo/shop.password"
+	demoKeyFile        = "/tmp/interlock-demo/bastion.key"
+	demoKnownHostsFile = "/tmp/interlock-demo/bastion.known_hosts"
+)
+
+// bastionAddr is where demo.yaml says the bastion is; sshd starts before the
+// configuration is loaded, so the address is also here.
+const (
+	bastionHost = "127.0.0.2"
+	bastionPort = 2222
+	bastionAddr = "127.0.0.2:2222"
+)
+
+// agentKnownHostsFile is the agent's own known_hosts: the gateway CA's line,
+// nothing about the bastion's real host key. keepMeDir is what the agent's
+// rm -rf aims at.
+const (
+	agentKnownHostsFile = "/tmp/interlock-demo/agent_known_hosts"
+	keepMeDir           = "/tmp/interlock-demo/keep-me"
+)
 
 // startDatabase runs a real PostgreSQL (Debian's server binaries, a
 // temporary data folder) on the shop target's address, with the upstream
@@ -252,9 +363,47 @@ func startDatabase(shop *config.Target, password string) (*pgtest.Server, error)
 	return db, nil
 }
 
-// showShopSession prints the recording of the shop session with the
-// denied DROP.
-func showShopSession(bin, cfgPath string) error {
+// startBastion runs a real sshd (the server binary, a temporary folder
+// with its keys) on the bastion's address, and copies the key it
+// authorizes and its known_hosts to where demo.yaml says they are. It also
+// makes the folder the agent will try to delete.
+func startBastion() (*sshtest.Server, error) {
+	srv, err := sshtest.Launch(sshtest.Options{Host: bastionHost, Port: bastionPort})
+	if err != nil {
+		return nil, fmt.Errorf("starting sshd on %s: %w", bastionAddr, err)
+	}
+	for _, f := range []struct{ from, to string }{
+		{srv.ClientKeyFile, demoKeyFile},
+		{srv.KnownHostsFile, demoKnownHostsFile},
+	} {
+		b, err := os.ReadFile(f.from)
+		if err == nil {
+			err = os.WriteFile(f.to, b, 0o600)
+		}
+		if err != nil {
+			return nil, errors.Join(err, srv.Close())
+		}
+	}
+	if err := os.MkdirAll(keepMeDir, 0o755); err != nil {
+		return nil, errors.Join(err, srv.Close())
+	}
+	return srv, nil
+}
+
+// writeAgentKnownHosts writes the gateway CA's @cert-authority line, as
+// `interlock ca ssh-known-hosts` prints it, to the agent's known_hosts.
+func writeAgentKnownHosts(bin, cfgPath string) error {
+	out, err := exec.Command(bin, "ca", "ssh-known-hosts", "--config", cfgPath).Output()
+	if err != nil {
+		return fmt.Errorf("interlock ca ssh-known-hosts: %w", err)
+	}
+	indent(string(out))
+	return os.WriteFile(agentKnownHostsFile, out, 0o644)
+}
+
+// showDeniedSessions prints the recordings of up to limit sessions on
+// target that had a request refused, oldest first.
+func showDeniedSessions(bin, cfgPath, target string, limit int) error {
 	out, err := exec.Command(bin, "sessions", "list", "--config", cfgPath, "-o", "json").Output()
 	if err != nil {
 		return err
@@ -267,12 +416,22 @@ func showShopSession(bin, cfgPath string) error {
 	if err := json.Unmarshal(out, &sums); err != nil {
 		return err
 	}
+	// The list is newest first.
+	var ids []string
 	for _, s := range sums {
-		if s.Start.Target == "shop" && s.Denied > 0 {
-			return runShow(bin, "sessions", "show", s.ID, "--config", cfgPath)
+		if s.Start.Target == target && s.Denied > 0 && len(ids) < limit {
+			ids = append([]string{s.ID}, ids...)
 		}
 	}
-	return errors.New("no shop session recorded")
+	if len(ids) == 0 {
+		return fmt.Errorf("no %s session with a refused request recorded", target)
+	}
+	for _, id := range ids {
+		if err := runShow(bin, "sessions", "show", id, "--config", cfgPath); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func serveEcho(ln net.Listener) {
