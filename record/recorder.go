@@ -9,9 +9,10 @@ import (
 	"time"
 )
 
-// Batching bounds: a Recorder writes its queued events once the first of
-// them has waited FlushInterval, or once this many are queued, whichever
-// comes first.
+// Batching bounds: a Recorder writes its queued events in the background
+// once the first of them has waited FlushInterval, or once maxQueued are
+// queued, whichever comes first; at four times that the caller writes them
+// itself.
 const (
 	DefaultFlushInterval = 100 * time.Millisecond
 	maxQueued            = 256
@@ -75,12 +76,16 @@ func (r *Recorder) Command(c Command) error {
 	} else {
 		r.queue = append(r.queue, ev)
 		switch {
-		case len(r.queue) >= maxQueued:
+		case len(r.queue) >= maxQueued*4:
+			// The background flush is not keeping up: the caller waits for
+			// the write, which bounds the memory a busy session holds.
 			if err := r.flushLocked(); err != nil {
 				return fmt.Errorf("recording command: %w", err)
 			}
+		case len(r.queue) == maxQueued:
+			r.flushSoon(0) // a full batch: written now, but not by the caller
 		case len(r.queue) == 1:
-			r.armTimer()
+			r.flushSoon(r.flushEvery)
 		}
 	}
 	r.commands++
@@ -90,13 +95,15 @@ func (r *Recorder) Command(c Command) error {
 	return nil
 }
 
-// armTimer schedules a flush of what is queued now. r.mu is held.
-func (r *Recorder) armTimer() {
+// flushSoon schedules a flush of what is queued in d, on the timer's own
+// goroutine: encoding, hashing and the write happen off the caller's path.
+// r.mu is held.
+func (r *Recorder) flushSoon(d time.Duration) {
 	if r.timer == nil {
-		r.timer = time.AfterFunc(r.flushEvery, r.timedFlush)
+		r.timer = time.AfterFunc(d, r.timedFlush)
 		return
 	}
-	r.timer.Reset(r.flushEvery)
+	r.timer.Reset(d)
 }
 
 func (r *Recorder) timedFlush() {

@@ -397,7 +397,7 @@ func writeAgentKnownHosts(bin, cfgPath string) error {
 	if err != nil {
 		return fmt.Errorf("interlock ca ssh-known-hosts: %w", err)
 	}
-	indent(string(out))
+	fmt.Print("  " + string(out))
 	return os.WriteFile(agentKnownHostsFile, out, 0o644)
 }
 
