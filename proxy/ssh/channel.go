@@ -12,7 +12,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/interlock-dev/interlock/policy"
-	"github.com/interlock-dev/interlock/proxy/ssh/sshfacts"
 	"github.com/interlock-dev/interlock/record"
 	"github.com/interlock-dev/interlock/record/asciicast"
 )
@@ -261,22 +260,6 @@ func sessionFacts(req *ssh.Request) (policy.SSH, string, error) {
 		return policy.SSH{Request: "subsystem", Subsystem: m.Name}, "subsystem " + m.Name, nil
 	}
 	return policy.SSH{Request: "shell"}, "(shell)", nil
-}
-
-// ExecFacts are the policy facts of an exec request's command. A command
-// the splitter cannot read (an unterminated quote, a NUL, too long) is an
-// error: the handler denies it, as the PostgreSQL handler denies SQL it
-// cannot parse.
-func ExecFacts(command string) (policy.SSH, error) {
-	f := policy.SSH{Request: "exec", Command: command}
-	a, err := sshfacts.Analyze(command)
-	if err != nil {
-		return f, fmt.Errorf("interlock cannot read this command: %w", err)
-	}
-	f.Argv = a.Argv
-	f.Programs = a.Programs
-	f.Compound = a.Compound || a.Substitution
-	return f, nil
 }
 
 // startCast starts the channel's terminal recording.
