@@ -152,8 +152,10 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		r.stmts[m.Name] = &prepared{empty: true}
 		return c.forward(&pending{kind: pendParse}, m)
 	}
-	c.count(d)
 	if d.Action != policy.Allow {
+		// An allowed statement is counted at each Execute: the metric
+		// counts commands run, as the recording does.
+		c.count(d)
 		dn := &denial{
 			resp:     denialResponse(d, code, pos),
 			cmd:      deniedCommand(m.Query, st, d),
@@ -224,6 +226,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 			ex.stmts = []decided{p.stmt.d}
 		}
 	}
+	c.count(ex.current().decision)
 	if r.rewriter != nil && ex.res == nil {
 		res := &resultDesc{}
 		if p != nil {

@@ -84,7 +84,7 @@ func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution
 	return a.at, nil
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	pg := pgtest.Start(t, o.pg)
 	pg.CreateUser(t, "app", "app-secret")
@@ -100,7 +100,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 }
 
 // startProxy runs the handler in a proxy.Server for pg.
-func startProxy(t *testing.T, pg *pgtest.Server, o envOptions) *env {
+func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
 	tgt := o.target

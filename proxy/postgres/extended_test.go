@@ -434,3 +434,27 @@ func TestExtendedProtocol(t *testing.T) {
 		r.ready()
 	})
 }
+
+// A prepared statement is decided once, at Parse, and counted at each
+// execution, as it is recorded.
+func TestPreparedCountedPerExecution(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c, err := pgconn.Connect(ctxT(t), e.connString(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctxT(t))
+	if _, err := c.Prepare(ctxT(t), "q", "SELECT name FROM customers WHERE id = $1", nil); err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]string{"protocol": "postgres", "decision": "allow"}
+	before := e.counter(t, "interlock_commands_total", allowed)
+	for i := range 3 {
+		if err := c.ExecPrepared(ctxT(t), "q", [][]byte{[]byte(fmt.Sprint(i + 1))}, nil, nil).Read().Err; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := e.counter(t, "interlock_commands_total", allowed) - before; got != 3 {
+		t.Errorf("commands_total{allow} moved by %v for 3 executions, want 3", got)
+	}
+}
