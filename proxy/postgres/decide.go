@@ -19,28 +19,48 @@ const (
 	multipleCommands     = "cannot insert multiple commands into a prepared statement"
 )
 
-// classify returns the statements of sql, or the denial of SQL the gateway
-// cannot classify (never forwarded: what the gateway cannot read, it
-// cannot decide) and the error position to report.
-func (c *session) classify(sql string) ([]sqlfacts.Statement, *policy.Decision, int32) {
+// unreadable is the denial of SQL the gateway cannot classify (never
+// forwarded: what the gateway cannot read, it cannot decide): what the
+// client is told, with the SQLSTATE and error position.
+type unreadable struct {
+	decision policy.Decision
+	code     string
+	pos      int32
+}
+
+// response is the ErrorResponse the client gets for the SQL.
+func (u *unreadable) response() *pgproto3.ErrorResponse {
+	resp := denialResponse(u.decision, u.code, u.pos)
+	if u.code == codeSyntaxError {
+		resp.Detail = "interlock did not forward the statement: PostgreSQL's grammar rejects it"
+	}
+	return resp
+}
+
+// classify returns the statements of sql, or why the gateway cannot
+// classify it. SQL that PostgreSQL's own grammar rejects gets the syntax
+// error PostgreSQL would give (42601, its message and position); SQL the
+// gateway refuses to parse (too deeply nested) a 42501.
+func (c *session) classify(sql string) ([]sqlfacts.Statement, *unreadable) {
 	stmts, err := c.h.classifier.Classify(sql)
 	if err == nil {
-		return stmts, nil, 0
+		return stmts, nil
 	}
-	var pos int32
-	var msg string
+	u := &unreadable{code: codeInsufficientPrivilege}
 	var se *sqlfacts.SyntaxError
 	switch {
 	case errors.As(err, &se):
-		msg = "interlock could not parse the statement: " + se.Message
-		pos = int32(se.Position)
+		u.decision.Message = se.Message
+		u.code = codeSyntaxError
+		u.pos = int32(se.Position)
 	case errors.Is(err, sqlfacts.ErrSyntax):
-		msg = "interlock could not parse the statement: " + err.Error()
+		u.decision.Message = "interlock could not parse the statement: " + err.Error()
 	default:
 		c.log.Error("classifying SQL", "error", err)
-		msg = "interlock could not classify the statement: " + err.Error()
+		u.decision.Message = "interlock could not classify the statement: " + err.Error()
 	}
-	return nil, &policy.Decision{Action: policy.Deny, Message: msg}, pos
+	u.decision.Action = policy.Deny
+	return nil, u
 }
 
 // decide asks the policy about one statement. Anything but allow is a
@@ -103,11 +123,11 @@ func deniedCommand(text string, st sqlfacts.Statement, d policy.Decision) record
 // earlier one, or a COMMIT in the middle), and PostgreSQL itself never
 // runs part of a Query past an error.
 func (c *session) query(m *pgproto3.Query) error {
-	stmts, bad, pos := c.classify(m.String)
+	stmts, bad := c.classify(m.String)
 	if bad != nil {
-		c.count(*bad)
-		c.record(deniedCommand(m.String, sqlfacts.Statement{}, *bad))
-		return c.refuse(denialResponse(*bad, codeInsufficientPrivilege, pos), false)
+		c.count(bad.decision)
+		c.record(deniedCommand(m.String, sqlfacts.Statement{}, bad.decision))
+		return c.refuse(bad.response(), false)
 	}
 	ds := make([]decided, len(stmts))
 	for i, st := range stmts {
@@ -134,13 +154,15 @@ func (c *session) query(m *pgproto3.Query) error {
 // it runs this text.
 func (c *session) parse(m *pgproto3.Parse) error {
 	r := &c.relay
-	stmts, bad, pos := c.classify(m.Query)
+	stmts, bad := c.classify(m.Query)
 	var st sqlfacts.Statement
 	var d policy.Decision
+	var resp *pgproto3.ErrorResponse
 	code := codeInsufficientPrivilege
 	switch {
 	case bad != nil:
-		d = *bad
+		d = bad.decision
+		resp = bad.response()
 	case len(stmts) > 1:
 		d = policy.Decision{Action: policy.Deny, Message: multipleCommands}
 		code = codeSyntaxError
@@ -156,8 +178,11 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		// An allowed statement is counted at each Execute: the metric
 		// counts commands run, as the recording does.
 		c.count(d)
+		if resp == nil {
+			resp = denialResponse(d, code, 0)
+		}
 		dn := &denial{
-			resp:     denialResponse(d, code, pos),
+			resp:     resp,
 			cmd:      deniedCommand(m.Query, st, d),
 			decision: d,
 		}

@@ -34,9 +34,10 @@
 // remembered, so a later Bind, Describe or Execute of them is refused too,
 // even when upstream still knows the name from before. A Parse of several
 // statements is refused (42601), as PostgreSQL would. SQL the classifier
-// cannot parse is denied (rule "", "interlock could not parse the
-// statement: ...") and never forwarded: what the gateway cannot read, it
-// cannot decide. A review decision is a denial for now. The function call
+// cannot parse is denied (rule "") and never forwarded: what the gateway
+// cannot read, it cannot decide. When PostgreSQL's grammar rejects it the
+// client gets PostgreSQL's own syntax error (42601, message and position);
+// SQL the gateway refuses to parse (nested too deeply) gets 42501. A review decision is a denial for now. The function call
 // sub-protocol is refused: it names a function by OID, with no SQL for the
 // policy to see.
 //

@@ -130,7 +130,8 @@ func TestSimpleQueries(t *testing.T) {
 		c := e.pgx(t)
 		_, err := c.Exec(ctxT(t), "SELEC id FROM customers")
 		pe := pgError(t, err)
-		if pe.Code != "42501" || !strings.HasPrefix(pe.Message, "interlock could not parse the statement: ") {
+		if pe.Code != "42601" || pe.Message != `syntax error at or near "SELEC"` || pe.Position != 1 ||
+			!strings.Contains(pe.Detail, "interlock did not forward the statement") {
 			t.Errorf("unparsable: %+v", pe)
 		}
 	})

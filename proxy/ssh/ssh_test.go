@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock-dev/interlock/proxy"
 	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
 	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
 	"github.com/interlock-dev/interlock/record"
@@ -177,4 +178,34 @@ func startSSHAgent(t *testing.T) string {
 	})
 	waitFor(t, "ssh-agent's socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	return sock
+}
+
+func TestKeepalivesAndShutdown(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	// The client's keepalives (global requests) are answered while a
+	// command runs.
+	out, errOut, code := e.ssh(t, "", []string{"-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=2"}, "sleep 3; echo done")
+	if code != 0 || strings.TrimSpace(out) != "done" {
+		t.Fatalf("keepalive: code %d, out %q, stderr %q", code, out, errOut)
+	}
+
+	// A gateway shutdown tells a running command's client why it ends.
+	host, _, _ := strings.Cut(e.listener, ":")
+	cmd := exec.Command(sshtest.ClientBinary(t, "ssh"), append(e.agentOptions(), "agent@"+host, "sleep 30")...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the session to start", func() bool { return len(e.server.Active()) == 1 })
+	time.Sleep(300 * time.Millisecond) // the exec is upstream
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if cut, _ := e.server.Shutdown(ctx); cut != 1 {
+		t.Errorf("cut %d sessions", cut)
+	}
+	err := cmd.Wait()
+	if err == nil || !strings.Contains(stderr.String(), "interlock ended the session: "+proxy.ErrShuttingDown.Error()) {
+		t.Errorf("ssh: %v, stderr %q", err, stderr.String())
+	}
 }
