@@ -3,6 +3,7 @@ package ssh_test
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/interlock-dev/interlock/proxy"
 	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
 	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
+	"github.com/interlock-dev/interlock/proxy/sshca"
 	"github.com/interlock-dev/interlock/record"
 	"github.com/interlock-dev/interlock/record/asciicast"
 )
@@ -207,5 +211,126 @@ func TestKeepalivesAndShutdown(t *testing.T) {
 	err := cmd.Wait()
 	if err == nil || !strings.Contains(stderr.String(), "interlock ended the session: "+proxy.ErrShuttingDown.Error()) {
 		t.Errorf("ssh: %v, stderr %q", err, stderr.String())
+	}
+}
+
+// ssh -L: the client listens locally and opens a direct-tcpip channel for
+// each connection; the gateway refuses the channel, so the connection
+// closes without reaching the target.
+func TestLocalForwardRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	reached := make(chan struct{}, 1)
+	go func() {
+		if c, err := target.Accept(); err == nil {
+			reached <- struct{}{}
+			c.Close()
+		}
+	}()
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	localAddr := local.Addr().String()
+	local.Close()
+	host, _, _ := strings.Cut(e.listener, ":")
+	args := append([]string{"-N", "-o", "ExitOnForwardFailure=yes", "-L", localAddr + ":" + target.Addr().String()}, e.agentOptions()...)
+	cmd := exec.Command(sshtest.ClientBinary(t, "ssh"), append(args, "agent@"+host)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	var conn net.Conn
+	waitFor(t, "ssh -L to listen", func() bool {
+		conn, err = net.Dial("tcp", localAddr)
+		return err == nil
+	})
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("the forwarded connection stayed open: %d, %v", n, err)
+	}
+	conn.Close()
+	select {
+	case <-reached:
+		t.Error("the refused forward reached its target")
+	case <-time.After(200 * time.Millisecond):
+	}
+	waitFor(t, "the refusal to be counted", func() bool {
+		return e.counter(t, "interlock_blocked_commands_total", map[string]string{"protocol": "ssh", "rule": "no-forwarding"}) == 1
+	})
+}
+
+func TestPinnedHostKeyAndAgentHostKey(t *testing.T) {
+	sshd := sshtest.Start(t, sshtest.Options{Host: "127.0.0.2"})
+	hostKeyFile := filepath.Join(t.TempDir(), "bastion.hostkey")
+	e := startProxy(t, sshd, envOptions{target: sshproxy.Target{
+		HostKey:          string(gossh.MarshalAuthorizedKey(sshd.HostKey)),
+		AgentHostKeyFile: hostKeyFile,
+	}})
+	// An agent that trusts the target's own key instead of the CA.
+	signer, err := sshca.LoadOrCreateHostKey(hostKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := sshca.KnownHostsLineForKey([]string{sshd.Host}, signer.PublicKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.knownHosts, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := e.ssh(t, "", []string{"-o", "HostKeyAlgorithms=ssh-ed25519"}, "id", "-un")
+	if code != 0 || strings.TrimSpace(out) != sshd.User {
+		t.Fatalf("plain host key and pinned upstream key: code %d, out %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestRecordInputPerRule(t *testing.T) {
+	e := newEnv(t, envOptions{policy: `
+default: allow
+rules:
+  - name: shells-with-input
+    when: ssh.request == "shell"
+    action: allow
+    record_input: true
+`})
+	out, errOut, code := e.ssh(t, "echo typed-$((1+1))\nexit\n", []string{"-tt"})
+	if code != 0 || !strings.Contains(out, "typed-2") {
+		t.Fatalf("shell: code %d, out %q, stderr %q", code, out, errOut)
+	}
+	var cast string
+	for _, c := range e.commands(t) {
+		if c.Command == "shell" {
+			cast = c.Recording
+		}
+	}
+	f, err := os.Open(filepath.Join(e.store.Dir(), cast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := asciicast.Open(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var input strings.Builder
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			break
+		}
+		if ev.Code == asciicast.CodeInput {
+			input.WriteString(ev.Data)
+		}
+	}
+	if !strings.Contains(input.String(), "echo typed-$((1+1))") {
+		t.Errorf("input not recorded: %q", input.String())
 	}
 }
