@@ -1,7 +1,252 @@
 package ssh
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy/ssh/sftp"
+	"github.com/interlock-dev/interlock/record"
+)
+
+// sftpRelay relays an sftp subsystem packet by packet: every file operation
+// is decided before it reaches the target, and recorded with its outcome.
+// A denied operation is answered by the gateway with SFTP's permission
+// denied status; the session goes on.
+type sftpRelay struct {
+	sc *sessionChannel
+
+	// mu orders the packets written to the agent (upstream's replies and
+	// the gateway's own) and guards the tracker and ops.
+	mu      sync.Mutex
+	tracker *sftp.Tracker
+	ops     map[uint32]sftpOp // forwarded requests to record, by id
+}
+
+// sftpOp is a forwarded request waiting for its reply.
+type sftpOp struct {
+	decision policy.Decision
+	began    time.Time
+}
 
 // pumpSFTP starts the data flow of an sftp subsystem.
-// TODO: packet-level decisions.
-func (sc *sessionChannel) pumpSFTP(pumps *sync.WaitGroup) { sc.pump(pumps) }
+func (sc *sessionChannel) pumpSFTP(pumps *sync.WaitGroup) {
+	s := &sftpRelay{sc: sc, tracker: sftp.NewTracker(), ops: map[uint32]sftpOp{}}
+	go func() {
+		s.requests()
+		sc.up.CloseWrite()
+	}()
+	pumps.Add(2)
+	go func() {
+		defer pumps.Done()
+		s.replies()
+		sc.ch.CloseWrite()
+	}()
+	go func() {
+		defer pumps.Done()
+		io.Copy(sc.ch.Stderr(), sc.up.Stderr())
+	}()
+}
+
+// requests reads the agent's packets, decides them and forwards the
+// allowed ones.
+func (s *sftpRelay) requests() {
+	r := sftp.NewReader(s.sc.ch)
+	for {
+		p, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.broken("reading the client's sftp stream", err)
+			}
+			return
+		}
+		req, err := sftp.ParseRequest(p.Raw)
+		if err != nil {
+			s.broken("parsing the client's sftp request", err)
+			return
+		}
+		s.mu.Lock()
+		req, err = s.tracker.Request(req)
+		s.mu.Unlock()
+		if err != nil {
+			s.answer(req, sftp.StatusFailure, "interlock: "+err.Error())
+			continue
+		}
+		d, decided := s.decide(req)
+		if d.Action != policy.Allow {
+			s.answer(req, sftp.StatusPermissionDenied, "interlock: "+d.Message)
+			continue
+		}
+		if decided && req.Type != sftp.TypeInit {
+			s.mu.Lock()
+			s.ops[req.ID] = sftpOp{decision: d, began: time.Now()}
+			s.mu.Unlock()
+		}
+		if _, err := s.sc.up.Write(p.Raw); err != nil {
+			return
+		}
+	}
+}
+
+// decide asks the policy about a request. Reads, writes and closes on a
+// handle, and the INIT handshake, are covered by the decision on the open
+// that gave the handle out; decided is false for them.
+func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
+	switch req.Type {
+	case sftp.TypeInit, sftp.TypeRead, sftp.TypeWrite, sftp.TypeReaddir, sftp.TypeFstat:
+		return policy.Decision{Action: policy.Allow}, false
+	case sftp.TypeClose:
+		return policy.Decision{Action: policy.Allow}, true // recorded with its byte counts
+	}
+	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FilePath: req.Path, FileTarget: req.Path2, FileWrites: req.Writes()}
+	c := s.sc.c
+	f.User = c.user
+	r := c.base
+	r.SSH = &f
+	d = c.h.opts.Policy.Decide(r)
+	if d.Action == policy.Review {
+		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (review is not available yet, so it is denied)"}
+	}
+	if d.Action != policy.Allow || recordedOp(req) {
+		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
+	}
+	if d.Action != policy.Allow {
+		c.recordDecision(f, describeSFTP(req), d)
+	}
+	return d, true
+}
+
+// recordedOp: operations recorded (and counted) when allowed. Metadata
+// reads (stat, lstat, realpath, readlink, statvfs, ...) are decided but,
+// allowed, not recorded: a directory listing would drown the log.
+func recordedOp(req sftp.Request) bool {
+	switch req.Type {
+	case sftp.TypeOpen, sftp.TypeOpendir, sftp.TypeClose:
+		return true
+	}
+	return req.Writes()
+}
+
+// answer sends the agent the gateway's own STATUS reply to req.
+func (s *sftpRelay) answer(req sftp.Request, code sftp.Status, msg string) {
+	raw := sftp.StatusPacket(req.ID, code, msg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if resp, err := sftp.ParseResponse(raw); err == nil {
+		s.tracker.Response(resp) // the request is no longer pending
+	}
+	s.sc.ch.Write(raw)
+}
+
+// replies relays upstream's packets to the agent and records the
+// operations they complete.
+func (s *sftpRelay) replies() {
+	r := sftp.NewReader(s.sc.up)
+	for {
+		p, err := r.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.broken("reading the server's sftp stream", err)
+			}
+			return
+		}
+		resp, perr := sftp.ParseResponse(p.Raw)
+		s.mu.Lock()
+		var done sftp.Completed
+		var op sftpOp
+		var ok bool
+		if perr == nil {
+			if c, err := s.tracker.Response(resp); err == nil {
+				done = c
+				op, ok = s.ops[resp.ID]
+				delete(s.ops, resp.ID)
+			}
+		}
+		_, werr := s.sc.ch.Write(p.Raw)
+		s.mu.Unlock()
+		if ok && recordedOp(done.Request) {
+			s.record(done, op)
+		}
+		if werr != nil {
+			return
+		}
+	}
+}
+
+// record appends one completed file operation to the session's log.
+func (s *sftpRelay) record(done sftp.Completed, op sftpOp) {
+	req := done.Request
+	cmd := record.Command{
+		Text:       describeSFTP(req),
+		Command:    "sftp",
+		Kind:       fileOp(req),
+		Decision:   string(op.decision.Action),
+		Rule:       op.decision.Rule,
+		DurationMS: float64(time.Since(op.began).Microseconds()) / 1000,
+		Tag:        done.Status.String(),
+	}
+	if req.Type == sftp.TypeClose && done.Status == sftp.StatusOK {
+		cmd.Tag = "read " + strconv.FormatUint(done.BytesRead, 10) + " bytes, wrote " + strconv.FormatUint(done.BytesWritten, 10) + " bytes"
+	}
+	if done.Status != sftp.StatusOK {
+		cmd.Error = done.Status.String()
+		if done.Response.Message != "" {
+			cmd.Error += ": " + done.Response.Message
+		}
+	}
+	s.sc.c.record(cmd)
+}
+
+// extensionOps name OpenSSH's extensions as the operations they are, so a
+// rule about "rename" also sees the posix-rename sftp and scp use.
+var extensionOps = map[string]string{
+	sftp.ExtPosixRename: "rename",
+	sftp.ExtHardlink:    "hardlink",
+	sftp.ExtFsync:       "fsync",
+	sftp.ExtStatvfs:     "statvfs",
+	sftp.ExtFstatvfs:    "fstatvfs",
+	sftp.ExtLsetstat:    "lsetstat",
+	sftp.ExtLimits:      "limits",
+	sftp.ExtExpandPath:  "expand-path",
+	sftp.ExtCopyData:    "copy-data",
+	sftp.ExtHomeDir:     "home-directory",
+	sftp.ExtUsersGroups: "users-groups-by-id",
+}
+
+// fileOp is ssh.file.op: the request's operation, with OpenSSH's
+// extensions by their plain names and others as extended:NAME.
+func fileOp(req sftp.Request) string {
+	if req.Type == sftp.TypeExtended {
+		if op, ok := extensionOps[req.Extension]; ok {
+			return op
+		}
+	}
+	return req.Op
+}
+
+// describeSFTP is a request as the recording shows it.
+func describeSFTP(req sftp.Request) string {
+	text := fileOp(req) + " " + req.Path
+	switch {
+	case req.Type == sftp.TypeOpen:
+		text += " (" + req.Flags.String() + ")"
+	case req.Path2 != "":
+		text += " -> " + req.Path2
+	}
+	return text
+}
+
+// broken ends a channel whose sftp stream the gateway cannot follow: it
+// cannot decide what it cannot read.
+func (s *sftpRelay) broken(what string, err error) {
+	c := s.sc.c
+	c.log.Warn("ending an sftp session", "reason", what, "error", err)
+	c.record(record.Command{Text: "sftp stream", Command: "sftp", Decision: string(policy.Deny),
+		Message: fmt.Sprintf("interlock ended the sftp session: %s: %v", what, err)})
+	s.sc.ch.Close()
+	s.sc.up.Close()
+}

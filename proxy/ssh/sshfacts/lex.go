@@ -623,9 +623,8 @@ func (l *lexer) braceParameter(w *wordScan, body int, inDouble bool) error {
 }
 
 // arithmetic reads $(( ... )) from its body on. It reports false, having
-// moved l.i, when
-// the parentheses do not close as arithmetic does; the caller then reads a
-// command substitution instead, as the shell does. The body is only scanned
+// moved l.i, when the parentheses do not close as arithmetic does; the
+// caller then reads a command substitution instead, as the shell does. The body is only scanned
 // for its end, never analysed: analysing it and then, on a false, analysing
 // it again as a substitution would double the work at every nesting level.
 // A substitution inside arithmetic is flagged, not listed.

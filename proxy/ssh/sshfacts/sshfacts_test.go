@@ -134,6 +134,9 @@ func TestAnalyze(t *testing.T) {
 		{"assignment only", "A=1", nil, nil, []string{"A=1"}, ""},
 		{"assignment with tilde", "P=a:~/bin ls", []string{"ls"}, []string{"ls"}, []string{"P=a:~/bin"}, "expansion"},
 		{"tilde after = in an argument", "ls --dir=~/x", []string{"ls", "--dir=~/x"}, []string{"ls"}, nil, ""},
+		{"tilde in an argument like an assignment", "echo x=~", []string{"echo", "x=~"}, []string{"echo"}, nil, "expansion"},
+		{"bash 5.3 command substitution", "echo ${ rm x; }", []string{"echo", "${ rm x; }"}, []string{"echo"}, nil, "compound,substitution,expansion"},
+		{"continuation after dollar", "echo $\\\nHOME", []string{"echo", "$\\\nHOME"}, []string{"echo"}, nil, "expansion"},
 		{"and list", "cd /tmp && rm -rf x", []string{"cd", "/tmp"}, []string{"cd", "rm"}, nil, "compound"},
 		{"or list", "test -f x || touch x", []string{"test", "-f", "x"}, []string{"test", "touch"}, nil, "compound"},
 		{"sequence", "ls; rm x", []string{"ls"}, []string{"ls", "rm"}, nil, "compound"},
@@ -276,37 +279,6 @@ func TestQuote(t *testing.T) {
 	if got := Join([]string{"rm", "-rf", "a b", ""}); got != "rm -rf 'a b' ''" {
 		t.Errorf("Join = %s", got)
 	}
-}
-
-// shells returns the POSIX shells installed here, the real readers of an
-// SSH exec command.
-func shells(t *testing.T) []string {
-	var found []string
-	for _, sh := range []string{"sh", "dash", "bash"} {
-		if p, err := exec.LookPath(sh); err == nil {
-			found = append(found, p)
-		}
-	}
-	if len(found) == 0 {
-		t.Skip("no POSIX shell installed to compare with")
-	}
-	return found
-}
-
-// shellWords asks a real shell for the words of command: prefixed with
-// "set --", a command's words become the positional parameters, printed
-// NUL-separated.
-func shellWords(t *testing.T, sh, command string) []string {
-	t.Helper()
-	script := "set -- " + command + "\nprintf '%s\\0' \"$@\""
-	out, err := exec.Command(sh, "-c", script).Output()
-	if err != nil {
-		t.Fatalf("%s -c %q: %v", sh, script, err)
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 }
 
 // TestLiteralMatchesShell checks, against the shells installed, that for

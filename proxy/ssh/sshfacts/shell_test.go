@@ -1,0 +1,134 @@
+package sshfacts
+
+import (
+	"math/rand"
+	"os/exec"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// randomCommands returns n commands of up to 14 pieces each, from pieces
+// chosen for what the shell reads specially, that Analyze accepts and
+// keep says to test. The seed is fixed, so a failure repeats.
+func randomCommands(n int, keep func(string, Facts) bool) []string {
+	pieces := []string{
+		"a", "b", "A", "1", " ", "\t", "\n", "\r", "é", "'", "\"", "\\", "\\\n",
+		"$", "`", "#", "~", "=", "x=", "*", "?", "[", "]", "{", "}", "{ ", "; }",
+		",", ".", ":", "%", "@", "-", "^", "!", ";", "&", "|", "(", ")", "<", ">",
+		"<<", "$(", "${", "if", "then", "fi", "do", "done", "in", "case", "esac",
+	}
+	r := rand.New(rand.NewSource(1))
+	var out []string
+	for tries := 0; tries < 1000*n && len(out) < n; tries++ {
+		var b strings.Builder
+		for k := 1 + r.Intn(14); k > 0; k-- {
+			b.WriteString(pieces[r.Intn(len(pieces))])
+		}
+		c := b.String()
+		// "set -- " goes in front of each command: one that starts with
+		// a separator, a comment or a continuation would not follow it.
+		if strings.TrimLeft(c, " \t\n;#") != c || strings.HasPrefix(c, "\\\n") || strings.Contains(c, "\n;") {
+			continue
+		}
+		if f, err := Analyze(c); err == nil && keep(c, f) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// TestRandomLiteralCommandsMatchShell compares, for random commands that
+// Analyze calls Literal, the words with those the real shells read.
+func TestRandomLiteralCommandsMatchShell(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a shell per command")
+	}
+	commands := randomCommands(300, func(_ string, f Facts) bool { return f.Literal() })
+	for _, sh := range shells(t) {
+		for _, c := range commands {
+			f, _ := Analyze(c)
+			want := append(append([]string(nil), f.Assignments...), f.Argv...)
+			got, ok := shellWordsOrSyntaxError(t, sh, c)
+			if ok && !reflect.DeepEqual(got, want) {
+				t.Errorf("%s reads %q as %q, Analyze gives %q", sh, c, got, want)
+			}
+		}
+	}
+}
+
+// TestRandomSimpleCommandsRunOnce runs random commands that Analyze does not
+// call Compound in the real shells, traced (-x) with an empty PATH, and
+// checks that the shell ran one simple command and no substitution.
+func TestRandomSimpleCommandsRunOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a shell per command")
+	}
+	dir := t.TempDir()
+	commands := randomCommands(300, func(_ string, f Facts) bool { return !f.Compound })
+	for _, sh := range shells(t) {
+		for _, c := range commands {
+			cmd := exec.Command(sh, "-x", "-c", "set -- "+c+"\n")
+			cmd.Env = []string{"PATH=" + dir}
+			cmd.Dir = dir
+			// Errors are expected (bad substitutions and the like); what
+			// counts is what ran before them.
+			out, _ := cmd.CombinedOutput()
+			traced := 0
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "+") {
+					traced++
+				}
+			}
+			if traced > 1 {
+				t.Errorf("%s ran more than one command for %q: %q", sh, c, out)
+			}
+		}
+	}
+}
+
+// shells returns the POSIX shells installed here, the real readers of an
+// SSH exec command.
+func shells(t *testing.T) []string {
+	var found []string
+	for _, sh := range []string{"sh", "dash", "bash"} {
+		if p, err := exec.LookPath(sh); err == nil {
+			found = append(found, p)
+		}
+	}
+	if len(found) == 0 {
+		t.Skip("no POSIX shell installed to compare with")
+	}
+	return found
+}
+
+// shellWords asks a real shell for the words of command: prefixed with
+// "set --", a command's words become the positional parameters, printed
+// NUL-separated.
+func shellWords(t *testing.T, sh, command string) []string {
+	t.Helper()
+	words, ok := shellWordsOrSyntaxError(t, sh, command)
+	if !ok {
+		t.Fatalf("%s cannot read %q", sh, command)
+	}
+	return words
+}
+
+// shellWordsOrSyntaxError is shellWords, reporting false when the shell
+// refuses the command as a syntax error.
+func shellWordsOrSyntaxError(t *testing.T, sh, command string) ([]string, bool) {
+	t.Helper()
+	script := "set -- " + command + "\nprintf '%s\\0' \"$#\" \"$@\""
+	out, err := exec.Command(sh, "-c", script).CombinedOutput()
+	if err != nil {
+		if strings.Contains(strings.ToLower(string(out)), "syntax error") {
+			return nil, false
+		}
+		t.Fatalf("%s -c %q: %v: %s", sh, script, err, out)
+	}
+	fields := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if len(fields) == 1 {
+		return nil, true
+	}
+	return fields[1:], true
+}
