@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
 	"sync"
 	"time"
@@ -25,6 +26,10 @@ type sftpRelay struct {
 	mu      sync.Mutex
 	tracker *sftp.Tracker
 	ops     map[uint32]sftpOp // forwarded requests to record, by id
+	// home is the directory relative paths start from, as the server
+	// answered the client's REALPATH of "." (every OpenSSH client asks
+	// first); "" until then.
+	home string
 }
 
 // sftpOp is a forwarded request waiting for its reply.
@@ -102,7 +107,7 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 	case sftp.TypeClose:
 		return policy.Decision{Action: policy.Allow}, true // recorded with its byte counts
 	}
-	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FilePath: req.Path, FileTarget: req.Path2, FileWrites: req.Writes()}
+	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FilePath: s.resolve(req.Path), FileTarget: s.resolve(req.Path2), FileWrites: req.Writes()}
 	c := s.sc.c
 	f.User = c.user
 	r := c.base
@@ -129,6 +134,25 @@ func recordedOp(req sftp.Request) bool {
 		return true
 	}
 	return req.Writes()
+}
+
+// resolve is a path as policy sees it: cleaned lexically (/tmp/../etc is
+// /etc) and, when relative, joined to the login directory once the server
+// has told it. Symbolic links cannot be resolved from here.
+func (s *sftpRelay) resolve(p string) string {
+	if p == "" {
+		return ""
+	}
+	if path.IsAbs(p) {
+		return path.Clean(p)
+	}
+	s.mu.Lock()
+	home := s.home
+	s.mu.Unlock()
+	if home == "" {
+		return path.Clean(p)
+	}
+	return path.Join(home, p)
 }
 
 // answer sends the agent the gateway's own STATUS reply to req.
@@ -168,6 +192,12 @@ func (s *sftpRelay) replies() {
 		}
 		_, werr := s.sc.ch.Write(p.Raw)
 		s.mu.Unlock()
+		if ok && done.Request.Type == sftp.TypeRealpath && (done.Request.Path == "." || done.Request.Path == "") &&
+			len(done.Response.Names) == 1 && path.IsAbs(done.Response.Names[0]) {
+			s.mu.Lock()
+			s.home = path.Clean(done.Response.Names[0])
+			s.mu.Unlock()
+		}
 		if ok && recordedOp(done.Request) {
 			s.record(done, op)
 		}

@@ -1,11 +1,15 @@
 package ssh_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	gossh "golang.org/x/crypto/ssh"
 )
 
 func TestSFTPAndSCP(t *testing.T) {
@@ -116,4 +120,103 @@ rules:
 	if got := e.counter(t, "interlock_blocked_commands_total", map[string]string{"protocol": "ssh", "rule": "protected-read-only"}); got < 4 {
 		t.Errorf("blocked counter %v, want at least 4", got)
 	}
+}
+
+// A client that sends relative or ..-laden paths (the OpenSSH client makes
+// them absolute itself; others do not) still meets the rules on the path
+// the server will use.
+func TestSFTPPathsResolved(t *testing.T) {
+	remote := t.TempDir()
+	protected := filepath.Join(remote, "protected")
+	if err := os.Mkdir(protected, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOptions{policy: fmt.Sprintf(`
+default: allow
+rules:
+  - name: protected-read-only
+    when: ssh.request == "sftp" && ssh.file.writes && ssh.file.path.startsWith(%q)
+    action: deny
+`, protected+"/")})
+	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
+		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(), // the gateway's key is not what this test is about
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	w, _ := sess.StdinPipe()
+	r, _ := sess.StdoutPipe()
+	if err := sess.RequestSubsystem("sftp"); err != nil {
+		t.Fatal(err)
+	}
+	rd := sftpReader{t: t, r: r}
+	send := func(typ byte, id uint32, fields ...any) {
+		t.Helper()
+		body := []byte{typ}
+		if typ != 1 { // INIT has a version, no id
+			body = binary.BigEndian.AppendUint32(body, id)
+		}
+		for _, f := range fields {
+			switch f := f.(type) {
+			case string:
+				body = binary.BigEndian.AppendUint32(body, uint32(len(f)))
+				body = append(body, f...)
+			case uint32:
+				body = binary.BigEndian.AppendUint32(body, f)
+			}
+		}
+		pkt := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+		if _, err := w.Write(append(pkt, body...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1, 0, uint32(3)) // INIT
+	rd.next()             // VERSION
+	send(16, 1, ".")      // REALPATH "."
+	typ, payload := rd.next()
+	if typ != 104 {
+		t.Fatalf("REALPATH answered with type %d", typ)
+	}
+	home := string(payload[12 : 12+binary.BigEndian.Uint32(payload[8:12])])
+	rel, err := filepath.Rel(home, filepath.Join(protected, "rel.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const createWrite = 0x02 | 0x08 | 0x10
+	for i, p := range []string{rel, "/tmp/../" + strings.TrimPrefix(protected, "/") + "/dots.txt", protected + "//./abs.txt"} {
+		send(3, uint32(10+i), p, uint32(createWrite), uint32(0)) // OPEN, no attrs
+		typ, payload := rd.next()
+		if typ != 101 || binary.BigEndian.Uint32(payload[4:8]) != 3 {
+			t.Errorf("open %q: reply type %d, status %d; want permission denied", p, typ, binary.BigEndian.Uint32(payload[4:8]))
+		}
+	}
+	entries, _ := os.ReadDir(protected)
+	if len(entries) != 0 {
+		t.Errorf("files were created in the protected folder: %v", entries)
+	}
+}
+
+// sftpReader reads whole SFTP packets.
+type sftpReader struct {
+	t *testing.T
+	r io.Reader
+}
+
+func (s sftpReader) next() (byte, []byte) {
+	s.t.Helper()
+	var hdr [4]byte
+	if _, err := io.ReadFull(s.r, hdr[:]); err != nil {
+		s.t.Fatal(err)
+	}
+	b := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+	if _, err := io.ReadFull(s.r, b); err != nil {
+		s.t.Fatal(err)
+	}
+	return b[0], b[1:]
 }
