@@ -224,6 +224,13 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	if terminal && f.Subsystem == "" {
 		sc.startCast(d.RecordInput)
 	}
+	// Output is relayed from before the request goes upstream: a command
+	// that ends at once must not close the channel ahead of its output.
+	var relay *sftpRelay
+	if f.Request == "subsystem" && f.Subsystem == "sftp" {
+		relay = newSFTPRelay(sc)
+	}
+	sc.relayOutput(pumps, relay)
 	ok, err := sc.up.SendRequest(req.Type, true, req.Payload)
 	if err != nil || !ok {
 		sc.mu.Lock()
@@ -231,13 +238,10 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 		sc.cmd.Error = "upstream refused the " + f.Request + " request"
 		sc.mu.Unlock()
 		req.Reply(false, nil)
+		sc.up.Close() // ends the output relay
 		return
 	}
-	if f.Request == "subsystem" && f.Subsystem == "sftp" {
-		sc.pumpSFTP(pumps)
-	} else {
-		sc.pump(pumps)
-	}
+	sc.relayInput(relay)
 	req.Reply(true, nil)
 }
 
@@ -307,23 +311,38 @@ func (sc *sessionChannel) startCast(input bool) {
 	}()
 }
 
-// pump starts the data flow of an exec or shell: the agent's input
-// upstream, upstream's output and errors to the agent, each through the
-// terminal recording when there is one.
-func (sc *sessionChannel) pump(pumps *sync.WaitGroup) {
-	go func() {
-		io.Copy(sc.up, sc.tee(sc.ch, true))
-		sc.up.CloseWrite()
-	}()
-	pumps.Add(2)
+// relayOutput relays upstream's output and errors to the agent (through the
+// terminal recording when there is one, or packet by packet for sftp),
+// and sends the agent EOF once both have ended.
+func (sc *sessionChannel) relayOutput(pumps *sync.WaitGroup, relay *sftpRelay) {
+	pumps.Add(1)
 	go func() {
 		defer pumps.Done()
-		io.Copy(sc.ch, sc.tee(sc.up, false))
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if relay != nil {
+				relay.replies()
+				return
+			}
+			io.Copy(sc.ch, sc.tee(sc.up, false))
+		})
+		wg.Go(func() { io.Copy(sc.ch.Stderr(), sc.tee(sc.up.Stderr(), false)) })
+		wg.Wait()
 		sc.ch.CloseWrite()
 	}()
+}
+
+// relayInput relays the agent's input upstream (through the recording when the
+// rule asked for input, or decided packet by packet for sftp), and sends
+// upstream EOF when it ends.
+func (sc *sessionChannel) relayInput(relay *sftpRelay) {
 	go func() {
-		defer pumps.Done()
-		io.Copy(sc.ch.Stderr(), sc.tee(sc.up.Stderr(), false))
+		if relay != nil {
+			relay.requests()
+		} else {
+			io.Copy(sc.up, sc.tee(sc.ch, true))
+		}
+		sc.up.CloseWrite()
 	}()
 }
 

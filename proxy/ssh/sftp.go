@@ -38,23 +38,8 @@ type sftpOp struct {
 	began    time.Time
 }
 
-// pumpSFTP starts the data flow of an sftp subsystem.
-func (sc *sessionChannel) pumpSFTP(pumps *sync.WaitGroup) {
-	s := &sftpRelay{sc: sc, tracker: sftp.NewTracker(), ops: map[uint32]sftpOp{}}
-	go func() {
-		s.requests()
-		sc.up.CloseWrite()
-	}()
-	pumps.Add(2)
-	go func() {
-		defer pumps.Done()
-		s.replies()
-		sc.ch.CloseWrite()
-	}()
-	go func() {
-		defer pumps.Done()
-		io.Copy(sc.ch.Stderr(), sc.up.Stderr())
-	}()
+func newSFTPRelay(sc *sessionChannel) *sftpRelay {
+	return &sftpRelay{sc: sc, tracker: sftp.NewTracker(), ops: map[uint32]sftpOp{}}
 }
 
 // requests reads the agent's packets, decides them and forwards the

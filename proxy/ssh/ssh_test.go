@@ -334,3 +334,19 @@ rules:
 		t.Errorf("input not recorded: %q", input.String())
 	}
 }
+
+// Output on stderr after stdout has ended, and the output of a command that
+// ends at once, reach the agent whole.
+func TestOutputOrdering(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for i := range 10 {
+		out, errOut, code := e.ssh(t, "", nil, "echo out; exec 1>&-; sleep 0.05; echo err >&2")
+		if code != 0 || out != "out\n" || errOut != "err\n" {
+			t.Fatalf("run %d: code %d, out %q, err %q", i, code, out, errOut)
+		}
+		out, _, code = e.ssh(t, "", nil, "echo quick")
+		if code != 0 || out != "quick\n" {
+			t.Fatalf("run %d: quick command: code %d, out %q", i, code, out)
+		}
+	}
+}
