@@ -46,6 +46,7 @@ demo: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...
 	$(GO) run ./bench/pgbench -interlock bin/interlock
+	$(GO) run ./bench/sshbench
 
 clean:
 	rm -rf bin/
