@@ -66,6 +66,13 @@ func (s *sftpRelay) requests() {
 			s.answer(req, sftp.StatusFailure, "interlock: "+err.Error())
 			continue
 		}
+		if req.Op == "unknown" {
+			// Not a version 3 request: OpenSSH's server would never answer
+			// it (and stall what follows), and the gateway cannot say what
+			// it does.
+			s.answer(req, sftp.StatusOpUnsupported, "interlock: unknown sftp request type "+req.Type.String())
+			continue
+		}
 		d, decided := s.decide(req)
 		if d.Action != policy.Allow {
 			s.answer(req, sftp.StatusPermissionDenied, "interlock: "+d.Message)

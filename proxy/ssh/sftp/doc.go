@@ -30,6 +30,11 @@
 //     draft's; see [Request.Path2].
 //   - Anything it cannot classify counts as a write: an unknown extension
 //     or request type ([Request.Writes]).
+//   - A request of a type version 3 does not have (Op "unknown") should be
+//     answered by the handler (StatusOpUnsupported), not forwarded:
+//     OpenSSH's server logs it and never replies, so it would stay pending
+//     in the Tracker, and the server stops reading requests it already
+//     has buffered until more input arrives.
 //
 // # Error contract
 //

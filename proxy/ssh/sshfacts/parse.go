@@ -85,6 +85,9 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 		skipName bool
 		// afterTime: time may be followed by its -p option.
 		afterTime bool
+		// coprocName: after coproc, the first word may name the
+		// coprocess, and a { after it opens the command.
+		coprocName bool
 		// caseDepth counts open case statements; inPattern is true while
 		// reading a case pattern, up to its ')'.
 		caseDepth int
@@ -102,7 +105,7 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 		}
 		p.add(cur.inner)
 		cur = simpleCommand{}
-		skipWords, skipName, afterTime = false, false, false
+		skipWords, skipName, afterTime, coprocName = false, false, false, false
 	}
 	for {
 		tok, err := l.next()
@@ -148,8 +151,15 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 				l.st.compound = true
 			}
 			finish()
+			// In case's syntax only these operators may come before "in"
+			// or inside a pattern; after any other the shell reports a
+			// syntax error, and reading on as commands lists more, never
+			// less.
+			if op != "\n" {
+				wantCaseIn = false
+			}
 			if inPattern {
-				if op == ")" {
+				if op != "|" && op != "(" && op != "\n" {
 					inPattern = false
 				}
 				continue
@@ -180,6 +190,14 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 			skipName = false
 			continue
 		}
+		if coprocName && len(cur.argv) == 1 && tok.plain && tok.text == "{" {
+			// coproc NAME { cmd; }: NAME stays listed (it may be the
+			// program of coproc NAME args), and the group's commands
+			// follow.
+			finish()
+			continue
+		}
+		coprocName = coprocName && len(cur.argv) == 0
 		if len(cur.argv) == 0 {
 			if afterTime && tok.plain && tok.text == "-p" {
 				afterTime = false
@@ -204,6 +222,8 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 					}
 				case "time":
 					afterTime = true
+				case "coproc":
+					coprocName = true
 				}
 				continue
 			}

@@ -1,11 +1,14 @@
 package sshfacts
 
 import (
+	"context"
 	"math/rand"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // randomCommands returns n commands of up to 14 pieces each, from pieces
@@ -82,6 +85,121 @@ func TestRandomSimpleCommandsRunOnce(t *testing.T) {
 			}
 			if traced > 1 {
 				t.Errorf("%s ran more than one command for %q: %q", sh, c, out)
+			}
+		}
+	}
+}
+
+// randomScript writes a random shell command of bash's grammar, nested up
+// to depth: simple commands joined by lists and pipelines, inside groups,
+// subshells, if, while, until, for, case, functions, coprocesses, with !,
+// time, assignments, redirections, comments and line continuations. Loops
+// break after one round.
+func randomScript(r *rand.Rand, depth int) string {
+	word := func() string {
+		return []string{"a", "b", "c", "'q'", "\"d\"", "\\e", "a\\\nb", "x=1", "in", "do", "}"}[r.Intn(11)]
+	}
+	simple := func() string {
+		var b strings.Builder
+		if r.Intn(4) == 0 {
+			b.WriteString("f=1 ")
+		}
+		b.WriteString([]string{"a", "b", "c", "'q'", "\"d\"", "\\e", "a\\\nb"}[r.Intn(7)])
+		for k := r.Intn(3); k > 0; k-- {
+			b.WriteString(" " + word())
+		}
+		if r.Intn(5) == 0 {
+			b.WriteString([]string{" >o", " <i", " 2>&1", " >>o"}[r.Intn(4)])
+		}
+		if r.Intn(8) == 0 {
+			b.WriteString(" # a comment; rm")
+			b.WriteString("\n")
+		}
+		return b.String()
+	}
+	if depth == 0 {
+		return simple()
+	}
+	sub := func() string { return randomScript(r, depth-1) }
+	switch r.Intn(16) {
+	case 0:
+		return sub() + " && " + sub()
+	case 1:
+		return sub() + " || " + sub()
+	case 2:
+		return sub() + " | " + sub()
+	case 3:
+		return sub() + "; " + sub()
+	case 4:
+		return sub() + "\n" + sub()
+	case 5:
+		return "{ " + sub() + "; }"
+	case 6:
+		return "(" + sub() + ")"
+	case 7:
+		return "if " + sub() + "; then " + sub() + "; else " + sub() + "; fi"
+	case 8:
+		return "while " + sub() + "; do " + sub() + "; break; done"
+	case 9:
+		return "until " + sub() + "\ndo " + sub() + "\nbreak\ndone"
+	case 10:
+		return "for x in a b; do " + sub() + "; done"
+	case 11:
+		return "case a in a|b) " + sub() + ";; (c) " + sub() + ";; esac"
+	case 12:
+		return "function g { " + sub() + "; }; g"
+	case 13:
+		return "! " + sub()
+	case 14:
+		return "time " + simple()
+	}
+	return "coproc " + simple()
+}
+
+// TestRandomCommandsListPrograms runs random commands of bash's grammar
+// that Analyze finds no expansion or substitution in, traced with an
+// empty PATH, and checks that every command bash tried to run is in
+// Programs.
+func TestRandomCommandsListPrograms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a shell per command")
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is not installed")
+	}
+	r := rand.New(rand.NewSource(1))
+	dir := t.TempDir()
+	for n, tries := 0, 0; n < 300 && tries < 10000; tries++ {
+		c := randomScript(r, 1+r.Intn(3))
+		f, err := Analyze(c)
+		if err != nil {
+			t.Fatalf("Analyze(%q): %v", c, err)
+		}
+		if f.Expansion || f.Glob || f.Substitution || exec.Command(bash, "-n", "-c", c).Run() != nil {
+			continue
+		}
+		n++
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, bash, "-x", "-c", c)
+		cmd.Env = []string{"PATH=" + dir}
+		cmd.Dir = dir
+		out, _ := cmd.CombinedOutput()
+		cancel()
+		for _, line := range strings.Split(string(out), "\n") {
+			fields := strings.Fields(strings.TrimLeft(line, "+"))
+			if !strings.HasPrefix(line, "+") || len(fields) == 0 {
+				continue
+			}
+			// The trace shows compound commands by their keyword, and
+			// assignments as they happen.
+			program := strings.Trim(fields[0], "'")
+			switch program {
+			case "[[", "for", "case", "((", "time", "COPROC":
+				continue
+			}
+			if !strings.Contains(program, "=") && !slices.Contains(f.Programs, program) {
+				t.Errorf("for %q bash ran %q; Programs %q", c, line, f.Programs)
 			}
 		}
 	}

@@ -84,7 +84,8 @@ type Facts struct {
 }
 
 // Literal reports whether Argv is exactly what the shell would run: one
-// simple command whose words the shell does not change.
+// simple command whose words the shell does not change. Assignments may
+// still set the program's environment (LD_PRELOAD=... ls is Literal).
 func (f Facts) Literal() bool {
 	return !f.Compound && !f.Expansion && !f.Glob
 }
