@@ -143,7 +143,7 @@ asciicast player (asciinema play) plays them too.`,
 			n := 1
 			if len(args) == 2 {
 				if n, err = strconv.Atoi(args[1]); err != nil || n < 1 {
-					return fmt.Errorf("N: %q is not a number from 1", args[1])
+					return fmt.Errorf("recording number %q is not a number from 1", args[1])
 				}
 			}
 			if n > len(casts) {
