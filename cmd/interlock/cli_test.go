@@ -26,12 +26,17 @@ func demoConfig(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pw := filepath.Join(dir, "shop.password")
-	if err := os.WriteFile(pw, []byte("x\n"), 0o600); err != nil {
-		t.Fatal(err)
+	// The credential files the demo writes before it loads the config.
+	text := string(b)
+	for _, name := range []string{"shop.password", "bastion.key", "bastion.known_hosts"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		text = strings.ReplaceAll(text, "/tmp/interlock-demo/"+name, p)
 	}
 	cfg := filepath.Join(dir, "demo.yaml")
-	if err := os.WriteFile(cfg, []byte(strings.ReplaceAll(string(b), "/tmp/interlock-demo/shop.password", pw)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
@@ -39,7 +44,7 @@ func demoConfig(t *testing.T) string {
 
 func TestCheck(t *testing.T) {
 	out, err := runCLI(t, "check", "--config", demoConfig(t))
-	if err != nil || !strings.Contains(out, "ok (2 targets, 1 workloads, 2 rules, 1 masks); policy tests: 2 passed, 0 failed") {
+	if err != nil || !strings.Contains(out, "ok (3 targets, 1 workloads, 4 rules, 1 masks); policy tests: 6 passed, 0 failed") {
 		t.Errorf("check of the demo config: %q, %v", out, err)
 	}
 
