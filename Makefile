@@ -25,8 +25,14 @@ check-generate: generate
 
 # The whole suite. As root the privileged tests (eBPF, cgroups) run; set
 # INTERLOCK_REQUIRE_PRIVILEGED=1 to make a skipped privileged test fail.
-test:
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+# The OIDC tests run Ory Hydra (bin/hydra) as the identity provider.
+test: bin/hydra
+	INTERLOCK_HYDRA=$(CURDIR)/bin/hydra $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Ory Hydra, a real OIDC provider for the identity tests: a tool in go.mod,
+# built with SQLite for its in-memory store.
+bin/hydra: go.mod go.sum
+	$(GO) build -tags sqlite,sqlite_omit_load_extension -o bin/hydra github.com/ory/hydra/v2
 
 # The pgx v5 test suite through the gateway (proxy/postgres/pgxsuite): a
 # real PostgreSQL, the gateway in-process under the race detector, pgx's
