@@ -49,7 +49,7 @@ func TestRunTests(t *testing.T) {
 		Default: "deny",
 		Rules: []RuleConfig{
 			{Name: "no-ddl", When: `sql.kind == "ddl"`, Action: "deny"},
-			{Name: "hold-writes", When: `sql.kind == "write" && sql.database == "shop"`, Action: "review"},
+			{Name: "hold-writes", When: `sql.kind == "write" && sql.database == "shop"`, Action: "review", Review: &ReviewConfig{Approvers: []string{"dba"}}},
 			{Name: "reads", When: `sql.kind == "read"`, Action: "allow"},
 			{Name: "writers", When: `"writers" in identity.groups`, Action: "allow"},
 		},

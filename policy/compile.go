@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/ast"
@@ -108,6 +110,9 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 		r.targets = c.targetNames(path, "targets", rc.Targets)
 		r.workloads = c.workloadNames(path, "workloads", rc.Workloads)
 		r.decision = Decision{Action: Action(rc.Action), Rule: rc.Name, Message: rc.Message, RecordInput: rc.RecordInput}
+		if rc.Review != nil && r.decision.Action != Review {
+			c.failf(path, "review", "review settings need action: review")
+		}
 		switch r.decision.Action {
 		case Allow:
 		case Deny:
@@ -118,6 +123,7 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 			if r.decision.Message == "" {
 				r.decision.Message = "interlock policy rule " + rc.Name + " requires review"
 			}
+			r.decision.Review = c.review(path, rc.Review)
 		case "":
 			c.failf(path, "action", "required (allow, deny or review)")
 		default:
@@ -133,6 +139,52 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 		out = append(out, r)
 	}
 	return out
+}
+
+// Review bounds.
+const (
+	defaultReviewTimeout = 5 * time.Minute
+	maxReviewTimeout     = 24 * time.Hour
+)
+
+// review checks a review rule's settings and fills the defaults.
+func (c *compiler) review(path string, rc *ReviewConfig) *ReviewSettings {
+	if rc == nil {
+		c.failf(path, "review", "action review needs review.approvers: the groups that may decide")
+		return nil
+	}
+	r := &ReviewSettings{Approvers: slices.Clone(rc.Approvers), Timeout: defaultReviewTimeout, Webhook: rc.Notify.Webhook}
+	if len(rc.Approvers) == 0 {
+		c.failf(path, "review.approvers", "required: the groups whose members may approve")
+	}
+	for _, g := range rc.Approvers {
+		if strings.TrimSpace(g) == "" {
+			c.failf(path, "review.approvers", "empty group name")
+		}
+	}
+	parse := func(field, v string, into *time.Duration) {
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			c.failf(path, field, "%q is not a duration; write it like \"5m\" or \"30s\"", v)
+		case d <= 0 || d > maxReviewTimeout:
+			c.failf(path, field, "%s is out of range (more than 0, at most 24h)", v)
+		default:
+			*into = d
+		}
+	}
+	parse("review.timeout", rc.Timeout, &r.Timeout)
+	parse("review.grant", rc.Grant, &r.Grant)
+	if w := rc.Notify.Webhook; w != "" {
+		u, err := url.Parse(w)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.failf(path, "review.notify.webhook", "%q is not an http or https URL", w)
+		}
+	}
+	return r
 }
 
 // compileWhen parses, checks and plans one condition. The checker catches

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // testEnv is the world most tests compile against.
@@ -181,7 +182,7 @@ func TestCompileValid(t *testing.T) {
 		Default: "deny",
 		Rules: []RuleConfig{
 			{Name: "no-ddl", Targets: []string{"shop"}, When: `sql.kind == "ddl"`, Action: "deny", Message: "no DDL here"},
-			{Name: "hold-deletes", When: `sql.command == "DELETE" && !sql.has_where`, Action: "review"},
+			{Name: "hold-deletes", When: `sql.command == "DELETE" && !sql.has_where`, Action: "review", Review: &ReviewConfig{Approvers: []string{"dba"}}},
 			{Name: "admins", When: `"admins" in identity.groups && identity.issuer.startsWith("https://")`, Action: "allow"},
 			{Name: "reads", Workloads: []string{"agent"}, When: `sql.kind == "read" && sql.tables.all(t, !t.startsWith("pg_"))`, Action: "allow"},
 			{Name: "ssh", When: `target.protocol == "ssh" && workload.name == "etl" && target.address != ""`, Action: "allow"},
@@ -209,5 +210,39 @@ func TestCompileOptions(t *testing.T) {
 	}
 	if _, err := Compile(Config{}, Env{}, Options{}); err != nil {
 		t.Fatalf("Compile with Options: %v", err)
+	}
+}
+
+func TestCompileReview(t *testing.T) {
+	rule := func(action string, rv *ReviewConfig) Config {
+		return Config{Rules: []RuleConfig{{Name: "r", When: `sql.kind == "write"`, Action: action, Review: rv}}}
+	}
+	bad := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"review without settings", rule("review", nil), "policy.rules[0] (r): review: action review needs review.approvers"},
+		{"no approvers", rule("review", &ReviewConfig{}), "review.approvers: required"},
+		{"bad timeout", rule("review", &ReviewConfig{Approvers: []string{"dba"}, Timeout: "soon"}), `review.timeout: "soon" is not a duration`},
+		{"timeout too long", rule("review", &ReviewConfig{Approvers: []string{"dba"}, Timeout: "48h"}), "review.timeout: 48h is out of range"},
+		{"bad grant", rule("review", &ReviewConfig{Approvers: []string{"dba"}, Grant: "-1m"}), "review.grant: -1m is out of range"},
+		{"bad webhook", rule("review", &ReviewConfig{Approvers: []string{"dba"}, Notify: ReviewNotify{Webhook: "ftp://x"}}), `review.notify.webhook: "ftp://x" is not an http or https URL`},
+		{"settings on deny", rule("deny", &ReviewConfig{Approvers: []string{"dba"}}), "review: review settings need action: review"},
+	}
+	for _, tc := range bad {
+		_, err := Compile(tc.cfg, testEnv())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	p, err := Compile(rule("review", &ReviewConfig{Approvers: []string{"dba"}, Grant: "15m", Notify: ReviewNotify{Webhook: "http://127.0.0.1:9/hook"}}), testEnv())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Decide(pg(SQL{Kind: "write"}))
+	if d.Action != Review || d.Review == nil || d.Review.Timeout != 5*time.Minute || d.Review.Grant != 15*time.Minute ||
+		d.Review.Approvers[0] != "dba" || d.Review.Webhook != "http://127.0.0.1:9/hook" {
+		t.Errorf("decision %+v, settings %+v", d, d.Review)
 	}
 }

@@ -38,6 +38,33 @@ type RuleConfig struct {
 	// or pty), records what the client types too. Off by default: input
 	// carries passwords typed at prompts.
 	RecordInput bool `yaml:"record_input"`
+	// Review configures a rule whose action is review: who may decide and
+	// for how long the command is held. Required with action review, not
+	// allowed with the others.
+	Review *ReviewConfig `yaml:"review"`
+}
+
+// ReviewConfig is how a held command is decided.
+type ReviewConfig struct {
+	// Approvers are the groups whose members may approve or reject;
+	// required. The requester can never decide its own request.
+	Approvers []string `yaml:"approvers"`
+	// Timeout is how long the command is held; no decision by then
+	// denies it. A Go duration ("5m"); default 5m, at most 24h.
+	Timeout string `yaml:"timeout"`
+	// Grant, when set, makes an approval also cover the same workload's
+	// commands on the same target under the same rule for this long
+	// ("15m"); at most 24h.
+	Grant string `yaml:"grant"`
+	// Notify says whom to tell that a request waits.
+	Notify ReviewNotify `yaml:"notify"`
+}
+
+// ReviewNotify is where review requests are announced.
+type ReviewNotify struct {
+	// Webhook receives a JSON POST with a text field (chat incoming
+	// webhooks render it) and the request's details; http or https.
+	Webhook string `yaml:"webhook"`
 }
 
 // MaskConfig is one mask rule. Every mask whose targets and workloads match

@@ -3,6 +3,7 @@ package policy
 import (
 	"bytes"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +36,7 @@ func TestDecide(t *testing.T) {
 		{Name: "no-ddl", When: `sql.kind == "ddl"`, Action: "deny"},
 		{Name: "billing-readonly", Targets: []string{"billing"}, When: `sql.kind != "read"`, Action: "deny", Message: "billing is read-only"},
 		{Name: "etl-writes", Workloads: []string{"etl"}, When: `sql.kind == "write"`, Action: "allow"},
-		{Name: "hold-unbounded-delete", When: `sql.command == "DELETE" && !sql.has_where`, Action: "review"},
+		{Name: "hold-unbounded-delete", When: `sql.command == "DELETE" && !sql.has_where`, Action: "review", Review: &ReviewConfig{Approvers: []string{"dba"}}},
 		{Name: "no-writes", When: `sql.kind == "write"`, Action: "deny"},
 		{Name: "no-pg-tables", When: `sql.tables.exists(t, t.startsWith("pg_"))`, Action: "deny"},
 		{Name: "admins", When: `"admins" in identity.groups`, Action: "allow"},
@@ -126,7 +127,12 @@ func TestDecide(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustCompile(t, Config{Default: tt.dflt, Rules: rules})
-			if got := p.Decide(tt.req); got != tt.want {
+			got := p.Decide(tt.req)
+			if (got.Review != nil) != (got.Action == Review) {
+				t.Errorf("Decide = %+v: review settings only and always with review", got)
+			}
+			got.Review = nil
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Decide = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -290,7 +296,7 @@ func BenchmarkDecide(b *testing.B) {
 		{Name: "billing-readonly", Targets: []string{"billing"}, When: `sql.kind != "read"`, Action: "deny"},
 		{Name: "etl-writes", Workloads: []string{"etl"}, When: `sql.kind == "write"`, Action: "allow"},
 		{Name: "no-ddl", When: `sql.kind == "ddl"`, Action: "deny"},
-		{Name: "hold-deletes", When: `sql.command == "DELETE" && !sql.has_where`, Action: "review"},
+		{Name: "hold-deletes", When: `sql.command == "DELETE" && !sql.has_where`, Action: "review", Review: &ReviewConfig{Approvers: []string{"dba"}}},
 		{Name: "no-pg-tables", When: `sql.tables.exists(t, t.startsWith("pg_"))`, Action: "deny"},
 		{Name: "no-sleep", When: `"pg_sleep" in sql.functions`, Action: "deny"},
 		{Name: "reads", When: `sql.kind == "read" && "agents" in identity.groups`, Action: "allow"},

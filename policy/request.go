@@ -1,5 +1,7 @@
 package policy
 
+import "time"
+
 // The facts a protocol handler hands the policy. policy/ knows nothing of
 // protocols beyond these: a handler fills what it knows, the rest stays
 // zero. Every namespace is always present in CEL (with zero values), so a
@@ -108,4 +110,15 @@ type Decision struct {
 	// RecordInput: the rule asks for a terminal session's input to be
 	// recorded too (off by default: it carries passwords typed at prompts).
 	RecordInput bool
+	// Review is set when Action is Review: how the held command is
+	// decided.
+	Review *ReviewSettings
+}
+
+// ReviewSettings are a review rule's compiled settings.
+type ReviewSettings struct {
+	Approvers []string
+	Timeout   time.Duration
+	Grant     time.Duration // 0: none
+	Webhook   string        // "": no notification
 }

@@ -39,6 +39,7 @@ rules:
   - name: truncate-needs-review
     when: sql.command == "TRUNCATE"
     action: review
+    review: {approvers: [dba]}
   - name: no-ddl
     when: sql.kind in ["ddl", "dcl", "procedural"]
     action: deny
