@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync/atomic"
+	"time"
 )
 
 // Sentinel errors; see the package documentation for when each is returned.
@@ -31,6 +32,10 @@ type Workload struct {
 	ID       uint32
 	Name     string
 	Identity Identity
+	// OIDC, when set, names the issuer whose token the workload must
+	// present; Identity is then unused: a caller gets the identity of the
+	// workload's current Login, or none.
+	OIDC string
 }
 
 // Caller is everything known about the process on the other end of a
@@ -43,6 +48,13 @@ type Caller struct {
 	UID        uint32
 	Executable string // /proc/PID/exe target, "" when unknown
 	CgroupID   uint64
+	// NeedsLogin names the OIDC issuer whose token the workload must
+	// present before it is served: its Identity is empty. "" when the
+	// caller has an identity.
+	NeedsLogin string
+	// IdentityExpires is when an OIDC identity's token expires; zero for
+	// static identities.
+	IdentityExpires time.Time
 }
 
 // LogAttrs are the caller's structured log keys: workload, subject, pid,
@@ -62,7 +74,26 @@ func (c Caller) LogAttrs() []slog.Attr {
 // Replace swaps the whole set at once, so a lookup sees either the old or the
 // new set, never a mix.
 type Registry struct {
-	byID atomic.Pointer[map[uint32]Workload]
+	byID   atomic.Pointer[map[uint32]Workload]
+	logins atomic.Pointer[Logins]
+}
+
+// UseLogins makes Caller take OIDC workloads' identities from l.
+func (r *Registry) UseLogins(l *Logins) { r.logins.Store(l) }
+
+// ByName returns the workload called name.
+func (r *Registry) ByName(name string) (Workload, bool) {
+	m := r.byID.Load()
+	if m == nil {
+		return Workload{}, false
+	}
+	for _, w := range *m {
+		if w.Name == name {
+			w.Identity.Groups = slices.Clone(w.Identity.Groups)
+			return w, true
+		}
+	}
+	return Workload{}, false
 }
 
 // NewRegistry returns a registry holding ws. When two workloads share an id
@@ -112,6 +143,15 @@ func (r *Registry) Caller(workloadID uint32, pid, uid uint32, cgroupID uint64) (
 		PID:        pid,
 		UID:        uid,
 		CgroupID:   cgroupID,
+	}
+	if w.OIDC != "" {
+		c.Identity = Identity{}
+		c.NeedsLogin = w.OIDC
+		if ls := r.logins.Load(); ls != nil {
+			if l, ok := ls.Lookup(w.Name); ok {
+				c.Identity, c.IdentityExpires, c.NeedsLogin = l.Identity, l.Expires, ""
+			}
+		}
 	}
 	if pid != 0 {
 		// Best effort by design: the connection is attributed by the

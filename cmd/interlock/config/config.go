@@ -23,11 +23,12 @@ const maxFileSize = 1 << 20
 
 // Config is a gateway configuration file.
 type Config struct {
-	Path      string        `yaml:"-"` // file it was loaded from
-	Gateway   Gateway       `yaml:"gateway"`
-	Targets   []Target      `yaml:"targets"`
-	Workloads []Workload    `yaml:"workloads"`
-	Policy    policy.Config `yaml:"policy"`
+	Path      string         `yaml:"-"` // file it was loaded from
+	Gateway   Gateway        `yaml:"gateway"`
+	Targets   []Target       `yaml:"targets"`
+	Workloads []Workload     `yaml:"workloads"`
+	Identity  IdentityConfig `yaml:"identity"`
+	Policy    policy.Config  `yaml:"policy"`
 
 	// source locates fields in the file Parse read, for error messages;
 	// nil when the Config was built in code.
@@ -46,6 +47,9 @@ type Gateway struct {
 	DialTimeout     Duration `yaml:"dial_timeout"`     // default 10s
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"` // default 10s
 	LogLevel        string   `yaml:"log_level"`        // debug|info|warn|error, default info
+	// AdminTokensFile maps bearer tokens to administrators (subject,
+	// groups) for the admin API; it must not be readable by other users.
+	AdminTokensFile string `yaml:"admin_tokens_file"`
 
 	// Parsed by Validate.
 	ListenAddr  netip.AddrPort `yaml:"-"`
@@ -131,10 +135,31 @@ type Match struct {
 	SystemdUnit string `yaml:"systemd_unit"` // unit name with its suffix, e.g. "agent.service"
 }
 
-// Identity is a workload's static identity.
+// Identity is a workload's identity: static, or proven with an OIDC token.
 type Identity struct {
 	Subject string   `yaml:"subject"` // default "workload:<name>"
 	Groups  []string `yaml:"groups"`
+	// OIDC names an issuer of identity.oidc: the workload has no identity,
+	// and its connections are refused, until it presents a valid token
+	// from that issuer (interlock login, or in a protocol's password
+	// field). Subject and groups then come from the token.
+	OIDC string `yaml:"oidc"`
+}
+
+// IdentityConfig is the identity section: the OIDC issuers workloads and
+// administrators prove themselves with.
+type IdentityConfig struct {
+	OIDC []OIDCIssuer `yaml:"oidc"`
+}
+
+// OIDCIssuer is one trusted OIDC issuer.
+type OIDCIssuer struct {
+	Name         string   `yaml:"name"`          // required, unique; workloads name it
+	Issuer       string   `yaml:"issuer"`        // the issuer URL, exactly as in its tokens' iss
+	Audience     string   `yaml:"audience"`      // required: tokens must be for this audience
+	GroupsClaim  string   `yaml:"groups_claim"`  // default "groups"
+	SubjectClaim string   `yaml:"subject_claim"` // default "sub"
+	ClockSkew    Duration `yaml:"clock_skew"`    // default 30s, at most 5m
 }
 
 // Egress says what a workload may reach besides the targets.
@@ -294,6 +319,16 @@ func (c *Config) Workload(name string) *Workload {
 	for i := range c.Workloads {
 		if c.Workloads[i].Name == name {
 			return &c.Workloads[i]
+		}
+	}
+	return nil
+}
+
+// OIDCIssuer returns the identity.oidc issuer called name, or nil.
+func (c *Config) OIDCIssuer(name string) *OIDCIssuer {
+	for i := range c.Identity.OIDC {
+		if c.Identity.OIDC[i].Name == name {
+			return &c.Identity.OIDC[i]
 		}
 	}
 	return nil

@@ -263,7 +263,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level field", "targest: []\n", "",
 			`demo.yaml:1:1: unknown field "targest" at the top level; did you mean "targets"?`},
 		{"unknown field far from any", target + "frobnicate: 1\n", "",
-			`demo.yaml:3:1: unknown field "frobnicate" at the top level; known fields: gateway, targets, workloads, policy`},
+			`demo.yaml:3:1: unknown field "frobnicate" at the top level; known fields: gateway, targets, workloads, identity, policy`},
 		{"unknown target field", "targets:\n  - name: echo\n    protocol: tcp\n    adress: 127.0.0.2:1\n", "",
 			`demo.yaml:4:5: unknown field "adress" in targets[0]; did you mean "address"?`},
 		{"unknown match field", target + "workloads:\n  - name: a\n    match:\n      pod: x\n", "",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"golang.org/x/crypto/ssh"
 	"net/netip"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -51,6 +52,7 @@ func (c *Config) Validate() error {
 	v := &validator{c: c}
 	v.gateway(&c.Gateway)
 	v.targets()
+	v.identity()
 	v.workloads()
 	v.listeners()
 	v.policy()
@@ -334,6 +336,53 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
+// identity checks the OIDC issuers.
+func (v *validator) identity() {
+	seen := map[string]int{}
+	for i := range v.c.Identity.OIDC {
+		o := &v.c.Identity.OIDC[i]
+		field := fmt.Sprintf("identity.oidc[%d]", i)
+		if !namePattern.MatchString(o.Name) {
+			v.failf(field+".name", "%q is not a valid issuer name; use 1 to 63 of a-z, 0-9, \"_\", \".\" and \"-\", starting with a letter or digit", o.Name)
+		} else if j, dup := seen[o.Name]; dup {
+			v.failf(field+".name", "duplicate: identity.oidc[%d] has the same name", j)
+		} else {
+			seen[o.Name] = i
+		}
+		u, err := url.Parse(o.Issuer)
+		switch {
+		case o.Issuer == "":
+			v.failf(field+".issuer", "the issuer URL is required")
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			v.failf(field+".issuer", "%q is not an http(s) URL", o.Issuer)
+		case u.Scheme == "http" && !loopbackHost(u.Hostname()):
+			v.failf(field+".issuer", "%q: plain http is accepted only on loopback; use https", o.Issuer)
+		}
+		if o.Audience == "" {
+			v.failf(field+".audience", "required: tokens must be issued for interlock's audience")
+		}
+		o.GroupsClaim = cmp.Or(o.GroupsClaim, "groups")
+		o.SubjectClaim = cmp.Or(o.SubjectClaim, "sub")
+		if o.ClockSkew.Duration == 0 {
+			o.ClockSkew.Duration = 30 * time.Second
+		} else if o.ClockSkew.Duration < 0 || o.ClockSkew.Duration > 5*time.Minute {
+			v.failf(field+".clock_skew", "%s is out of range (0 to 5m)", o.ClockSkew.Duration)
+		}
+	}
+	if f := v.c.Gateway.AdminTokensFile; f != "" {
+		v.secretFile("gateway.admin_tokens_file", &v.c.Gateway.AdminTokensFile)
+	}
+}
+
+// loopbackHost reports a host name or address that stays on the machine.
+func loopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.IsLoopback()
+}
+
 func (v *validator) workloads() {
 	seen := newNames("workload", v.workloadName)
 	cgroups := map[string]int{}
@@ -374,7 +423,16 @@ func (v *validator) workloads() {
 			}
 		}
 
-		w.Identity.Subject = cmp.Or(w.Identity.Subject, "workload:"+w.Name)
+		if name := w.Identity.OIDC; name != "" {
+			if v.c.OIDCIssuer(name) == nil {
+				v.failf(field+".identity.oidc", "no issuer %q in identity.oidc", name)
+			}
+			if w.Identity.Subject != "" || len(w.Identity.Groups) > 0 {
+				v.failf(field+".identity.oidc", "a workload proven by OIDC takes its subject and groups from the token; remove subject and groups")
+			}
+		} else {
+			w.Identity.Subject = cmp.Or(w.Identity.Subject, "workload:"+w.Name)
+		}
 		for j, g := range w.Identity.Groups {
 			if strings.TrimSpace(g) == "" {
 				v.failf(fmt.Sprintf("%s.identity.groups[%d]", field, j), "empty group name")
