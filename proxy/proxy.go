@@ -88,3 +88,20 @@ type SessionInfo struct {
 	Client      string
 	Started     time.Time
 }
+
+// LoginFunc verifies an OIDC token a caller that needs a login
+// (identity.Caller.NeedsLogin) gave in its protocol's password field, binds
+// the identity to the caller's workload as `interlock login` would, and
+// returns it with the token's expiry. via says how the token came
+// ("postgres password", "ssh password").
+type LoginFunc func(ctx context.Context, caller identity.Caller, token, via string) (identity.Identity, time.Time, error)
+
+// ErrIdentityExpired ends the sessions of a workload whose OIDC token
+// expired.
+var ErrIdentityExpired = errors.New("the workload's OIDC token expired; run interlock login again")
+
+// IdentityExpired reports whether the caller's OIDC identity has expired
+// by now: its commands must be refused.
+func IdentityExpired(c identity.Caller, now time.Time) bool {
+	return !c.IdentityExpires.IsZero() && !now.Before(c.IdentityExpires)
+}

@@ -3,10 +3,12 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
 	"github.com/interlock-dev/interlock/record"
 )
@@ -66,6 +68,12 @@ func (c *session) classify(sql string) ([]sqlfacts.Statement, *unreadable) {
 // decide asks the policy about one statement. Anything but allow is a
 // denial: review is not available yet, and an unknown action fails closed.
 func (c *session) decide(st sqlfacts.Statement) policy.Decision {
+	if proxy.IdentityExpired(c.s.Caller, time.Now()) {
+		// The session ends too (the gateway ends the workload's sessions
+		// when its token expires); until then nothing more runs.
+		c.cancel(proxy.ErrIdentityExpired)
+		return policy.Decision{Action: policy.Deny, Message: proxy.ErrIdentityExpired.Error()}
+	}
 	if d, denied := lexingGuard(st); denied {
 		return d
 	}

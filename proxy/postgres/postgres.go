@@ -115,6 +115,9 @@ type Options struct {
 	// Rewriter, when set, is asked once per session for the session's
 	// ResultRewriter (nil: results pass unchanged).
 	Rewriter func(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter
+	// Login verifies and binds the OIDC token a caller that needs a login
+	// gives as its password; nil refuses such callers.
+	Login proxy.LoginFunc
 }
 
 // validate checks o and fills its defaults.
@@ -169,6 +172,7 @@ type Handler struct {
 	commands   *proxy.CommandMetrics
 	log        *slog.Logger
 	rewriter   func(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter
+	login      proxy.LoginFunc
 
 	cancels cancelRegistry
 }
@@ -189,6 +193,7 @@ func New(o Options) (*Handler, error) {
 		commands:   o.Commands,
 		log:        o.Logger,
 		rewriter:   o.Rewriter,
+		login:      o.Login,
 		cancels:    cancelRegistry{byKey: map[cancelKey]cancelTarget{}},
 	}, nil
 }

@@ -176,6 +176,9 @@ func (c *session) run() error {
 		c.h.cancel(c.ctx, c.s, st.cancel, c.log)
 		return nil
 	}
+	if err := c.proveIdentity(); err != nil {
+		return err
+	}
 	if err := c.startRecording(st); err != nil {
 		c.fatal(codeSystemError, "interlock cannot record this session, so it does not run it")
 		return err
@@ -253,6 +256,42 @@ func (c *session) run() error {
 	end.Reason = reason
 	c.recordUnfinished(reason)
 	return err
+}
+
+// proveIdentity asks a caller whose workload must log in with an OIDC
+// token (and has not) for the token as its password, and binds it. Without
+// a valid token the session ends before anything is recorded or reaches
+// upstream.
+func (c *session) proveIdentity() error {
+	need := c.s.Caller.NeedsLogin
+	if need == "" {
+		return nil
+	}
+	how := fmt.Sprintf("workload %s must prove its identity with an OIDC token from %s: run interlock login, or give the token as the password", c.s.Caller.Workload, need)
+	if c.h.login == nil {
+		c.fatal(codeInvalidAuthorization, "interlock: "+how)
+		return errors.New(how)
+	}
+	if err := c.client.send(&pgproto3.AuthenticationCleartextPassword{}); err != nil {
+		return nil // the client went away
+	}
+	token, err := c.cr.password()
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("the client gave no OIDC token: %s", how)
+		}
+		c.fatal(codeProtocolViolation, err.Error())
+		return err
+	}
+	id, expires, err := c.h.login(c.ctx, c.s.Caller, token, "postgres password")
+	if err != nil {
+		c.fatal(codeInvalidPassword, "interlock refused the OIDC token: "+err.Error()+" ("+how+")")
+		return fmt.Errorf("OIDC token refused: %w", err)
+	}
+	c.s.Caller.Identity, c.s.Caller.IdentityExpires, c.s.Caller.NeedsLogin = id, expires, ""
+	c.base.Identity = policy.Identity{Subject: id.Subject, Groups: slices.Clone(id.Groups), Issuer: id.Issuer}
+	c.log.Info("workload proved its identity with its password", "subject", id.Subject, "issuer", id.Issuer)
+	return nil
 }
 
 // recordUnfinished records the statements upstream had been sent but not

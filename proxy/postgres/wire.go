@@ -104,6 +104,31 @@ func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
 	return msg, nil
 }
 
+// password reads the client's PasswordMessage, the answer to an
+// authentication request.
+func (r *clientReader) password() (string, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
+		return "", err
+	}
+	n := int(int32(binary.BigEndian.Uint32(hdr[1:]))) - 4
+	if hdr[0] != 'p' {
+		return "", fmt.Errorf("%w: expected a password message, got type %d", errProtocol, hdr[0])
+	}
+	if n < 1 || n > maxStartupPacket {
+		return "", fmt.Errorf("%w: invalid password message length", errProtocol)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r.br, body); err != nil {
+		return "", unexpectedEOF(err)
+	}
+	var m pgproto3.PasswordMessage
+	if err := m.Decode(body); err != nil {
+		return "", fmt.Errorf("%w: invalid password message: %w", errProtocol, err)
+	}
+	return m.Password, nil
+}
+
 func unexpectedEOF(err error) error {
 	if errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
@@ -250,6 +275,7 @@ const (
 	codeConnectionFailure     = "08006"
 	codeAdminShutdown         = "57P01"
 	codeInvalidAuthorization  = "28000"
+	codeInvalidPassword       = "28P01"
 	codeFeatureNotSupported   = "0A000"
 	codeSystemError           = "58000"
 )

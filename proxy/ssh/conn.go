@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/record"
 )
 
@@ -174,6 +175,9 @@ func (c *conn) serverConfig() (*ssh.ServerConfig, error) {
 		ServerVersion: serverVersion,
 	}
 	conf.Ciphers = ciphers
+	if need := c.s.Caller.NeedsLogin; need != "" {
+		c.requireToken(conf, need)
+	}
 	cert, err := c.h.opts.CA.HostSigner(c.principals())
 	if err != nil {
 		return nil, fmt.Errorf("minting the host certificate: %w", err)
@@ -183,6 +187,37 @@ func (c *conn) serverConfig() (*ssh.ServerConfig, error) {
 		conf.AddHostKey(c.t.agentKey)
 	}
 	return conf, nil
+}
+
+// requireToken makes a caller whose workload must log in with an OIDC
+// token (and has not) give the token as its SSH password or
+// keyboard-interactive answer; nothing else authenticates it.
+func (c *conn) requireToken(conf *ssh.ServerConfig, issuer string) {
+	how := fmt.Sprintf("interlock: workload %s must prove its identity with an OIDC token from %s: run interlock login, or give the token as the password", c.s.Caller.Workload, issuer)
+	conf.NoClientAuth = false
+	conf.NoClientAuthCallback = nil
+	conf.PublicKeyCallback = nil
+	conf.BannerCallback = func(ssh.ConnMetadata) string { return how + "\n" }
+	check := func(token string) (*ssh.Permissions, error) {
+		if c.h.opts.Login == nil {
+			return nil, errors.New(how)
+		}
+		id, expires, err := c.h.opts.Login(c.ctx, c.s.Caller, token, "ssh password")
+		if err != nil {
+			c.log.Warn("OIDC token refused", "error", err)
+			return nil, fmt.Errorf("OIDC token refused: %w", err)
+		}
+		c.s.Caller.Identity, c.s.Caller.IdentityExpires, c.s.Caller.NeedsLogin = id, expires, ""
+		return &ssh.Permissions{}, nil
+	}
+	conf.PasswordCallback = func(_ ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) { return check(string(pw)) }
+	conf.KeyboardInteractiveCallback = func(_ ssh.ConnMetadata, ask ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+		answers, err := ask("", how, []string{"OIDC token: "}, []bool{false})
+		if err != nil || len(answers) != 1 {
+			return nil, errors.New("no token given")
+		}
+		return check(answers[0])
+	}
 }
 
 // startRecording opens the session's event log.
@@ -387,6 +422,18 @@ func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
 
 // decide asks the policy about one request and counts the decision.
 func (c *conn) decide(f policy.SSH) policy.Decision {
+	d := c.evaluate(f)
+	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
+	return d
+}
+
+// evaluate is the policy's decision on one request, uncounted. A caller
+// whose OIDC identity expired gets nothing more: its session ends.
+func (c *conn) evaluate(f policy.SSH) policy.Decision {
+	if proxy.IdentityExpired(c.s.Caller, time.Now()) {
+		c.cancel(proxy.ErrIdentityExpired)
+		return policy.Decision{Action: policy.Deny, Message: proxy.ErrIdentityExpired.Error()}
+	}
 	f.User = c.user
 	r := c.base
 	r.SSH = &f
@@ -396,7 +443,6 @@ func (c *conn) decide(f policy.SSH) policy.Decision {
 		// has it, a rule that asks for review denies.
 		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (review is not available yet, so it is denied)"}
 	}
-	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
 	return d
 }
 

@@ -101,13 +101,7 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 	}
 	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FilePath: s.resolve(req.Path), FileTarget: s.resolve(req.Path2), FileWrites: req.Writes()}
 	c := s.sc.c
-	f.User = c.user
-	r := c.base
-	r.SSH = &f
-	d = c.h.opts.Policy.Decide(r)
-	if d.Action == policy.Review {
-		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (review is not available yet, so it is denied)"}
-	}
+	d = c.evaluate(f)
 	if d.Action != policy.Allow || recordedOp(req) {
 		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
 	}

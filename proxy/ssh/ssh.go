@@ -60,6 +60,9 @@ type Options struct {
 	// HandshakeTimeout bounds the agent's and upstream's SSH handshakes;
 	// zero means 30 s.
 	HandshakeTimeout time.Duration
+	// Login verifies and binds the OIDC token a caller that needs a login
+	// gives as its password; nil refuses such callers.
+	Login proxy.LoginFunc
 }
 
 // Handler is the ssh protocol engine.
