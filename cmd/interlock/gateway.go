@@ -82,6 +82,8 @@ type gateway struct {
 	resolver   *redirect.TargetResolver
 	dp         *redirect.Datapath
 	recordings *record.Store
+	logins     *identity.Logins
+	verifier   tokenVerifier // nil: no OIDC issuer configured
 
 	mu        sync.Mutex
 	listeners []listenerStatus
@@ -126,9 +128,11 @@ func (g *gateway) run(ctx context.Context) error {
 	var ws []identity.Workload
 	for i := range cfg.Workloads {
 		w := &cfg.Workloads[i]
-		ws = append(ws, identity.Workload{ID: w.ID(), Name: w.Name, Identity: identity.Identity{Subject: w.Identity.Subject, Groups: w.Identity.Groups}})
+		ws = append(ws, identity.Workload{ID: w.ID(), Name: w.Name, Identity: identity.Identity{Subject: w.Identity.Subject, Groups: w.Identity.Groups}, OIDC: w.Identity.OIDC})
 	}
 	g.workloads = identity.NewRegistry(ws)
+	g.setUpLogins()
+	defer g.logins.Close()
 
 	adminLn, err := net.Listen("tcp", cfg.Gateway.Admin)
 	if err != nil {
@@ -151,6 +155,9 @@ func (g *gateway) run(ctx context.Context) error {
 		err = g.startExplicit(ctx, serveCtx, &serving)
 	} else {
 		err = g.startTransparent(ctx, serveCtx, &serving)
+	}
+	if err == nil {
+		err = g.serveLogin(serveCtx)
 	}
 	if err != nil {
 		g.closeAll(admin)

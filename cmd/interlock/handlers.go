@@ -71,6 +71,7 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 			Commands:   commands,
 			Logger:     g.logger,
 			Rewriter:   postgres.NewMaskRewriter,
+			Login:      g.login,
 		})
 		if err != nil {
 			return nil, err
@@ -114,6 +115,7 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 			CA:         ca,
 			Commands:   commands,
 			Logger:     g.logger,
+			Login:      g.login,
 		})
 		if err != nil {
 			return nil, err

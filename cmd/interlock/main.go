@@ -61,6 +61,7 @@ exports Prometheus metrics.`,
 		newStatusCommand(),
 		newSessionsCommand(),
 		newCACommand(),
+		newLoginCommand(),
 		newUninstallCommand(),
 		newVersionCommand(),
 	)

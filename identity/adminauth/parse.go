@@ -191,14 +191,11 @@ func fieldName(file string, mv *ast.MappingValueNode) (string, position, error) 
 
 // tokenValue checks a token; its errors never repeat the token.
 func tokenValue(n ast.Node) (string, error) {
-	s, ok := n.(*ast.StringNode)
-	if !ok {
-		if _, null := n.(*ast.NullNode); null || n == nil {
-			return "", errors.New("is empty")
-		}
-		return "", fmt.Errorf("is %s; write it as a string in quotes", describe(n))
+	s, err := scalarString(n)
+	if err != nil {
+		return "", err
 	}
-	switch v := s.Value; {
+	switch v := s; {
 	case v == "":
 		return "", errors.New("is empty")
 	case len(v) < MinTokenLength:
@@ -215,14 +212,11 @@ func tokenValue(n ast.Node) (string, error) {
 // nameValue checks a subject or group name: text that lands in logs and
 // events, so no control characters and no stray spaces.
 func nameValue(n ast.Node, maxLen int) (string, error) {
-	s, ok := n.(*ast.StringNode)
-	if !ok {
-		if _, null := n.(*ast.NullNode); null || n == nil {
-			return "", errors.New("is empty")
-		}
-		return "", fmt.Errorf("is %s; write it as a string in quotes", describe(n))
+	s, err := scalarString(n)
+	if err != nil {
+		return "", err
 	}
-	switch v := s.Value; {
+	switch v := s; {
 	case v == "":
 		return "", errors.New("is empty")
 	case len(v) > maxLen:
@@ -233,6 +227,20 @@ func nameValue(n ast.Node, maxLen int) (string, error) {
 		return "", fmt.Errorf("%q has a control character", v)
 	default:
 		return v, nil
+	}
+}
+
+// scalarString returns the value of a one-line string node.
+func scalarString(n ast.Node) (string, error) {
+	switch v := n.(type) {
+	case *ast.StringNode:
+		return v.Value, nil
+	case nil, *ast.NullNode:
+		return "", errors.New("is empty")
+	case *ast.LiteralNode:
+		return "", errors.New("is a block of lines; write it on one line, in quotes")
+	default:
+		return "", fmt.Errorf("is %s; write it as a string in quotes", describe(n))
 	}
 }
 
@@ -366,7 +374,12 @@ func syntaxError(file string, err error) error {
 	if !errors.As(err, &yerr) {
 		return &FileError{File: file, Err: errors.New("not valid YAML")}
 	}
-	msg := quoted.ReplaceAllString(yerr.GetMessage(), `"…"`)
+	msg := quoted.ReplaceAllStringFunc(yerr.GetMessage(), func(q string) string {
+		if slices.Contains(entryFields, q[1:len(q)-1]) {
+			return q
+		}
+		return `"…"`
+	})
 	return fileError(file, tokenPosition(yerr.GetToken()), "not valid YAML: %s", msg)
 }
 

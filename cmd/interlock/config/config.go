@@ -50,6 +50,9 @@ type Gateway struct {
 	// AdminTokensFile maps bearer tokens to administrators (subject,
 	// groups) for the admin API; it must not be readable by other users.
 	AdminTokensFile string `yaml:"admin_tokens_file"`
+	// LoginSocket is where workloads present OIDC tokens (interlock
+	// login); default /run/interlock/login.sock.
+	LoginSocket string `yaml:"login_socket"`
 
 	// Parsed by Validate.
 	ListenAddr  netip.AddrPort `yaml:"-"`

@@ -369,10 +369,18 @@ func (v *validator) identity() {
 			v.failf(field+".clock_skew", "%s is out of range (0 to 5m)", o.ClockSkew.Duration)
 		}
 	}
+	if v.c.Gateway.LoginSocket == "" {
+		v.c.Gateway.LoginSocket = DefaultLoginSocket
+	} else if !filepath.IsAbs(v.c.Gateway.LoginSocket) {
+		v.failf("gateway.login_socket", "%q is not an absolute path", v.c.Gateway.LoginSocket)
+	}
 	if f := v.c.Gateway.AdminTokensFile; f != "" {
 		v.secretFile("gateway.admin_tokens_file", &v.c.Gateway.AdminTokensFile)
 	}
 }
+
+// DefaultLoginSocket is where workloads log in unless configured.
+const DefaultLoginSocket = "/run/interlock/login.sock"
 
 // loopbackHost reports a host name or address that stays on the machine.
 func loopbackHost(h string) bool {
