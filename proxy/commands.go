@@ -50,14 +50,15 @@ func NewCommandMetrics(reg prometheus.Registerer) (*CommandMetrics, error) {
 	return m, nil
 }
 
-// Decided counts one decided command; a decision other than allow also
-// counts as blocked under its rule.
+// Decided counts one decided command under its decision (allow, deny, or
+// a held command's approved, granted, rejected, expired, abandoned); one
+// that does not run also counts as blocked under its rule.
 func (m *CommandMetrics) Decided(protocol, target, workload string, d policy.Decision) {
 	if m == nil {
 		return
 	}
 	m.commands.WithLabelValues(protocol, target, workload, string(d.Action)).Inc()
-	if d.Action != policy.Allow {
+	if !Allowed(d) {
 		m.blocked.WithLabelValues(protocol, target, workload, d.Rule).Inc()
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/policy/review"
 	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/record"
 	"github.com/interlock-dev/interlock/redirect"
@@ -83,6 +84,7 @@ type gateway struct {
 	dp         *redirect.Datapath
 	recordings *record.Store
 	logins     *identity.Logins
+	approvals  *review.Store
 	verifier   tokenVerifier // nil: no OIDC issuer configured
 
 	mu        sync.Mutex
@@ -107,6 +109,10 @@ func (g *gateway) run(ctx context.Context) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if err := g.openApprovals(); err != nil {
+		return err
+	}
+	defer g.approvals.Close()
 	handlers, err := g.handlers()
 	if err != nil {
 		return err

@@ -72,6 +72,7 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 			Logger:     g.logger,
 			Rewriter:   postgres.NewMaskRewriter,
 			Login:      g.login,
+			Reviewer:   gatewayReviewer{g},
 		})
 		if err != nil {
 			return nil, err
@@ -116,6 +117,7 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 			Commands:   commands,
 			Logger:     g.logger,
 			Login:      g.login,
+			Reviewer:   gatewayReviewer{g},
 		})
 		if err != nil {
 			return nil, err

@@ -86,6 +86,9 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 		return d
 	case policy.Deny:
 	case policy.Review:
+		if c.h.reviewer != nil {
+			return d // held by the caller: see hold
+		}
 		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: reviewUnavailable}
 	default:
 		c.log.Error("policy returned an unknown action; denying", "action", d.Action, "rule", d.Rule)
@@ -95,6 +98,23 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 		d.Message = defaultDenialMessage
 	}
 	return d
+}
+
+// hold asks a human about a statement a review rule holds. The client is
+// told with a NOTICE what it waits for; the session's client goroutine
+// waits with it (the client waits for the statement's result anyway).
+func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) policy.Decision {
+	v, err := c.h.reviewer.Hold(c.ctx, proxy.Held{Session: c.s, Decision: d, Command: text, Kind: st.Kind, Operation: st.Command},
+		func(id, how string) {
+			c.client.send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
+				Message: "interlock: rule " + d.Rule + " holds this statement for review as request " + id + "; " + how})
+		})
+	if err != nil && v.State == "" {
+		c.log.Error("holding a statement for review", "error", err)
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the statement for review: " + err.Error()}
+	}
+	c.log.Info("held statement decided", "request", v.RequestID, "state", v.State, "decider", v.Decider)
+	return v.Decision(d.Rule)
 }
 
 // count feeds the command metrics with one decision.
@@ -118,7 +138,7 @@ func deniedCommand(text string, st sqlfacts.Statement, d policy.Decision) record
 		Text:     text,
 		Command:  st.Command,
 		Kind:     st.Kind,
-		Decision: string(policy.Deny),
+		Decision: string(d.Action), // deny, or a held statement's rejected, expired, abandoned
 		Rule:     d.Rule,
 		Message:  d.Message,
 	}
@@ -139,13 +159,16 @@ func (c *session) query(m *pgproto3.Query) error {
 	}
 	ds := make([]decided, len(stmts))
 	for i, st := range stmts {
+		text := m.String
+		if len(stmts) == 1 {
+			text = st.Text
+		}
 		d := c.decide(st)
-		if d.Action != policy.Allow {
+		if d.Action == policy.Review {
+			d = c.hold(text, st, d)
+		}
+		if !proxy.Allowed(d) {
 			c.count(d)
-			text := m.String
-			if len(stmts) == 1 {
-				text = st.Text
-			}
 			c.record(deniedCommand(text, st, d))
 			return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), false)
 		}
@@ -177,12 +200,17 @@ func (c *session) parse(m *pgproto3.Parse) error {
 	case len(stmts) == 1:
 		st = stmts[0]
 		d = c.decide(st)
+		if d.Action == policy.Review {
+			// Held when prepared: an approval covers every execution of
+			// this prepared statement.
+			d = c.hold(st.Text, st, d)
+		}
 	default: // no statement: upstream answers with EmptyQueryResponse
 		delete(r.deniedStmts, m.Name)
 		r.stmts[m.Name] = &prepared{empty: true}
 		return c.forward(&pending{kind: pendParse}, m)
 	}
-	if d.Action != policy.Allow {
+	if !proxy.Allowed(d) {
 		// An allowed statement is counted at each Execute: the metric
 		// counts commands run, as the recording does.
 		c.count(d)

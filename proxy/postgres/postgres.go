@@ -118,6 +118,9 @@ type Options struct {
 	// Login verifies and binds the OIDC token a caller that needs a login
 	// gives as its password; nil refuses such callers.
 	Login proxy.LoginFunc
+	// Reviewer holds statements a review rule matches until a human
+	// decides; nil denies them.
+	Reviewer proxy.Reviewer
 }
 
 // validate checks o and fills its defaults.
@@ -173,6 +176,7 @@ type Handler struct {
 	log        *slog.Logger
 	rewriter   func(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter
 	login      proxy.LoginFunc
+	reviewer   proxy.Reviewer
 
 	cancels cancelRegistry
 }
@@ -194,6 +198,7 @@ func New(o Options) (*Handler, error) {
 		log:        o.Logger,
 		rewriter:   o.Rewriter,
 		login:      o.Login,
+		reviewer:   o.Reviewer,
 		cancels:    cancelRegistry{byKey: map[cancelKey]cancelTarget{}},
 	}, nil
 }

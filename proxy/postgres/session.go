@@ -316,7 +316,7 @@ func (c *session) recordUnfinished(reason string) {
 			continue // not a statement's execution; denials were recorded when decided
 		}
 		for i, d := range stmts {
-			if d.decision.Action != policy.Allow {
+			if !proxy.Allowed(d.decision) {
 				continue
 			}
 			cmd := d.command()

@@ -6,12 +6,14 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/record"
 	"github.com/interlock-dev/interlock/record/asciicast"
 )
@@ -203,9 +205,13 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 		d = policy.Decision{Action: policy.Deny, Message: err.Error()}
 		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
 	} else {
-		d = c.decide(f)
+		d = c.evaluate(f)
+		if d.Action == policy.Review {
+			d = sc.hold(f, text, d)
+		}
+		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
 	}
-	if d.Action != policy.Allow {
+	if !proxy.Allowed(d) {
 		c.recordDecision(f, text, d)
 		req.Reply(true, nil)
 		sc.tell("interlock: " + d.Message)
@@ -243,6 +249,30 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	}
 	sc.relayInput(relay)
 	req.Reply(true, nil)
+}
+
+// hold asks a human about an exec, shell or subsystem a review rule holds.
+// The agent is told on stderr what it waits for; the channel's requests
+// wait with it.
+func (sc *sessionChannel) hold(f policy.SSH, text string, d policy.Decision) policy.Decision {
+	c := sc.c
+	if c.h.opts.Reviewer == nil {
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (review is not configured, so it is denied)"}
+	}
+	op := f.Subsystem
+	if len(f.Programs) > 0 {
+		op = strings.Join(f.Programs, " ")
+	}
+	v, err := c.h.opts.Reviewer.Hold(c.ctx, proxy.Held{Session: c.s, Decision: d, Command: text, Kind: f.Request, Operation: op},
+		func(id, how string) {
+			sc.tell("interlock: rule " + d.Rule + " holds this command for review as request " + id + "; " + how)
+		})
+	if err != nil && v.State == "" {
+		c.log.Error("holding a command for review", "error", err)
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the command for review: " + err.Error()}
+	}
+	c.log.Info("held command decided", "request", v.RequestID, "state", v.State, "decider", v.Decider)
+	return v.Decision(d.Rule)
 }
 
 // sessionFacts are the policy facts of an exec, shell or subsystem

@@ -420,14 +420,20 @@ func (c *conn) globalRequests(reqs <-chan *ssh.Request) {
 	}
 }
 
-// decide asks the policy about one request and counts the decision.
+// decide asks the policy about one request and counts the decision. Only
+// exec, shell and subsystem requests can be held for review (see
+// sessionChannel.hold); a review rule matching anything else denies it.
 func (c *conn) decide(f policy.SSH) policy.Decision {
 	d := c.evaluate(f)
+	if d.Action == policy.Review {
+		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (only exec, shell and subsystem requests can be held for review)"}
+	}
 	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
 	return d
 }
 
-// evaluate is the policy's decision on one request, uncounted. A caller
+// evaluate is the policy's decision on one request, uncounted (review
+// included). A caller
 // whose OIDC identity expired gets nothing more: its session ends.
 func (c *conn) evaluate(f policy.SSH) policy.Decision {
 	if proxy.IdentityExpired(c.s.Caller, time.Now()) {
@@ -437,13 +443,7 @@ func (c *conn) evaluate(f policy.SSH) policy.Decision {
 	f.User = c.user
 	r := c.base
 	r.SSH = &f
-	d := c.h.opts.Policy.Decide(r)
-	if d.Action == policy.Review {
-		// Held commands come with just-in-time review; until the gateway
-		// has it, a rule that asks for review denies.
-		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (review is not available yet, so it is denied)"}
-	}
-	return d
+	return c.h.opts.Policy.Decide(r)
 }
 
 // record appends a command event; a failure ends the session through

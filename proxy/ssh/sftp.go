@@ -102,6 +102,9 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FilePath: s.resolve(req.Path), FileTarget: s.resolve(req.Path2), FileWrites: req.Writes()}
 	c := s.sc.c
 	d = c.evaluate(f)
+	if d.Action == policy.Review {
+		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (file operations cannot be held for review)"}
+	}
 	if d.Action != policy.Allow || recordedOp(req) {
 		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
 	}

@@ -63,6 +63,9 @@ type Options struct {
 	// Login verifies and binds the OIDC token a caller that needs a login
 	// gives as its password; nil refuses such callers.
 	Login proxy.LoginFunc
+	// Reviewer holds exec, shell and subsystem requests a review rule
+	// matches until a human decides; nil denies them.
+	Reviewer proxy.Reviewer
 }
 
 // Handler is the ssh protocol engine.

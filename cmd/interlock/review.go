@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/interlock-dev/interlock/policy/review"
+	"github.com/interlock-dev/interlock/proxy"
+)
+
+// approvalsFile is the approvals store under the state folder.
+func approvalsFile(stateDir string) string { return filepath.Join(stateDir, "approvals.db") }
+
+// openApprovals opens the approvals store. Requests left pending by a
+// previous gateway process lost their sessions with it: they are marked
+// abandoned.
+func (g *gateway) openApprovals() error {
+	st, err := review.Open(approvalsFile(g.cfg.Gateway.StateDir), review.Options{
+		Logger:     g.logger,
+		Registerer: g.metrics,
+		APIBase:    "http://" + g.cfg.Gateway.Admin,
+	})
+	if err != nil {
+		return fmt.Errorf("opening the approvals store: %w", err)
+	}
+	if n := len(st.Abandon(func(string) bool { return false })); n > 0 {
+		g.logger.Info("pending reviews of the previous gateway process abandoned", "requests", n)
+	}
+	g.approvals = st
+	return nil
+}
+
+// gatewayReviewer is the handlers' proxy.Reviewer over the approvals store.
+type gatewayReviewer struct{ g *gateway }
+
+func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id, how string)) (proxy.Verdict, error) {
+	st := r.g.approvals
+	s := h.Session
+	d := h.Decision
+	if d.Review == nil {
+		return proxy.Verdict{}, errors.New("a review decision without review settings")
+	}
+	if g, ok := st.Granted(s.Caller.Workload, s.Target.Name, d.Rule); ok {
+		return proxy.Verdict{Allowed: true, State: "granted", RequestID: g.ID, Decider: g.Decider.Subject}, nil
+	}
+	req, err := st.Submit(ctx, review.Request{
+		SessionID: s.ID,
+		Target:    s.Target.Name,
+		Protocol:  s.Target.Protocol,
+		Workload:  s.Caller.Workload,
+		Requester: s.Caller.Identity,
+		Command:   h.Command,
+		Kind:      h.Kind,
+		Operation: h.Operation,
+		Rule:      d.Rule,
+		Approvers: d.Review.Approvers,
+		Timeout:   d.Review.Timeout,
+		Grant:     d.Review.Grant,
+		NotifyURL: d.Review.Webhook,
+	})
+	if err != nil {
+		return proxy.Verdict{}, fmt.Errorf("holding the command for review: %w", err)
+	}
+	notify(req.ID, fmt.Sprintf("an approver in %v runs: interlock approvals approve %s", d.Review.Approvers, req.ID))
+	final, err := st.Wait(ctx, req.ID)
+	if err != nil {
+		// The session ended (or the gateway is stopping) before a decision.
+		st.Cancel(req.ID, "the session ended before a decision")
+		return proxy.Verdict{State: "abandoned", RequestID: req.ID, Reason: "the session ended before a decision"}, err
+	}
+	v := proxy.Verdict{State: string(final.State), RequestID: final.ID, Decider: final.Decider.Subject, Reason: final.Reason}
+	v.Allowed = final.State == review.Approved
+	return v, nil
+}
+
+var _ proxy.Reviewer = gatewayReviewer{}
