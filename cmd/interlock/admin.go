@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"slices"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/interlock-dev/interlock/identity/adminauth"
 	"github.com/interlock-dev/interlock/proxy"
 )
 
@@ -65,7 +68,34 @@ func (g *gateway) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(g.status())
 	})
-	return mux
+	g.approvalsAPI(mux)
+	// Everything but metrics and health needs an administrator's identity.
+	return g.adminAuth.Protect(mux, "/metrics", "/healthz", "/readyz")
+}
+
+// setUpAdminAuth loads the admin tokens and the OIDC verifier for the admin
+// API. With neither, every API call is refused.
+func (g *gateway) setUpAdminAuth() error {
+	var tokens *adminauth.Tokens
+	if f := g.cfg.Gateway.AdminTokensFile; f != "" {
+		t, err := adminauth.LoadTokens(f)
+		if err != nil {
+			return fmt.Errorf("admin tokens: %w", err)
+		}
+		tokens = t
+	}
+	var verifier adminauth.TokenVerifier
+	if g.verifier != nil {
+		verifier = adminauth.VerifierFunc(func(ctx context.Context, raw string) (adminauth.Claims, error) {
+			id, _, err := g.verifier.VerifyAny(ctx, raw)
+			if err != nil {
+				return adminauth.Claims{}, err
+			}
+			return adminauth.Claims{Issuer: id.Issuer, Subject: id.Subject, Groups: id.Groups}, nil
+		})
+	}
+	g.adminAuth = adminauth.New(tokens, verifier, adminauth.WithLogger(g.logger))
+	return nil
 }
 
 func (g *gateway) status() gatewayStatus {

@@ -68,6 +68,27 @@ type e2e struct {
 	admin   string
 	listen  int
 	cfgPath string
+	// tokens are the admin tokens of the config's admin_tokens_file, by
+	// subject: alice and bob are in dba, carol in ops.
+	tokens map[string]string
+}
+
+// adminTokens writes the admin tokens file of a test's gateway.
+func (e *e2e) adminTokens() string {
+	e.tokens = map[string]string{
+		"alice": "alice-token-0123456789abcdef",
+		"bob":   "bob-token-0123456789abcdef",
+		"carol": "carol-token-0123456789abcdef",
+	}
+	f := filepath.Join(e.dir, "admin-tokens.yaml")
+	body := `- {token: "alice-token-0123456789abcdef", subject: alice, groups: [dba]}
+- {token: "bob-token-0123456789abcdef", subject: bob, groups: [dba]}
+- {token: "carol-token-0123456789abcdef", subject: carol, groups: [ops]}
+`
+	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	return f
 }
 
 func newE2E(t *testing.T) *e2e {
@@ -109,7 +130,9 @@ func (e *e2e) writeConfig(body string) {
   bpffs: %s
   resolve_interval: 100ms
   log_level: debug
-%s`, e.listen, e.admin, filepath.Join(e.dir, "state"), e.pin, body)
+  admin_tokens_file: %s
+  login_socket: %s
+%s`, e.listen, e.admin, filepath.Join(e.dir, "state"), e.pin, e.adminTokens(), filepath.Join(e.dir, "login.sock"), body)
 	e.cfgPath = filepath.Join(e.dir, "interlock.yaml")
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -215,7 +238,9 @@ func (e *e2e) metric(name string, labels ...string) float64 {
 
 func (e *e2e) status() gatewayStatus {
 	e.t.Helper()
-	resp, err := http.Get("http://" + e.admin + "/api/v1/status")
+	req, _ := http.NewRequest(http.MethodGet, "http://"+e.admin+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+e.tokens["alice"])
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -234,7 +259,9 @@ func (e *e2e) cgroup(path string) redirecttest.Cgroup {
 
 func (e *e2e) run(args ...string) string {
 	e.t.Helper()
-	out, err := exec.Command(interlockBin, append(args, "--config", e.cfgPath)...).CombinedOutput()
+	cmd := exec.Command(interlockBin, append(args, "--config", e.cfgPath)...)
+	cmd.Env = append(os.Environ(), "INTERLOCK_TOKEN="+e.tokens["alice"])
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		e.t.Fatalf("interlock %v: %v\n%s", args, err, out)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/identity/adminauth"
 	"github.com/interlock-dev/interlock/policy/review"
 	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/record"
@@ -85,6 +86,7 @@ type gateway struct {
 	recordings *record.Store
 	logins     *identity.Logins
 	approvals  *review.Store
+	adminAuth  *adminauth.Authenticator
 	verifier   tokenVerifier // nil: no OIDC issuer configured
 
 	mu        sync.Mutex
@@ -109,6 +111,9 @@ func (g *gateway) run(ctx context.Context) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if err := g.setUpAdminAuth(); err != nil {
+		return err
+	}
 	if err := g.openApprovals(); err != nil {
 		return err
 	}

@@ -18,9 +18,11 @@ import (
 	"github.com/interlock-dev/interlock/proxy"
 )
 
-// tokenVerifier checks a token against one configured issuer.
+// tokenVerifier checks a token against one configured issuer (Verify) or
+// whichever configured issuer issued it (VerifyAny).
 type tokenVerifier interface {
 	Verify(ctx context.Context, issuer, raw string) (identity.Identity, time.Time, error)
+	VerifyAny(ctx context.Context, raw string) (identity.Identity, time.Time, error)
 }
 
 // setUpLogins creates the logins of OIDC workloads and the handlers' login

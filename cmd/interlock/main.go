@@ -62,6 +62,7 @@ exports Prometheus metrics.`,
 		newSessionsCommand(),
 		newCACommand(),
 		newLoginCommand(),
+		newApprovalsCommand(),
 		newUninstallCommand(),
 		newVersionCommand(),
 	)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/policy/review"
 	"github.com/interlock-dev/interlock/proxy"
 )
@@ -21,6 +22,7 @@ func (g *gateway) openApprovals() error {
 		Logger:     g.logger,
 		Registerer: g.metrics,
 		APIBase:    "http://" + g.cfg.Gateway.Admin,
+		Targets:    targetNames(g.cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("opening the approvals store: %w", err)
@@ -30,6 +32,14 @@ func (g *gateway) openApprovals() error {
 	}
 	g.approvals = st
 	return nil
+}
+
+func targetNames(cfg *config.Config) []string {
+	names := make([]string, 0, len(cfg.Targets))
+	for _, t := range cfg.Targets {
+		names = append(names, t.Name)
+	}
+	return names
 }
 
 // gatewayReviewer is the handlers' proxy.Reviewer over the approvals store.

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/identity/adminauth"
 	"github.com/interlock-dev/interlock/redirect"
 )
 
@@ -138,12 +139,34 @@ func collectStatus(ctx context.Context, cfg *config.Config) statusReport {
 	return r
 }
 
+// gatewayUp reports whether a gateway answers on the admin address
+// (/healthz needs no credential).
+func gatewayUp(ctx context.Context, admin string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 func fetchGatewayStatus(ctx context.Context, admin string) (*gatewayStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/api/v1/status", nil)
 	if err != nil {
 		return nil, err
+	}
+	// The status API needs an administrator's token; without one the
+	// answer is 401 and the report shows the kernel state only.
+	if tok, err := adminauth.ClientToken(""); err == nil {
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -278,8 +301,8 @@ gateway first: while it runs it holds the programs attached.`,
 			if err != nil {
 				return err
 			}
-			if gs, err := fetchGatewayStatus(cmd.Context(), cfg.Gateway.Admin); err == nil && !force {
-				return fmt.Errorf("the gateway is running (pid %d); stop it first, or pass --force", gs.PID)
+			if gatewayUp(cmd.Context(), cfg.Gateway.Admin) && !force {
+				return fmt.Errorf("the gateway is running (its admin listener %s answers); stop it first, or pass --force", cfg.Gateway.Admin)
 			}
 			err = redirect.Uninstall(cfg.Gateway.BPFFS)
 			if errors.Is(err, redirect.ErrNotInstalled) {

@@ -74,8 +74,9 @@ func WithFailureLimit(burst int, refill time.Duration) Option {
 }
 
 // New returns an authenticator that accepts the static tokens and, when oidc
-// is not nil, tokens oidc verifies. Either may be nil; with both nil every
-// request is refused. Damping defaults to DefaultFailureBurst and
+// is not nil, tokens oidc verifies. Either may be nil (pass a literal nil,
+// not a nil pointer in the interface); with both nil every request is
+// refused. Reloading tokens is seen at once. Damping defaults to DefaultFailureBurst and
 // DefaultFailureRefill.
 func New(tokens *Tokens, oidc TokenVerifier, opts ...Option) *Authenticator {
 	a := &Authenticator{

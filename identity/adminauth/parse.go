@@ -222,9 +222,9 @@ func nameValue(n ast.Node, maxLen int) (string, error) {
 	case len(v) > maxLen:
 		return "", fmt.Errorf("is %d bytes; at most %d", len(v), maxLen)
 	case strings.TrimSpace(v) != v:
-		return "", fmt.Errorf("%q starts or ends with a space", v)
+		return "", errors.New("starts or ends with a space")
 	case strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) }):
-		return "", fmt.Errorf("%q has a control character", v)
+		return "", errors.New("has a control character")
 	default:
 		return v, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 )
 
 // secretFileRules says what readSecretFile refuses.
@@ -39,8 +40,12 @@ func readSecretFile(path string, rules secretFileRules) ([]byte, error) {
 	}
 	if rules.owner {
 		if uid, foreign := foreignOwner(fi); foreign {
-			return nil, fmt.Errorf("%s %s belongs to uid %d; it must belong to root or to uid %d, which runs the gateway; run: chown %d %s: %w",
-				rules.what, path, uid, os.Geteuid(), os.Geteuid(), path, ErrInsecureFile)
+			owner := "root"
+			if euid := os.Geteuid(); euid != 0 {
+				owner = strconv.Itoa(euid)
+			}
+			return nil, fmt.Errorf("%s %s belongs to uid %d, not to root or the user running the gateway; run: chown %s %s: %w",
+				rules.what, path, uid, owner, path, ErrInsecureFile)
 		}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, rules.maxSize+1))

@@ -71,7 +71,15 @@ func (t *Tokens) Reload() error {
 func (t *Tokens) Path() string { return t.path }
 
 // Len is the number of tokens in the set.
-func (t *Tokens) Len() int { return len(*t.set.Load()) }
+func (t *Tokens) Len() int { return len(t.entries()) }
+
+// entries is the set in use; none for a Tokens not made by LoadTokens.
+func (t *Tokens) entries() []tokenEntry {
+	if p := t.set.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // compareSums is subtle.ConstantTimeCompare; a variable only so a test can
 // count the comparisons Lookup makes.
@@ -83,7 +91,7 @@ var compareSums = subtle.ConstantTimeCompare
 // how many there are. Hashing first also makes the comparison independent
 // of the token's length.
 func (t *Tokens) Lookup(token string) (Identity, bool) {
-	set := *t.set.Load()
+	set := t.entries()
 	sum := sha256.Sum256([]byte(token))
 	match := -1
 	for i := range set {

@@ -76,6 +76,10 @@ func TestLoadTokens(t *testing.T) {
 }
 
 func TestLoadTokensEmpty(t *testing.T) {
+	var zero Tokens
+	if _, ok := zero.Lookup(""); ok || zero.Len() != 0 {
+		t.Error("a zero Tokens matched a token")
+	}
 	for _, content := range []string{"", "# nobody yet\n", "[]\n", "~\n", "---\n"} {
 		toks, err := LoadTokens(writeFile(t, content, 0o600))
 		if err != nil {
@@ -118,7 +122,7 @@ func TestLoadTokensErrors(t *testing.T) {
 		{"subject with spaces around", "- token: \"" + secret + "\"\n  subject: \" alice\"\n", 2, 0, "starts or ends with a space"},
 		{"numeric subject", "- token: \"" + secret + "\"\n  subject: 42\n", 2, 12, "subject: is a number"},
 		{"duplicate token", "- token: \"" + secret + "\"\n  subject: alice\n- token: " + secret + "\n  subject: mallory\n", 3, 10, "also the token of the entry at line 1"},
-		{"field set twice", "- token: \"" + secret + "\"\n  subject: alice\n  subject: bob\n", 0, 0, "not valid YAML"},
+		{"field set twice", "- token: \"" + secret + "\"\n  subject: alice\n  subject: bob\n", 3, 3, `mapping key "subject" already defined`},
 		{"unknown field", "- token: \"" + secret + "\"\n  subjet: alice\n", 2, 3, `unknown field "subjet"; fields are token, subject, groups`},
 		{"token written as a key", "- " + secret + ": alice\n", 1, 3, "unknown field; fields are"},
 		{"groups not a list", "- token: \"" + secret + "\"\n  subject: alice\n  groups: dba\n", 3, 11, "groups is a list such as [dba, oncall], not a string"},

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/identity/adminauth"
+	"github.com/interlock-dev/interlock/policy/review"
+)
+
+// approvalView is a review request as the API and the CLI show it.
+type approvalView struct {
+	ID        string    `json:"id"`
+	State     string    `json:"state"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	Session   string    `json:"session"`
+	Target    string    `json:"target"`
+	Protocol  string    `json:"protocol"`
+	Workload  string    `json:"workload"`
+	Requester string    `json:"requester"`
+	Issuer    string    `json:"issuer,omitempty"`
+	Groups    []string  `json:"groups,omitempty"`
+	Command   string    `json:"command"`
+	Kind      string    `json:"kind,omitempty"`
+	Operation string    `json:"operation,omitempty"`
+	Rule      string    `json:"rule"`
+	Approvers []string  `json:"approvers"`
+	Grant     string    `json:"grant,omitempty"`
+	Decider   string    `json:"decider,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Decided   time.Time `json:"decided,omitzero"`
+}
+
+func viewOf(r review.Request) approvalView {
+	v := approvalView{
+		ID: r.ID, State: string(r.State), Created: r.Created, Expires: r.Expires, Session: r.SessionID,
+		Target: r.Target, Protocol: r.Protocol, Workload: r.Workload,
+		Requester: r.Requester.Subject, Issuer: r.Requester.Issuer, Groups: r.Requester.Groups,
+		Command: r.Command, Kind: r.Kind, Operation: r.Operation, Rule: r.Rule, Approvers: r.Approvers,
+		Decider: r.Decider.Subject, Reason: r.Reason, Decided: r.Decided,
+	}
+	if r.Grant > 0 {
+		v.Grant = r.Grant.String()
+	}
+	return v
+}
+
+// approvalsAPI serves /api/v1/approvals on the admin listener; the caller
+// is authenticated by the listener's middleware.
+func (g *gateway) approvalsAPI(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/approvals", func(w http.ResponseWriter, r *http.Request) {
+		f := review.Filter{State: review.State(r.URL.Query().Get("state"))}
+		list, err := g.approvals.List(f)
+		if err != nil {
+			apiError(w, http.StatusInternalServerError, err)
+			return
+		}
+		out := make([]approvalView, 0, len(list))
+		for _, a := range list {
+			out = append(out, viewOf(a))
+		}
+		writeAPI(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /api/v1/approvals/{id}", func(w http.ResponseWriter, r *http.Request) {
+		a, err := g.approvals.Get(r.PathValue("id"))
+		if err != nil {
+			apiError(w, statusOf(err), err)
+			return
+		}
+		writeAPI(w, http.StatusOK, viewOf(a))
+	})
+	decide := func(approve bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			caller, ok := adminauth.FromContext(r.Context())
+			if !ok {
+				apiError(w, http.StatusUnauthorized, errors.New("no caller identity"))
+				return
+			}
+			var body struct {
+				Reason string `json:"reason"`
+			}
+			if r.ContentLength != 0 {
+				if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+					apiError(w, http.StatusBadRequest, fmt.Errorf("reading the body: %w", err))
+					return
+				}
+			}
+			a, err := g.approvals.Decide(r.PathValue("id"), caller.Identity, approve, body.Reason)
+			if err != nil {
+				g.logger.Warn("review decision refused", "request", r.PathValue("id"), "caller", caller.Subject, "error", err)
+				apiError(w, statusOf(err), err)
+				return
+			}
+			g.logger.Info("review decided", "request", a.ID, "state", a.State, "decider", caller.Subject, "reason", body.Reason)
+			writeAPI(w, http.StatusOK, viewOf(a))
+		}
+	}
+	mux.HandleFunc("POST /api/v1/approvals/{id}/approve", decide(true))
+	mux.HandleFunc("POST /api/v1/approvals/{id}/deny", decide(false))
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, review.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, review.ErrNotPending):
+		return http.StatusConflict
+	case errors.Is(err, review.ErrSelfApproval), errors.Is(err, review.ErrNotApprover):
+		return http.StatusForbidden
+	}
+	return http.StatusInternalServerError
+}
+
+func writeAPI(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func apiError(w http.ResponseWriter, status int, err error) {
+	writeAPI(w, status, map[string]string{"error": err.Error()})
+}
+
+// adminClient calls the gateway's admin API with the CLI's credential.
+type adminClient struct {
+	base  string
+	token string
+}
+
+func newAdminClient(cfg *config.Config, tokenFile string) (*adminClient, error) {
+	tok, err := adminauth.ClientToken(tokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return &adminClient{base: "http://" + cfg.Gateway.Admin, token: tok}, nil
+}
+
+// do sends a request and decodes a JSON answer into out; an error answer
+// becomes an error with the gateway's message.
+func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("gateway not reachable at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return fmt.Errorf("gateway: %s: %s", resp.Status, strings.TrimSpace(e.Error))
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func newApprovalsCommand() *cobra.Command {
+	var path, tokenFile, output, state, reason string
+	cmd := &cobra.Command{
+		Use:   "approvals",
+		Short: "List and decide commands held for review",
+		Long: `Commands a review rule holds wait until an approver decides. These commands call
+the gateway's admin API (gateway.admin in the configuration) with the token in
+INTERLOCK_TOKEN or --token-file; only members of the rule's approver groups may
+decide, and never the requester itself.`,
+	}
+	cmd.PersistentFlags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
+	cmd.PersistentFlags().StringVar(&tokenFile, "token-file", "", "file holding the admin token (default: $INTERLOCK_TOKEN)")
+	cmd.PersistentFlags().StringVarP(&output, "output", "o", "text", "text or json")
+	client := func() (*adminClient, error) {
+		if output != "text" && output != "json" {
+			return nil, fmt.Errorf("-o: %q is not text or json", output)
+		}
+		cfg, err := config.Load(path)
+		if err != nil {
+			return nil, err
+		}
+		return newAdminClient(cfg, tokenFile)
+	}
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List review requests, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var out []approvalView
+			q := ""
+			if state != "" {
+				q = "?state=" + state
+			}
+			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/approvals"+q, nil, &out); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd, out)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tCREATED\tTARGET\tWORKLOAD\tREQUESTER\tRULE\tCOMMAND")
+			for _, a := range out {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Created.Format(time.RFC3339), a.Target, a.Workload, a.Requester, a.Rule, oneLine(a.Command, 60))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&state, "state", "", "only requests in this state (pending, approved, rejected, expired, abandoned)")
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show one review request",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			var a approvalView
+			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/approvals/"+args[0], nil, &a); err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeJSON(cmd, a)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "request   %s (%s)\ncommand   %s\ntarget    %s (%s)\nworkload  %s, requested by %s\nrule      %s, approvers %s\ncreated   %s, expires %s\n",
+				a.ID, a.State, a.Command, a.Target, a.Protocol, a.Workload, a.Requester, a.Rule, strings.Join(a.Approvers, ","),
+				a.Created.Format(time.RFC3339), a.Expires.Format(time.RFC3339))
+			if a.Decider != "" || a.Reason != "" {
+				fmt.Fprintf(w, "decided   %s by %s: %s\n", a.Decided.Format(time.RFC3339), a.Decider, a.Reason)
+			}
+			return nil
+		},
+	}
+	decide := func(use, short string, approve bool) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := client()
+				if err != nil {
+					return err
+				}
+				verb := "approve"
+				if !approve {
+					verb = "deny"
+				}
+				var a approvalView
+				if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/approvals/"+args[0]+"/"+verb, map[string]string{"reason": reason}, &a); err != nil {
+					return err
+				}
+				if output == "json" {
+					return writeJSON(cmd, a)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s by %s\n", a.ID, a.State, a.Decider)
+				return nil
+			},
+		}
+	}
+	approve := decide("approve ID", "Let a held command run", true)
+	deny := decide("deny ID --reason TEXT", "Refuse a held command", false)
+	for _, c := range []*cobra.Command{approve, deny} {
+		c.Flags().StringVar(&reason, "reason", "", "why (recorded, and told to the agent on deny)")
+	}
+	cmd.AddCommand(list, show, approve, deny)
+	return cmd
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}

@@ -1,0 +1,106 @@
+// Package review owns just-in-time review: the approval requests a policy
+// rule with action review creates, the humans' decisions on them, the
+// grant windows approvals open, and telling people that a command waits.
+//
+// It knows nothing of protocols. A handler whose command the policy holds
+// calls Granted (an open grant window lets the command run at once), else
+// Submit, then Wait; the admin API and CLI call List, Get and Decide; the
+// gateway calls Abandon once at start-up and Cancel when a session ends
+// while its command waits. The handler maps policy.Decision.Review onto
+// Request: Approvers, Timeout, Grant, and Webhook as NotifyURL.
+//
+// # States
+//
+//	pending ──Decide(approve)──▶ approved
+//	        ──Decide(reject)───▶ rejected
+//	        ──Expires passes───▶ expired    (reason ReasonExpired; the command is denied)
+//	        ──Cancel, Abandon──▶ abandoned  (reason ReasonSessionEnded unless Cancel gives one)
+//
+// Only pending changes. Decided is when a request became final (Expires
+// for expired ones), Decider who approved or rejected it. Wait returns
+// every final state with a nil error: the caller reads State.
+//
+// Who may decide: the decider must have a subject, must not be the
+// requester, and must be in at least one of Approvers (exact group names).
+// "Not the requester" is defined on subjects alone: equal subjects,
+// ignoring case, are the same principal whatever their issuers, since a
+// subject in the admin token file and the same subject from an OIDC issuer
+// are most likely one person, and the safe mistake is to refuse. The
+// requester can neither approve nor reject its own request (its session
+// ending abandons it).
+//
+// # Persistence
+//
+// Every request and every change is written to one bbolt file (the gateway
+// uses <state_dir>/approvals.db, mode 0600) before it takes effect; a
+// decision that cannot be written is not made, while expiry and abandonment
+// take effect in memory even if the write fails (the next Open repeats
+// them). Open loads the file: pending requests past Expires become expired,
+// the others wait again with timers for their remaining time, and open
+// grant windows are restored. Nobody can be waiting after a restart, so the
+// gateway then calls Abandon with its live sessions (none), which abandons
+// what the old process held. Final requests are kept for Options.Retention
+// (30 days) after their decision, longer while their grant window is open,
+// and pruned at Open and hourly on Submit.
+//
+// Expiry runs on real timers for the request's Timeout; Options.Now is the
+// clock of timestamps, of Decide's expiry check and of grant windows.
+//
+// # Grants
+//
+// An approved request with Grant > 0 opens a window from its decision to
+// Decided+Grant in which Granted(workload, target, rule) returns it: the
+// handler runs commands of that workload on that target under that rule
+// without holding them, and records the approving request's id. Windows
+// persist across restarts. Requests already pending when a window opens
+// are not approved by it; each waits for its own decision.
+//
+// # Notification
+//
+// Each event (EventRequested on Submit, EventDecided when a request becomes
+// final by any path) goes to Options.Notify, if set, and to the webhook of
+// the request's NotifyURL; the store starts one Webhook per URL and keeps
+// it until Close. A Webhook POSTs JSON: a one-line `text` for chat
+// incoming-webhooks ("interlock: <subject> on <workload> wants to run
+// <command> on <target> (rule <rule>); approve with: interlock approvals
+// approve <id>"), the request's details, and links built from APIBase:
+// <base>/api/v1/approvals/<id> (GET) and …/approve, …/deny (POST).
+// Delivery is asynchronous and in order per URL, from a bounded queue;
+// each attempt has a 10s timeout and follows at most 3 redirects, only to
+// http or https; network failures, 408, 429 and 5xx are retried (5
+// attempts, waits doubling from 0.5s to at most 8s), other answers are
+// not. Logs name only a webhook's scheme and host: a chat webhook's path
+// is its secret.
+//
+// # Metrics
+//
+//	interlock_approvals_pending{target}       gauge: requests waiting now, by target
+//	interlock_webhook_deliveries_total        events a receiver accepted (2xx)
+//	interlock_webhook_failures_total{reason}  status, network: failed attempts;
+//	                                          queue_full, gave_up: lost events
+//
+// The target label is bounded by the configuration and says whose commands
+// wait; the series of Options.Targets exist at 0 from Open, others from
+// their first request. Decisions are counted by the handlers
+// (interlock_commands_total).
+//
+// # Errors
+//
+// Callers branch on sentinel errors with errors.Is:
+//   - ErrNotFound: no request has that id (ids are case-insensitive).
+//   - ErrNotPending: Decide or Cancel on a final request; the request is
+//     returned too.
+//   - ErrSelfApproval, ErrNotApprover: Decide refused the decider; the
+//     request is returned too, unchanged.
+//   - ErrInvalidRequest: Submit without Approvers, with a Timeout ≤ 0, a
+//     negative Grant or a NotifyURL that is not http(s).
+//   - ErrTooManyPending: Submit while Options.MaxPending requests wait.
+//   - ErrClosed: the store (or a Webhook) is closed; Wait returns it when
+//     Close interrupts it.
+//   - ErrQueueFull: a Webhook dropped an event.
+//
+// Wait returns an error wrapping ctx.Err() (and the context's cause) when
+// its context ends first; the request is still pending then, and the
+// caller Cancels it if its session ended. Other errors are I/O, wrapped
+// with what was being done ("deciding approval x: writing …").
+package review

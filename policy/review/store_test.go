@@ -1,0 +1,692 @@
+package review
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/interlock-dev/interlock/identity"
+)
+
+var (
+	agent = identity.Identity{Subject: "support-agent", Groups: []string{"agents"}}
+	bob   = identity.Identity{Subject: "bob", Groups: []string{"dba"}, Issuer: "https://idp.example/"}
+	carol = identity.Identity{Subject: "carol", Groups: []string{"sales"}}
+)
+
+// fakeClock is the Now seam for grant windows and expiry while closed.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 11, 29, 7, 15, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testStore is an open store on a file in a temporary folder, with its own
+// registry, closed at the end of the test.
+type testStore struct {
+	*Store
+	path string
+	reg  *prometheus.Registry
+}
+
+func openTest(t *testing.T, path string, opts Options) *testStore {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "approvals.db")
+	}
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &testStore{Store: s, path: path, reg: reg}
+}
+
+// pendingGauge reads interlock_approvals_pending{target} from the registry,
+// as a scrape would.
+func (s *testStore) pendingGauge(t *testing.T, target string) float64 {
+	t.Helper()
+	return metricValue(t, s.reg, "interlock_approvals_pending", map[string]string{"target": target})
+}
+
+func heldUpdate() Request {
+	return Request{
+		SessionID: "20261129T071500Z-0a1b2c3d",
+		Target:    "shop",
+		Protocol:  "postgres",
+		Workload:  "support",
+		Requester: agent,
+		Command:   "UPDATE orders SET status = 'refunded' WHERE id = 42",
+		Kind:      "write",
+		Operation: "UPDATE",
+		Rule:      "writes-need-approval",
+		Approvers: []string{"dba"},
+		Timeout:   5 * time.Minute,
+	}
+}
+
+func submit(t *testing.T, s *testStore, r Request) Request {
+	t.Helper()
+	got, err := s.Submit(context.Background(), r)
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	return got
+}
+
+// waitAsync starts Wait and returns where its answer arrives.
+func waitAsync(s *testStore, ctx context.Context, id string) <-chan waitResult {
+	ch := make(chan waitResult, 1)
+	go func() {
+		r, err := s.Wait(ctx, id)
+		ch <- waitResult{r, err}
+	}()
+	return ch
+}
+
+type waitResult struct {
+	r   Request
+	err error
+}
+
+func receive(t *testing.T, ch <-chan waitResult) waitResult {
+	t.Helper()
+	select {
+	case w := <-ch:
+		return w
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return")
+		return waitResult{}
+	}
+}
+
+func TestSubmitFillsAndPersists(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now})
+	r := submit(t, s, heldUpdate())
+	if len(r.ID) != idLen {
+		t.Errorf("ID %q: want %d characters", r.ID, idLen)
+	}
+	for _, c := range r.ID {
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			t.Errorf("ID %q: %q is not lower-case base32", r.ID, c)
+		}
+	}
+	if !r.Created.Equal(clk.Now()) || !r.Expires.Equal(clk.Now().Add(5*time.Minute)) {
+		t.Errorf("Created %v Expires %v, want %v and 5m later", r.Created, r.Expires, clk.Now())
+	}
+	if r.State != Pending {
+		t.Errorf("State = %q, want pending", r.State)
+	}
+	if got := s.pendingGauge(t, "shop"); got != 1 {
+		t.Errorf("interlock_approvals_pending{target=shop} = %v, want 1", got)
+	}
+	// Get reads memory for a pending request; the file must agree.
+	var fromDisk Request
+	s.mu.Lock()
+	delete(s.pending, r.ID)
+	s.mu.Unlock()
+	fromDisk, err := s.Get(r.ID)
+	if err != nil {
+		t.Fatalf("Get from the file: %v", err)
+	}
+	if fmt.Sprint(fromDisk) != fmt.Sprint(r) {
+		t.Errorf("stored request differs:\n got %+v\nwant %+v", fromDisk, r)
+	}
+}
+
+func TestDecisionWakesWait(t *testing.T) {
+	tests := []struct {
+		name    string
+		approve bool
+		reason  string
+		want    State
+	}{
+		{"approve", true, "refund agreed with the customer", Approved},
+		{"reject", false, "no refunds on Sundays", Rejected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openTest(t, "", Options{})
+			r := submit(t, s, heldUpdate())
+			ch := waitAsync(s, context.Background(), r.ID)
+
+			decided, err := s.Decide(r.ID, bob, tt.approve, tt.reason)
+			if err != nil {
+				t.Fatalf("Decide: %v", err)
+			}
+			w := receive(t, ch)
+			if w.err != nil {
+				t.Fatalf("Wait: %v", w.err)
+			}
+			for _, got := range []Request{decided, w.r} {
+				if got.State != tt.want || got.Decider.Subject != "bob" || got.Reason != tt.reason || got.Decided.IsZero() {
+					t.Errorf("got state %q decider %q reason %q decided %v; want %q by bob", got.State, got.Decider.Subject, got.Reason, got.Decided, tt.want)
+				}
+			}
+			if g := s.pendingGauge(t, "shop"); g != 0 {
+				t.Errorf("interlock_approvals_pending{target=shop} = %v, want 0", g)
+			}
+			// A later Wait returns the outcome at once.
+			again, err := s.Wait(context.Background(), r.ID)
+			if err != nil || again.State != tt.want {
+				t.Errorf("second Wait = %q, %v", again.State, err)
+			}
+		})
+	}
+}
+
+func TestTimeoutExpires(t *testing.T) {
+	s := openTest(t, "", Options{})
+	req := heldUpdate()
+	req.Timeout = 100 * time.Millisecond
+	r := submit(t, s, req)
+	w := receive(t, waitAsync(s, context.Background(), r.ID))
+	if w.err != nil {
+		t.Fatalf("Wait: %v", w.err)
+	}
+	if w.r.State != Expired || w.r.Reason != ReasonExpired || !w.r.Decided.Equal(r.Expires) {
+		t.Errorf("got %q %q at %v, want expired at %v", w.r.State, w.r.Reason, w.r.Decided, r.Expires)
+	}
+	if _, err := s.Decide(r.ID, bob, true, ""); !errors.Is(err, ErrNotPending) {
+		t.Errorf("Decide after expiry: %v, want ErrNotPending", err)
+	}
+	if got, _ := s.Get(r.ID); got.State != Expired {
+		t.Errorf("stored state %q, want expired", got.State)
+	}
+}
+
+// Decide checks the clock itself: a request past Expires whose timer has
+// not fired yet cannot be approved.
+func TestDecideAfterExpiresBeforeTimer(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now})
+	r := submit(t, s, heldUpdate())
+	clk.Advance(5 * time.Minute)
+	got, err := s.Decide(r.ID, bob, true, "")
+	if !errors.Is(err, ErrNotPending) || got.State != Expired {
+		t.Fatalf("Decide = %q, %v; want expired, ErrNotPending", got.State, err)
+	}
+}
+
+func TestDecideRefusals(t *testing.T) {
+	tests := []struct {
+		name    string
+		decider identity.Identity
+		want    error
+	}{
+		{"requester approves itself", agent, ErrSelfApproval},
+		{"same subject, other case", identity.Identity{Subject: "Support-Agent", Groups: []string{"dba"}}, ErrSelfApproval},
+		{"same subject, other issuer", identity.Identity{Subject: "support-agent", Groups: []string{"dba"}, Issuer: "https://other.example/"}, ErrSelfApproval},
+		{"not in an approver group", carol, ErrNotApprover},
+		{"no groups", identity.Identity{Subject: "dave"}, ErrNotApprover},
+		{"no subject", identity.Identity{Groups: []string{"dba"}}, ErrNotApprover},
+		{"group differs in case", identity.Identity{Subject: "erin", Groups: []string{"DBA"}}, ErrNotApprover},
+	}
+	s := openTest(t, "", Options{})
+	r := submit(t, s, heldUpdate())
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, approve := range []bool{true, false} {
+				got, err := s.Decide(r.ID, tt.decider, approve, "")
+				if !errors.Is(err, tt.want) {
+					t.Errorf("Decide(approve=%v) = %v, want %v", approve, err, tt.want)
+				}
+				if got.ID != r.ID || got.State != Pending {
+					t.Errorf("refused Decide returned %q in state %q, want %q pending", got.ID, got.State, r.ID)
+				}
+			}
+		})
+	}
+	if got, _ := s.Get(r.ID); got.State != Pending {
+		t.Fatalf("after refusals the request is %q, want pending", got.State)
+	}
+
+	t.Run("unknown id", func(t *testing.T) {
+		if _, err := s.Decide("aaaaaaaaaa", bob, true, ""); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Decide = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("decide twice", func(t *testing.T) {
+		if _, err := s.Decide(r.ID, bob, true, "ok"); err != nil {
+			t.Fatalf("first Decide: %v", err)
+		}
+		other := identity.Identity{Subject: "frank", Groups: []string{"dba"}}
+		got, err := s.Decide(r.ID, other, false, "too late")
+		if !errors.Is(err, ErrNotPending) {
+			t.Errorf("second Decide = %v, want ErrNotPending", err)
+		}
+		if got.State != Approved || got.Decider.Subject != "bob" {
+			t.Errorf("second Decide returned %q by %q, want the approval by bob", got.State, got.Decider.Subject)
+		}
+	})
+	t.Run("id in upper case", func(t *testing.T) {
+		r2 := submit(t, s, heldUpdate())
+		if _, err := s.Decide(" "+string(toUpper(r2.ID))+" ", bob, false, ""); err != nil {
+			t.Errorf("Decide with the id in upper case: %v", err)
+		}
+	})
+}
+
+func toUpper(s string) []byte {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return b
+}
+
+func TestSubmitInvalid(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Request)
+	}{
+		{"no approvers", func(r *Request) { r.Approvers = nil }},
+		{"empty approver", func(r *Request) { r.Approvers = []string{"dba", ""} }},
+		{"no timeout", func(r *Request) { r.Timeout = 0 }},
+		{"negative grant", func(r *Request) { r.Grant = -time.Second }},
+		{"webhook not http", func(r *Request) { r.NotifyURL = "file:///etc/passwd" }},
+		{"webhook without host", func(r *Request) { r.NotifyURL = "https:///hook" }},
+	}
+	s := openTest(t, "", Options{})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := heldUpdate()
+			tt.change(&r)
+			if _, err := s.Submit(context.Background(), r); !errors.Is(err, ErrInvalidRequest) {
+				t.Errorf("Submit = %v, want ErrInvalidRequest", err)
+			}
+		})
+	}
+	if l, _ := s.List(Filter{}); len(l) != 0 {
+		t.Errorf("%d requests stored after refusals, want 0", len(l))
+	}
+}
+
+func TestTooManyPending(t *testing.T) {
+	s := openTest(t, "", Options{MaxPending: 2})
+	submit(t, s, heldUpdate())
+	r := submit(t, s, heldUpdate())
+	if _, err := s.Submit(context.Background(), heldUpdate()); !errors.Is(err, ErrTooManyPending) {
+		t.Fatalf("third Submit = %v, want ErrTooManyPending", err)
+	}
+	if _, err := s.Decide(r.ID, bob, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	submit(t, s, heldUpdate()) // room again
+}
+
+func TestWaitContextAndCancel(t *testing.T) {
+	s := openTest(t, "", Options{})
+	r := submit(t, s, heldUpdate())
+	cause := errors.New("client went away")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := waitAsync(s, ctx, r.ID)
+	cancel(cause)
+	w := receive(t, ch)
+	if !errors.Is(w.err, context.Canceled) || !errors.Is(w.err, cause) {
+		t.Errorf("Wait = %v, want context.Canceled and the cause", w.err)
+	}
+	if w.r.State != Pending {
+		t.Errorf("after the context ended the request is %q, want pending", w.r.State)
+	}
+
+	ch = waitAsync(s, context.Background(), r.ID)
+	got, err := s.Cancel(r.ID, "")
+	if err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	if got.State != Abandoned || got.Reason != ReasonSessionEnded {
+		t.Errorf("Cancel = %q %q, want abandoned, %q", got.State, got.Reason, ReasonSessionEnded)
+	}
+	if w := receive(t, ch); w.err != nil || w.r.State != Abandoned {
+		t.Errorf("Wait = %q, %v; want abandoned", w.r.State, w.err)
+	}
+	if _, err := s.Cancel(r.ID, ""); !errors.Is(err, ErrNotPending) {
+		t.Errorf("second Cancel = %v, want ErrNotPending", err)
+	}
+	if _, err := s.Cancel("bbbbbbbbbb", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Cancel of an unknown id = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRestartAbandons(t *testing.T) {
+	s := openTest(t, "", Options{})
+	r := submit(t, s, heldUpdate())
+	other := heldUpdate()
+	other.SessionID = "20261129T071501Z-ffffffff"
+	r2 := submit(t, s, other)
+	ch := waitAsync(s, context.Background(), r.ID)
+	// Let the waiter block before closing.
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if w := receive(t, ch); !errors.Is(w.err, ErrClosed) {
+		t.Errorf("Wait across Close = %v, want ErrClosed", w.err)
+	}
+	if _, err := s.Submit(context.Background(), heldUpdate()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit after Close = %v, want ErrClosed", err)
+	}
+
+	s = openTest(t, s.path, Options{})
+	got, err := s.Get(r.ID)
+	if err != nil || got.State != Pending {
+		t.Fatalf("after reopening: %q, %v; want pending", got.State, err)
+	}
+	if g := s.pendingGauge(t, "shop"); g != 2 {
+		t.Errorf("interlock_approvals_pending{target=shop} = %v after reopening, want 2", g)
+	}
+	// Generic: a session the gateway still has keeps its request.
+	abandoned := s.Abandon(func(sid string) bool { return sid == other.SessionID })
+	if len(abandoned) != 1 || abandoned[0].ID != r.ID || abandoned[0].State != Abandoned || abandoned[0].Reason != ReasonSessionEnded {
+		t.Fatalf("Abandon = %+v, want only %s abandoned", abandoned, r.ID)
+	}
+	if got, _ := s.Get(r2.ID); got.State != Pending {
+		t.Errorf("the live session's request is %q, want pending", got.State)
+	}
+	if w, err := s.Wait(context.Background(), r.ID); err != nil || w.State != Abandoned {
+		t.Errorf("Wait on the abandoned request = %q, %v", w.State, err)
+	}
+	if g := s.pendingGauge(t, "shop"); g != 1 {
+		t.Errorf("interlock_approvals_pending{target=shop} = %v, want 1", g)
+	}
+	// And the abandonment itself persists.
+	s.Close()
+	s = openTest(t, s.path, Options{})
+	if got, _ := s.Get(r.ID); got.State != Abandoned {
+		t.Errorf("after a second restart the request is %q, want abandoned", got.State)
+	}
+}
+
+func TestExpiredWhileDown(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now})
+	req := heldUpdate()
+	req.Timeout = time.Hour
+	r := submit(t, s, req)
+	s.Close()
+
+	clk.Advance(2 * time.Hour)
+	s = openTest(t, s.path, Options{Now: clk.Now, Targets: []string{"shop", "billing"}})
+	got, err := s.Get(r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != Expired || got.Reason != ReasonExpired || !got.Decided.Equal(r.Expires) {
+		t.Errorf("got %q %q decided %v, want expired at %v", got.State, got.Reason, got.Decided, r.Expires)
+	}
+	for _, target := range []string{"shop", "billing"} {
+		if g := s.pendingGauge(t, target); g != 0 {
+			t.Errorf("interlock_approvals_pending{target=%s} = %v, want 0", target, g)
+		}
+	}
+	if a := s.Abandon(func(string) bool { return false }); len(a) != 0 {
+		t.Errorf("Abandon found %d pending, want 0", len(a))
+	}
+}
+
+// A request reloaded with time left expires on a timer for what remains.
+func TestReloadedRequestExpires(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now})
+	req := heldUpdate()
+	req.Timeout = time.Hour
+	r := submit(t, s, req)
+	s.Close()
+
+	clk.Advance(time.Hour - 100*time.Millisecond)
+	s = openTest(t, s.path, Options{Now: clk.Now})
+	w := receive(t, waitAsync(s, context.Background(), r.ID))
+	if w.err != nil || w.r.State != Expired {
+		t.Fatalf("Wait = %q, %v; want expired", w.r.State, w.err)
+	}
+}
+
+func TestGrantWindow(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now})
+	req := heldUpdate()
+	req.Grant = 15 * time.Minute
+	r := submit(t, s, req)
+
+	if _, ok := s.Granted("support", "shop", req.Rule); ok {
+		t.Fatal("Granted before any approval")
+	}
+	clk.Advance(time.Minute)
+	if _, err := s.Decide(r.ID, bob, true, "go ahead for a while"); err != nil {
+		t.Fatal(err)
+	}
+	decidedAt := clk.Now()
+
+	tests := []struct {
+		name                   string
+		after                  time.Duration // since the approval
+		workload, target, rule string
+		want                   bool
+	}{
+		{"second command right after", time.Minute, "support", "shop", req.Rule, true},
+		{"other target", time.Minute, "support", "billing", req.Rule, false},
+		{"other workload", time.Minute, "batch", "shop", req.Rule, false},
+		{"other rule", time.Minute, "support", "shop", "ddl-needs-approval", false},
+		{"last moment", 15*time.Minute - time.Nanosecond, "support", "shop", req.Rule, true},
+		{"window over", 15 * time.Minute, "support", "shop", req.Rule, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk.mu.Lock()
+			clk.t = decidedAt.Add(tt.after)
+			clk.mu.Unlock()
+			g, ok := s.Granted(tt.workload, tt.target, tt.rule)
+			if ok != tt.want {
+				t.Fatalf("Granted = %v, want %v", ok, tt.want)
+			}
+			if ok && (g.ID != r.ID || g.State != Approved || !g.GrantUntil().Equal(decidedAt.Add(15*time.Minute))) {
+				t.Errorf("Granted returned %s %q until %v", g.ID, g.State, g.GrantUntil())
+			}
+		})
+	}
+
+	t.Run("survives a restart", func(t *testing.T) {
+		clk.mu.Lock()
+		clk.t = decidedAt.Add(5 * time.Minute)
+		clk.mu.Unlock()
+		s.Close()
+		s2 := openTest(t, s.path, Options{Now: clk.Now})
+		if g, ok := s2.Granted("support", "shop", req.Rule); !ok || g.ID != r.ID {
+			t.Fatalf("after a restart Granted = %v, %v; want %s", g.ID, ok, r.ID)
+		}
+		clk.Advance(10 * time.Minute)
+		if _, ok := s2.Granted("support", "shop", req.Rule); ok {
+			t.Error("the window outlived its grant after a restart")
+		}
+	})
+}
+
+func TestRejectionAndNoGrantOpenNoWindow(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now})
+	withGrant := heldUpdate()
+	withGrant.Grant = time.Hour
+	r := submit(t, s, withGrant)
+	s.Decide(r.ID, bob, false, "no")
+	noGrant := heldUpdate()
+	r2 := submit(t, s, noGrant)
+	s.Decide(r2.ID, bob, true, "once")
+	if g, ok := s.Granted("support", "shop", withGrant.Rule); ok {
+		t.Errorf("Granted = %s: neither a rejection nor an approval without grant opens a window", g.ID)
+	}
+}
+
+func TestListAndRetention(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now, Retention: 48 * time.Hour})
+	var ids []string
+	for i := range 5 {
+		r := heldUpdate()
+		r.Command = fmt.Sprintf("UPDATE t SET n = %d", i)
+		r.Timeout = 100 * time.Hour
+		ids = append(ids, submit(t, s, r).ID)
+		clk.Advance(time.Second)
+	}
+	s.Decide(ids[1], bob, true, "")
+	s.Decide(ids[3], bob, false, "")
+
+	all, err := s.List(Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := idsOf(all), []string{ids[4], ids[3], ids[2], ids[1], ids[0]}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("List() = %v, want newest first %v", got, want)
+	}
+	pending, _ := s.List(Filter{State: Pending})
+	if got, want := idsOf(pending), []string{ids[4], ids[2], ids[0]}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("List(pending) = %v, want %v", got, want)
+	}
+	rejected, _ := s.List(Filter{State: Rejected})
+	if got := idsOf(rejected); fmt.Sprint(got) != fmt.Sprint([]string{ids[3]}) {
+		t.Errorf("List(rejected) = %v", got)
+	}
+	two, _ := s.List(Filter{Limit: 2})
+	if len(two) != 2 || two[0].ID != ids[4] {
+		t.Errorf("List(limit 2) = %v", idsOf(two))
+	}
+
+	// Past retention the decided requests go at the next sweep; pending
+	// ones stay whatever their age.
+	clk.Advance(49 * time.Hour)
+	s.Close()
+	s = openTest(t, s.path, Options{Now: clk.Now, Retention: 48 * time.Hour})
+	if _, err := s.Get(ids[1]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of a request past retention = %v, want ErrNotFound", err)
+	}
+	if got, _ := s.List(Filter{}); len(got) != 3 {
+		t.Errorf("after pruning %d requests remain, want the 3 pending", len(got))
+	}
+}
+
+func idsOf(rs []Request) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func TestOpenRefusesABusyFile(t *testing.T) {
+	s := openTest(t, "", Options{})
+	if _, err := Open(s.path, Options{}); err == nil {
+		t.Fatal("a second Open of the same file succeeded")
+	}
+}
+
+func TestLongCommandIsCut(t *testing.T) {
+	s := openTest(t, "", Options{})
+	r := heldUpdate()
+	r.Command = "SELECT '" + strings.Repeat("é", 5000) + "'"
+	got := submit(t, s, r)
+	if len(got.Command) > maxCommandLen || !utf8.ValidString(got.Command) || !strings.HasSuffix(got.Command, "…") {
+		t.Errorf("stored command is %d bytes (valid UTF-8: %v), want at most %d ending in …",
+			len(got.Command), utf8.ValidString(got.Command), maxCommandLen)
+	}
+}
+
+// Many callers at once: run with -race.
+func TestConcurrentUse(t *testing.T) {
+	s := openTest(t, "", Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 16 {
+		wg.Go(func() {
+			r, err := s.Submit(context.Background(), heldUpdate())
+			if err != nil {
+				errs <- err
+				return
+			}
+			done := make(chan Request, 1)
+			go func() {
+				w, _ := s.Wait(context.Background(), r.ID)
+				done <- w
+			}()
+			s.List(Filter{})
+			s.Granted("support", "shop", r.Rule)
+			if _, err := s.Decide(r.ID, bob, i%2 == 0, ""); err != nil {
+				errs <- err
+				return
+			}
+			if w := <-done; !w.State.Final() {
+				errs <- fmt.Errorf("waiter woke with %q", w.State)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if g := s.pendingGauge(t, "shop"); g != 0 {
+		t.Errorf("interlock_approvals_pending{target=shop} = %v, want 0", g)
+	}
+}
+
+// Close wakes every waiter and stops every goroutine the store started:
+// timers, webhooks and their connections.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	rc := newReceiver(t)
+	s := openTest(t, "", Options{})
+	req := heldUpdate()
+	req.NotifyURL = rc.url()
+	var chans []<-chan waitResult
+	for range 3 {
+		r := submit(t, s, req)
+		rc.next(t)
+		chans = append(chans, waitAsync(s, context.Background(), r.ID))
+	}
+	time.Sleep(20 * time.Millisecond) // let the waiters block
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range chans {
+		if w := receive(t, ch); !errors.Is(w.err, ErrClosed) {
+			t.Errorf("Wait = %v, want ErrClosed", w.err)
+		}
+	}
+	rc.srv.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
