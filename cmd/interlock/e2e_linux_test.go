@@ -79,11 +79,13 @@ func (e *e2e) adminTokens() string {
 		"alice": "alice-token-0123456789abcdef",
 		"bob":   "bob-token-0123456789abcdef",
 		"carol": "carol-token-0123456789abcdef",
+		"agent": "agent-token-0123456789abcdef",
 	}
 	f := filepath.Join(e.dir, "admin-tokens.yaml")
 	body := `- {token: "alice-token-0123456789abcdef", subject: alice, groups: [dba]}
 - {token: "bob-token-0123456789abcdef", subject: bob, groups: [dba]}
 - {token: "carol-token-0123456789abcdef", subject: carol, groups: [ops]}
+- {token: "agent-token-0123456789abcdef", subject: "agent:demo", groups: [dba]}
 `
 	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -255,6 +257,16 @@ func (e *e2e) status() gatewayStatus {
 func (e *e2e) cgroup(path string) redirecttest.Cgroup {
 	e.t.Helper()
 	return redirecttest.MakeCgroup(e.t, e.root, e.top+path)
+}
+
+// runAs runs the CLI with who's admin token and returns its output and
+// error.
+func (e *e2e) runAs(who string, args ...string) (string, error) {
+	e.t.Helper()
+	cmd := exec.Command(interlockBin, append(args, "--config", e.cfgPath)...)
+	cmd.Env = append(os.Environ(), "INTERLOCK_TOKEN="+e.tokens[who])
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func (e *e2e) run(args ...string) string {
