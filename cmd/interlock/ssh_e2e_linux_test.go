@@ -215,3 +215,52 @@ func TestSSHExplicit(t *testing.T) {
 		t.Errorf("explicit rm: exit %d\n%s", code, out)
 	}
 }
+
+func TestSSHReviewThroughKernel(t *testing.T) {
+	e := newE2E(t)
+	srv, target := bastion(t, e)
+	e.writeConfig("targets:\n" + target + fmt.Sprintf(`workloads:
+  - name: agent
+    match: {cgroup: %s/agent}
+    identity: {subject: "agent:demo", groups: [agents]}
+    egress: {default: deny}
+policy:
+  default: allow
+  rules:
+    - name: touch-needs-approval
+      when: ssh.request == "exec" && "touch" in ssh.programs
+      action: review
+      review: {approvers: [dba], timeout: 60s}
+`, e.top))
+	knownHosts := filepath.Join(e.dir, "agent_known_hosts")
+	if err := os.WriteFile(knownHosts, []byte(e.run("ca", "ssh-known-hosts")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.start()
+	agent := e.cgroup("/agent")
+	marker := filepath.Join(e.dir, "approved-marker")
+	done := make(chan struct{})
+	var out string
+	var code int
+	go func() {
+		defer close(done)
+		out, code = agentSSH(t, agent, knownHosts, srv.Host, srv.Port, nil, "touch "+marker+" && echo touched")
+	}()
+	req := e.pendingApproval(t)
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the held command ran before the approval")
+	}
+	if o, err := e.runAs("alice", "approvals", "approve", req.ID); err != nil {
+		t.Fatalf("approve: %v\n%s", err, o)
+	}
+	<-done
+	if code != 0 || !strings.Contains(out, "touched") || !strings.Contains(out, "holds this command for review as request "+req.ID) {
+		t.Errorf("ssh after the approval: exit %d\n%s", code, out)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the approved command did not run: %v", err)
+	}
+	if got := e.metric("interlock_commands_total", `decision="approved"`, `protocol="ssh"`); got != 1 {
+		t.Errorf("approved ssh commands: %v", got)
+	}
+}
