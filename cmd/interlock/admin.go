@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -83,6 +85,18 @@ func (g *gateway) setUpAdminAuth() error {
 			return fmt.Errorf("admin tokens: %w", err)
 		}
 		tokens = t
+		// SIGHUP reloads the tokens file (a bad file keeps the old set).
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				if err := t.Reload(); err != nil {
+					g.logger.Error("reloading admin tokens; keeping the old set", "error", err)
+					continue
+				}
+				g.logger.Info("admin tokens reloaded", "tokens", t.Len())
+			}
+		}()
 	}
 	var verifier adminauth.TokenVerifier
 	if g.verifier != nil {
