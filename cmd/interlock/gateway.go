@@ -111,6 +111,9 @@ func (g *gateway) run(ctx context.Context) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if err := g.setUpVerifier(ctx); err != nil {
+		return err
+	}
 	if err := g.setUpAdminAuth(); err != nil {
 		return err
 	}

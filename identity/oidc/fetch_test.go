@@ -1,0 +1,203 @@
+package oidc
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeIssuer serves a discovery document and a key set whose answer the
+// test chooses. It is a unit test of how fetch failures are classified; the
+// real issuer is in oidc_test.go.
+type fakeIssuer struct {
+	srv       *httptest.Server
+	discovery atomic.Int32 // discovery requests seen
+	status    atomic.Int32 // discovery status; 0 is 200
+	jwks      atomic.Value // func(http.ResponseWriter)
+}
+
+func newFakeIssuer(t *testing.T) *fakeIssuer {
+	f := &fakeIssuer{}
+	f.jwks.Store(func(w http.ResponseWriter) { w.Write([]byte(`{"keys":[]}`)) })
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			f.discovery.Add(1)
+			if s := f.status.Load(); s != 0 {
+				w.WriteHeader(int(s))
+				return
+			}
+			json.NewEncoder(w).Encode(map[string]string{"issuer": f.issuer(), "jwks_uri": f.srv.URL + "/jwks"})
+		case "/jwks":
+			f.jwks.Load().(func(http.ResponseWriter))(w)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeIssuer) issuer() string { return f.srv.URL + "/" }
+
+// token is a token for f signed by a key f does not publish.
+func (f *fakeIssuer) token(t *testing.T, kid string) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := `{"iss":` + strconv.Quote(f.issuer()) + `,"sub":"a","aud":"interlock","exp":` + strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10) + `}`
+	return sign(t, key, kid, claims)
+}
+
+// sign makes an RS256 token of the claims, given as JSON text so that the
+// test controls names and order exactly.
+func sign(t *testing.T, key *rsa.PrivateKey, kid, claims string) string {
+	t.Helper()
+	input := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256","kid":`+strconv.Quote(kid)+`}`)) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(claims))
+	sum := sha256.Sum256([]byte(input))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// A key set that cannot be fetched makes the issuer unavailable; one that
+// is fetched and has no matching key makes the token invalid.
+func TestKeySetFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		jwks     func(http.ResponseWriter)
+		sentinel error
+		msg      string
+	}{
+		{name: "server error", jwks: func(w http.ResponseWriter) { http.Error(w, "db down", http.StatusInternalServerError) },
+			sentinel: ErrIssuerUnavailable, msg: "500 Internal Server Error: db down"},
+		{name: "not JSON", jwks: func(w http.ResponseWriter) { w.Write([]byte("<html>maintenance</html>")) },
+			sentinel: ErrIssuerUnavailable, msg: "response is not JSON"},
+		{name: "too large", jwks: func(w http.ResponseWriter) { w.Write([]byte(`"` + strings.Repeat("k", maxResponseSize) + `"`)) },
+			sentinel: ErrIssuerUnavailable, msg: "larger than"},
+		{name: "no such key", jwks: func(w http.ResponseWriter) { w.Write([]byte(`{"keys":[]}`)) },
+			sentinel: ErrInvalidToken, msg: "signature not valid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeIssuer(t)
+			f.jwks.Store(tt.jwks)
+			v, err := New(t.Context(), []Issuer{{Name: "fake", URL: f.issuer(), Audience: "interlock"}}, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = v.Verify(t.Context(), "fake", f.token(t, "k1"))
+			if !errors.Is(err, tt.sentinel) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("error %v; want one wrapping %q saying %q", err, tt.sentinel, tt.msg)
+			}
+			other := ErrInvalidToken
+			if tt.sentinel == ErrInvalidToken {
+				other = ErrIssuerUnavailable
+			}
+			if errors.Is(err, other) {
+				t.Fatalf("error %v wraps both sentinels", err)
+			}
+		})
+	}
+}
+
+// A failed discovery is not retried before its backoff, however many
+// tokens arrive, and is retried after it.
+func TestDiscoveryBackoff(t *testing.T) {
+	f := newFakeIssuer(t)
+	f.status.Store(http.StatusServiceUnavailable)
+	v, err := New(t.Context(), []Issuer{{Name: "fake", URL: f.issuer(), Audience: "interlock"}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.token(t, "k1")
+	for range 20 {
+		_, err := v.Verify(t.Context(), "fake", tok)
+		if !errors.Is(err, ErrIssuerUnavailable) || !strings.Contains(err.Error(), "503") {
+			t.Fatalf("error %v; want ErrIssuerUnavailable with the status", err)
+		}
+	}
+	if n := f.discovery.Load(); n != 1 {
+		t.Fatalf("%d discovery requests within the first backoff, want 1", n)
+	}
+	f.status.Store(0)
+	time.Sleep(minBackoff + 100*time.Millisecond)
+	// Discovered now: the token fails on its signature, not on the issuer.
+	if _, err := v.Verify(t.Context(), "fake", tok); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("after the backoff: %v; want the token refused on its merits", err)
+	}
+	if n := f.discovery.Load(); n != 2 {
+		t.Fatalf("%d discovery requests, want 2", n)
+	}
+}
+
+// publish makes f serve key as its only signing key, with id kid.
+func (f *fakeIssuer) publish(key *rsa.PublicKey, kid string) {
+	jwk := map[string]string{
+		"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+		"n": base64.RawURLEncoding.EncodeToString(key.N.Bytes()),
+		"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(key.E)).Bytes()),
+	}
+	f.jwks.Store(func(w http.ResponseWriter) {
+		json.NewEncoder(w).Encode(map[string]any{"keys": []any{jwk}})
+	})
+}
+
+// Claim names are case-sensitive: a genuinely signed token whose "aud" or
+// "sub" is spelt otherwise has none. (encoding/json would match struct
+// fields ignoring case.)
+func TestClaimNamesCaseSensitive(t *testing.T) {
+	f := newFakeIssuer(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publish(&key.PublicKey, "k1")
+	v, err := New(t.Context(), []Issuer{{Name: "fake", URL: f.issuer(), Audience: "interlock"}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := strconv.Quote(f.issuer())
+	exp := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	tests := []struct {
+		name, claims, error string
+	}{
+		{name: "exact names", claims: `{"iss":` + iss + `,"sub":"a","aud":"interlock","exp":` + exp + `}`},
+		{name: "AUD", claims: `{"iss":` + iss + `,"sub":"a","AUD":"interlock","exp":` + exp + `}`, error: "audience [] not accepted"},
+		{name: "Sub", claims: `{"iss":` + iss + `,"Sub":"a","aud":"interlock","exp":` + exp + `}`, error: `no subject claim "sub"`},
+		{name: "EXP", claims: `{"iss":` + iss + `,"sub":"a","aud":"interlock","EXP":` + exp + `}`, error: "no expiry"},
+		{name: "ISS", claims: `{"ISS":` + iss + `,"sub":"a","aud":"interlock","exp":` + exp + `}`, error: "is from issuer \"\""},
+		{name: "aud a number", claims: `{"iss":` + iss + `,"sub":"a","aud":7,"exp":` + exp + `}`, error: "aud"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := v.Verify(t.Context(), "fake", sign(t, key, "k1", tt.claims))
+			if tt.error == "" {
+				if err != nil || c.Subject != "a" || len(c.Audience) != 1 || c.Audience[0] != "interlock" {
+					t.Fatalf("Verify = %+v, %v", c, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), tt.error) {
+				t.Fatalf("error %v; want one wrapping ErrInvalidToken saying %q", err, tt.error)
+			}
+		})
+	}
+}
