@@ -66,6 +66,8 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 		dst = append(dst, ']')
 	}
 	dst = appendOptString(dst, `,"recording":`, c.Recording)
+	dst = appendOptString(dst, `,"review":`, c.Review)
+	dst = appendOptString(dst, `,"decider":`, c.Decider)
 	dst = append(dst, '}')
 	dst = appendOptString(dst, `,"prev":`, ev.Prev)
 	dst = append(dst, `,"hash":`...)

@@ -64,6 +64,12 @@ type Command struct {
 	// Recording names the file, in the store's folder, holding the
 	// command's terminal stream (an asciicast v2 .cast file).
 	Recording string `json:"recording,omitempty"`
+	// Review is the id of the review request that held the command, and
+	// Decider who approved or rejected it ("" when it expired, was
+	// abandoned, or ran under an earlier approval's grant: then Decider is
+	// that approval's).
+	Review  string `json:"review,omitempty"`
+	Decider string `json:"decider,omitempty"`
 }
 
 // End closes the session.

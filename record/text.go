@@ -86,6 +86,16 @@ func writeCommand(w io.Writer, c *Command) {
 		fmt.Fprintf(w, "%s> %s\n", indent, clean(l))
 	}
 	var out []string
+	if c.Review != "" {
+		r := "review " + clean(c.Review)
+		if c.Decider != "" {
+			r += " by " + clean(c.Decider)
+		}
+		out = append(out, r)
+	}
+	if c.Recording != "" {
+		out = append(out, "terminal recording "+clean(c.Recording))
+	}
 	if c.Message != "" {
 		out = append(out, "message: "+clean(c.Message))
 	}

@@ -138,6 +138,18 @@ policy:
 		if got := srv.Query(t, "SELECT name FROM customers WHERE id = 1"); got != "Approved" {
 			t.Errorf("the approved UPDATE did not run: name %q", got)
 		}
+		// The session's recording names the request and who decided.
+		var shown bool
+		for _, line := range strings.Split(e.run("sessions", "list"), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && strings.Contains(line, "shop") {
+				if show := e.run("sessions", "show", f[0]); strings.Contains(show, "'Approved'") {
+					shown = strings.Contains(show, "review "+req.ID+" by alice") && strings.Contains(show, "approved rule=writes-need-approval")
+				}
+			}
+		}
+		if !shown {
+			t.Error("no session recording shows the approved UPDATE with its review and decider")
+		}
 		// The approval's grant covers the next write of the same rule.
 		if out, err := psql(t, agent, srv.Host, srv.Port, "UPDATE customers SET name = 'Granted' WHERE id = 2"); err != nil {
 			t.Fatalf("granted UPDATE: %v\n%s", err, out)

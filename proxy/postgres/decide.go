@@ -103,7 +103,7 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 // hold asks a human about a statement a review rule holds. The client is
 // told with a NOTICE what it waits for; the session's client goroutine
 // waits with it (the client waits for the statement's result anyway).
-func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) policy.Decision {
+func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) (policy.Decision, *proxy.Verdict) {
 	v, err := c.h.reviewer.Hold(c.ctx, proxy.Held{Session: c.s, Decision: d, Command: text, Kind: st.Kind, Operation: st.Command},
 		func(id, how string) {
 			c.client.send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
@@ -111,10 +111,10 @@ func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) po
 		})
 	if err != nil && v.State == "" {
 		c.log.Error("holding a statement for review", "error", err)
-		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the statement for review: " + err.Error()}
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the statement for review: " + err.Error()}, nil
 	}
 	c.log.Info("held statement decided", "request", v.RequestID, "state", v.State, "decider", v.Decider)
-	return v.Decision(d.Rule)
+	return v.Decision(d.Rule), &v
 }
 
 // count feeds the command metrics with one decision.
@@ -164,15 +164,20 @@ func (c *session) query(m *pgproto3.Query) error {
 			text = st.Text
 		}
 		d := c.decide(st)
+		var verdict *proxy.Verdict
 		if d.Action == policy.Review {
-			d = c.hold(text, st, d)
+			d, verdict = c.hold(text, st, d)
 		}
 		if !proxy.Allowed(d) {
 			c.count(d)
-			c.record(deniedCommand(text, st, d))
+			cmd := deniedCommand(text, st, d)
+			if verdict != nil {
+				cmd.Review, cmd.Decider = verdict.RequestID, verdict.Decider
+			}
+			c.record(cmd)
 			return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), false)
 		}
-		ds[i] = decided{stmt: st, decision: d}
+		ds[i] = decided{stmt: st, decision: d, review: verdict}
 	}
 	for _, d := range ds {
 		c.count(d.decision)
@@ -188,6 +193,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 	stmts, bad := c.classify(m.Query)
 	var st sqlfacts.Statement
 	var d policy.Decision
+	var verdict *proxy.Verdict
 	var resp *pgproto3.ErrorResponse
 	code := codeInsufficientPrivilege
 	switch {
@@ -203,7 +209,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		if d.Action == policy.Review {
 			// Held when prepared: an approval covers every execution of
 			// this prepared statement.
-			d = c.hold(st.Text, st, d)
+			d, verdict = c.hold(st.Text, st, d)
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
 		delete(r.deniedStmts, m.Name)
@@ -222,13 +228,16 @@ func (c *session) parse(m *pgproto3.Parse) error {
 			cmd:      deniedCommand(m.Query, st, d),
 			decision: d,
 		}
+		if verdict != nil {
+			dn.cmd.Review, dn.cmd.Decider = verdict.RequestID, verdict.Decider
+		}
 		c.record(dn.cmd)
 		r.deniedStmts[m.Name] = dn
 		delete(r.stmts, m.Name)
 		return c.refuse(dn.resp, true)
 	}
 	delete(r.deniedStmts, m.Name)
-	r.stmts[m.Name] = &prepared{d: decided{stmt: st, decision: d}}
+	r.stmts[m.Name] = &prepared{d: decided{stmt: st, decision: d, review: verdict}}
 	return c.forward(&pending{kind: pendParse}, m)
 }
 

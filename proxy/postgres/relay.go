@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock-dev/interlock/policy"
+	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
 	"github.com/interlock-dev/interlock/record"
 )
@@ -99,10 +100,12 @@ type pending struct {
 	refusalErr string // why
 }
 
-// decided is a statement with its decision.
+// decided is a statement with its decision, and the review that let it
+// run, if one held it.
 type decided struct {
 	stmt     sqlfacts.Statement
 	decision policy.Decision
+	review   *proxy.Verdict
 }
 
 // command is the recording of the statement, without its outcome.
@@ -111,13 +114,17 @@ func (d decided) command() record.Command {
 	if text == "" {
 		text = "(a statement prepared outside the gateway's view)"
 	}
-	return record.Command{
+	cmd := record.Command{
 		Text:     text,
 		Command:  d.stmt.Command,
 		Kind:     d.stmt.Kind,
 		Decision: string(d.decision.Action),
 		Rule:     d.decision.Rule,
 	}
+	if v := d.review; v != nil {
+		cmd.Review, cmd.Decider = v.RequestID, v.Decider
+	}
+	return cmd
 }
 
 // resultDesc is what the rows of a portal look like.

@@ -200,6 +200,7 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 		return
 	}
 	var d policy.Decision
+	var verdict *proxy.Verdict
 	if err != nil {
 		f.User = c.user
 		d = policy.Decision{Action: policy.Deny, Message: err.Error()}
@@ -207,12 +208,12 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	} else {
 		d = c.evaluate(f)
 		if d.Action == policy.Review {
-			d = sc.hold(f, text, d)
+			d, verdict = sc.hold(f, text, d)
 		}
 		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
 	}
 	if !proxy.Allowed(d) {
-		c.recordDecision(f, text, d)
+		c.recordVerdict(f, text, d, verdict)
 		req.Reply(true, nil)
 		sc.tell("interlock: " + d.Message)
 		sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{deniedExitStatus}))
@@ -225,6 +226,9 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	sc.started = true
 	sc.begun = time.Now()
 	sc.cmd = record.Command{Text: text, Command: f.Request, Decision: string(d.Action), Rule: d.Rule}
+	if verdict != nil {
+		sc.cmd.Review, sc.cmd.Decider = verdict.RequestID, verdict.Decider
+	}
 	terminal := f.Request == "shell" || sc.pty != nil
 	sc.mu.Unlock()
 	if terminal && f.Subsystem == "" {
@@ -254,10 +258,10 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 // hold asks a human about an exec, shell or subsystem a review rule holds.
 // The agent is told on stderr what it waits for; the channel's requests
 // wait with it.
-func (sc *sessionChannel) hold(f policy.SSH, text string, d policy.Decision) policy.Decision {
+func (sc *sessionChannel) hold(f policy.SSH, text string, d policy.Decision) (policy.Decision, *proxy.Verdict) {
 	c := sc.c
 	if c.h.opts.Reviewer == nil {
-		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (review is not configured, so it is denied)"}
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (review is not configured, so it is denied)"}, nil
 	}
 	op := f.Subsystem
 	if len(f.Programs) > 0 {
@@ -269,10 +273,10 @@ func (sc *sessionChannel) hold(f policy.SSH, text string, d policy.Decision) pol
 		})
 	if err != nil && v.State == "" {
 		c.log.Error("holding a command for review", "error", err)
-		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the command for review: " + err.Error()}
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the command for review: " + err.Error()}, nil
 	}
 	c.log.Info("held command decided", "request", v.RequestID, "state", v.State, "decider", v.Decider)
-	return v.Decision(d.Rule)
+	return v.Decision(d.Rule), &v
 }
 
 // sessionFacts are the policy facts of an exec, shell or subsystem

@@ -456,9 +456,18 @@ func (c *conn) record(cmd record.Command) {
 
 // recordDecision records a request decided and, when denied, done with.
 func (c *conn) recordDecision(f policy.SSH, text string, d policy.Decision) {
+	c.recordVerdict(f, text, d, nil)
+}
+
+// recordVerdict records a request decided, with the review that decided
+// it when one held it.
+func (c *conn) recordVerdict(f policy.SSH, text string, d policy.Decision, v *proxy.Verdict) {
 	cmd := record.Command{Text: text, Command: f.Request, Kind: f.FileOp, Decision: string(d.Action), Rule: d.Rule}
-	if d.Action != policy.Allow {
+	if !proxy.Allowed(d) {
 		cmd.Message = d.Message
+	}
+	if v != nil {
+		cmd.Review, cmd.Decider = v.RequestID, v.Decider
 	}
 	c.record(cmd)
 }
