@@ -60,6 +60,10 @@ type env struct {
 type envOptions struct {
 	policy string
 	target sshproxy.Target // filled from the sshd where empty
+	// needsLogin makes the caller a workload that must log in with a token
+	// from this issuer; login checks the token.
+	needsLogin string
+	login      proxy.LoginFunc
 }
 
 type fixedAttributor struct{ at proxy.Attribution }
@@ -127,6 +131,7 @@ func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
 		CA:         ca,
 		Commands:   commands,
 		Logger:     logger,
+		Login:      o.login,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +157,9 @@ func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
 			UID:      uint32(os.Getuid()),
 		},
 		Destination: netip.MustParseAddrPort(sshd.Addr()),
+	}
+	if o.needsLogin != "" {
+		at.Caller.Identity, at.Caller.NeedsLogin = identity.Identity{}, o.needsLogin
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan struct{})

@@ -3,6 +3,7 @@ package ssh_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/proxy"
 	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
 	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
@@ -348,5 +350,52 @@ func TestOutputOrdering(t *testing.T) {
 		if code != 0 || out != "quick\n" {
 			t.Fatalf("run %d: quick command: code %d, out %q", i, code, out)
 		}
+	}
+}
+
+// A workload that must log in with an OIDC token gives it as its SSH
+// password; nothing else authenticates it.
+func TestTokenAsPassword(t *testing.T) {
+	var bound identity.Caller
+	e := newEnv(t, envOptions{needsLogin: "corp", login: func(_ context.Context, c identity.Caller, token, via string) (identity.Identity, time.Time, error) {
+		if token != "good-token" || via != "ssh password" || c.NeedsLogin != "corp" {
+			return identity.Identity{}, time.Time{}, errors.New("signature invalid")
+		}
+		bound = c
+		return identity.Identity{Subject: "agent-7", Issuer: "https://idp.example/"}, time.Now().Add(time.Hour), nil
+	}})
+	dial := func(auth ...gossh.AuthMethod) (*gossh.Client, error) {
+		return gossh.Dial("tcp", e.listener, &gossh.ClientConfig{User: "agent", Auth: auth,
+			HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}) // the host key is not what this test is about
+	}
+	if c, err := dial(); err == nil {
+		c.Close()
+		t.Error("a workload without a token logged in with none")
+	}
+	if c, err := dial(gossh.Password("bad-token")); err == nil {
+		c.Close()
+		t.Error("a bad token was accepted")
+	}
+	c, err := dial(gossh.Password("good-token"))
+	if err != nil {
+		t.Fatalf("the good token: %v", err)
+	}
+	defer c.Close()
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := sess.Output("id -un")
+	if err != nil || strings.TrimSpace(string(out)) != e.sshd.User {
+		t.Errorf("id -un: %q %v", out, err)
+	}
+	if bound.Workload != "agent" {
+		t.Errorf("the login was bound for %+v", bound)
+	}
+	c.Close()
+	e.idle(t)
+	sums, _ := e.store.List()
+	if len(sums) == 0 || sums[0].Start.Subject != "agent-7" {
+		t.Errorf("the session is not recorded with the token's subject: %+v", sums)
 	}
 }
