@@ -30,6 +30,17 @@ type gatewayStatus struct {
 	Workloads []workloadStatus    `json:"workloads"`
 	Targets   []targetStatus      `json:"targets"`
 	Sessions  []proxy.SessionInfo `json:"sessions"`
+	Logins    []loginStatus       `json:"logins,omitempty"`
+}
+
+// loginStatus is a workload's current OIDC login.
+type loginStatus struct {
+	Workload string    `json:"workload"`
+	Subject  string    `json:"subject"`
+	Issuer   string    `json:"issuer"`
+	Groups   []string  `json:"groups,omitempty"`
+	Via      string    `json:"via"`
+	Expires  time.Time `json:"expires"`
 }
 
 type workloadStatus struct {
@@ -120,6 +131,12 @@ func (g *gateway) status() gatewayStatus {
 		Ready:    g.ready.Load(),
 		Started:  g.started,
 		Sessions: g.server.Active(),
+	}
+	if g.logins != nil {
+		for _, l := range g.logins.List() {
+			st.Logins = append(st.Logins, loginStatus{Workload: l.Workload, Subject: l.Identity.Subject, Issuer: l.Identity.Issuer,
+				Groups: l.Identity.Groups, Via: l.Via, Expires: l.Expires})
+		}
 	}
 	g.mu.Lock()
 	st.Listeners = slices.Clone(g.listeners)

@@ -83,6 +83,9 @@ policy:
 		if err != nil || strings.TrimSpace(out) != "Bob" {
 			t.Fatalf("psql after login: %v\n%s", err, out)
 		}
+		if st := e.run("status"); !strings.Contains(st, "login:") || !strings.Contains(st, "support is support-agent") {
+			t.Errorf("status does not show the login:\n%s", st)
+		}
 		// The token's identity is what the recording and the sessions show.
 		list := e.run("sessions", "list")
 		if !strings.Contains(list, "support-agent") {

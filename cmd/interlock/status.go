@@ -212,6 +212,9 @@ func printStatus(out io.Writer, r statusReport) {
 			}
 		}
 		fmt.Fprintf(w, "  sessions:\t%d active\n", len(r.Gateway.Sessions))
+		for _, l := range r.Gateway.Logins {
+			fmt.Fprintf(w, "  login:\t%s is %s (%s, via %s) until %s\n", l.Workload, l.Subject, l.Issuer, l.Via, l.Expires.Local().Format(time.RFC3339))
+		}
 	default:
 		fmt.Fprintf(w, "gateway:\tnot running (%s)\n", r.GatewayError)
 	}
