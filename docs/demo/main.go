@@ -5,15 +5,20 @@
 // (redirected through the gateway), a host it may not reach (refused by the
 // kernel), the database with psql and no password (rows masked, DROP TABLE
 // refused), and the sshd with ssh and no key (a command runs, rm -rf and a
-// port forward are refused).
-// It prints what the agent saw, `interlock status`, the refused sessions'
-// recordings and the metrics, then stops the gateway and the servers and
-// removes the data path again. It needs root.
+// port forward are refused), and last an UPDATE that a review rule holds:
+// meanwhile this process, as the approver alice, finds the request with
+// `interlock approvals`, approves it, and the agent's psql completes.
+// It prints what the agent saw, `interlock status`, the refused and the
+// reviewed sessions' recordings and the metrics, then stops the gateway and
+// the servers and removes the data path and /tmp/interlock-demo again. It
+// needs root.
 package main
 
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -64,6 +70,12 @@ func run(bin, cfgPath string) error {
 	}
 	defer os.RemoveAll(filepath.Dir(demoPasswordFile))
 	if err := os.WriteFile(demoPasswordFile, []byte(password+"\n"), 0o600); err != nil {
+		return err
+	}
+	// So is alice's admin token: the approver's credential for the admin
+	// API, which this process uses and the agent never gets.
+	token, err := writeAdminTokens()
+	if err != nil {
 		return err
 	}
 	// sshd runs before the configuration is loaded for the same reason:
@@ -140,17 +152,28 @@ func run(bin, cfgPath string) error {
 		return err
 	}
 
-	step("the agent runs inside cgroup %s and uses plain connect(2)", cfg.Workloads[0].Match.Cgroup)
-	if err := startAgent(agentCgroup); err != nil {
+	step("the agent runs inside cgroup %s and uses plain connect(2); %s, an approver, watches for held commands", cfg.Workloads[0].Match.Cgroup, approver)
+	agentOut, noticed := watched("  agent   | ", "holds this statement for review")
+	agent, err := startAgent(agentCgroup, agentOut)
+	if err != nil {
+		return err
+	}
+	held, err := approveHeld(bin, cfgPath, token, agent, noticed)
+	if err != nil {
+		// Its psql would wait for a decision that is not coming.
+		agent.stop()
+		return err
+	}
+	if err := agent.wait(); err != nil {
 		return err
 	}
 
-	step("interlock status")
-	if err := runShow(bin, "status", "--config", cfgPath); err != nil {
+	step("INTERLOCK_TOKEN=<%s's token> interlock status", approver)
+	if err := runAdmin(bin, token, "status", "--config", cfgPath); err != nil {
 		return err
 	}
 
-	step("interlock sessions list, and the recordings of the refused PostgreSQL and SSH sessions")
+	step("interlock sessions list, the recordings of the refused PostgreSQL and SSH sessions and of the reviewed UPDATE")
 	if err := runShow(bin, "sessions", "list", "--config", cfgPath); err != nil {
 		return err
 	}
@@ -158,6 +181,9 @@ func run(bin, cfgPath string) error {
 		return err
 	}
 	if err := showDeniedSessions(bin, cfgPath, "bastion", 2); err != nil {
+		return err
+	}
+	if err := runShow(bin, "sessions", "show", held.Session, "--config", cfgPath); err != nil {
 		return err
 	}
 
@@ -171,25 +197,138 @@ func run(bin, cfgPath string) error {
 	return nil
 }
 
-func startAgent(cgroupDir string) error {
+// agentProcess is the scripted agent running in its cgroup, which the
+// approver waits alongside.
+type agentProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited; err is then set
+	err  error
+}
+
+// startAgent starts this program as the scripted agent inside cgroupDir,
+// its output (stdout and stderr) going to out. It does not wait: the agent
+// blocks on a held UPDATE until this process approves it.
+func startAgent(cgroupDir string, out io.Writer) (*agentProcess, error) {
 	dir, err := os.Open(cgroupDir)
 	if err != nil {
-		return fmt.Errorf("the gateway should have created %s: %w", cgroupDir, err)
+		return nil, fmt.Errorf("the gateway should have created %s: %w", cgroupDir, err)
 	}
 	defer dir.Close()
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	// The environment is this process's own, which holds no admin token:
+	// the agent has no credential of the gateway's.
 	cmd := exec.Command(self, "-agent")
-	cmd.Stdout, cmd.Stderr = prefixed("  agent   | "), prefixed("  agent   | ")
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
-	return cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the agent: %w", err)
+	}
+	a := &agentProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		a.err = cmd.Wait()
+		close(a.done)
+	}()
+	return a, nil
+}
+
+func (a *agentProcess) wait() error {
+	<-a.done
+	if a.err != nil {
+		return fmt.Errorf("the agent: %w", a.err)
+	}
+	return nil
+}
+
+// stop ends the agent (by its pid): SIGTERM, which also ends the psql it
+// may be waiting on, then SIGKILL if it has not exited within 5s.
+func (a *agentProcess) stop() {
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+	case <-time.After(5 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.done
+	}
+}
+
+// heldRequest is what the demo reads of `interlock approvals list -o json`.
+type heldRequest struct {
+	ID        string   `json:"id"`
+	Session   string   `json:"session"`
+	Target    string   `json:"target"`
+	Requester string   `json:"requester"`
+	Command   string   `json:"command"`
+	Rule      string   `json:"rule"`
+	Approvers []string `json:"approvers"`
+}
+
+// approveHeld is the human side of review, as alice: it polls the pending
+// requests until the agent's UPDATE is held, shows it and approves it.
+// noticed closes when the agent has printed the NOTICE psql got, so the
+// output reads in the order things happened.
+func approveHeld(bin, cfgPath, token string, agent *agentProcess, noticed <-chan struct{}) (heldRequest, error) {
+	req, err := waitPending(bin, cfgPath, token, agent, time.Minute)
+	if err != nil {
+		return req, err
+	}
+	select {
+	case <-noticed:
+	case <-agent.done:
+	case <-time.After(5 * time.Second):
+	}
+	step("%s finds it: INTERLOCK_TOKEN=<%s's token> interlock approvals list --state pending -o json", approver, approver)
+	fmt.Printf("  request %s: %s wants to run %q on %s (rule %s, approvers %s)\n",
+		req.ID, req.Requester, req.Command, req.Target, req.Rule, strings.Join(req.Approvers, ","))
+	step("interlock approvals show %s", req.ID)
+	if err := runAdmin(bin, token, "approvals", "show", req.ID, "--config", cfgPath); err != nil {
+		return req, err
+	}
+	step("interlock approvals approve %s (the agent's psql, waiting all along, completes)", req.ID)
+	if err := runAdmin(bin, token, "approvals", "approve", req.ID, "--config", cfgPath); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// waitPending polls `interlock approvals list --state pending` until one
+// request waits, the agent exits, or timeout passes.
+func waitPending(bin, cfgPath, token string, agent *agentProcess, timeout time.Duration) (heldRequest, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		cmd := exec.Command(bin, "approvals", "list", "--state", "pending", "-o", "json", "--config", cfgPath)
+		cmd.Env = withToken(token)
+		out, err := cmd.Output()
+		if err != nil {
+			return heldRequest{}, fmt.Errorf("interlock approvals list: %w", err)
+		}
+		var list []heldRequest
+		if err := json.Unmarshal(out, &list); err != nil {
+			return heldRequest{}, fmt.Errorf("reading interlock approvals list: %w", err)
+		}
+		if len(list) > 0 {
+			return list[0], nil
+		}
+		select {
+		case <-agent.done:
+			return heldRequest{}, errors.Join(errors.New("the agent ended before a command of its was held for review"), agent.err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return heldRequest{}, fmt.Errorf("no command held for review after %s", timeout)
+		}
+	}
 }
 
 // runAgent is the scripted agent: an ordinary client that knows nothing of
 // interlock.
 func runAgent() int {
+	// SIGTERM (the demo giving up on the approval) ends a psql that waits,
+	// rather than leaving it to wait for a decision that is not coming.
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer cancel()
 	cg, _ := identity.ProcessCgroup(uint32(os.Getpid()))
 	fmt.Printf("pid %d in cgroup %s\n", os.Getpid(), cg)
 
@@ -220,9 +359,7 @@ func runAgent() int {
 
 	// psql with no password: the workload is the credential.
 	psql := func(sql string) (string, error) {
-		cmd := exec.Command("psql", "-X", "-h", "127.0.0.2", "-p", "5432", "-U", "agent", "-d", "postgres", "-c", sql)
-		cmd.Env = append(os.Environ(), "PGSSLMODE=prefer", "PGCONNECT_TIMEOUT=10")
-		out, err := cmd.CombinedOutput()
+		out, err := psqlCommand(ctx, sql).CombinedOutput()
 		return string(out), err
 	}
 	fmt.Println("psql -h 127.0.0.2 -c 'SELECT * FROM customers' (no password)")
@@ -275,7 +412,62 @@ func runAgent() int {
 		fmt.Println("  unexpected: the forward was not refused")
 		return 1
 	}
+
+	// A write waits for a human: psql prints the gateway's NOTICE (on
+	// stderr) as soon as the statement is held, then blocks like any slow
+	// statement until the demo's approver decides.
+	fmt.Printf("psql -h 127.0.0.2 -c %q (a write: held until an approver in dba decides)\n", heldUpdate)
+	out, err = psqlStreamed(ctx, heldUpdate)
+	if err != nil || !strings.Contains(out, "holds this statement for review") || !strings.Contains(out, "UPDATE 1") {
+		fmt.Println("  unexpected: the UPDATE was not held and then run:", err)
+		return 1
+	}
+	fmt.Println("psql -h 127.0.0.2 -c 'SELECT name FROM customers WHERE id = 1' (the row changed)")
+	out, err = psql("SELECT name FROM customers WHERE id = 1")
+	indent(out)
+	if err != nil || !strings.Contains(out, "Ada L.") {
+		fmt.Println("  unexpected: the approved UPDATE did not change the row:", err)
+		return 1
+	}
 	return 0
+}
+
+// heldUpdate is the agent's write that the review rule holds.
+const heldUpdate = "UPDATE customers SET name = 'Ada L.' WHERE id = 1"
+
+// psqlCommand is psql with no password against the shop target, as the
+// agent runs it.
+func psqlCommand(ctx context.Context, sql string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "psql", "-X", "-h", "127.0.0.2", "-p", "5432", "-U", "agent", "-d", "postgres", "-c", sql)
+	cmd.Env = append(os.Environ(), "PGSSLMODE=prefer", "PGCONNECT_TIMEOUT=10")
+	return cmd
+}
+
+// psqlStreamed runs psql and prints its output (stdout and stderr, where
+// NOTICEs go) indented line by line as it comes, rather than when psql
+// ends, so a held statement's NOTICE shows while it waits. It returns the
+// whole output too.
+func psqlStreamed(ctx context.Context, sql string) (string, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", err
+	}
+	defer r.Close()
+	cmd := psqlCommand(ctx, sql)
+	cmd.Stdout, cmd.Stderr = w, w
+	err = cmd.Start()
+	// Only psql holds the write end now: reading ends when psql does.
+	w.Close()
+	if err != nil {
+		return "", err
+	}
+	var out strings.Builder
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		fmt.Println("    " + sc.Text())
+		out.WriteString(sc.Text() + "\n")
+	}
+	return out.String(), cmd.Wait()
 }
 
 // sshRun runs the OpenSSH client against the bastion with no key and no
@@ -340,6 +532,32 @@ const (
 	agentKnownHostsFile = "/tmp/interlock-demo/agent_known_hosts"
 	keepMeDir           = "/tmp/interlock-demo/keep-me"
 )
+
+// demoAdminTokensFile is demo.yaml's gateway.admin_tokens_file: one token,
+// for approver, a member of dba (the review rule's approver group).
+const (
+	demoAdminTokensFile = "/tmp/interlock-demo/admin-tokens.yaml"
+	approver            = "alice"
+)
+
+// writeAdminTokens writes demoAdminTokensFile with a fresh random token for
+// approver and returns the token. The gateway refuses a tokens file others
+// may read, hence 0600 even if an earlier run left the file behind.
+func writeAdminTokens() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := hex.EncodeToString(b)
+	content := fmt.Sprintf("# written by `make demo`, removed when it ends\n- token: %q\n  subject: %s\n  groups: [dba]\n", token, approver)
+	if err := os.WriteFile(demoAdminTokensFile, []byte(content), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(demoAdminTokensFile, 0o600); err != nil {
+		return "", err
+	}
+	return token, nil
+}
 
 // startDatabase runs a real PostgreSQL (Debian's server binaries, a
 // temporary data folder) on the shop target's address, with the upstream
@@ -474,6 +692,22 @@ func runShow(bin string, args ...string) error {
 	return cmd.Run()
 }
 
+// runAdmin is runShow for the commands that call the admin API, with the
+// approver's token in INTERLOCK_TOKEN.
+func runAdmin(bin, token string, args ...string) error {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = withToken(token)
+	cmd.Stdout, cmd.Stderr = prefixed("  "), prefixed("  ")
+	return cmd.Run()
+}
+
+// withToken is this process's environment plus INTERLOCK_TOKEN, for one
+// command: the token never goes into the demo's own environment, which the
+// agent inherits.
+func withToken(token string) []string {
+	return append(os.Environ(), "INTERLOCK_TOKEN="+token)
+}
+
 func showMetrics(url string) error {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -483,8 +717,10 @@ func showMetrics(url string) error {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		// Histogram buckets and counters still at zero are noise here.
-		if strings.HasPrefix(line, "interlock_") && !strings.Contains(line, "_bucket{") && !strings.HasSuffix(line, " 0") {
+		// Histogram buckets and counters still at zero are noise here; the
+		// pending approvals are not: 0 says nothing waits any more.
+		pending := strings.HasPrefix(line, "interlock_approvals_pending{")
+		if strings.HasPrefix(line, "interlock_") && !strings.Contains(line, "_bucket{") && (pending || !strings.HasSuffix(line, " 0")) {
 			fmt.Println("  " + line)
 		}
 	}
@@ -494,12 +730,24 @@ func showMetrics(url string) error {
 // prefixed writes each line with a prefix, so the gateway's log and the
 // agent's output stay apart.
 func prefixed(prefix string) io.Writer {
+	w, _ := watched(prefix, "")
+	return w
+}
+
+// watched is prefixed that also closes seen once it has printed a line
+// containing marker (never, for marker "").
+func watched(prefix, marker string) (io.Writer, <-chan struct{}) {
+	seen := make(chan struct{})
 	r, w := io.Pipe()
 	go func() {
 		sc := bufio.NewScanner(r)
 		for sc.Scan() {
 			fmt.Println(prefix + sc.Text())
+			if marker != "" && strings.Contains(sc.Text(), marker) {
+				close(seen)
+				marker = ""
+			}
 		}
 	}()
-	return w
+	return w, seen
 }

@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -104,7 +106,9 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 // told with a NOTICE what it waits for; the session's client goroutine
 // waits with it (the client waits for the statement's result anyway).
 func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) (policy.Decision, *proxy.Verdict) {
-	v, err := c.h.reviewer.Hold(c.ctx, proxy.Held{Session: c.s, Decision: d, Command: text, Kind: st.Kind, Operation: st.Command},
+	ctx, stop := c.watchClientGone()
+	defer stop()
+	v, err := c.h.reviewer.Hold(ctx, proxy.Held{Session: c.s, Decision: d, Command: text, Kind: st.Kind, Operation: st.Command},
 		func(id, how string) {
 			c.client.send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
 				Message: "interlock: rule " + d.Rule + " holds this statement for review as request " + id + "; " + how})
@@ -115,6 +119,32 @@ func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) (p
 	}
 	c.log.Info("held statement decided", "request", v.RequestID, "state", v.State, "decider", v.Decider)
 	return v.Decision(d.Rule), &v
+}
+
+// errClientGone ends a hold whose client closed its connection.
+var errClientGone = errors.New("the client closed the connection")
+
+// watchClientGone returns a context that ends when the client closes its
+// connection while the client goroutine is not reading it (a held
+// statement): without it, a client that gives up would leave its request
+// pending until the review times out. Bytes the client sends meanwhile
+// stay buffered for the client goroutine. stop must be called before the
+// client goroutine reads again.
+func (c *session) watchClientGone() (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(c.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := c.cr.br.Peek(1); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			cancel(errClientGone)
+		}
+	}()
+	return ctx, func() {
+		c.clientConn.SetReadDeadline(time.Now()) // ends the Peek
+		<-done
+		c.clientConn.SetReadDeadline(time.Time{})
+		cancel(nil)
+	}
 }
 
 // count feeds the command metrics with one decision.

@@ -75,6 +75,7 @@ type envOptions struct {
 	recordings postgres.Recordings
 	// recordingsDir, when set, is the store's folder.
 	recordingsDir string
+	reviewer      proxy.Reviewer
 }
 
 // fixedAttributor attributes every connection to one target and caller, as
@@ -164,6 +165,7 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 		Commands:   commands,
 		Logger:     logger,
 		Rewriter:   o.rewriter,
+		Reviewer:   o.reviewer,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,9 @@
 package postgres_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"golang.org/x/sys/unix"
 
+	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
@@ -105,5 +108,41 @@ func fillFileSystem(t *testing.T, path string) {
 			}
 			return
 		}
+	}
+}
+
+// blockingReviewer holds every command until its context ends.
+type blockingReviewer struct{ ended chan error }
+
+func (b blockingReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id, how string)) (proxy.Verdict, error) {
+	notify("req1", "approve it")
+	<-ctx.Done()
+	b.ended <- context.Cause(ctx)
+	return proxy.Verdict{State: "abandoned", RequestID: "req1", Reason: "the session ended before a decision"}, ctx.Err()
+}
+
+// A client that gives up while its statement is held abandons the review
+// at once, not when the review times out.
+func TestHeldStatementAbandonedWhenClientLeaves(t *testing.T) {
+	ended := make(chan error, 1)
+	e := newEnv(t, envOptions{reviewer: blockingReviewer{ended: ended}})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "TRUNCATE orders"})
+	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.NoticeResponse); return ok })
+	if last := got[len(got)-1]; !strings.Contains(last, "holds this statement for review as request req1") {
+		t.Fatalf("no notice: %v", got)
+	}
+	r.conn.Close()
+	select {
+	case cause := <-ended:
+		if !strings.Contains(fmt.Sprint(cause), "closed the connection") {
+			t.Errorf("the hold ended with %v", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hold outlived its client")
+	}
+	if got := e.pg.Query(t, "SELECT count(*) FROM public.orders"); got != "2" {
+		t.Errorf("the abandoned TRUNCATE ran: %s rows", got)
 	}
 }

@@ -131,17 +131,21 @@ func (c *conn) run() error {
 	<-agentDone
 	up.Close()
 	<-upDone
+	// What a channel still waits for (a held command's review) ends with
+	// the connection.
+	cause := errAgentClosed
+	if c.upstreamEndedFirst() {
+		cause = errUpstreamClosed
+	}
+	aborted := c.ctx.Err() != nil
+	c.cancel(cause)
 	c.wg.Wait()
 
-	switch {
-	case c.ctx.Err() != nil:
+	if aborted {
 		end.Reason = context.Cause(c.ctx).Error()
 		return context.Cause(c.ctx)
-	case c.upstreamEndedFirst():
-		end.Reason = errUpstreamClosed.Error()
-	default:
-		end.Reason = errAgentClosed.Error()
 	}
+	end.Reason = cause.Error()
 	return nil
 }
 
