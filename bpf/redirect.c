@@ -58,6 +58,14 @@ struct {
 } egress SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, INTERLOCK_MAX_PROTECTED);
+	__type(key, struct protected_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} protected SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, INTERLOCK_MAX_SOCKETS);
 	__type(key, __u64);
@@ -134,6 +142,37 @@ static __always_inline int is_v4mapped(const __u32 addr[4])
 	return addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0x0000ffff);
 }
 
+/* 0.0.0.0 (v4-mapped, as connect4 passes it) or :: */
+static __always_inline int is_unspecified(const __u32 addr[4])
+{
+	return addr[0] == 0 && addr[1] == 0 && addr[3] == 0 &&
+	       (addr[2] == 0 || addr[2] == bpf_htonl(0x0000ffff));
+}
+
+/* Is the destination one of the gateway's own listeners? */
+static __always_inline int is_protected(const __u32 addr[4], __u16 port)
+{
+	struct protected_key key = { .port = port };
+
+	/* The kernel picks the local address the connect lands on: refuse it
+	 * when anything on the port is protected (see interlock.h). */
+	if (is_unspecified(addr)) {
+		key.addr[2] = bpf_htonl(0x0000ffff);
+		return bpf_map_lookup_elem(&protected, &key) != NULL;
+	}
+	key.addr[0] = addr[0];
+	key.addr[1] = addr[1];
+	key.addr[2] = addr[2];
+	key.addr[3] = addr[3];
+	if (bpf_map_lookup_elem(&protected, &key))
+		return 1;
+	key.addr[0] = 0;
+	key.addr[1] = 0;
+	key.addr[2] = 0;
+	key.addr[3] = 0;
+	return bpf_map_lookup_elem(&protected, &key) != NULL;
+}
+
 static __always_inline int egress_allowed(__u32 workload, const __u32 addr[4], __u16 port)
 {
 	struct egress_key key = {
@@ -189,6 +228,15 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_val
 	struct target_value *t;
 	struct settings_value *s;
 	__u32 zero = 0;
+
+	/* Before targets and egress: no allow rule or egress default opens
+	 * the gateway's own ports. This tests the destination the process
+	 * asked for; a target's rewrite to the (protected) listener below
+	 * happens after, and the kernel does not run the hook again. */
+	if (is_protected(addr, port)) {
+		count(w->id, 0, COUNT_DENIED);
+		return VERDICT_REJECT;
+	}
 
 	tkey.addr[0] = addr[0];
 	tkey.addr[1] = addr[1];

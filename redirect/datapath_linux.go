@@ -226,6 +226,24 @@ func (d *Datapath) SyncEgress(es []EgressAllow) error {
 	return reconcile(d, d.objs.Egress, want)
 }
 
+// SetProtected makes addrs the gateway's protected listeners, replacing
+// the previous set: workloads' connects to them fail with EPERM whatever
+// their egress allows, while processes outside workloads are unaffected.
+// An unspecified address (0.0.0.0, ::) protects every address on its port;
+// IPv4 addresses cover their v4-mapped form too. A connect to a target is
+// still redirected to a protected listener: the kernel checks the address
+// the process dialled, before rewriting it.
+func (d *Datapath) SetProtected(addrs []netip.AddrPort) error {
+	want, err := protectedKeys(addrs)
+	if err != nil {
+		return err
+	}
+	if limit := d.objs.Protected.MaxEntries(); uint32(len(want)) > limit {
+		return fmt.Errorf("protecting %d addresses: the kernel map holds %d entries", len(addrs), limit)
+	}
+	return reconcile(d, d.objs.Protected, want)
+}
+
 // reconcile writes every wanted entry, then deletes the ones not wanted, so
 // that at no point an entry that stays is missing.
 func reconcile[K comparable, V any](d *Datapath, m *ebpf.Map, want map[K]V) error {

@@ -2,8 +2,10 @@
 // programs from bpf/, attaching them once at the cgroup v2 root, pinning
 // links and maps under one bpffs folder, and the maps themselves — which
 // cgroups are workloads, which destinations are targets, what each
-// workload's egress default allows, the per-connection origins the gateway
-// reads back, and the per-workload counters.
+// workload's egress default allows, which of the gateway's own listeners no
+// workload may dial (checked before targets and egress, so no allow rule
+// opens them), the per-connection origins the gateway reads back, and the
+// per-workload counters.
 //
 // Enforcement outlives the process: Open adopts what an earlier gateway
 // pinned (so a restart or crash never leaves a gap), Close releases only this

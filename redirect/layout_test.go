@@ -25,6 +25,7 @@ func TestMapLayouts(t *testing.T) {
 		{"workloads", ebpf.Hash, uint64(0), redirectWorkloadValue{}, 8, 8},
 		{"targets", ebpf.LPMTrie, redirectTargetKey{}, redirectTargetValue{}, 24, 8},
 		{"egress", ebpf.LPMTrie, redirectEgressKey{}, uint32(0), 28, 4},
+		{"protected", ebpf.Hash, redirectProtectedKey{}, uint8(0), 20, 1},
 		{"sockets", ebpf.LRUHash, uint64(0), redirectSocketState{}, 8, 96},
 		{"origins", ebpf.LRUHash, redirectOriginKey{}, redirectOrigin{}, 32, 48},
 		{"counters", ebpf.PerCPUHash, redirectCounterKey{}, redirectCounterValue{}, 8, 24},

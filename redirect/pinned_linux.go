@@ -94,6 +94,20 @@ func Inspect(pinPath string) (*State, error) {
 	if err != nil {
 		return st, err
 	}
+	err = withPinnedMap(pinPath, "protected", func(m *ebpf.Map) error {
+		var k redirectProtectedKey
+		var v uint8
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			if v == protectedListener {
+				st.Protected = append(st.Protected, netip.AddrPortFrom(wordsAddr(k.Addr), hostPort(k.Port)))
+			}
+		}
+		return it.Err()
+	})
+	if err != nil {
+		return st, err
+	}
 	err = withPinnedMap(pinPath, "counters", func(m *ebpf.Map) (err error) {
 		st.Counters, err = readCounters(m)
 		return err
@@ -103,6 +117,7 @@ func Inspect(pinPath string) (*State, error) {
 	}
 	sort.Slice(st.Workloads, func(i, j int) bool { return st.Workloads[i].CgroupID < st.Workloads[j].CgroupID })
 	sort.Slice(st.Targets, func(i, j int) bool { return st.Targets[i].ID < st.Targets[j].ID })
+	sort.Slice(st.Protected, func(i, j int) bool { return st.Protected[i].Compare(st.Protected[j]) < 0 })
 	return st, nil
 }
 

@@ -57,6 +57,13 @@ type redirectOriginKey struct {
 	Pad2  uint32
 }
 
+type redirectProtectedKey struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Port uint16
+	Zero uint16
+}
+
 type redirectSettingsValue struct {
 	_           structs.HostLayout
 	Listen4Addr uint32
@@ -103,6 +110,7 @@ const (
 	redirectMapCounters               = "counters"
 	redirectMapEgress                 = "egress"
 	redirectMapOrigins                = "origins"
+	redirectMapProtected              = "protected"
 	redirectMapSettings               = "settings"
 	redirectMapSockets                = "sockets"
 	redirectMapTargets                = "targets"
@@ -170,6 +178,7 @@ type redirectMapSpecs struct {
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	Egress    *ebpf.MapSpec `ebpf:"egress"`
 	Origins   *ebpf.MapSpec `ebpf:"origins"`
+	Protected *ebpf.MapSpec `ebpf:"protected"`
 	Settings  *ebpf.MapSpec `ebpf:"settings"`
 	Sockets   *ebpf.MapSpec `ebpf:"sockets"`
 	Targets   *ebpf.MapSpec `ebpf:"targets"`
@@ -205,6 +214,7 @@ type redirectMaps struct {
 	Counters  *ebpf.Map `ebpf:"counters"`
 	Egress    *ebpf.Map `ebpf:"egress"`
 	Origins   *ebpf.Map `ebpf:"origins"`
+	Protected *ebpf.Map `ebpf:"protected"`
 	Settings  *ebpf.Map `ebpf:"settings"`
 	Sockets   *ebpf.Map `ebpf:"sockets"`
 	Targets   *ebpf.Map `ebpf:"targets"`
@@ -216,6 +226,7 @@ func (m *redirectMaps) Close() error {
 		m.Counters,
 		m.Egress,
 		m.Origins,
+		m.Protected,
 		m.Settings,
 		m.Sockets,
 		m.Targets,

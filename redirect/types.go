@@ -3,6 +3,7 @@ package redirect
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 )
@@ -126,6 +127,37 @@ func egressKey(e EgressAllow) redirectEgressKey {
 	}
 }
 
+// Values of the protected map: the programs only test presence, the
+// values let Inspect tell configured listeners from derived entries.
+const (
+	protectedListener    uint8 = 1
+	protectedUnspecified uint8 = 2
+)
+
+// protectedKeys lays out a protected set as the C side looks it up (see
+// bpf/include/interlock.h): an unspecified address becomes the all-zero
+// "any address" key, IPv4 is v4-mapped, and every port gets the
+// ::ffff:0.0.0.0 entry that catches dials of the unspecified address.
+func protectedKeys(addrs []netip.AddrPort) (map[redirectProtectedKey]uint8, error) {
+	want := make(map[redirectProtectedKey]uint8, 2*len(addrs))
+	for _, ap := range addrs {
+		if !ap.IsValid() || ap.Port() == 0 {
+			return nil, fmt.Errorf("protected address %s: need an address and a port", ap)
+		}
+		k := redirectProtectedKey{Port: netPort(ap.Port())}
+		if a := ap.Addr().Unmap(); !a.IsUnspecified() {
+			k.Addr = addrWords(a)
+		}
+		want[k] = protectedListener
+		want[redirectProtectedKey{Addr: unspecifiedDial, Port: k.Port}] = protectedUnspecified
+	}
+	return want, nil
+}
+
+// unspecifiedDial is the key address of a dial of 0.0.0.0 or :: (the C
+// side looks both up as ::ffff:0.0.0.0).
+var unspecifiedDial = addrWords(netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff}))
+
 func originKey(netns uint64, client netip.AddrPort) redirectOriginKey {
 	return redirectOriginKey{
 		Netns: netns,
@@ -166,6 +198,9 @@ type State struct {
 	Workloads []Workload
 	Targets   []Target
 	Egress    []EgressAllow
+	// Protected is the set SetProtected wrote; an unspecified address
+	// (shown as [::]) means any address on the port.
+	Protected []netip.AddrPort
 	Counters  []Counter
 }
 

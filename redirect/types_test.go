@@ -1,6 +1,7 @@
 package redirect
 
 import (
+	"maps"
 	"net/netip"
 	"testing"
 	"unsafe"
@@ -50,5 +51,53 @@ func TestKeyPrefixLengths(t *testing.T) {
 		if got := unmappedPrefix(k.Addr, int(k.Prefixlen)-32); got != netip.MustParsePrefix(tt.prefix).Masked() {
 			t.Errorf("%s: read back as %s", tt.prefix, got)
 		}
+	}
+}
+
+func TestProtectedKeys(t *testing.T) {
+	key := func(addr string, port uint16) redirectProtectedKey {
+		return redirectProtectedKey{Addr: addrWords(netip.MustParseAddr(addr)), Port: netPort(port)}
+	}
+	// What a dial of 0.0.0.0 or :: is looked up as.
+	dialAny := func(port uint16) redirectProtectedKey { return key("::ffff:0.0.0.0", port) }
+	tests := []struct {
+		name    string
+		addrs   []string
+		want    map[redirectProtectedKey]uint8
+		wantErr bool
+	}{
+		{"ipv4", []string{"127.0.0.1:9470"}, map[redirectProtectedKey]uint8{
+			key("127.0.0.1", 9470): protectedListener, dialAny(9470): protectedUnspecified}, false},
+		{"v4-mapped is ipv4", []string{"[::ffff:127.0.0.1]:9470"}, map[redirectProtectedKey]uint8{
+			key("127.0.0.1", 9470): protectedListener, dialAny(9470): protectedUnspecified}, false},
+		{"ipv6", []string{"[::1]:15002"}, map[redirectProtectedKey]uint8{
+			key("::1", 15002): protectedListener, dialAny(15002): protectedUnspecified}, false},
+		{"0.0.0.0 is any address", []string{"0.0.0.0:15001"}, map[redirectProtectedKey]uint8{
+			key("::", 15001): protectedListener, dialAny(15001): protectedUnspecified}, false},
+		{":: is any address", []string{"[::]:15001"}, map[redirectProtectedKey]uint8{
+			key("::", 15001): protectedListener, dialAny(15001): protectedUnspecified}, false},
+		{"one port, two addresses", []string{"127.0.0.1:80", "[::1]:80", "127.0.0.1:81"}, map[redirectProtectedKey]uint8{
+			key("127.0.0.1", 80): protectedListener, key("::1", 80): protectedListener, dialAny(80): protectedUnspecified,
+			key("127.0.0.1", 81): protectedListener, dialAny(81): protectedUnspecified}, false},
+		{"empty", nil, map[redirectProtectedKey]uint8{}, false},
+		{"port 0", []string{"127.0.0.1:0"}, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var aps []netip.AddrPort
+			for _, a := range tt.addrs {
+				aps = append(aps, netip.MustParseAddrPort(a))
+			}
+			got, err := protectedKeys(aps)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("error %v, want error %v", err, tt.wantErr)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("keys %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, err := protectedKeys([]netip.AddrPort{{}}); err == nil {
+		t.Error("the zero AddrPort was accepted")
 	}
 }

@@ -23,6 +23,7 @@
 #define INTERLOCK_MAX_EGRESS 16384
 #define INTERLOCK_MAX_SOCKETS 65536
 #define INTERLOCK_MAX_COUNTERS 16384
+#define INTERLOCK_MAX_PROTECTED 1024
 
 /* settings[0]: where redirected connections go. enabled == 0 makes every
  * connect to a target fail with EPERM (fail closed before the gateway has
@@ -70,6 +71,27 @@ struct egress_key {
 	__u16 port;
 	__u16 zero;
 	__u32 addr[4];
+};
+
+/* protected: the gateway's own listeners (redirect listeners, admin API,
+ * explicit-mode listeners). No workload may dial them, whatever its egress
+ * allows: the admin API is the gateway's control surface, and a listener
+ * is meant to be reached only through the redirect, which records who is
+ * calling.
+ *
+ * An all-zero addr means any address on the port (a listener bound to
+ * 0.0.0.0 or ::) and is looked up second. A connect to the unspecified
+ * address (0.0.0.0, ::) is sent by the kernel to a local address of its
+ * choosing (loopback, or the socket's bound source), so it is looked up
+ * once, as ::ffff:0.0.0.0 — an entry the loader writes for every protected
+ * port and that no configured address can produce.
+ *
+ * The u8 value is the loader's bookkeeping (1: a listener as configured,
+ * 2: the derived unspecified-address entry); the programs test presence. */
+struct protected_key {
+	__u32 addr[4];
+	__u16 port;
+	__u16 zero;
 };
 
 /* What the gateway learns about a redirected connection. */

@@ -551,3 +551,34 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// A workload reaches neither the admin API nor the gateway's listener, even
+// with an egress that allows all of loopback.
+func TestWorkloadsCannotReachTheGateway(t *testing.T) {
+	e := newE2E(t)
+	p := freePort(t, "127.0.0.2")
+	redirecttest.EchoServer(t, fmt.Sprintf("127.0.0.2:%d", p))
+	e.writeConfig(fmt.Sprintf(`targets:
+  - {name: echo, protocol: tcp, address: "127.0.0.2:%d"}
+workloads:
+  - name: agent
+    match: {cgroup: %s/agent}
+    egress: {default: allow}
+`, p, e.top))
+	e.start()
+	agent := e.cgroup("/agent")
+	for _, addr := range []string{e.admin, fmt.Sprintf("127.0.0.1:%d", e.listen), fmt.Sprintf("0.0.0.0:%d", e.listen)} {
+		if r := redirecttest.Agent(t, agent, redirecttest.Dial{Network: "tcp4", Address: addr}); r.Errno != "EPERM" {
+			t.Errorf("a workload dialled the gateway's %s: %+v", addr, r)
+		}
+	}
+	// Its target is still redirected to that same listener.
+	if r := redirecttest.Agent(t, agent, redirecttest.Dial{Network: "tcp4", Address: fmt.Sprintf("127.0.0.2:%d", p), Send: "hi\n"}); !proxied(r) {
+		t.Errorf("the target was not reached through the gateway: %+v", r)
+	}
+	// Processes outside the workloads still can (the operator's CLI).
+	// (The connect is what counts: the admin listener sends nothing first.)
+	if r := redirecttest.Outsider(t, redirecttest.Dial{Network: "tcp4", Address: e.admin}); r.Peer != e.admin {
+		t.Errorf("an outside process cannot reach the admin listener: %+v", r)
+	}
+}

@@ -87,6 +87,7 @@ type gateway struct {
 	logins     *identity.Logins
 	approvals  *review.Store
 	adminAuth  *adminauth.Authenticator
+	adminAddr  netip.AddrPort // bound
 	verifier   tokenVerifier // nil: no OIDC issuer configured
 
 	mu        sync.Mutex
@@ -152,6 +153,7 @@ func (g *gateway) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	g.adminAddr = netip.MustParseAddrPort(adminLn.Addr().String())
 	admin := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -272,8 +274,19 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 			addr6 = netip.MustParseAddrPort(ln6.Addr().String())
 		}
 	}
-	if err := g.dp.SetListeners(netip.MustParseAddrPort(ln4.Addr().String()), addr6); err != nil {
+	addr4 := netip.MustParseAddrPort(ln4.Addr().String())
+	if err := g.dp.SetListeners(addr4, addr6); err != nil {
 		return err
+	}
+	// Workloads never reach the gateway itself: its listeners and admin
+	// API are refused in the kernel, whatever their egress allows (a
+	// target connect is still rewritten to the listener).
+	protected := []netip.AddrPort{addr4, g.adminAddr}
+	if addr6.IsValid() {
+		protected = append(protected, addr6)
+	}
+	if err := g.dp.SetProtected(protected); err != nil {
+		return fmt.Errorf("protecting the gateway's own ports: %w", err)
 	}
 
 	var egress []redirect.EgressAllow
