@@ -88,7 +88,7 @@ type gateway struct {
 	approvals  *review.Store
 	adminAuth  *adminauth.Authenticator
 	adminAddr  netip.AddrPort // bound
-	verifier   tokenVerifier // nil: no OIDC issuer configured
+	verifier   tokenVerifier  // nil: no OIDC issuer configured
 
 	mu        sync.Mutex
 	listeners []listenerStatus
