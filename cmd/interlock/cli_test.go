@@ -28,7 +28,7 @@ func demoConfig(t *testing.T) string {
 	}
 	// The credential files the demo writes before it loads the config.
 	text := string(b)
-	for _, name := range []string{"shop.password", "bastion.key", "bastion.known_hosts"} {
+	for _, name := range []string{"shop.password", "bastion.key", "bastion.known_hosts", "admin-tokens.yaml"} {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, []byte("x\n"), 0o600); err != nil {
 			t.Fatal(err)
@@ -44,7 +44,7 @@ func demoConfig(t *testing.T) string {
 
 func TestCheck(t *testing.T) {
 	out, err := runCLI(t, "check", "--config", demoConfig(t))
-	if err != nil || !strings.Contains(out, "ok (3 targets, 1 workloads, 4 rules, 1 masks); policy tests: 6 passed, 0 failed") {
+	if err != nil || !strings.Contains(out, "ok (3 targets, 1 workloads, 5 rules, 1 masks); policy tests: 8 passed, 0 failed") {
 		t.Errorf("check of the demo config: %q, %v", out, err)
 	}
 

@@ -33,6 +33,8 @@ type sessionChannel struct {
 	ch ssh.Channel
 	up ssh.Channel
 
+	eofMu sync.Mutex // orders tell against the output relay's CloseWrite
+
 	mu       sync.Mutex
 	pty      *ptyRequest
 	started  bool // exec, shell or subsystem ran
@@ -362,7 +364,9 @@ func (sc *sessionChannel) relayOutput(pumps *sync.WaitGroup, relay *sftpRelay) {
 		})
 		wg.Go(func() { io.Copy(sc.ch.Stderr(), sc.tee(sc.up.Stderr(), false)) })
 		wg.Wait()
+		sc.eofMu.Lock()
 		sc.ch.CloseWrite()
+		sc.eofMu.Unlock()
 	}()
 }
 
@@ -453,6 +457,10 @@ func (sc *sessionChannel) tell(msg string) {
 	if pty {
 		line = "\r\n" + msg + "\r\n"
 	}
+	// Not concurrently with the output relay's EOF: x/crypto's channel
+	// does not guard its EOF flag against a concurrent write.
+	sc.eofMu.Lock()
+	defer sc.eofMu.Unlock()
 	io.WriteString(sc.ch.Stderr(), line)
 }
 

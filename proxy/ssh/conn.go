@@ -137,7 +137,7 @@ func (c *conn) run() error {
 	if c.upstreamEndedFirst() {
 		cause = errUpstreamClosed
 	}
-	aborted := c.ctx.Err() != nil
+	aborted := !stop() // the abort already ran, or is running
 	c.cancel(cause)
 	c.wg.Wait()
 
