@@ -347,11 +347,3 @@ func startUpstreamTLS(ctx context.Context, conn net.Conn, cfg *tls.Config) (net.
 	}
 	return tc, nil
 }
-
-// addrString formats the client's address for records.
-func addrString(a net.Addr) string {
-	if a == nil {
-		return ""
-	}
-	return a.String()
-}

@@ -22,9 +22,6 @@ import (
 	"github.com/interlock-dev/interlock/record"
 )
 
-// errRecordingFailed ends a session whose recording cannot be written.
-var errRecordingFailed = errors.New("the session recording failed")
-
 // session is one client connection being served.
 type session struct {
 	ctx    context.Context
@@ -183,7 +180,7 @@ func (c *session) run() error {
 		c.fatal(codeSystemError, "interlock cannot record this session, so it does not run it")
 		return err
 	}
-	defer c.watchRecording()()
+	defer proxy.WatchRecording(c.rec, c.cancel, c.log)()
 	end := record.End{}
 	defer func() {
 		if c.ctx.Err() != nil {
@@ -327,22 +324,6 @@ func (c *session) recordUnfinished(reason string) {
 			c.record(cmd)
 		}
 	}
-}
-
-// watchRecording ends the session when its recording fails: a command must
-// not run unrecorded. The returned function stops the watch.
-func (c *session) watchRecording() (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-c.rec.Failed():
-			err := c.rec.Err()
-			c.log.Error("the session recording failed; ending the session", "error", err)
-			c.cancel(fmt.Errorf("%w: %w", errRecordingFailed, err))
-		case <-done:
-		}
-	}()
-	return func() { close(done) }
 }
 
 // startup is what the start-up phase found.
@@ -577,22 +558,7 @@ func (c *session) startRecording(st startup) error {
 	if len(st.ignored) > 0 {
 		attrs["ignored_parameters"] = strings.Join(st.ignored, ",")
 	}
-	caller := c.s.Caller
-	start := record.Start{
-		Protocol:    "postgres",
-		Target:      c.s.Target.Name,
-		Destination: c.s.Destination.String(),
-		Client:      addrString(c.s.Client.RemoteAddr()),
-		Workload:    caller.Workload,
-		Subject:     caller.Identity.Subject,
-		Groups:      slices.Clone(caller.Identity.Groups),
-		Issuer:      caller.Identity.Issuer,
-		PID:         caller.PID,
-		UID:         caller.UID,
-		Executable:  caller.Executable,
-		CgroupID:    caller.CgroupID,
-		Attributes:  attrs,
-	}
+	start := proxy.RecordStart(c.s, "postgres", attrs)
 	rec, err := c.h.recordings.Create(c.s.ID, start, time.Now())
 	if err != nil {
 		c.log.Error("cannot record the session; refusing it", "error", err)

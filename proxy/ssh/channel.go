@@ -331,7 +331,7 @@ func (sc *sessionChannel) startCast(input bool) {
 		// The terminal stream is part of the session's record: without it
 		// the session must not go on.
 		c.log.Error("creating the terminal recording", "error", err)
-		c.cancel(fmt.Errorf("%w: %w", errRecordingFailed, err))
+		c.cancel(fmt.Errorf("%w: %w", proxy.ErrRecordingFailed, err))
 		return
 	}
 	sc.mu.Lock()
@@ -341,7 +341,7 @@ func (sc *sessionChannel) startCast(input bool) {
 	go func() {
 		select {
 		case <-w.Failed():
-			c.cancel(fmt.Errorf("%w: terminal recording", errRecordingFailed))
+			c.cancel(fmt.Errorf("%w: terminal recording", proxy.ErrRecordingFailed))
 		case <-c.ctx.Done():
 		}
 	}()

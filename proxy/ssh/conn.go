@@ -35,9 +35,8 @@ var ciphers = []string{
 
 // Errors a session ends with.
 var (
-	errRecordingFailed = errors.New("the session recording failed")
-	errUpstreamClosed  = errors.New("upstream closed the connection")
-	errAgentClosed     = errors.New("client closed the connection")
+	errUpstreamClosed = errors.New("upstream closed the connection")
+	errAgentClosed    = errors.New("client closed the connection")
 )
 
 // run is the whole connection.
@@ -78,7 +77,7 @@ func (c *conn) run() error {
 			c.log.Error("closing the session recording", "error", err)
 		}
 	}()
-	stopWatch := c.watchRecording()
+	stopWatch := proxy.WatchRecording(c.rec, c.cancel, c.log)
 	defer stopWatch()
 
 	up, err := c.dialUpstream()
@@ -233,22 +232,7 @@ func (c *conn) startRecording(agent *ssh.ServerConn) error {
 	if p := agent.Permissions; p != nil && p.Extensions["public_key"] != "" {
 		attrs["public_key"] = p.Extensions["public_key"]
 	}
-	caller := c.s.Caller
-	start := record.Start{
-		Protocol:    "ssh",
-		Target:      c.s.Target.Name,
-		Destination: c.s.Destination.String(),
-		Client:      c.s.Client.RemoteAddr().String(),
-		Workload:    caller.Workload,
-		Subject:     caller.Identity.Subject,
-		Groups:      slices.Clone(caller.Identity.Groups),
-		Issuer:      caller.Identity.Issuer,
-		PID:         caller.PID,
-		UID:         caller.UID,
-		Executable:  caller.Executable,
-		CgroupID:    caller.CgroupID,
-		Attributes:  attrs,
-	}
+	start := proxy.RecordStart(c.s, "ssh", attrs)
 	rec, err := c.h.opts.Recordings.Create(c.s.ID, start, time.Now())
 	if err != nil {
 		c.log.Error("cannot record the session; refusing it", "error", err)
@@ -256,21 +240,6 @@ func (c *conn) startRecording(agent *ssh.ServerConn) error {
 	}
 	c.rec = rec
 	return nil
-}
-
-// watchRecording ends the session when its recording fails.
-func (c *conn) watchRecording() (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-c.rec.Failed():
-			err := c.rec.Err()
-			c.log.Error("the session recording failed; ending the session", "error", err)
-			c.cancel(fmt.Errorf("%w: %w", errRecordingFailed, err))
-		case <-done:
-		}
-	}()
-	return func() { close(done) }
 }
 
 // rejectAll refuses every channel and request of an agent connection that
