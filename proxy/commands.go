@@ -3,9 +3,12 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/policy"
 )
 
@@ -25,11 +28,11 @@ func NewCommandMetrics(reg prometheus.Registerer) (*CommandMetrics, error) {
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "interlock_commands_total",
 			Help: "Commands decided by policy, by decision (allow, deny, review, ...).",
-		}, []string{"protocol", "target", "workload", "decision"}),
+		}, []string{"protocol", "target", "workload", "subject", "issuer", "groups", "decision"}),
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "interlock_blocked_commands_total",
 			Help: "Commands that did not run because of policy, by the rule that stopped them (\"\" for policy.default).",
-		}, []string{"protocol", "target", "workload", "rule"}),
+		}, []string{"protocol", "target", "workload", "subject", "issuer", "groups", "rule"}),
 		masked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "interlock_masked_values_total",
 			Help: "Result values rewritten by mask rules.",
@@ -53,14 +56,23 @@ func NewCommandMetrics(reg prometheus.Registerer) (*CommandMetrics, error) {
 // Decided counts one decided command under its decision (allow, deny, or
 // a held command's approved, granted, rejected, expired, abandoned); one
 // that does not run also counts as blocked under its rule.
-func (m *CommandMetrics) Decided(protocol, target, workload string, d policy.Decision) {
+func (m *CommandMetrics) Decided(protocol, target string, caller identity.Caller, d policy.Decision) {
 	if m == nil {
 		return
 	}
-	m.commands.WithLabelValues(protocol, target, workload, string(d.Action)).Inc()
+	subject, issuer, groups := IdentityLabels(caller.Identity)
+	m.commands.WithLabelValues(protocol, target, caller.Workload, subject, issuer, groups, string(d.Action)).Inc()
 	if !Allowed(d) {
-		m.blocked.WithLabelValues(protocol, target, workload, d.Rule).Inc()
+		m.blocked.WithLabelValues(protocol, target, caller.Workload, subject, issuer, groups, d.Rule).Inc()
 	}
+}
+
+// IdentityLabels are an identity as metric labels: its subject, issuer
+// ("" for static identities) and groups, sorted and joined with commas.
+func IdentityLabels(id identity.Identity) (subject, issuer, groups string) {
+	g := slices.Clone(id.Groups)
+	slices.Sort(g)
+	return id.Subject, id.Issuer, strings.Join(g, ",")
 }
 
 // Masked counts n values rewritten by the mask rule.

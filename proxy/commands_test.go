@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/policy"
 )
 
@@ -15,22 +16,24 @@ func TestCommandMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Decided("postgres", "shop", "agent", policy.Decision{Action: policy.Allow})
-	m.Decided("postgres", "shop", "agent", policy.Decision{Action: policy.Deny, Rule: "no-ddl"})
+	agent := identity.Caller{Workload: "agent", Identity: identity.Identity{Subject: "bot", Issuer: "https://idp", Groups: []string{"z", "a"}}}
+	m.Decided("postgres", "shop", agent, policy.Decision{Action: policy.Allow})
+	m.Decided("postgres", "shop", agent, policy.Decision{Action: policy.Deny, Rule: "no-ddl"})
+	m.Decided("postgres", "shop", agent, policy.Decision{Action: VerdictApproved, Rule: "held"})
 	m.Masked("shop", "pii", 3)
 	m.Masked("shop", "pii", 0)
 
-	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "allow")); got != 1 {
+	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "bot", "https://idp", "a,z", "allow")); got != 1 {
 		t.Errorf("allowed: %v", got)
 	}
-	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "deny")); got != 1 {
+	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "bot", "https://idp", "a,z", "deny")); got != 1 {
 		t.Errorf("denied: %v", got)
 	}
-	if got := testutil.ToFloat64(m.blocked.WithLabelValues("postgres", "shop", "agent", "no-ddl")); got != 1 {
+	if got := testutil.ToFloat64(m.blocked.WithLabelValues("postgres", "shop", "agent", "bot", "https://idp", "a,z", "no-ddl")); got != 1 {
 		t.Errorf("blocked: %v", got)
 	}
 	if got := testutil.CollectAndCount(m.blocked); got != 1 {
-		t.Errorf("an allowed command was counted as blocked (%d series)", got)
+		t.Errorf("an allowed or approved command was counted as blocked (%d series)", got)
 	}
 	if got := testutil.ToFloat64(m.masked.WithLabelValues("shop", "pii")); got != 3 {
 		t.Errorf("masked: %v", got)
@@ -39,5 +42,5 @@ func TestCommandMetrics(t *testing.T) {
 		t.Error("registering twice did not fail")
 	}
 	var nilMetrics *CommandMetrics
-	nilMetrics.Decided("p", "t", "w", policy.Decision{Action: policy.Deny}) // must not panic
+	nilMetrics.Decided("p", "t", agent, policy.Decision{Action: policy.Deny}) // must not panic
 }

@@ -33,7 +33,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	sessionLabels := []string{"protocol", "target", "workload"}
+	sessionLabels := []string{"protocol", "target", "workload", "subject", "issuer", "groups"}
 	m := &metrics{
 		sessionsActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "interlock_sessions_active",

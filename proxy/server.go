@@ -309,7 +309,9 @@ func (s *Server) runSession(parent context.Context, conn net.Conn, at Attributio
 	s.sessions[id] = rec
 	s.mu.Unlock()
 
-	labels := prometheus.Labels{"protocol": at.Target.Protocol, "target": at.Target.Name, "workload": at.Caller.Workload}
+	subject, issuer, groups := IdentityLabels(at.Caller.Identity)
+	labels := prometheus.Labels{"protocol": at.Target.Protocol, "target": at.Target.Name, "workload": at.Caller.Workload,
+		"subject": subject, "issuer": issuer, "groups": groups}
 	s.metrics.sessionsTotal.With(labels).Inc()
 	active := s.metrics.sessionsActive.With(labels)
 	active.Inc()

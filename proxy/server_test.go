@@ -118,11 +118,13 @@ func value(t *testing.T, g prometheus.Gatherer, name string, labels map[string]s
 		}
 	metric:
 		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
+			// The labels given must all match; others may be there.
+			have := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if labels[l.GetName()] != l.GetValue() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if got, ok := have[k]; !ok || got != v {
 					continue metric
 				}
 			}
@@ -225,7 +227,7 @@ func TestSessionCarriesAttribution(t *testing.T) {
 		return nil
 	})
 	g := startGateway(t, map[string]proxy.Handler{"echo": h}, fixed(target, someDest))
-	labels := map[string]string{"protocol": "echo", "target": "db", "workload": "agent"}
+	labels := map[string]string{"protocol": "echo", "target": "db", "workload": "agent", "subject": "alice", "issuer": "https://issuer.test"}
 
 	c := g.dial(t)
 	s := <-sessions

@@ -86,6 +86,10 @@ policy:
 		if st := e.run("status"); !strings.Contains(st, "login:") || !strings.Contains(st, "support is support-agent") {
 			t.Errorf("status does not show the login:\n%s", st)
 		}
+		// ... and what the metrics are labelled with.
+		if got := e.metric("interlock_commands_total", `subject="support-agent"`, `issuer="`+idp.Issuer()+`"`, `groups="agents"`, `decision="allow"`); got != 1 {
+			t.Errorf("commands_total for the OIDC identity: %v, want 1", got)
+		}
 		// The token's identity is what the recording and the sessions show.
 		list := e.run("sessions", "list")
 		if !strings.Contains(list, "support-agent") {

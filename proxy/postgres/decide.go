@@ -149,7 +149,7 @@ func (c *session) watchClientGone() (context.Context, func()) {
 
 // count feeds the command metrics with one decision.
 func (c *session) count(d policy.Decision) {
-	c.h.commands.Decided("postgres", c.s.Target.Name, c.s.Caller.Workload, d)
+	c.h.commands.Decided("postgres", c.s.Target.Name, c.s.Caller, d)
 }
 
 // denialResponse is the ErrorResponse of a denial.

@@ -401,7 +401,7 @@ func (c *conn) decide(f policy.SSH) policy.Decision {
 	if d.Action == policy.Review {
 		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (only exec, shell and subsystem requests can be held for review)"}
 	}
-	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
+	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller, d)
 	return d
 }
 
@@ -449,7 +449,7 @@ func (c *conn) recordVerdict(f policy.SSH, text string, d policy.Decision, v *pr
 // does not allow.
 func (c *conn) refuseChannel(nc ssh.NewChannel, f policy.SSH, reason ssh.RejectionReason, msg string) {
 	d := policy.Decision{Action: policy.Deny, Message: msg}
-	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller.Workload, d)
+	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller, d)
 	c.recordDecision(f, f.Request, d)
 	nc.Reject(reason, "interlock: "+msg)
 }
