@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -13,14 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/policy"
@@ -28,6 +25,7 @@ import (
 	"github.com/interlock-dev/interlock/proxy/postgres"
 	"github.com/interlock-dev/interlock/proxy/postgres/pgtest"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	"github.com/interlock-dev/interlock/proxy/proxytest"
 	"github.com/interlock-dev/interlock/proxy/tlsca"
 	"github.com/interlock-dev/interlock/record"
 )
@@ -214,23 +212,8 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	return e
 }
 
-// lockedBuffer is a log sink safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is the gateway's log sink.
+type lockedBuffer = proxytest.LockedBuffer
 
 func (e *env) port() int {
 	_, p, _ := net.SplitHostPort(e.listener)
@@ -292,35 +275,7 @@ func (e *env) pgx(t *testing.T) *pgx.Conn {
 // counter reads a counter of the registry with the given label values.
 func (e *env) counter(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if matchLabels(m, labels) {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-func matchLabels(m *dto.Metric, want map[string]string) bool {
-	have := map[string]string{}
-	for _, l := range m.GetLabel() {
-		have[l.GetName()] = l.GetValue()
-	}
-	for k, v := range want {
-		if have[k] != v {
-			return false
-		}
-	}
-	return true
+	return proxytest.Counter(t, e.reg, name, labels)
 }
 
 // idle waits until the gateway has no session running: the recordings
@@ -357,14 +312,7 @@ func (e *env) tlsConfig(name string) *tls.Config {
 	return &tls.Config{RootCAs: e.ca.Pool(), ServerName: name}
 }
 
-// waitFor polls cond for up to 10 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	proxytest.WaitFor(t, what, cond)
 }

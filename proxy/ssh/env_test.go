@@ -10,17 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/proxytest"
 	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
 	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
 	"github.com/interlock-dev/interlock/proxy/sshca"
@@ -287,63 +286,16 @@ func (e *env) idle(t *testing.T) {
 	waitFor(t, "sessions to end", func() bool { return len(e.server.Active()) == 0 })
 }
 
+// counter reads a counter of the registry with the given label values.
 func (e *env) counter(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if matchLabels(m, labels) {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-func matchLabels(m *dto.Metric, want map[string]string) bool {
-	got := map[string]string{}
-	for _, l := range m.GetLabel() {
-		got[l.GetName()] = l.GetValue()
-	}
-	for k, v := range want {
-		if got[k] != v {
-			return false
-		}
-	}
-	return true
+	return proxytest.Counter(t, e.reg, name, labels)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	proxytest.WaitFor(t, what, cond)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is the gateway's log sink.
+type lockedBuffer = proxytest.LockedBuffer
