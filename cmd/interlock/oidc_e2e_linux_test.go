@@ -31,7 +31,7 @@ func TestOIDCWorkloadThroughKernel(t *testing.T) {
 	idp := oidctest.Start(t, oidctest.Options{})
 	idp.CreateClient(t, "support-agent", "support-secret-0123456789", []string{"interlock"}, nil, "agents")
 	idp.CreateClient(t, "dba-bot", "dba-secret-0123456789", []string{"interlock"}, nil, "dba")
-	brief := oidctest.Start(t, oidctest.Options{AccessTokenTTL: 4 * time.Second})
+	brief := oidctest.Start(t, oidctest.Options{AccessTokenTTL: 7 * time.Second})
 	brief.CreateClient(t, "brief-agent", "brief-secret-0123456789", []string{"interlock"}, nil, "agents")
 
 	e.writeConfig("targets:\n" + target + fmt.Sprintf(`identity:
