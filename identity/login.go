@@ -132,3 +132,67 @@ func (s *Logins) Close() {
 		e.timer.Stop()
 	}
 }
+
+// LoginLimiter slows down failed logins per workload: a workload may fail
+// Burst times at once, then once per Refill. Failed tokens cost the
+// gateway a signature check and can make it refetch the issuer's keys, so
+// a workload that keeps guessing must not get to do it at full speed. It
+// is safe for concurrent use; its memory is bounded by the configured
+// workloads (callers pass configured names only).
+type LoginLimiter struct {
+	Burst  int
+	Refill time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*loginBucket
+}
+
+type loginBucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// NewLoginLimiter returns a limiter with burst failures, then one per refill.
+func NewLoginLimiter(burst int, refill time.Duration) *LoginLimiter {
+	return &LoginLimiter{Burst: burst, Refill: refill, now: time.Now, buckets: map[string]*loginBucket{}}
+}
+
+// ErrTooManyLogins: the workload failed too many logins lately.
+var ErrTooManyLogins = errors.New("too many failed logins")
+
+// Check reports whether the workload may try a login now; when not, the
+// error says when it may.
+func (l *LoginLimiter) Check(workload string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.refill(workload)
+	if b.tokens >= 1 {
+		return nil
+	}
+	wait := time.Duration((1 - b.tokens) * float64(l.Refill))
+	return fmt.Errorf("%w for workload %s; try again in %s", ErrTooManyLogins, workload, wait.Round(time.Second))
+}
+
+// Failed charges one failed login to the workload.
+func (l *LoginLimiter) Failed(workload string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.refill(workload)
+	b.tokens = max(b.tokens-1, 0)
+}
+
+// refill brings the workload's bucket up to date. l.mu is held.
+func (l *LoginLimiter) refill(workload string) *loginBucket {
+	now := l.now()
+	b := l.buckets[workload]
+	if b == nil {
+		b = &loginBucket{tokens: float64(l.Burst), at: now}
+		l.buckets[workload] = b
+	}
+	if l.Refill > 0 {
+		b.tokens = min(float64(l.Burst), b.tokens+float64(now.Sub(b.at))/float64(l.Refill))
+	}
+	b.at = now
+	return b
+}

@@ -69,8 +69,8 @@ func TestLoginServer(t *testing.T) {
 	var gotPID uint32
 	srv := &LoginServer{
 		Workload: func(pid uint32) (Workload, error) { gotPID = pid; return workload, nil },
-		Verify: func(_ context.Context, issuer, raw string) (Identity, time.Time, error) {
-			if issuer != "corp" || raw != "good-token" {
+		Verify: func(_ context.Context, w Workload, raw string) (Identity, time.Time, error) {
+			if w.OIDC != "corp" || raw != "good-token" {
 				return Identity{}, time.Time{}, errors.New("signature invalid")
 			}
 			return Identity{Subject: "agent-7", Groups: []string{"agents"}, Issuer: "https://idp.example/"}, time.Now().Add(time.Hour), nil
@@ -103,5 +103,27 @@ func TestLoginServer(t *testing.T) {
 	workload = Workload{Name: "static"}
 	if _, err := LoginAt(ctx, sock, "good-token"); err == nil || !strings.Contains(err.Error(), "static identity") {
 		t.Errorf("login of a static workload: %v", err)
+	}
+}
+
+func TestLoginLimiter(t *testing.T) {
+	l := NewLoginLimiter(2, time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	l.now = func() time.Time { return now }
+	for i := range 2 {
+		if err := l.Check("w"); err != nil {
+			t.Fatalf("attempt %d refused: %v", i, err)
+		}
+		l.Failed("w")
+	}
+	if err := l.Check("w"); !errors.Is(err, ErrTooManyLogins) || !strings.Contains(err.Error(), "try again in 1m0s") {
+		t.Errorf("third failure in a row: %v", err)
+	}
+	if err := l.Check("other"); err != nil {
+		t.Errorf("another workload was slowed down: %v", err)
+	}
+	now = now.Add(time.Minute)
+	if err := l.Check("w"); err != nil {
+		t.Errorf("after a refill period: %v", err)
 	}
 }

@@ -34,8 +34,8 @@ type LoginReply struct {
 type LoginServer struct {
 	// Workload finds the configured workload of a process.
 	Workload func(pid uint32) (Workload, error)
-	// Verify checks a token against the named issuer.
-	Verify func(ctx context.Context, issuer, raw string) (Identity, time.Time, error)
+	// Verify checks a token against the workload's issuer.
+	Verify func(ctx context.Context, w Workload, raw string) (Identity, time.Time, error)
 	Logins *Logins
 	Logger *slog.Logger
 }
@@ -93,7 +93,7 @@ func (s *LoginServer) login(ctx context.Context, conn *net.UnixConn) LoginReply 
 	if w.OIDC == "" {
 		return LoginReply{Workload: w.Name, Error: "workload " + w.Name + " has a static identity in the configuration; it needs no login"}
 	}
-	id, expires, err := s.Verify(ctx, w.OIDC, token)
+	id, expires, err := s.Verify(ctx, w, token)
 	if err != nil {
 		log.Warn("login refused", "workload", w.Name, "pid", pid, "uid", uid, "error", err)
 		return LoginReply{Workload: w.Name, Error: "token refused: " + err.Error()}

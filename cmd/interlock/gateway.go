@@ -85,6 +85,7 @@ type gateway struct {
 	dp         *redirect.Datapath
 	recordings *record.Store
 	logins     *identity.Logins
+	loginLimit *identity.LoginLimiter
 	approvals  *review.Store
 	adminAuth  *adminauth.Authenticator
 	adminAddr  netip.AddrPort // bound

@@ -33,6 +33,7 @@ func (g *gateway) setUpLogins() {
 		g.logger.Info("workload's OIDC login expired", "workload", l.Workload, "subject", l.Identity.Subject, "sessions_ended", n)
 	})
 	g.workloads.UseLogins(g.logins)
+	g.loginLimit = identity.NewLoginLimiter(10, 6*time.Second)
 }
 
 // login is the handlers' proxy.LoginFunc: a token given as a protocol's
@@ -41,7 +42,7 @@ func (g *gateway) login(ctx context.Context, caller identity.Caller, token, via 
 	if g.verifier == nil {
 		return identity.Identity{}, time.Time{}, errors.New("no OIDC issuer is configured")
 	}
-	id, expires, err := g.verifier.Verify(ctx, caller.NeedsLogin, strings.TrimSpace(token))
+	id, expires, err := g.verifyLogin(ctx, caller.Workload, caller.NeedsLogin, strings.TrimSpace(token))
 	if err != nil {
 		return identity.Identity{}, time.Time{}, err
 	}
@@ -49,6 +50,24 @@ func (g *gateway) login(ctx context.Context, caller identity.Caller, token, via 
 		return identity.Identity{}, time.Time{}, err
 	}
 	g.logger.Info("workload logged in", "workload", caller.Workload, "via", via, "subject", id.Subject, "issuer", id.Issuer, "expires", expires)
+	return id, expires, nil
+}
+
+// verifyLogin verifies a workload's token, slowing down a workload that
+// keeps presenting bad ones (each costs a signature check, and an unknown
+// key id makes the verifier refetch the issuer's keys).
+func (g *gateway) verifyLogin(ctx context.Context, workload, issuer, raw string) (identity.Identity, time.Time, error) {
+	if g.verifier == nil {
+		return identity.Identity{}, time.Time{}, errors.New("no OIDC issuer is configured")
+	}
+	if err := g.loginLimit.Check(workload); err != nil {
+		return identity.Identity{}, time.Time{}, err
+	}
+	id, expires, err := g.verifier.Verify(ctx, issuer, raw)
+	if err != nil {
+		g.loginLimit.Failed(workload)
+		return identity.Identity{}, time.Time{}, err
+	}
 	return id, expires, nil
 }
 
@@ -79,11 +98,8 @@ func (g *gateway) serveLogin(ctx context.Context) error {
 	}
 	srv := &identity.LoginServer{
 		Workload: g.workloadOfProcess,
-		Verify: func(ctx context.Context, issuer, raw string) (identity.Identity, time.Time, error) {
-			if g.verifier == nil {
-				return identity.Identity{}, time.Time{}, errors.New("no OIDC issuer is configured")
-			}
-			return g.verifier.Verify(ctx, issuer, raw)
+		Verify: func(ctx context.Context, w identity.Workload, raw string) (identity.Identity, time.Time, error) {
+			return g.verifyLogin(ctx, w.Name, w.OIDC, raw)
 		},
 		Logins: g.logins,
 		Logger: g.logger,
