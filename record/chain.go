@@ -105,11 +105,13 @@ func parseEvent(text []byte) (Event, error) {
 	var ok bool
 	switch ev.Type {
 	case EventStart:
-		ok = ev.Start != nil && ev.Command == nil && ev.End == nil
+		ok = ev.Start != nil && ev.Command == nil && ev.End == nil && ev.Result == nil
 	case EventCommand:
-		ok = ev.Command != nil && ev.Start == nil && ev.End == nil
+		ok = ev.Command != nil && ev.Start == nil && ev.End == nil && ev.Result == nil
+	case EventResult:
+		ok = ev.Result != nil && ev.Start == nil && ev.Command == nil && ev.End == nil
 	case EventEnd:
-		ok = ev.End != nil && ev.Start == nil && ev.Command == nil
+		ok = ev.End != nil && ev.Start == nil && ev.Command == nil && ev.Result == nil
 	default:
 		return Event{}, fmt.Errorf("%w: unknown type %q", errMalformed, ev.Type)
 	}

@@ -7,7 +7,7 @@ import "time"
 // before (empty for the first); Hash covers everything else in the event,
 // so editing, removing or reordering lines breaks the chain.
 type Event struct {
-	Type    string    `json:"type"` // EventStart, EventCommand, EventEnd
+	Type    string    `json:"type"` // EventStart, EventCommand, EventResult, EventEnd
 	Time    time.Time `json:"time"`
 	Session string    `json:"session"`
 	Seq     uint64    `json:"seq"`
@@ -15,6 +15,7 @@ type Event struct {
 	Start   *Start   `json:"start,omitempty"`
 	Command *Command `json:"command,omitempty"`
 	End     *End     `json:"end,omitempty"`
+	Result  *Result  `json:"result,omitempty"`
 
 	Prev string `json:"prev,omitempty"`
 	Hash string `json:"hash"`
@@ -25,6 +26,9 @@ const (
 	EventStart   = "session_start"
 	EventCommand = "command"
 	EventEnd     = "session_end"
+	// EventResult is the outcome of a command recorded, with strict
+	// recording, before it ran.
+	EventResult = "result"
 )
 
 // Start describes who opened the session and where it goes.
@@ -70,6 +74,19 @@ type Command struct {
 	// that approval's).
 	Review  string `json:"review,omitempty"`
 	Decider string `json:"decider,omitempty"`
+}
+
+// Result is the outcome of the command event Of (its Seq): with strict
+// recording the command is written, and on disk, before it is forwarded,
+// and what became of it follows in its own event.
+type Result struct {
+	Of         uint64   `json:"of"`
+	DurationMS float64  `json:"duration_ms,omitempty"`
+	Rows       int64    `json:"rows,omitempty"`
+	Tag        string   `json:"tag,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	Masked     int64    `json:"masked,omitempty"`
+	MaskRules  []string `json:"mask_rules,omitempty"`
 }
 
 // End closes the session.

@@ -831,3 +831,53 @@ func BenchmarkRecorderCommand(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+func TestStrictBeginResult(t *testing.T) {
+	s := newTestStore(t)
+	s.Strict = true
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Strict() {
+		t.Fatal("not strict")
+	}
+	seq, err := r.Begin(Command{Text: "UPDATE t SET x = 1", Command: "UPDATE", Decision: "allow"})
+	if err != nil || seq != 2 {
+		t.Fatalf("Begin = %d, %v", seq, err)
+	}
+	// On disk before anything ran.
+	events, err := s.Events(testID)
+	if err != nil || len(events) != 2 || events[1].Command == nil || events[1].Command.Tag != "" {
+		t.Fatalf("after Begin: %+v %v", events, err)
+	}
+	if err := r.Result(Result{Of: seq, Tag: "UPDATE 1", Rows: 1, DurationMS: 1.5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(End{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Verify(testID)
+	if err != nil || !res.OK || !res.Complete || res.Events != 4 {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+	events, _ = s.Events(testID)
+	if ev := events[2]; ev.Type != EventResult || ev.Result.Of != 2 || ev.Result.Tag != "UPDATE 1" {
+		t.Errorf("result event %+v", ev)
+	}
+	if end := events[3].End; end.Commands != 1 {
+		t.Errorf("a result counted as a command: %+v", end)
+	}
+	var text bytes.Buffer
+	WriteText(&text, events)
+	if !strings.Contains(text.String(), "result of #2\n    UPDATE 1, rows=1, 1.5ms") {
+		t.Errorf("transcript:\n%s", text.String())
+	}
+	// Begin needs strict recording.
+	s2 := newTestStore(t)
+	r2, _ := s2.Create(testID, testStart(), t0)
+	if _, err := r2.Begin(Command{Text: "x"}); err == nil {
+		t.Error("Begin without strict recording")
+	}
+	r2.Close(End{})
+}

@@ -95,6 +95,50 @@ func (r *Recorder) Command(c Command) error {
 	return nil
 }
 
+// Strict reports whether each event is on disk when its call returns
+// ([Store.Strict]): a handler then records a command with Begin before
+// forwarding it, and its outcome with Result.
+func (r *Recorder) Strict() bool { return r.strict }
+
+// Begin appends a command event whose outcome is not known yet and returns
+// its Seq, for the Result that follows. It is meant for strict recording:
+// the event is on disk when Begin returns nil, so a command forwarded only
+// then is never unrecorded. Without Strict it is an error.
+func (r *Recorder) Begin(c Command) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.strict {
+		return 0, errors.New("recording command: Begin needs strict recording")
+	}
+	if err := r.usable(); err != nil {
+		return 0, err
+	}
+	r.queue = append(r.queue, Event{Type: EventCommand, Time: r.now().UTC(), Command: &c})
+	if err := r.flushLocked(); err != nil {
+		return 0, fmt.Errorf("recording command: %w", err)
+	}
+	r.commands++
+	if c.Decision == "deny" {
+		r.denied++
+	}
+	return r.seq, nil
+}
+
+// Result appends the outcome of the command event of (a Begin's Seq).
+func (r *Recorder) Result(res Result) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.usable(); err != nil {
+		return err
+	}
+	res.DurationMS = finite(res.DurationMS)
+	r.queue = append(r.queue, Event{Type: EventResult, Time: r.now().UTC(), Result: &res})
+	if err := r.flushLocked(); err != nil {
+		return fmt.Errorf("recording a result: %w", err)
+	}
+	return nil
+}
+
 // flushSoon schedules a flush of what is queued in d, on the timer's own
 // goroutine: encoding, hashing and the write happen off the caller's path.
 // r.mu is held.

@@ -31,6 +31,8 @@ func WriteText(w io.Writer, events []Event) error {
 			writeStart(bw, ev.Start)
 		case ev.Type == EventCommand && ev.Command != nil:
 			writeCommand(bw, ev.Command)
+		case ev.Type == EventResult && ev.Result != nil:
+			writeResult(bw, ev.Result)
 		case ev.Type == EventEnd && ev.End != nil:
 			writeEnd(bw, ev.End)
 		default:
@@ -117,6 +119,30 @@ func writeCommand(w io.Writer, c *Command) {
 	}
 	if c.DurationMS != 0 {
 		d := time.Duration(c.DurationMS * float64(time.Millisecond))
+		out = append(out, d.Round(time.Microsecond).String())
+	}
+	if len(out) > 0 {
+		fmt.Fprintf(w, "%s%s\n", indent, strings.Join(out, ", "))
+	}
+}
+
+func writeResult(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "result of #%d\n", r.Of)
+	var out []string
+	if r.Tag != "" {
+		out = append(out, clean(r.Tag))
+	}
+	if r.Rows != 0 {
+		out = append(out, fmt.Sprintf("rows=%d", r.Rows))
+	}
+	if r.Masked != 0 {
+		out = append(out, fmt.Sprintf("masked=%d (%s)", r.Masked, clean(strings.Join(r.MaskRules, ","))))
+	}
+	if r.Error != "" {
+		out = append(out, "error: "+clean(r.Error))
+	}
+	if r.DurationMS != 0 {
+		d := time.Duration(r.DurationMS * float64(time.Millisecond))
 		out = append(out, d.Round(time.Microsecond).String())
 	}
 	if len(out) > 0 {

@@ -21,6 +21,7 @@ const (
 	defaultDenialMessage = "statement denied by interlock policy"
 	functionCallDenied   = "function call protocol is not allowed"
 	multipleCommands     = "cannot insert multiple commands into a prepared statement"
+	unrecorded           = "interlock cannot record this statement, so it does not run it"
 )
 
 // unreadable is the denial of SQL the gateway cannot classify (never
@@ -212,7 +213,11 @@ func (c *session) query(m *pgproto3.Query) error {
 	for _, d := range ds {
 		c.count(d.decision)
 	}
-	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds}, m)
+	begun, err := c.begin(ds)
+	if err != nil {
+		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false)
+	}
+	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun}, m)
 }
 
 // parse decides an extended-protocol statement when it is prepared: the
@@ -327,6 +332,13 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		}
 	}
 	c.count(ex.current().decision)
+	if len(ex.stmts) == 1 {
+		begun, err := c.begin(ex.stmts)
+		if err != nil {
+			return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), true)
+		}
+		ex.begun = begun
+	}
 	if r.rewriter != nil && ex.res == nil {
 		res := &resultDesc{}
 		if p != nil {

@@ -74,6 +74,7 @@ type envOptions struct {
 	// recordingsDir, when set, is the store's folder.
 	recordingsDir string
 	reviewer      proxy.Reviewer
+	strict        bool // strict recording
 }
 
 // fixedAttributor attributes every connection to one target and caller, as
@@ -138,6 +139,7 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	store.Strict = o.strict
 	caDir := filepath.Join(dir, "ca")
 	ca, err := tlsca.LoadOrCreate(caDir)
 	if err != nil {

@@ -146,3 +146,67 @@ func TestHeldStatementAbandonedWhenClientLeaves(t *testing.T) {
 		t.Errorf("the abandoned TRUNCATE ran: %s rows", got)
 	}
 }
+
+// With strict recording a statement is on disk before it runs; its outcome
+// follows in a result event.
+func TestStrictRecording(t *testing.T) {
+	e := newEnv(t, envOptions{strict: true})
+	c := e.pgx(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctxT(t), "INSERT INTO notes (body) SELECT 'strict' FROM pg_sleep(1)")
+		done <- err
+	}()
+	// While the INSERT runs, its command event is already in the log.
+	waitFor(t, "the INSERT's command event before it completes", func() bool {
+		for _, cmd := range e.commands(t) {
+			if strings.Contains(cmd.Text, "'strict'") {
+				return true
+			}
+		}
+		return false
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("the INSERT completed (%v) before its event was seen; the test proves nothing", err)
+	default:
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	pgxMulti := e.pgx(t)
+	if _, err := pgxMulti.Exec(ctxT(t), "SELECT 1; SELECT 2"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctxT(t))
+	pgxMulti.Close(ctxT(t))
+	e.idle(t)
+	sums, _ := e.store.List()
+	var results, commands int
+	for _, s := range sums {
+		if v, err := e.store.Verify(s.ID); err != nil || !v.OK || !v.Complete {
+			t.Errorf("verify %s: %+v %v", s.ID, v, err)
+		}
+		evs, _ := e.store.Events(s.ID)
+		for _, ev := range evs {
+			switch {
+			case ev.Command != nil:
+				commands++
+				if ev.Command.Tag != "" {
+					t.Errorf("a strict command event carries its outcome: %+v", ev.Command)
+				}
+			case ev.Result != nil:
+				results++
+				if evs[ev.Result.Of-1].Command == nil {
+					t.Errorf("result of #%d, which is not a command", ev.Result.Of)
+				}
+				if ev.Result.Tag == "INSERT 0 1" && ev.Result.DurationMS < 500 {
+					t.Errorf("the INSERT's result: %+v", ev.Result)
+				}
+			}
+		}
+	}
+	if commands != 3 || results != 3 {
+		t.Errorf("%d commands and %d results, want 3 and 3", commands, results)
+	}
+}

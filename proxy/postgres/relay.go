@@ -90,6 +90,10 @@ type pending struct {
 	// pendDescribe of a portal, pendInjectedDescribe, pendExecute: the
 	// portal's result description.
 	res *resultDesc
+	// begun: with strict recording, the Seq of each statement's command
+	// event, written before it was forwarded (pendQuery: by index;
+	// pendExecute: one).
+	begun []uint64
 
 	// The outcome of the statement running now.
 	started    time.Time
@@ -694,6 +698,18 @@ func (c *session) refuseResult(p *pending, err error) error {
 	return nil
 }
 
+// begunAt is the strict-recording Seq of statement i; 0: recorded when it
+// ends.
+func (p *pending) begunAt(i int) uint64 {
+	if p.kind == pendExecute {
+		i = 0
+	}
+	if i < len(p.begun) {
+		return p.begun[i]
+	}
+	return 0
+}
+
 // current is the statement running now; zero when unknown.
 func (p *pending) current() decided {
 	switch {
@@ -724,6 +740,7 @@ func (p *pending) addMasked(hits map[string]int) {
 // on to the next.
 func (c *session) endStatement(p *pending, tag, errMsg string) {
 	d := p.current()
+	begun := p.begunAt(p.idx)
 	if p.kind == pendQuery {
 		p.idx++
 	}
@@ -743,7 +760,13 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 		}
 		slices.Sort(cmd.MaskRules)
 	}
-	c.record(cmd)
+	if begun != 0 {
+		// Strict recording: the command is on disk already.
+		c.recordResult(record.Result{Of: begun, DurationMS: cmd.DurationMS, Rows: cmd.Rows, Tag: cmd.Tag,
+			Error: cmd.Error, Masked: cmd.Masked, MaskRules: cmd.MaskRules})
+	} else {
+		c.record(cmd)
+	}
 	p.started = time.Now()
 	p.rows = 0
 	p.masked = nil

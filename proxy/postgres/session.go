@@ -312,6 +312,10 @@ func (c *session) recordUnfinished(reason string) {
 		default:
 			continue // not a statement's execution; denials were recorded when decided
 		}
+		first := 0
+		if p.kind == pendQuery {
+			first = p.idx
+		}
 		for i, d := range stmts {
 			if !proxy.Allowed(d.decision) {
 				continue
@@ -320,6 +324,10 @@ func (c *session) recordUnfinished(reason string) {
 			cmd.Error = "no result, the session ended first (" + reason + "); the statement may have run"
 			if i == 0 && !p.started.IsZero() {
 				cmd.DurationMS = float64(time.Since(p.started).Microseconds()) / 1000
+			}
+			if seq := p.begunAt(first + i); seq != 0 {
+				c.recordResult(record.Result{Of: seq, DurationMS: cmd.DurationMS, Error: cmd.Error})
+				continue
 			}
 			c.record(cmd)
 		}
@@ -566,6 +574,32 @@ func (c *session) startRecording(st startup) error {
 	}
 	c.rec = rec
 	return nil
+}
+
+// recordResult appends the outcome of a command recorded with Begin.
+func (c *session) recordResult(r record.Result) {
+	if err := c.rec.Result(r); err != nil {
+		c.log.Error("recording a result", "error", err)
+	}
+}
+
+// begin records, with strict recording, the commands about to be
+// forwarded, each on disk before it runs; it returns their Seqs (nil
+// without strict recording, where commands are recorded when they end).
+// An error means they must not run.
+func (c *session) begin(ds []decided) ([]uint64, error) {
+	if !c.rec.Strict() {
+		return nil, nil
+	}
+	seqs := make([]uint64, len(ds))
+	for i, d := range ds {
+		seq, err := c.rec.Begin(d.command())
+		if err != nil {
+			return nil, err
+		}
+		seqs[i] = seq
+	}
+	return seqs, nil
 }
 
 // record appends a command event. A failure is logged here; the session
