@@ -61,6 +61,12 @@ func overridden(extra []string) (map[string]bool, error) {
 // configFiles are the paths an sshd_config names.
 type configFiles struct {
 	hostKey, authorizedKeys, pidFile string
+	// home is the sessions' HOME: an empty folder, so that the login
+	// user's shell start-up files (~/.bashrc, which bash reads for
+	// commands run by sshd) do not run in tests. A host's .bashrc may do
+	// slow or lock-taking things (pyenv's rehash holds a lock file that a
+	// killed session leaves behind, stalling every later session).
+	home string
 }
 
 // sshdConfig is the configuration for a server on addr: the harness's
@@ -98,6 +104,7 @@ func sshdConfig(o Options, addr string, files configFiles, root bool, without ma
 		"StrictModes no",
 		"PermitUserEnvironment no",
 		"AcceptEnv LANG LC_* INTERLOCK_TEST_*",
+		"SetEnv HOME=" + files.home,
 		"AllowTcpForwarding " + yesNo(o.NoTCPForwarding),
 		"AllowStreamLocalForwarding " + yesNo(o.NoTCPForwarding),
 		"AllowAgentForwarding " + yesNo(o.NoAgentForwarding),

@@ -204,6 +204,10 @@ func (s *Server) writeConfig(o Options, root bool, without map[string]bool) erro
 		hostKey:        s.HostKeyFile,
 		authorizedKeys: s.AuthorizedKeysFile,
 		pidFile:        filepath.Join(s.Dir, "sshd.pid"),
+		home:           filepath.Join(s.Dir, "home"),
+	}
+	if err := os.MkdirAll(files.home, 0o755); err != nil {
+		return fmt.Errorf("creating the sessions' HOME: %w", err)
 	}
 	for {
 		cfg := sshdConfig(o, s.Addr(), files, root, without)

@@ -244,7 +244,9 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sess.Start("sleep 60"); err != nil {
+	// "; exit": the shell stays as the parent of sleep (no exec of the
+	// last command), so there is a whole process tree to clean up.
+	if err := sess.Start("sleep 60; exit 0"); err != nil {
 		t.Fatal(err)
 	}
 	// Wait for sleep to show under sshd: connection process, session
@@ -319,7 +321,7 @@ func TestBadExtraConfig(t *testing.T) {
 }
 
 func TestSSHDConfig(t *testing.T) {
-	files := configFiles{hostKey: "/d/hk", authorizedKeys: "/d/ak", pidFile: "/d/pid"}
+	files := configFiles{hostKey: "/d/hk", authorizedKeys: "/d/ak", pidFile: "/d/pid", home: "/d/home"}
 	for _, tc := range []struct {
 		name    string
 		o       Options
@@ -335,7 +337,8 @@ func TestSSHDConfig(t *testing.T) {
 				"PidFile /d/pid", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
 				"KbdInteractiveAuthentication no", "UsePAM no", "StrictModes no",
 				"Subsystem sftp internal-sftp", "AllowTcpForwarding yes", "AllowAgentForwarding yes",
-				"X11Forwarding yes", "AcceptEnv LANG LC_* INTERLOCK_TEST_*", "PerSourcePenalties no"},
+				"X11Forwarding yes", "AcceptEnv LANG LC_* INTERLOCK_TEST_*", "PerSourcePenalties no",
+				"SetEnv HOME=/d/home"},
 		},
 		{
 			name:  "other user",
