@@ -36,6 +36,7 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening recordings: %w", err)
 	}
+	store.Strict = cfg.Gateway.StrictRecording
 	g.recordings = store
 	handlers := map[string]proxy.Handler{"tcp": tcp.New(g.metrics)}
 

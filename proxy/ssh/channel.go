@@ -37,7 +37,8 @@ type sessionChannel struct {
 
 	mu       sync.Mutex
 	pty      *ptyRequest
-	started  bool // exec, shell or subsystem ran
+	started  bool   // exec, shell or subsystem ran
+	seq      uint64 // strict recording: its command event's Seq
 	cmd      record.Command
 	begun    time.Time
 	exit     string // "exit 0", "signal KILL"
@@ -235,6 +236,22 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	sc.mu.Unlock()
 	if terminal && f.Subsystem == "" {
 		sc.startCast(d.RecordInput)
+	}
+	sc.mu.Lock()
+	seq, err := c.beginCommand(sc.cmd)
+	sc.seq = seq
+	sc.mu.Unlock()
+	if err != nil {
+		sc.mu.Lock()
+		sc.started = false // nothing ran: nothing to finish
+		sc.mu.Unlock()
+		req.Reply(true, nil)
+		sc.tell("interlock: cannot record this command, so it does not run it: " + err.Error())
+		sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{deniedExitStatus}))
+		sc.ch.CloseWrite()
+		sc.ch.Close()
+		sc.up.Close()
+		return
 	}
 	// Output is relayed from before the request goes upstream: a command
 	// that ends at once must not close the channel ahead of its output.
@@ -482,7 +499,7 @@ func (sc *sessionChannel) finish() {
 	if sc.exit == "" && cmd.Error == "" {
 		cmd.Error = "ended without an exit status"
 	}
-	sc.c.record(cmd)
+	sc.c.endCommand(sc.seq, cmd)
 }
 
 // forwardPayload is the address part of direct-tcpip and forwarded-tcpip
@@ -509,18 +526,25 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 		nc.Reject(ssh.Prohibited, "interlock: "+d.Message)
 		return
 	}
+	cmd := record.Command{Text: text, Command: f.Request, Decision: string(d.Action), Rule: d.Rule}
+	seq, err := c.beginCommand(cmd)
+	if err != nil {
+		nc.Reject(ssh.ConnectionFailed, "interlock: cannot record this channel, so it does not open it")
+		return
+	}
 	up, upReqs, err := c.upstream.OpenChannel("direct-tcpip", nc.ExtraData())
 	if err != nil {
-		c.record(record.Command{Text: text, Command: f.Request, Decision: string(d.Action), Rule: d.Rule, Error: err.Error()})
+		cmd.Error = err.Error()
+		c.endCommand(seq, cmd)
 		rejectLike(nc, err)
 		return
 	}
-	c.relayChannel(nc, up, upReqs, record.Command{Text: text, Command: f.Request, Decision: string(d.Action), Rule: d.Rule})
+	c.relayChannel(nc, up, upReqs, cmd, seq)
 }
 
 // relayChannel accepts nc and copies both ways between it and other until
 // both directions end, then records cmd with the byte counts.
-func (c *conn) relayChannel(nc ssh.NewChannel, other ssh.Channel, otherReqs <-chan *ssh.Request, cmd record.Command) {
+func (c *conn) relayChannel(nc ssh.NewChannel, other ssh.Channel, otherReqs <-chan *ssh.Request, cmd record.Command, seq uint64) {
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		other.Close()
@@ -544,7 +568,7 @@ func (c *conn) relayChannel(nc ssh.NewChannel, other ssh.Channel, otherReqs <-ch
 	other.Close()
 	cmd.DurationMS = float64(time.Since(began).Microseconds()) / 1000
 	cmd.Tag = fmt.Sprintf("%d bytes in, %d bytes out", in, out)
-	c.record(cmd)
+	c.endCommand(seq, cmd)
 }
 
 // tcpipForward decides an ssh -R request.
@@ -590,12 +614,20 @@ func (c *conn) reverseChannels(typ string, chans <-chan ssh.NewChannel) {
 			continue
 		}
 		c.wg.Go(func() {
+			cmd := record.Command{Text: typ + " channel", Command: typ, Decision: string(policy.Allow)}
+			seq, err := c.beginCommand(cmd)
+			if err != nil {
+				nc.Reject(ssh.ConnectionFailed, "interlock: cannot record this channel")
+				return
+			}
 			ch, reqs, err := c.agent.OpenChannel(typ, nc.ExtraData())
 			if err != nil {
+				cmd.Error = err.Error()
+				c.endCommand(seq, cmd)
 				rejectLike(nc, err)
 				return
 			}
-			c.relayChannel(nc, ch, reqs, record.Command{Text: typ + " channel", Command: typ, Decision: string(policy.Allow)})
+			c.relayChannel(nc, ch, reqs, cmd, seq)
 		})
 	}
 }

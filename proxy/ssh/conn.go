@@ -432,6 +432,31 @@ func (c *conn) recordDecision(f policy.SSH, text string, d policy.Decision) {
 	c.recordVerdict(f, text, d, nil)
 }
 
+// beginCommand records, with strict recording, a command about to be
+// forwarded, on disk before it runs, and returns its Seq for endCommand;
+// without strict recording it records nothing and returns 0 (the command
+// is recorded whole when it ends). An error means it must not run.
+func (c *conn) beginCommand(cmd record.Command) (uint64, error) {
+	if !c.rec.Strict() {
+		return 0, nil
+	}
+	return c.rec.Begin(cmd)
+}
+
+// endCommand records how a command ended: as a result of its Begin, or
+// whole.
+func (c *conn) endCommand(seq uint64, cmd record.Command) {
+	if seq == 0 {
+		c.record(cmd)
+		return
+	}
+	res := record.Result{Of: seq, DurationMS: cmd.DurationMS, Rows: cmd.Rows, Tag: cmd.Tag, Error: cmd.Error,
+		Masked: cmd.Masked, MaskRules: cmd.MaskRules}
+	if err := c.rec.Result(res); err != nil {
+		c.log.Error("recording a result", "error", err)
+	}
+}
+
 // recordVerdict records a request decided, with the review that decided
 // it when one held it.
 func (c *conn) recordVerdict(f policy.SSH, text string, d policy.Decision, v *proxy.Verdict) {

@@ -63,6 +63,7 @@ type envOptions struct {
 	// from this issuer; login checks the token.
 	needsLogin string
 	login      proxy.LoginFunc
+	strict     bool // strict recording
 }
 
 type fixedAttributor struct{ at proxy.Attribution }
@@ -112,6 +113,7 @@ func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	store.Strict = o.strict
 	ca, err := sshca.LoadOrCreate(filepath.Join(dir, "ssh-ca"))
 	if err != nil {
 		t.Fatal(err)

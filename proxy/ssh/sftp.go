@@ -36,6 +36,7 @@ type sftpRelay struct {
 type sftpOp struct {
 	decision policy.Decision
 	began    time.Time
+	seq      uint64 // strict recording: the operation's command event
 }
 
 func newSFTPRelay(sc *sessionChannel) *sftpRelay {
@@ -79,8 +80,17 @@ func (s *sftpRelay) requests() {
 			continue
 		}
 		if decided && req.Type != sftp.TypeInit {
+			op := sftpOp{decision: d, began: time.Now()}
+			if recordedOp(req) {
+				seq, err := s.sc.c.beginCommand(sftpCommand(req, d))
+				if err != nil {
+					s.answer(req, sftp.StatusFailure, "interlock: cannot record this operation, so it does not run it")
+					continue
+				}
+				op.seq = seq
+			}
 			s.mu.Lock()
-			s.ops[req.ID] = sftpOp{decision: d, began: time.Now()}
+			s.ops[req.ID] = op
 			s.mu.Unlock()
 		}
 		if _, err := s.sc.up.Write(p.Raw); err != nil {
@@ -199,15 +209,9 @@ func (s *sftpRelay) replies() {
 // record appends one completed file operation to the session's log.
 func (s *sftpRelay) record(done sftp.Completed, op sftpOp) {
 	req := done.Request
-	cmd := record.Command{
-		Text:       describeSFTP(req),
-		Command:    "sftp",
-		Kind:       fileOp(req),
-		Decision:   string(op.decision.Action),
-		Rule:       op.decision.Rule,
-		DurationMS: float64(time.Since(op.began).Microseconds()) / 1000,
-		Tag:        done.Status.String(),
-	}
+	cmd := sftpCommand(req, op.decision)
+	cmd.DurationMS = float64(time.Since(op.began).Microseconds()) / 1000
+	cmd.Tag = done.Status.String()
 	if req.Type == sftp.TypeClose && done.Status == sftp.StatusOK {
 		cmd.Tag = "read " + strconv.FormatUint(done.BytesRead, 10) + " bytes, wrote " + strconv.FormatUint(done.BytesWritten, 10) + " bytes"
 	}
@@ -217,7 +221,12 @@ func (s *sftpRelay) record(done sftp.Completed, op sftpOp) {
 			cmd.Error += ": " + done.Response.Message
 		}
 	}
-	s.sc.c.record(cmd)
+	s.sc.c.endCommand(op.seq, cmd)
+}
+
+// sftpCommand is the recording of a file operation, without its outcome.
+func sftpCommand(req sftp.Request, d policy.Decision) record.Command {
+	return record.Command{Text: describeSFTP(req), Command: "sftp", Kind: fileOp(req), Decision: string(d.Action), Rule: d.Rule}
 }
 
 // extensionOps name OpenSSH's extensions as the operations they are, so a

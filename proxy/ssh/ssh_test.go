@@ -399,3 +399,49 @@ func TestTokenAsPassword(t *testing.T) {
 		t.Errorf("the session is not recorded with the token's subject: %+v", sums)
 	}
 }
+
+// With strict recording an exec is on disk before it runs upstream; its
+// exit status follows in a result event.
+func TestStrictRecording(t *testing.T) {
+	e := newEnv(t, envOptions{strict: true})
+	done := make(chan string, 1)
+	go func() {
+		out, _, _ := e.ssh(t, "", nil, "sleep 1; echo slept")
+		done <- out
+	}()
+	waitFor(t, "the exec's command event while it runs", func() bool {
+		sums, _ := e.store.List()
+		for _, s := range sums {
+			evs, _ := e.store.Events(s.ID)
+			for _, ev := range evs {
+				if ev.Command != nil && strings.HasPrefix(ev.Command.Text, "sleep 1") {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	select {
+	case <-done:
+		t.Fatal("the exec ended before its event was seen; the test proves nothing")
+	default:
+	}
+	if out := <-done; strings.TrimSpace(out) != "slept" {
+		t.Fatalf("exec output %q", out)
+	}
+	e.idle(t)
+	sums, _ := e.store.List()
+	evs, _ := e.store.Events(sums[0].ID)
+	var result *record.Result
+	for _, ev := range evs {
+		if ev.Result != nil {
+			result = ev.Result
+		}
+	}
+	if result == nil || result.Tag != "exit 0" || evs[result.Of-1].Command == nil || evs[result.Of-1].Command.Tag != "" {
+		t.Errorf("events %+v, result %+v", evs, result)
+	}
+	if v, err := e.store.Verify(sums[0].ID); err != nil || !v.OK || !v.Complete {
+		t.Errorf("verify: %+v %v", v, err)
+	}
+}

@@ -53,6 +53,10 @@ type Gateway struct {
 	// LoginSocket is where workloads present OIDC tokens (interlock
 	// login); default /run/interlock/login.sock.
 	LoginSocket string `yaml:"login_socket"`
+	// StrictRecording writes every command to disk (fsynced) before it is
+	// forwarded, and its outcome in a result event after; default false
+	// (events are written in batches within 100 ms, without fsync).
+	StrictRecording bool `yaml:"strict_recording"`
 
 	// Parsed by Validate.
 	ListenAddr  netip.AddrPort `yaml:"-"`
