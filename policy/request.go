@@ -97,7 +97,7 @@ type Action string
 const (
 	Allow  Action = "allow"
 	Deny   Action = "deny"
-	Review Action = "review" // hold for a human (a later issue); until then treated as deny by handlers
+	Review Action = "review" // hold for a human's decision (see policy/review); a handler without a reviewer denies
 )
 
 // Decision is the outcome for one Request.

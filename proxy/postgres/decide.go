@@ -17,7 +17,7 @@ import (
 
 // Messages of denials the policy did not word.
 const (
-	reviewUnavailable    = "held for review is not available yet"
+	reviewUnavailable    = "this statement needs a human's review, and this gateway has no reviewer; denied"
 	defaultDenialMessage = "statement denied by interlock policy"
 	functionCallDenied   = "function call protocol is not allowed"
 	multipleCommands     = "cannot insert multiple commands into a prepared statement"
@@ -69,7 +69,8 @@ func (c *session) classify(sql string) ([]sqlfacts.Statement, *unreadable) {
 }
 
 // decide asks the policy about one statement. Anything but allow is a
-// denial: review is not available yet, and an unknown action fails closed.
+// denial, except review when the handler has a reviewer (the caller holds
+// the statement); an unknown action fails closed.
 func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 	if proxy.IdentityExpired(c.s.Caller, time.Now()) {
 		// The session ends too (the gateway ends the workload's sessions

@@ -136,11 +136,11 @@ func TestSimpleQueries(t *testing.T) {
 		}
 	})
 
-	t.Run("review is a denial for now", func(t *testing.T) {
+	t.Run("review without a reviewer is a denial", func(t *testing.T) {
 		c := e.pgx(t)
 		_, err := c.Exec(ctxT(t), "TRUNCATE orders")
 		pe := pgError(t, err)
-		if pe.Message != "held for review is not available yet" || pe.Detail != "rule: truncate-needs-review" {
+		if pe.Message != "this statement needs a human's review, and this gateway has no reviewer; denied" || pe.Detail != "rule: truncate-needs-review" {
 			t.Errorf("review: %+v", pe)
 		}
 		if got := e.pg.Query(t, "SELECT count(*) FROM public.orders"); got != "2" {
