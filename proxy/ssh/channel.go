@@ -217,12 +217,7 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	}
 	if !proxy.Allowed(d) {
 		c.recordVerdict(f, text, d, verdict)
-		req.Reply(true, nil)
-		sc.tell("interlock: " + d.Message)
-		sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{deniedExitStatus}))
-		sc.ch.CloseWrite()
-		sc.ch.Close()
-		sc.up.Close()
+		sc.refuse(req, "interlock: "+d.Message)
 		return
 	}
 	sc.mu.Lock()
@@ -245,12 +240,7 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 		sc.mu.Lock()
 		sc.started = false // nothing ran: nothing to finish
 		sc.mu.Unlock()
-		req.Reply(true, nil)
-		sc.tell("interlock: cannot record this command, so it does not run it: " + err.Error())
-		sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{deniedExitStatus}))
-		sc.ch.CloseWrite()
-		sc.ch.Close()
-		sc.up.Close()
+		sc.refuse(req, "interlock: cannot record this command, so it does not run it: "+err.Error())
 		return
 	}
 	// Output is relayed from before the request goes upstream: a command
@@ -272,6 +262,19 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	}
 	sc.relayInput(relay)
 	req.Reply(true, nil)
+}
+
+// refuse answers an exec, shell or subsystem that does not run: the agent
+// reads why on stderr and gets exit status 126, and the channel closes.
+func (sc *sessionChannel) refuse(req *ssh.Request, msg string) {
+	req.Reply(true, nil)
+	sc.tell(msg)
+	sc.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{deniedExitStatus}))
+	sc.eofMu.Lock()
+	sc.ch.CloseWrite()
+	sc.eofMu.Unlock()
+	sc.ch.Close()
+	sc.up.Close()
 }
 
 // hold asks a human about an exec, shell or subsystem a review rule holds.
