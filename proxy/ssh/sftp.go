@@ -61,12 +61,15 @@ func (s *sftpRelay) requests() {
 			return
 		}
 		s.mu.Lock()
-		req, err = s.tracker.Request(req)
+		tracked, err := s.tracker.Request(req)
 		s.mu.Unlock()
 		if err != nil {
-			s.answer(req, sftp.StatusFailure, "interlock: "+err.Error())
+			// Not tracked (a reused id, or too much in flight): answered
+			// by the gateway, leaving the tracker as it was.
+			s.reply(sftp.StatusPacket(req.ID, sftp.StatusFailure, "interlock: "+err.Error()))
 			continue
 		}
+		req = tracked
 		if req.Op == "unknown" {
 			// Not a version 3 request: OpenSSH's server would never answer
 			// it (and stall what follows), and the gateway cannot say what
@@ -154,7 +157,7 @@ func (s *sftpRelay) resolve(p string) string {
 	return path.Join(home, p)
 }
 
-// answer sends the agent the gateway's own STATUS reply to req.
+// answer sends the agent the gateway's own STATUS reply to a tracked req.
 func (s *sftpRelay) answer(req sftp.Request, code sftp.Status, msg string) {
 	raw := sftp.StatusPacket(req.ID, code, msg)
 	s.mu.Lock()
@@ -162,6 +165,14 @@ func (s *sftpRelay) answer(req sftp.Request, code sftp.Status, msg string) {
 	if resp, err := sftp.ParseResponse(raw); err == nil {
 		s.tracker.Response(resp) // the request is no longer pending
 	}
+	s.sc.ch.Write(raw)
+}
+
+// reply sends the agent a packet of the gateway's, in order with
+// upstream's replies.
+func (s *sftpRelay) reply(raw []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.sc.ch.Write(raw)
 }
 
