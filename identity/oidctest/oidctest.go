@@ -21,8 +21,6 @@ import (
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
-// requiredEnv turns a skip into a failure, as for every privileged test.
-const requiredEnv = redirecttest.RequiredEnv
 
 // AccessTokenKeySet is the Hydra key set that signs JWT access tokens;
 // adding a key to it (RotateKey) makes the new key the signing key.
@@ -76,11 +74,7 @@ func Start(tb testing.TB, o Options) *Provider {
 // environment requires the test to run.
 func skip(tb testing.TB, err error) {
 	tb.Helper()
-	reason := strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": ")
-	if os.Getenv(requiredEnv) == "1" {
-		tb.Fatalf("%s (%s) and %s=1 says this test must run", ErrUnavailable, reason, requiredEnv)
-	}
-	tb.Skip(ErrUnavailable.Error() + ": " + reason)
+	redirecttest.Unavailable(tb, ErrUnavailable.Error(), strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
 }
 
 // Issuer is the issuer URL, the "iss" of every token:

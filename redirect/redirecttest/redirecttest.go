@@ -36,10 +36,19 @@ func RequirePrivileged(tb testing.TB) {
 	if os.Geteuid() == 0 {
 		return
 	}
+	Unavailable(tb, "this test needs root for eBPF and cgroups", "run as root")
+}
+
+// Unavailable is the one gate of every test that needs something this
+// machine may lack (root, a server binary, a client): it skips tb saying
+// what is missing and why, or fails it when RequiredEnv says the test must
+// run, so that CI never passes by skipping.
+func Unavailable(tb testing.TB, what, reason string) {
+	tb.Helper()
 	if os.Getenv(RequiredEnv) == "1" {
-		tb.Fatalf("this test needs root (eBPF, cgroups) and %s=1 says it must run", RequiredEnv)
+		tb.Fatalf("%s (%s), and %s=1 says this test must run", what, reason, RequiredEnv)
 	}
-	tb.Skip("needs root for eBPF and cgroups; run as root (CI sets " + RequiredEnv + "=1)")
+	tb.Skipf("%s: %s (CI sets %s=1 and fails instead)", what, reason, RequiredEnv)
 }
 
 // Cgroup is a cgroup v2 folder a test made.

@@ -29,8 +29,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// requiredEnv turns a skip into a failure, as for every privileged test.
-const requiredEnv = redirecttest.RequiredEnv
 
 // Auth methods for [Options.Auth].
 const (
@@ -93,16 +91,6 @@ func quoteConnValue(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
-// skip skips tb with reason, or fails it when the environment requires the
-// test to run.
-func skip(tb testing.TB, reason string) {
-	tb.Helper()
-	if os.Getenv(requiredEnv) == "1" {
-		tb.Fatalf("cannot start PostgreSQL (%s) and %s=1 says this test must run", reason, requiredEnv)
-	}
-	tb.Skip("cannot start PostgreSQL: " + reason)
-}
-
 // binDir is the bin folder of the newest installed PostgreSQL.
 func binDir() (string, int, error) {
 	dirs, err := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
@@ -128,7 +116,7 @@ func Start(tb testing.TB, o Options) *Server {
 	tb.Helper()
 	s, err := Launch(o)
 	if errors.Is(err, ErrUnavailable) {
-		skip(tb, strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
+		redirecttest.Unavailable(tb, "cannot start PostgreSQL", strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
 	}
 	if err != nil {
 		tb.Fatalf("pgtest: %v", err)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 	"io"
 	"net"
 	"os"
@@ -103,7 +104,7 @@ func Launch(o Options) (*Server, error) {
 // available says why this machine cannot run sshd for user, or nil.
 func available(login string) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("sshd needs root to switch to the login user and to separate privileges; run as root (CI sets %s=1)", requiredEnv)
+		return fmt.Errorf("sshd needs root to switch to the login user and to separate privileges; run as root (CI sets %s=1)", redirecttest.RequiredEnv)
 	}
 	if _, err := os.Stat(SSHDPath); err != nil {
 		return fmt.Errorf("no %s (install openssh-server)", SSHDPath)

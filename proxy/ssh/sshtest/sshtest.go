@@ -16,8 +16,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// requiredEnv turns a skip into a failure, as for every privileged test.
-const requiredEnv = redirecttest.RequiredEnv
 
 // SSHDPath is the server binary. sshd re-executes itself for every
 // connection and so must be started by an absolute path.
@@ -218,24 +216,12 @@ func ClientBinary(tb testing.TB, name string) string {
 	tb.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		skip(tb, "no "+name+" client", "install openssh-client")
+		redirecttest.Unavailable(tb, "no "+name+" client", "install openssh-client")
 	}
 	return p
 }
 
-// skipUnavailable skips tb on an ErrUnavailable from Launch, or fails it
-// (see skip).
 func skipUnavailable(tb testing.TB, err error) {
 	tb.Helper()
-	skip(tb, ErrUnavailable.Error(), strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
-}
-
-// skip skips tb with reason, or fails it when the environment requires the
-// test to run.
-func skip(tb testing.TB, what, reason string) {
-	tb.Helper()
-	if os.Getenv(requiredEnv) == "1" {
-		tb.Fatalf("%s (%s) and %s=1 says this test must run", what, reason, requiredEnv)
-	}
-	tb.Skip(what + ": " + reason)
+	redirecttest.Unavailable(tb, ErrUnavailable.Error(), strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
 }
