@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/interlock-dev/interlock/redirect/redirecttest"
 	"io"
 	"net"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
 // ErrUnavailable is returned by [Launch] when this machine cannot run a
