@@ -17,6 +17,7 @@ import (
 
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/proxytest"
 	"github.com/interlock-dev/interlock/proxy/tcp"
 )
 
@@ -304,17 +305,6 @@ func dial(tb testing.TB, addr string) *net.TCPConn {
 	return c.(*net.TCPConn)
 }
 
-// fixedAttributor attributes every connection to one target, caller and
-// destination: the gateway's work after attribution, without the kernel
-// lookup that transparent mode does (benchmarked on its own).
-type fixedAttributor struct {
-	at proxy.Attribution
-}
-
-func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
-	return a.at, nil
-}
-
 // gateway is a running proxy.Server with the tcp handler.
 type gateway struct {
 	srv  *proxy.Server
@@ -340,11 +330,13 @@ func startGateway(tb testing.TB, dest netip.AddrPort) *gateway {
 	if err != nil {
 		tb.Fatalf("listening for the gateway: %v", err)
 	}
-	a := fixedAttributor{proxy.Attribution{
+	// The gateway's work after attribution, without the kernel lookup
+	// that transparent mode does (benchmarked on its own).
+	a := proxytest.Fixed{
 		Target:      proxy.Target{ID: 1, Name: "bench", Protocol: "tcp", Address: dest.String()},
 		Caller:      identity.Caller{Workload: "bench"},
 		Destination: dest,
-	}}
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(context.Background(), ln, a) }()
 	tb.Cleanup(func() {

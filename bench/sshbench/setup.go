@@ -28,6 +28,7 @@ import (
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/proxytest"
 	sshproxy "github.com/interlock-dev/interlock/proxy/ssh"
 	"github.com/interlock-dev/interlock/proxy/ssh/sshtest"
 	"github.com/interlock-dev/interlock/proxy/sshca"
@@ -195,14 +196,6 @@ func writeRandom(name string, size int64) error {
 	return nil
 }
 
-// fixedAttributor attributes every connection to the bench workload and
-// the one target: the eBPF redirect is not what is measured.
-type fixedAttributor struct{ at proxy.Attribution }
-
-func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
-	return a.at, nil
-}
-
 // startGateway runs the ssh handler behind a proxy.Server in this process,
 // wired as proxy/ssh's tests wire it.
 func (b *bench) startGateway() error {
@@ -273,7 +266,7 @@ func (b *bench) startGateway() error {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		srv.Serve(ctx, ln, fixedAttributor{at})
+		srv.Serve(ctx, ln, proxytest.Fixed(at))
 	}()
 	b.onClose(func() error {
 		cancel()

@@ -77,14 +77,6 @@ type envOptions struct {
 	strict        bool // strict recording
 }
 
-// fixedAttributor attributes every connection to one target and caller, as
-// explicit mode does without the peer lookup.
-type fixedAttributor struct{ at proxy.Attribution }
-
-func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
-	return a.at, nil
-}
-
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	pg := pgtest.Start(t, o.pg)
@@ -197,7 +189,7 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		srv.Serve(ctx, ln, fixedAttributor{at})
+		srv.Serve(ctx, ln, proxytest.Fixed(at))
 	}()
 	e := &env{pg: pg, handler: h, store: store, reg: reg, caDir: caDir, ca: ca,
 		listener: ln.Addr().String(), server: srv, logs: logs}

@@ -1,16 +1,20 @@
 // Package proxytest holds what the protocol handlers' tests share: reading
 // the gateway's metrics, waiting for a condition, and a log sink safe for
-// the gateway's goroutines. It is for tests only.
+// the gateway's goroutines, and a fixed attribution. It is for tests only.
 package proxytest
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/interlock-dev/interlock/proxy"
 )
 
 // Counter sums the samples of counter name in g whose labels include
@@ -78,4 +82,13 @@ func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Fixed is an Attributor that attributes every connection to one target
+// and caller, as explicit mode does without the peer lookup.
+type Fixed proxy.Attribution
+
+// Attribute returns the fixed attribution.
+func (f Fixed) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
+	return proxy.Attribution(f), nil
 }

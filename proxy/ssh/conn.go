@@ -269,7 +269,7 @@ func (c *conn) dialUpstream() (*ssh.Client, error) {
 		User:              c.t.User,
 		Auth:              c.t.auth,
 		HostKeyCallback:   c.t.hostKeys,
-		HostKeyAlgorithms: c.t.hostKeyAlgorithms(),
+		HostKeyAlgorithms: c.t.hostKeyAlgos,
 		ClientVersion:     serverVersion,
 		Timeout:           c.h.opts.HandshakeTimeout,
 	}
@@ -296,19 +296,11 @@ func (c *conn) hostKeyName() string {
 	return c.s.Destination.String()
 }
 
-// hostKeyAlgorithms are the algorithms of the keys the target's known
-// hosts list for it, so that the handshake asks upstream for a key the
-// gateway can check (a server with several host keys would otherwise be
-// asked for whichever type x/crypto prefers). Nil: the default order.
-func (t *upstreamTarget) hostKeyAlgorithms() []string {
-	var keys []ssh.PublicKey
-	if t.HostKey != "" {
-		if k, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.HostKey)); err == nil {
-			keys = append(keys, k)
-		}
-	} else if t.KnownHosts != "" {
-		keys = knownKeys(t.KnownHosts, t.Address)
-	}
+// keyAlgorithms are the handshake algorithms of keys, so that the
+// handshake asks upstream for a key the gateway can check (a server with
+// several host keys would otherwise be asked for whichever type x/crypto
+// prefers). Nil for no keys: the default order.
+func keyAlgorithms(keys []ssh.PublicKey) []string {
 	var algos []string
 	for _, k := range keys {
 		switch k.Type() {

@@ -66,12 +66,6 @@ type envOptions struct {
 	strict     bool // strict recording
 }
 
-type fixedAttributor struct{ at proxy.Attribution }
-
-func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
-	return a.at, nil
-}
-
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	sshd := sshtest.Start(t, sshtest.Options{Host: "127.0.0.2"})
@@ -166,7 +160,7 @@ func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		srv.Serve(ctx, ln, fixedAttributor{at})
+		srv.Serve(ctx, ln, proxytest.Fixed(at))
 	}()
 	line, err := ca.KnownHostsLine(sshd.Host)
 	if err != nil {

@@ -80,7 +80,10 @@ type upstreamTarget struct {
 	Target
 	auth     []ssh.AuthMethod
 	hostKeys ssh.HostKeyCallback
-	agentKey ssh.Signer // nil: certificate only
+	// hostKeyAlgos are the algorithms of the keys known for upstream,
+	// asked for in the handshake; nil: x/crypto's default order.
+	hostKeyAlgos []string
+	agentKey     ssh.Signer // nil: certificate only
 }
 
 // New checks the options and loads every target's credentials, so that a
@@ -139,12 +142,14 @@ func loadTarget(t Target) (*upstreamTarget, error) {
 			return nil, fmt.Errorf("reading known_hosts: %w", err)
 		}
 		ut.hostKeys = cb
+		ut.hostKeyAlgos = keyAlgorithms(knownKeys(t.KnownHosts, t.Address))
 	case t.HostKey != "":
 		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(t.HostKey))
 		if err != nil {
 			return nil, fmt.Errorf("parsing host_key: %w", err)
 		}
 		ut.hostKeys = ssh.FixedHostKey(key)
+		ut.hostKeyAlgos = keyAlgorithms([]ssh.PublicKey{key})
 	default:
 		// Never skipped: without a way to check upstream's key the gateway
 		// would hand the real credentials to whoever answers.

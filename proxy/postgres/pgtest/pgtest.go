@@ -29,7 +29,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-
 // Auth methods for [Options.Auth].
 const (
 	AuthSCRAM = "scram-sha-256"

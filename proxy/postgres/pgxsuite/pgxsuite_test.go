@@ -32,6 +32,7 @@ import (
 	"github.com/interlock-dev/interlock/proxy/postgres"
 	"github.com/interlock-dev/interlock/proxy/postgres/pgtest"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
+	"github.com/interlock-dev/interlock/proxy/proxytest"
 	"github.com/interlock-dev/interlock/proxy/tlsca"
 	"github.com/interlock-dev/interlock/record"
 )
@@ -436,7 +437,7 @@ func startGateway(t *testing.T, pg *pgtest.Server, out string) *gateway {
 		store: store, srv: srv, cancel: cancel, served: make(chan struct{})}
 	go func() {
 		defer close(g.served)
-		srv.Serve(ctx, ln, fixedAttributor{at})
+		srv.Serve(ctx, ln, proxytest.Fixed(at))
 	}()
 	go func() {
 		tick := time.NewTicker(20 * time.Millisecond)
@@ -478,14 +479,6 @@ func (g *gateway) stop(t *testing.T) {
 		t.Errorf("gateway shutdown cut %d sessions: %v", cut, err)
 	}
 	<-g.served
-}
-
-// fixedAttributor attributes every connection to one target and caller,
-// as explicit mode does with --explicit-workload.
-type fixedAttributor struct{ at proxy.Attribution }
-
-func (a fixedAttributor) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
-	return a.at, nil
 }
 
 // testEvent is one line of `go test -json` (test2json).

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-
 // SSHDPath is the server binary. sshd re-executes itself for every
 // connection and so must be started by an absolute path.
 const SSHDPath = "/usr/sbin/sshd"
