@@ -12,10 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/interlock-dev/interlock/proxy/mintcache"
 )
 
 // Sentinel errors.
@@ -62,20 +63,8 @@ type CA struct {
 	// disk.
 	hostKey ssh.Signer
 
-	now      func() time.Time // test seam
-	maxCerts int
-
-	mu    sync.Mutex
-	certs map[string]*certEntry
-}
-
-// certEntry is a cached host certificate signer, or one being minted while
-// done is open.
-type certEntry struct {
-	done      chan struct{}
-	signer    ssh.Signer
-	err       error
-	refreshAt time.Time // when half the lifetime is used up
+	now   func() time.Time // test seam
+	certs *mintcache.Cache[ssh.Signer]
 }
 
 // LoadOrCreate loads the CA from dir, or creates it there (folder 0700, ca
@@ -168,13 +157,9 @@ func parse(keyPEM []byte, keyPath string, pubLine []byte, pubPath string) (*CA, 
 	if err != nil {
 		return nil, fmt.Errorf("creating gateway host key: %w", err)
 	}
-	return &CA{
-		signer:   signer,
-		hostKey:  hostKey,
-		now:      time.Now,
-		maxCerts: maxCerts,
-		certs:    make(map[string]*certEntry),
-	}, nil
+	c := &CA{signer: signer, hostKey: hostKey, now: time.Now}
+	c.certs = mintcache.New[ssh.Signer](maxCerts, func() time.Time { return c.now() })
+	return c, nil
 }
 
 // authorizedKey is key in authorized_keys form, "type base64", without a
@@ -217,64 +202,7 @@ func (c *CA) HostSigner(principals []string) (ssh.Signer, error) {
 		return nil, err
 	}
 	key := strings.Join(names, ",") // commas cannot occur in a principal
-	c.mu.Lock()
-	e := c.certs[key]
-	if e != nil {
-		select {
-		case <-e.done:
-			if e.err == nil && c.now().Before(e.refreshAt) {
-				c.mu.Unlock()
-				return e.signer, nil
-			}
-			e = nil // failed or due for refresh: mint again
-		default: // being minted
-		}
-	}
-	if e != nil {
-		c.mu.Unlock()
-		<-e.done
-		return e.signer, e.err
-	}
-	e = &certEntry{done: make(chan struct{})}
-	c.certs[key] = e
-	c.evictLocked()
-	c.mu.Unlock()
-
-	e.signer, e.refreshAt, e.err = c.mint(names)
-	if e.err != nil {
-		c.mu.Lock()
-		if c.certs[key] == e {
-			delete(c.certs, key)
-		}
-		c.mu.Unlock()
-	}
-	close(e.done)
-	return e.signer, e.err
-}
-
-// evictLocked drops the minted certificates due for refresh first until the
-// cache is within its bound. c.mu is held.
-func (c *CA) evictLocked() {
-	for len(c.certs) > c.maxCerts {
-		var (
-			oldestKey string
-			oldest    *certEntry
-		)
-		for k, e := range c.certs {
-			select {
-			case <-e.done:
-			default:
-				continue // being minted; its minter holds it
-			}
-			if oldest == nil || e.refreshAt.Before(oldest.refreshAt) {
-				oldestKey, oldest = k, e
-			}
-		}
-		if oldest == nil {
-			return // all in flight
-		}
-		delete(c.certs, oldestKey)
-	}
+	return c.certs.Get(key, func() (ssh.Signer, time.Time, error) { return c.mint(names) })
 }
 
 // mint signs a host certificate for principals, which are normalised,

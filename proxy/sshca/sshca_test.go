@@ -402,15 +402,13 @@ func TestHostSignerCache(t *testing.T) {
 
 func TestHostSignerCacheBounded(t *testing.T) {
 	ca := newCA(t)
-	ca.maxCerts = 4
+	ca.certs.Max = 4
 	for i := range 20 {
 		if _, err := ca.HostSigner([]string{"host" + strconv.Itoa(i) + ".internal"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ca.mu.Lock()
-	n := len(ca.certs)
-	ca.mu.Unlock()
+	n := ca.certs.Len()
 	if n != 4 {
 		t.Errorf("cache holds %d certificates, want 4", n)
 	}

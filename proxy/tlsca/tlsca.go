@@ -17,8 +17,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/interlock-dev/interlock/proxy/mintcache"
 )
 
 // Sentinel errors.
@@ -53,19 +54,8 @@ type CA struct {
 	key     crypto.Signer
 	pool    *x509.CertPool
 
-	now       func() time.Time // test seam
-	maxLeaves int
-
-	mu     sync.Mutex
-	leaves map[string]*leafEntry
-}
-
-// leafEntry is a cached leaf, or one being minted while done is open.
-type leafEntry struct {
-	done      chan struct{}
-	cert      *tls.Certificate
-	err       error
-	refreshAt time.Time // when half the lifetime is used up
+	now    func() time.Time // test seam
+	leaves *mintcache.Cache[*tls.Certificate]
 }
 
 // LoadOrCreate loads the CA from dir, or creates it there (folder 0700,
@@ -203,15 +193,15 @@ func parse(certPEM []byte, certPath string, keyPEM []byte, keyPath string, now t
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &CA{
-		cert:      cert,
-		certPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
-		key:       key,
-		pool:      pool,
-		now:       time.Now,
-		maxLeaves: maxLeaves,
-		leaves:    make(map[string]*leafEntry),
-	}, nil
+	c := &CA{
+		cert:    cert,
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
+		key:     key,
+		pool:    pool,
+		now:     time.Now,
+	}
+	c.leaves = mintcache.New[*tls.Certificate](maxLeaves, func() time.Time { return c.now() })
+	return c, nil
 }
 
 func parseKey(keyPEM []byte) (crypto.Signer, error) {
@@ -275,64 +265,7 @@ func (c *CA) Leaf(name string) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	e := c.leaves[key]
-	if e != nil {
-		select {
-		case <-e.done:
-			if e.err == nil && c.now().Before(e.refreshAt) {
-				c.mu.Unlock()
-				return e.cert, nil
-			}
-			e = nil // failed or due for refresh: mint again
-		default: // being minted
-		}
-	}
-	if e != nil {
-		c.mu.Unlock()
-		<-e.done
-		return e.cert, e.err
-	}
-	e = &leafEntry{done: make(chan struct{})}
-	c.leaves[key] = e
-	c.evictLocked()
-	c.mu.Unlock()
-
-	e.cert, e.refreshAt, e.err = c.mint(key, ip)
-	if e.err != nil {
-		c.mu.Lock()
-		if c.leaves[key] == e {
-			delete(c.leaves, key)
-		}
-		c.mu.Unlock()
-	}
-	close(e.done)
-	return e.cert, e.err
-}
-
-// evictLocked drops the minted leaves due for refresh first until the cache
-// is within its bound. c.mu is held.
-func (c *CA) evictLocked() {
-	for len(c.leaves) > c.maxLeaves {
-		var (
-			oldestKey string
-			oldest    *leafEntry
-		)
-		for k, e := range c.leaves {
-			select {
-			case <-e.done:
-			default:
-				continue // being minted; its minter holds it
-			}
-			if oldest == nil || e.refreshAt.Before(oldest.refreshAt) {
-				oldestKey, oldest = k, e
-			}
-		}
-		if oldest == nil {
-			return // all in flight
-		}
-		delete(c.leaves, oldestKey)
-	}
+	return c.leaves.Get(key, func() (*tls.Certificate, time.Time, error) { return c.mint(key, ip) })
 }
 
 // mint creates a leaf for key, which is normalised; ip is set for an IP.

@@ -325,15 +325,13 @@ func TestLeafCache(t *testing.T) {
 
 func TestLeafCacheBounded(t *testing.T) {
 	ca := newCA(t)
-	ca.maxLeaves = 4
+	ca.leaves.Max = 4
 	for i := range 20 {
 		if _, err := ca.Leaf(string(rune('a'+i)) + ".internal"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ca.mu.Lock()
-	n := len(ca.leaves)
-	ca.mu.Unlock()
+	n := ca.leaves.Len()
 	if n != 4 {
 		t.Errorf("cache holds %d leaves, want 4", n)
 	}
