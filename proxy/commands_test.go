@@ -17,9 +17,10 @@ func TestCommandMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	agent := identity.Caller{Workload: "agent", Identity: identity.Identity{Subject: "bot", Issuer: "https://idp", Groups: []string{"z", "a"}}}
-	m.Decided("postgres", "shop", agent, policy.Decision{Action: policy.Allow})
-	m.Decided("postgres", "shop", agent, policy.Decision{Action: policy.Deny, Rule: "no-ddl"})
-	m.Decided("postgres", "shop", agent, policy.Decision{Action: VerdictApproved, Rule: "held"})
+	sc := m.Session("postgres", "shop", agent)
+	sc.Decided(policy.Decision{Action: policy.Allow})
+	sc.Decided(policy.Decision{Action: policy.Deny, Rule: "no-ddl"})
+	sc.Decided(policy.Decision{Action: VerdictApproved, Rule: "held"})
 	m.Masked("shop", "pii", 3)
 	m.Masked("shop", "pii", 0)
 
@@ -42,5 +43,5 @@ func TestCommandMetrics(t *testing.T) {
 		t.Error("registering twice did not fail")
 	}
 	var nilMetrics *CommandMetrics
-	nilMetrics.Decided("p", "t", agent, policy.Decision{Action: policy.Deny}) // must not panic
+	nilMetrics.Session("p", "t", agent).Decided(policy.Decision{Action: policy.Deny}) // must not panic
 }

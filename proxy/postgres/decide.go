@@ -151,7 +151,12 @@ func (c *session) watchClientGone() (context.Context, func()) {
 
 // count feeds the command metrics with one decision.
 func (c *session) count(d policy.Decision) {
-	c.h.commands.Decided("postgres", c.s.Target.Name, c.s.Caller, d)
+	if c.cmds == nil {
+		// Decisions come after start-up, when the caller's identity is
+		// final (a token given as the password included).
+		c.cmds = c.h.commands.Session("postgres", c.s.Target.Name, c.s.Caller)
+	}
+	c.cmds.Decided(d)
 }
 
 // denialResponse is the ErrorResponse of a denial.

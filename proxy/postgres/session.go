@@ -45,6 +45,7 @@ type session struct {
 
 	base policy.Request // target, workload and identity of every request
 	rec  *record.Recorder
+	cmds *proxy.SessionCommands // the client goroutine's; set at the first decision
 
 	mu       sync.Mutex // guards the fields below, shared by both relay goroutines
 	aborted  bool

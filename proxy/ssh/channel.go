@@ -207,13 +207,13 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	if err != nil {
 		f.User = c.user
 		d = policy.Decision{Action: policy.Deny, Message: err.Error()}
-		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller, d)
+		c.cmds.Decided(d)
 	} else {
 		d = c.evaluate(f)
 		if d.Action == policy.Review {
 			d, verdict = sc.hold(f, text, d)
 		}
-		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller, d)
+		c.cmds.Decided(d)
 	}
 	if !proxy.Allowed(d) {
 		c.recordVerdict(f, text, d, verdict)

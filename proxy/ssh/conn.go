@@ -55,6 +55,8 @@ func (c *conn) run() error {
 	}
 	c.s.Client.SetDeadline(time.Time{})
 	c.agent = agent
+	// The identity is final now (a token given as the password included).
+	c.cmds = c.h.opts.Commands.Session("ssh", c.s.Target.Name, c.s.Caller)
 	c.user = agent.User()
 	defer agent.Close()
 	c.base = policy.Request{
@@ -393,7 +395,7 @@ func (c *conn) decide(f policy.SSH) policy.Decision {
 	if d.Action == policy.Review {
 		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (only exec, shell and subsystem requests can be held for review)"}
 	}
-	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller, d)
+	c.cmds.Decided(d)
 	return d
 }
 
@@ -466,7 +468,7 @@ func (c *conn) recordVerdict(f policy.SSH, text string, d policy.Decision, v *pr
 // does not allow.
 func (c *conn) refuseChannel(nc ssh.NewChannel, f policy.SSH, reason ssh.RejectionReason, msg string) {
 	d := policy.Decision{Action: policy.Deny, Message: msg}
-	c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller, d)
+	c.cmds.Decided(d)
 	c.recordDecision(f, f.Request, d)
 	nc.Reject(reason, "interlock: "+msg)
 }

@@ -119,7 +119,7 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (file operations cannot be held for review)"}
 	}
 	if d.Action != policy.Allow || recordedOp(req) {
-		c.h.opts.Commands.Decided("ssh", c.s.Target.Name, c.s.Caller, d)
+		c.cmds.Decided(d)
 	}
 	if d.Action != policy.Allow {
 		c.recordDecision(f, describeSFTP(req), d)

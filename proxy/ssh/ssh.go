@@ -202,6 +202,7 @@ type conn struct {
 	agent    *ssh.ServerConn
 	upstream *ssh.Client
 	rec      *record.Recorder
+	cmds     *proxy.SessionCommands // set once the agent has authenticated
 	base     policy.Request
 	user     string
 
