@@ -73,15 +73,37 @@ func (r *clientReader) startupPacket() ([]byte, error) {
 
 // message reads and decodes one frontend message of the normal phase.
 func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
+	return r.read(newFrontendMessage, maxMessage)
+}
+
+// password reads the client's PasswordMessage, the answer to an
+// authentication request.
+func (r *clientReader) password() (string, error) {
+	msg, err := r.read(func(t byte) pgproto3.FrontendMessage {
+		if t != 'p' {
+			return nil
+		}
+		return &pgproto3.PasswordMessage{}
+	}, maxStartupPacket)
+	if err != nil {
+		return "", err
+	}
+	return msg.(*pgproto3.PasswordMessage).Password, nil
+}
+
+// read reads one message whose type byte newMsg accepts (nil: a protocol
+// violation, found before the body is read) and whose body is at most
+// limit bytes, and decodes it.
+func (r *clientReader) read(newMsg func(byte) pgproto3.FrontendMessage, limit int) (pgproto3.FrontendMessage, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := int(int32(binary.BigEndian.Uint32(hdr[1:]))) - 4
-	if n < 0 || n > maxMessage {
+	if n < 0 || n > limit {
 		return nil, fmt.Errorf("%w: invalid message length", errProtocol)
 	}
-	msg := newFrontendMessage(hdr[0])
+	msg := newMsg(hdr[0])
 	if msg == nil {
 		return nil, fmt.Errorf("%w: invalid frontend message type %d", errProtocol, hdr[0])
 	}
@@ -102,31 +124,6 @@ func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
 		return nil, fmt.Errorf("%w: invalid %c message: %w", errProtocol, hdr[0], err)
 	}
 	return msg, nil
-}
-
-// password reads the client's PasswordMessage, the answer to an
-// authentication request.
-func (r *clientReader) password() (string, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
-		return "", err
-	}
-	n := int(int32(binary.BigEndian.Uint32(hdr[1:]))) - 4
-	if hdr[0] != 'p' {
-		return "", fmt.Errorf("%w: expected a password message, got type %d", errProtocol, hdr[0])
-	}
-	if n < 1 || n > maxStartupPacket {
-		return "", fmt.Errorf("%w: invalid password message length", errProtocol)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r.br, body); err != nil {
-		return "", unexpectedEOF(err)
-	}
-	var m pgproto3.PasswordMessage
-	if err := m.Decode(body); err != nil {
-		return "", fmt.Errorf("%w: invalid password message: %w", errProtocol, err)
-	}
-	return m.Password, nil
 }
 
 func unexpectedEOF(err error) error {
