@@ -21,7 +21,6 @@ import (
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
-
 // AccessTokenKeySet is the Hydra key set that signs JWT access tokens;
 // adding a key to it (RotateKey) makes the new key the signing key.
 const AccessTokenKeySet = "hydra.jwt.access-token"
