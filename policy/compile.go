@@ -21,6 +21,8 @@ type rule struct {
 	workloads []string    // nil: all
 	when      cel.Program // nil: always
 	decision  Decision
+	// readsText: the condition may read sql.text (see readsSQLText).
+	readsText bool
 }
 
 // Compile validates cfg against env and compiles every rule's condition
@@ -53,6 +55,9 @@ func Compile(cfg Config, env Env, opts ...Options) (*Policy, error) {
 	c := compiler{env: env}
 	p.def = c.defaultDecision(cfg.Default)
 	p.rules = c.rules(celEnv, cfg.Rules)
+	for _, r := range p.rules {
+		p.readsText = p.readsText || r.readsText
+	}
 	p.masks = c.masks(cfg.Masks)
 	c.tests(cfg.Tests, cfg.Rules)
 	p.tests = cfg.Tests
@@ -130,11 +135,11 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 			c.failf(path, "action", "unknown action %q (want allow, deny or review)", rc.Action)
 		}
 		if strings.TrimSpace(rc.When) != "" {
-			prg, err := compileWhen(celEnv, rc.When)
+			prg, readsText, err := compileWhen(celEnv, rc.When)
 			if err != nil {
 				c.fail(path, "when", err)
 			}
-			r.when = prg
+			r.when, r.readsText = prg, readsText
 		}
 		out = append(out, r)
 	}
@@ -189,22 +194,46 @@ func (c *compiler) review(path string, rc *ReviewConfig) *ReviewSettings {
 
 // compileWhen parses, checks and plans one condition. The checker catches
 // undeclared variables and unknown fields; the result must be a bool.
-func compileWhen(env *cel.Env, src string) (cel.Program, error) {
+// readsText reports whether the condition may read sql.text.
+func compileWhen(env *cel.Env, src string) (prg cel.Program, readsText bool, err error) {
 	checked, iss := env.Compile(src)
 	if iss.Err() != nil {
-		return nil, iss.Err()
+		return nil, false, iss.Err()
 	}
 	if !checked.OutputType().IsExactType(types.BoolType) {
-		return nil, fmt.Errorf("must be a bool expression, is %s", checked.OutputType())
+		return nil, false, fmt.Errorf("must be a bool expression, is %s", checked.OutputType())
 	}
-	if lits := ast.MatchDescendants(ast.NavigateAST(checked.NativeRep()), ast.KindMatcher(ast.StructKind)); len(lits) > 0 {
-		return nil, errors.New("must not create objects (a rule reads the request's facts)")
+	root := ast.NavigateAST(checked.NativeRep())
+	if lits := ast.MatchDescendants(root, ast.KindMatcher(ast.StructKind)); len(lits) > 0 {
+		return nil, false, errors.New("must not create objects (a rule reads the request's facts)")
 	}
-	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+	prg, err = env.Program(checked, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, fmt.Errorf("planning: %w", err)
+		return nil, false, fmt.Errorf("planning: %w", err)
 	}
-	return prg, nil
+	return prg, readsSQLText(root), nil
+}
+
+// readsSQLText reports whether an expression may read sql.text: it selects
+// a field named text (of anything: checking the operand's type would only
+// make the answer less conservative), or uses sql other than to select one
+// of its fields (as a whole value, where whatever receives it could read
+// the text). A wrong false would let SQLDecisions reuse the decision of one
+// statement for another whose text differs; a wrong true only costs a cache.
+func readsSQLText(root ast.NavigableExpr) bool {
+	return len(ast.MatchDescendants(root, func(e ast.NavigableExpr) bool {
+		switch e.Kind() {
+		case ast.SelectKind:
+			return e.AsSelect().FieldName() == "text"
+		case ast.IdentKind:
+			if e.AsIdent() != "sql" {
+				return false
+			}
+			parent, ok := e.Parent()
+			return !ok || parent.Kind() != ast.SelectKind || parent.AsSelect().IsTestOnly()
+		}
+		return false
+	})) > 0
 }
 
 func (c *compiler) targetNames(path, field string, names []string) []string {

@@ -20,6 +20,7 @@ type Policy struct {
 	log       *slog.Logger
 	protocols []string // of the Env's targets, so their series exist from the start
 	metrics   atomic.Pointer[metrics]
+	readsText bool // some rule's condition may read sql.text
 }
 
 // Decide returns the decision for r: the first rule whose targets,

@@ -5,15 +5,17 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/interlock-dev/interlock/proxy/postgres"
 )
 
 // BenchmarkQuery runs a one-row SELECT over one connection, directly and
-// through the in-process gateway (policy, masks off, recording on), for
+// through the in-process gateway (policy, masks and recording on), for
 // profiling the handler's per-statement cost: go test -run '^$' -bench
 // Query -cpuprofile cpu.out ./proxy/postgres/. The timing goals are checked
 // by bench/pgbench, against the real binary.
 func BenchmarkQuery(b *testing.B) {
-	e := newEnv(b, envOptions{})
+	e := newEnv(b, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
 	for _, path := range []struct{ name, conn string }{
 		{"direct", e.pg.ConnString("app", "app-secret", "postgres") + " sslmode=disable"},
 		{"gateway", e.connString("")},

@@ -81,10 +81,12 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 	if d, denied := lexingGuard(st); denied {
 		return d
 	}
-	req := c.base
-	facts := SQLFacts(st, c.database, c.user)
-	req.SQL = &facts
-	d := c.h.policy.Decide(req)
+	if c.decisions == nil {
+		// Made on first use: c.base is final by then (a password login
+		// sets its identity).
+		c.decisions = c.h.policy.SQLDecisions(c.base)
+	}
+	d := c.decisions.Decide(SQLFacts(st, c.database, c.user))
 	switch d.Action {
 	case policy.Allow:
 		return d

@@ -54,7 +54,9 @@ type Target struct {
 
 // Policy decides statements and says what to mask.
 type Policy interface {
-	Decide(policy.Request) policy.Decision
+	// SQLDecisions decides one session's statements; the session's base
+	// request carries its target, workload and identity.
+	SQLDecisions(base policy.Request) *policy.SQLDecisions
 	Masker(policy.Request) *policy.Masker
 }
 

@@ -44,6 +44,8 @@ type session struct {
 	fe *pgproto3.Frontend // from upstream; the upstream goroutine's
 
 	base policy.Request // target, workload and identity of every request
+	// decisions decides the session's statements (the client goroutine's).
+	decisions *policy.SQLDecisions
 	rec  *record.Recorder
 	cmds *proxy.SessionCommands // the client goroutine's; set at the first decision
 

@@ -1,0 +1,89 @@
+package policy
+
+import "encoding/binary"
+
+// maxSQLDecisions bounds one SQLDecisions; when it is full it starts over.
+const maxSQLDecisions = 512
+
+// SQLDecisions decides the statements of one session, remembering each
+// decision by the statement's facts. Within a session everything but the
+// statement is fixed (target, workload, identity, database and user), and a
+// condition is a pure function of its facts, so two statements with the
+// same command, kind, tables, functions and has_where get the same decision
+// as long as no rule reads sql.text. When one does, every statement is
+// evaluated. A session that runs the same statement shape with new literal
+// values, as an agent's loop or a benchmark does, then pays the CEL
+// evaluation once.
+//
+// Decisions taken from memory are not observed in
+// interlock_policy_decision_seconds, which measures evaluations. An
+// SQLDecisions is not safe for concurrent use: a session's statements are
+// decided one at a time.
+type SQLDecisions struct {
+	p    *Policy
+	base Request
+	memo map[string]Decision // nil: every statement is evaluated
+	key  []byte // keyOf's buffer
+}
+
+// SQLDecisions returns the decider of one session's statements: base is the
+// session's request (its SQL is ignored).
+func (p *Policy) SQLDecisions(base Request) *SQLDecisions {
+	d := &SQLDecisions{p: p, base: base}
+	d.base.SQL = nil
+	if !p.readsText {
+		d.memo = make(map[string]Decision)
+	}
+	return d
+}
+
+// Decide returns the decision for one statement of the session, as
+// [Policy.Decide] would for the base request with sql.
+func (d *SQLDecisions) Decide(sql SQL) Decision {
+	if d.memo == nil {
+		req := d.base
+		req.SQL = &sql
+		return d.p.Decide(req)
+	}
+	key := d.keyOf(&sql)
+	if dec, ok := d.memo[string(key)]; ok {
+		return dec
+	}
+	req := d.base
+	req.SQL = &sql
+	dec := d.p.Decide(req)
+	if len(d.memo) >= maxSQLDecisions {
+		clear(d.memo)
+	}
+	d.memo[string(key)] = dec
+	return dec
+}
+
+// keyOf encodes every fact but the text, unambiguously: counts and
+// lengths are varints before what they count. Database and user are part
+// of it although they are fixed per session, so that the key never depends
+// on that. The key is only valid until the next call.
+func (d *SQLDecisions) keyOf(s *SQL) []byte {
+	b := d.key[:0]
+	field := func(v string) {
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
+	}
+	field(s.Command)
+	field(s.Kind)
+	field(s.Database)
+	field(s.User)
+	b = binary.AppendUvarint(b, uint64(len(s.Tables)))
+	for _, t := range s.Tables {
+		field(t)
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Functions)))
+	for _, f := range s.Functions {
+		field(f)
+	}
+	if s.HasWhere {
+		b = append(b, 1)
+	}
+	d.key = b
+	return b
+}
