@@ -23,7 +23,7 @@ type SQLDecisions struct {
 	p    *Policy
 	base Request
 	memo map[string]Decision // nil: every statement is evaluated
-	key  []byte // keyOf's buffer
+	key  []byte              // keyOf's buffer
 }
 
 // SQLDecisions returns the decider of one session's statements: base is the

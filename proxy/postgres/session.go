@@ -46,8 +46,8 @@ type session struct {
 	base policy.Request // target, workload and identity of every request
 	// decisions decides the session's statements (the client goroutine's).
 	decisions *policy.SQLDecisions
-	rec  *record.Recorder
-	cmds *proxy.SessionCommands // the client goroutine's; set at the first decision
+	rec       *record.Recorder
+	cmds      *proxy.SessionCommands // the client goroutine's; set at the first decision
 
 	mu       sync.Mutex // guards the fields below, shared by both relay goroutines
 	aborted  bool
