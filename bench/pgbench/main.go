@@ -128,6 +128,7 @@ func run(ctx context.Context, o options) (err error) {
 		{name: "direct", host: b.pg.Host, port: b.pg.Port, user: appUser, password: password, db: database},
 		{name: "gateway", host: "127.0.0.1", port: b.gatewayPort, user: appUser, db: database, pid: b.gateway.cmd.Process.Pid},
 		{name: "pgbouncer", host: "127.0.0.1", port: b.bouncerPort, user: appUser, password: password, db: database, dbPrepared: bouncerSessionDB, pid: b.bouncer.cmd.Process.Pid},
+		{name: "relay", host: "127.0.0.1", port: b.relayPort, user: appUser, password: password, db: database, pid: b.gateway.cmd.Process.Pid},
 	}
 	var configs []configuration
 	for _, p := range o.protocols {
@@ -155,7 +156,7 @@ func run(ctx context.Context, o options) (err error) {
 	for round := 1; round <= o.rounds; round++ {
 		for _, c := range configs {
 			if cells[c] == nil {
-				cells[c] = []*cell{{}, {}, {}}
+				cells[c] = []*cell{{}, {}, {}, {}}
 			}
 			for i, ep := range endpoints {
 				logf("round %d/%d: %s, %s, %s", round, o.rounds, c, ep.name, o.duration)

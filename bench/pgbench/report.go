@@ -70,49 +70,43 @@ func describeEnvironment(ctx context.Context, b *bench) (environment, error) {
 // report prints the results as Markdown tables, ready for
 // docs/benchmarks.md.
 func report(w io.Writer, o options, env environment, configs []configuration, cells map[configuration][]*cell, decided, recorded int64) {
-	fmt.Fprintf(w, "\npgbench -S -n (select only), %s per run, %d round(s) (TPS and ratios: median over rounds; latencies: all rounds' transactions), scale %d, paths interleaved direct → gateway → pgbouncer\n",
+	fmt.Fprintf(w, "\npgbench -S -n (select only), %s per run, %d round(s) (TPS and ratios: median over rounds; latencies: all rounds' transactions), scale %d, paths interleaved direct → gateway → pgbouncer → relay\n",
 		o.duration, o.rounds, o.scale)
 	fmt.Fprintf(w, "%s, %d CPUs, Linux %s, %s, %s, interlock %s\n", env.cpu, env.cpus, env.kernel, env.postgres, env.pgbouncer, env.interlock)
 	fmt.Fprintf(w, "1-minute load average %s before measuring, %s after (the after figure includes the benchmark's own processes)\n\n", env.load[0], env.load[1])
 
-	fmt.Fprintln(w, "| configuration | direct TPS | gateway TPS (×direct) | pgbouncer TPS (×direct) | p50 direct | p50 gateway | p50 pgbouncer | gateway +p50 | goals |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Fprintln(w, "| configuration | direct TPS | gateway TPS (×direct) | pgbouncer TPS (×direct) | relay TPS (×direct) | p50 direct | p50 gateway | p50 pgbouncer | p50 relay | gateway +p50 | goals |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	met, total := 0, 0
 	for _, c := range configs {
-		d, g, pb := cells[c][0], cells[c][1], cells[c][2]
+		d, g, pb, rl := cells[c][0], cells[c][1], cells[c][2], cells[c][3]
 		verdicts := goals(c, d, g, pb)
-		missed := 0
+		var text []string
 		for _, v := range verdicts {
 			total++
+			mark := "ok"
 			if v.ok {
 				met++
 			} else {
-				missed++
-			}
-		}
-		var text []string
-		for _, v := range verdicts {
-			mark := "ok"
-			if !v.ok {
 				mark = "**missed**"
 			}
 			text = append(text, v.what+" "+mark)
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.0f (%.2f) | %.0f (%.2f) | %d µs | %d µs | %d µs | %+d µs | %s |\n",
-			c, d.medianTPS(), g.medianTPS(), g.ratioTPS(d), pb.medianTPS(), pb.ratioTPS(d),
-			d.percentile(0.5), g.percentile(0.5), pb.percentile(0.5), g.percentile(0.5)-d.percentile(0.5),
+		fmt.Fprintf(w, "| %s | %.0f | %.0f (%.2f) | %.0f (%.2f) | %.0f (%.2f) | %d µs | %d µs | %d µs | %d µs | %+d µs | %s |\n",
+			c, d.medianTPS(), g.medianTPS(), g.ratioTPS(d), pb.medianTPS(), pb.ratioTPS(d), rl.medianTPS(), rl.ratioTPS(d),
+			d.percentile(0.5), g.percentile(0.5), pb.percentile(0.5), rl.percentile(0.5), g.percentile(0.5)-d.percentile(0.5),
 			strings.Join(text, "; "))
 	}
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| configuration | latency avg direct / gateway / pgbouncer | p99 direct / gateway / pgbouncer | pgbouncer +p50 | proxy CPU per transaction: gateway / pgbouncer |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| configuration | latency avg direct / gateway / pgbouncer / relay | p99 direct / gateway / pgbouncer / relay | pgbouncer +p50 | relay +p50 | proxy CPU per transaction: gateway / pgbouncer / relay |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 	for _, c := range configs {
-		d, g, pb := cells[c][0], cells[c][1], cells[c][2]
-		fmt.Fprintf(w, "| %s | %s / %s / %s | %d / %d / %d µs | %+d µs | %.1f / %.1f µs |\n",
-			c, us(d.meanLatency()), us(g.meanLatency()), us(pb.meanLatency()),
-			d.percentile(0.99), g.percentile(0.99), pb.percentile(0.99),
-			pb.percentile(0.5)-d.percentile(0.5), g.cpuPerTxn(), pb.cpuPerTxn())
+		d, g, pb, rl := cells[c][0], cells[c][1], cells[c][2], cells[c][3]
+		fmt.Fprintf(w, "| %s | %s / %s / %s / %s | %d / %d / %d / %d µs | %+d µs | %+d µs | %.1f / %.1f / %.1f µs |\n",
+			c, us(d.meanLatency()), us(g.meanLatency()), us(pb.meanLatency()), us(rl.meanLatency()),
+			d.percentile(0.99), g.percentile(0.99), pb.percentile(0.99), rl.percentile(0.99),
+			pb.percentile(0.5)-d.percentile(0.5), rl.percentile(0.5)-d.percentile(0.5), g.cpuPerTxn(), pb.cpuPerTxn(), rl.cpuPerTxn())
 	}
 	fmt.Fprintf(w, "\ngoals met: %d of %d. The gateway decided %d statements during the measured runs and recorded %d bytes of session logs.\n",
 		met, total, decided, recorded)

@@ -40,6 +40,9 @@ const (
 	// bouncerSessionDB is PgBouncer's session-pooled alias of database,
 	// for -M prepared.
 	bouncerSessionDB = database + "_session"
+	// relayHost is PostgreSQL's second address, the relay target's: two
+	// targets may not share an address.
+	relayHost = "127.0.0.3"
 )
 
 // bench is one run of the benchmark: what it started and how to reach it.
@@ -54,6 +57,7 @@ type bench struct {
 	gateway      *proc
 	gatewayAdmin string
 	gatewayPort  int
+	relayPort    int // the gateway's tcp target: the same process forwarding bytes only
 	gatewayCfg   string
 
 	bouncer     *proc
@@ -78,7 +82,7 @@ func (b *bench) close() error {
 // startPostgres starts the server, loads pgbench's tables into database
 // and creates appUser, who may read them.
 func (b *bench) startPostgres(ctx context.Context) error {
-	s, err := pgtest.Launch(pgtest.Options{Host: "127.0.0.2", Auth: pgtest.AuthSCRAM})
+	s, err := pgtest.Launch(pgtest.Options{Host: "127.0.0.2", AlsoListen: []string{relayHost}, Auth: pgtest.AuthSCRAM})
 	if err != nil {
 		return fmt.Errorf("starting PostgreSQL: %w", err)
 	}
@@ -118,7 +122,8 @@ func (b *bench) startPostgres(ctx context.Context) error {
 
 // gatewayConfig is the configuration the gateway runs with: one postgres
 // target with an explicit listener, the bench workload, and a policy whose
-// rules and mask are evaluated for every statement pgbench sends.
+// rules and mask are evaluated for every statement pgbench sends; and a tcp
+// target to the same server, the relay path.
 const gatewayConfig = `gateway:
   listen: 127.0.0.1:%[1]d
   admin: %[2]s
@@ -136,6 +141,12 @@ targets:
       password_file: %[6]s
       tls: disable
       database: ` + database + `
+  # The same gateway forwarding bytes only: what the relay itself costs,
+  # without the PostgreSQL handler (pgbench logs in to PostgreSQL through it).
+  - name: pgbench-relay
+    protocol: tcp
+    address: %[8]s
+    listen: 127.0.0.1:%[7]d
 workloads:
   - name: bench
     match: {cgroup: ` + workloadCgroup + `}
@@ -175,7 +186,7 @@ func (b *bench) startGateway(ctx context.Context) error {
 		return err
 	}
 	var err error
-	ports := make([]int, 3)
+	ports := make([]int, 4)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return err
@@ -183,12 +194,14 @@ func (b *bench) startGateway(ctx context.Context) error {
 	}
 	b.gatewayAdmin = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	b.gatewayPort = ports[2]
+	b.relayPort = ports[3]
 	pwFile := filepath.Join(dir, "app.password")
 	if err := os.WriteFile(pwFile, []byte(b.password+"\n"), 0o600); err != nil {
 		return err
 	}
 	b.gatewayCfg = filepath.Join(dir, "interlock.yaml")
-	cfg := fmt.Sprintf(gatewayConfig, ports[0], b.gatewayAdmin, filepath.Join(dir, "state"), b.pg.Addr(), b.gatewayPort, pwFile)
+	cfg := fmt.Sprintf(gatewayConfig, ports[0], b.gatewayAdmin, filepath.Join(dir, "state"), b.pg.Addr(), b.gatewayPort, pwFile, b.relayPort,
+		net.JoinHostPort(relayHost, strconv.Itoa(b.pg.Port)))
 	if err := os.WriteFile(b.gatewayCfg, []byte(cfg), 0o600); err != nil {
 		return err
 	}

@@ -41,6 +41,9 @@ const (
 type Options struct {
 	// Host is the loopback address to listen on; default 127.0.0.2.
 	Host string
+	// AlsoListen are more loopback addresses the server listens on (same
+	// port), for a second way to the same server.
+	AlsoListen []string
 	// Port 0 picks a free port.
 	Port int
 	// Auth is the pg_hba method for TCP connections: scram-sha-256
@@ -130,7 +133,7 @@ func Start(tb testing.TB, o Options) *Server {
 
 func (s *Server) start(bin, data string, o Options, owner owner) error {
 	args := []string{"-D", data, "-k", filepath.Join(s.dir, "sock"),
-		"-c", "listen_addresses=" + o.Host, "-p", strconv.Itoa(s.Port),
+		"-c", "listen_addresses=" + strings.Join(append([]string{o.Host}, o.AlsoListen...), ","), "-p", strconv.Itoa(s.Port),
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
 		"-c", "shared_buffers=16MB", "-c", "dynamic_shared_memory_type=mmap",
 		"-c", "max_connections=60", "-c", "log_min_messages=warning"}
