@@ -102,21 +102,48 @@
 //
 // # Cache
 //
-// A Classifier keeps two LRU caches of bounded entry count (inputs over 64
-// KiB are not cached). The exact cache maps an input string to its
-// statements. The normalized cache maps a key built from PostgreSQL's own
-// token stream (pg_query.Scan) to the statements' facts and the token
-// indices of the semicolons around each statement: in the key every literal
-// (SCONST, ICONST, FCONST, BCONST, XCONST) is a placeholder of its token
-// type, comments and white space are left out, and every other token keeps
-// its type and exact text. On a hit, facts are reused and Text is cut from
-// the new input.
+// A Classifier keeps three LRU caches of bounded entry count (inputs over 64
+// KiB are not cached), looked up in this order.
+//
+// The exact cache maps an input string to its statements.
+//
+// The fast cache is for statements that differ only in their literals, such
+// as pgbench's SELECT abalance FROM pgbench_accounts WHERE aid = 12345, and
+// answers them from the input's bytes, without PostgreSQL's scanner. Its key
+// is the input verbatim with every plain constant (an integer, digits.digits,
+// a '...' string) replaced by a marker of the token type PostgreSQL gives
+// it: ICONST for an integer that fits 32 bits, FCONST for a larger one or a
+// decimal, SCONST for a string. So two inputs with the same key differ only
+// inside such constants; white space and comments must match too. The lexer
+// that builds the key refuses anything it does not plainly understand
+// (dollar quotes, E'...', B'...', X'...', N'...' and U& forms, backslashes in strings,
+// string continuation, exponents and other number forms, unterminated
+// strings and comments), and such inputs take the normalized cache. An
+// entry holds the statements' facts and where each statement starts and
+// ends relative to the constants, so that Text is cut from the new input;
+// a hit does not fill the exact cache, since the inputs that reach it are
+// the ones whose literals vary. An entry is only stored once the constants
+// the lexer found have been checked against PostgreSQL's scanner for that
+// input (same spans, same token types); by induction over the constants,
+// any input with the same key then has the same normalized key (see
+// fastkey.go), so a fast hit gives exactly what a normalized hit would.
+// Stats.FastRejected counts inputs where the check failed.
+//
+// The normalized cache maps a key built from PostgreSQL's own token stream
+// (pg_query.Scan) to the statements' facts and the token indices of the
+// semicolons around each statement: in the key every literal (SCONST,
+// ICONST, FCONST, BCONST, XCONST) is a placeholder of its token type,
+// comments and white space are left out, and every other token keeps its
+// type and exact text. On a hit, facts are reused and Text is cut from the
+// new input, and a fast cache entry is stored for the input if the fast
+// cache's lexer takes it (so that an evicted fast entry comes back).
 //
 // This is sound because the grammar sees token types, not literal values,
 // and the facts are computed from the tree's shape. The exceptions are
-// handled one by one:
+// handled one by one, in both literal-blind caches:
 //   - USCONST (U&'...') keeps its text: the parser decodes its escapes and
-//     rejects bad ones, so its value decides between a parse and an error;
+//     rejects bad ones, so its value decides between a parse and an error
+//     (the fast cache's lexer refuses it);
 //   - the string after UESCAPE keeps its text: it is the escape character
 //     that decodes a U&"..." identifier, so it changes table names;
 //   - the integers in FLOAT(n) and ALTER [COLUMN] n keep their text: the
@@ -125,9 +152,11 @@
 //     string), because the tree cannot tell TO STDOUT from a COPY to an
 //     empty file name;
 //   - an EXPLAIN whose ANALYZE option has a value depends on that value, so
-//     its input is never put in the normalized cache.
+//     its input is never put in either literal-blind cache.
 //
 // FuzzClassify checks the result of every cached path against a fresh
+// parse, and FuzzFastKey checks the fast cache's lexer against PostgreSQL's
+// scanner and its answers for inputs with mutated literals against a fresh
 // parse.
 //
 // # What the caller must guarantee

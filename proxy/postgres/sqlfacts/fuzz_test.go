@@ -11,9 +11,11 @@ import (
 
 // FuzzClassify feeds arbitrary text to Classify and checks that:
 //   - it never panics, and never returns statements together with an error;
-//   - a cached answer equals a fresh parse's, on the normalized path (the
-//     cache is first primed with the same input with every literal and
-//     comment replaced) and on the exact path (the same input again);
+//   - a cached answer equals a fresh parse's, on the literal-blind paths
+//     (the cache is first primed with the same input with every literal and
+//     comment replaced: the fast cache answers when there was no comment,
+//     the normalized cache otherwise) and on the exact path (the same
+//     input again);
 //   - the package's decoding of the scanner's tokens matches pg_query.Scan,
 //     and nestingBound bounds the depth of the parse tree;
 //   - each statement's Text, classified alone, is one statement with the

@@ -42,6 +42,23 @@ func (c *lru[V]) get(key string) (V, bool) {
 	return el.Value.(*lruEntry[V]).value, true
 }
 
+// getBytes is get for a key held in a byte slice; the map lookup converts
+// it without allocating.
+func (c *lru[V]) getBytes(key []byte) (V, bool) {
+	var zero V
+	if c.capacity <= 0 {
+		return zero, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[string(key)]
+	if !ok {
+		return zero, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*lruEntry[V]).value, true
+}
+
 func (c *lru[V]) put(key string, value V) {
 	if c.capacity <= 0 {
 		return

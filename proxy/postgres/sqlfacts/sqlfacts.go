@@ -63,20 +63,31 @@ func (e *SyntaxError) Unwrap() error { return ErrSyntax }
 // in entries also bounds its memory.
 const maxCachedInput = 64 << 10
 
-// Stats counts how Classify answered. Parses counts full parses, failed
-// ones included.
+// Stats counts how Classify answered. Each call is counted at most once
+// among the hits: ExactHits for a repeated input, FastHits for an input
+// that differs from a classified one only in its literals, answered from
+// its bytes alone, and NormalizedHits for one answered from the cache keyed
+// by PostgreSQL's scanner (literals that the fast cache's lexer does not
+// take, or a difference in white space or comments). Parses counts full
+// parses, failed ones included. FastRejected counts inputs whose literals
+// the fast cache's lexer and PostgreSQL's scanner found in different places
+// or of different kinds, so that no fast entry was stored for them; it is
+// expected to stay zero.
 type Stats struct {
 	ExactHits      uint64
+	FastHits       uint64
 	NormalizedHits uint64
 	Parses         uint64
+	FastRejected   uint64
 }
 
 // Classifier turns SQL text into Statements. It is safe for concurrent use.
 type Classifier struct {
 	exact      *lru[[]Statement] // input text → statements
+	fast       *lru[[]fastShape] // fastKey → facts and boundaries
 	normalized *lru[[]shape]     // normalized key → facts and spans
 
-	exactHits, normalizedHits, parses atomic.Uint64
+	exactHits, fastHits, normalizedHits, parses, fastRejected atomic.Uint64
 }
 
 // shape is one statement's facts with its place in the token stream, which
@@ -87,12 +98,13 @@ type shape struct {
 	span span
 }
 
-// NewClassifier returns a Classifier whose two caches (exact text, and
-// normalized key) each hold up to cacheSize entries. A cacheSize of zero or
-// less disables caching: every call parses.
+// NewClassifier returns a Classifier whose three caches (exact text, fast
+// literal-blind key, and normalized key) each hold up to cacheSize entries.
+// A cacheSize of zero or less disables caching: every call parses.
 func NewClassifier(cacheSize int) *Classifier {
 	return &Classifier{
 		exact:      newLRU[[]Statement](cacheSize),
+		fast:       newLRU[[]fastShape](cacheSize),
 		normalized: newLRU[[]shape](cacheSize),
 	}
 }
@@ -101,8 +113,10 @@ func NewClassifier(cacheSize int) *Classifier {
 func (c *Classifier) Stats() Stats {
 	return Stats{
 		ExactHits:      c.exactHits.Load(),
+		FastHits:       c.fastHits.Load(),
 		NormalizedHits: c.normalizedHits.Load(),
 		Parses:         c.parses.Load(),
+		FastRejected:   c.fastRejected.Load(),
 	}
 }
 
@@ -116,14 +130,35 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 		c.exactHits.Add(1)
 		return cloneStatements(stmts), nil
 	}
+	// fastKey relies on this check running first: its markers start with
+	// a NUL byte, which the input therefore cannot hold.
 	if err := checkEncoding(sql); err != nil {
 		return nil, err
 	}
-	cacheable := len(sql) <= maxCachedInput
+	cacheable := len(sql) <= maxCachedInput && c.fast.capacity > 0
+
+	// The fast key and the constants are built in stack buffers; most
+	// statements fit them, and a lookup then allocates nothing.
+	var keyBuf [512]byte
+	var constBuf [32]constSpan
+	var fkey []byte
+	var consts []constSpan
+	fastOK := false
 	if cacheable {
+		fkey, consts, fastOK = appendFastKey(keyBuf[:0], constBuf[:0], sql)
+		if fastOK {
+			if shapes, ok := c.fast.getBytes(fkey); ok {
+				// Not put in the exact cache: inputs that reach here are
+				// ones whose literals vary, and rarely repeat.
+				if stmts, ok := materializeFast(sql, consts, shapes); ok {
+					c.fastHits.Add(1)
+					return stmts, nil
+				}
+			}
+		}
 		// The caches keep the input and the statements' texts, which are
 		// slices of it: copy it so that they do not pin a larger string
-		// the caller cut it from.
+		// the caller cut it from. The constants' offsets stay valid.
 		sql = strings.Clone(sql)
 	}
 
@@ -135,6 +170,9 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 			c.normalizedHits.Add(1)
 			stmts := materialize(sql, toks, shapes)
 			c.exact.put(sql, stmts)
+			if fastOK {
+				c.storeFast(sql, fkey, consts, toks, shapes)
+			}
 			return cloneStatements(stmts), nil
 		}
 	}
@@ -148,9 +186,30 @@ func (c *Classifier) Classify(sql string) ([]Statement, error) {
 		c.exact.put(sql, stmts)
 		if !literalSensitive {
 			c.normalized.put(key, shapes)
+			if fastOK {
+				c.storeFast(sql, fkey, consts, toks, shapes)
+			}
 		}
 	}
 	return cloneStatements(stmts), nil
+}
+
+// storeFast puts the shapes of sql, which has the fast key fkey and the
+// constants consts, in the fast cache, provided that fastKey and the scanner
+// agree on sql (verifyFast). shapes must be ones the normalized cache holds,
+// or may hold, for sql's normalized key: any input the entry will answer
+// has that same normalized key.
+//
+// It is called on a normalized hit too, not only after a parse, so that an
+// evicted fast entry comes back while its normalized entry lives; the
+// answer is the one the normalized cache gives either way.
+func (c *Classifier) storeFast(sql string, fkey []byte, consts []constSpan, toks []token, shapes []shape) {
+	fs, err := verifyFast(sql, consts, toks, shapes)
+	if err != nil {
+		c.fastRejected.Add(1)
+		return
+	}
+	c.fast.put(string(fkey), fs)
 }
 
 // parse runs the full parse and computes every statement's shape. toks and

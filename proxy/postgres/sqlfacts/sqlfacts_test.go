@@ -653,6 +653,9 @@ func TestCacheEviction(t *testing.T) {
 	if n := c.normalized.len(); n != 2 {
 		t.Errorf("normalized cache holds %d entries, want 2", n)
 	}
+	if n := c.fast.len(); n != 2 {
+		t.Errorf("fast cache holds %d entries, want 2", n)
+	}
 }
 
 func TestLargeInputNotCached(t *testing.T) {

@@ -222,13 +222,20 @@ func (sp span) tokensIn(toks []token) []token {
 // stays). Comments next to the statement are part of it.
 func (sp span) text(sql string, toks []token) string {
 	start, end := sp.bounds(sql, toks)
-	for start < end && isSQLSpace(sql[start]) {
+	return trimSQLSpace(sql[start:end])
+}
+
+// trimSQLSpace trims s of the bytes PostgreSQL's scanner treats as white
+// space.
+func trimSQLSpace(s string) string {
+	start, end := 0, len(s)
+	for start < end && isSQLSpace(s[start]) {
 		start++
 	}
-	for end > start && isSQLSpace(sql[end-1]) {
+	for end > start && isSQLSpace(s[end-1]) {
 		end--
 	}
-	return sql[start:end]
+	return s[start:end]
 }
 
 func isSQLSpace(b byte) bool {
