@@ -42,8 +42,66 @@ var errProtocol = errors.New("protocol violation")
 // already buffered (to flush upstream only when the client pauses), and in
 // the start-up phase it must not read past an SSLRequest (bytes read ahead
 // of a TLS handshake would be plaintext injected into the TLS session).
+//
+// A message read by message is valid until the next read: its struct is
+// one of the reader's own, and byte slices in it (a Bind's parameters,
+// CopyData) point into the reader's buffer. The relay forwards, answers or
+// copies each message before it reads the next, so the steady state of a
+// session reads without allocating.
 type clientReader struct {
-	br *bufio.Reader
+	br   *bufio.Reader
+	body []byte // bodies up to directAllocLimit; reused
+	msgs frontendMessages
+}
+
+// frontendMessages holds one message of each normal-phase type.
+type frontendMessages struct {
+	bind         pgproto3.Bind
+	close        pgproto3.Close
+	describe     pgproto3.Describe
+	execute      pgproto3.Execute
+	functionCall pgproto3.FunctionCall
+	copyFail     pgproto3.CopyFail
+	copyData     pgproto3.CopyData
+	copyDone     pgproto3.CopyDone
+	flush        pgproto3.Flush
+	parse        pgproto3.Parse
+	query        pgproto3.Query
+	sync         pgproto3.Sync
+	terminate    pgproto3.Terminate
+}
+
+// of returns the message for a type byte of the normal phase, or nil.
+func (m *frontendMessages) of(t byte) pgproto3.FrontendMessage {
+	switch t {
+	case 'B':
+		return &m.bind
+	case 'C':
+		return &m.close
+	case 'D':
+		return &m.describe
+	case 'E':
+		return &m.execute
+	case 'F':
+		return &m.functionCall
+	case 'f':
+		return &m.copyFail
+	case 'd':
+		return &m.copyData
+	case 'c':
+		return &m.copyDone
+	case 'H':
+		return &m.flush
+	case 'P':
+		return &m.parse
+	case 'Q':
+		return &m.query
+	case 'S':
+		return &m.sync
+	case 'X':
+		return &m.terminate
+	}
+	return nil
 }
 
 func newClientReader(r io.Reader) *clientReader {
@@ -73,7 +131,7 @@ func (r *clientReader) startupPacket() ([]byte, error) {
 
 // message reads and decodes one frontend message of the normal phase.
 func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
-	return r.read(newFrontendMessage, maxMessage)
+	return r.read(r.msgs.of, maxMessage)
 }
 
 // password reads the client's PasswordMessage, the answer to an
@@ -109,7 +167,10 @@ func (r *clientReader) read(newMsg func(byte) pgproto3.FrontendMessage, limit in
 	}
 	var body []byte
 	if n <= directAllocLimit {
-		body = make([]byte, n)
+		if cap(r.body) < n {
+			r.body = make([]byte, max(n, 512))
+		}
+		body = r.body[:n]
 		if _, err := io.ReadFull(r.br, body); err != nil {
 			return nil, unexpectedEOF(err)
 		}
@@ -131,41 +192,6 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// newFrontendMessage is a fresh message for a type byte of the normal
-// phase, or nil. Fresh, not pgproto3's flyweights: the handler keeps some
-// (a Bind's result formats) beyond the next read.
-func newFrontendMessage(t byte) pgproto3.FrontendMessage {
-	switch t {
-	case 'B':
-		return &pgproto3.Bind{}
-	case 'C':
-		return &pgproto3.Close{}
-	case 'D':
-		return &pgproto3.Describe{}
-	case 'E':
-		return &pgproto3.Execute{}
-	case 'F':
-		return &pgproto3.FunctionCall{}
-	case 'f':
-		return &pgproto3.CopyFail{}
-	case 'd':
-		return &pgproto3.CopyData{}
-	case 'c':
-		return &pgproto3.CopyDone{}
-	case 'H':
-		return &pgproto3.Flush{}
-	case 'P':
-		return &pgproto3.Parse{}
-	case 'Q':
-		return &pgproto3.Query{}
-	case 'S':
-		return &pgproto3.Sync{}
-	case 'X':
-		return &pgproto3.Terminate{}
-	}
-	return nil
 }
 
 // encoder is what both directions' messages share.
