@@ -64,26 +64,26 @@ func (d *SQLDecisions) Decide(sql SQL) Decision {
 // of it although they are fixed per session, so that the key never depends
 // on that. The key is only valid until the next call.
 func (d *SQLDecisions) keyOf(s *SQL) []byte {
-	b := d.key[:0]
-	field := func(v string) {
-		b = binary.AppendUvarint(b, uint64(len(v)))
-		b = append(b, v...)
-	}
-	field(s.Command)
-	field(s.Kind)
-	field(s.Database)
-	field(s.User)
+	b := appendField(d.key[:0], s.Command)
+	b = appendField(b, s.Kind)
+	b = appendField(b, s.Database)
+	b = appendField(b, s.User)
 	b = binary.AppendUvarint(b, uint64(len(s.Tables)))
 	for _, t := range s.Tables {
-		field(t)
+		b = appendField(b, t)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Functions)))
 	for _, f := range s.Functions {
-		field(f)
+		b = appendField(b, f)
 	}
 	if s.HasWhere {
 		b = append(b, 1)
 	}
 	d.key = b
 	return b
+}
+
+func appendField(b []byte, v string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -72,7 +73,9 @@ type maskColumn struct {
 }
 
 func (r *maskRewriter) Describe(rd *pgproto3.RowDescription, formats []int16) error {
-	cols := make([]maskColumn, len(rd.Fields))
+	// The previous result's columns are done with: reuse their slice.
+	cols := slices.Grow(r.cols[:0], len(rd.Fields))[:len(rd.Fields)]
+	clear(cols)
 	for i, f := range rd.Fields {
 		format := formatOf(formats, i)
 		table, err := r.tableName(f.TableOID)

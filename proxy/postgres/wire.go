@@ -50,7 +50,8 @@ var errProtocol = errors.New("protocol violation")
 // session reads without allocating.
 type clientReader struct {
 	br   *bufio.Reader
-	body []byte // bodies up to directAllocLimit; reused
+	hdr  [5]byte // a message's type and length; a field, so it is not allocated per read
+	body []byte  // bodies up to directAllocLimit; reused
 	msgs frontendMessages
 }
 
@@ -153,8 +154,8 @@ func (r *clientReader) password() (string, error) {
 // violation, found before the body is read) and whose body is at most
 // limit bytes, and decodes it.
 func (r *clientReader) read(newMsg func(byte) pgproto3.FrontendMessage, limit int) (pgproto3.FrontendMessage, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
+	hdr := r.hdr[:]
+	if _, err := io.ReadFull(r.br, hdr); err != nil {
 		return nil, err
 	}
 	n := int(int32(binary.BigEndian.Uint32(hdr[1:]))) - 4
