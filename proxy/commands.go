@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -59,6 +60,9 @@ func NewCommandMetrics(reg prometheus.Registerer) (*CommandMetrics, error) {
 type SessionCommands struct {
 	commands *prometheus.CounterVec // curried: decision left
 	blocked  *prometheus.CounterVec // curried: rule left
+	// allowed is commands' allow series, looked up once: most commands
+	// are allowed, and a curried vector hashes every label on each lookup.
+	allowed atomic.Pointer[prometheus.Counter]
 }
 
 // Session binds the counters to one session's protocol, target and caller
@@ -79,6 +83,16 @@ func (m *CommandMetrics) Session(protocol, target string, caller identity.Caller
 // that does not run also counts as blocked under its rule.
 func (s *SessionCommands) Decided(d policy.Decision) {
 	if s == nil {
+		return
+	}
+	if d.Action == policy.Allow {
+		c := s.allowed.Load()
+		if c == nil {
+			allow := s.commands.WithLabelValues(string(policy.Allow))
+			c = &allow
+			s.allowed.Store(c)
+		}
+		(*c).Inc()
 		return
 	}
 	s.commands.WithLabelValues(string(d.Action)).Inc()
