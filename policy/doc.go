@@ -71,5 +71,14 @@
 // protocols exist from the start). The protocol label is bounded by the
 // handlers that exist, and tells a slow SQL rule from a slow SSH rule.
 // Matches are counted by the handlers (interlock_masked_values_total) from
-// the Hits that Scan returns.
+// the Hits that Scan returns. Decisions an SQLDecisions takes from memory
+// are not evaluations and are not observed.
+//
+// # Decisions per session
+//
+// SQLDecisions decides one session's SQL statements and remembers each
+// decision by the statement's facts other than its text, which is sound
+// because a session's other facts are fixed and conditions are pure; it
+// evaluates every statement when some rule's condition may read sql.text
+// (the check is syntactic and errs towards evaluating).
 package policy
