@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 
 	"github.com/interlock-dev/interlock/policy"
 )
@@ -53,6 +54,11 @@ func (v Verdict) Message() string {
 	}
 	return "interlock review " + v.RequestID + ": " + v.State
 }
+
+// ErrCommandCanceled is the cause a handler gives a held command's context
+// when its client cancels the command (a PostgreSQL CancelRequest): the
+// review is abandoned with it as the reason.
+var ErrCommandCanceled = errors.New("the client canceled the command")
 
 // Verdict states that let a held command run.
 const (

@@ -76,9 +76,14 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 	notify(req.ID, fmt.Sprintf("an approver in %v runs: interlock approvals approve %s", d.Review.Approvers, req.ID))
 	final, err := st.Wait(ctx, req.ID)
 	if err != nil {
-		// The session ended (or the gateway is stopping) before a decision.
-		st.Cancel(req.ID, "the session ended before a decision")
-		return proxy.Verdict{State: "abandoned", RequestID: req.ID, Reason: "the session ended before a decision"}, err
+		// The session ended (or the gateway is stopping, or the client
+		// canceled the command) before a decision.
+		reason := "the session ended before a decision"
+		if cause := context.Cause(ctx); errors.Is(cause, proxy.ErrCommandCanceled) {
+			reason = cause.Error()
+		}
+		st.Cancel(req.ID, reason)
+		return proxy.Verdict{State: "abandoned", RequestID: req.ID, Reason: reason}, err
 	}
 	v := proxy.Verdict{State: string(final.State), RequestID: final.ID, Decider: final.Decider.Subject, Reason: final.Reason}
 	v.Allowed = final.State == review.Approved

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -164,6 +166,31 @@ policy:
 		}
 		if got := e.metric("interlock_blocked_commands_total", `rule="writes-need-approval"`); got != 1 {
 			t.Errorf("blocked by writes-need-approval: %v, want 1 (the rejected one)", got)
+		}
+	})
+
+	t.Run("canceled by the client", func(t *testing.T) {
+		// psql sends a CancelRequest on SIGINT, over a new connection the
+		// kernel redirects too; the gateway ends the hold.
+		cmd := exec.Command("timeout", "-s", "INT", "3", "psql", "-X", "-At", "-c", "INSERT INTO orders VALUES (7)")
+		cmd.Env = append(os.Environ(), "PGHOST="+srv.Host, fmt.Sprintf("PGPORT=%d", srv.Port),
+			"PGUSER=agent", "PGDATABASE=postgres", "PGSSLMODE=prefer", "PGCONNECT_TIMEOUT=10")
+		var out []byte
+		var err error
+		var wg sync.WaitGroup
+		wg.Go(func() { out, err = redirecttest.RunIn(t, agent, cmd) })
+		req := e.pendingApproval(t)
+		wg.Wait()
+		if err == nil || !strings.Contains(string(out), "canceling statement due to user request (interlock review "+req.ID+" abandoned)") {
+			t.Errorf("psql after its cancel: %v\n%s", err, out)
+		}
+		show, serr := e.runAs("alice", "approvals", "show", req.ID, "-o", "json")
+		var after approvalView
+		if serr != nil || json.Unmarshal([]byte(show), &after) != nil || after.State != "abandoned" || after.Reason != "the client canceled the command" {
+			t.Errorf("the canceled request: %v %+v\n%s", serr, after, show)
+		}
+		if got := srv.Query(t, "SELECT count(*) FROM orders"); got != "0" {
+			t.Errorf("the canceled INSERT ran: %s rows", got)
 		}
 	})
 

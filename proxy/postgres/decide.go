@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -108,10 +109,17 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 
 // hold asks a human about a statement a review rule holds. The client is
 // told with a NOTICE what it waits for; the session's client goroutine
-// waits with it (the client waits for the statement's result anyway).
-func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) (policy.Decision, *proxy.Verdict) {
+// waits with it (the client waits for the statement's result anyway). A
+// CancelRequest for the session ends the hold: the review is abandoned and
+// the statement refused as PostgreSQL refuses a canceled one (57014). code
+// is the SQLSTATE of a refusal.
+func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) (_ policy.Decision, _ *proxy.Verdict, code string) {
 	ctx, stop := c.watchClientGone()
 	defer stop()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c.held.set(cancel)
+	defer c.held.set(nil)
 	v, err := c.h.reviewer.Hold(ctx, proxy.Held{Session: c.s, Decision: d, Command: text, Kind: st.Kind, Operation: st.Command},
 		func(id, how string) {
 			c.client.send(&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000",
@@ -119,10 +127,40 @@ func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) (p
 		})
 	if err != nil && v.State == "" {
 		c.log.Error("holding a statement for review", "error", err)
-		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the statement for review: " + err.Error()}, nil
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the statement for review: " + err.Error()}, nil, codeInsufficientPrivilege
 	}
 	c.log.Info("held statement decided", "request", v.RequestID, "state", v.State, "decider", v.Decider)
-	return v.Decision(d.Rule), &v
+	d = v.Decision(d.Rule)
+	if !v.Allowed && errors.Is(context.Cause(ctx), proxy.ErrCommandCanceled) {
+		d.Message = "canceling statement due to user request (interlock review " + v.RequestID + " abandoned)"
+		return d, &v, codeQueryCanceled
+	}
+	return d, &v, codeInsufficientPrivilege
+}
+
+// holdSlot is where a CancelRequest finds the session's held statement.
+type holdSlot struct {
+	mu     sync.Mutex
+	cancel context.CancelCauseFunc // nil: nothing held
+}
+
+func (h *holdSlot) set(cancel context.CancelCauseFunc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cancel = cancel
+}
+
+// cancelHeld ends the hold of the statement held now, if any, and reports
+// whether there was one.
+func (h *holdSlot) cancelHeld() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cancel == nil {
+		return false
+	}
+	h.cancel(proxy.ErrCommandCanceled)
+	h.cancel = nil
+	return true
 }
 
 // errClientGone ends a hold whose client closed its connection.
@@ -204,8 +242,9 @@ func (c *session) query(m *pgproto3.Query) error {
 		}
 		d := c.decide(st)
 		var verdict *proxy.Verdict
+		code := codeInsufficientPrivilege
 		if d.Action == policy.Review {
-			d, verdict = c.hold(text, st, d)
+			d, verdict, code = c.hold(text, st, d)
 		}
 		if !proxy.Allowed(d) {
 			c.count(d)
@@ -214,7 +253,7 @@ func (c *session) query(m *pgproto3.Query) error {
 				cmd.Review, cmd.Decider = verdict.RequestID, verdict.Decider
 			}
 			c.record(cmd)
-			return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), false)
+			return c.refuse(denialResponse(d, code, 0), false)
 		}
 		ds[i] = decided{stmt: st, decision: d, review: verdict}
 	}
@@ -252,7 +291,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		if d.Action == policy.Review {
 			// Held when prepared: an approval covers every execution of
 			// this prepared statement.
-			d, verdict = c.hold(st.Text, st, d)
+			d, verdict, code = c.hold(st.Text, st, d)
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
 		delete(r.deniedStmts, m.Name)

@@ -240,6 +240,7 @@ type cancelTarget struct {
 	tls      *tls.Config // the session's upstream TLS; nil: none
 	pid      uint32
 	secret   []byte
+	held     *holdSlot // the session's held statement, if any
 }
 
 // cancelRegistry maps the keys of live sessions to their upstream keys.
@@ -285,8 +286,9 @@ func (r *cancelRegistry) lookup(pid uint32, secret []byte) (cancelTarget, bool) 
 }
 
 // cancel forwards a client's CancelRequest to the upstream of the session
-// it names. An unknown key, or one of another target or workload, is
-// dropped silently, as PostgreSQL does.
+// it names, or, when that session's statement is held for review, ends the
+// hold. An unknown key, or one of another target or workload, is dropped
+// silently, as PostgreSQL does.
 func (h *Handler) cancel(ctx context.Context, s *proxy.Session, req *pgproto3.CancelRequest, log *slog.Logger) {
 	ct, ok := h.cancels.lookup(req.ProcessID, req.SecretKey)
 	if !ok {
@@ -295,6 +297,13 @@ func (h *Handler) cancel(ctx context.Context, s *proxy.Session, req *pgproto3.Ca
 	}
 	if ct.targetID != s.Target.ID || ct.workload != s.Caller.Workload {
 		log.Warn("cancel request from another target or workload ignored", "session_workload", ct.workload)
+		return
+	}
+	if ct.held != nil && ct.held.cancelHeld() {
+		// The statement waits for a review and has not run: nothing
+		// upstream to cancel. Forwarding the cancel anyway could cancel
+		// whatever the session runs next.
+		log.Info("cancel request ended the review of a held statement")
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)

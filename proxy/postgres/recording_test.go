@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"golang.org/x/sys/unix"
 
@@ -144,6 +145,74 @@ func TestHeldStatementAbandonedWhenClientLeaves(t *testing.T) {
 	}
 	if got := e.pg.Query(t, "SELECT count(*) FROM public.orders"); got != "2" {
 		t.Errorf("the abandoned TRUNCATE ran: %s rows", got)
+	}
+}
+
+// signallingReviewer holds every command until its context ends, saying
+// when it holds one.
+type signallingReviewer struct {
+	holding chan struct{}
+	ended   chan error
+}
+
+func (r signallingReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id, how string)) (proxy.Verdict, error) {
+	notify("req2", "approve it")
+	r.holding <- struct{}{}
+	<-ctx.Done()
+	cause := context.Cause(ctx)
+	r.ended <- cause
+	return proxy.Verdict{State: "abandoned", RequestID: "req2", Reason: cause.Error()}, ctx.Err()
+}
+
+// A CancelRequest while a statement is held ends the review; the client
+// gets PostgreSQL's cancel error and the session goes on.
+func TestHeldStatementCanceled(t *testing.T) {
+	rv := signallingReviewer{holding: make(chan struct{}, 1), ended: make(chan error, 1)}
+	e := newEnv(t, envOptions{reviewer: rv})
+	c := e.pgx(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctxT(t), "TRUNCATE orders")
+		done <- err
+	}()
+	select {
+	case <-rv.holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the TRUNCATE was not held")
+	}
+	if err := c.PgConn().CancelRequest(ctxT(t)); err != nil {
+		t.Fatalf("CancelRequest: %v", err)
+	}
+	select {
+	case cause := <-rv.ended:
+		if !errors.Is(cause, proxy.ErrCommandCanceled) {
+			t.Errorf("the hold ended with %v", cause)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancel did not end the hold")
+	}
+	err := <-done
+	if pe, ok := errors.AsType[*pgconn.PgError](err); !ok || pe.Code != "57014" || !strings.Contains(pe.Message, "req2") {
+		t.Fatalf("the canceled TRUNCATE: %v, want a 57014 naming the review", err)
+	}
+	// The session is usable, and the TRUNCATE never ran.
+	var n int
+	if err := c.QueryRow(ctxT(t), "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after the cancel: %d rows, %v", n, err)
+	}
+	c.Close(ctxT(t))
+	e.idle(t)
+	var found bool
+	for _, cmd := range e.commands(t) {
+		if cmd.Text == "TRUNCATE orders" {
+			found = true
+			if cmd.Decision != "abandoned" || cmd.Review != "req2" {
+				t.Errorf("recorded %+v", cmd)
+			}
+		}
+	}
+	if !found {
+		t.Error("the canceled TRUNCATE is not in the recording")
 	}
 }
 

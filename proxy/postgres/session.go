@@ -46,8 +46,10 @@ type session struct {
 	base policy.Request // target, workload and identity of every request
 	// decisions decides the session's statements (the client goroutine's).
 	decisions *policy.SQLDecisions
-	rec       *record.Recorder
-	cmds      *proxy.SessionCommands // the client goroutine's; set at the first decision
+	// held is the statement held for review now, for a CancelRequest.
+	held holdSlot
+	rec  *record.Recorder
+	cmds *proxy.SessionCommands // the client goroutine's; set at the first decision
 
 	mu       sync.Mutex // guards the fields below, shared by both relay goroutines
 	aborted  bool
@@ -230,6 +232,7 @@ func (c *session) run() error {
 		tls:      hc.TLSConfig,
 		pid:      hc.PID,
 		secret:   slices.Clone(hc.SecretKey),
+		held:     &c.held,
 	})
 	defer c.h.cancels.remove(key)
 

@@ -301,5 +301,6 @@ const (
 	codeInvalidAuthorization  = "28000"
 	codeInvalidPassword       = "28P01"
 	codeFeatureNotSupported   = "0A000"
+	codeQueryCanceled         = "57014"
 	codeSystemError           = "58000"
 )
