@@ -372,12 +372,16 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	}
 	p := r.portals[m.Portal]
 	ex := &pending{kind: pendExecute}
+	var formats []int16
 	if p != nil {
 		ex.res = p.res
+		formats = p.formats
 		if p.stmt != nil && !p.stmt.empty {
 			ex.stmts = []decided{p.stmt.d}
 		}
 	}
+	// A result the rewriter may refuse holds the batch's Sync (see sync).
+	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
 	c.count(ex.current().decision)
 	if len(ex.stmts) == 1 {
 		begun, err := c.begin(ex.stmts)

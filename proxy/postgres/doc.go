@@ -48,7 +48,14 @@
 //     the decision's message and Detail "rule: <rule>" (no Detail when
 //     policy.default decided). The session stays usable.
 //   - A result the rewriter refuses is an ErrorResponse 42501 with the
-//     rewriter's reason instead of the result.
+//     rewriter's reason instead of the result. In the extended protocol
+//     the batch fails upstream too: a Sync whose batch has a result the
+//     rewriter may refuse (ResultRewriter.MayRefuse) waits until it has
+//     been seen (a Flush asks upstream for it), and after a refusal a
+//     statement that always fails goes before the Sync, so the statements
+//     pipelined after the refused one roll back with the batch.
+//   - A held statement whose client sends a CancelRequest is refused with
+//     57014; its review is abandoned.
 //   - A failed upstream login is a FATAL ErrorResponse with upstream's
 //     SQLSTATE (08006 when upstream was not reached). Upstream's message is
 //     passed on only when it concerns what the agent asked for (a missing

@@ -164,6 +164,10 @@ func fuzzSeeds() [][]byte {
 		enc(&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{},
 			&pgproto3.Parse{Name: "d", Query: "DELETE FROM orders"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{},
 			&pgproto3.Sync{}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Sync{}),
+		// A result in binary format with column masks: its batch's Sync
+		// waits until the rewriter has seen it.
+		enc(&pgproto3.Parse{Query: "SELECT email FROM customers"}, &pgproto3.Bind{ResultFormatCodes: []int16{1}}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "SELECT 2"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 3"}),
 		enc(&pgproto3.Query{String: "COPY notes FROM STDIN"}, &pgproto3.CopyData{Data: []byte("x\n")}, &pgproto3.CopyDone{}),
 		enc(&pgproto3.Query{String: "COPY customers TO STDOUT"}),
 		enc(&pgproto3.FunctionCall{Function: 1299}, &pgproto3.Flush{}, &pgproto3.Close{ObjectType: 'S', Name: "s"}),

@@ -80,7 +80,10 @@ func (r *maskRewriter) Describe(rd *pgproto3.RowDescription, formats []int16) er
 		format := formatOf(formats, i)
 		table, err := r.tableName(f.TableOID)
 		if err != nil {
-			return fmt.Errorf("%w: looking up the table of column %q: %w", ErrCannotMask, f.Name, err)
+			// The column's table is unknown: every column mask of that
+			// name applies (Masker.Column), which masks too much rather
+			// than too little, and the result is not refused.
+			table = ""
 		}
 		binary := format != 0
 		if binary && !textLikeBinary(f.DataTypeOID) {
@@ -189,6 +192,15 @@ type copyPlan struct {
 	delimiter byte
 	quote     byte
 	cols      []maskColumn
+}
+
+// MayRefuse: Describe refuses only a column mask's column in a binary
+// format, and CopyOut any COPY it cannot plan.
+func (r *maskRewriter) MayRefuse(stmt sqlfacts.Statement, formats []int16) bool {
+	if stmt.Command == "COPY" {
+		return true
+	}
+	return r.masker.HasColumnRules() && slices.ContainsFunc(formats, func(f int16) bool { return f != 0 })
 }
 
 func (r *maskRewriter) CopyOut(resp *pgproto3.CopyOutResponse, stmt sqlfacts.Statement) error {

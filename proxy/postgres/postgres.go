@@ -93,6 +93,12 @@ type ResultRewriter interface {
 	CopyOut(resp *pgproto3.CopyOutResponse, stmt sqlfacts.Statement) error
 	// CopyData rewrites one row of a COPY TO STDOUT in place.
 	CopyData(d *pgproto3.CopyData) map[string]int
+	// MayRefuse reports whether Describe or CopyOut could refuse the
+	// result of stmt executed with these result formats (the statement
+	// is empty when unknown). For such an Execute the relay holds its
+	// batch's Sync until the result is accepted or refused, so that a
+	// refusal fails the batch upstream too; false must be certain.
+	MayRefuse(stmt sqlfacts.Statement, formats []int16) bool
 }
 
 // MetadataFunc runs a query on a separate upstream connection of the

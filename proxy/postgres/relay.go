@@ -94,6 +94,9 @@ type pending struct {
 	// event, written before it was forwarded (pendQuery: by index;
 	// pendExecute: one).
 	begun []uint64
+	// vetting: a pendExecute whose result the rewriter may refuse and
+	// has not accepted or refused yet (session.unvetted counts them).
+	vetting bool
 
 	// The outcome of the statement running now.
 	started    time.Time
@@ -201,8 +204,10 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	upConn := c.upConn
 	c.mu.Unlock()
 	upDone := make(chan error, 1)
+	c.vetted, c.upEnded = make(chan struct{}, 1), make(chan struct{})
 	go func() {
 		err := c.upstreamLoop()
+		close(c.upEnded)
 		c.endedBy("upstream")
 		c.client.flush() // upstream's last words, e.g. a FATAL
 		// Closing both ends whatever the client goroutine is blocked in;
@@ -321,6 +326,9 @@ func (c *session) pushLocked(p *pending) {
 	if len(c.pending) == 0 {
 		p.started = time.Now()
 	}
+	if p.vetting {
+		c.unvetted++
+	}
 	c.pending = append(c.pending, p)
 }
 
@@ -420,7 +428,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		}
 		return c.forward(&pending{kind: pendClose}, m)
 	case *pgproto3.Sync:
-		return c.forward(&pending{kind: pendSync}, m)
+		return c.sync(m)
 	case *pgproto3.Flush:
 		if err := c.forward(nil, m); err != nil {
 			return err
@@ -436,6 +444,95 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.terminate()
 	}
 	return fmt.Errorf("%w: unexpected message %T", errProtocol, msg)
+}
+
+// sync forwards a Sync, which ends the batch: upstream commits an implicit
+// transaction at it. When the rewriter may still refuse a result of the
+// batch, the Sync waits until it has decided (awaitVetting); after a
+// refusal a statement that always fails goes first, so that upstream fails
+// the batch as the client was told it failed: the statements pipelined
+// after the refused one ran, but their implicit transaction rolls back
+// (an explicit one is aborted, as the client sees it).
+func (c *session) sync(m *pgproto3.Sync) error {
+	if err := c.awaitVetting(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	refused := c.refusedInBatch
+	c.refusedInBatch = false
+	c.mu.Unlock()
+	if refused {
+		// Its ErrorResponse is dropped with everything else up to
+		// ReadyForQuery: the client has the refusal already.
+		if err := c.forward(nil, &pgproto3.Parse{Name: deniedStatementName, Query: failingSQL}); err != nil {
+			return err
+		}
+	}
+	return c.forward(&pending{kind: pendSync}, m)
+}
+
+// awaitVetting waits until no pending result may still be refused.
+// Upstream holds its output until a Sync or a Flush, so the relay sends a
+// Flush first.
+func (c *session) awaitVetting() error {
+	c.mu.Lock()
+	n := c.unvetted
+	c.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	if err := c.forward(nil, &pgproto3.Flush{}); err != nil {
+		return err
+	}
+	if err := c.up.flush(); err != nil {
+		return err
+	}
+	for {
+		c.mu.Lock()
+		n = c.unvetted
+		c.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-c.vetted:
+		case <-c.upEnded:
+			return fmt.Errorf("%w: upstream ended while a result was being checked", errUpstreamWrite)
+		case <-c.ctx.Done():
+			return context.Cause(c.ctx)
+		}
+	}
+}
+
+// vet settles a vetting Execute: its result was accepted, refused, or
+// will not come. The upstream goroutine's.
+func (c *session) vet(p *pending, refused bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.vetLocked(p, refused)
+}
+
+func (c *session) vetLocked(p *pending, refused bool) {
+	if p == nil || !p.vetting {
+		return
+	}
+	p.vetting = false
+	c.unvetted--
+	if refused {
+		c.refusedInBatch = true
+	}
+	select {
+	case c.vetted <- struct{}{}:
+	default:
+	}
+}
+
+// vetAllLocked settles every vetting entry: upstream failed the batch,
+// so it answers none of them before ReadyForQuery.
+func (c *session) vetAllLocked() {
+	for _, p := range c.pending {
+		c.vetLocked(p, false)
+	}
 }
 
 func (c *session) terminate() error {
@@ -544,6 +641,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		case pendQuery:
 			return c.client.queue(m)
 		case pendExecute:
+			c.vet(p, false)
 			return c.relayAndPop(m)
 		}
 	case *pgproto3.PortalSuspended:
@@ -553,6 +651,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		}
 	case *pgproto3.CopyInResponse:
 		if p.kind == pendQuery || p.kind == pendExecute {
+			c.vet(p, false) // COPY FROM: nothing to mask
 			return c.client.queue(m)
 		}
 	case *pgproto3.CopyOutResponse:
@@ -591,6 +690,7 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	c.txStatus = m.TxStatus
 	for len(c.pending) > 0 {
 		p := c.popLocked()
+		c.vetLocked(p, false)
 		if p.kind == pendSync {
 			break
 		}
@@ -633,6 +733,9 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 			return c.client.queue(resp)
 		}
 		c.relay.dropUntilReady = true
+		c.mu.Lock()
+		c.vetAllLocked()
+		c.mu.Unlock()
 		return c.relayAndPop(p.denial)
 	case pendSync:
 		// The implicit COMMIT at Sync failed; ReadyForQuery follows.
@@ -644,6 +747,9 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 		c.endStatement(p, "", m.Message)
 	}
 	c.relay.dropUntilReady = true
+	c.mu.Lock()
+	c.vetAllLocked()
+	c.mu.Unlock()
 	return c.relayAndPop(m)
 }
 
@@ -661,6 +767,7 @@ func (c *session) dataRow(p *pending, m *pgproto3.DataRow) error {
 			if err := rw.Describe(p.res.rd, p.res.formats); err != nil {
 				return c.refuseResult(p, err)
 			}
+			c.vet(p, false)
 		}
 		p.addMasked(rw.Row(m))
 	}
@@ -675,6 +782,7 @@ func (c *session) copyOut(p *pending, m *pgproto3.CopyOutResponse) error {
 			return c.refuseResult(p, err)
 		}
 	}
+	c.vet(p, false)
 	return c.client.queue(m)
 }
 
@@ -692,6 +800,12 @@ func (c *session) refuseResult(p *pending, err error) error {
 		p.refused = true
 		return nil
 	}
+	c.mu.Lock()
+	c.vetLocked(p, true)
+	// The rest of the batch is dropped here up to ReadyForQuery, so its
+	// results will not be seen: nothing more to wait for.
+	c.vetAllLocked()
+	c.mu.Unlock()
 	c.endStatement(p, "", p.refusalErr)
 	c.pop() // the refusal is queued already
 	c.relay.dropUntilReady = true
@@ -739,6 +853,9 @@ func (p *pending) addMasked(hits map[string]int) {
 // endStatement records the outcome of the statement running now and moves
 // on to the next.
 func (c *session) endStatement(p *pending, tag, errMsg string) {
+	if p.kind == pendExecute {
+		c.vet(p, false) // it ended without a refusal
+	}
 	d := p.current()
 	begun := p.begunAt(p.idx)
 	if p.kind == pendQuery {

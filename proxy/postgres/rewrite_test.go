@@ -90,6 +90,77 @@ func TestResultRewriting(t *testing.T) {
 		}
 	})
 
+	// The statements pipelined after a refused result have run upstream
+	// by the time it is refused; the batch must still fail there as the
+	// client is told it failed.
+	refusedThenInsert := func(body string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Query: "SELECT total FROM orders WHERE id = 10"}, &pgproto3.Bind{ResultFormatCodes: []int16{1}}, &pgproto3.Execute{},
+			&pgproto3.Parse{Query: "INSERT INTO notes (body) VALUES ('" + body + "')"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Sync{},
+		}
+	}
+	notes := func(body string) string {
+		return e.pg.Query(t, "SELECT count(*) FROM public.notes WHERE body = '"+body+"'")
+	}
+
+	t.Run("refusal in a pipeline rolls back what follows it", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(refusedThenInsert("pipelined")...)
+		got := r.ready()
+		if len(got) != 4 || !strings.HasPrefix(got[2], "Error ERROR 42501") || got[3] != "Ready I" {
+			t.Errorf("pipeline: %v", got)
+		}
+		if n := notes("pipelined"); n != "0" {
+			t.Errorf("the INSERT after the refused SELECT committed: %s rows", n)
+		}
+		// The batch after it is not held back by anything.
+		r.send(&pgproto3.Parse{Query: "INSERT INTO notes (body) VALUES ('after')"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := r.ready(); !eq(got, []string{"ParseComplete", "BindComplete", "Complete INSERT 0 1", "Ready I"}) {
+			t.Errorf("next batch: %v", got)
+		}
+		if n := notes("after"); n != "1" {
+			t.Errorf("the next batch's INSERT: %s rows", n)
+		}
+	})
+
+	t.Run("refusal in a pipeline inside a transaction aborts it", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Query{String: "BEGIN"})
+		if got := r.ready(); !eq(got, []string{"Complete BEGIN", "Ready T"}) {
+			t.Fatalf("BEGIN: %v", got)
+		}
+		r.send(refusedThenInsert("in-block")...)
+		got := r.ready()
+		if len(got) != 4 || !strings.HasPrefix(got[2], "Error ERROR 42501") || got[3] != "Ready E" {
+			t.Errorf("pipeline in a transaction: %v", got)
+		}
+		// Upstream agrees that the transaction failed: COMMIT rolls back.
+		r.send(&pgproto3.Query{String: "COMMIT"})
+		if got := r.ready(); !eq(got, []string{"Complete ROLLBACK", "Ready I"}) {
+			t.Errorf("COMMIT: %v", got)
+		}
+		if n := notes("in-block"); n != "0" {
+			t.Errorf("the INSERT after the refused SELECT committed: %s rows", n)
+		}
+	})
+
+	t.Run("pgx batch with a refused read", func(t *testing.T) {
+		c := e.pgx(t)
+		b := &pgx.Batch{}
+		b.Queue("SELECT total FROM orders WHERE id = $1", 10)
+		b.Queue("INSERT INTO notes (body) VALUES ($1)", "batched")
+		err := c.SendBatch(ctxT(t), b).Close()
+		if pe := pgError(t, err); pe.Code != "42501" {
+			t.Errorf("batch: %+v", pe)
+		}
+		if n := notes("batched"); n != "0" {
+			t.Errorf("the batched INSERT committed: %s rows", n)
+		}
+	})
+
 	t.Run("simple query refusal swallows only its result", func(t *testing.T) {
 		r := e.rawConn(t, nil)
 		r.ready()

@@ -57,6 +57,15 @@ type session struct {
 	pending  []*pending // what upstream still owes, oldest first
 	txStatus byte       // of the last ReadyForQuery from upstream
 	ended    string     // the side that ended the relay first
+	// unvetted counts the pending Executes whose result the rewriter may
+	// still refuse (pending.vetting); refusedInBatch: one of them was
+	// refused since the last Sync went upstream. See awaitVetting.
+	unvetted       int
+	refusedInBatch bool
+	// vetted wakes the client goroutine waiting in awaitVetting;
+	// upEnded is closed when the upstream goroutine ends.
+	vetted  chan struct{}
+	upEnded chan struct{}
 
 	relay relayState
 	meta  *metadataConn
