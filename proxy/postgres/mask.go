@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -53,7 +54,7 @@ func NewMaskRewriter(s *proxy.Session, m *policy.Masker, meta MetadataFunc) Resu
 	if m == nil {
 		return nil
 	}
-	return &maskRewriter{masker: m, meta: meta, tables: map[uint32]string{}}
+	return &maskRewriter{masker: m, meta: meta, tables: map[uint32]lookedUpTable{}, now: time.Now}
 }
 
 type maskRewriter struct {
@@ -61,9 +62,10 @@ type maskRewriter struct {
 	meta   MetadataFunc
 
 	mu     sync.Mutex
-	tables map[uint32]string // table OID → "schema.table"
-	cols   []maskColumn      // the current result's columns
-	copy   *copyPlan         // the current COPY TO STDOUT, if any
+	tables map[uint32]lookedUpTable // table OID → "schema.table", looked up at
+	now    func() time.Time
+	cols   []maskColumn // the current result's columns
+	copy   *copyPlan    // the current COPY TO STDOUT, if any
 }
 
 type maskColumn struct {
@@ -114,15 +116,27 @@ func formatOf(formats []int16, i int) int16 {
 	return 0
 }
 
+// lookedUpTable is a table's name as of a look-up.
+type lookedUpTable struct {
+	name string
+	at   time.Time
+}
+
+// tableNameTTL bounds how long a looked-up name is trusted: a table renamed
+// meanwhile (by any session) keeps its OID, and a mask by its new name
+// applies within this time.
+const tableNameTTL = time.Minute
+
 func (r *maskRewriter) tableName(oid uint32) (string, error) {
 	if oid == 0 {
 		return "", nil
 	}
+	now := r.now()
 	r.mu.Lock()
-	name, ok := r.tables[oid]
+	t, ok := r.tables[oid]
 	r.mu.Unlock()
-	if ok {
-		return name, nil
+	if ok && now.Sub(t.at) < tableNameTTL {
+		return t.name, nil
 	}
 	rows, err := r.meta(context.Background(),
 		"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
@@ -130,11 +144,12 @@ func (r *maskRewriter) tableName(oid uint32) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	var name string
 	if len(rows) == 1 && len(rows[0]) == 2 {
 		name = rows[0][0] + "." + rows[0][1]
 	}
 	r.mu.Lock()
-	r.tables[oid] = name
+	r.tables[oid] = lookedUpTable{name: name, at: now}
 	r.mu.Unlock()
 	return name, nil
 }

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -247,5 +249,44 @@ func TestUpstreamConfig(t *testing.T) {
 		if cfg.TLSConfig == nil || cfg.TLSConfig.ServerName != ap.Addr().Unmap().String() || cfg.TLSConfig.InsecureSkipVerify {
 			t.Errorf("%s: TLS %+v", dest, cfg.TLSConfig)
 		}
+	}
+}
+
+// A looked-up table name is trusted for tableNameTTL, then looked up
+// again: a rename by any session reaches the masks within that time.
+func TestTableNameExpires(t *testing.T) {
+	names := []string{"customers", "clients"}
+	var lookups int
+	now := time.Unix(1000, 0)
+	r := &maskRewriter{
+		tables: map[uint32]lookedUpTable{},
+		now:    func() time.Time { return now },
+		meta: func(_ context.Context, _ string, args ...any) ([][]string, error) {
+			if args[0] != uint32(16400) {
+				t.Errorf("looked up %v", args[0])
+			}
+			name := names[min(lookups, len(names)-1)]
+			lookups++
+			return [][]string{{"public", name}}, nil
+		},
+	}
+	for _, step := range []struct {
+		advance time.Duration
+		want    string
+		lookups int
+	}{
+		{0, "public.customers", 1},
+		{tableNameTTL - time.Second, "public.customers", 1},
+		{2 * time.Second, "public.clients", 2},
+		{time.Second, "public.clients", 2},
+	} {
+		now = now.Add(step.advance)
+		got, err := r.tableName(16400)
+		if err != nil || got != step.want || lookups != step.lookups {
+			t.Errorf("after %v: %q, %v, %d look-ups; want %q, %d", step.advance, got, err, lookups, step.want, step.lookups)
+		}
+	}
+	if got, err := r.tableName(0); got != "" || err != nil || lookups != 2 {
+		t.Errorf("OID 0: %q %v, %d look-ups", got, err, lookups)
 	}
 }
