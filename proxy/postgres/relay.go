@@ -688,6 +688,9 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.txStatus = m.TxStatus
+	// The batch ended: a refusal in it is settled (a Sync after it got the
+	// failing statement; a Query, which also ends a batch, did not need it).
+	c.refusedInBatch = false
 	for len(c.pending) > 0 {
 		p := c.popLocked()
 		c.vetLocked(p, false)
