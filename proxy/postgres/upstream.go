@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/proxy"
 )
 
 // loginTimeout bounds an upstream login (dial, TLS, authentication).
@@ -27,7 +29,7 @@ const loginTimeout = 30 * time.Second
 // it (PGHOST, PGAPPNAME, PGTARGETSESSIONATTRS, ...) is overwritten: the
 // gateway's process environment must not change how it reaches targets.
 func (c *session) upstreamConfig(params map[string]string) (*pgconn.Config, error) {
-	password, err := readPassword(c.t.PasswordFile)
+	password, err := proxy.ReadPasswordFile(c.t.PasswordFile)
 	if err != nil {
 		return nil, err
 	}
@@ -64,18 +66,6 @@ func (c *session) upstreamConfig(params map[string]string) (*pgconn.Config, erro
 	cfg.SSLNegotiation = ""
 	cfg.MinProtocolVersion, cfg.MaxProtocolVersion = "3.0", "3.0"
 	return cfg, nil
-}
-
-// readPassword reads the target's password file; "" without one.
-func readPassword(path string) (string, error) {
-	if path == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("reading the upstream password: %w", err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // upstreamTLS is the TLS configuration toward the target; nil disables TLS.

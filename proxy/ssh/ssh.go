@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -124,11 +123,11 @@ func loadTarget(t Target) (*upstreamTarget, error) {
 	}
 	if t.PasswordFile != "" {
 		file := t.PasswordFile
-		if _, err := readPassword(file); err != nil {
+		if _, err := proxy.ReadPasswordFile(file); err != nil {
 			return nil, err
 		}
 		// Read at each login, so that a rotated password needs no restart.
-		ut.auth = append(ut.auth, ssh.PasswordCallback(func() (string, error) { return readPassword(file) }))
+		ut.auth = append(ut.auth, ssh.PasswordCallback(func() (string, error) { return proxy.ReadPasswordFile(file) }))
 	}
 	if len(ut.auth) == 0 {
 		return nil, errors.New("no upstream credential (private_key_file or password_file)")
@@ -163,14 +162,6 @@ func loadTarget(t Target) (*upstreamTarget, error) {
 		ut.agentKey = k
 	}
 	return ut, nil
-}
-
-func readPassword(file string) (string, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("reading the upstream password: %w", err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // Serve runs one agent connection: it terminates the agent's SSH, logs in

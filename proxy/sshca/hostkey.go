@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/interlock-dev/interlock/proxy/keyfile"
 )
 
 // hostKeyComment is the comment inside host key files the gateway creates.
@@ -26,7 +28,7 @@ const hostKeyComment = "interlock gateway host key"
 // accessible, does not parse or is encrypted is an error naming it,
 // wrapping [ErrBadHostKey]; it is never replaced.
 func LoadOrCreateHostKey(path string) (ssh.Signer, error) {
-	keyPEM, err := readPrivateKeyFile(path)
+	keyPEM, err := keyfile.ReadPrivate(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return createHostKey(path)
@@ -53,10 +55,10 @@ func createHostKey(path string) (ssh.Signer, error) {
 		return nil, fmt.Errorf("encoding host key: %w", err)
 	}
 	keyPEM := pem.EncodeToMemory(block)
-	if err := writeNew(path, keyPEM, 0o600); err != nil {
+	if err := keyfile.WriteNew(path, keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("writing host key: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := keyfile.SyncDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("writing host key: %w", err)
 	}
 	signer, err := parseSigner(keyPEM, true)

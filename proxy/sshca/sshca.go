@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/interlock-dev/interlock/proxy/keyfile"
 	"github.com/interlock-dev/interlock/proxy/mintcache"
 )
 
@@ -75,20 +76,12 @@ func LoadOrCreate(dir string) (*CA, error) {
 		return nil, fmt.Errorf("creating SSH CA folder: %w", err)
 	}
 	keyPath, pubPath := filepath.Join(dir, KeyFile), filepath.Join(dir, PublicKeyFile)
-	keyPEM, keyErr := readPrivateKeyFile(keyPath)
-	pubLine, pubErr := os.ReadFile(pubPath)
-	keyMissing, pubMissing := errors.Is(keyErr, fs.ErrNotExist), errors.Is(pubErr, fs.ErrNotExist)
+	keyPEM, pubLine, err := keyfile.ReadPair(keyPath, pubPath)
 	switch {
-	case keyMissing && pubMissing:
+	case errors.Is(err, fs.ErrNotExist):
 		return create(keyPath, pubPath)
-	case keyMissing:
-		return nil, fmt.Errorf("loading SSH CA: %w: %s exists but %s is missing; restore it, or remove both to create a new CA", ErrBadCA, pubPath, keyPath)
-	case pubMissing:
-		return nil, fmt.Errorf("loading SSH CA: %w: %s exists but %s is missing; restore it, or remove both to create a new CA", ErrBadCA, keyPath, pubPath)
-	case keyErr != nil:
-		return nil, fmt.Errorf("loading SSH CA: %w: %s: %w", ErrBadCA, keyPath, keyErr)
-	case pubErr != nil:
-		return nil, fmt.Errorf("loading SSH CA: %w: %s: %w", ErrBadCA, pubPath, pubErr)
+	case err != nil:
+		return nil, fmt.Errorf("loading SSH CA: %w: %w", ErrBadCA, err)
 	}
 	ca, err := parse(keyPEM, keyPath, pubLine, pubPath)
 	if err != nil {
@@ -115,14 +108,14 @@ func create(keyPath, pubPath string) (*CA, error) {
 	keyPEM := pem.EncodeToMemory(block)
 	pubLine := []byte(authorizedKey(sshPub) + " " + Comment + "\n")
 
-	if err := writeNew(keyPath, keyPEM, 0o600); err != nil {
+	if err := keyfile.WriteNew(keyPath, keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("writing SSH CA key: %w", err)
 	}
-	if err := writeNew(pubPath, pubLine, 0o644); err != nil {
+	if err := keyfile.WriteNew(pubPath, pubLine, 0o644); err != nil {
 		os.Remove(keyPath)
 		return nil, fmt.Errorf("writing SSH CA public key: %w", err)
 	}
-	if err := syncDir(filepath.Dir(keyPath)); err != nil {
+	if err := keyfile.SyncDir(filepath.Dir(keyPath)); err != nil {
 		return nil, fmt.Errorf("writing SSH CA: %w", err)
 	}
 	ca, err := parse(keyPEM, keyPath, pubLine, pubPath)

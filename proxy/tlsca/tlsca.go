@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/interlock-dev/interlock/proxy/keyfile"
 	"github.com/interlock-dev/interlock/proxy/mintcache"
 )
 
@@ -66,20 +67,12 @@ func LoadOrCreate(dir string) (*CA, error) {
 		return nil, fmt.Errorf("creating CA folder: %w", err)
 	}
 	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
-	certPEM, certErr := os.ReadFile(certPath)
-	keyPEM, keyErr := os.ReadFile(keyPath)
-	certMissing, keyMissing := errors.Is(certErr, fs.ErrNotExist), errors.Is(keyErr, fs.ErrNotExist)
+	keyPEM, certPEM, err := keyfile.ReadPair(keyPath, certPath)
 	switch {
-	case certMissing && keyMissing:
+	case errors.Is(err, fs.ErrNotExist):
 		return create(certPath, keyPath, time.Now())
-	case certMissing:
-		return nil, fmt.Errorf("loading CA: %w: %s exists but %s is missing; restore it, or remove both to create a new CA", ErrBadCA, keyPath, certPath)
-	case keyMissing:
-		return nil, fmt.Errorf("loading CA: %w: %s exists but %s is missing; restore it, or remove both to create a new CA", ErrBadCA, certPath, keyPath)
-	case certErr != nil:
-		return nil, fmt.Errorf("loading CA: %w", certErr)
-	case keyErr != nil:
-		return nil, fmt.Errorf("loading CA: %w", keyErr)
+	case err != nil:
+		return nil, fmt.Errorf("loading CA: %w: %w", ErrBadCA, err)
 	}
 	ca, err := parse(certPEM, certPath, keyPEM, keyPath, time.Now())
 	if err != nil {
@@ -121,46 +114,17 @@ func create(certPath, keyPath string, now time.Time) (*CA, error) {
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 
-	if err := writeNew(keyPath, keyPEM, 0o600); err != nil {
+	if err := keyfile.WriteNew(keyPath, keyPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("writing CA key: %w", err)
 	}
-	if err := writeNew(certPath, certPEM, 0o644); err != nil {
+	if err := keyfile.WriteNew(certPath, certPEM, 0o644); err != nil {
 		os.Remove(keyPath)
 		return nil, fmt.Errorf("writing CA certificate: %w", err)
 	}
-	if err := syncDir(filepath.Dir(keyPath)); err != nil {
+	if err := keyfile.SyncDir(filepath.Dir(keyPath)); err != nil {
 		return nil, fmt.Errorf("writing CA: %w", err)
 	}
 	return parse(certPEM, certPath, keyPEM, keyPath, now)
-}
-
-// writeNew writes a file that must not exist yet and syncs it; on failure it
-// removes what it created.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // parse checks a CA certificate and key pair.

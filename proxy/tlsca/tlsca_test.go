@@ -167,6 +167,12 @@ func TestLoadOrCreateRefuses(t *testing.T) {
 		{"expired", func(t *testing.T, dir string) {
 			writeCA(t, dir, caTemplate(func(c *x509.Certificate) { c.NotAfter = time.Now().Add(-time.Minute) }))
 		}, "expired at"},
+		{"key readable by the group", func(t *testing.T, dir string) {
+			LoadOrCreate(dir)
+			if err := os.Chmod(filepath.Join(dir, KeyFile), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}, "must not be accessible by group or others"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
