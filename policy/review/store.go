@@ -383,24 +383,14 @@ func (s *Store) snapshot(h *held) Request {
 // not made. An approval with a Grant opens the grant window.
 func (s *Store) Decide(id string, decider identity.Identity, approve bool, reason string) (Request, error) {
 	id = normalizeID(id)
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return Request{}, ErrClosed
-	}
-	h, ok := s.pending[id]
-	if !ok {
-		s.mu.Unlock()
-		r, err := s.Get(id)
-		if err != nil {
-			return Request{}, err
-		}
-		return r, fmt.Errorf("deciding approval %s: it is %s: %w", id, r.State, ErrNotPending)
+	h, r, err := s.lockPending(id, "deciding")
+	if err != nil {
+		return r, err
 	}
 	now := s.now()
 	if !now.Before(h.req.Expires) {
 		// The timer has not fired yet; the clock has the last word.
-		r := s.finishForced(h, Expired, identity.Identity{}, ReasonExpired, h.req.Expires)
+		r = s.finishForced(h, Expired, identity.Identity{}, ReasonExpired, h.req.Expires)
 		s.mu.Unlock()
 		s.log.Info("approval request expired", requestAttrs(r)...)
 		s.notify(context.Background(), Event{Kind: EventDecided, Request: r})
@@ -424,7 +414,7 @@ func (s *Store) Decide(id string, decider identity.Identity, approve bool, reaso
 		state = Approved
 	}
 	decider.Groups = slices.Clone(decider.Groups)
-	r := finalRequest(h.req, state, decider, truncate(reason, maxReasonLen), now)
+	r = finalRequest(h.req, state, decider, truncate(reason, maxReasonLen), now)
 	if err := s.persist(r); err != nil {
 		s.mu.Unlock()
 		return req, fmt.Errorf("deciding approval %s: %w", id, err)
@@ -437,26 +427,37 @@ func (s *Store) Decide(id string, decider identity.Identity, approve bool, reaso
 	return r.clone(), nil
 }
 
+// lockPending locks the store and returns the pending request id, still
+// locked. When there is none it unlocks and returns the request as it
+// stands (if it exists) with ErrClosed, ErrNotFound or ErrNotPending;
+// doing names the caller's action in the error.
+func (s *Store) lockPending(id, doing string) (*held, Request, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, Request{}, ErrClosed
+	}
+	if h, ok := s.pending[id]; ok {
+		return h, Request{}, nil
+	}
+	s.mu.Unlock()
+	r, err := s.Get(id)
+	if err != nil {
+		return nil, Request{}, err
+	}
+	return nil, r, fmt.Errorf("%s approval %s: it is %s: %w", doing, id, r.State, ErrNotPending)
+}
+
 // Cancel abandons a pending request: its session ended while it waited.
 // reason "" is ReasonSessionEnded. ErrNotFound and ErrNotPending as for
 // Decide.
 func (s *Store) Cancel(id, reason string) (Request, error) {
 	id = normalizeID(id)
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return Request{}, ErrClosed
+	h, r, err := s.lockPending(id, "abandoning")
+	if err != nil {
+		return r, err
 	}
-	h, ok := s.pending[id]
-	if !ok {
-		s.mu.Unlock()
-		r, err := s.Get(id)
-		if err != nil {
-			return Request{}, err
-		}
-		return r, fmt.Errorf("abandoning approval %s: it is %s: %w", id, r.State, ErrNotPending)
-	}
-	r := s.finishForced(h, Abandoned, identity.Identity{}, cmp.Or(truncate(reason, maxReasonLen), ReasonSessionEnded), s.now())
+	r = s.finishForced(h, Abandoned, identity.Identity{}, cmp.Or(truncate(reason, maxReasonLen), ReasonSessionEnded), s.now())
 	s.mu.Unlock()
 	s.log.Info("approval request abandoned", requestAttrs(r)...)
 	s.notify(context.Background(), Event{Kind: EventDecided, Request: r})

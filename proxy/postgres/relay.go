@@ -454,13 +454,10 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 // after the refused one ran, but their implicit transaction rolls back
 // (an explicit one is aborted, as the client sees it).
 func (c *session) sync(m *pgproto3.Sync) error {
-	if err := c.awaitVetting(); err != nil {
+	refused, err := c.awaitVetting()
+	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	refused := c.refusedInBatch
-	c.refusedInBatch = false
-	c.mu.Unlock()
 	if refused {
 		// Its ErrorResponse is dropped with everything else up to
 		// ReadyForQuery: the client has the refusal already.
@@ -471,42 +468,50 @@ func (c *session) sync(m *pgproto3.Sync) error {
 	return c.forward(&pending{kind: pendSync}, m)
 }
 
-// awaitVetting waits until no pending result may still be refused.
+// awaitVetting waits until no pending result may still be refused, and
+// reports (and clears) whether one was refused since the last Sync.
 // Upstream holds its output until a Sync or a Flush, so the relay sends a
-// Flush first.
-func (c *session) awaitVetting() error {
-	c.mu.Lock()
-	n := c.unvetted
-	c.mu.Unlock()
-	if n == 0 {
-		return nil
-	}
-	if err := c.forward(nil, &pgproto3.Flush{}); err != nil {
-		return err
-	}
-	if err := c.up.flush(); err != nil {
-		return err
-	}
+// Flush before it waits.
+func (c *session) awaitVetting() (refused bool, err error) {
+	flushed := false
 	for {
 		c.mu.Lock()
-		n = c.unvetted
+		n := c.unvetted
+		if n == 0 {
+			refused = c.refusedInBatch
+			c.refusedInBatch = false
+		}
 		c.mu.Unlock()
 		if n == 0 {
-			return nil
+			return refused, nil
+		}
+		if !flushed {
+			flushed = true
+			if err := c.forward(nil, &pgproto3.Flush{}); err != nil {
+				return false, err
+			}
+			if err := c.up.flush(); err != nil {
+				return false, err
+			}
 		}
 		select {
 		case <-c.vetted:
 		case <-c.upEnded:
-			return fmt.Errorf("%w: upstream ended while a result was being checked", errUpstreamWrite)
+			return false, fmt.Errorf("%w: upstream ended while a result was being checked", errUpstreamWrite)
 		case <-c.ctx.Done():
-			return context.Cause(c.ctx)
+			return false, context.Cause(c.ctx)
 		}
 	}
 }
 
 // vet settles a vetting Execute: its result was accepted, refused, or
-// will not come. The upstream goroutine's.
+// will not come. The upstream goroutine's: once an entry is pushed only
+// that goroutine changes its vetting, so it reads it without the lock and
+// an Execute that was never vetting costs no locking here.
 func (c *session) vet(p *pending, refused bool) {
+	if !p.vetting {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.vetLocked(p, refused)
