@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/interlock-dev/interlock/bench/benchenv"
 )
 
 type options struct {
@@ -99,7 +101,7 @@ func run(ctx context.Context, o options) (err error) {
 		return errors.Join(err, os.RemoveAll(dir))
 	}
 	b := &bench{opts: o, dir: dir, password: password}
-	b.onClose(func() error {
+	b.OnClose(func() error {
 		if o.keep {
 			fmt.Fprintf(os.Stderr, "kept %s\n", dir)
 			return nil
@@ -107,7 +109,7 @@ func run(ctx context.Context, o options) (err error) {
 		return os.RemoveAll(dir)
 	})
 	defer func() {
-		if cerr := b.close(); cerr != nil {
+		if cerr := b.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
 		}
 	}()
@@ -141,7 +143,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 
-	load0 := loadAverage()
+	load0 := benchenv.LoadAverage()
 	if o.warmup > 0 {
 		for _, ep := range endpoints {
 			logf("warming up %s for %s", ep.name, o.warmup)
@@ -190,7 +192,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	env.load = [2]string{load0, loadAverage()}
+	env.load = [2]string{load0, benchenv.LoadAverage()}
 	report(os.Stdout, o, env, configs, cells, int64(decided), recorded)
 
 	if o.profile != "" {
@@ -276,18 +278,4 @@ func dirSize(dir string) (int64, error) {
 		n += info.Size()
 	}
 	return n, nil
-}
-
-// loadAverage is the 1-minute load average: other work on the machine
-// shows in it, and spoils a run on a small machine.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }

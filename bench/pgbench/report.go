@@ -3,16 +3,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/interlock-dev/interlock/bench/benchenv"
 )
 
 // The goals of docs/benchmarks.md, as ratios to the direct path in the same
@@ -32,20 +31,9 @@ type environment struct {
 }
 
 func describeEnvironment(ctx context.Context, b *bench) (environment, error) {
-	env := environment{cpus: runtime.NumCPU(), cpu: "unknown CPU"}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				env.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if k, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		env.kernel = strings.TrimSpace(string(k))
-	}
+	env := environment{}
+	host := benchenv.DescribeHost()
+	env.cpu, env.kernel, env.cpus = host.CPU, host.Kernel, host.CPUs
 	first := func(name string, args ...string) (string, error) {
 		out, err := exec.CommandContext(ctx, name, args...).Output()
 		if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/interlock-dev/interlock/bench/benchenv"
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/proxy/postgres/pgtest"
 )
@@ -63,20 +64,7 @@ type bench struct {
 	bouncer     *proc
 	bouncerPort int
 
-	// cleanups run in reverse order when the run ends.
-	cleanups []func() error
-}
-
-func (b *bench) onClose(f func() error) { b.cleanups = append(b.cleanups, f) }
-
-// close stops everything the run started, newest first.
-func (b *bench) close() error {
-	var errs []error
-	for i := len(b.cleanups) - 1; i >= 0; i-- {
-		errs = append(errs, b.cleanups[i]())
-	}
-	b.cleanups = nil
-	return errors.Join(errs...)
+	benchenv.Cleanups // stops what the run started, newest first
 }
 
 // startPostgres starts the server, loads pgbench's tables into database
@@ -87,7 +75,7 @@ func (b *bench) startPostgres(ctx context.Context) error {
 		return fmt.Errorf("starting PostgreSQL: %w", err)
 	}
 	b.pg = s
-	b.onClose(s.Close)
+	b.OnClose(s.Close)
 	b.pgbenchBin = filepath.Join("/usr/lib/postgresql", strconv.Itoa(s.Version), "bin", "pgbench")
 	if _, err := os.Stat(b.pgbenchBin); err != nil {
 		if b.pgbenchBin, err = exec.LookPath("pgbench"); err != nil {
@@ -224,7 +212,7 @@ func (b *bench) startGateway(ctx context.Context) error {
 		return err
 	}
 	b.gateway = p
-	b.onClose(func() error {
+	b.OnClose(func() error {
 		err := p.stop(syscall.SIGTERM, 20*time.Second)
 		if cgroupDir != "" {
 			if rerr := os.Remove(cgroupDir); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
@@ -330,7 +318,7 @@ pidfile =
 		return err
 	}
 	b.bouncer = p
-	b.onClose(func() error { return p.stop(syscall.SIGTERM, 10*time.Second) })
+	b.OnClose(func() error { return p.stop(syscall.SIGTERM, 10*time.Second) })
 	return waitFor(ctx, p, 30*time.Second, func(ctx context.Context) error {
 		c, err := pgconn.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=%s sslmode=disable",
 			b.bouncerPort, appUser, b.password, database))

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/interlock-dev/interlock/bench/benchenv"
 )
 
 type options struct {
@@ -61,7 +63,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer func() {
-		if cerr := b.close(); cerr != nil {
+		if cerr := b.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleaning up: %w", cerr))
 		}
 	}()
@@ -71,7 +73,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	load0 := loadAverage()
+	load0 := benchenv.LoadAverage()
 	bulk, err := b.measureBulk(ctx)
 	if err != nil {
 		return err
@@ -84,7 +86,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err != nil {
 		return err
 	}
-	env.load = [2]string{load0, loadAverage()}
+	env.load = [2]string{load0, benchenv.LoadAverage()}
 	env.ciphers = ciphers
 	env.ciphers.keystroke = keys.ciphers
 	report(os.Stdout, o, env, bulk, keys)

@@ -3,16 +3,16 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/interlock-dev/interlock/bench/benchenv"
 )
 
 // The goals of docs/benchmarks.md.
@@ -32,23 +32,10 @@ type environment struct {
 func describeEnvironment(ctx context.Context, sshBin string) (environment, error) {
 	env := environment{
 		date:       time.Now().UTC().Format("2006-01-02 15:04 MST"),
-		cpu:        "unknown CPU",
-		cpus:       runtime.NumCPU(),
 		gomaxprocs: runtime.GOMAXPROCS(0),
 	}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				env.cpu = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if k, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		env.kernel = strings.TrimSpace(string(k))
-	}
+	host := benchenv.DescribeHost()
+	env.cpu, env.kernel, env.cpus = host.CPU, host.Kernel, host.CPUs
 	// ssh -V prints to stderr.
 	out, err := exec.CommandContext(ctx, sshBin, "-V").CombinedOutput()
 	if err != nil {
@@ -56,20 +43,6 @@ func describeEnvironment(ctx context.Context, sshBin string) (environment, error
 	}
 	env.openssh = strings.TrimSpace(string(out))
 	return env, nil
-}
-
-// loadAverage is the 1-minute load average: other work on the machine
-// shows in it, and spoils a run on a small machine.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }
 
 // report prints the results as Markdown, ready for docs/benchmarks.md.

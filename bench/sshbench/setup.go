@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/interlock-dev/interlock/bench/benchenv"
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy"
@@ -97,28 +98,16 @@ type bench struct {
 	dir    string
 	sshBin string
 
-	sshd     *sshtest.Server
-	store    *record.Store
-	server   *proxy.Server
-	gwLog    string
-	payload  string // -size MiB of random bytes
-	empty    string // zero bytes
-	size     int64
-	direct   path
-	gateway  path
-	cleanups []func() error
-}
-
-func (b *bench) onClose(f func() error) { b.cleanups = append(b.cleanups, f) }
-
-// close stops everything the run started, newest first.
-func (b *bench) close() error {
-	var errs []error
-	for i := len(b.cleanups) - 1; i >= 0; i-- {
-		errs = append(errs, b.cleanups[i]())
-	}
-	b.cleanups = nil
-	return errors.Join(errs...)
+	sshd              *sshtest.Server
+	store             *record.Store
+	server            *proxy.Server
+	gwLog             string
+	payload           string // -size MiB of random bytes
+	empty             string // zero bytes
+	size              int64
+	direct            path
+	gateway           path
+	benchenv.Cleanups // stops what the run started, newest first
 }
 
 // setUp starts sshd and the gateway and writes the payload; on error it
@@ -133,7 +122,7 @@ func setUp(o options) (_ *bench, err error) {
 		return nil, fmt.Errorf("making the run's folder: %w", err)
 	}
 	b := &bench{opts: o, dir: dir, sshBin: sshBin, size: int64(o.sizeMiB) << 20}
-	b.onClose(func() error {
+	b.OnClose(func() error {
 		if o.keep {
 			logf("kept %s (recordings, gateway.log, sshd.log)", dir)
 			return nil
@@ -142,7 +131,7 @@ func setUp(o options) (_ *bench, err error) {
 	})
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, b.close())
+			err = errors.Join(err, b.Close())
 		}
 	}()
 
@@ -160,7 +149,7 @@ func setUp(o options) (_ *bench, err error) {
 		return nil, fmt.Errorf("starting sshd: %w", err)
 	}
 	b.sshd = sshd
-	b.onClose(func() error {
+	b.OnClose(func() error {
 		if o.keep {
 			if log, err := os.ReadFile(sshd.LogFile); err == nil {
 				os.WriteFile(filepath.Join(dir, "sshd.log"), log, 0o600)
@@ -230,7 +219,7 @@ func (b *bench) startGateway() error {
 	if err != nil {
 		return err
 	}
-	b.onClose(logFile.Close)
+	b.OnClose(logFile.Close)
 	logger := slog.New(slog.NewTextHandler(logFile, nil))
 	h, err := sshproxy.New(sshproxy.Options{
 		Targets:    map[uint32]sshproxy.Target{1: tgt},
@@ -268,7 +257,7 @@ func (b *bench) startGateway() error {
 		defer close(served)
 		srv.Serve(ctx, ln, proxytest.Fixed(at))
 	}()
-	b.onClose(func() error {
+	b.OnClose(func() error {
 		cancel()
 		sctx, scancel := context.WithTimeout(context.Background(), settleTimeout)
 		defer scancel()
