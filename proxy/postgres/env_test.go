@@ -162,19 +162,6 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.NewServer(proxy.Options{
-		Handlers:   map[string]proxy.Handler{"postgres": h},
-		Logger:     logger,
-		Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dest := netip.MustParseAddrPort(pg.Addr())
 	at := proxy.Attribution{
 		Target: proxy.Target{ID: 1, Name: tgt.Name, Protocol: "postgres", Address: pg.Addr()},
 		Caller: identity.Caller{
@@ -183,26 +170,16 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 			PID:      uint32(os.Getpid()),
 			UID:      uint32(os.Getuid()),
 		},
-		Destination: dest,
+		Destination: netip.MustParseAddrPort(pg.Addr()),
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.Serve(ctx, ln, proxytest.Fixed(at))
-	}()
-	e := &env{pg: pg, handler: h, store: store, reg: reg, caDir: caDir, ca: ca,
-		listener: ln.Addr().String(), server: srv, logs: logs}
-	t.Cleanup(func() {
-		cancel()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		srv.Shutdown(sctx)
-		<-served
+	t.Cleanup(func() { // after the server's shutdown
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", logs.String())
 		}
 	})
+	srv, addr := proxytest.Serve(t, "postgres", h, logger, reg, at)
+	e := &env{pg: pg, handler: h, store: store, reg: reg, caDir: caDir, ca: ca,
+		listener: addr, server: srv, logs: logs}
 	return e
 }
 
@@ -276,29 +253,13 @@ func (e *env) counter(t *testing.T, name string, labels map[string]string) float
 // are then complete.
 func (e *env) idle(t *testing.T) {
 	t.Helper()
-	waitFor(t, "sessions to end", func() bool { return len(e.server.Active()) == 0 })
+	proxytest.Idle(t, e.server)
 }
 
 // commands returns the command events of every recorded session.
 func (e *env) commands(t *testing.T) []record.Command {
 	t.Helper()
-	sums, err := e.store.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []record.Command
-	for _, s := range sums {
-		evs, err := e.store.Events(s.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range evs {
-			if ev.Command != nil {
-				out = append(out, *ev.Command)
-			}
-		}
-	}
-	return out
+	return proxytest.Commands(t, e.store)
 }
 
 // tlsConfig trusts the gateway's CA for name.

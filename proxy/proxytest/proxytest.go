@@ -6,6 +6,7 @@ package proxytest
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/record"
 )
 
 // Counter sums the samples of counter name in g whose labels include
@@ -91,4 +93,68 @@ type Fixed proxy.Attribution
 // Attribute returns the fixed attribution.
 func (f Fixed) Attribute(context.Context, net.Conn) (proxy.Attribution, error) {
 	return proxy.Attribution(f), nil
+}
+
+// Commands returns the command events of every session recorded in store,
+// session by session. It does not wait for sessions to end: see Idle.
+func Commands(t testing.TB, store *record.Store) []record.Command {
+	t.Helper()
+	sums, err := store.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []record.Command
+	for _, s := range sums {
+		evs, err := store.Events(s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Command != nil {
+				out = append(out, *ev.Command)
+			}
+		}
+	}
+	return out
+}
+
+// Idle waits until srv has no session running: their recordings are then
+// complete.
+func Idle(t testing.TB, srv *proxy.Server) {
+	t.Helper()
+	WaitFor(t, "sessions to end", func() bool { return len(srv.Active()) == 0 })
+}
+
+// Serve runs h for protocol in a proxy.Server on a loopback listener, every
+// connection attributed to at, and returns the server and the listener's
+// address. When t ends the server is shut down (10 s to drain) and Serve
+// has returned; a clean-up registered before Serve runs after that.
+func Serve(t testing.TB, protocol string, h proxy.Handler, logger *slog.Logger, reg prometheus.Registerer, at proxy.Attribution) (*proxy.Server, string) {
+	t.Helper()
+	srv, err := proxy.NewServer(proxy.Options{
+		Handlers:   map[string]proxy.Handler{protocol: h},
+		Logger:     logger,
+		Registerer: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ctx, ln, Fixed(at))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+		<-served
+	})
+	return srv, ln.Addr().String()
 }

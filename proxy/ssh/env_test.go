@@ -131,18 +131,6 @@ func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.NewServer(proxy.Options{
-		Handlers:   map[string]proxy.Handler{"ssh": h},
-		Logger:     logger,
-		Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	at := proxy.Attribution{
 		Target: proxy.Target{ID: 1, Name: tgt.Name, Protocol: "ssh", Address: tgt.Address},
 		Caller: identity.Caller{
@@ -156,12 +144,12 @@ func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
 	if o.needsLogin != "" {
 		at.Caller.Identity, at.Caller.NeedsLogin = identity.Identity{}, o.needsLogin
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		srv.Serve(ctx, ln, proxytest.Fixed(at))
-	}()
+	t.Cleanup(func() { // after the server's shutdown
+		if t.Failed() {
+			t.Logf("gateway log:\n%s\nsshd log:\n%s", logs.String(), sshd.LogTail())
+		}
+	})
+	srv, addr := proxytest.Serve(t, "ssh", h, logger, reg, at)
 	line, err := ca.KnownHostsLine(sshd.Host)
 	if err != nil {
 		t.Fatal(err)
@@ -170,18 +158,8 @@ func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
 	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{sshd: sshd, store: store, reg: reg, ca: ca, listener: ln.Addr().String(), server: srv,
+	e := &env{sshd: sshd, store: store, reg: reg, ca: ca, listener: addr, server: srv,
 		knownHosts: kh, logs: logs}
-	t.Cleanup(func() {
-		cancel()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		srv.Shutdown(sctx)
-		<-served
-		if t.Failed() {
-			t.Logf("gateway log:\n%s\nsshd log:\n%s", logs.String(), sshd.LogTail())
-		}
-	})
 	return e
 }
 
@@ -253,33 +231,18 @@ func runEnv(t *testing.T, environ []string, stdin, name string, args ...string) 
 	return out.String(), errb.String(), code
 }
 
-// commands returns the command events of every recorded session.
+// commands returns the command events of every recorded session, once
+// every session has ended.
 func (e *env) commands(t *testing.T) []record.Command {
 	t.Helper()
 	e.idle(t)
-	sums, err := e.store.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []record.Command
-	for _, s := range sums {
-		evs, err := e.store.Events(s.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range evs {
-			if ev.Command != nil {
-				out = append(out, *ev.Command)
-			}
-		}
-	}
-	return out
+	return proxytest.Commands(t, e.store)
 }
 
 // idle waits until the gateway has no session running.
 func (e *env) idle(t *testing.T) {
 	t.Helper()
-	waitFor(t, "sessions to end", func() bool { return len(e.server.Active()) == 0 })
+	proxytest.Idle(t, e.server)
 }
 
 // counter reads a counter of the registry with the given label values.
