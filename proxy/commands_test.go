@@ -18,14 +18,23 @@ func TestCommandMetrics(t *testing.T) {
 	}
 	agent := identity.Caller{Workload: "agent", Identity: identity.Identity{Subject: "bot", Issuer: "https://idp", Groups: []string{"z", "a"}}}
 	sc := m.Session("postgres", "shop", agent)
+	// The allow counter is looked up once per session and then reused:
+	// every allow counts, and another session keeps its own series.
+	sc.Decided(policy.Decision{Action: policy.Allow})
+	sc.Decided(policy.Decision{Action: policy.Allow})
+	other := m.Session("postgres", "shop", identity.Caller{Workload: "etl"})
+	other.Decided(policy.Decision{Action: policy.Allow})
 	sc.Decided(policy.Decision{Action: policy.Allow})
 	sc.Decided(policy.Decision{Action: policy.Deny, Rule: "no-ddl"})
 	sc.Decided(policy.Decision{Action: VerdictApproved, Rule: "held"})
 	m.Masked("shop", "pii", 3)
 	m.Masked("shop", "pii", 0)
 
-	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "bot", "https://idp", "a,z", "allow")); got != 1 {
-		t.Errorf("allowed: %v", got)
+	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "bot", "https://idp", "a,z", "allow")); got != 3 {
+		t.Errorf("allowed: %v, want 3", got)
+	}
+	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "etl", "", "", "", "allow")); got != 1 {
+		t.Errorf("allowed for the other session: %v, want 1", got)
 	}
 	if got := testutil.ToFloat64(m.commands.WithLabelValues("postgres", "shop", "agent", "bot", "https://idp", "a,z", "deny")); got != 1 {
 		t.Errorf("denied: %v", got)
