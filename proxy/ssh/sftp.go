@@ -112,8 +112,21 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 	case sftp.TypeClose:
 		return policy.Decision{Action: policy.Allow}, true // recorded with its byte counts
 	}
-	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FilePath: s.resolve(req.Path), FileTarget: s.resolve(req.Path2), FileWrites: req.Writes()}
 	c := s.sc.c
+	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FileWrites: req.Writes()}
+	var err1, err2 error
+	if isHomeQuery(req) {
+		f.FilePath = "." // the query that makes relative paths known
+	} else {
+		f.FilePath, err1 = s.resolve(req.Path)
+		f.FileTarget, err2 = s.resolve(req.Path2)
+	}
+	if err := errors.Join(err1, err2); err != nil {
+		d = policy.Decision{Action: policy.Deny, Message: err.Error()}
+		c.cmds.Decided(d)
+		c.recordDecision(f, describeSFTP(req), d)
+		return d, true
+	}
 	d = c.evaluate(f)
 	if d.Action == policy.Review {
 		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: d.Message + " (file operations cannot be held for review)"}
@@ -138,23 +151,34 @@ func recordedOp(req sftp.Request) bool {
 	return req.Writes()
 }
 
+// isHomeQuery is the REALPATH of "." with which a client learns its login
+// directory, and the gateway with it.
+func isHomeQuery(req sftp.Request) bool {
+	return req.Type == sftp.TypeRealpath && (req.Path == "." || req.Path == "")
+}
+
+// errHomeUnknown refuses a relative path before the login directory it is
+// relative to is known: policy rules name absolute paths, and a relative
+// one would match none of them.
+var errHomeUnknown = errors.New(`relative path before the login directory is known (ask REALPATH "." first)`)
+
 // resolve is a path as policy sees it: cleaned lexically (/tmp/../etc is
-// /etc) and, when relative, joined to the login directory once the server
-// has told it. Symbolic links cannot be resolved from here.
-func (s *sftpRelay) resolve(p string) string {
+// /etc) and, when relative, joined to the login directory the server
+// told. Symbolic links cannot be resolved from here.
+func (s *sftpRelay) resolve(p string) (string, error) {
 	if p == "" {
-		return ""
+		return "", nil
 	}
 	if path.IsAbs(p) {
-		return path.Clean(p)
+		return path.Clean(p), nil
 	}
 	s.mu.Lock()
 	home := s.home
 	s.mu.Unlock()
 	if home == "" {
-		return path.Clean(p)
+		return "", fmt.Errorf("%q: %w", p, errHomeUnknown)
 	}
-	return path.Join(home, p)
+	return path.Join(home, p), nil
 }
 
 // answer sends the agent the gateway's own STATUS reply to a tracked req.
@@ -200,14 +224,13 @@ func (s *sftpRelay) replies() {
 				delete(s.ops, resp.ID)
 			}
 		}
+		if ok && isHomeQuery(done.Request) && len(done.Response.Names) == 1 && path.IsAbs(done.Response.Names[0]) {
+			// Known before the client can act on the answer: a relative
+			// path it sends next is resolved against it.
+			s.home = path.Clean(done.Response.Names[0])
+		}
 		_, werr := s.sc.ch.Write(p.Raw)
 		s.mu.Unlock()
-		if ok && done.Request.Type == sftp.TypeRealpath && (done.Request.Path == "." || done.Request.Path == "") &&
-			len(done.Response.Names) == 1 && path.IsAbs(done.Response.Names[0]) {
-			s.mu.Lock()
-			s.home = path.Clean(done.Response.Names[0])
-			s.mu.Unlock()
-		}
 		if ok && recordedOp(done.Request) {
 			s.record(done, op)
 		}

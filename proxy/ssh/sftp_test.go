@@ -178,7 +178,18 @@ rules:
 	}
 	send(1, 0, uint32(3)) // INIT
 	rd.next()             // VERSION
-	send(16, 1, ".")      // REALPATH "."
+	const createWrite = 0x02 | 0x08 | 0x10
+	// Before the client has asked where it is, a relative path could be
+	// relative to anything: refused, whatever the rules say.
+	// The login directory is the real user's home: name the file after
+	// this test's own folder, and never leave it behind.
+	early := filepath.Base(remote) + "-early.txt"
+	send(3, 9, early, uint32(createWrite), uint32(0))
+	if typ, payload := rd.next(); typ != 101 || binary.BigEndian.Uint32(payload[4:8]) != 3 ||
+		!strings.Contains(string(payload), "login directory is known") {
+		t.Errorf("relative open before REALPATH: reply type %d %q; want permission denied", typ, payload)
+	}
+	send(16, 1, ".") // REALPATH "."
 	typ, payload := rd.next()
 	if typ != 104 {
 		t.Fatalf("REALPATH answered with type %d", typ)
@@ -188,7 +199,6 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	const createWrite = 0x02 | 0x08 | 0x10
 	for i, p := range []string{rel, "/tmp/../" + strings.TrimPrefix(protected, "/") + "/dots.txt", protected + "//./abs.txt"} {
 		send(3, uint32(10+i), p, uint32(createWrite), uint32(0)) // OPEN, no attrs
 		typ, payload := rd.next()
@@ -199,6 +209,9 @@ rules:
 	entries, _ := os.ReadDir(protected)
 	if len(entries) != 0 {
 		t.Errorf("files were created in the protected folder: %v", entries)
+	}
+	if err := os.Remove(filepath.Join(home, early)); err == nil {
+		t.Error("the relative open before REALPATH created its file")
 	}
 }
 
