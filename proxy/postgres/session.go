@@ -76,6 +76,9 @@ func newSession(ctx context.Context, cancel context.CancelCauseFunc, h *Handler,
 	if log == nil {
 		log = h.log
 	}
+	// Statements and their results are small messages each way: see
+	// proxy.QuietConn.
+	client := proxy.QuietConn(s.Client)
 	return &session{
 		ctx:        ctx,
 		cancel:     cancel,
@@ -83,8 +86,8 @@ func newSession(ctx context.Context, cancel context.CancelCauseFunc, h *Handler,
 		s:          s,
 		t:          t,
 		log:        log,
-		clientConn: s.Client,
-		cr:         newClientReader(s.Client),
+		clientConn: client,
+		cr:         newClientReader(client),
 		txStatus:   'I',
 		base: policy.Request{
 			Target:   policy.Target{Name: s.Target.Name, Protocol: "postgres", Address: s.Target.Address},

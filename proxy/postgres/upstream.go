@@ -48,7 +48,11 @@ func (c *session) upstreamConfig(params map[string]string) (*pgconn.Config, erro
 	}
 	cfg.Fallbacks = nil
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return c.s.Dial(ctx, network, addr)
+		conn, err := c.s.Dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return proxy.QuietConn(conn), nil
 	}
 	cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
 	cfg.ConnectTimeout = loginTimeout
