@@ -8,7 +8,9 @@
 // original destination, picks the [Handler] registered for the target's
 // protocol, and runs it in one goroutine per connection with a [Session]. The
 // handler talks to the real target through [Session.Dial]; when the handler
-// returns, the server closes the client connection.
+// returns, the server closes the client connection. A handler that relays
+// small messages back and forth wraps its sockets in [QuietConn], which
+// keeps the runtime's monitor thread asleep between messages.
 //
 // Every session runs under a context created with [context.WithCancelCause].
 // The cause is why the session was cut ([ErrShuttingDown] on shutdown, later
