@@ -324,7 +324,7 @@ func (c *session) push(p *pending) {
 
 func (c *session) pushLocked(p *pending) {
 	if len(c.pending) == 0 {
-		p.started = time.Now()
+		p.startClock()
 	}
 	if p.vetting {
 		c.unvetted++
@@ -366,9 +366,18 @@ func (c *session) popLocked() *pending {
 	c.pending[0] = nil
 	c.pending = c.pending[1:]
 	if len(c.pending) > 0 {
-		c.pending[0].started = time.Now()
+		c.pending[0].startClock()
 	}
 	return p
+}
+
+// startClock notes that upstream is working on p now, for the duration of
+// a statement. Only statements are timed: a clock read costs tens of ns on
+// a virtual machine, and a pipelined statement is several entries.
+func (p *pending) startClock() {
+	if p.kind == pendQuery || p.kind == pendExecute {
+		p.started = time.Now()
+	}
 }
 
 // forward queues msgs upstream, pushing p first when it is not nil.
@@ -870,7 +879,8 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 		p.idx++
 	}
 	cmd := d.command()
-	cmd.DurationMS = float64(time.Since(p.started).Microseconds()) / 1000
+	now := time.Now()
+	cmd.DurationMS = float64(now.Sub(p.started).Microseconds()) / 1000
 	cmd.Rows = rowsOf(tag, p.rows)
 	cmd.Tag = tag
 	cmd.Error = errMsg
@@ -892,7 +902,7 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 	} else {
 		c.record(cmd)
 	}
-	p.started = time.Now()
+	p.started = now // the next statement of a Query runs from here
 	p.rows = 0
 	p.masked = nil
 	p.refusalErr = ""
