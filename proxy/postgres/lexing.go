@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
@@ -78,9 +79,9 @@ func lexingGuard(st sqlfacts.Statement) (d policy.Decision, denied bool) {
 	deny := func(format string, args ...any) (policy.Decision, bool) {
 		return policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(format, args...)}, true
 	}
-	for _, f := range st.Functions {
-		if f == "set_config" || f == "pg_catalog.set_config" {
-			return deny("set_config() is not allowed through interlock (it can change how statements are read); use SET")
+	if slices.ContainsFunc(st.Functions, isSetConfig) {
+		if msg := setConfigDenial(st.Text); msg != "" {
+			return deny("%s", msg)
 		}
 	}
 	if st.Command != "SET" {
@@ -124,6 +125,101 @@ func lexingGuard(st sqlfacts.Statement) (d policy.Decision, denied bool) {
 		return deny("%s must stay as interlock set it (%s): the gateway must read statements as the server does", name, pinnedValue(name))
 	}
 	return policy.Decision{}, false
+}
+
+// isSetConfig reports a function name that may be set_config(): the
+// built-in, or whatever an unqualified name finds.
+func isSetConfig(name string) bool { return name == "set_config" || name == "pg_catalog.set_config" }
+
+// setConfigDenial checks every set_config() call of one statement as SET
+// is checked: the setting's name must be a constant, so the gateway knows
+// which setting changes, and a setting that changes how SQL is lexed must
+// keep a value the classifier agrees with. It returns why the statement is
+// denied, or "". The name is compared as PostgreSQL compares setting
+// names, without regard to case.
+func setConfigDenial(text string) string {
+	tree, err := pg_query.Parse(text)
+	if err != nil {
+		return "interlock could not read the set_config() call"
+	}
+	var msg string
+	for _, raw := range tree.Stmts {
+		eachFuncCall(raw.Stmt.ProtoReflect(), func(f *pg_query.FuncCall) {
+			if msg != "" || !isSetConfig(funcName(f)) {
+				return
+			}
+			if len(f.Args) == 0 {
+				return // not the built-in, which takes three
+			}
+			name, ok := stringConstant(f.Args[0])
+			if !ok {
+				msg = "set_config() must name its setting with a constant through interlock (it could change how statements are read); use SET"
+				return
+			}
+			name = strings.ToLower(name)
+			safe, lexing := lexingParams[name]
+			if !lexing {
+				return
+			}
+			if len(f.Args) < 2 {
+				return
+			}
+			if v, ok := stringConstant(f.Args[1]); !ok || !safe(v) {
+				msg = fmt.Sprintf("%s must stay as interlock set it (%s): the gateway must read statements as the server does", name, pinnedValue(name))
+			}
+		})
+	}
+	return msg
+}
+
+// eachFuncCall calls fn for every function call in the tree under m.
+// Trees come from statements sqlfacts classified, whose depth it bounds.
+func eachFuncCall(m protoreflect.Message, fn func(*pg_query.FuncCall)) {
+	if f, ok := m.Interface().(*pg_query.FuncCall); ok {
+		fn(f)
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() != protoreflect.MessageKind || fd.IsMap():
+		case fd.IsList():
+			for i, l := 0, v.List(); i < l.Len(); i++ {
+				eachFuncCall(l.Get(i).Message(), fn)
+			}
+		default:
+			eachFuncCall(v.Message(), fn)
+		}
+		return true
+	})
+}
+
+// funcName is a call's function name as sqlfacts writes it.
+func funcName(f *pg_query.FuncCall) string {
+	parts := make([]string, 0, len(f.Funcname))
+	for _, n := range f.Funcname {
+		parts = append(parts, n.GetString_().GetSval())
+	}
+	return strings.Join(parts, ".")
+}
+
+// stringConstant is the value of a string literal, also one cast to text
+// ('x'::text); ok is false for anything else. Casts that change the value
+// (char(n) pads, varchar(n) and name truncate) are not constants here.
+func stringConstant(n *pg_query.Node) (string, bool) {
+	if tc := n.GetTypeCast(); tc != nil {
+		t := tc.TypeName
+		if t == nil || len(t.Typmods) > 0 || len(t.ArrayBounds) > 0 || t.Setof || t.PctType {
+			return "", false
+		}
+		if name := funcName(&pg_query.FuncCall{Funcname: t.Names}); name != "text" && name != "pg_catalog.text" {
+			return "", false
+		}
+		n = tc.Arg
+	}
+	c := n.GetAConst()
+	if c == nil || c.GetSval() == nil {
+		return "", false
+	}
+	return c.GetSval().Sval, true
 }
 
 func pinnedValue(name string) string {

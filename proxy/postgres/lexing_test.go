@@ -36,10 +36,17 @@ rules:
 			t.Errorf("%s: allowed (%v)\n%s", sql, err, out)
 		}
 	}
-	for _, sql := range []string{"SET client_encoding TO 'UTF8'", "RESET standard_conforming_strings", "SET statement_timeout = 1000"} {
+	for _, sql := range []string{"SET client_encoding TO 'UTF8'", "RESET standard_conforming_strings", "SET statement_timeout = 1000",
+		"SELECT set_config('standard_conforming_strings', 'on', false)"} {
 		if out, err := e.psql(t, sql); err != nil {
 			t.Errorf("%s: %v\n%s", sql, err, out)
 		}
+	}
+	// set_config() of any other setting runs, as an application that keeps
+	// its user in a setting for row-level security uses it.
+	out, err := e.psql(t, "SELECT set_config('app.user_id', '42', false); SELECT 'now ' || current_setting('app.user_id')")
+	if err != nil || !strings.Contains(out, "now 42") {
+		t.Errorf("set_config of app.user_id: %v\n%s", err, out)
 	}
 
 	// A client asking for the dangerous settings at start-up gets the

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
 )
 
 func TestRowsOf(t *testing.T) {
@@ -288,5 +289,61 @@ func TestTableNameExpires(t *testing.T) {
 	}
 	if got, err := r.tableName(0); got != "" || err != nil || lookups != 2 {
 		t.Errorf("OID 0: %q %v, %d look-ups", got, err, lookups)
+	}
+}
+
+// TestLexingGuard: SET and set_config() may change any setting except the
+// two that decide how the server lexes SQL, and those only to values the
+// classifier agrees with; a set_config() whose setting the gateway cannot
+// name for certain is denied.
+func TestLexingGuard(t *testing.T) {
+	classifier := sqlfacts.NewClassifier(0)
+	for _, tc := range []struct {
+		sql    string
+		denied bool
+	}{
+		{"SET statement_timeout = 1000", false},
+		{"SET standard_conforming_strings = off", true},
+		{"SET standard_conforming_strings = on", false},
+		{"SET NAMES 'BIG5'", true},
+		{"SET client_encoding TO 'LATIN1'", false},
+		{"RESET standard_conforming_strings", false},
+
+		{"SELECT set_config('app.user_id', '42', false)", false},
+		{"SELECT set_config('search_path', 'shop, public', true)", false},
+		{"SELECT set_config('TimeZone', $1, false)", false},
+		{"SELECT pg_catalog.set_config('statement_timeout'::text, '5s', false)", false},
+		{"SELECT set_config('standard_conforming_strings', 'on', false)", false},
+		{"SELECT set_config('client_encoding', 'UTF8', false)", false},
+		{"SELECT set_config('standard_conforming_strings', 'off', false)", true},
+		{"SELECT set_config('Standard_Conforming_Strings', 'off', false)", true},
+		{"SELECT pg_catalog.set_config('client_encoding', 'SJIS', false)", true},
+		{"SELECT set_config('standard_conforming_strings', $1, false)", true},
+		{"SELECT set_config('client_encoding', enc, false) FROM (VALUES ('SJIS')) v(enc)", true},
+		{"SELECT set_config($1, 'off', false)", true},
+		{"SELECT set_config(name, 'off', false) FROM (VALUES ('standard_conforming_strings')) v(name)", true},
+		{"SELECT set_config('standard_conforming_strings' || '', 'off', false)", true},
+		// Casts that change the value are not constants: char(n) pads,
+		// varchar(n) truncates.
+		{"SELECT set_config('standard_conforming_stringsXYZ'::varchar(27), 'off', false)", true},
+		{"SELECT set_config('standard_conforming_strings   '::char(30), 'off', false)", true},
+		// Every call of the statement counts, wherever it is.
+		{"SELECT 1 WHERE EXISTS (SELECT set_config('app.a', '1', false), set_config('client_encoding', 'SJIS', false))", true},
+		{"WITH x AS (SELECT set_config('app.a', '1', false)) SELECT * FROM x", false},
+		// Not the built-in: a function of that name in a schema of one's own.
+		{"SELECT app.set_config('standard_conforming_strings', 'off', false)", false},
+	} {
+		stmts, err := classifier.Classify(tc.sql)
+		if err != nil || len(stmts) != 1 {
+			t.Fatalf("%s: %d statements, %v", tc.sql, len(stmts), err)
+		}
+		d, denied := lexingGuard(stmts[0])
+		if denied != tc.denied {
+			t.Errorf("%s: denied = %v (%q), want %v", tc.sql, denied, d.Message, tc.denied)
+			continue
+		}
+		if denied && (d.Rule != GuardRule || !strings.Contains(d.Message, "interlock") && !strings.Contains(d.Message, "set_config")) {
+			t.Errorf("%s: denial %+v: want rule %s and a message that says why", tc.sql, d, GuardRule)
+		}
 	}
 }
