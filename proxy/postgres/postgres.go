@@ -101,10 +101,12 @@ type ResultRewriter interface {
 	MayRefuse(stmt sqlfacts.Statement, formats []int16) bool
 }
 
-// MetadataFunc runs a query on a separate upstream connection of the
-// session (opened on first use with the same credentials and closed with
-// the session) and returns its rows as text, NULL as "". Arguments are sent
-// as text parameters $1, $2, ...
+// MetadataFunc runs a query on a separate upstream connection, logged in
+// with the target's credentials (opened on first use, shared by the
+// concurrent sessions of the same target, destination and database, and
+// closed with the last of them), and returns its rows as text, NULL as "".
+// Arguments are sent as text parameters $1, $2, ... A query must not depend
+// on the session's settings (search_path): qualify every name.
 type MetadataFunc func(ctx context.Context, sql string, args ...any) ([][]string, error)
 
 // Options configure a [Handler].
@@ -187,6 +189,7 @@ type Handler struct {
 	reviewer   proxy.Reviewer
 
 	cancels cancelRegistry
+	meta    metaPool // catalogue connections shared by concurrent sessions
 }
 
 var _ proxy.Handler = (*Handler)(nil)

@@ -46,6 +46,45 @@ func TestResultRewriting(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent sessions share one catalogue connection", func(t *testing.T) {
+		metaBackends := func() string {
+			return e.pg.Query(t, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'interlock metadata'")
+		}
+		waitFor(t, "no catalogue connection left from earlier subtests", func() bool { return metaBackends() == "0" })
+		a, b := e.pgx(t), e.pgx(t)
+		read := func(c *pgx.Conn, sql string) string {
+			t.Helper()
+			var v string
+			if err := c.QueryRow(ctxT(t), sql, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+			return v
+		}
+		// Each session looks up customers' OID itself (the name cache is
+		// per session); both over the one connection.
+		if got := read(a, "SELECT email FROM customers WHERE id = 1"); got != "[masked]" {
+			t.Errorf("session a: %q", got)
+		}
+		if got := read(b, "SELECT email FROM customers WHERE id = 2"); got != "[masked]" {
+			t.Errorf("session b: %q", got)
+		}
+		if got := metaBackends(); got != "1" {
+			t.Errorf("catalogue connections for two sessions: %s, want 1", got)
+		}
+		// The first session ends; the second still looks up a new table
+		// (orders) over the connection that stays open for it.
+		a.Close(ctxT(t))
+		if got := read(b, "SELECT total::text FROM orders WHERE id = 10"); got != "[masked]" {
+			t.Errorf("session b after a ended: %q", got)
+		}
+		if got := metaBackends(); got != "1" {
+			t.Errorf("catalogue connections with one session left: %s, want 1", got)
+		}
+		// The last session's end closes it.
+		b.Close(ctxT(t))
+		waitFor(t, "the catalogue connection closed with the last session", func() bool { return metaBackends() == "0" })
+	})
+
 	t.Run("binary column refused, session goes on", func(t *testing.T) {
 		c := e.pgx(t)
 		var total float64

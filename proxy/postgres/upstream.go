@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -144,14 +145,87 @@ func loginFailure(target string, err error) *pgproto3.ErrorResponse {
 	return errorResponse("FATAL", code, msg, "")
 }
 
-// metadataConn is the session's second upstream connection, for the
-// rewriter's catalogue look-ups; opened on first use.
+// The rewriter's catalogue look-ups (a table's name by OID, a COPY's
+// columns) go over a second upstream connection, logged in with the
+// target's credentials. The concurrent sessions of one target, destination
+// and database share it — their look-ups are schema-qualified and the same
+// for every session, and a pool of agent connections would otherwise hold
+// twice as many server connections — and it closes when the last of them
+// ends. Look-ups are rare (their results are cached per session) and take
+// turns on the connection.
+
+// metaKey is what sessions must have in common to share a connection.
+type metaKey struct {
+	target      uint32
+	destination netip.AddrPort
+	database    string
+}
+
+// metaPool holds the shared catalogue connections of a Handler.
+type metaPool struct {
+	mu    sync.Mutex
+	conns map[metaKey]*sharedMeta
+}
+
+// sharedMeta is one shared connection and how many sessions use it.
+type sharedMeta struct {
+	users int // under metaPool.mu
+
+	mu     sync.Mutex // one look-up at a time
+	conn   *pgconn.PgConn
+	closed bool // its last user has gone: nothing opens it again
+}
+
+// acquire returns the shared connection of k, counting one more user.
+func (p *metaPool) acquire(k metaKey) *sharedMeta {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil {
+		p.conns = map[metaKey]*sharedMeta{}
+	}
+	m := p.conns[k]
+	if m == nil {
+		m = &sharedMeta{}
+		p.conns[k] = m
+	}
+	m.users++
+	return m
+}
+
+// release counts one user less; the last closes the connection.
+func (p *metaPool) release(k metaKey, m *sharedMeta) {
+	p.mu.Lock()
+	m.users--
+	last := m.users == 0
+	if last {
+		delete(p.conns, k)
+	}
+	p.mu.Unlock()
+	if !last {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	if m.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		m.conn.Close(ctx)
+		cancel()
+		m.conn = nil
+	}
+}
+
+// metadataConn is one session's use of the shared connection: it opens
+// the connection with the session's own dialer when nobody has yet (or it
+// broke), and gives it up when the session ends.
 type metadataConn struct {
 	ctx  context.Context // the session's
 	open func(ctx context.Context) (*pgconn.PgConn, error)
+	pool *metaPool
+	key  metaKey
 
 	mu     sync.Mutex
-	conn   *pgconn.PgConn
+	shared *sharedMeta // nil until the first look-up, and after close
 	closed bool
 }
 
@@ -167,6 +241,8 @@ func (c *session) newMetadataConn(params map[string]string) *metadataConn {
 			}
 			return pgconn.ConnectConfig(ctx, cfg)
 		},
+		pool: &c.h.meta,
+		key:  metaKey{target: c.s.Target.ID, destination: c.s.Destination, database: cmp.Or(c.t.Database, c.database)},
 	}
 }
 
@@ -176,16 +252,28 @@ func (m *metadataConn) query(ctx context.Context, sql string, args ...any) ([][]
 	defer cancel()
 	defer context.AfterFunc(m.ctx, cancel)()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return nil, errors.New("metadata query: session ended")
 	}
-	if m.conn == nil || m.conn.IsClosed() {
+	if m.shared == nil {
+		m.shared = m.pool.acquire(m.key)
+	}
+	shared := m.shared
+	m.mu.Unlock()
+
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.closed {
+		// This session ended while the look-up waited.
+		return nil, errors.New("metadata query: session ended")
+	}
+	if shared.conn == nil || shared.conn.IsClosed() {
 		conn, err := m.open(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("metadata connection: %w", err)
 		}
-		m.conn = conn
+		shared.conn = conn
 	}
 	params := make([][]byte, len(args))
 	for i, a := range args {
@@ -193,7 +281,7 @@ func (m *metadataConn) query(ctx context.Context, sql string, args ...any) ([][]
 			params[i] = []byte(textArg(a))
 		}
 	}
-	res := m.conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
+	res := shared.conn.ExecParams(ctx, sql, params, nil, nil, nil).Read()
 	if res.Err != nil {
 		return nil, fmt.Errorf("metadata query: %w", res.Err)
 	}
@@ -221,13 +309,15 @@ func textArg(a any) string {
 	return fmt.Sprint(a)
 }
 
+// close gives the session's use up; the last user's closes the
+// connection.
 func (m *metadataConn) close() {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	m.closed = true
-	if m.conn != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		m.conn.Close(ctx)
-		cancel()
+	shared := m.shared
+	m.shared = nil
+	m.mu.Unlock()
+	if shared != nil {
+		m.pool.release(m.key, shared)
 	}
 }
