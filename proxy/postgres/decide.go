@@ -234,6 +234,11 @@ func (c *session) query(m *pgproto3.Query) error {
 		c.record(deniedCommand(m.String, sqlfacts.Statement{}, bad.decision))
 		return c.refuse(bad.response(), false)
 	}
+	if d, ok := c.refusableNotLast(stmts); !ok {
+		c.count(d)
+		c.record(deniedCommand(m.String, sqlfacts.Statement{}, d))
+		return c.refuse(denialResponse(d, codeFeatureNotSupported, 0), false)
+	}
 	ds := make([]decided, len(stmts))
 	for i, st := range stmts {
 		text := m.String
@@ -265,6 +270,33 @@ func (c *session) query(m *pgproto3.Query) error {
 		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false)
 	}
 	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun}, m)
+}
+
+// refusableNotLast denies a Query in which a statement whose result the
+// rewriter may refuse is followed by others. PostgreSQL runs a Query's
+// statements as one implicit transaction and the gateway cannot fail it
+// part-way: after a refused result the client would be told of an error,
+// which in PostgreSQL ends the Query, while the statements after it still
+// ran and committed. As the last statement (or alone) such a statement is
+// fine. In the simple protocol results are text except a COPY's and a
+// FETCH from a cursor declared BINARY, which the gateway cannot tell here.
+func (c *session) refusableNotLast(stmts []sqlfacts.Statement) (policy.Decision, bool) {
+	rw := c.relay.rewriter
+	if rw == nil || len(stmts) < 2 {
+		return policy.Decision{}, true
+	}
+	for _, st := range stmts[:len(stmts)-1] {
+		var formats []int16
+		if st.Command == "FETCH" {
+			formats = []int16{1} // the cursor may be binary
+		}
+		if rw.MayRefuse(st, formats) {
+			return policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
+				"interlock may have to refuse the result of %s, and the statements after it in this query would still run; send it as a query of its own or as the query's last statement",
+				st.Command)}, false
+		}
+	}
+	return policy.Decision{}, true
 }
 
 // parse decides an extended-protocol statement when it is prepared: the

@@ -53,7 +53,10 @@
 //     rewriter may refuse (ResultRewriter.MayRefuse) waits until it has
 //     been seen (a Flush asks upstream for it), and after a refusal a
 //     statement that always fails goes before the Sync, so the statements
-//     pipelined after the refused one roll back with the batch.
+//     pipelined after the refused one roll back with the batch. A simple
+//     Query cannot be failed part-way, so one in which a statement whose
+//     result may be refused (a COPY; a FETCH, whose cursor may be binary)
+//     is followed by others is denied whole: 0A000, rule interlock-guard.
 //   - A held statement whose client sends a CancelRequest is refused with
 //     57014; its review is abandoned.
 //   - A failed upstream login is a FATAL ErrorResponse with upstream's

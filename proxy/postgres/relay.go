@@ -619,7 +619,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		case pendQuery:
 			p.rows = 0
 			if rw := c.relay.rewriter; rw != nil {
-				if err := rw.Describe(m, nil); err != nil {
+				if err := rw.Describe(m, fieldFormats(m)); err != nil {
 					return c.refuseResult(p, err)
 				}
 			}
@@ -923,6 +923,21 @@ func rowsOf(tag string, counted int64) int64 {
 		return 0
 	}
 	return n
+}
+
+// fieldFormats are the result formats of a simple Query's RowDescription:
+// text (nil) except for a FETCH from a cursor declared BINARY.
+func fieldFormats(m *pgproto3.RowDescription) []int16 {
+	var formats []int16
+	for i, f := range m.Fields {
+		if f.Format != 0 && formats == nil {
+			formats = make([]int16, len(m.Fields))
+		}
+		if formats != nil {
+			formats[i] = f.Format
+		}
+	}
+	return formats
 }
 
 // cloneRowDescription copies a RowDescription out of pgproto3's reused

@@ -200,16 +200,57 @@ func TestResultRewriting(t *testing.T) {
 		}
 	})
 
-	t.Run("simple query refusal swallows only its result", func(t *testing.T) {
+	t.Run("simple query refusal of the last statement", func(t *testing.T) {
 		r := e.rawConn(t, nil)
 		r.ready()
-		// The policy allows the query; the mask refuses nothing in text
-		// format, so refuse through COPY BINARY.
-		r.send(&pgproto3.Query{String: "COPY customers TO STDOUT (FORMAT binary); SELECT 5"})
+		// The mask refuses nothing in text format, so refuse through COPY
+		// BINARY; as a Query's last statement it may be refused.
+		r.send(&pgproto3.Query{String: "SELECT 5; COPY customers TO STDOUT (FORMAT binary)"})
 		got := r.ready()
-		if len(got) != 5 || !strings.HasPrefix(got[0], "Error ERROR 42501") || got[1] != "RowDescription" || got[2] != "Row 5" || got[4] != "Ready I" {
+		if len(got) != 5 || got[0] != "RowDescription" || got[1] != "Row 5" || !strings.HasPrefix(got[3], "Error ERROR 42501") || got[4] != "Ready I" {
 			t.Errorf("got %v", got)
 		}
+	})
+
+	t.Run("a statement that may be refused must not have statements after it", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		// Refusing the COPY would tell the client its query failed while
+		// PostgreSQL still ran the INSERT: the query is denied whole.
+		r.send(&pgproto3.Query{String: "COPY customers TO STDOUT (FORMAT binary); INSERT INTO notes (body) VALUES ('after a refusal')"})
+		got := r.ready()
+		if len(got) != 2 || !strings.HasPrefix(got[0], "Error ERROR 0A000 rule: interlock-guard") || !strings.Contains(got[0], "COPY") || got[1] != "Ready I" {
+			t.Errorf("got %v", got)
+		}
+		if n := e.pg.Query(t, "SELECT count(*) FROM notes WHERE body = 'after a refusal'"); n != "0" {
+			t.Errorf("the INSERT ran: %s rows", n)
+		}
+		// The session goes on.
+		r.send(&pgproto3.Query{String: "SELECT 6"})
+		if got := r.ready(); len(got) != 4 || got[1] != "Row 6" {
+			t.Errorf("after the denial: %v", got)
+		}
+	})
+
+	t.Run("FETCH from a binary cursor is binary", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		// total is masked by column; in binary format it cannot be.
+		r.send(&pgproto3.Query{String: "BEGIN; DECLARE c BINARY CURSOR FOR SELECT id, total FROM orders ORDER BY id"})
+		r.ready()
+		r.send(&pgproto3.Query{String: "FETCH 1 FROM c"})
+		got := r.ready()
+		if len(got) != 2 || !strings.HasPrefix(got[0], "Error ERROR 42501") || !strings.Contains(got[0], "binary") || got[1] != "Ready T" {
+			t.Errorf("binary FETCH of a masked column: %v", got)
+		}
+		// A FETCH followed by more statements is denied: its cursor may be
+		// binary.
+		r.send(&pgproto3.Query{String: "FETCH 1 FROM c; SELECT 7"})
+		if got := r.ready(); len(got) != 2 || !strings.Contains(got[0], "interlock-guard") {
+			t.Errorf("FETCH not last: %v", got)
+		}
+		r.send(&pgproto3.Query{String: "ROLLBACK"})
+		r.ready()
 	})
 
 	t.Run("COPY TO STDOUT masked", func(t *testing.T) {
