@@ -18,6 +18,11 @@ import (
 // counter of a long session moves while it runs instead of at its end.
 const chunk = 256 << 10
 
+// messageBuf is the buffer of a direction's message mode (see copy): a
+// read that fills it means bytes are queueing up, and the direction
+// switches to splice(2).
+const messageBuf = 8 << 10
+
 // Handler forwards bytes between the client and the original destination.
 // The zero value works and counts nothing; New counts bytes.
 type Handler struct {
@@ -82,10 +87,40 @@ func (h *Handler) Serve(ctx context.Context, s *proxy.Session) error {
 
 // copy moves bytes from src to dst until src's EOF, then shuts down dst's
 // write half so the peer sees the EOF too.
+//
+// A direction starts in message mode: each read is written on at once
+// through proxy.QuietConn, which suits request/response traffic (a
+// database or cache protocol, a terminal) — the relay goes idle between
+// messages, and net's own calls would wake the runtime's monitor thread
+// after every idle moment. The first read that fills the buffer shows a
+// bulk transfer, and the direction moves the rest with splice(2), which
+// copies less per byte, until its end.
 func (h *Handler) copy(dst, src net.Conn, target, direction string) error {
 	var counter prometheus.Counter
 	if h.metrics != nil {
 		counter = h.metrics.bytes.WithLabelValues(target, direction)
+	}
+	qdst, qsrc := proxy.QuietConn(dst), proxy.QuietConn(src)
+	buf := make([]byte, messageBuf)
+	for {
+		n, err := qsrc.Read(buf)
+		if n > 0 {
+			if _, werr := qdst.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if counter != nil {
+				counter.Add(float64(n))
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return closeWrite(dst)
+		}
+		if err != nil {
+			return err
+		}
+		if n == len(buf) {
+			break
+		}
 	}
 	for {
 		n, err := io.CopyN(dst, src, chunk)

@@ -154,6 +154,53 @@ func TestForwardsBothWays(t *testing.T) {
 	}
 }
 
+// TestMessagesThenBulkThenMessages: a direction starts message by message
+// and moves to splice(2) at its first full buffer; request/response
+// exchanges before and after a bulk transfer arrive intact, each answer
+// before the next request, and every byte is counted once.
+func TestMessagesThenBulkThenMessages(t *testing.T) {
+	g := startGateway(t, upstream(t, echo))
+	c := g.dial(t)
+	sent := 0
+	roundTrip := func(msg []byte) {
+		t.Helper()
+		errc := make(chan error, 1)
+		go func() {
+			_, err := c.Write(msg)
+			errc <- err
+		}()
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			t.Fatalf("reading the echo of %d bytes: %v", len(msg), err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("echo of %d bytes differs", len(msg))
+		}
+		sent += len(msg)
+	}
+	for i := range 50 {
+		roundTrip([]byte(fmt.Sprintf("GET key:%d\r\n", i)))
+	}
+	roundTrip(bytes.Repeat([]byte("bulk "), 1<<20)) // 5 MiB: a full buffer each way
+	for i := range 50 {
+		roundTrip([]byte(fmt.Sprintf("SET key:%d %d\r\n", i, i)))
+	}
+	c.Close()
+	g.drain(t)
+	for _, dir := range []string{"upstream", "downstream"} {
+		counter, err := bytesCounter(g.reg, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counter != float64(sent) {
+			t.Errorf("interlock_tcp_bytes_total{direction=%q} = %v, want %d", dir, counter, sent)
+		}
+	}
+}
+
 func bytesCounter(reg *prometheus.Registry, direction string) (float64, error) {
 	mfs, err := reg.Gather()
 	if err != nil {
