@@ -142,14 +142,19 @@ func TestForwardsBothWays(t *testing.T) {
 	}
 	c.Close()
 	g.drain(t)
+	g.checkCounted(t, len(msg))
+}
 
+// checkCounted checks that each direction's byte counter says n.
+func (g *gateway) checkCounted(t *testing.T, n int) {
+	t.Helper()
 	for _, dir := range []string{"upstream", "downstream"} {
 		counter, err := bytesCounter(g.reg, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if counter != float64(len(msg)) {
-			t.Errorf("interlock_tcp_bytes_total{direction=%q} = %v, want %d", dir, counter, len(msg))
+		if counter != float64(n) {
+			t.Errorf("interlock_tcp_bytes_total{direction=%q} = %v, want %d", dir, counter, n)
 		}
 	}
 }
@@ -190,15 +195,7 @@ func TestMessagesThenBulkThenMessages(t *testing.T) {
 	}
 	c.Close()
 	g.drain(t)
-	for _, dir := range []string{"upstream", "downstream"} {
-		counter, err := bytesCounter(g.reg, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if counter != float64(sent) {
-			t.Errorf("interlock_tcp_bytes_total{direction=%q} = %v, want %d", dir, counter, sent)
-		}
-	}
+	g.checkCounted(t, sent)
 }
 
 func bytesCounter(reg *prometheus.Registry, direction string) (float64, error) {
