@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -127,6 +128,18 @@ func (g *gateway) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A handler that keeps connections beyond its sessions (the postgres
+	// handler's catalogue connections) closes them once the sessions
+	// drained: deferred, so after the Shutdown below.
+	defer func() {
+		for name, h := range handlers {
+			if c, ok := h.(io.Closer); ok {
+				if err := c.Close(); err != nil {
+					g.logger.Warn("closing a protocol handler", "protocol", name, "error", err)
+				}
+			}
+		}
+	}()
 	g.server, err = proxy.NewServer(proxy.Options{
 		Handlers:    handlers,
 		Logger:      g.logger,

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -74,7 +75,8 @@ type envOptions struct {
 	// recordingsDir, when set, is the store's folder.
 	recordingsDir string
 	reviewer      proxy.Reviewer
-	strict        bool // strict recording
+	strict        bool          // strict recording
+	metadataIdle  time.Duration // Options.MetadataIdle
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -158,10 +160,14 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 		Logger:     logger,
 		Rewriter:   o.rewriter,
 		Reviewer:   o.reviewer,
+		// Short by default: a test's sessions end long before 30 s, and
+		// the server's clean-up would wait for the connection.
+		MetadataIdle: cmp.Or(o.metadataIdle, -1),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.Close() }) // after the server's shutdown
 	at := proxy.Attribution{
 		Target: proxy.Target{ID: 1, Name: tgt.Name, Protocol: "postgres", Address: pg.Addr()},
 		Caller: identity.Caller{

@@ -204,6 +204,9 @@ func FuzzClientMessages(f *testing.F) {
 		Classifier: sqlfacts.NewClassifier(64),
 		Recordings: store,
 		Rewriter:   postgres.NewMaskRewriter,
+		// Each input's catalogue connection is a fake upstream of its own,
+		// which must end with the input's session.
+		MetadataIdle: -1,
 	})
 	if err != nil {
 		f.Fatal(err)

@@ -103,8 +103,8 @@ type ResultRewriter interface {
 
 // MetadataFunc runs a query on a separate upstream connection, logged in
 // with the target's credentials (opened on first use, shared by the
-// concurrent sessions of the same target, destination and database, and
-// closed with the last of them), and returns its rows as text, NULL as "".
+// sessions of the same target, destination and database, and closed
+// Options.MetadataIdle after the last of them), and returns its rows as text, NULL as "".
 // Arguments are sent as text parameters $1, $2, ... A query must not depend
 // on the session's settings (search_path): qualify every name.
 type MetadataFunc func(ctx context.Context, sql string, args ...any) ([][]string, error)
@@ -131,6 +131,10 @@ type Options struct {
 	// Reviewer holds statements a review rule matches until a human
 	// decides; nil denies them.
 	Reviewer proxy.Reviewer
+	// MetadataIdle is how long the catalogue connection masking uses stays
+	// open after the last session using it ended, for the next one: 0 is
+	// 30 s, a negative value closes it with that session.
+	MetadataIdle time.Duration
 }
 
 // validate checks o and fills its defaults.
@@ -146,6 +150,9 @@ func (o *Options) validate() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MetadataIdle == 0 {
+		o.MetadataIdle = defaultMetadataIdle
 	}
 	targets := make(map[uint32]Target, len(o.Targets))
 	for id, t := range o.Targets {
@@ -189,7 +196,7 @@ type Handler struct {
 	reviewer   proxy.Reviewer
 
 	cancels cancelRegistry
-	meta    metaPool // catalogue connections shared by concurrent sessions
+	meta    metaPool // catalogue connections shared by sessions
 }
 
 var _ proxy.Handler = (*Handler)(nil)
@@ -211,7 +218,16 @@ func New(o Options) (*Handler, error) {
 		login:      o.Login,
 		reviewer:   o.Reviewer,
 		cancels:    cancelRegistry{byKey: map[cancelKey]cancelTarget{}},
+		meta:       metaPool{idle: o.MetadataIdle},
 	}, nil
+}
+
+// Close closes the catalogue connections no session uses; one a session
+// still uses closes when that session ends. Call it once the sessions
+// drained, as the gateway does at shutdown.
+func (h *Handler) Close() error {
+	h.meta.close()
+	return nil
 }
 
 // Serve runs one client connection: start-up, upstream login, then the

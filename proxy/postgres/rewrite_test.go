@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -20,6 +21,70 @@ masks:
   - name: money
     columns: [orders.total]
 `
+
+// TestCatalogueConnectionShared: the sessions of one target, address and
+// database share one catalogue connection, which outlives the last of them
+// by Options.MetadataIdle, so the next short session finds it open.
+func TestCatalogueConnectionShared(t *testing.T) {
+	const idle = 2 * time.Second
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter, metadataIdle: idle})
+	backends := func() string {
+		return e.pg.Query(t, "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity WHERE application_name = 'interlock metadata'")
+	}
+	read := func(c *pgx.Conn, sql string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctxT(t), sql, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return v
+	}
+	a, b := e.pgx(t), e.pgx(t)
+	// Each session looks up customers' OID itself (the name cache is per
+	// session); both over the one connection.
+	if got := read(a, "SELECT email FROM customers WHERE id = 1"); got != "[masked]" {
+		t.Errorf("session a: %q", got)
+	}
+	if got := read(b, "SELECT email FROM customers WHERE id = 2"); got != "[masked]" {
+		t.Errorf("session b: %q", got)
+	}
+	first := backends()
+	if strings.Contains(first, ",") || first == "" {
+		t.Fatalf("catalogue connections for two sessions: %q, want one", first)
+	}
+	// The first session ends; the second still looks up a new table
+	// (orders) over the same connection.
+	a.Close(ctxT(t))
+	if got := read(b, "SELECT total::text FROM orders WHERE id = 10"); got != "[masked]" {
+		t.Errorf("session b after a ended: %q", got)
+	}
+	// The last session ends; a new one within the idle time finds the
+	// connection open.
+	b.Close(ctxT(t))
+	e.idle(t)
+	c := e.pgx(t)
+	if got := read(c, "SELECT email FROM customers WHERE id = 1"); got != "[masked]" {
+		t.Errorf("session c: %q", got)
+	}
+	if got := backends(); got != first {
+		t.Errorf("catalogue connections for a session after the others ended: %q, want the first one %q", got, first)
+	}
+	// Unused for the idle time, it closes.
+	c.Close(ctxT(t))
+	waitFor(t, "the catalogue connection closed after its idle time", func() bool { return backends() == "" })
+
+	// Handler.Close (the gateway's shutdown) closes an idle one at once.
+	d := e.pgx(t)
+	read(d, "SELECT email FROM customers WHERE id = 1")
+	d.Close(ctxT(t))
+	e.idle(t)
+	start := time.Now()
+	e.handler.Close()
+	waitFor(t, "the catalogue connection closed by Handler.Close", func() bool { return backends() == "" })
+	if waited := time.Since(start); waited >= idle {
+		t.Errorf("closed after %s, not before the idle time (%s)", waited, idle)
+	}
+}
 
 // TestResultRewriting runs results through the handler's rewriter with the
 // policy's masks (postgres.NewMaskRewriter).
@@ -44,45 +109,6 @@ func TestResultRewriting(t *testing.T) {
 		if err := c.QueryRow(ctxT(t), "SELECT email FROM customers WHERE id = $1", 2).Scan(&email); err != nil || email != "[masked]" {
 			t.Errorf("email %q %v", email, err)
 		}
-	})
-
-	t.Run("concurrent sessions share one catalogue connection", func(t *testing.T) {
-		metaBackends := func() string {
-			return e.pg.Query(t, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'interlock metadata'")
-		}
-		waitFor(t, "no catalogue connection left from earlier subtests", func() bool { return metaBackends() == "0" })
-		a, b := e.pgx(t), e.pgx(t)
-		read := func(c *pgx.Conn, sql string) string {
-			t.Helper()
-			var v string
-			if err := c.QueryRow(ctxT(t), sql, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
-				t.Fatalf("%s: %v", sql, err)
-			}
-			return v
-		}
-		// Each session looks up customers' OID itself (the name cache is
-		// per session); both over the one connection.
-		if got := read(a, "SELECT email FROM customers WHERE id = 1"); got != "[masked]" {
-			t.Errorf("session a: %q", got)
-		}
-		if got := read(b, "SELECT email FROM customers WHERE id = 2"); got != "[masked]" {
-			t.Errorf("session b: %q", got)
-		}
-		if got := metaBackends(); got != "1" {
-			t.Errorf("catalogue connections for two sessions: %s, want 1", got)
-		}
-		// The first session ends; the second still looks up a new table
-		// (orders) over the connection that stays open for it.
-		a.Close(ctxT(t))
-		if got := read(b, "SELECT total::text FROM orders WHERE id = 10"); got != "[masked]" {
-			t.Errorf("session b after a ended: %q", got)
-		}
-		if got := metaBackends(); got != "1" {
-			t.Errorf("catalogue connections with one session left: %s, want 1", got)
-		}
-		// The last session's end closes it.
-		b.Close(ctxT(t))
-		waitFor(t, "the catalogue connection closed with the last session", func() bool { return metaBackends() == "0" })
 	})
 
 	t.Run("binary column refused, session goes on", func(t *testing.T) {

@@ -150,9 +150,14 @@ func loginFailure(target string, err error) *pgproto3.ErrorResponse {
 // target's credentials. The concurrent sessions of one target, destination
 // and database share it — their look-ups are schema-qualified and the same
 // for every session, and a pool of agent connections would otherwise hold
-// twice as many server connections — and it closes when the last of them
-// ends. Look-ups are rare (their results are cached per session) and take
-// turns on the connection.
+// twice as many server connections — and it stays open for a while after
+// the last of them ended (Options.MetadataIdle), so that an agent that runs
+// one short session per command does not pay a second login for each.
+// Look-ups are rare (their results are cached per session) and take turns
+// on the connection.
+
+// defaultMetadataIdle is Options.MetadataIdle's default.
+const defaultMetadataIdle = 30 * time.Second
 
 // metaKey is what sessions must have in common to share a connection.
 type metaKey struct {
@@ -163,17 +168,21 @@ type metaKey struct {
 
 // metaPool holds the shared catalogue connections of a Handler.
 type metaPool struct {
-	mu    sync.Mutex
-	conns map[metaKey]*sharedMeta
+	idle time.Duration // how long a connection outlives its last user; <= 0: not at all
+
+	mu     sync.Mutex
+	conns  map[metaKey]*sharedMeta
+	closed bool // Handler.Close: nothing lingers any more
 }
 
 // sharedMeta is one shared connection and how many sessions use it.
 type sharedMeta struct {
-	users int // under metaPool.mu
+	users  int         // under metaPool.mu
+	expiry *time.Timer // under metaPool.mu: set while nobody uses it
 
 	mu     sync.Mutex // one look-up at a time
 	conn   *pgconn.PgConn
-	closed bool // its last user has gone: nothing opens it again
+	closed bool // out of the pool: nothing opens it again
 }
 
 // acquire returns the shared connection of k, counting one more user.
@@ -188,22 +197,67 @@ func (p *metaPool) acquire(k metaKey) *sharedMeta {
 		m = &sharedMeta{}
 		p.conns[k] = m
 	}
+	if m.expiry != nil {
+		m.expiry.Stop() // if it fired already, expire sees the new user
+		m.expiry = nil
+	}
 	m.users++
 	return m
 }
 
-// release counts one user less; the last closes the connection.
+// release counts one user less. The last leaves the connection open for
+// the pool's idle time, or closes it.
 func (p *metaPool) release(k metaKey, m *sharedMeta) {
 	p.mu.Lock()
 	m.users--
-	last := m.users == 0
-	if last {
-		delete(p.conns, k)
-	}
-	p.mu.Unlock()
-	if !last {
+	if m.users > 0 {
+		p.mu.Unlock()
 		return
 	}
+	if p.idle > 0 && !p.closed {
+		m.expiry = time.AfterFunc(p.idle, func() { p.expire(k, m) })
+		p.mu.Unlock()
+		return
+	}
+	delete(p.conns, k)
+	p.mu.Unlock()
+	m.close()
+}
+
+// expire closes m when it is still unused at the end of its idle time.
+func (p *metaPool) expire(k metaKey, m *sharedMeta) {
+	p.mu.Lock()
+	if m.users > 0 || p.conns[k] != m {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.conns, k)
+	p.mu.Unlock()
+	m.close()
+}
+
+// close closes every connection nobody uses, and makes the last user of
+// each other one close it.
+func (p *metaPool) close() {
+	p.mu.Lock()
+	p.closed = true
+	var idle []*sharedMeta
+	for k, m := range p.conns {
+		if m.users == 0 {
+			if m.expiry != nil {
+				m.expiry.Stop()
+			}
+			delete(p.conns, k)
+			idle = append(idle, m)
+		}
+	}
+	p.mu.Unlock()
+	for _, m := range idle {
+		m.close()
+	}
+}
+
+func (m *sharedMeta) close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
@@ -309,8 +363,7 @@ func textArg(a any) string {
 	return fmt.Sprint(a)
 }
 
-// close gives the session's use up; the last user's closes the
-// connection.
+// close gives the session's use up (see metaPool.release).
 func (m *metadataConn) close() {
 	m.mu.Lock()
 	m.closed = true

@@ -329,6 +329,7 @@ type gateway struct {
 	caFile  string // the agent-facing CA
 	store   *record.Store
 	srv     *proxy.Server
+	handler *postgres.Handler
 	cancel  context.CancelFunc
 	served  chan struct{}
 	stopped bool
@@ -434,7 +435,7 @@ func startGateway(t *testing.T, pg *pgtest.Server, out string) *gateway {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &gateway{addr: ln.Addr().String(), caFile: filepath.Join(caDir, tlsca.CertFile),
-		store: store, srv: srv, cancel: cancel, served: make(chan struct{})}
+		store: store, srv: srv, handler: h, cancel: cancel, served: make(chan struct{})}
 	go func() {
 		defer close(g.served)
 		srv.Serve(ctx, ln, proxytest.Fixed(at))
@@ -479,6 +480,7 @@ func (g *gateway) stop(t *testing.T) {
 		t.Errorf("gateway shutdown cut %d sessions: %v", cut, err)
 	}
 	<-g.served
+	g.handler.Close() // a catalogue connection kept for the next session
 }
 
 // testEvent is one line of `go test -json` (test2json).
