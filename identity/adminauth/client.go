@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/interlock-dev/interlock/proxy/keyfile"
 )
 
 // TokenEnv is the environment variable the CLI takes its admin credential
@@ -20,11 +22,11 @@ const maxClientTokenFile = 64 << 10
 func ClientToken(tokenFile string) (string, error) {
 	var tok, from string
 	if tokenFile != "" {
-		data, err := readSecretFile(tokenFile, secretFileRules{
-			what:      "token file",
-			forbidden: 0o007,
-			chmod:     "600",
-			maxSize:   maxClientTokenFile,
+		data, err := keyfile.ReadSecret(tokenFile, keyfile.Rules{
+			What:      "token file",
+			Forbidden: 0o007,
+			Chmod:     "600",
+			MaxSize:   maxClientTokenFile,
 		})
 		if err != nil {
 			return "", fmt.Errorf("reading the admin token: %w", err)

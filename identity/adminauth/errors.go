@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/interlock-dev/interlock/proxy/keyfile"
 )
 
 // Sentinel errors; see the package documentation for when each is returned.
@@ -19,7 +21,7 @@ var (
 	ErrUnavailable = errors.New("credential check unavailable")
 	// ErrInsecureFile: a secrets file others can read or write, or that
 	// belongs to another user.
-	ErrInsecureFile = errors.New("insecure file permissions")
+	ErrInsecureFile = keyfile.ErrInsecure
 	// ErrInvalidTokensFile: the tokens file is not a valid list of tokens;
 	// the error is a *FileError naming the line.
 	ErrInvalidTokensFile = errors.New("invalid admin tokens file")

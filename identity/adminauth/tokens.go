@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/proxy/keyfile"
 )
 
 // Limits on a tokens file and its entries.
@@ -105,13 +106,13 @@ func (t *Tokens) Lookup(token string) (Identity, bool) {
 }
 
 func loadTokenSet(path string) ([]tokenEntry, error) {
-	data, err := readSecretFile(path, secretFileRules{
-		what:      "admin tokens file",
-		forbidden: 0o077,
-		chmod:     "600",
-		regular:   true,
-		owner:     true,
-		maxSize:   maxTokensFile,
+	data, err := keyfile.ReadSecret(path, keyfile.Rules{
+		What:      "admin tokens file",
+		Forbidden: 0o077,
+		Chmod:     "600",
+		Regular:   true,
+		Owner:     true,
+		MaxSize:   maxTokensFile,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loading admin tokens: %w", err)

@@ -1,11 +1,13 @@
-// Package keyfile reads and writes the gateway's own key files (the agent
-// facing CAs' keys and certificates, SSH host keys): a private key is read
-// only when group and others cannot access it, as OpenSSH refuses an
-// "unprotected private key file", and a new file is written whole and on
-// disk, or not at all.
+// Package keyfile reads and writes the gateway's own key and secret files
+// (the agent-facing CAs' keys and certificates, SSH host keys, the admin
+// tokens): a private key or secret is read only when others cannot access
+// it, as OpenSSH refuses an "unprotected private key file", and a new file
+// is written whole and on disk, or not at all.
 //
 // Errors are the os package's, wrapped with what was refused; a missing
-// file is reported as fs.ErrNotExist by [ReadPrivate].
+// file is reported as fs.ErrNotExist by [ReadPrivate] and [ReadSecret],
+// and a file others may access or that belongs to another user wraps
+// [ErrInsecure].
 package keyfile
 
 import (
@@ -14,6 +16,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 )
 
 // ErrPartial: one file of a key pair exists without the other.
@@ -43,10 +46,33 @@ func ReadPair(privPath, pubPath string) (priv, pub []byte, err error) {
 	return priv, pub, nil
 }
 
+// ErrInsecure: a secret file others can read or write, or that belongs
+// to another user.
+var ErrInsecure = errors.New("insecure file permissions")
+
+// Rules say what ReadSecret refuses.
+type Rules struct {
+	What      string      // names the file in errors: "private key", "admin tokens file"
+	Forbidden fs.FileMode // permission bits that must be clear
+	Chmod     string      // the mode to suggest: "600"
+	Regular   bool        // refuse pipes and devices
+	Owner     bool        // refuse a file owned by someone other than root and this process's user
+	MaxSize   int64
+}
+
+// maxPrivateKey bounds a private key file; PEM keys are a few KiB.
+const maxPrivateKey = 1 << 20
+
 // ReadPrivate reads a private key file, refusing one that group or others
-// may read or write, or that is not a regular file. The mode is taken from
-// the open file, so it is the mode of the file read.
+// may read or write, or that is not a regular file.
 func ReadPrivate(path string) ([]byte, error) {
+	return ReadSecret(path, Rules{What: "private key", Forbidden: 0o077, Chmod: "600", Regular: true, MaxSize: maxPrivateKey})
+}
+
+// ReadSecret reads a file holding secrets after checking, on the open
+// descriptor so that a swap between check and read cannot slip by, what r
+// forbids. Permission and owner problems wrap ErrInsecure.
+func ReadSecret(path string, r Rules) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -56,13 +82,31 @@ func ReadPrivate(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, errors.New("not a regular file")
+	if r.Regular && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s %s is not a regular file", r.What, path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("mode %04o: a private key must not be accessible by group or others (chmod 600 %s)", perm, path)
+	if perm := fi.Mode().Perm(); perm&r.Forbidden != 0 {
+		return nil, fmt.Errorf("%s %s has mode %04o, which lets others read or change it; run: chmod %s %s: %w",
+			r.What, path, perm, r.Chmod, path, ErrInsecure)
 	}
-	return io.ReadAll(f)
+	if r.Owner {
+		if uid, foreign := foreignOwner(fi); foreign {
+			owner := "root"
+			if euid := os.Geteuid(); euid != 0 {
+				owner = strconv.Itoa(euid)
+			}
+			return nil, fmt.Errorf("%s %s belongs to uid %d, not to root or the user running the gateway; run: chown %s %s: %w",
+				r.What, path, uid, owner, path, ErrInsecure)
+		}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, r.MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > r.MaxSize {
+		return nil, fmt.Errorf("%s %s is larger than %d bytes", r.What, path, r.MaxSize)
+	}
+	return data, nil
 }
 
 // WriteNew writes a file that must not exist yet and syncs it; on failure

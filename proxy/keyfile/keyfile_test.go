@@ -33,8 +33,8 @@ func TestReadPrivate(t *testing.T) {
 			switch {
 			case tt.wantErr == "" && (err != nil || string(got) != "secret"):
 				t.Errorf("ReadPrivate = %q, %v", got, err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("ReadPrivate = %q, %v; want an error saying %q", got, err, tt.wantErr)
+			case tt.wantErr != "" && (!errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("ReadPrivate = %q, %v; want ErrInsecure saying %q", got, err, tt.wantErr)
 			}
 			os.Remove(path)
 		})

@@ -172,7 +172,7 @@ func TestLoadOrCreateRefuses(t *testing.T) {
 			if err := os.Chmod(filepath.Join(dir, KeyFile), 0o640); err != nil {
 				t.Fatal(err)
 			}
-		}, "must not be accessible by group or others"},
+		}, "mode 0640, which lets others read or change it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,6 @@
 //go:build unix
 
-package adminauth
+package keyfile
 
 import (
 	"io/fs"
