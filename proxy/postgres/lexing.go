@@ -145,7 +145,7 @@ func setConfigDenial(text string) string {
 	var msg string
 	for _, raw := range tree.Stmts {
 		eachFuncCall(raw.Stmt.ProtoReflect(), func(f *pg_query.FuncCall) {
-			if msg != "" || !isSetConfig(funcName(f)) {
+			if msg != "" || !isSetConfig(qualifiedName(f.Funcname)) {
 				return
 			}
 			if len(f.Args) == 0 {
@@ -192,13 +192,14 @@ func eachFuncCall(m protoreflect.Message, fn func(*pg_query.FuncCall)) {
 	})
 }
 
-// funcName is a call's function name as sqlfacts writes it.
-func funcName(f *pg_query.FuncCall) string {
-	parts := make([]string, 0, len(f.Funcname))
-	for _, n := range f.Funcname {
-		parts = append(parts, n.GetString_().GetSval())
+// qualifiedName joins a function's or type's name parts as sqlfacts
+// writes function names: "set_config", "pg_catalog.text".
+func qualifiedName(parts []*pg_query.Node) string {
+	names := make([]string, 0, len(parts))
+	for _, n := range parts {
+		names = append(names, n.GetString_().GetSval())
 	}
-	return strings.Join(parts, ".")
+	return strings.Join(names, ".")
 }
 
 // stringConstant is the value of a string literal, also one cast to text
@@ -210,7 +211,7 @@ func stringConstant(n *pg_query.Node) (string, bool) {
 		if t == nil || len(t.Typmods) > 0 || len(t.ArrayBounds) > 0 || t.Setof || t.PctType {
 			return "", false
 		}
-		if name := funcName(&pg_query.FuncCall{Funcname: t.Names}); name != "text" && name != "pg_catalog.text" {
+		if name := qualifiedName(t.Names); name != "text" && name != "pg_catalog.text" {
 			return "", false
 		}
 		n = tc.Arg

@@ -248,7 +248,7 @@ func TestResultRewriting(t *testing.T) {
 		if len(got) != 2 || !strings.HasPrefix(got[0], "Error ERROR 0A000 rule: interlock-guard") || !strings.Contains(got[0], "COPY") || got[1] != "Ready I" {
 			t.Errorf("got %v", got)
 		}
-		if n := e.pg.Query(t, "SELECT count(*) FROM notes WHERE body = 'after a refusal'"); n != "0" {
+		if n := notes("after a refusal"); n != "0" {
 			t.Errorf("the INSERT ran: %s rows", n)
 		}
 		// The session goes on.
