@@ -41,22 +41,26 @@ func (p *Policy) SQLDecisions(base Request) *SQLDecisions {
 // [Policy.Decide] would for the base request with sql.
 func (d *SQLDecisions) Decide(sql SQL) Decision {
 	if d.memo == nil {
-		req := d.base
-		req.SQL = &sql
-		return d.p.Decide(req)
+		return d.decide(sql)
 	}
 	key := d.keyOf(&sql)
 	if dec, ok := d.memo[string(key)]; ok {
 		return dec
 	}
-	req := d.base
-	req.SQL = &sql
-	dec := d.p.Decide(req)
+	dec := d.decide(sql)
 	if len(d.memo) >= maxSQLDecisions {
 		clear(d.memo)
 	}
 	d.memo[string(key)] = dec
 	return dec
+}
+
+// decide asks the policy. A function of its own so that only a miss
+// copies the facts to the heap (the request points to them).
+func (d *SQLDecisions) decide(sql SQL) Decision {
+	req := d.base
+	req.SQL = &sql
+	return d.p.Decide(req)
 }
 
 // keyOf encodes every fact but the text, unambiguously: counts and

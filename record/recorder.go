@@ -3,6 +3,7 @@ package record
 import (
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"os"
 	"sync"
@@ -42,8 +43,9 @@ type Recorder struct {
 	id       string
 	seq      uint64
 	prev     string
-	queue    []Event // stamped, not yet numbered, encoded or written
-	buf      []byte  // the batch being encoded; reused
+	queue    []Event   // stamped, not yet numbered, encoded or written
+	buf      []byte    // the batch being encoded; reused
+	hash     hash.Hash // the chain's SHA-256; reused
 	timer    *time.Timer
 	commands int64
 	denied   int64
@@ -265,7 +267,7 @@ func (r *Recorder) flushLocked() error {
 		ev.Seq = seq + 1
 		ev.Prev = prev
 		var err error
-		if buf, err = sealAppend(buf, ev); err != nil {
+		if buf, err = sealAppend(buf, ev, r.hash); err != nil {
 			// Cannot happen for the events the Recorder builds (finite
 			// numbers, strings); if it does, nothing of the batch is
 			// written and the log stays intact but ends here.

@@ -2,6 +2,7 @@ package record
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -106,6 +107,7 @@ func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error)
 		now:        s.now,
 		started:    now,
 		failed:     make(chan struct{}),
+		hash:       sha256.New(),
 	}
 	if r.now == nil {
 		r.now = time.Now

@@ -351,7 +351,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		return c.refuse(dn.resp, true)
 	}
 	delete(r.deniedStmts, m.Name)
-	r.stmts[m.Name] = &prepared{d: decided{stmt: st, decision: d, review: verdict}}
+	r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}}
 	return c.forward(&pending{kind: pendParse}, m)
 }
 
@@ -371,7 +371,13 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		return c.refuseDenied(dn)
 	}
 	delete(r.deniedPortals, m.DestinationPortal)
-	r.portals[m.DestinationPortal] = &portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes}
+	// A driver rebinds its unnamed portal for every statement: reuse it.
+	pt := r.portals[m.DestinationPortal]
+	if pt == nil {
+		pt = &portal{}
+		r.portals[m.DestinationPortal] = pt
+	}
+	*pt = portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes}
 	return c.forward(&pending{kind: pendBind}, m)
 }
 
@@ -409,7 +415,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		ex.res = p.res
 		formats = p.formats
 		if p.stmt != nil && !p.stmt.empty {
-			ex.stmts = []decided{p.stmt.d}
+			ex.stmts = p.stmt.ds
 		}
 	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync).

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -162,10 +163,14 @@ type relayState struct {
 	// protocol, so it expects nothing but ReadyForQuery; upstream's
 	// responses up to it are dropped.
 	dropUntilReady bool
+	// lastRD: the last result description kept (keepRowDescription).
+	lastRD *pgproto3.RowDescription
 }
 
 type prepared struct {
-	d     decided
+	// ds is the statement, a slice of one so that every Execute of it
+	// shares it (pending.stmts) instead of copying it.
+	ds    []decided
 	empty bool // no statement at all
 }
 
@@ -299,6 +304,7 @@ func (c *session) clientLoop() error {
 
 // upstreamLoop reads and relays upstream's messages until an error.
 func (c *session) upstreamLoop() error {
+	defer c.recordOutcomes()
 	for {
 		msg, err := c.fe.Receive()
 		if err != nil {
@@ -311,6 +317,7 @@ func (c *session) upstreamLoop() error {
 			if err := c.client.flush(); err != nil {
 				return err
 			}
+			c.recordOutcomes()
 		}
 	}
 }
@@ -325,11 +332,16 @@ func (c *session) push(p *pending) {
 func (c *session) pushLocked(p *pending) {
 	if len(c.pending) == 0 {
 		p.startClock()
+		c.pending = c.pendingArray[:0]
 	}
 	if p.vetting {
 		c.unvetted++
 	}
+	grows := len(c.pending) == cap(c.pending)
 	c.pending = append(c.pending, p)
+	if grows {
+		c.pendingArray = c.pending
+	}
 }
 
 // head is the oldest pending entry, or nil.
@@ -609,11 +621,11 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		switch p.kind {
 		case pendDescribe:
 			if p.res != nil {
-				p.res.rd = cloneRowDescription(m)
+				p.res.rd = c.keepRowDescription(m)
 			}
 			return c.relayAndPop(m)
 		case pendInjectedDescribe:
-			p.res.rd = cloneRowDescription(m)
+			p.res.rd = c.keepRowDescription(m)
 			c.pop() // swallowed: nothing for the client, nothing to order
 			return nil
 		case pendQuery:
@@ -895,17 +907,35 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 		}
 		slices.Sort(cmd.MaskRules)
 	}
-	if begun != 0 {
-		// Strict recording: the command is on disk already.
-		c.recordResult(record.Result{Of: begun, DurationMS: cmd.DurationMS, Rows: cmd.Rows, Tag: cmd.Tag,
-			Error: cmd.Error, Masked: cmd.Masked, MaskRules: cmd.MaskRules})
-	} else {
-		c.record(cmd)
-	}
+	c.outcomes = append(c.outcomes, outcome{cmd: cmd, of: begun})
 	p.started = now // the next statement of a Query runs from here
 	p.rows = 0
 	p.masked = nil
 	p.refusalErr = ""
+}
+
+// outcome is a statement's recording, written once its result is on its
+// way to the client (recordOutcomes).
+type outcome struct {
+	cmd record.Command
+	of  uint64 // strict recording: the Seq of its command event, on disk already
+}
+
+// recordOutcomes records the statements that ended. The upstream goroutine
+// calls it after each write to the client and when it ends, so recording
+// is not between upstream's answer and the client.
+func (c *session) recordOutcomes() {
+	for i := range c.outcomes {
+		cmd := &c.outcomes[i].cmd
+		if of := c.outcomes[i].of; of != 0 {
+			c.recordResult(record.Result{Of: of, DurationMS: cmd.DurationMS, Rows: cmd.Rows, Tag: cmd.Tag,
+				Error: cmd.Error, Masked: cmd.Masked, MaskRules: cmd.MaskRules})
+		} else {
+			c.record(*cmd)
+		}
+	}
+	clear(c.outcomes)
+	c.outcomes = c.outcomes[:0]
 }
 
 // rowsOf is the row count of a command tag ("SELECT 3", "INSERT 0 2",
@@ -938,6 +968,25 @@ func fieldFormats(m *pgproto3.RowDescription) []int16 {
 		}
 	}
 	return formats
+}
+
+// keepRowDescription is m, copied out of pgproto3's reused message to be
+// kept with a portal. A kept description is never modified, so one equal
+// to the last kept is shared: a driver that describes its portal for every
+// statement (pgbench -M prepared, libpq's PQexecPrepared) then costs no
+// copy per statement.
+func (c *session) keepRowDescription(m *pgproto3.RowDescription) *pgproto3.RowDescription {
+	if last := c.relay.lastRD; last != nil && slices.EqualFunc(last.Fields, m.Fields, sameField) {
+		return last
+	}
+	c.relay.lastRD = cloneRowDescription(m)
+	return c.relay.lastRD
+}
+
+func sameField(a, b pgproto3.FieldDescription) bool {
+	return bytes.Equal(a.Name, b.Name) && a.TableOID == b.TableOID && a.TableAttributeNumber == b.TableAttributeNumber &&
+		a.DataTypeOID == b.DataTypeOID && a.DataTypeSize == b.DataTypeSize && a.TypeModifier == b.TypeModifier &&
+		a.Format == b.Format
 }
 
 // cloneRowDescription copies a RowDescription out of pgproto3's reused

@@ -51,12 +51,16 @@ type session struct {
 	rec  *record.Recorder
 	cmds *proxy.SessionCommands // the client goroutine's; set at the first decision
 
-	mu       sync.Mutex // guards the fields below, shared by both relay goroutines
-	aborted  bool
-	upConn   net.Conn
-	pending  []*pending // what upstream still owes, oldest first
-	txStatus byte       // of the last ReadyForQuery from upstream
-	ended    string     // the side that ended the relay first
+	mu      sync.Mutex // guards the fields below, shared by both relay goroutines
+	aborted bool
+	upConn  net.Conn
+	pending []*pending // what upstream still owes, oldest first
+	// pendingArray is pending's array from its start: popping reslices
+	// pending from the front, so an emptied queue restarts here instead
+	// of allocating with every push.
+	pendingArray []*pending
+	txStatus     byte   // of the last ReadyForQuery from upstream
+	ended        string // the side that ended the relay first
 	// unvetted counts the pending Executes whose result the rewriter may
 	// still refuse (pending.vetting); refusedInBatch: one of them was
 	// refused since the last Sync went upstream. See awaitVetting.
@@ -69,6 +73,9 @@ type session struct {
 
 	relay relayState
 	meta  *metadataConn
+	// outcomes: statements that ended, to record (the upstream
+	// goroutine's; see recordOutcomes).
+	outcomes []outcome
 }
 
 func newSession(ctx context.Context, cancel context.CancelCauseFunc, h *Handler, s *proxy.Session, t Target) *session {
@@ -316,7 +323,7 @@ func (c *session) proveIdentity() error {
 func (c *session) recordUnfinished(reason string) {
 	c.mu.Lock()
 	left := c.pending
-	c.pending = nil
+	c.pending, c.pendingArray = nil, nil
 	c.mu.Unlock()
 	for _, p := range left {
 		var stmts []decided

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -220,6 +221,49 @@ func TestParameterDescriptionEncoding(t *testing.T) {
 				t.Errorf("%d: differs from pgproto3's encoding", n)
 			}
 		}
+	}
+}
+
+// TestKeepRowDescription: an equal description is shared, any difference
+// gets a copy of its own, and what is kept does not change when pgproto3
+// reuses its message.
+func TestKeepRowDescription(t *testing.T) {
+	c := &session{}
+	msg := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("email"), TableOID: 16384, TableAttributeNumber: 2, DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1},
+	}}
+	first := c.keepRowDescription(msg)
+	if first == msg || &first.Fields[0].Name[0] == &msg.Fields[0].Name[0] {
+		t.Fatal("kept the message itself, not a copy")
+	}
+	if again := c.keepRowDescription(msg); again != first {
+		t.Error("an equal description was copied again")
+	}
+	for _, change := range []func(f *pgproto3.FieldDescription){
+		func(f *pgproto3.FieldDescription) { f.Name = []byte("phone") },
+		func(f *pgproto3.FieldDescription) { f.TableOID++ },
+		func(f *pgproto3.FieldDescription) { f.TableAttributeNumber++ },
+		func(f *pgproto3.FieldDescription) { f.DataTypeOID++ },
+		func(f *pgproto3.FieldDescription) { f.DataTypeSize++ },
+		func(f *pgproto3.FieldDescription) { f.TypeModifier++ },
+		func(f *pgproto3.FieldDescription) { f.Format = 1 },
+	} {
+		other := cloneRowDescription(first)
+		change(&other.Fields[0])
+		if got := c.keepRowDescription(other); got == first || !reflect.DeepEqual(got.Fields, other.Fields) {
+			t.Errorf("a different description %+v was given %+v", other.Fields[0], got.Fields[0])
+		}
+		c.keepRowDescription(first) // back to the first
+	}
+	wider := cloneRowDescription(first)
+	wider.Fields = append(wider.Fields, wider.Fields[0])
+	if got := c.keepRowDescription(wider); len(got.Fields) != 2 {
+		t.Errorf("a description with another column count was given %d columns", len(got.Fields))
+	}
+	kept := c.keepRowDescription(msg)
+	msg.Fields[0].Name[0] = 'X' // pgproto3 decodes the next message into the same buffer
+	if string(kept.Fields[0].Name) != "email" {
+		t.Errorf("the kept description changed with the message: %q", kept.Fields[0].Name)
 	}
 }
 
