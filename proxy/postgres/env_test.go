@@ -69,7 +69,7 @@ type envOptions struct {
 	pg       pgtest.Options
 	target   postgres.Target // Name, User and PasswordFile are filled in when empty
 	policy   string
-	rewriter func(s *proxy.Session, m *policy.Masker, meta postgres.MetadataFunc) postgres.ResultRewriter
+	rewriter func(s *proxy.Session, m *policy.Masker, cat postgres.Catalogue) postgres.ResultRewriter
 	// recordings replaces the store the env reads back.
 	recordings postgres.Recordings
 	// recordingsDir, when set, is the store's folder.

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -50,20 +48,16 @@ func textLikeBinary(oid uint32) bool {
 }
 
 // NewMaskRewriter is the Options.Rewriter that applies the policy's masks.
-func NewMaskRewriter(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter {
+func NewMaskRewriter(s *proxy.Session, m *policy.Masker, cat Catalogue) ResultRewriter {
 	if m == nil {
 		return nil
 	}
-	return &maskRewriter{masker: m, meta: meta, tables: map[uint32]lookedUpTable{}, now: time.Now}
+	return &maskRewriter{masker: m, cat: cat}
 }
 
 type maskRewriter struct {
 	masker *policy.Masker
-	meta   MetadataFunc
-
-	mu     sync.Mutex
-	tables map[uint32]lookedUpTable // table OID → "schema.table", looked up at
-	now    func() time.Time
+	cat    Catalogue
 	cols   []maskColumn // the current result's columns
 	copy   *copyPlan    // the current COPY TO STDOUT, if any
 }
@@ -80,7 +74,7 @@ func (r *maskRewriter) Describe(rd *pgproto3.RowDescription, formats []int16) er
 	clear(cols)
 	for i, f := range rd.Fields {
 		format := formatOf(formats, i)
-		table, err := r.tableName(f.TableOID)
+		table, err := r.cat.TableName(context.Background(), f.TableOID)
 		if err != nil {
 			// The column's table is unknown: every column mask of that
 			// name applies (Masker.Column), which masks too much rather
@@ -114,44 +108,6 @@ func formatOf(formats []int16, i int) int16 {
 		return formats[i]
 	}
 	return 0
-}
-
-// lookedUpTable is a table's name as of a look-up.
-type lookedUpTable struct {
-	name string
-	at   time.Time
-}
-
-// tableNameTTL bounds how long a looked-up name is trusted: a table renamed
-// meanwhile (by any session) keeps its OID, and a mask by its new name
-// applies within this time.
-const tableNameTTL = time.Minute
-
-func (r *maskRewriter) tableName(oid uint32) (string, error) {
-	if oid == 0 {
-		return "", nil
-	}
-	now := r.now()
-	r.mu.Lock()
-	t, ok := r.tables[oid]
-	r.mu.Unlock()
-	if ok && now.Sub(t.at) < tableNameTTL {
-		return t.name, nil
-	}
-	rows, err := r.meta(context.Background(),
-		"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-		oid)
-	if err != nil {
-		return "", err
-	}
-	var name string
-	if len(rows) == 1 && len(rows[0]) == 2 {
-		name = rows[0][0] + "." + rows[0][1]
-	}
-	r.mu.Lock()
-	r.tables[oid] = lookedUpTable{name: name, at: now}
-	r.mu.Unlock()
-	return name, nil
 }
 
 func (r *maskRewriter) Row(dr *pgproto3.DataRow) map[string]int {
@@ -284,7 +240,7 @@ func (r *maskRewriter) planCopy(stmt sqlfacts.Statement, ncols int) (*copyPlan, 
 			names = append(names, a.GetString_().GetSval())
 		}
 		if len(names) == 0 {
-			rows, err := r.meta(context.Background(),
+			rows, err := r.cat.Query(context.Background(),
 				"SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
 				quoteQualified(cs.Relation.Schemaname, cs.Relation.Relname))
 			if err != nil {
@@ -294,7 +250,7 @@ func (r *maskRewriter) planCopy(stmt sqlfacts.Statement, ncols int) (*copyPlan, 
 				names = append(names, row[0])
 			}
 		}
-		if rows, err := r.meta(context.Background(),
+		if rows, err := r.cat.Query(context.Background(),
 			"SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
 			quoteQualified(cs.Relation.Schemaname, cs.Relation.Relname)); err == nil && len(rows) == 1 {
 			table = rows[0][0]

@@ -32,7 +32,9 @@ func testMasker(t *testing.T) *policy.Masker {
 // fakeCatalog answers the rewriter's catalog lookups: OID 100 is
 // public.customers with columns id, email, ssn, note; OID 200 is
 // public.orders.
-func fakeCatalog(_ context.Context, sql string, args ...any) ([][]string, error) {
+type fakeCatalog struct{}
+
+func (fakeCatalog) Query(_ context.Context, sql string, args ...any) ([][]string, error) {
 	switch {
 	case strings.Contains(sql, "c.relname FROM"):
 		switch args[0] {
@@ -50,12 +52,19 @@ func fakeCatalog(_ context.Context, sql string, args ...any) ([][]string, error)
 	return nil, errors.New("unexpected catalog query: " + sql)
 }
 
+func (f fakeCatalog) TableName(ctx context.Context, oid uint32) (string, error) {
+	if oid == 0 {
+		return "", nil
+	}
+	return lookUpTableName(ctx, f, oid)
+}
+
 func field(name string, table, typ uint32) pgproto3.FieldDescription {
 	return pgproto3.FieldDescription{Name: []byte(name), TableOID: table, DataTypeOID: typ}
 }
 
 func TestMaskRows(t *testing.T) {
-	rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog)
+	rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog{})
 	rd := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
 		field("id", 100, 23), field("email", 100, oidText), field("ssn", 100, oidText),
 		field("note", 100, oidText), field("ssn", 200, oidText),
@@ -89,7 +98,7 @@ func TestMaskRows(t *testing.T) {
 }
 
 func TestMaskBinary(t *testing.T) {
-	rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog)
+	rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog{})
 	// Binary text-like columns are their text: masked as usual; binary
 	// jsonb keeps its version byte.
 	rd := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
@@ -146,7 +155,7 @@ func TestMaskCopy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog)
+			rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog{})
 			st := stmt(tt.sql)
 			ncols := strings.Count(tt.row, "\t") + 1
 			if strings.Contains(tt.sql, "csv") {
@@ -172,7 +181,7 @@ func TestMaskCopy(t *testing.T) {
 		})
 	}
 
-	rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog)
+	rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog{})
 	if err := rw.CopyOut(&pgproto3.CopyOutResponse{OverallFormat: 1, ColumnFormatCodes: []uint16{1}}, stmt("COPY customers TO STDOUT (FORMAT binary)")); !errors.Is(err, ErrCannotMask) {
 		t.Errorf("binary COPY: %v, want ErrCannotMask", err)
 	}

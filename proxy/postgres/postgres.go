@@ -101,13 +101,21 @@ type ResultRewriter interface {
 	MayRefuse(stmt sqlfacts.Statement, formats []int16) bool
 }
 
-// MetadataFunc runs a query on a separate upstream connection, logged in
-// with the target's credentials (opened on first use, shared by the
-// sessions of the same target, destination and database, and closed
-// Options.MetadataIdle after the last of them), and returns its rows as text, NULL as "".
-// Arguments are sent as text parameters $1, $2, ... A query must not depend
-// on the session's settings (search_path): qualify every name.
-type MetadataFunc func(ctx context.Context, sql string, args ...any) ([][]string, error)
+// Catalogue answers a ResultRewriter's questions about upstream's
+// catalogue, on a connection of its own logged in with the target's
+// credentials: opened on first use, shared by the sessions of the same
+// target, destination and database, and closed Options.MetadataIdle after
+// the last of them.
+type Catalogue interface {
+	// Query runs a query and returns its rows as text, NULL as "".
+	// Arguments are sent as text parameters $1, $2, ... A query must not
+	// depend on the session's settings (search_path): qualify every name.
+	Query(ctx context.Context, sql string, args ...any) ([][]string, error)
+	// TableName is the "schema.table" of the table with this OID, "" when
+	// there is none (OID 0: a computed column). Answers are shared by the
+	// sessions of the connection and trusted for a minute (tableNameTTL).
+	TableName(ctx context.Context, oid uint32) (string, error)
+}
 
 // Options configure a [Handler].
 type Options struct {
@@ -124,7 +132,7 @@ type Options struct {
 	Logger *slog.Logger
 	// Rewriter, when set, is asked once per session for the session's
 	// ResultRewriter (nil: results pass unchanged).
-	Rewriter func(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter
+	Rewriter func(s *proxy.Session, m *policy.Masker, cat Catalogue) ResultRewriter
 	// Login verifies and binds the OIDC token a caller that needs a login
 	// gives as its password; nil refuses such callers.
 	Login proxy.LoginFunc
@@ -191,7 +199,7 @@ type Handler struct {
 	ca         AgentCA
 	commands   *proxy.CommandMetrics
 	log        *slog.Logger
-	rewriter   func(s *proxy.Session, m *policy.Masker, meta MetadataFunc) ResultRewriter
+	rewriter   func(s *proxy.Session, m *policy.Masker, cat Catalogue) ResultRewriter
 	login      proxy.LoginFunc
 	reviewer   proxy.Reviewer
 

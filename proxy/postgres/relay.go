@@ -202,7 +202,7 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.fe = fe
 	if c.h.rewriter != nil {
 		c.meta = c.newMetadataConn(c.params)
-		c.relay.rewriter = c.h.rewriter(c.s, c.h.policy.Masker(c.base), c.meta.query)
+		c.relay.rewriter = c.h.rewriter(c.s, c.h.policy.Masker(c.base), c.meta)
 	}
 
 	c.mu.Lock()

@@ -23,8 +23,9 @@ masks:
 `
 
 // TestCatalogueConnectionShared: the sessions of one target, address and
-// database share one catalogue connection, which outlives the last of them
-// by Options.MetadataIdle, so the next short session finds it open.
+// database share one catalogue connection and its table names, and the
+// connection outlives the last of them by Options.MetadataIdle, so the next
+// short session finds it open.
 func TestCatalogueConnectionShared(t *testing.T) {
 	const idle = 2 * time.Second
 	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter, metadataIdle: idle})
@@ -39,24 +40,36 @@ func TestCatalogueConnectionShared(t *testing.T) {
 		}
 		return v
 	}
+	// When the catalogue connection last ran a look-up.
+	lastLookUp := func() string {
+		return e.pg.Query(t, "SELECT coalesce(max(query_start)::text, '') FROM pg_stat_activity WHERE application_name = 'interlock metadata'")
+	}
 	a, b := e.pgx(t), e.pgx(t)
-	// Each session looks up customers' OID itself (the name cache is per
-	// session); both over the one connection.
+	// Session a looks up customers' name; session b finds it looked up.
 	if got := read(a, "SELECT email FROM customers WHERE id = 1"); got != "[masked]" {
 		t.Errorf("session a: %q", got)
+	}
+	first, lookedUp := backends(), lastLookUp()
+	if strings.Contains(first, ",") || first == "" || lookedUp == "" {
+		t.Fatalf("catalogue connections after one session's masked result: %q (last look-up %q), want one", first, lookedUp)
 	}
 	if got := read(b, "SELECT email FROM customers WHERE id = 2"); got != "[masked]" {
 		t.Errorf("session b: %q", got)
 	}
-	first := backends()
-	if strings.Contains(first, ",") || first == "" {
-		t.Fatalf("catalogue connections for two sessions: %q, want one", first)
+	if got := backends(); got != first {
+		t.Fatalf("catalogue connections for two sessions: %q, want the one %q", got, first)
 	}
-	// The first session ends; the second still looks up a new table
-	// (orders) over the same connection.
+	if got := lastLookUp(); got != lookedUp {
+		t.Errorf("session b looked customers up again (at %s, after %s): the names are not shared", got, lookedUp)
+	}
+	// The first session ends; the second looks up a new table (orders)
+	// over the same connection.
 	a.Close(ctxT(t))
-	if got := read(b, "SELECT total::text FROM orders WHERE id = 10"); got != "[masked]" {
+	if got := read(b, "SELECT total FROM orders WHERE id = 10"); got != "[masked]" {
 		t.Errorf("session b after a ended: %q", got)
+	}
+	if got := lastLookUp(); got == lookedUp {
+		t.Errorf("no look-up of orders: the last was still at %s", got)
 	}
 	// The last session ends; a new one within the idle time finds the
 	// connection open.

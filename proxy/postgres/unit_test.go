@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -297,42 +296,51 @@ func TestUpstreamConfig(t *testing.T) {
 	}
 }
 
-// A looked-up table name is trusted for tableNameTTL, then looked up
-// again: a rename by any session reaches the masks within that time.
-func TestTableNameExpires(t *testing.T) {
-	names := []string{"customers", "clients"}
-	var lookups int
+// A looked-up table name is trusted for tableNameTTL, by every session of
+// the catalogue connection, then looked up again; the cache stays within
+// maxTableNames, dropping expired names first.
+func TestTableNameCache(t *testing.T) {
+	var n tableNames
 	now := time.Unix(1000, 0)
-	r := &maskRewriter{
-		tables: map[uint32]lookedUpTable{},
-		now:    func() time.Time { return now },
-		meta: func(_ context.Context, _ string, args ...any) ([][]string, error) {
-			if args[0] != uint32(16400) {
-				t.Errorf("looked up %v", args[0])
-			}
-			name := names[min(lookups, len(names)-1)]
-			lookups++
-			return [][]string{{"public", name}}, nil
-		},
+	if _, ok := n.get(16400, now); ok {
+		t.Fatal("an empty cache answered")
 	}
+	n.put(16400, "public.customers", now)
 	for _, step := range []struct {
 		advance time.Duration
 		want    string
-		lookups int
+		ok      bool
 	}{
-		{0, "public.customers", 1},
-		{tableNameTTL - time.Second, "public.customers", 1},
-		{2 * time.Second, "public.clients", 2},
-		{time.Second, "public.clients", 2},
+		{0, "public.customers", true},
+		{tableNameTTL - time.Second, "public.customers", true},
+		{time.Second, "", false},
 	} {
 		now = now.Add(step.advance)
-		got, err := r.tableName(16400)
-		if err != nil || got != step.want || lookups != step.lookups {
-			t.Errorf("after %v: %q, %v, %d look-ups; want %q, %d", step.advance, got, err, lookups, step.want, step.lookups)
+		if got, ok := n.get(16400, now); got != step.want || ok != step.ok {
+			t.Errorf("after %v: %q %v, want %q %v", step.advance, got, ok, step.want, step.ok)
 		}
 	}
-	if got, err := r.tableName(0); got != "" || err != nil || lookups != 2 {
-		t.Errorf("OID 0: %q %v, %d look-ups", got, err, lookups)
+	n.put(16400, "public.clients", now) // renamed meanwhile
+	if got, _ := n.get(16400, now); got != "public.clients" {
+		t.Errorf("after a new look-up: %q", got)
+	}
+
+	// Full: the expired names go first, then everything.
+	for oid := range uint32(maxTableNames - 1) {
+		n.put(20000+oid, "public.t", now.Add(-tableNameTTL))
+	}
+	n.put(1, "public.fresh", now)
+	if len(n.m) != 2 {
+		t.Errorf("after a put into a full cache of expired names: %d names, want 2", len(n.m))
+	}
+	if got, ok := n.get(1, now); !ok || got != "public.fresh" {
+		t.Errorf("the new name: %q %v", got, ok)
+	}
+	for oid := range uint32(maxTableNames) {
+		n.put(30000+oid, "public.t", now)
+	}
+	if len(n.m) > maxTableNames {
+		t.Errorf("%d names, more than %d", len(n.m), maxTableNames)
 	}
 }
 

@@ -183,6 +183,54 @@ type sharedMeta struct {
 	mu     sync.Mutex // one look-up at a time
 	conn   *pgconn.PgConn
 	closed bool // out of the pool: nothing opens it again
+
+	names tableNames // the answers of TableName, for every session of the connection
+}
+
+// tableNameTTL bounds how long a looked-up name is trusted: a table renamed
+// meanwhile (by any session) keeps its OID, and a mask by its new name
+// applies within this time.
+const tableNameTTL = time.Minute
+
+// maxTableNames bounds a connection's name cache: every temporary table
+// has an OID of its own.
+const maxTableNames = 4096
+
+// tableNames caches table OID → "schema.table".
+type tableNames struct {
+	mu sync.Mutex
+	m  map[uint32]lookedUpTable
+}
+
+// lookedUpTable is a table's name as of a look-up.
+type lookedUpTable struct {
+	name string
+	at   time.Time
+}
+
+func (n *tableNames) get(oid uint32, now time.Time) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.m[oid]
+	if !ok || now.Sub(t.at) >= tableNameTTL {
+		return "", false
+	}
+	return t.name, true
+}
+
+func (n *tableNames) put(oid uint32, name string, now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.m == nil {
+		n.m = map[uint32]lookedUpTable{}
+	}
+	if len(n.m) >= maxTableNames {
+		maps.DeleteFunc(n.m, func(_ uint32, t lookedUpTable) bool { return now.Sub(t.at) >= tableNameTTL })
+		if len(n.m) >= maxTableNames {
+			clear(n.m)
+		}
+	}
+	n.m[oid] = lookedUpTable{name: name, at: now}
 }
 
 // acquire returns the shared connection of k, counting one more user.
@@ -277,6 +325,7 @@ type metadataConn struct {
 	open func(ctx context.Context) (*pgconn.PgConn, error)
 	pool *metaPool
 	key  metaKey
+	now  func() time.Time
 
 	mu     sync.Mutex
 	shared *sharedMeta // nil until the first look-up, and after close
@@ -297,30 +346,81 @@ func (c *session) newMetadataConn(params map[string]string) *metadataConn {
 		},
 		pool: &c.h.meta,
 		key:  metaKey{target: c.s.Target.ID, destination: c.s.Destination, database: cmp.Or(c.t.Database, c.database)},
+		now:  time.Now,
 	}
 }
 
-// query is the session's MetadataFunc.
-func (m *metadataConn) query(ctx context.Context, sql string, args ...any) ([][]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
-	defer cancel()
-	defer context.AfterFunc(m.ctx, cancel)()
+// errMetadataEnded: the session ended before or during a catalogue query.
+var errMetadataEnded = errors.New("metadata query: session ended")
+
+// use is the shared connection, counting this session as its user from
+// the first call on.
+func (m *metadataConn) use() (*sharedMeta, error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.closed {
-		m.mu.Unlock()
-		return nil, errors.New("metadata query: session ended")
+		return nil, errMetadataEnded
 	}
 	if m.shared == nil {
 		m.shared = m.pool.acquire(m.key)
 	}
-	shared := m.shared
-	m.mu.Unlock()
+	return m.shared, nil
+}
+
+// TableName answers from the connection's cache, or looks the table up.
+func (m *metadataConn) TableName(ctx context.Context, oid uint32) (string, error) {
+	if oid == 0 {
+		return "", nil
+	}
+	shared, err := m.use()
+	if err != nil {
+		return "", err
+	}
+	now := m.now()
+	if name, ok := shared.names.get(oid, now); ok {
+		return name, nil
+	}
+	name, err := lookUpTableName(ctx, m, oid)
+	if err != nil {
+		return "", err
+	}
+	shared.names.put(oid, name, now)
+	return name, nil
+}
+
+// lookUpTableName asks the catalogue for a table's name ("" when there is
+// no such table).
+func lookUpTableName(ctx context.Context, cat interface {
+	Query(context.Context, string, ...any) ([][]string, error)
+}, oid uint32) (string, error) {
+	rows, err := cat.Query(ctx,
+		"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+		oid)
+	if err != nil {
+		return "", err
+	}
+	if len(rows) == 1 && len(rows[0]) == 2 {
+		return rows[0][0] + "." + rows[0][1], nil
+	}
+	return "", nil
+}
+
+// Query runs sql on the shared connection, opening it when nobody has yet
+// (or it broke).
+func (m *metadataConn) Query(ctx context.Context, sql string, args ...any) ([][]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, loginTimeout)
+	defer cancel()
+	defer context.AfterFunc(m.ctx, cancel)()
+	shared, err := m.use()
+	if err != nil {
+		return nil, err
+	}
 
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.closed {
 		// This session ended while the look-up waited.
-		return nil, errors.New("metadata query: session ended")
+		return nil, errMetadataEnded
 	}
 	if shared.conn == nil || shared.conn.IsClosed() {
 		conn, err := m.open(ctx)
