@@ -108,6 +108,20 @@ func appendFloat(dst []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// plainJSON marks the bytes a JSON string holds as they are: ASCII from
+// space on, except the quote, the backslash and what encoding/json escapes
+// for HTML (<, >, &). One look-up per byte instead of six comparisons: the
+// statement text of every command goes through here.
+var plainJSON = func() (t [256]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = true
+	}
+	for _, b := range `"\<>&` {
+		t[b] = false
+	}
+	return t
+}()
+
 // appendString writes s as a JSON string the way encoding/json does with
 // its default HTML escaping: <, > and & as \u00XX, control characters with
 // their short escape or \u00XX, invalid UTF-8 as \ufffd, and U+2028 and
@@ -117,11 +131,11 @@ func appendString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
+		if plainJSON[b] {
+			i++
+			continue
+		}
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch b {
 			case '"', '\\':
