@@ -279,3 +279,36 @@ func TestStrictRecording(t *testing.T) {
 		t.Errorf("%d commands and %d results, want 3 and 3", commands, results)
 	}
 }
+
+// The log lists a session's statements in the order they ran, allowed and
+// denied alike. A denial is recorded by the session's client goroutine and
+// an allowed statement's outcome by its upstream goroutine, which records
+// it before it forwards the result: a client's next statement cannot get
+// into the log ahead of it.
+func TestRecordingKeepsOrder(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.rawConn(t, nil)
+	r.ready()
+	const rounds = 300
+	for i := range rounds {
+		r.send(&pgproto3.Query{String: fmt.Sprintf("SELECT %d", i)})
+		r.ready()
+		r.send(&pgproto3.Query{String: "DROP TABLE customers"})
+		r.ready()
+	}
+	r.conn.Close()
+	e.idle(t)
+	var got []string
+	for _, c := range e.commands(t) {
+		got = append(got, c.Decision+" "+c.Text)
+	}
+	if len(got) != 2*rounds {
+		t.Fatalf("%d commands recorded, want %d", len(got), 2*rounds)
+	}
+	for i := range rounds {
+		want := []string{fmt.Sprintf("allow SELECT %d", i), "deny DROP TABLE customers"}
+		if got[2*i] != want[0] || got[2*i+1] != want[1] {
+			t.Fatalf("commands %d and %d: %q, %q; want %q, %q", 2*i, 2*i+1, got[2*i], got[2*i+1], want[0], want[1])
+		}
+	}
+}

@@ -304,7 +304,6 @@ func (c *session) clientLoop() error {
 
 // upstreamLoop reads and relays upstream's messages until an error.
 func (c *session) upstreamLoop() error {
-	defer c.recordOutcomes()
 	for {
 		msg, err := c.fe.Receive()
 		if err != nil {
@@ -317,7 +316,6 @@ func (c *session) upstreamLoop() error {
 			if err := c.client.flush(); err != nil {
 				return err
 			}
-			c.recordOutcomes()
 		}
 	}
 }
@@ -907,35 +905,21 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 		}
 		slices.Sort(cmd.MaskRules)
 	}
-	c.outcomes = append(c.outcomes, outcome{cmd: cmd, of: begun})
+	if begun != 0 {
+		// Strict recording: the command is on disk already.
+		c.recordResult(record.Result{Of: begun, DurationMS: cmd.DurationMS, Rows: cmd.Rows, Tag: cmd.Tag,
+			Error: cmd.Error, Masked: cmd.Masked, MaskRules: cmd.MaskRules})
+	} else {
+		// Before the result goes to the client: a client that has its
+		// result may send its next statement at once, and a denial of that
+		// one is recorded by the other goroutine; the log keeps their
+		// order.
+		c.record(cmd)
+	}
 	p.started = now // the next statement of a Query runs from here
 	p.rows = 0
 	p.masked = nil
 	p.refusalErr = ""
-}
-
-// outcome is a statement's recording, written once its result is on its
-// way to the client (recordOutcomes).
-type outcome struct {
-	cmd record.Command
-	of  uint64 // strict recording: the Seq of its command event, on disk already
-}
-
-// recordOutcomes records the statements that ended. The upstream goroutine
-// calls it after each write to the client and when it ends, so recording
-// is not between upstream's answer and the client.
-func (c *session) recordOutcomes() {
-	for i := range c.outcomes {
-		cmd := &c.outcomes[i].cmd
-		if of := c.outcomes[i].of; of != 0 {
-			c.recordResult(record.Result{Of: of, DurationMS: cmd.DurationMS, Rows: cmd.Rows, Tag: cmd.Tag,
-				Error: cmd.Error, Masked: cmd.Masked, MaskRules: cmd.MaskRules})
-		} else {
-			c.record(*cmd)
-		}
-	}
-	clear(c.outcomes)
-	c.outcomes = c.outcomes[:0]
 }
 
 // rowsOf is the row count of a command tag ("SELECT 3", "INSERT 0 2",

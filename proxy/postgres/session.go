@@ -73,9 +73,6 @@ type session struct {
 
 	relay relayState
 	meta  *metadataConn
-	// outcomes: statements that ended, to record (the upstream
-	// goroutine's; see recordOutcomes).
-	outcomes []outcome
 }
 
 func newSession(ctx context.Context, cancel context.CancelCauseFunc, h *Handler, s *proxy.Session, t Target) *session {
