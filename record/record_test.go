@@ -881,3 +881,36 @@ func TestStrictBeginResult(t *testing.T) {
 	}
 	r2.Close(End{})
 }
+
+// A Recorder holds its queue only while events wait: once they are written
+// an idle session pins nothing, however large the burst before was.
+func TestRecorderHoldsNoQueueWhenIdle(t *testing.T) {
+	s := newTestStore(t)
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.queue != nil || r.queuep != nil {
+		t.Errorf("after the start event: a queue of %d", cap(r.queue))
+	}
+	for range maxQueued * 2 {
+		if err := r.Command(Command{Text: "SELECT 1", Decision: "allow"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	held := r.queue != nil || r.queuep != nil
+	r.mu.Unlock()
+	if held {
+		t.Error("after the flush the Recorder still holds its queue")
+	}
+	if err := r.Close(End{}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Verify(testID); err != nil || !res.OK || res.Events != 2+2*maxQueued {
+		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+}

@@ -17,10 +17,19 @@ import (
 const (
 	DefaultFlushInterval = 100 * time.Millisecond
 	maxQueued            = 256
-	// maxBufKeep bounds the encoding buffer a Recorder keeps between
-	// flushes; a burst of large statements must not pin megabytes per
-	// idle session.
+	// maxBufKeep bounds the encoding buffers kept for the next batch (in
+	// batchBuffers); a larger one, from a burst of large statements, is
+	// left to the garbage collector.
 	maxBufKeep = 256 << 10
+)
+
+// batchBuffers and eventQueues hold the Recorders' encoding buffers and
+// queues: a Recorder takes them for a batch and gives them back when the
+// batch is written, so that an idle session, of the many a gateway holds
+// open, holds neither.
+var (
+	batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+	eventQueues  = sync.Pool{New: func() any { q := make([]Event, 0, 16); return &q }}
 )
 
 // Recorder appends the events of one session to its log. It is safe for
@@ -44,7 +53,7 @@ type Recorder struct {
 	seq      uint64
 	prev     string
 	queue    []Event   // stamped, not yet numbered, encoded or written
-	buf      []byte    // the batch being encoded; reused
+	queuep   *[]Event  // where queue came from (eventQueues); nil while nothing is queued
 	hash     hash.Hash // the chain's SHA-256; reused
 	timer    *time.Timer
 	commands int64
@@ -71,12 +80,12 @@ func (r *Recorder) Command(c Command) error {
 	c.DurationMS = finite(c.DurationMS)
 	ev := Event{Type: EventCommand, Time: r.now().UTC(), Command: &c}
 	if r.strict {
-		r.queue = append(r.queue, ev)
+		r.enqueue(ev)
 		if err := r.flushLocked(); err != nil {
 			return fmt.Errorf("recording command: %w", err)
 		}
 	} else {
-		r.queue = append(r.queue, ev)
+		r.enqueue(ev)
 		switch {
 		case len(r.queue) >= maxQueued*4:
 			// The background flush is not keeping up: the caller waits for
@@ -115,7 +124,7 @@ func (r *Recorder) Begin(c Command) (uint64, error) {
 	if err := r.usable(); err != nil {
 		return 0, err
 	}
-	r.queue = append(r.queue, Event{Type: EventCommand, Time: r.now().UTC(), Command: &c})
+	r.enqueue(Event{Type: EventCommand, Time: r.now().UTC(), Command: &c})
 	if err := r.flushLocked(); err != nil {
 		return 0, fmt.Errorf("recording command: %w", err)
 	}
@@ -134,11 +143,21 @@ func (r *Recorder) Result(res Result) error {
 		return err
 	}
 	res.DurationMS = finite(res.DurationMS)
-	r.queue = append(r.queue, Event{Type: EventResult, Time: r.now().UTC(), Result: &res})
+	r.enqueue(Event{Type: EventResult, Time: r.now().UTC(), Result: &res})
 	if err := r.flushLocked(); err != nil {
 		return fmt.Errorf("recording a result: %w", err)
 	}
 	return nil
+}
+
+// enqueue appends ev to the batch, taking a queue from eventQueues for a
+// new one. r.mu is held.
+func (r *Recorder) enqueue(ev Event) {
+	if r.queuep == nil {
+		r.queuep = eventQueues.Get().(*[]Event)
+		r.queue = (*r.queuep)[:0]
+	}
+	r.queue = append(r.queue, ev)
 }
 
 // flushSoon schedules a flush of what is queued in d, on the timer's own
@@ -213,7 +232,7 @@ func (r *Recorder) Close(end End) error {
 		end.Seconds = now.Sub(r.started).Seconds()
 	}
 	end.Seconds = finite(end.Seconds)
-	r.queue = append(r.queue, Event{Type: EventEnd, Time: now.UTC(), End: &end})
+	r.enqueue(Event{Type: EventEnd, Time: now.UTC(), End: &end})
 	err := r.flushLocked()
 	if err == nil && !r.strict { // strict has synced already
 		if err = r.f.Sync(); err != nil {
@@ -259,7 +278,14 @@ func (r *Recorder) flushLocked() error {
 	if len(r.queue) == 0 {
 		return nil
 	}
-	buf := r.buf[:0]
+	bp := batchBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= maxBufKeep {
+			*bp = (*bp)[:0]
+			batchBuffers.Put(bp)
+		}
+	}()
+	buf := (*bp)[:0]
 	seq, prev := r.seq, r.prev
 	for i := range r.queue {
 		ev := &r.queue[i]
@@ -275,13 +301,11 @@ func (r *Recorder) flushLocked() error {
 		}
 		seq, prev = ev.Seq, ev.Hash
 	}
+	*bp = buf // given back (or not) by the deferred function, after the write
 	clear(r.queue)
-	r.queue = r.queue[:0]
-	if cap(buf) <= maxBufKeep {
-		r.buf = buf[:0]
-	} else {
-		r.buf = nil
-	}
+	*r.queuep = r.queue[:0]
+	eventQueues.Put(r.queuep)
+	r.queue, r.queuep = nil, nil
 	if _, err := r.f.Write(buf); err != nil {
 		return r.fail(fmt.Errorf("writing %s: %w", r.f.Name(), err))
 	}

@@ -117,7 +117,7 @@ func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error)
 	}
 	// The start event is written at once: a session's log exists, with who
 	// opened it, before anything of the session is relayed.
-	r.queue = append(r.queue, Event{Type: EventStart, Time: now.UTC(), Start: &start})
+	r.enqueue(Event{Type: EventStart, Time: now.UTC(), Start: &start})
 	if err := r.flushLocked(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("recording session start: %w", err)

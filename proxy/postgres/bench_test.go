@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -49,4 +50,61 @@ func BenchmarkQuery(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkSessionMemory reports what one more open session keeps in heap
+// and stacks (KiB/session): direct, the client's own; through the
+// in-process gateway (policy, masks, recording), client and gateway
+// together, so the gateway's share is the difference of the two rows. Idle
+// after log-in and one small query, and idle after a 200 KB result: what a
+// session pins after a burst matters for a gateway holding many agents'
+// sessions open. (After a megabyte the client's own retained buffers vary
+// by more than the gateway's share.)
+func BenchmarkSessionMemory(b *testing.B) {
+	e := newEnv(b, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+	const sessions = 20 // PostgreSQL's test server allows 60 connections
+	for _, path := range []struct{ name, conn string }{
+		{"direct", e.pg.ConnString("app", "app-secret", "postgres") + " sslmode=disable"},
+		{"gateway", e.connString("")},
+	} {
+		for _, after := range []struct{ name, sql string }{
+			{"idle", "SELECT email FROM customers WHERE id = 1"},
+			{"after-200KiB", "SELECT repeat('x', 200000)"},
+		} {
+			b.Run(path.name+"/"+after.name, func(b *testing.B) {
+				ctx := context.Background()
+				var total float64
+				for b.Loop() {
+					before := inUse()
+					conns := make([]*pgconn.PgConn, sessions)
+					for i := range conns {
+						c, err := pgconn.Connect(ctx, path.conn)
+						if err != nil {
+							b.Fatal(err)
+						}
+						conns[i] = c
+						if _, err := c.Exec(ctx, after.sql).ReadAll(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					total += float64(inUse()-before) / sessions / 1024
+					for _, c := range conns {
+						c.Close(ctx)
+					}
+				}
+				b.ReportMetric(total/float64(b.N), "KiB/session")
+			})
+		}
+	}
+}
+
+// inUse is the heap and stack memory in use after two collections (the
+// first moves what sync.Pools hold to their victim caches, the second frees
+// it: pooled buffers are nobody's).
+func inUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -194,6 +195,41 @@ func TestCancelRegistry(t *testing.T) {
 	r.remove(k2)
 	if _, ok := r.lookup(k2.pid, k2.secret[:]); ok {
 		t.Error("removed key still found")
+	}
+}
+
+// A msgWriter holds a buffer only while something is queued: after its
+// flush a session waiting for its next statement pins nothing, whatever
+// size its last result was.
+func TestMsgWriterHoldsNoBufferWhenIdle(t *testing.T) {
+	client, server := net.Pipe()
+	defer client.Close()
+	received := make(chan int)
+	go func() {
+		n, _ := io.Copy(io.Discard, server)
+		received <- int(n)
+	}()
+	w := newMsgWriter(client, errClientWrite)
+	var want int
+	for _, size := range []int{10, 200 << 10, maxPooledBuffer + 1, 10} {
+		m := &pgproto3.CopyData{Data: bytes.Repeat([]byte("x"), size)}
+		if err := w.queue(m); err != nil {
+			t.Fatal(err)
+		}
+		if w.pending() != 5+size {
+			t.Fatalf("%d bytes queued, want %d", w.pending(), 5+size)
+		}
+		if err := w.flush(); err != nil {
+			t.Fatal(err)
+		}
+		want += 5 + size
+		if w.buf != nil || w.bufp != nil {
+			t.Errorf("after flushing %d bytes the writer still holds a buffer of %d", 5+size, cap(w.buf))
+		}
+	}
+	client.Close()
+	if got := <-received; got != want {
+		t.Errorf("%d bytes written, want %d", got, want)
 	}
 }
 

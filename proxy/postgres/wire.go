@@ -28,6 +28,9 @@ const (
 	// arrives, so a client cannot make the gateway allocate a gigabyte by
 	// announcing one.
 	directAllocLimit = 64 << 10
+	// maxKeptBody: a body buffer larger than this is not kept for the next
+	// message.
+	maxKeptBody = 16 << 10
 	// flushThreshold: buffered output beyond this is written even when
 	// more input is waiting.
 	flushThreshold = 64 << 10
@@ -185,6 +188,11 @@ func (r *clientReader) read(newMsg func(byte) pgproto3.FrontendMessage, limit in
 	if err := msg.Decode(body); err != nil {
 		return nil, fmt.Errorf("%w: invalid %c message: %w", errProtocol, hdr[0], err)
 	}
+	if cap(r.body) > maxKeptBody {
+		// Not kept for the next message: an idle session must not pin
+		// what one large statement needed. msg still holds it.
+		r.body = nil
+	}
 	return msg, nil
 }
 
@@ -208,9 +216,22 @@ type msgWriter struct {
 	mu   sync.Mutex
 	conn net.Conn
 	side error // wrapped by every error, to tell whose connection failed
+	// buf is what is queued; bufp, the pooled slice it came from, is nil
+	// while nothing is (see writeBuffers).
 	buf  []byte
+	bufp *[]byte
 	err  error // the first write failure; sticky
 }
+
+// writeBuffers are the msgWriters' buffers. A writer takes one when it
+// queues and gives it back when it has written it out, so that a session
+// waiting for its next statement holds none: a gateway keeps many agents'
+// sessions open, and one large result must not pin its buffer in each.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// maxPooledBuffer: a buffer grown beyond this (a large result) is left to
+// the garbage collector instead of the pool.
+const maxPooledBuffer = 4 * flushThreshold
 
 func newMsgWriter(conn net.Conn, side error) *msgWriter {
 	return &msgWriter{conn: conn, side: side}
@@ -226,6 +247,10 @@ func (w *msgWriter) queue(msgs ...encoder) error {
 func (w *msgWriter) queueLocked(msgs ...encoder) error {
 	if w.err != nil {
 		return w.err
+	}
+	if w.bufp == nil {
+		w.bufp = writeBuffers.Get().(*[]byte)
+		w.buf = (*w.bufp)[:0]
 	}
 	for _, m := range msgs {
 		b, err := m.Encode(w.buf)
@@ -249,18 +274,25 @@ func (w *msgWriter) flushLocked() error {
 		return w.err
 	}
 	if len(w.buf) == 0 {
+		w.release()
 		return nil
 	}
 	_, err := w.conn.Write(w.buf)
-	if cap(w.buf) > 4*flushThreshold {
-		w.buf = nil
-	} else {
-		w.buf = w.buf[:0]
-	}
+	w.release()
 	if err != nil {
 		w.err = fmt.Errorf("%w: %w", w.side, err)
 	}
 	return w.err
+}
+
+// release gives the buffer back to writeBuffers (or, grown large, to
+// the garbage collector). w.mu is held.
+func (w *msgWriter) release() {
+	if w.bufp != nil && cap(w.buf) <= maxPooledBuffer {
+		*w.bufp = w.buf[:0]
+		writeBuffers.Put(w.bufp)
+	}
+	w.buf, w.bufp = nil, nil
 }
 
 // send queues msgs and flushes.
