@@ -141,8 +141,8 @@ type resultDesc struct {
 	formats []int16
 }
 
-// relayState is the client goroutine's, except dropUntilReady (the
-// upstream goroutine's).
+// relayState is the client goroutine's, except dropUntilReady and lastRD
+// (the upstream goroutine's).
 type relayState struct {
 	stmts         map[string]*prepared // allowed statements by name
 	portals       map[string]*portal
@@ -330,6 +330,9 @@ func (c *session) push(p *pending) {
 func (c *session) pushLocked(p *pending) {
 	if len(c.pending) == 0 {
 		p.startClock()
+		if cap(c.pendingArray) > maxKeptPending {
+			c.pendingArray = nil // a long pipeline's: not pinned by an idle session
+		}
 		c.pending = c.pendingArray[:0]
 	}
 	if p.vetting {
@@ -341,6 +344,9 @@ func (c *session) pushLocked(p *pending) {
 		c.pendingArray = c.pending
 	}
 }
+
+// maxKeptPending bounds the pending queue's array kept once it is empty.
+const maxKeptPending = 64
 
 // head is the oldest pending entry, or nil.
 func (c *session) head() *pending {
