@@ -1,6 +1,7 @@
 // Package proxytest holds what the protocol handlers' tests share: reading
 // the gateway's metrics, waiting for a condition, and a log sink safe for
-// the gateway's goroutines, and a fixed attribution. It is for tests only.
+// the gateway's goroutines, a fixed attribution, and the memory in use for
+// the handlers' per-session memory benchmarks. It is for tests only.
 package proxytest
 
 import (
@@ -8,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -157,4 +159,15 @@ func Serve(t testing.TB, protocol string, h proxy.Handler, logger *slog.Logger, 
 		<-served
 	})
 	return srv, ln.Addr().String()
+}
+
+// InUse is the heap and stack memory in use after two collections (the
+// first moves what sync.Pools hold to their victim caches, the second frees
+// it: pooled buffers are nobody's).
+func InUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse + m.StackInuse)
 }

@@ -380,9 +380,9 @@ func (sc *sessionChannel) relayOutput(pumps *sync.WaitGroup, relay *sftpRelay) {
 				relay.replies()
 				return
 			}
-			io.Copy(sc.ch, sc.tee(sc.up, false))
+			relayCopy(sc.ch, sc.tee(sc.up, false))
 		})
-		wg.Go(func() { io.Copy(sc.ch.Stderr(), sc.tee(sc.up.Stderr(), false)) })
+		wg.Go(func() { relayCopy(sc.ch.Stderr(), sc.tee(sc.up.Stderr(), false)) })
 		wg.Wait()
 		sc.eofMu.Lock()
 		sc.ch.CloseWrite()
@@ -398,7 +398,7 @@ func (sc *sessionChannel) relayInput(relay *sftpRelay) {
 		if relay != nil {
 			relay.requests()
 		} else {
-			io.Copy(sc.up, sc.tee(sc.ch, true))
+			relayCopy(sc.up, sc.tee(sc.ch, true))
 		}
 		sc.up.CloseWrite()
 	}()
@@ -559,11 +559,11 @@ func (c *conn) relayChannel(nc ssh.NewChannel, other ssh.Channel, otherReqs <-ch
 	var in, out int64
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		in, _ = io.Copy(other, ch)
+		in, _ = relayCopy(other, ch)
 		other.CloseWrite()
 	})
 	wg.Go(func() {
-		out, _ = io.Copy(ch, other)
+		out, _ = relayCopy(ch, other)
 		ch.CloseWrite()
 	})
 	wg.Wait()

@@ -66,13 +66,13 @@ type envOptions struct {
 	strict     bool // strict recording
 }
 
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	sshd := sshtest.Start(t, sshtest.Options{Host: "127.0.0.2"})
 	return startProxy(t, sshd, o)
 }
 
-func startProxy(t *testing.T, sshd *sshtest.Server, o envOptions) *env {
+func startProxy(t testing.TB, sshd *sshtest.Server, o envOptions) *env {
 	t.Helper()
 	dir := t.TempDir()
 	tgt := o.target
@@ -240,7 +240,7 @@ func (e *env) commands(t *testing.T) []record.Command {
 }
 
 // idle waits until the gateway has no session running.
-func (e *env) idle(t *testing.T) {
+func (e *env) idle(t testing.TB) {
 	t.Helper()
 	proxytest.Idle(t, e.server)
 }
