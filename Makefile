@@ -51,6 +51,7 @@ demo: build
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bench/...
+	$(GO) test -run '^$$' -bench SessionMemory ./proxy/postgres/ ./proxy/ssh/
 	$(GO) run ./bench/pgbench -interlock bin/interlock
 	$(GO) run ./bench/sshbench
 
