@@ -325,7 +325,6 @@ type metadataConn struct {
 	open func(ctx context.Context) (*pgconn.PgConn, error)
 	pool *metaPool
 	key  metaKey
-	now  func() time.Time
 
 	mu     sync.Mutex
 	shared *sharedMeta // nil until the first look-up, and after close
@@ -346,7 +345,6 @@ func (c *session) newMetadataConn(params map[string]string) *metadataConn {
 		},
 		pool: &c.h.meta,
 		key:  metaKey{target: c.s.Target.ID, destination: c.s.Destination, database: cmp.Or(c.t.Database, c.database)},
-		now:  time.Now,
 	}
 }
 
@@ -376,7 +374,7 @@ func (m *metadataConn) TableName(ctx context.Context, oid uint32) (string, error
 	if err != nil {
 		return "", err
 	}
-	now := m.now()
+	now := time.Now()
 	if name, ok := shared.names.get(oid, now); ok {
 		return name, nil
 	}
