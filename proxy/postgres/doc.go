@@ -17,8 +17,9 @@
 //     takeover of that connection;
 //   - the relay of the whole protocol: simple and extended queries
 //     (pipelined or not), COPY in both directions, notices, notifications
-//     and parameter changes at any time, cancel requests (the gateway gives
-//     each session its own key and maps it to upstream's), Terminate;
+//     and parameter changes at any time, cancel requests (each session's
+//     key is upstream's process id with a secret of the gateway's own,
+//     mapped to upstream's key), Terminate;
 //   - one policy decision per statement (with facts from sqlfacts), the
 //     session's recording, and the command metrics;
 //   - the place where results can be rewritten ([ResultRewriter]; the

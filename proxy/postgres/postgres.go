@@ -259,7 +259,11 @@ func (h *Handler) Serve(ctx context.Context, s *proxy.Session) error {
 	return err
 }
 
-// cancelKey is the BackendKeyData the gateway gave a client.
+// cancelKey is the BackendKeyData the gateway gave a client: upstream's
+// process id, so that PgConn.PID() is pg_backend_pid() and a tool can find
+// or end its backend, with a secret of the gateway's own. Upstream's secret
+// stays with the gateway: a cancel reaches upstream only through the
+// gateway, which checks its target and workload.
 type cancelKey struct {
 	pid    uint32
 	secret [4]byte
@@ -282,15 +286,21 @@ type cancelRegistry struct {
 	byKey map[cancelKey]cancelTarget
 }
 
-// add registers ct under a new random key and returns it.
+// add registers ct under upstream's process id and a new random secret,
+// drawn again while the pair is taken (sessions to different servers can
+// have the same process id), and returns the key. A pid of 0 (a server
+// that sent no BackendKeyData) gets a random positive one.
 func (r *cancelRegistry) add(ct cancelTarget) cancelKey {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for {
 		var b [8]byte
 		rand.Read(b[:]) // never fails
-		// A positive pid, as PostgreSQL's are.
-		k := cancelKey{pid: binary.BigEndian.Uint32(b[:4]) &^ (1 << 31)}
+		k := cancelKey{pid: ct.pid}
+		if k.pid == 0 {
+			// Positive, as PostgreSQL's are.
+			k.pid = binary.BigEndian.Uint32(b[:4]) &^ (1 << 31)
+		}
 		copy(k.secret[:], b[4:])
 		if _, taken := r.byKey[k]; taken || k.pid == 0 {
 			continue

@@ -204,16 +204,35 @@ func TestCancel(t *testing.T) {
 		}
 	})
 
+	t.Run("the key names the backend", func(t *testing.T) {
+		// PgConn.PID() is the upstream backend's, as tools that find or
+		// end their own backend expect; the secret is the gateway's.
+		c := cancellingPgx(t, e, nil)
+		var backend uint32
+		if err := c.QueryRow(ctxT(t), "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+			t.Fatal(err)
+		}
+		if pid := c.PgConn().PID(); pid != backend {
+			t.Errorf("PgConn.PID() = %d, pg_backend_pid() = %d", pid, backend)
+		}
+		var rows string
+		if err := c.QueryRow(ctxT(t), "SELECT count(*)::text FROM pg_stat_activity WHERE pid = $1", backend).Scan(&rows); err != nil || rows != "1" {
+			t.Errorf("backend %d in pg_stat_activity: %q %v", backend, rows, err)
+		}
+	})
+
 	t.Run("unknown key is dropped", func(t *testing.T) {
 		r := e.rawConn(t, nil)
 		r.ready()
 		c := cancellingPgx(t, e, nil)
+		pid := c.PgConn().PID()
 		go func() {
 			time.Sleep(300 * time.Millisecond)
-			// A forged cancel for the running session.
+			// A forged cancel for the running session: its backend's
+			// pid, which anyone can read, with a guessed secret.
 			conn, err := net.DialTimeout("tcp", e.listener, 5*time.Second)
 			if err == nil {
-				b, _ := (&pgproto3.CancelRequest{ProcessID: 42, SecretKey: []byte{1, 2, 3, 4}}).Encode(nil)
+				b, _ := (&pgproto3.CancelRequest{ProcessID: pid, SecretKey: []byte{1, 2, 3, 4}}).Encode(nil)
 				conn.Write(b)
 				conn.Close()
 			}

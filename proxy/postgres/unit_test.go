@@ -180,8 +180,19 @@ func TestCancelRegistry(t *testing.T) {
 	r.byKey = map[cancelKey]cancelTarget{}
 	k1 := r.add(cancelTarget{pid: 1})
 	k2 := r.add(cancelTarget{pid: 2})
-	if k1 == k2 || k1.pid == 0 || k1.pid&(1<<31) != 0 {
-		t.Errorf("keys %v %v", k1, k2)
+	if k1.pid != 1 || k2.pid != 2 {
+		t.Errorf("keys %v %v: want upstream's process ids", k1, k2)
+	}
+	// Sessions to two servers whose backends have the same pid: two keys.
+	k3 := r.add(cancelTarget{pid: 2, address: "127.0.0.3:5432"})
+	if k3 == k2 || k3.pid != 2 {
+		t.Errorf("same upstream pid: keys %v %v", k2, k3)
+	}
+	if ct, ok := r.lookup(k3.pid, k3.secret[:]); !ok || ct.address != "127.0.0.3:5432" {
+		t.Errorf("lookup of the second: %v %v", ct, ok)
+	}
+	if k0 := r.add(cancelTarget{}); k0.pid == 0 || k0.pid&(1<<31) != 0 {
+		t.Errorf("no upstream pid: key %v, want a positive pid", k0)
 	}
 	if ct, ok := r.lookup(k2.pid, k2.secret[:]); !ok || ct.pid != 2 {
 		t.Errorf("lookup: %v %v", ct, ok)
