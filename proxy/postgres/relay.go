@@ -141,8 +141,8 @@ type resultDesc struct {
 	formats []int16
 }
 
-// relayState is the client goroutine's, except dropUntilReady and lastRD
-// (the upstream goroutine's).
+// relayState is the client goroutine's, except dropUntilReady, lastRD and
+// frame (the upstream goroutine's).
 type relayState struct {
 	stmts         map[string]*prepared // allowed statements by name
 	portals       map[string]*portal
@@ -165,6 +165,9 @@ type relayState struct {
 	dropUntilReady bool
 	// lastRD: the last result description kept (keepRowDescription).
 	lastRD *pgproto3.RowDescription
+	// frame: the upstream message being handled as it arrived (nil when
+	// pgproto3 read it); see asReceived.
+	frame rawFrame
 }
 
 type prepared struct {
@@ -200,6 +203,10 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.up = newMsgWriter(c.upConn, errUpstreamWrite)
 	c.mu.Unlock()
 	c.fe = fe
+	if c.upReader == nil {
+		c.upReader = c.upConn
+	}
+	c.ur = newServerReader(c.upReader)
 	if c.h.rewriter != nil {
 		c.meta = c.newMetadataConn(c.params)
 		c.relay.rewriter = c.h.rewriter(c.s, c.h.policy.Masker(c.base), c.meta)
@@ -305,19 +312,56 @@ func (c *session) clientLoop() error {
 // upstreamLoop reads and relays upstream's messages until an error.
 func (c *session) upstreamLoop() error {
 	for {
-		msg, err := c.fe.Receive()
+		msg, err := c.upstreamMessage()
 		if err != nil {
 			return err
 		}
 		if err := c.fromUpstream(msg); err != nil {
 			return err
 		}
-		if c.fe.ReadBufferLen() == 0 || c.client.pending() > flushThreshold {
+		if c.upstreamBuffered() == 0 || c.client.pending() > flushThreshold {
 			if err := c.client.flush(); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// upstreamMessage reads upstream's next message: first whatever pgconn
+// had read ahead when it logged in (through its pgproto3.Frontend), then
+// through the relay's own reader, which keeps each message's frame.
+func (c *session) upstreamMessage() (pgproto3.BackendMessage, error) {
+	if c.fe != nil {
+		if c.fe.ReadBufferLen() > 0 {
+			c.relay.frame = nil
+			return c.fe.Receive()
+		}
+		c.fe = nil
+	}
+	msg, err := c.ur.message()
+	if err != nil {
+		return nil, err
+	}
+	c.relay.frame = c.ur.frame
+	return msg, nil
+}
+
+// upstreamBuffered is how much of upstream's output has arrived unread.
+func (c *session) upstreamBuffered() int {
+	if c.fe != nil {
+		return c.fe.ReadBufferLen()
+	}
+	return c.ur.buffered()
+}
+
+// asReceived is m, the upstream message being handled, to be relayed
+// unchanged: its frame when the relay's reader read it, so that it is
+// written on as the bytes it arrived in instead of encoded again.
+func (c *session) asReceived(m encoder) encoder {
+	if c.relay.frame != nil {
+		return c.relay.frame
+	}
+	return m
 }
 
 // push appends to the pending queue.
@@ -585,9 +629,9 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			// runs, so the session ends.
 			return fmt.Errorf("%w: upstream reports %s=%s", errUnsafeLexing, m.Name, m.Value)
 		}
-		return c.client.queue(msg)
+		return c.client.queue(c.asReceived(msg))
 	case *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
-		return c.client.queue(msg)
+		return c.client.queue(c.asReceived(msg))
 	case *pgproto3.ReadyForQuery:
 		return c.readyForQuery(m)
 	case *pgproto3.ErrorResponse:
@@ -607,15 +651,15 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.ParseComplete:
 		if p.kind == pendParse {
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		}
 	case *pgproto3.BindComplete:
 		if p.kind == pendBind {
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		}
 	case *pgproto3.CloseComplete:
 		if p.kind == pendClose {
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		}
 	case *pgproto3.ParameterDescription:
 		if p.kind == pendDescribe {
@@ -627,7 +671,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			if p.res != nil {
 				p.res.rd = c.keepRowDescription(m)
 			}
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		case pendInjectedDescribe:
 			p.res.rd = c.keepRowDescription(m)
 			c.pop() // swallowed: nothing for the client, nothing to order
@@ -639,12 +683,12 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 					return c.refuseResult(p, err)
 				}
 			}
-			return c.client.queue(m)
+			return c.client.queue(c.asReceived(m))
 		}
 	case *pgproto3.NoData:
 		switch p.kind {
 		case pendDescribe:
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		case pendInjectedDescribe:
 			c.pop() // swallowed
 			return nil
@@ -661,28 +705,28 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 				p.refused = false
 				return nil
 			}
-			return c.client.queue(m)
+			return c.client.queue(c.asReceived(m))
 		case pendExecute:
 			c.endStatement(p, string(m.CommandTag), "")
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		}
 	case *pgproto3.EmptyQueryResponse:
 		switch p.kind {
 		case pendQuery:
-			return c.client.queue(m)
+			return c.client.queue(c.asReceived(m))
 		case pendExecute:
 			c.vet(p, false)
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		}
 	case *pgproto3.PortalSuspended:
 		if p.kind == pendExecute {
 			c.endStatement(p, "", "")
-			return c.relayAndPop(m)
+			return c.relayAndPop(c.asReceived(m))
 		}
 	case *pgproto3.CopyInResponse:
 		if p.kind == pendQuery || p.kind == pendExecute {
 			c.vet(p, false) // COPY FROM: nothing to mask
-			return c.client.queue(m)
+			return c.client.queue(c.asReceived(m))
 		}
 	case *pgproto3.CopyOutResponse:
 		if p.kind == pendQuery || p.kind == pendExecute {
@@ -694,16 +738,19 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 				return nil
 			}
 			if rw := c.relay.rewriter; rw != nil {
-				p.addMasked(rw.CopyData(m))
+				if hits := rw.CopyData(m); len(hits) > 0 {
+					p.addMasked(hits)
+					return c.client.queue(m) // rewritten
+				}
 			}
-			return c.client.queue(m)
+			return c.client.queue(c.asReceived(m))
 		}
 	case *pgproto3.CopyDone:
 		if p.kind == pendQuery || p.kind == pendExecute {
 			if p.refused {
 				return nil
 			}
-			return c.client.queue(m)
+			return c.client.queue(c.asReceived(m))
 		}
 	}
 	return fmt.Errorf("%w: %T while waiting for the response to %s", errUpstreamProtocol, msg, p.kind)
@@ -712,7 +759,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 // readyForQuery ends a Query or a Sync. Entries still ahead of it are
 // messages upstream discarded after an error.
 func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
-	err := c.client.queue(m)
+	err := c.client.queue(c.asReceived(m))
 	afterError := c.relay.dropUntilReady
 	c.relay.dropUntilReady = false
 	c.mu.Lock()
@@ -744,7 +791,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	p := c.head()
 	if p == nil {
 		// Not an answer: e.g. an administrator ended the backend.
-		return c.client.queue(m)
+		return c.client.queue(c.asReceived(m))
 	}
 	switch p.kind {
 	case pendQuery:
@@ -755,11 +802,11 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 			return nil
 		}
 		c.endStatement(p, "", m.Message)
-		return c.client.queue(m)
+		return c.client.queue(c.asReceived(m))
 	case pendDenied:
 		if p.simple {
 			if p.denial == nil {
-				return c.client.queue(m)
+				return c.client.queue(c.asReceived(m))
 			}
 			resp := p.denial
 			p.denial = nil // ReadyForQuery follows and pops the entry
@@ -772,7 +819,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 		return c.relayAndPop(p.denial)
 	case pendSync:
 		// The implicit COMMIT at Sync failed; ReadyForQuery follows.
-		return c.client.queue(m)
+		return c.client.queue(c.asReceived(m))
 	}
 	// An extended-protocol message failed: upstream now ignores everything
 	// up to the next Sync.
@@ -783,7 +830,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	c.mu.Lock()
 	c.vetAllLocked()
 	c.mu.Unlock()
-	return c.relayAndPop(m)
+	return c.relayAndPop(c.asReceived(m))
 }
 
 // dataRow relays one row through the rewriter.
@@ -802,10 +849,14 @@ func (c *session) dataRow(p *pending, m *pgproto3.DataRow) error {
 			}
 			c.vet(p, false)
 		}
-		p.addMasked(rw.Row(m))
+		if hits := rw.Row(m); len(hits) > 0 {
+			p.addMasked(hits)
+			p.rows++
+			return c.client.queue(m) // rewritten
+		}
 	}
 	p.rows++
-	return c.client.queue(m)
+	return c.client.queue(c.asReceived(m))
 }
 
 // copyOut starts a COPY TO STDOUT through the rewriter.
@@ -816,7 +867,7 @@ func (c *session) copyOut(p *pending, m *pgproto3.CopyOutResponse) error {
 		}
 	}
 	c.vet(p, false)
-	return c.client.queue(m)
+	return c.client.queue(c.asReceived(m))
 }
 
 // refuseResult tells the client the rewriter refused the result and

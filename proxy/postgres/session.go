@@ -40,8 +40,14 @@ type session struct {
 	user, database, appName string
 	params                  map[string]string
 
-	up *msgWriter         // to upstream; the relay's
-	fe *pgproto3.Frontend // from upstream; the upstream goroutine's
+	up *msgWriter // to upstream; the relay's
+	// From upstream, the upstream goroutine's: fe is pgconn's reader,
+	// used only for what it read ahead at login (then nil); ur reads the
+	// rest from upReader, what fe reads from (pgconn's background reader
+	// over the connection).
+	fe       *pgproto3.Frontend
+	ur       *serverReader
+	upReader io.Reader
 
 	base policy.Request // target, workload and identity of every request
 	// decisions decides the session's statements (the client goroutine's).

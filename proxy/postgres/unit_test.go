@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -69,6 +70,67 @@ func TestParseStartupParams(t *testing.T) {
 				t.Errorf("%q: %s=%q, want %q", c.in, k, got[k], v)
 			}
 		}
+	}
+}
+
+// serverReader hands out each upstream message decoded and as the exact
+// bytes it arrived in, large ones too, and refuses what is not a backend
+// message.
+func TestServerReader(t *testing.T) {
+	big := bytes.Repeat([]byte("v"), directAllocLimit*2)
+	msgs := []pgproto3.BackendMessage{
+		&pgproto3.ParameterStatus{Name: "TimeZone", Value: "UTC"},
+		&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("email"), TableOID: 16384, DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1}}},
+		&pgproto3.DataRow{Values: [][]byte{[]byte("a@example.com"), nil}},
+		&pgproto3.DataRow{Values: [][]byte{big}},
+		&pgproto3.CommandComplete{CommandTag: []byte("SELECT 2")},
+		&pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "hello"},
+		&pgproto3.ErrorResponse{Severity: "ERROR", Code: "42P01", Message: "no such table"},
+		&pgproto3.ReadyForQuery{TxStatus: 'I'},
+	}
+	var stream []byte
+	var frames [][]byte
+	for _, m := range msgs {
+		start := len(stream)
+		var err error
+		if stream, err = m.Encode(stream); err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, stream[start:])
+	}
+	r := newServerReader(bytes.NewReader(stream))
+	for i, want := range msgs {
+		got, err := r.message()
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if fmt.Sprintf("%T", got) != fmt.Sprintf("%T", want) {
+			t.Fatalf("message %d: %T, want %T", i, got, want)
+		}
+		if !bytes.Equal(r.frame, frames[i]) {
+			t.Errorf("message %d (%T): frame of %d bytes is not the %d bytes sent", i, got, len(r.frame), len(frames[i]))
+		}
+		if again, _ := got.Encode(nil); !bytes.Equal(again, frames[i]) {
+			t.Errorf("message %d (%T) decoded differently: %q", i, got, again)
+		}
+	}
+	if _, err := r.message(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the last message: %v", err)
+	}
+
+	for name, in := range map[string][]byte{
+		"unknown type":     {'x', 0, 0, 0, 4},
+		"a client's type":  {'Q', 0, 0, 0, 5, 0},
+		"length under 4":   {'Z', 0, 0, 0, 3},
+		"length over 1 GB": {'D', 0x7f, 0xff, 0xff, 0xff},
+		"undecodable":      {'Z', 0, 0, 0, 4}, // ReadyForQuery without its status byte
+	} {
+		if _, err := newServerReader(bytes.NewReader(in)).message(); !errors.Is(err, errUpstreamProtocol) {
+			t.Errorf("%s: %v, want an upstream protocol error", name, err)
+		}
+	}
+	if _, err := newServerReader(bytes.NewReader([]byte{'D', 0x3f, 0xff, 0xff, 0xff, 0, 1})).message(); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("announced but missing body: %v", err)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/netip"
@@ -54,6 +55,13 @@ func (c *session) upstreamConfig(params map[string]string) (*pgconn.Config, erro
 			return nil, err
 		}
 		return proxy.QuietConn(conn), nil
+	}
+	// The relay reads what pgconn's frontend reads from: its background
+	// reader, which pgconn starts during a slow write at login, may still
+	// be reading the connection after the takeover.
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		c.upReader = r
+		return pgproto3.NewFrontend(r, w)
 	}
 	cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
 	cfg.ConnectTimeout = loginTimeout

@@ -28,8 +28,8 @@ const (
 	// arrives, so a client cannot make the gateway allocate a gigabyte by
 	// announcing one.
 	directAllocLimit = 64 << 10
-	// maxKeptBody: a body buffer larger than this is not kept for the next
-	// message.
+	// maxKeptBody: a message buffer larger than this is not kept for the
+	// next message.
 	maxKeptBody = 16 << 10
 	// flushThreshold: buffered output beyond this is written even when
 	// more input is waiting.
@@ -52,10 +52,9 @@ var errProtocol = errors.New("protocol violation")
 // copies each message before it reads the next, so the steady state of a
 // session reads without allocating.
 type clientReader struct {
-	br   *bufio.Reader
-	hdr  [5]byte // a message's type and length; a field, so it is not allocated per read
-	body []byte  // bodies up to directAllocLimit; reused
-	msgs frontendMessages
+	br     *bufio.Reader
+	frames frameReader
+	msgs   frontendMessages
 }
 
 // frontendMessages holds one message of each normal-phase type.
@@ -109,7 +108,8 @@ func (m *frontendMessages) of(t byte) pgproto3.FrontendMessage {
 }
 
 func newClientReader(r io.Reader) *clientReader {
-	return &clientReader{br: bufio.NewReaderSize(r, 16<<10)}
+	br := bufio.NewReaderSize(r, 16<<10)
+	return &clientReader{br: br, frames: frameReader{br: br}}
 }
 
 // buffered is how many bytes have arrived and are not yet consumed.
@@ -157,44 +157,206 @@ func (r *clientReader) password() (string, error) {
 // violation, found before the body is read) and whose body is at most
 // limit bytes, and decodes it.
 func (r *clientReader) read(newMsg func(byte) pgproto3.FrontendMessage, limit int) (pgproto3.FrontendMessage, error) {
-	hdr := r.hdr[:]
+	msg, _, err := readMessage(&r.frames, limit, newMsg, errProtocol, "frontend")
+	return msg, err
+}
+
+// readMessage reads the next message from f, into the message of(type)
+// returns (nil: a protocol violation, found before the body is read), and
+// decodes it; it returns the message and its frame. violation is what
+// the errors of a bad message wrap (the side that broke the protocol).
+func readMessage[M pgproto3.Message](f *frameReader, limit int, of func(byte) M, violation error, side string) (M, []byte, error) {
+	var msg, none M
+	frame, err := f.next(limit, func(t byte) error {
+		if msg = of(t); any(msg) == nil {
+			return fmt.Errorf("%w: invalid %s message type %d", violation, side, t)
+		}
+		return nil
+	})
+	if errors.Is(err, errFrameLength) {
+		return none, nil, fmt.Errorf("%w: invalid message length", violation)
+	}
+	if err != nil {
+		return none, nil, err
+	}
+	if err := msg.Decode(frame[5:]); err != nil {
+		return none, nil, fmt.Errorf("%w: invalid %c message: %w", violation, frame[0], err)
+	}
+	return msg, frame, nil
+}
+
+// errFrameLength: a message announced a length below 4 or above the limit.
+var errFrameLength = errors.New("invalid message length")
+
+// frameReader reads the length-prefixed messages of both directions (a
+// type byte, then a 32-bit length that counts itself) into one buffer, so
+// that a message is at hand as the bytes it arrived in: its frame.
+type frameReader struct {
+	br    *bufio.Reader
+	frame []byte // frames up to directAllocLimit; reused up to maxKeptBody
+}
+
+// next reads one message whose body is at most limit bytes and returns its
+// frame, valid until the next call. accept sees the type byte before the
+// body is read; its error is returned as is.
+func (r *frameReader) next(limit int, accept func(byte) error) ([]byte, error) {
+	if cap(r.frame) < 5 {
+		r.frame = make([]byte, 5, 512)
+	}
+	hdr := r.frame[:5]
 	if _, err := io.ReadFull(r.br, hdr); err != nil {
 		return nil, err
 	}
 	n := int(int32(binary.BigEndian.Uint32(hdr[1:]))) - 4
 	if n < 0 || n > limit {
-		return nil, fmt.Errorf("%w: invalid message length", errProtocol)
+		return nil, errFrameLength
 	}
-	msg := newMsg(hdr[0])
-	if msg == nil {
-		return nil, fmt.Errorf("%w: invalid frontend message type %d", errProtocol, hdr[0])
+	if err := accept(hdr[0]); err != nil {
+		return nil, err
 	}
-	var body []byte
+	var frame []byte
 	if n <= directAllocLimit {
-		if cap(r.body) < n {
-			r.body = make([]byte, max(n, 512))
+		if cap(r.frame) < 5+n {
+			grown := make([]byte, 5+n)
+			copy(grown, hdr)
+			r.frame = grown
 		}
-		body = r.body[:n]
-		if _, err := io.ReadFull(r.br, body); err != nil {
+		frame = r.frame[:5+n]
+		if _, err := io.ReadFull(r.br, frame[5:]); err != nil {
 			return nil, unexpectedEOF(err)
 		}
 	} else {
 		var buf bytes.Buffer
+		buf.Write(hdr)
 		if _, err := io.CopyN(&buf, r.br, int64(n)); err != nil {
 			return nil, unexpectedEOF(err)
 		}
-		body = buf.Bytes()
+		frame = buf.Bytes()
 	}
-	if err := msg.Decode(body); err != nil {
-		return nil, fmt.Errorf("%w: invalid %c message: %w", errProtocol, hdr[0], err)
-	}
-	if cap(r.body) > maxKeptBody {
+	if cap(r.frame) > maxKeptBody {
 		// Not kept for the next message: an idle session must not pin
-		// what one large statement needed. msg still holds it.
-		r.body = nil
+		// what one large message needed. The frame returned still holds
+		// it.
+		r.frame = nil
 	}
+	return frame, nil
+}
+
+// serverReader reads upstream's messages through a frameReader, as
+// clientReader does the client's, rather than through pgproto3.Frontend:
+// a message the relay passes on unchanged (most of them) is then written
+// to the client as the bytes it arrived in, not decoded and encoded again.
+// A message read is valid until the next read, like clientReader's.
+type serverReader struct {
+	br     *bufio.Reader
+	frames frameReader
+	frame  []byte // the last message read
+	msgs   backendMessages
+}
+
+// backendMessages holds one message of each type upstream may send once
+// logged in (and a few it must not, to name them in the error).
+type backendMessages struct {
+	parseComplete            pgproto3.ParseComplete
+	bindComplete             pgproto3.BindComplete
+	closeComplete            pgproto3.CloseComplete
+	notificationResponse     pgproto3.NotificationResponse
+	copyDone                 pgproto3.CopyDone
+	commandComplete          pgproto3.CommandComplete
+	copyData                 pgproto3.CopyData
+	dataRow                  pgproto3.DataRow
+	errorResponse            pgproto3.ErrorResponse
+	copyInResponse           pgproto3.CopyInResponse
+	copyOutResponse          pgproto3.CopyOutResponse
+	emptyQueryResponse       pgproto3.EmptyQueryResponse
+	backendKeyData           pgproto3.BackendKeyData
+	noData                   pgproto3.NoData
+	noticeResponse           pgproto3.NoticeResponse
+	portalSuspended          pgproto3.PortalSuspended
+	parameterStatus          pgproto3.ParameterStatus
+	parameterDescription     pgproto3.ParameterDescription
+	rowDescription           pgproto3.RowDescription
+	functionCallResponse     pgproto3.FunctionCallResponse
+	copyBothResponse         pgproto3.CopyBothResponse
+	readyForQuery            pgproto3.ReadyForQuery
+	negotiateProtocolVersion pgproto3.NegotiateProtocolVersion
+}
+
+// of returns the message for a type byte, or nil.
+func (m *backendMessages) of(t byte) pgproto3.BackendMessage {
+	switch t {
+	case '1':
+		return &m.parseComplete
+	case '2':
+		return &m.bindComplete
+	case '3':
+		return &m.closeComplete
+	case 'A':
+		return &m.notificationResponse
+	case 'c':
+		return &m.copyDone
+	case 'C':
+		return &m.commandComplete
+	case 'd':
+		return &m.copyData
+	case 'D':
+		return &m.dataRow
+	case 'E':
+		return &m.errorResponse
+	case 'G':
+		return &m.copyInResponse
+	case 'H':
+		return &m.copyOutResponse
+	case 'I':
+		return &m.emptyQueryResponse
+	case 'K':
+		return &m.backendKeyData
+	case 'n':
+		return &m.noData
+	case 'N':
+		return &m.noticeResponse
+	case 's':
+		return &m.portalSuspended
+	case 'S':
+		return &m.parameterStatus
+	case 't':
+		return &m.parameterDescription
+	case 'T':
+		return &m.rowDescription
+	case 'V':
+		return &m.functionCallResponse
+	case 'W':
+		return &m.copyBothResponse
+	case 'Z':
+		return &m.readyForQuery
+	case 'v':
+		return &m.negotiateProtocolVersion
+	}
+	return nil
+}
+
+func newServerReader(r io.Reader) *serverReader {
+	br := bufio.NewReaderSize(r, 8<<10)
+	return &serverReader{br: br, frames: frameReader{br: br}}
+}
+
+// buffered is how many bytes have arrived and are not yet consumed.
+func (r *serverReader) buffered() int { return r.br.Buffered() }
+
+// message reads and decodes one backend message.
+func (r *serverReader) message() (pgproto3.BackendMessage, error) {
+	msg, frame, err := readMessage(&r.frames, maxMessage, r.msgs.of, errUpstreamProtocol, "backend")
+	if err != nil {
+		return nil, err
+	}
+	r.frame = frame
 	return msg, nil
 }
+
+// rawFrame is a message as it arrived; queued, it is written as is.
+type rawFrame []byte
+
+func (f rawFrame) Encode(dst []byte) ([]byte, error) { return append(dst, f...), nil }
 
 func unexpectedEOF(err error) error {
 	if errors.Is(err, io.EOF) {
