@@ -19,7 +19,9 @@
 //     (pipelined or not), COPY in both directions, notices, notifications
 //     and parameter changes at any time, cancel requests (each session's
 //     key is upstream's process id with a secret of the gateway's own,
-//     mapped to upstream's key), Terminate;
+//     mapped to upstream's key), Terminate; what upstream sends and the
+//     relay passes on unchanged reaches the agent as the bytes upstream
+//     sent (serverReader), a result a mask rewrote is encoded anew;
 //   - one policy decision per statement (with facts from sqlfacts), the
 //     session's recording, and the command metrics;
 //   - the place where results can be rewritten ([ResultRewriter]; the
@@ -38,7 +40,9 @@
 // cannot parse is denied (rule "") and never forwarded: what the gateway
 // cannot read, it cannot decide. When PostgreSQL's grammar rejects it the
 // client gets PostgreSQL's own syntax error (42601, message and position);
-// SQL the gateway refuses to parse (nested too deeply) gets 42501. A review decision is a denial for now. The function call
+// SQL the gateway refuses to parse (nested too deeply) gets 42501. A review
+// decision holds the statement for a human's answer when the handler has a
+// reviewer, and is a denial without one. The function call
 // sub-protocol is refused: it names a function by OID, with no SQL for the
 // policy to see.
 //
