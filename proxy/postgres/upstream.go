@@ -56,13 +56,6 @@ func (c *session) upstreamConfig(params map[string]string) (*pgconn.Config, erro
 		}
 		return proxy.QuietConn(conn), nil
 	}
-	// The relay reads what pgconn's frontend reads from: its background
-	// reader, which pgconn starts during a slow write at login, may still
-	// be reading the connection after the takeover.
-	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
-		c.upReader = r
-		return pgproto3.NewFrontend(r, w)
-	}
 	cfg.LookupFunc = func(_ context.Context, host string) ([]string, error) { return []string{host}, nil }
 	cfg.ConnectTimeout = loginTimeout
 	cfg.RuntimeParams = maps.Clone(params)
@@ -111,12 +104,21 @@ func (c *session) login(params map[string]string) (*pgconn.HijackedConn, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The relay reads what pgconn's frontend reads from: its background
+	// reader, which pgconn starts during a slow write at login, may still
+	// be reading the connection after the takeover.
+	var reader io.Reader
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		reader = r
+		return pgproto3.NewFrontend(r, w)
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, loginTimeout)
 	defer cancel()
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	c.upReader = reader
 	hc, err := conn.Hijack()
 	if err != nil {
 		conn.Close(ctx)
