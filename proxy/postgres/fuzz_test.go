@@ -194,23 +194,7 @@ func FuzzClientMessages(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	store, err := record.OpenStore(filepath.Join(f.TempDir(), "recordings"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	h, err := postgres.New(postgres.Options{
-		Targets:    map[uint32]postgres.Target{1: {Name: "shop", User: "app", TLS: postgres.TLSDisable}},
-		Policy:     pol,
-		Classifier: sqlfacts.NewClassifier(64),
-		Recordings: store,
-		Rewriter:   postgres.NewMaskRewriter,
-		// Each input's catalogue connection is a fake upstream of its own,
-		// which must end with the input's session.
-		MetadataIdle: -1,
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
+	h := fakeTargetHandler(f, pol, postgres.NewMaskRewriter)
 	startup, err := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30,
 		Parameters: map[string]string{"user": "agent", "database": "shop"}}).Encode(nil)
 	if err != nil {
@@ -248,31 +232,22 @@ func FuzzClientMessages(f *testing.F) {
 		defer client.Close()
 		violations := make(chan string, 100)
 		var upstreams sync.WaitGroup
-		s := &proxy.Session{
-			ID:          fmt.Sprintf("fuzz-%d", n.Add(1)),
-			Started:     time.Now(),
-			Target:      proxy.Target{ID: 1, Name: "shop", Protocol: "postgres"},
-			Caller:      identity.Caller{Workload: "agent", Identity: identity.Identity{Subject: "fuzz"}},
-			Destination: netip.MustParseAddrPort("127.0.0.2:5432"),
-			Client:      server,
-			Logger:      slog.New(slog.DiscardHandler),
-			Dial: func(context.Context, string, string) (net.Conn, error) {
-				a, b := net.Pipe()
-				upstreams.Add(1)
-				go func() {
-					defer upstreams.Done()
-					fakeUpstream(b, func(sql string) {
-						if why := allowed(sql); why != "" {
-							select {
-							case violations <- fmt.Sprintf("upstream received %q: %s", sql, why):
-							default:
-							}
+		s := pipedSession(fmt.Sprintf("fuzz-%d", n.Add(1)), server, func() net.Conn {
+			a, b := net.Pipe()
+			upstreams.Add(1)
+			go func() {
+				defer upstreams.Done()
+				fakeUpstream(b, func(sql string) {
+					if why := allowed(sql); why != "" {
+						select {
+						case violations <- fmt.Sprintf("upstream received %q: %s", sql, why):
+						default:
 						}
-					})
-				}()
-				return a, nil
-			},
-		}
+					}
+				})
+			}()
+			return a
+		})
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		done := make(chan error, 1)
@@ -304,4 +279,43 @@ func FuzzClientMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fakeTargetHandler is a handler for target shop (ID 1; user app, no TLS)
+// with pol, the real classifier, a recording store of its own and
+// rewriter (nil: none), for a session whose upstream is a fake: its
+// catalogue connection, a fake too, ends with the session.
+func fakeTargetHandler(tb testing.TB, pol *policy.Policy, rewriter func(*proxy.Session, *policy.Masker, postgres.Catalogue) postgres.ResultRewriter) *postgres.Handler {
+	tb.Helper()
+	store, err := record.OpenStore(filepath.Join(tb.TempDir(), "recordings"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := postgres.New(postgres.Options{
+		Targets:      map[uint32]postgres.Target{1: {Name: "shop", User: "app", TLS: postgres.TLSDisable}},
+		Policy:       pol,
+		Classifier:   sqlfacts.NewClassifier(64),
+		Recordings:   store,
+		Rewriter:     rewriter,
+		MetadataIdle: -1,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// pipedSession is a session of workload agent on target shop whose client
+// is client and whose every upstream dial gets upstream().
+func pipedSession(id string, client net.Conn, upstream func() net.Conn) *proxy.Session {
+	return &proxy.Session{
+		ID:          id,
+		Started:     time.Now(),
+		Target:      proxy.Target{ID: 1, Name: "shop", Protocol: "postgres"},
+		Caller:      identity.Caller{Workload: "agent", Identity: identity.Identity{Subject: id}},
+		Destination: netip.MustParseAddrPort("127.0.0.2:5432"),
+		Client:      client,
+		Logger:      slog.New(slog.DiscardHandler),
+		Dial:        func(context.Context, string, string) (net.Conn, error) { return upstream(), nil },
+	}
 }

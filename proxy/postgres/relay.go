@@ -141,8 +141,8 @@ type resultDesc struct {
 	formats []int16
 }
 
-// relayState is the client goroutine's, except dropUntilReady, lastRD and
-// frame (the upstream goroutine's).
+// relayState is the client goroutine's, except dropUntilReady, lastRD,
+// received and frame (the upstream goroutine's).
 type relayState struct {
 	stmts         map[string]*prepared // allowed statements by name
 	portals       map[string]*portal
@@ -165,9 +165,10 @@ type relayState struct {
 	dropUntilReady bool
 	// lastRD: the last result description kept (keepRowDescription).
 	lastRD *pgproto3.RowDescription
-	// frame: the upstream message being handled as it arrived (nil when
-	// pgproto3 read it); see asReceived.
-	frame rawFrame
+	// received is the upstream message being handled, and frame the bytes
+	// it arrived in (nil when pgproto3 read it); see pass.
+	received pgproto3.BackendMessage
+	frame    rawFrame
 }
 
 type prepared struct {
@@ -203,9 +204,6 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.up = newMsgWriter(c.upConn, errUpstreamWrite)
 	c.mu.Unlock()
 	c.fe = fe
-	if c.upReader == nil {
-		c.upReader = c.upConn
-	}
 	c.ur = newServerReader(c.upReader)
 	if c.h.rewriter != nil {
 		c.meta = c.newMetadataConn(c.params)
@@ -331,9 +329,9 @@ func (c *session) upstreamLoop() error {
 // had read ahead when it logged in (through its pgproto3.Frontend), then
 // through the relay's own reader, which keeps each message's frame.
 func (c *session) upstreamMessage() (pgproto3.BackendMessage, error) {
+	c.relay.received, c.relay.frame = nil, nil
 	if c.fe != nil {
 		if c.fe.ReadBufferLen() > 0 {
-			c.relay.frame = nil
 			return c.fe.Receive()
 		}
 		c.fe = nil
@@ -342,7 +340,7 @@ func (c *session) upstreamMessage() (pgproto3.BackendMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.relay.frame = c.ur.frame
+	c.relay.received, c.relay.frame = msg, c.ur.frame
 	return msg, nil
 }
 
@@ -354,15 +352,19 @@ func (c *session) upstreamBuffered() int {
 	return c.ur.buffered()
 }
 
-// asReceived is m, the upstream message being handled, to be relayed
-// unchanged: its frame when the relay's reader read it, so that it is
-// written on as the bytes it arrived in instead of encoded again.
-func (c *session) asReceived(m encoder) encoder {
-	if c.relay.frame != nil {
-		return c.relay.frame
+// pass queues m for the client. The upstream message being handled goes
+// as the bytes it arrived in, not encoded again; anything else (the
+// gateway's own messages, a row a mask rewrote: see rewritten) is encoded.
+func (c *session) pass(m encoder) error {
+	if c.relay.frame != nil && m == encoder(c.relay.received) {
+		return c.client.queue(c.relay.frame)
 	}
-	return m
+	return c.client.queue(m)
 }
+
+// rewritten notes that the upstream message being handled was changed in
+// place: its frame no longer says what it holds.
+func (c *session) rewritten() { c.relay.frame = nil }
 
 // push appends to the pending queue.
 func (c *session) push(p *pending) {
@@ -406,7 +408,7 @@ func (c *session) head() *pending {
 // entry. In this order: once the queue is empty the client goroutine may
 // answer a denial itself, and its answer must come after m.
 func (c *session) relayAndPop(m encoder) error {
-	err := c.client.queue(m)
+	err := c.pass(m)
 	c.pop()
 	return err
 }
@@ -629,9 +631,9 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			// runs, so the session ends.
 			return fmt.Errorf("%w: upstream reports %s=%s", errUnsafeLexing, m.Name, m.Value)
 		}
-		return c.client.queue(c.asReceived(msg))
+		return c.pass(msg)
 	case *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
-		return c.client.queue(c.asReceived(msg))
+		return c.pass(msg)
 	case *pgproto3.ReadyForQuery:
 		return c.readyForQuery(m)
 	case *pgproto3.ErrorResponse:
@@ -651,15 +653,15 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.ParseComplete:
 		if p.kind == pendParse {
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.BindComplete:
 		if p.kind == pendBind {
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.CloseComplete:
 		if p.kind == pendClose {
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.ParameterDescription:
 		if p.kind == pendDescribe {
@@ -671,7 +673,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			if p.res != nil {
 				p.res.rd = c.keepRowDescription(m)
 			}
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		case pendInjectedDescribe:
 			p.res.rd = c.keepRowDescription(m)
 			c.pop() // swallowed: nothing for the client, nothing to order
@@ -683,12 +685,12 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 					return c.refuseResult(p, err)
 				}
 			}
-			return c.client.queue(c.asReceived(m))
+			return c.pass(m)
 		}
 	case *pgproto3.NoData:
 		switch p.kind {
 		case pendDescribe:
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		case pendInjectedDescribe:
 			c.pop() // swallowed
 			return nil
@@ -705,28 +707,28 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 				p.refused = false
 				return nil
 			}
-			return c.client.queue(c.asReceived(m))
+			return c.pass(m)
 		case pendExecute:
 			c.endStatement(p, string(m.CommandTag), "")
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.EmptyQueryResponse:
 		switch p.kind {
 		case pendQuery:
-			return c.client.queue(c.asReceived(m))
+			return c.pass(m)
 		case pendExecute:
 			c.vet(p, false)
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.PortalSuspended:
 		if p.kind == pendExecute {
 			c.endStatement(p, "", "")
-			return c.relayAndPop(c.asReceived(m))
+			return c.relayAndPop(m)
 		}
 	case *pgproto3.CopyInResponse:
 		if p.kind == pendQuery || p.kind == pendExecute {
 			c.vet(p, false) // COPY FROM: nothing to mask
-			return c.client.queue(c.asReceived(m))
+			return c.pass(m)
 		}
 	case *pgproto3.CopyOutResponse:
 		if p.kind == pendQuery || p.kind == pendExecute {
@@ -740,17 +742,17 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			if rw := c.relay.rewriter; rw != nil {
 				if hits := rw.CopyData(m); len(hits) > 0 {
 					p.addMasked(hits)
-					return c.client.queue(m) // rewritten
+					c.rewritten()
 				}
 			}
-			return c.client.queue(c.asReceived(m))
+			return c.pass(m)
 		}
 	case *pgproto3.CopyDone:
 		if p.kind == pendQuery || p.kind == pendExecute {
 			if p.refused {
 				return nil
 			}
-			return c.client.queue(c.asReceived(m))
+			return c.pass(m)
 		}
 	}
 	return fmt.Errorf("%w: %T while waiting for the response to %s", errUpstreamProtocol, msg, p.kind)
@@ -759,7 +761,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 // readyForQuery ends a Query or a Sync. Entries still ahead of it are
 // messages upstream discarded after an error.
 func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
-	err := c.client.queue(c.asReceived(m))
+	err := c.pass(m)
 	afterError := c.relay.dropUntilReady
 	c.relay.dropUntilReady = false
 	c.mu.Lock()
@@ -791,7 +793,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	p := c.head()
 	if p == nil {
 		// Not an answer: e.g. an administrator ended the backend.
-		return c.client.queue(c.asReceived(m))
+		return c.pass(m)
 	}
 	switch p.kind {
 	case pendQuery:
@@ -802,11 +804,11 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 			return nil
 		}
 		c.endStatement(p, "", m.Message)
-		return c.client.queue(c.asReceived(m))
+		return c.pass(m)
 	case pendDenied:
 		if p.simple {
 			if p.denial == nil {
-				return c.client.queue(c.asReceived(m))
+				return c.pass(m)
 			}
 			resp := p.denial
 			p.denial = nil // ReadyForQuery follows and pops the entry
@@ -819,7 +821,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 		return c.relayAndPop(p.denial)
 	case pendSync:
 		// The implicit COMMIT at Sync failed; ReadyForQuery follows.
-		return c.client.queue(c.asReceived(m))
+		return c.pass(m)
 	}
 	// An extended-protocol message failed: upstream now ignores everything
 	// up to the next Sync.
@@ -830,7 +832,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	c.mu.Lock()
 	c.vetAllLocked()
 	c.mu.Unlock()
-	return c.relayAndPop(c.asReceived(m))
+	return c.relayAndPop(m)
 }
 
 // dataRow relays one row through the rewriter.
@@ -851,12 +853,11 @@ func (c *session) dataRow(p *pending, m *pgproto3.DataRow) error {
 		}
 		if hits := rw.Row(m); len(hits) > 0 {
 			p.addMasked(hits)
-			p.rows++
-			return c.client.queue(m) // rewritten
+			c.rewritten()
 		}
 	}
 	p.rows++
-	return c.client.queue(c.asReceived(m))
+	return c.pass(m)
 }
 
 // copyOut starts a COPY TO STDOUT through the rewriter.
@@ -867,7 +868,7 @@ func (c *session) copyOut(p *pending, m *pgproto3.CopyOutResponse) error {
 		}
 	}
 	c.vet(p, false)
-	return c.client.queue(c.asReceived(m))
+	return c.pass(m)
 }
 
 // refuseResult tells the client the rewriter refused the result and
