@@ -56,7 +56,7 @@ func (f fakeCatalog) TableName(ctx context.Context, oid uint32) (string, error) 
 	if oid == 0 {
 		return "", nil
 	}
-	return lookUpTableName(ctx, f, oid)
+	return lookUpTableName(ctx, f.Query, oid)
 }
 
 func field(name string, table, typ uint32) pgproto3.FieldDescription {

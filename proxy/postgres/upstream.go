@@ -163,8 +163,8 @@ func loginFailure(target string, err error) *pgproto3.ErrorResponse {
 // twice as many server connections — and it stays open for a while after
 // the last of them ended (Options.MetadataIdle), so that an agent that runs
 // one short session per command does not pay a second login for each.
-// Look-ups are rare (their results are cached per session) and take turns
-// on the connection.
+// Look-ups are rare (a table's name is kept for every session of the
+// connection: tableNames) and take turns on the connection.
 
 // defaultMetadataIdle is Options.MetadataIdle's default.
 const defaultMetadataIdle = 30 * time.Second
@@ -388,7 +388,7 @@ func (m *metadataConn) TableName(ctx context.Context, oid uint32) (string, error
 	if name, ok := shared.names.get(oid, now); ok {
 		return name, nil
 	}
-	name, err := lookUpTableName(ctx, m, oid)
+	name, err := lookUpTableName(ctx, m.Query, oid)
 	if err != nil {
 		return "", err
 	}
@@ -398,10 +398,8 @@ func (m *metadataConn) TableName(ctx context.Context, oid uint32) (string, error
 
 // lookUpTableName asks the catalogue for a table's name ("" when there is
 // no such table).
-func lookUpTableName(ctx context.Context, cat interface {
-	Query(context.Context, string, ...any) ([][]string, error)
-}, oid uint32) (string, error) {
-	rows, err := cat.Query(ctx,
+func lookUpTableName(ctx context.Context, query func(context.Context, string, ...any) ([][]string, error), oid uint32) (string, error) {
+	rows, err := query(ctx,
 		"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
 		oid)
 	if err != nil {
