@@ -14,6 +14,11 @@
 //     the client side of a loopback TCP connection (LocalPeer,
 //     MatchCgroupPath).
 //
+// Its sub-packages hold the gateway's own side of identity: oidc verifies
+// tokens, adminauth authenticates the admin API, and keyfile reads and
+// writes the secrets that prove the gateway (its CAs' keys, host keys,
+// admin tokens) so that proxy/ and identity/ share one careful reader.
+//
 // Everything read from /proc and mountinfo is parsed by small, separately
 // fuzzed functions that reject what they do not understand instead of
 // guessing.

@@ -5,7 +5,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/interlock-dev/interlock/proxy/keyfile"
+	"github.com/interlock-dev/interlock/identity/keyfile"
 )
 
 // TokenEnv is the environment variable the CLI takes its admin credential

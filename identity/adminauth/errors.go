@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/interlock-dev/interlock/proxy/keyfile"
+	"github.com/interlock-dev/interlock/identity/keyfile"
 )
 
 // Sentinel errors; see the package documentation for when each is returned.

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/interlock-dev/interlock/identity"
-	"github.com/interlock-dev/interlock/proxy/keyfile"
+	"github.com/interlock-dev/interlock/identity/keyfile"
 )
 
 // Limits on a tokens file and its entries.

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/interlock-dev/interlock/proxy/keyfile"
+	"github.com/interlock-dev/interlock/identity/keyfile"
 )
 
 // hostKeyComment is the comment inside host key files the gateway creates.

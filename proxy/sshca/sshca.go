@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/interlock-dev/interlock/proxy/keyfile"
+	"github.com/interlock-dev/interlock/identity/keyfile"
 	"github.com/interlock-dev/interlock/proxy/mintcache"
 )
 

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/interlock-dev/interlock/proxy/keyfile"
+	"github.com/interlock-dev/interlock/identity/keyfile"
 	"github.com/interlock-dev/interlock/proxy/mintcache"
 )
 
