@@ -14,7 +14,7 @@ import (
 
 const module = "github.com/interlock-dev/interlock/"
 
-// layers is DESIGN.md's import table for the project's own packages: which
+// layers is the design's import table for the project's own packages: which
 // top-level folders a folder's packages may import besides their own.
 // cmd/, bench/ and docs/ wire things together and may import anything.
 var layers = map[string][]string{
@@ -52,7 +52,7 @@ func protocolPackage(pkg string) string {
 	return ""
 }
 
-// TestImportLayering holds the packages to the import table in DESIGN.md:
+// TestImportLayering holds the packages to the import table (see layers):
 // a package that reaches across layers fails here, not in review.
 func TestImportLayering(t *testing.T) {
 	root, err := filepath.Abs("../..")
@@ -108,7 +108,7 @@ func TestImportLayering(t *testing.T) {
 				if len(allowed) > 0 {
 					may = strings.Join(allowed, ", ")
 				}
-				t.Errorf("%s imports %s: of the project's other folders %s/ may import %s (DESIGN.md)", pkg, dep, top, may)
+				t.Errorf("%s imports %s: of the project's other folders %s/ may import %s (see TestImportLayering)", pkg, dep, top, may)
 			}
 		}
 		return nil

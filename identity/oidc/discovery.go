@@ -26,6 +26,8 @@ type issuerState struct {
 	cfg    Issuer
 	client *http.Client
 	log    *slog.Logger
+	// keyFetchInterval replaces keyFetchInterval in tests; 0 is the default.
+	keyFetchInterval time.Duration
 
 	mu      sync.Mutex
 	ready   *oidc.IDTokenVerifier // set once discovery succeeded
@@ -129,7 +131,10 @@ func (s *issuerState) discover(ctx context.Context) (*oidc.IDTokenVerifier, erro
 	// The key set fetches in goroutines of its own, with this context's
 	// values (the HTTP client) and never its cancellation; the client's
 	// timeout bounds each fetch.
-	keys := keySet{remote: oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), s.client), doc.JWKSURL)}
+	// Its own client limits how often it fetches (see keyFetchBurst).
+	keyClient := *s.client
+	keyClient.Transport = limitedTransport{next: s.client.Transport, limit: newFetchLimiter(s.keyFetchInterval), issuer: s.cfg.Name, log: s.log}
+	keys := keySet{remote: oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), &keyClient), doc.JWKSURL)}
 	v := oidc.NewVerifier(s.cfg.URL, keys, &oidc.Config{
 		// Audience and times are checked by Verifier.verify, with messages
 		// of its own and one clock skew (see the package documentation).

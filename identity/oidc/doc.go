@@ -16,9 +16,13 @@
 //     fetched again whenever a token names a key id not in the cache, so a
 //     rotated key works without a restart. go-oidc also fetches again for a
 //     token no cached key verifies (a forged one too); concurrent fetches
-//     are shared but not rate limited, so a caller that takes tokens from
-//     untrusted workloads should limit their attempts. A key the issuer
-//     withdraws stays trusted until the next fetch.
+//     are shared, and each issuer's fetches are limited (keyFetchBurst at
+//     once, then one per keyFetchInterval; a token past the limit fails
+//     with ErrIssuerUnavailable), so made-up tokens cannot make the
+//     gateway hammer its identity provider. A caller that takes tokens from
+//     untrusted workloads should still limit their attempts (each costs a
+//     signature check). A key the issuer withdraws stays trusted until the
+//     next fetch.
 //   - What a token must be: at most MaxTokenSize bytes; a compact JWS (a
 //     JWE, "alg": "none" and HMAC algorithms are refused: only RS*, PS*,
 //     ES* and EdDSA); signed by a key the issuer publishes; "iss" exactly

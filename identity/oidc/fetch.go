@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 )
@@ -94,4 +97,80 @@ func (k keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error)
 		o.called, o.err = true, err
 	}
 	return payload, err
+}
+
+// Key set fetch limit. go-oidc fetches an issuer's key set again for every
+// token no cached key verifies: a rotated key's, but also a forged one's,
+// so any workload could otherwise make the gateway call its identity
+// provider once per token it makes up. Each issuer's key set may be
+// fetched keyFetchBurst times at once and then once per keyFetchInterval;
+// a token that would need a fetch beyond that fails with
+// ErrIssuerUnavailable and may be retried. (A redirect counts as a fetch.)
+const (
+	keyFetchBurst    = 5
+	keyFetchInterval = 12 * time.Second
+)
+
+// fetchLimiter is a token bucket: full at keyFetchBurst, one fetch more
+// every interval.
+type fetchLimiter struct {
+	interval time.Duration
+	now      func() time.Time
+
+	mu       sync.Mutex
+	tokens   float64
+	last     time.Time
+	refusing bool // the last request was refused: warn once per episode
+}
+
+func newFetchLimiter(interval time.Duration) *fetchLimiter {
+	if interval <= 0 {
+		interval = keyFetchInterval
+	}
+	return &fetchLimiter{interval: interval, now: time.Now, tokens: keyFetchBurst}
+}
+
+// take spends one fetch if one is left. When none is, it returns how long
+// until there is, and whether this refusal starts a new episode.
+func (l *fetchLimiter) take() (wait time.Duration, first bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if !l.last.IsZero() {
+		l.tokens = min(keyFetchBurst, l.tokens+float64(now.Sub(l.last))/float64(l.interval))
+	}
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		l.refusing = false
+		return 0, false
+	}
+	first = !l.refusing
+	l.refusing = true
+	return time.Duration((1 - l.tokens) * float64(l.interval)), first
+}
+
+// limitedTransport is the transport of one issuer's key set: it refuses
+// requests beyond the limiter's budget.
+type limitedTransport struct {
+	next   http.RoundTripper
+	limit  *fetchLimiter
+	issuer string
+	log    *slog.Logger
+}
+
+func (t limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if wait, first := t.limit.take(); wait > 0 {
+		wait = wait.Round(time.Millisecond)
+		if first {
+			t.log.Warn("OIDC key set fetches limited: tokens signed by keys the issuer does not publish are arriving faster than the key set may be fetched",
+				"issuer", t.issuer, "url", req.URL.Redacted(), "burst", keyFetchBurst, "interval", t.limit.interval, "next_fetch_in", wait)
+		}
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("%w: GET %s: not fetched: the key set was fetched %d times recently (tokens signed by unknown keys, forged ones included, cause fetches); next fetch in %s",
+			errFetch, req.URL.Redacted(), keyFetchBurst, wait)
+	}
+	return t.next.RoundTrip(req)
 }

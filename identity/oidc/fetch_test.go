@@ -8,11 +8,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 type fakeIssuer struct {
 	srv       *httptest.Server
 	discovery atomic.Int32 // discovery requests seen
+	keyFetch  atomic.Int32 // key set requests seen
 	status    atomic.Int32 // discovery status; 0 is 200
 	jwks      atomic.Value // func(http.ResponseWriter)
 }
@@ -41,6 +44,7 @@ func newFakeIssuer(t *testing.T) *fakeIssuer {
 			}
 			json.NewEncoder(w).Encode(map[string]string{"issuer": f.issuer(), "jwks_uri": f.srv.URL + "/jwks"})
 		case "/jwks":
+			f.keyFetch.Add(1)
 			f.jwks.Load().(func(http.ResponseWriter))(w)
 		default:
 			http.NotFound(w, r)
@@ -117,6 +121,73 @@ func TestKeySetFailures(t *testing.T) {
 		})
 	}
 }
+
+// Tokens signed by keys the issuer does not publish cannot make the
+// gateway fetch the key set more than the limit allows: past the burst they
+// fail as the issuer being unavailable, without a request, and the budget
+// comes back with time.
+func TestKeySetFetchLimit(t *testing.T) {
+	f := newFakeIssuer(t)
+	const interval = 300 * time.Millisecond
+	var logs strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logs.Write(p)
+	}), nil))
+	v, err := New(t.Context(), []Issuer{{Name: "fake", URL: f.issuer(), Audience: "interlock"}}, Options{Logger: log, keyFetchInterval: interval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Made before the clock starts: RSA keys take a while.
+	var forged []string
+	for i := range 3 * keyFetchBurst {
+		forged = append(forged, f.token(t, "forged-"+strconv.Itoa(i)))
+	}
+	later := f.token(t, "forged-later")
+	var invalid, limited int
+	start := time.Now()
+	for i, tok := range forged {
+		_, err := v.Verify(t.Context(), "fake", tok)
+		switch {
+		case errors.Is(err, ErrInvalidToken):
+			invalid++
+		case errors.Is(err, ErrIssuerUnavailable) && strings.Contains(err.Error(), "next fetch in"):
+			limited++
+		default:
+			t.Fatalf("forged token %d: %v; want ErrInvalidToken or a limited fetch", i, err)
+		}
+	}
+	elapsed := time.Since(start)
+	// A slow machine may see refills during the loop, a fetch each.
+	extra := int(elapsed / interval)
+	if n := int(f.keyFetch.Load()); n < keyFetchBurst || n > keyFetchBurst+extra {
+		t.Fatalf("%d key set fetches for %d forged tokens in %s; want %d to %d", n, 3*keyFetchBurst, elapsed, keyFetchBurst, keyFetchBurst+extra)
+	}
+	if limited == 0 || invalid+limited != 3*keyFetchBurst {
+		t.Fatalf("%d tokens refused as invalid, %d as limited; want some limited", invalid, limited)
+	}
+	mu.Lock()
+	warnings := strings.Count(logs.String(), "key set fetches limited")
+	mu.Unlock()
+	if warnings == 0 || warnings > 1+extra {
+		t.Errorf("%d warnings logged; want one per run of refusals:\n%s", warnings, logs.String())
+	}
+
+	time.Sleep(interval + interval/2)
+	before := f.keyFetch.Load()
+	if _, err := v.Verify(t.Context(), "fake", later); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("after the interval: %v; want the key set fetched and the token invalid", err)
+	}
+	if n := f.keyFetch.Load(); n != before+1 {
+		t.Fatalf("after the interval: %d fetches, want %d", n, before+1)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // A failed discovery is not retried before its backoff, however many
 // tokens arrive, and is retried after it.

@@ -36,6 +36,10 @@ type Options struct {
 	// Now is the clock tokens' exp, nbf and iat are checked against;
 	// default time.Now. Discovery backoff uses the real clock.
 	Now func() time.Time
+
+	// keyFetchInterval replaces keyFetchInterval in tests; 0 is the
+	// default.
+	keyFetchInterval time.Duration
 }
 
 // Verifier verifies tokens from the configured issuers. It is safe for
@@ -68,7 +72,7 @@ func New(ctx context.Context, issuers []Issuer, o Options) (*Verifier, error) {
 		if _, dup := v.byName[cfg.Name]; dup {
 			return nil, fmt.Errorf("issuer %s: configured twice: %w", cfg.Name, ErrInvalidConfig)
 		}
-		s := &issuerState{cfg: cfg, client: client, log: log}
+		s := &issuerState{cfg: cfg, client: client, log: log, keyFetchInterval: o.keyFetchInterval}
 		v.issuers = append(v.issuers, s)
 		v.byName[cfg.Name] = s
 	}
