@@ -7,16 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
 // BinaryEnv names the Hydra binary; make test sets it to bin/hydra.
@@ -148,11 +148,11 @@ func (p *Provider) launch(bin string, o Options) error {
 	for attempt := 0; ; attempt++ {
 		p.publicPort, p.adminPort = o.Port, 0
 		if p.publicPort == 0 {
-			if p.publicPort, err = freePort(); err != nil {
+			if p.publicPort, err = redirecttest.FreePort(host); err != nil {
 				return err
 			}
 		}
-		if p.adminPort, err = freePort(); err != nil {
+		if p.adminPort, err = redirecttest.FreePort(host); err != nil {
 			return err
 		}
 		if err := p.writeConfig(o, secret, hookKey); err != nil {
@@ -209,55 +209,26 @@ func (p *Provider) configFile() string { return filepath.Join(p.dir, "hydra.yaml
 
 // start runs Hydra and waits until both its listeners answer ready.
 func (p *Provider) start(bin string) error {
-	logf, err := os.OpenFile(p.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	from, err := logf.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out", "--config", p.configFile())
 	cmd.Dir = p.dir
 	// Only what a Go program needs: every other variable could be a Hydra
 	// setting overriding the file.
 	cmd.Env = []string{"HOME=" + p.dir, "TMPDIR=" + p.dir, "PATH=/usr/bin:/bin"}
-	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", bin, err)
+	d, err := redirecttest.StartDaemon("hydra", cmd, p.logFile)
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	p.cmd, p.done = cmd, done
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	return p.waitReady(from)
-}
-
-func (p *Provider) waitReady(logFrom int64) error {
-	deadline := time.Now().Add(readyTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return p.exitError(logFrom)
-		default:
-		}
-		last = p.ready()
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return p.exitError(logFrom)
-		case <-time.After(25 * time.Millisecond):
-		}
+	p.daemon = d
+	err = d.WaitReady(readyTimeout, 25*time.Millisecond, p.ready)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redirecttest.ErrExited) && redirecttest.PortTaken(d.LogSinceStart()):
+		return fmt.Errorf("hydra could not listen on %s or %s: %w", p.PublicURL(), p.AdminURL(), errPortTaken)
 	}
 	p.stop()
-	return fmt.Errorf("hydra not ready on %s within %s: %w\n%s", p.Issuer(), readyTimeout, last, p.LogTail())
+	return fmt.Errorf("hydra on %s: %w", p.Issuer(), err)
 }
 
 // ready asks both listeners' /health/ready.
@@ -282,47 +253,13 @@ func (p *Provider) ready() error {
 	return nil
 }
 
-// exitError describes Hydra exiting at start; errPortTaken when its log
-// says it could not bind.
-func (p *Provider) exitError(logFrom int64) error {
-	b, _ := os.ReadFile(p.logFile)
-	if int64(len(b)) >= logFrom {
-		b = b[logFrom:]
-	}
-	if strings.Contains(string(b), "address already in use") {
-		return fmt.Errorf("hydra could not listen on %s or %s: %w", p.PublicURL(), p.AdminURL(), errPortTaken)
-	}
-	return fmt.Errorf("hydra exited at start (%s):\n%s", p.cmd.ProcessState, p.LogTail())
-}
-
 // stop ends the Hydra this provider started, by its pid: SIGTERM, then
 // SIGKILL after stopTimeout. Hydra forks nothing, so the one process is
 // all there is.
 func (p *Provider) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
+	if p.daemon != nil {
+		p.daemon.Stop(syscall.SIGTERM, stopTimeout)
 	}
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 func randomHex(n int) (string, error) {

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,8 +42,7 @@ type Provider struct {
 	hook                  *tokenHook
 	http                  *http.Client
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
+	daemon *redirecttest.Daemon // nil until Hydra started
 
 	closeOnce sync.Once
 	closeErr  error
@@ -54,26 +52,7 @@ type Provider struct {
 // ends.
 func Start(tb testing.TB, o Options) *Provider {
 	tb.Helper()
-	p, err := Launch(o)
-	if errors.Is(err, ErrUnavailable) {
-		skip(tb, err)
-	}
-	if err != nil {
-		tb.Fatalf("oidctest: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			tb.Errorf("oidctest: %v", err)
-		}
-	})
-	return p
-}
-
-// skip skips tb on an ErrUnavailable from Launch, or fails it when the
-// environment requires the test to run.
-func skip(tb testing.TB, err error) {
-	tb.Helper()
-	redirecttest.Unavailable(tb, ErrUnavailable.Error(), strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
+	return redirecttest.Launched(tb, "oidctest", ErrUnavailable, func() (*Provider, error) { return Launch(o) })
 }
 
 // Issuer is the issuer URL, the "iss" of every token:
@@ -91,20 +70,14 @@ func (p *Provider) AdminURL() string {
 // Pid is the process id of the Hydra this provider started; 0 before it
 // started.
 func (p *Provider) Pid() int {
-	if p.cmd == nil || p.cmd.Process == nil {
+	if p.daemon == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.daemon.Pid()
 }
 
 // LogTail is the end of Hydra's log, for a test failure message.
-func (p *Provider) LogTail() string {
-	b, _ := os.ReadFile(p.logFile)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
+func (p *Provider) LogTail() string { return redirecttest.LogTail(p.logFile) }
 
 // Close stops the Hydra this provider started and its token hook, and
 // removes its files. Calling it again returns the first result.

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
 func claimsOf(t *testing.T, tok string) map[string]any {
@@ -90,9 +92,7 @@ func TestProviderTokens(t *testing.T) {
 // again when called twice.
 func TestClose(t *testing.T) {
 	p, err := Launch(Options{})
-	if errors.Is(err, ErrUnavailable) {
-		skip(t, err)
-	}
+	redirecttest.UnavailableIf(t, err, ErrUnavailable)
 	if err != nil {
 		t.Fatal(err)
 	}

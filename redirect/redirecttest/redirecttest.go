@@ -1,6 +1,9 @@
 // Package redirecttest is the harness for interlock's privileged tests: it
 // gates them on root, makes real cgroups, and runs real agent processes in
-// them that dial, report what the kernel did, and exit.
+// them that dial, report what the kernel did, and exit. It is also what the
+// other harnesses (pgtest, sshtest, oidctest) share: the one skip-or-fail
+// gate (Unavailable, Launched) and the running of a server process with its
+// log, readiness check and stop by pid (Daemon).
 //
 // A test binary that uses Agent must call MaybeRunAgent first thing in its
 // TestMain: the agent is the test binary itself, re-executed.

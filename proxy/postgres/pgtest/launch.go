@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
 // ErrUnavailable is returned by [Launch] when this machine cannot run a
@@ -56,7 +58,6 @@ func Launch(o Options) (*Server, error) {
 		Version:       version,
 		dir:           dir,
 		log:           filepath.Join(dir, "postgres.log"),
-		done:          make(chan struct{}),
 	}
 	if err := s.launch(bin, o, owner); err != nil {
 		return nil, errors.Join(err, s.Close())
@@ -106,7 +107,7 @@ func (s *Server) launch(bin string, o Options, owner owner) error {
 		port := o.Port
 		if port == 0 {
 			var err error
-			if port, err = freePort(o.Host); err != nil {
+			if port, err = redirecttest.FreePort(o.Host); err != nil {
 				return err
 			}
 		}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -66,10 +65,9 @@ type Server struct {
 	// Version is the server's major version, e.g. 15.
 	Version int
 
-	dir  string // base folder: data/, sock/, certificates, log
-	log  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	dir    string // base folder: data/, sock/, certificates, log
+	log    string
+	daemon *redirecttest.Daemon // nil until postgres started
 
 	mu    sync.Mutex
 	super *pgx.Conn
@@ -116,19 +114,7 @@ func binDir() (string, int, error) {
 // ends.
 func Start(tb testing.TB, o Options) *Server {
 	tb.Helper()
-	s, err := Launch(o)
-	if errors.Is(err, ErrUnavailable) {
-		redirecttest.Unavailable(tb, "cannot start PostgreSQL", strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
-	}
-	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("pgtest: %v", err)
-		}
-	})
-	return s
+	return redirecttest.Launched(tb, "pgtest", ErrUnavailable, func() (*Server, error) { return Launch(o) })
 }
 
 func (s *Server) start(bin, data string, o Options, owner owner) error {
@@ -145,63 +131,44 @@ func (s *Server) start(bin, data string, o Options, owner owner) error {
 			"-c", "ssl_cert_file="+filepath.Join(s.dir, "server.crt"),
 			"-c", "ssl_key_file="+filepath.Join(s.dir, "server.key"))
 	}
-	logf, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
+	cmd.Dir = s.dir
+	owner.apply(cmd)
+	d, err := redirecttest.StartDaemon("postgres", cmd, s.log)
 	if err != nil {
 		return err
 	}
-	defer logf.Close()
-	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
-	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	owner.apply(cmd)
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting postgres: %w", err)
-	}
-	s.cmd = cmd
-	s.done = make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(s.done)
-	}()
+	s.daemon = d
 	// A bind failure shows within moments; anything else shows in
 	// waitReady.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("postgres exited at start:\n%s", s.logTail())
-		default:
-		}
+	err = d.WaitReady(30*time.Second, 20*time.Millisecond, func() error {
 		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
 		if err == nil {
 			c.Close()
-			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		s.stop()
+		return fmt.Errorf("postgres on %s: %w", s.Addr(), err)
 	}
-	s.stop()
-	return fmt.Errorf("postgres did not listen on %s within 30s:\n%s", s.Addr(), s.logTail())
+	return nil
 }
 
 func (s *Server) waitReady(limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var last error
-	for time.Now().Before(deadline) {
+	err := s.daemon.WaitReady(limit, 50*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		c, err := pgx.Connect(ctx, s.ConnString(s.Superuser, s.SuperPassword, "postgres"))
-		cancel()
 		if err == nil {
 			s.super = c
-			return nil
 		}
-		last = err
-		select {
-		case <-s.done:
-			return fmt.Errorf("postgres exited:\n%s", s.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres on %s: %w", s.Addr(), err)
 	}
-	return fmt.Errorf("postgres on %s not ready after %s: %v\n%s", s.Addr(), limit, last, s.logTail())
+	return nil
 }
 
 // stop shuts the server down (SIGINT: fast shutdown), killing it if it
@@ -215,24 +182,9 @@ func (s *Server) stop() {
 		s.super = nil
 	}
 	s.mu.Unlock()
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
+	if s.daemon != nil {
+		s.daemon.Stop(syscall.SIGINT, 15*time.Second)
 	}
-	s.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-s.done:
-	case <-time.After(15 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
-	}
-}
-
-func (s *Server) logTail() string {
-	b, _ := os.ReadFile(s.log)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }
 
 // conn is the superuser connection, reopened if a test broke it.
@@ -300,13 +252,4 @@ func (s *Server) CreateUser(tb testing.TB, name, password string) {
 
 func quoteLiteral(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
-}
-
-func freePort(host string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

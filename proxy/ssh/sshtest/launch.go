@@ -178,7 +178,7 @@ func (s *Server) launch(o Options, root bool) error {
 	for attempt := 0; ; attempt++ {
 		port := o.Port
 		if port == 0 {
-			if port, err = freePort(o.Host); err != nil {
+			if port, err = redirecttest.FreePort(o.Host); err != nil {
 				return err
 			}
 		}
@@ -235,72 +235,30 @@ func (s *Server) writeConfig(o Options, root bool, without map[string]bool) erro
 
 // start runs sshd and waits for its banner.
 func (s *Server) start() error {
-	logf, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	from, err := logf.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
-	}
 	// -D: stay in the foreground, our child; -e: log to stderr, the log
 	// file, including every connection's process.
 	cmd := exec.Command(SSHDPath, "-D", "-e", "-f", s.ConfigFile)
 	cmd.Dir = s.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting sshd: %w", err)
+	d, err := redirecttest.StartDaemon("sshd", cmd, s.LogFile)
+	if err != nil {
+		return err
 	}
-	done := make(chan struct{})
-	s.cmd, s.done = cmd, done
-	go func() {
-		cmd.Wait()
-		close(done)
-	}()
-	return s.waitBanner(from)
-}
-
-// waitBanner waits until sshd accepts a connection and says "SSH-2.0-".
-func (s *Server) waitBanner(logFrom int64) error {
-	deadline := time.Now().Add(readyTimeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return s.exitError(logFrom)
-		default:
-		}
+	s.daemon = d
+	err = d.WaitReady(readyTimeout, 20*time.Millisecond, func() error {
 		banner, err := readBanner(s.Addr())
-		if err == nil && strings.HasPrefix(banner, "SSH-2.0-") {
-			return nil
-		}
-		if err == nil {
+		if err == nil && !strings.HasPrefix(banner, "SSH-2.0-") {
 			err = fmt.Errorf("unexpected banner %q", banner)
 		}
-		last = err
-		select {
-		case <-s.done:
-			return s.exitError(logFrom)
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err
+	})
+	if errors.Is(err, redirecttest.ErrExited) && redirecttest.PortTaken(d.LogSinceStart()) {
+		return fmt.Errorf("sshd could not listen on %s: %w\n%s", s.Addr(), errPortTaken, d.LogSinceStart())
 	}
-	return fmt.Errorf("sshd on %s sent no SSH banner within %s: %w\n%s", s.Addr(), readyTimeout, last, s.LogTail())
-}
-
-// exitError describes sshd exiting at start; errPortTaken when its log
-// says it could not bind.
-func (s *Server) exitError(logFrom int64) error {
-	b, _ := os.ReadFile(s.LogFile)
-	if int64(len(b)) >= logFrom {
-		b = b[logFrom:]
+	if err != nil {
+		return fmt.Errorf("sshd on %s: %w", s.Addr(), err)
 	}
-	log := string(b)
-	if strings.Contains(log, "Address already in use") || strings.Contains(log, "Cannot bind any address") {
-		return fmt.Errorf("sshd could not listen on %s: %w\n%s", s.Addr(), errPortTaken, log)
-	}
-	return fmt.Errorf("sshd exited at start (%s):\n%s", s.cmd.ProcessState, s.LogTail())
+	return nil
 }
 
 // readBanner reads sshd's first line.
@@ -338,15 +296,15 @@ func (s *Server) Close() error {
 // descendants while it and they are frozen (SIGSTOP, so nothing forks
 // past the search), then killed by pid.
 func (s *Server) stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.daemon == nil {
 		return
 	}
 	select {
-	case <-s.done:
+	case <-s.daemon.Done():
 		return
 	default:
 	}
-	pid := s.cmd.Process.Pid
+	pid := s.daemon.Pid()
 	frozen := []int{pid}
 	seen := map[int]bool{pid: true}
 	syscall.Kill(pid, syscall.SIGSTOP)
@@ -372,7 +330,7 @@ func (s *Server) stop() {
 	// The negative pid is the process group Setpgid made: sshd alone,
 	// as its connection processes left it.
 	syscall.Kill(-pid, syscall.SIGKILL)
-	<-s.done
+	<-s.daemon.Done()
 	// SIGKILL is delivered at once but a process takes a moment to exit;
 	// Close returns when they have.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
@@ -381,13 +339,4 @@ func (s *Server) stop() {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-func freePort(host string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }

@@ -71,8 +71,7 @@ type Server struct {
 	ConfigFile string
 	LogFile    string
 
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
+	daemon *redirecttest.Daemon // nil until sshd started
 
 	mu        sync.Mutex // serializes AuthorizeKey
 	closeOnce sync.Once
@@ -85,20 +84,14 @@ func (s *Server) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.
 // Pid is the process id of the sshd this server started (the listener, not
 // the per-connection processes it forks); 0 before it started.
 func (s *Server) Pid() int {
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.daemon == nil {
 		return 0
 	}
-	return s.cmd.Process.Pid
+	return s.daemon.Pid()
 }
 
 // LogTail is the end of sshd's log, for a test failure message.
-func (s *Server) LogTail() string {
-	b, _ := os.ReadFile(s.LogFile)
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
-}
+func (s *Server) LogTail() string { return redirecttest.LogTail(s.LogFile) }
 
 // ClientConfig is a golang.org/x/crypto/ssh configuration that logs in as
 // User with the client key and accepts only this server's host key.
@@ -194,19 +187,7 @@ func (s *Server) bracketedHost() string {
 // ends.
 func Start(tb testing.TB, o Options) *Server {
 	tb.Helper()
-	s, err := Launch(o)
-	if errors.Is(err, ErrUnavailable) {
-		skipUnavailable(tb, err)
-	}
-	if err != nil {
-		tb.Fatalf("sshtest: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Errorf("sshtest: %v", err)
-		}
-	})
-	return s
+	return redirecttest.Launched(tb, "sshtest", ErrUnavailable, func() (*Server, error) { return Launch(o) })
 }
 
 // ClientBinary is the path of an OpenSSH client program ("ssh", "scp",
@@ -218,9 +199,4 @@ func ClientBinary(tb testing.TB, name string) string {
 		redirecttest.Unavailable(tb, "no "+name+" client", "install openssh-client")
 	}
 	return p
-}
-
-func skipUnavailable(tb testing.TB, err error) {
-	tb.Helper()
-	redirecttest.Unavailable(tb, ErrUnavailable.Error(), strings.TrimPrefix(err.Error(), ErrUnavailable.Error()+": "))
 }

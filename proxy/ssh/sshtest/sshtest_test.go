@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
 // run runs a real OpenSSH client and returns its stdout; stderr goes into
@@ -308,9 +310,7 @@ func TestLaunchErrors(t *testing.T) {
 
 func TestBadExtraConfig(t *testing.T) {
 	s, err := Launch(Options{Host: "127.0.0.2", ExtraConfig: []string{"NoSuchKeyword yes"}})
-	if errors.Is(err, ErrUnavailable) {
-		skipUnavailable(t, err)
-	}
+	redirecttest.UnavailableIf(t, err, ErrUnavailable)
 	if err == nil {
 		s.Close()
 		t.Fatal("Launch accepted an unknown sshd keyword")
