@@ -168,7 +168,7 @@ type relayState struct {
 	// received is the upstream message being handled, and frame the bytes
 	// it arrived in (nil when pgproto3 read it); see pass.
 	received pgproto3.BackendMessage
-	frame    rawFrame
+	frame    []byte
 }
 
 type prepared struct {
@@ -357,7 +357,7 @@ func (c *session) upstreamBuffered() int {
 // gateway's own messages, a row a mask rewrote: see rewritten) is encoded.
 func (c *session) pass(m encoder) error {
 	if c.relay.frame != nil && m == encoder(c.relay.received) {
-		return c.client.queue(c.relay.frame)
+		return c.client.queueFrame(c.relay.frame)
 	}
 	return c.client.queue(m)
 }

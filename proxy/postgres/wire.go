@@ -353,11 +353,6 @@ func (r *serverReader) message() (pgproto3.BackendMessage, error) {
 	return msg, nil
 }
 
-// rawFrame is a message as it arrived; queued, it is written as is.
-type rawFrame []byte
-
-func (f rawFrame) Encode(dst []byte) ([]byte, error) { return append(dst, f...), nil }
-
 func unexpectedEOF(err error) error {
 	if errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
@@ -406,14 +401,33 @@ func (w *msgWriter) queue(msgs ...encoder) error {
 	return w.queueLocked(msgs...)
 }
 
-func (w *msgWriter) queueLocked(msgs ...encoder) error {
+// queueFrame appends a message as it arrived, framing included: it is
+// written as is. (A []byte passed as an encoder would be copied to the
+// heap, once per relayed message.)
+func (w *msgWriter) queueFrame(frame []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.err != nil {
 		return w.err
 	}
+	w.take()
+	w.buf = append(w.buf, frame...)
+	return nil
+}
+
+// take gets a pooled buffer when none is held.
+func (w *msgWriter) take() {
 	if w.bufp == nil {
 		w.bufp = writeBuffers.Get().(*[]byte)
 		w.buf = (*w.bufp)[:0]
 	}
+}
+
+func (w *msgWriter) queueLocked(msgs ...encoder) error {
+	if w.err != nil {
+		return w.err
+	}
+	w.take()
 	for _, m := range msgs {
 		b, err := m.Encode(w.buf)
 		if err != nil {
