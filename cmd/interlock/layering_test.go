@@ -31,14 +31,14 @@ var allowedImports = map[[2]string]string{
 	// identity.Identity, the same value the policy's identity.* facts
 	// come from.
 	{"policy/review", "identity"}: "reviews name their requester and decider",
-	// Test harnesses of every layer skip, or fail under CI's variable,
-	// through one helper when they lack root or a binary.
-	{"identity/oidctest", "redirect/redirecttest"}:     "shared skip helper",
-	{"proxy/postgres/pgtest", "redirect/redirecttest"}: "shared skip helper",
-	{"proxy/ssh/sshtest", "redirect/redirecttest"}:     "shared skip helper",
+	// Test harnesses of every layer share one skip-or-fail gate and one
+	// server-process runner (redirecttest.Unavailable, Daemon).
+	{"identity/oidctest", "redirect/redirecttest"}:     "shared test harness",
+	{"proxy/postgres/pgtest", "redirect/redirecttest"}: "shared test harness",
+	{"proxy/ssh/sshtest", "redirect/redirecttest"}:     "shared test harness",
 }
 
-// protocolPackage names the proxy's per-protocol handler pkg belongs to ("" for
+// protocolPackage names the per-protocol handler pkg belongs to ("" for
 // other packages): handlers never import each other.
 func protocolPackage(pkg string) string {
 	parts := strings.Split(pkg, "/")

@@ -13,9 +13,9 @@ import (
 	"time"
 )
 
-// Daemon is a server a test harness runs (PostgreSQL, sshd, Hydra, a
-// gateway): its output appended to a log file, its exit watched, and
-// stopped by its own pid, never by name.
+// Daemon is a server a test harness runs (PostgreSQL, sshd, Hydra): its
+// output appended to a log file, its exit watched, and stopped by its own
+// pid, never by name.
 type Daemon struct {
 	name    string
 	logFile string
