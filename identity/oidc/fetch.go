@@ -115,7 +115,6 @@ const (
 // every interval.
 type fetchLimiter struct {
 	interval time.Duration
-	now      func() time.Time
 
 	mu       sync.Mutex
 	tokens   float64
@@ -127,7 +126,7 @@ func newFetchLimiter(interval time.Duration) *fetchLimiter {
 	if interval <= 0 {
 		interval = keyFetchInterval
 	}
-	return &fetchLimiter{interval: interval, now: time.Now, tokens: keyFetchBurst}
+	return &fetchLimiter{interval: interval, tokens: keyFetchBurst}
 }
 
 // take spends one fetch if one is left. When none is, it returns how long
@@ -135,7 +134,7 @@ func newFetchLimiter(interval time.Duration) *fetchLimiter {
 func (l *fetchLimiter) take() (wait time.Duration, first bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
+	now := time.Now()
 	if !l.last.IsZero() {
 		l.tokens = min(keyFetchBurst, l.tokens+float64(now.Sub(l.last))/float64(l.interval))
 	}

@@ -336,11 +336,11 @@ func (c *session) upstreamMessage() (pgproto3.BackendMessage, error) {
 		}
 		c.fe = nil
 	}
-	msg, err := c.ur.message()
+	msg, frame, err := c.ur.message()
 	if err != nil {
 		return nil, err
 	}
-	c.relay.received, c.relay.frame = msg, c.ur.frame
+	c.relay.received, c.relay.frame = msg, frame
 	return msg, nil
 }
 

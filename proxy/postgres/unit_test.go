@@ -100,21 +100,21 @@ func TestServerReader(t *testing.T) {
 	}
 	r := newServerReader(bytes.NewReader(stream))
 	for i, want := range msgs {
-		got, err := r.message()
+		got, frame, err := r.message()
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 		if fmt.Sprintf("%T", got) != fmt.Sprintf("%T", want) {
 			t.Fatalf("message %d: %T, want %T", i, got, want)
 		}
-		if !bytes.Equal(r.frame, frames[i]) {
-			t.Errorf("message %d (%T): frame of %d bytes is not the %d bytes sent", i, got, len(r.frame), len(frames[i]))
+		if !bytes.Equal(frame, frames[i]) {
+			t.Errorf("message %d (%T): frame of %d bytes is not the %d bytes sent", i, got, len(frame), len(frames[i]))
 		}
 		if again, _ := got.Encode(nil); !bytes.Equal(again, frames[i]) {
 			t.Errorf("message %d (%T) decoded differently: %q", i, got, again)
 		}
 	}
-	if _, err := r.message(); !errors.Is(err, io.EOF) {
+	if _, _, err := r.message(); !errors.Is(err, io.EOF) {
 		t.Errorf("after the last message: %v", err)
 	}
 
@@ -125,11 +125,11 @@ func TestServerReader(t *testing.T) {
 		"length over 1 GB": {'D', 0x7f, 0xff, 0xff, 0xff},
 		"undecodable":      {'Z', 0, 0, 0, 4}, // ReadyForQuery without its status byte
 	} {
-		if _, err := newServerReader(bytes.NewReader(in)).message(); !errors.Is(err, errUpstreamProtocol) {
+		if _, _, err := newServerReader(bytes.NewReader(in)).message(); !errors.Is(err, errUpstreamProtocol) {
 			t.Errorf("%s: %v, want an upstream protocol error", name, err)
 		}
 	}
-	if _, err := newServerReader(bytes.NewReader([]byte{'D', 0x3f, 0xff, 0xff, 0xff, 0, 1})).message(); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if _, _, err := newServerReader(bytes.NewReader([]byte{'D', 0x3f, 0xff, 0xff, 0xff, 0, 1})).message(); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("announced but missing body: %v", err)
 	}
 }

@@ -246,11 +246,11 @@ func (r *frameReader) next(limit int, accept func(byte) error) ([]byte, error) {
 // clientReader does the client's, rather than through pgproto3.Frontend:
 // a message the relay passes on unchanged (most of them) is then written
 // to the client as the bytes it arrived in, not decoded and encoded again.
-// A message read is valid until the next read, like clientReader's.
+// A message read, and its frame, are valid until the next read, like
+// clientReader's.
 type serverReader struct {
 	br     *bufio.Reader
 	frames frameReader
-	frame  []byte // the last message read
 	msgs   backendMessages
 }
 
@@ -343,14 +343,10 @@ func newServerReader(r io.Reader) *serverReader {
 // buffered is how many bytes have arrived and are not yet consumed.
 func (r *serverReader) buffered() int { return r.br.Buffered() }
 
-// message reads and decodes one backend message.
-func (r *serverReader) message() (pgproto3.BackendMessage, error) {
-	msg, frame, err := readMessage(&r.frames, maxMessage, r.msgs.of, errUpstreamProtocol, "backend")
-	if err != nil {
-		return nil, err
-	}
-	r.frame = frame
-	return msg, nil
+// message reads and decodes one backend message, and returns it with the
+// bytes it arrived in.
+func (r *serverReader) message() (pgproto3.BackendMessage, []byte, error) {
+	return readMessage(&r.frames, maxMessage, r.msgs.of, errUpstreamProtocol, "backend")
 }
 
 func unexpectedEOF(err error) error {
