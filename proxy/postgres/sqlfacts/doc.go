@@ -67,6 +67,21 @@
 // DELETE is an EXPLAIN of kind write: rules about DELETE without WHERE
 // should test Kind and HasWhere, not only Command.
 //
+// # WHERE
+//
+// HasWhere is about every UPDATE and DELETE that runs as part of the
+// statement: its own, a data-modifying CTE's at any depth (in a subquery
+// too), the statement EXPLAIN ANALYZE runs, a PREPARE's body, COPY's
+// query. When there is at least one, HasWhere is true only if every one of
+// them has a WHERE (WHERE CURRENT OF counts), so a WHERE on the outer
+// statement cannot vouch for an unbounded DELETE in a CTE: WITH d AS
+// (DELETE FROM customers) DELETE FROM t WHERE id = 1 has none. When there
+// is none, HasWhere reports a WHERE at the top level of the statement (or
+// of the SELECT that EXPLAIN or PREPARE holds). An UPDATE or DELETE under
+// an EXPLAIN without ANALYZE is planned, not run, and does not count.
+// HasWhere says a WHERE is written, not that it narrows anything: WHERE
+// true counts.
+//
 // # Names
 //
 // Tables lists every relation a statement references: FROM items, joins,

@@ -32,12 +32,16 @@ func factsOf(stmt *pg_query.Node, toks []token) (f facts, literalSensitive bool)
 	}
 	w := walker{root: root, kind: kind}
 	w.walk(root.ProtoReflect())
+	where := hasWhere(root)
+	if w.modifies {
+		where = !w.unbounded
+	}
 	return facts{
 		command:   command,
 		kind:      w.kind,
 		tables:    w.tables.list(),
 		functions: w.functions.list(),
-		hasWhere:  hasWhere(root),
+		hasWhere:  where,
 	}, w.literalSensitive
 }
 
@@ -63,9 +67,10 @@ func nodeMessage(n *pg_query.Node) proto.Message {
 	return m
 }
 
-// hasWhere reports a WHERE on an UPDATE or DELETE (WHERE CURRENT OF
-// included) or on the top level of a SELECT. EXPLAIN and PREPARE report
-// their statement's.
+// hasWhere reports a WHERE on the top level of a SELECT, UPDATE or DELETE
+// (WHERE CURRENT OF included); EXPLAIN and PREPARE report their statement's.
+// It is the answer for a statement that runs no UPDATE or DELETE: when one
+// runs anywhere in the statement, the walker's answer replaces it.
 func hasWhere(m proto.Message) bool {
 	switch n := m.(type) {
 	case *pg_query.SelectStmt:
@@ -94,8 +99,20 @@ type walker struct {
 	scope *cteScope
 	// quiet counts enclosing EXPLAINs without ANALYZE: the statements under
 	// them are planned, not run, so they do not escalate the kind.
-	quiet            int
-	literalSensitive bool
+	quiet int
+	// modifies is set when an UPDATE or DELETE runs somewhere in the
+	// statement, unbounded when one of them has no WHERE.
+	modifies, unbounded bool
+	literalSensitive    bool
+}
+
+// modification records an UPDATE or DELETE, unless it is only planned.
+func (w *walker) modification(hasWhere bool) {
+	if w.quiet > 0 {
+		return
+	}
+	w.modifies = true
+	w.unbounded = w.unbounded || !hasWhere
 }
 
 func (w *walker) escalate(kind string) {
@@ -140,11 +157,13 @@ func (w *walker) walk(m protoreflect.Message) {
 		w.walkFields(m, "with_clause", "relation")
 		return
 	case *pg_query.UpdateStmt:
+		w.modification(n.WhereClause != nil)
 		defer w.enterWith(n.WithClause)()
 		w.addTarget(n.Relation)
 		w.walkFields(m, "with_clause", "relation")
 		return
 	case *pg_query.DeleteStmt:
+		w.modification(n.WhereClause != nil)
 		defer w.enterWith(n.WithClause)()
 		w.addTarget(n.Relation)
 		w.walkFields(m, "with_clause", "relation")

@@ -28,8 +28,11 @@ type Statement struct {
 	// Functions are the functions the statement calls anywhere, CALL's
 	// procedure included, named like Tables.
 	Functions []string
-	// HasWhere reports a WHERE clause on an UPDATE or DELETE (WHERE CURRENT
-	// OF counts) or on the top level of a SELECT.
+	// HasWhere: when the statement runs any UPDATE or DELETE (its own, a
+	// data-modifying CTE's at any depth, EXPLAIN ANALYZE's, a PREPARE's
+	// body, COPY's query), whether every one of them has a WHERE (WHERE
+	// CURRENT OF counts); otherwise, whether the statement itself (or the
+	// SELECT that EXPLAIN or PREPARE holds) has one at its top level.
 	HasWhere bool
 	// Text is the statement's own text, cut out of the input at the
 	// semicolons around it and trimmed of white space.

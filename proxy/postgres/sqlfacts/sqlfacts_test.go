@@ -95,7 +95,7 @@ func TestClassifyKinds(t *testing.T) {
 		{"WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", want{command: "SELECT", kind: KindWrite, tables: []string{"t"}}},
 		{"WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT count(*) FROM u", want{command: "SELECT", kind: KindWrite, tables: []string{"t"}, functions: []string{"count"}}},
 		{"WITH d AS (DELETE FROM t RETURNING *) INSERT INTO archive SELECT * FROM d", want{command: "INSERT", kind: KindWrite, tables: []string{"t", "archive"}}},
-		{"SELECT * FROM x WHERE id IN (WITH d AS (DELETE FROM t RETURNING id) SELECT id FROM d)", want{command: "SELECT", kind: KindWrite, tables: []string{"x", "t"}, hasWhere: true}},
+		{"SELECT * FROM x WHERE id IN (WITH d AS (DELETE FROM t RETURNING id) SELECT id FROM d)", want{command: "SELECT", kind: KindWrite, tables: []string{"x", "t"}}},
 		{"COPY t FROM STDIN", want{command: "COPY", kind: KindWrite, tables: []string{"t"}}},
 		{"COPY t (a, b) FROM STDIN WITH (FORMAT csv) WHERE a > 1", want{command: "COPY", kind: KindWrite, tables: []string{"t"}}},
 		{"COPY (DELETE FROM t RETURNING *) TO STDOUT", want{command: "COPY", kind: KindWrite, tables: []string{"t"}}},
@@ -247,6 +247,54 @@ func TestClassifyKinds(t *testing.T) {
 		t.Run(tt.sql, func(t *testing.T) {
 			checkStatement(t, tt.sql, classifyOne(t, c, tt.sql), tt.want)
 		})
+	}
+}
+
+// TestHasWhereCoversEveryModification: when a statement runs UPDATEs or
+// DELETEs, has_where says whether every one of them is bounded, wherever
+// it sits; a WHERE elsewhere (on the outer SELECT, on another DELETE)
+// does not bound them.
+func TestHasWhereCoversEveryModification(t *testing.T) {
+	tests := []struct {
+		sql      string
+		hasWhere bool
+	}{
+		// An unbounded DELETE or UPDATE anywhere that runs.
+		{"WITH d AS (DELETE FROM customers) DELETE FROM t WHERE id = 1", false},
+		{"WITH d AS (DELETE FROM customers RETURNING 1) SELECT 1 WHERE true", false},
+		{"WITH d AS (DELETE FROM customers RETURNING *) SELECT * FROM d WHERE id > 0", false},
+		{"WITH u AS (UPDATE customers SET ssn = NULL RETURNING 1) UPDATE t SET a = 1 WHERE id = 1", false},
+		{"WITH a AS (WITH b AS (DELETE FROM customers RETURNING 1) SELECT 1) SELECT * FROM a WHERE true", false},
+		{"SELECT * FROM x WHERE id IN (WITH d AS (DELETE FROM t RETURNING id) SELECT id FROM d)", false},
+		{"EXPLAIN ANALYZE WITH d AS (DELETE FROM customers RETURNING 1) SELECT 1 WHERE true", false},
+		{"EXPLAIN ANALYZE DELETE FROM customers", false},
+		{"PREPARE p AS WITH d AS (DELETE FROM customers RETURNING 1) SELECT 1 WHERE true", false},
+		{"PREPARE p AS UPDATE customers SET a = 1", false},
+		{"COPY (DELETE FROM customers RETURNING *) TO STDOUT", false},
+		{"COPY (WITH d AS (UPDATE customers SET a = 1 RETURNING *) SELECT * FROM d WHERE a = 1) TO STDOUT", false},
+		{"INSERT INTO archive SELECT * FROM (WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d) s WHERE true", false},
+
+		// Every one bounded.
+		{"WITH d AS (DELETE FROM customers WHERE id = 1 RETURNING *) SELECT * FROM d", true},
+		{"WITH d AS (DELETE FROM a WHERE id = 1) UPDATE b SET x = 1 WHERE CURRENT OF c", true},
+		{"EXPLAIN ANALYZE WITH d AS (DELETE FROM a WHERE id = 1 RETURNING 1) SELECT 1", true},
+		{"COPY (DELETE FROM customers WHERE id = 1 RETURNING *) TO STDOUT", true},
+
+		// Planned, not run: the outer statement's WHERE, as before.
+		{"EXPLAIN WITH d AS (DELETE FROM customers RETURNING 1) SELECT 1 WHERE true", true},
+		{"EXPLAIN (ANALYZE false) DELETE FROM customers", false},
+
+		// No UPDATE or DELETE: the outer statement's WHERE, as before.
+		{"SELECT * FROM t WHERE a = 1", true},
+		{"WITH i AS (INSERT INTO t VALUES (1) RETURNING *) SELECT * FROM i WHERE true", true},
+		{"INSERT INTO t SELECT * FROM s WHERE a = 1", false},
+	}
+	for _, tt := range tests {
+		for _, c := range []*Classifier{NewClassifier(0), NewClassifier(16)} {
+			if st := classifyOne(t, c, tt.sql); st.HasWhere != tt.hasWhere {
+				t.Errorf("Classify(%q).HasWhere = %v, want %v", tt.sql, st.HasWhere, tt.hasWhere)
+			}
+		}
 	}
 }
 
