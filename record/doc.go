@@ -10,12 +10,27 @@
 // write call, so a crash can cut the log only after a whole line or inside
 // the last one.
 //
+// Text: every string of [Start], [Command], [Result] and [End] is free text
+// from agents and targets, and need not be UTF-8. A JSON string cannot
+// carry bytes that are not, so such a string, and one that starts with NUL,
+// is stored as NUL followed by its Go-quoted form without the quotes
+// (strconv.Quote): the Latin-1 "café" is stored as "\u0000caf\\xe9". Other
+// strings are stored as they are. Reading a log undoes this, so
+// [Store.Events] returns the bytes that were recorded, and the types'
+// MarshalJSON methods apply it, so the JSON of an event is the log's.
+//
 // Integrity: events carry Seq (1, 2, 3, ...), Prev (the Hash of the event
-// before) and Hash = hex(sha256(Prev || JSON of the event with Hash "")),
-// where the JSON is encoding/json's encoding of [Event], whose field order is
-// fixed. [Store.Verify] recomputes the chain and also requires every line to
-// be exactly that encoding, so editing, removing, reordering or inserting a
-// line, or adding fields or whitespace to one, shows. Removing lines from the
+// before) and Hash = hex(sha256(Prev || the event's line with Hash "")),
+// where the line is encoding/json's encoding of [Event], whose field order is
+// fixed, with free text stored as above. Hash is the last field, so the
+// hashed bytes are the stored line with its hash value emptied: Verify
+// hashes the bytes as stored, never a re-encoding. [Store.Verify] recomputes
+// the chain and also requires every line to be exactly what the writer
+// writes for the event it decodes to, so editing, removing, reordering or
+// inserting a line, or adding fields or whitespace to one, shows. Logs
+// written before text was stored this way have \ufffd where a byte was not
+// UTF-8 (the bytes are lost); Verify accepts that spelling as canonical too,
+// so those logs still verify when untouched. Removing lines from the
 // end cannot be told apart from a session that never ended (a crash, or one
 // still running): such a log verifies OK but not Complete. The chain is not
 // signed, so it proves the log was not altered piecemeal, not who wrote it;

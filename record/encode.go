@@ -31,13 +31,13 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, ev.Seq, 10)
 	dst = append(dst, `,"command":{"text":`...)
-	dst = appendString(dst, c.Text)
-	dst = appendOptString(dst, `,"command":`, c.Command)
-	dst = appendOptString(dst, `,"kind":`, c.Kind)
+	dst = appendText(dst, c.Text)
+	dst = appendOptText(dst, `,"command":`, c.Command)
+	dst = appendOptText(dst, `,"kind":`, c.Kind)
 	dst = append(dst, `,"decision":`...)
-	dst = appendString(dst, c.Decision)
-	dst = appendOptString(dst, `,"rule":`, c.Rule)
-	dst = appendOptString(dst, `,"message":`, c.Message)
+	dst = appendText(dst, c.Decision)
+	dst = appendOptText(dst, `,"rule":`, c.Rule)
+	dst = appendOptText(dst, `,"message":`, c.Message)
 	if c.DurationMS != 0 {
 		if math.IsNaN(c.DurationMS) || math.IsInf(c.DurationMS, 0) {
 			return dst, &json.UnsupportedValueError{Str: strconv.FormatFloat(c.DurationMS, 'g', -1, 64)}
@@ -49,8 +49,8 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 		dst = append(dst, `,"rows":`...)
 		dst = strconv.AppendInt(dst, c.Rows, 10)
 	}
-	dst = appendOptString(dst, `,"tag":`, c.Tag)
-	dst = appendOptString(dst, `,"error":`, c.Error)
+	dst = appendOptText(dst, `,"tag":`, c.Tag)
+	dst = appendOptText(dst, `,"error":`, c.Error)
 	if c.Masked != 0 {
 		dst = append(dst, `,"masked":`...)
 		dst = strconv.AppendInt(dst, c.Masked, 10)
@@ -61,13 +61,13 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, r)
+			dst = appendText(dst, r)
 		}
 		dst = append(dst, ']')
 	}
-	dst = appendOptString(dst, `,"recording":`, c.Recording)
-	dst = appendOptString(dst, `,"review":`, c.Review)
-	dst = appendOptString(dst, `,"decider":`, c.Decider)
+	dst = appendOptText(dst, `,"recording":`, c.Recording)
+	dst = appendOptText(dst, `,"review":`, c.Review)
+	dst = appendOptText(dst, `,"decider":`, c.Decider)
 	dst = append(dst, '}')
 	dst = appendOptString(dst, `,"prev":`, ev.Prev)
 	dst = append(dst, `,"hash":`...)
@@ -79,6 +79,23 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 // time.Time.MarshalJSON does: UTC, and a four-digit year.
 func fastTime(t time.Time) bool {
 	return t.Location() == time.UTC && t.Year() >= 0 && t.Year() <= 9999
+}
+
+// appendOptText is appendOptString for free text (see wireText).
+func appendOptText(dst []byte, key, s string) []byte {
+	if s == "" {
+		return dst
+	}
+	return appendText(append(dst, key...), s)
+}
+
+// appendText writes free text as a JSON string in its stored form
+// (wireText): as it is when it is UTF-8 and does not start with NUL.
+func appendText(dst []byte, s string) []byte {
+	if needsQuoting(s) {
+		s = wireText(s)
+	}
+	return appendString(dst, s)
 }
 
 func appendOptString(dst []byte, key, s string) []byte {

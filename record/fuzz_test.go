@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzVerify feeds arbitrary log content to the readers of untrusted files:
@@ -42,6 +43,23 @@ func FuzzVerify(f *testing.F) {
 		}
 		if err := WriteText(io.Discard, events); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzWireText: storing free text is one-to-one and its stored form is
+// UTF-8 that JSON keeps as it is.
+func FuzzWireText(f *testing.F) {
+	for _, s := range []string{"", "SELECT 1", "caf\xe9", "\x00", "\x00caf\\xe9", "\xff\xfe", "\xe2\x82", "\u2028\ufffd"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		w := wireText(s)
+		if !utf8.ValidString(w) {
+			t.Fatalf("stored form %q of %q is not UTF-8", w, s)
+		}
+		if back, err := unwireText(w); err != nil || back != s {
+			t.Fatalf("%q stored as %q reads back as %q, %v", s, w, back, err)
 		}
 	})
 }
