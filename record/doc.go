@@ -32,9 +32,17 @@
 // UTF-8 (the bytes are lost); Verify accepts that spelling as canonical too,
 // so those logs still verify when untouched. Removing lines from the
 // end cannot be told apart from a session that never ended (a crash, or one
-// still running): such a log verifies OK but not Complete. The chain is not
-// signed, so it proves the log was not altered piecemeal, not who wrote it;
-// someone able to rewrite the whole file can rewrite the whole chain.
+// still running): such a log verifies OK but not Complete. That includes
+// cutting it to nothing, or inside its first line: an empty log, or one
+// holding only a partial first line, is what a gateway that stopped between
+// creating the file and writing session_start leaves, so Verify reports it
+// OK with no events and not Complete, not tampered. This weakens nothing:
+// emptying a log is deleting it, which no chain inside the file can show.
+// (A Create that fails to write session_start removes the file itself.)
+// The chain is not signed, so it proves the log was not altered piecemeal,
+// not who wrote it; someone able to rewrite the whole file can rewrite the
+// whole chain, or delete the file. Only a copy kept off the host (shipped
+// as it is written) protects against that.
 //
 // Durability: by default command events are queued in memory and written in
 // batches within [Store.FlushInterval] (100 ms unless set), without fsync,

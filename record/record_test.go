@@ -314,7 +314,17 @@ func TestVerifyTampering(t *testing.T) {
 		{
 			name:   "empty",
 			tamper: func(ls [][]byte) []byte { return nil },
-			want:   VerifyResult{Problem: "empty log"},
+			want:   VerifyResult{OK: true, Problem: "empty log: its session_start was never written"},
+		},
+		{
+			name:   "cut in the middle of the first line",
+			tamper: func(ls [][]byte) []byte { return ls[0][:40] },
+			want:   VerifyResult{OK: true, Problem: "line 1: partial last line left out"},
+		},
+		{
+			name:   "first line cut, the rest kept",
+			tamper: func(ls [][]byte) []byte { return join(ls[0][:40], ls[1]) },
+			want:   VerifyResult{Problem: "line 1: malformed event: invalid character 't' after object key:value pair"},
 		},
 	}
 	for _, tt := range tests {
@@ -912,5 +922,24 @@ func TestRecorderHoldsNoQueueWhenIdle(t *testing.T) {
 	}
 	if res, err := s.Verify(testID); err != nil || !res.OK || res.Events != 2+2*maxQueued {
 		t.Fatalf("Verify = %+v, %v", res, err)
+	}
+}
+
+// TestCreateStartNotWritten: a session whose start cannot be written (a
+// full disk) leaves no log behind, rather than an empty one.
+func TestCreateStartNotWritten(t *testing.T) {
+	s := newTestStore(t)
+	s.openLog = func(path string) (*os.File, error) {
+		// Created, but every write fails, as on a full disk.
+		return os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
+	if _, err := s.Create(testID, testStart(), t0); err == nil {
+		t.Fatal("Create succeeded without writing the start")
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), testID+".jsonl")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("log left behind: %v", err)
+	}
+	if _, err := s.Verify(testID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Verify = %v, want ErrNotFound", err)
 	}
 }

@@ -48,6 +48,12 @@ type Store struct {
 	FlushInterval time.Duration
 
 	now func() time.Time // test seam for the time of command and end events
+	// openLog creates a new log file; a test seam for a failing disk.
+	openLog func(path string) (*os.File, error)
+}
+
+func createLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 }
 
 // OpenStore opens the store in dir, creating dir (0700) when it is missing.
@@ -58,7 +64,7 @@ func OpenStore(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("opening recording store: %w", err)
 	}
-	return &Store{dir: dir, now: time.Now}, nil
+	return &Store{dir: dir, now: time.Now, openLog: createLog}, nil
 }
 
 // Dir is the store's folder.
@@ -89,13 +95,19 @@ func (s *Store) path(id string) (string, error) {
 }
 
 // Create starts the log of session id (mode 0600; an existing log is never
-// overwritten) and writes its session_start event, stamped now.
+// overwritten) and writes its session_start event, stamped now. When that
+// event cannot be written (a full disk), Create removes the file again: a
+// session that failed to start leaves no log.
 func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error) {
 	path, err := s.path(id)
 	if err != nil {
 		return nil, fmt.Errorf("creating recording: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
+	openLog := s.openLog
+	if openLog == nil {
+		openLog = createLog
+	}
+	f, err := openLog(path)
 	if err != nil {
 		return nil, fmt.Errorf("creating recording: %w", err)
 	}
@@ -118,16 +130,13 @@ func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error)
 	// The start event is written at once: a session's log exists, with who
 	// opened it, before anything of the session is relayed.
 	r.enqueue(Event{Type: EventStart, Time: now.UTC(), Start: &start})
-	if err := r.flushLocked(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("recording session start: %w", err)
-	}
-	if r.strict {
+	err = r.flushLocked()
+	if err == nil && r.strict {
 		// Make the new file's name durable too, not only its content.
-		if err := syncDir(s.dir); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("recording session start: %w", err)
-		}
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("recording session start: %w", err), f.Close(), os.Remove(path))
 	}
 	return r, nil
 }
