@@ -18,6 +18,10 @@
 // strings are stored as they are. Reading a log undoes this, so
 // [Store.Events] returns the bytes that were recorded, and the types'
 // MarshalJSON methods apply it, so the JSON of an event is the log's.
+// Every such string is cut to [MaxTextBytes] (64 KiB) when it is recorded,
+// inside this package so no caller has to; the event's Truncated lists each
+// string cut with its full length and SHA-256, so a cut statement is still
+// identified exactly.
 //
 // Integrity: events carry Seq (1, 2, 3, ...), Prev (the Hash of the event
 // before) and Hash = hex(sha256(Prev || the event's line with Hash "")),

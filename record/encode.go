@@ -69,6 +69,22 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 	dst = appendOptText(dst, `,"review":`, c.Review)
 	dst = appendOptText(dst, `,"decider":`, c.Decider)
 	dst = append(dst, '}')
+	if len(ev.Truncated) > 0 {
+		dst = append(dst, `,"truncated":[`...)
+		for i, t := range ev.Truncated {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"field":`...)
+			dst = appendString(dst, t.Field)
+			dst = append(dst, `,"bytes":`...)
+			dst = strconv.AppendInt(dst, int64(t.Bytes), 10)
+			dst = append(dst, `,"sha256":`...)
+			dst = appendString(dst, t.SHA256)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
 	dst = appendOptString(dst, `,"prev":`, ev.Prev)
 	dst = append(dst, `,"hash":`...)
 	dst = appendString(dst, ev.Hash)

@@ -27,6 +27,8 @@ func encodeCases() []Event {
 		cmd(Command{Text: "x", DurationMS: 123456789.125}),
 		cmd(Command{Text: "x", DurationMS: -0.5}),
 		{Type: EventCommand, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Session: "s", Seq: 1, Command: &Command{Text: "t"}, Hash: "ff"},
+		{Type: EventCommand, Time: tm, Session: "s", Seq: 2, Command: &Command{Text: "t", Error: "e"}, Prev: "ab",
+			Truncated: []Truncation{{Field: "command.text", Bytes: 70000, SHA256: "00ff"}, {Field: "command.error<>", Bytes: 1 << 40}}},
 	}
 }
 

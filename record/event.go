@@ -16,6 +16,9 @@ type Event struct {
 	Command *Command `json:"command,omitempty"`
 	End     *End     `json:"end,omitempty"`
 	Result  *Result  `json:"result,omitempty"`
+	// Truncated lists the strings of the part that were cut to
+	// MaxTextBytes, with their full length and SHA-256.
+	Truncated []Truncation `json:"truncated,omitempty"`
 
 	Prev string `json:"prev,omitempty"`
 	Hash string `json:"hash"`

@@ -78,7 +78,7 @@ func (r *Recorder) Command(c Command) error {
 		return err
 	}
 	c.DurationMS = finite(c.DurationMS)
-	ev := Event{Type: EventCommand, Time: r.now().UTC(), Command: &c}
+	ev := Event{Type: EventCommand, Time: r.now().UTC(), Command: &c, Truncated: capCommand(&c)}
 	if r.strict {
 		r.enqueue(ev)
 		if err := r.flushLocked(); err != nil {
@@ -124,7 +124,7 @@ func (r *Recorder) Begin(c Command) (uint64, error) {
 	if err := r.usable(); err != nil {
 		return 0, err
 	}
-	r.enqueue(Event{Type: EventCommand, Time: r.now().UTC(), Command: &c})
+	r.enqueue(Event{Type: EventCommand, Time: r.now().UTC(), Command: &c, Truncated: capCommand(&c)})
 	if err := r.flushLocked(); err != nil {
 		return 0, fmt.Errorf("recording command: %w", err)
 	}
@@ -143,7 +143,7 @@ func (r *Recorder) Result(res Result) error {
 		return err
 	}
 	res.DurationMS = finite(res.DurationMS)
-	r.enqueue(Event{Type: EventResult, Time: r.now().UTC(), Result: &res})
+	r.enqueue(Event{Type: EventResult, Time: r.now().UTC(), Result: &res, Truncated: capStrings("result", &res)})
 	if err := r.flushLocked(); err != nil {
 		return fmt.Errorf("recording a result: %w", err)
 	}
@@ -232,7 +232,7 @@ func (r *Recorder) Close(end End) error {
 		end.Seconds = now.Sub(r.started).Seconds()
 	}
 	end.Seconds = finite(end.Seconds)
-	r.enqueue(Event{Type: EventEnd, Time: now.UTC(), End: &end})
+	r.enqueue(Event{Type: EventEnd, Time: now.UTC(), End: &end, Truncated: capStrings("end", &end)})
 	err := r.flushLocked()
 	if err == nil && !r.strict { // strict has synced already
 		if err = r.f.Sync(); err != nil {

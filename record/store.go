@@ -129,7 +129,7 @@ func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error)
 	}
 	// The start event is written at once: a session's log exists, with who
 	// opened it, before anything of the session is relayed.
-	r.enqueue(Event{Type: EventStart, Time: now.UTC(), Start: &start})
+	r.enqueue(Event{Type: EventStart, Time: now.UTC(), Start: &start, Truncated: capStrings("start", &start)})
 	err = r.flushLocked()
 	if err == nil && r.strict {
 		// Make the new file's name durable too, not only its content.

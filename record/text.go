@@ -38,6 +38,9 @@ func WriteText(w io.Writer, events []Event) error {
 		default:
 			fmt.Fprintf(bw, "%s\n", clean(ev.Type))
 		}
+		for _, t := range ev.Truncated {
+			fmt.Fprintf(bw, "%s%s truncated: %d bytes in full, sha256 %s\n", indent, clean(t.Field), t.Bytes, clean(t.SHA256))
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("writing transcript: %w", err)
