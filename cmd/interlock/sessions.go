@@ -83,8 +83,14 @@ func newSessionsCommand() *cobra.Command {
 	})
 	cmd.AddCommand(&cobra.Command{
 		Use:   "verify ID",
-		Short: "Check a session's hash chain; exits 1 when it was tampered with",
-		Args:  cobra.ExactArgs(1),
+		Short: "Check a session's hash chain; exits 1 when tampered with, 2 when intact but incomplete",
+		Long: `Checks a session's hash chain. Exit status 0: intact and complete (the log ends
+with the session's end). 1: tampered with (a line was edited, removed, reordered
+or inserted without the chain being recomputed). 2: intact but incomplete (the
+session is still open, its gateway stopped before it ended, or the end of the
+log was cut off). The chain cannot show a log rewritten and re-hashed as a
+whole, or deleted: keep a copy off the host for that.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
 			if err != nil {
@@ -94,22 +100,16 @@ func newSessionsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			status, exit := verifyStatus(res)
 			if output == "json" {
-				if err := writeJSON(cmd, res); err != nil {
+				if err := writeJSON(cmd, verifyOutput{Status: status, VerifyResult: res}); err != nil {
 					return err
 				}
 			} else {
-				switch {
-				case !res.OK:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: TAMPERED: %s\n", args[0], res.Problem)
-				case !res.Complete:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: intact, %d events, but incomplete (no session end: still open, or the gateway stopped abruptly)\n", args[0], res.Events)
-				default:
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: intact, %d events\n", args[0], res.Events)
-				}
+				fmt.Fprintln(cmd.OutOrStdout(), verifyText(args[0], res))
 			}
-			if !res.OK {
-				return exitError(1)
+			if exit != 0 {
+				return exitError(exit)
 			}
 			return nil
 		},
@@ -177,4 +177,35 @@ func writeJSON(cmd *cobra.Command, v any) error {
 	enc := json.NewEncoder(cmd.OutOrStdout())
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// verifyOutput is sessions verify's JSON: the result and its status.
+type verifyOutput struct {
+	Status string // intact, incomplete or tampered: what the exit status (0, 2, 1) says
+	record.VerifyResult
+}
+
+// verifyStatus names a verification's outcome and its exit status.
+func verifyStatus(res record.VerifyResult) (string, int) {
+	switch {
+	case !res.OK:
+		return "tampered", 1
+	case !res.Complete:
+		return "incomplete", 2
+	default:
+		return "intact", 0
+	}
+}
+
+// verifyText is sessions verify's line for people.
+func verifyText(id string, res record.VerifyResult) string {
+	switch {
+	case !res.OK:
+		return fmt.Sprintf("%s: TAMPERED: %s", id, res.Problem)
+	case !res.Complete:
+		return fmt.Sprintf("%s: intact but INCOMPLETE, %d events: %s (the session is still open, "+
+			"its gateway stopped before the session ended, or the end of the log was cut off)", id, res.Events, res.Problem)
+	default:
+		return fmt.Sprintf("%s: intact and complete, %d events", id, res.Events)
+	}
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/interlock-dev/interlock/record"
+)
+
+// sessionsConfig is the demo configuration with its state folder in a
+// temporary one; it returns the config file and the recordings folder.
+func sessionsConfig(t *testing.T) (cfg, recordings string) {
+	t.Helper()
+	cfg = demoConfig(t)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	text := strings.ReplaceAll(string(b), "/tmp/interlock-demo/state", state)
+	if text == string(b) {
+		t.Fatal("the demo config's state_dir moved; update sessionsConfig")
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, filepath.Join(state, "recordings")
+}
+
+// recordSession writes a session of n commands to the store in dir,
+// closing it when closed is set.
+func recordSession(t *testing.T, dir, id string, n int, closed bool) {
+	t.Helper()
+	st, err := record.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Create(id, record.Start{Protocol: "postgres", Target: "db", Subject: "agent:demo"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		decision := "allow"
+		if i%3 == 0 {
+			decision = "deny"
+		}
+		if err := r.Command(record.Command{Text: "SELECT 1", Decision: decision}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !closed {
+		if err := r.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := r.Close(record.End{Reason: "client closed"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exitStatus(err error) int {
+	var exit exitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return int(exit)
+	default:
+		return -1
+	}
+}
+
+func TestSessionsVerifyExitStatus(t *testing.T) {
+	cfg, dir := sessionsConfig(t)
+	recordSession(t, dir, "complete", 3, true)
+	recordSession(t, dir, "open", 3, false)
+	recordSession(t, dir, "partial", 3, true)
+	recordSession(t, dir, "tampered", 3, true)
+	edit := func(id string, f func([]byte) []byte) {
+		p := filepath.Join(dir, id+".jsonl")
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, f(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit("partial", func(b []byte) []byte { return b[:len(b)-20] })
+	edit("tampered", func(b []byte) []byte { return []byte(strings.Replace(string(b), `"deny"`, `"allow"`, 1)) })
+
+	tests := []struct {
+		id, text, status string
+		exit             int
+	}{
+		{"complete", "complete: intact and complete, 5 events", "intact", 0},
+		{"open", "open: intact but INCOMPLETE, 4 events: no session_end after line 4", "incomplete", 2},
+		{"partial", "partial: intact but INCOMPLETE, 4 events: line 5: partial last line left out", "incomplete", 2},
+		{"tampered", "tampered: TAMPERED: line 2: hash mismatch", "tampered", 1},
+	}
+	for _, tt := range tests {
+		out, err := runCLI(t, "sessions", "verify", tt.id, "--config", cfg)
+		if got := exitStatus(err); got != tt.exit || !strings.HasPrefix(out, tt.text) {
+			t.Errorf("verify %s: exit %d, %q; want exit %d, %q...", tt.id, got, out, tt.exit, tt.text)
+		}
+		out, err = runCLI(t, "sessions", "verify", tt.id, "--config", cfg, "-o", "json")
+		var got struct {
+			Status   string
+			OK       bool
+			Complete bool
+			Problem  string
+		}
+		if jerr := json.Unmarshal([]byte(out), &got); jerr != nil || got.Status != tt.status || exitStatus(err) != tt.exit {
+			t.Errorf("verify -o json %s: exit %d, %s (%v); want status %q, exit %d", tt.id, exitStatus(err), out, jerr, tt.status, tt.exit)
+		}
+	}
+}
