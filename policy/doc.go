@@ -23,8 +23,8 @@
 // misspelt field fails Compile, like an undeclared variable, a syntax error
 // or a non-bool result):
 //
-//	sql       command, kind, text, database, user (string); tables,
-//	          functions (list of string); has_where (bool)
+//	sql       command, kind, text, database, user (string); commands,
+//	          tables, functions (list of string); has_where (bool)
 //	identity  subject, issuer (string); groups (list of string)
 //	target    name, protocol, address (string)
 //	workload  name (string)

@@ -128,6 +128,7 @@ func newFactTypes() (*factTypes, error) {
 		newFactStruct(reg, sqlType,
 			stringField("command", func(s *SQL) string { return s.Command }),
 			stringField("kind", func(s *SQL) string { return s.Kind }),
+			listField("commands", (*SQL).commands),
 			listField("tables", func(s *SQL) []string { return s.Tables }),
 			listField("functions", func(s *SQL) []string { return s.Functions }),
 			boolField("has_where", func(s *SQL) bool { return s.HasWhere }),
@@ -219,6 +220,15 @@ func (p *factTypes) NewValue(name string, fields map[string]ref.Val) ref.Val {
 		return types.NewErr("%s values cannot be created in a rule", name)
 	}
 	return p.Registry.NewValue(name, fields)
+}
+
+// commands is sql.commands: the handler's list, or the statement's own
+// command when the handler gave none.
+func (s *SQL) commands() []string {
+	if len(s.Commands) == 0 && s.Command != "" {
+		return []string{s.Command}
+	}
+	return s.Commands
 }
 
 // newCELEnv is the environment every rule's `when` is compiled in.

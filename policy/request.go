@@ -40,11 +40,17 @@ type Identity struct {
 }
 
 // SQL are the facts of one SQL statement. CEL: sql.command, sql.kind,
-// sql.tables, sql.functions, sql.has_where, sql.text, sql.database,
-// sql.user.
+// sql.commands, sql.tables, sql.functions, sql.has_where, sql.text,
+// sql.database, sql.user.
 type SQL struct {
-	Command   string   // SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER, DROP, TRUNCATE, GRANT, REVOKE, COPY, DO, CALL, SET, BEGIN, ...
-	Kind      string   // read, write, ddl, dcl, tcl, procedural, session, other
+	Command string // SELECT, INSERT, UPDATE, DELETE, MERGE, CREATE, ALTER, DROP, TRUNCATE, GRANT, REVOKE, COPY, DO, CALL, SET, BEGIN, ...
+	Kind    string // read, write, ddl, dcl, tcl, procedural, session, other
+	// Commands are the commands of every statement that runs as part of
+	// this one, Command first: EXPLAIN ANALYZE DELETE ... is EXPLAIN,
+	// DELETE. A handler that leaves it empty gives CEL [Command] (or []
+	// when Command is empty too), so a rule on sql.commands never sees
+	// less than one on sql.command.
+	Commands  []string
 	Tables    []string // as written, lower-cased unless quoted, schema-qualified when written so
 	Functions []string
 	HasWhere  bool

@@ -9,9 +9,9 @@ const maxSQLDecisions = 512
 // decision by the statement's facts. Within a session everything but the
 // statement is fixed (target, workload, identity, database and user), and a
 // condition is a pure function of its facts, so two statements with the
-// same command, kind, tables, functions and has_where get the same decision
-// as long as no rule reads sql.text. When one does, every statement is
-// evaluated. A session that runs the same statement shape with new literal
+// same command, kind, commands, tables, functions and has_where get the
+// same decision as long as no rule reads sql.text. When one does, every
+// statement is evaluated. A session that runs the same statement shape with new literal
 // values, as an agent's loop or a benchmark does, then pays the CEL
 // evaluation once.
 //
@@ -72,6 +72,10 @@ func (d *SQLDecisions) keyOf(s *SQL) []byte {
 	b = appendField(b, s.Kind)
 	b = appendField(b, s.Database)
 	b = appendField(b, s.User)
+	b = binary.AppendUvarint(b, uint64(len(s.Commands)))
+	for _, c := range s.Commands {
+		b = appendField(b, c)
+	}
 	b = binary.AppendUvarint(b, uint64(len(s.Tables)))
 	for _, t := range s.Tables {
 		b = appendField(b, t)

@@ -50,6 +50,9 @@ func TestSQLDecisions(t *testing.T) {
 		{Command: "SELECT", Kind: "read", Tables: []string{"a", "bc"}},
 		{Command: "SELECT", Kind: "read", Tables: []string{"a"}, Functions: []string{"b"}},
 		{Command: "SELECT", Kind: "read", Tables: []string{"a", "b"}},
+		// Equal in every other fact: only Commands tells them apart.
+		{Command: "EXPLAIN", Kind: "write", Commands: []string{"EXPLAIN", "UPDATE"}, Tables: []string{"t"}},
+		{Command: "EXPLAIN", Kind: "write", Commands: []string{"EXPLAIN", "DELETE"}, Tables: []string{"t"}},
 	}
 	for _, tc := range []struct {
 		name      string
@@ -61,6 +64,7 @@ func TestSQLDecisions(t *testing.T) {
 			rules: []RuleConfig{
 				{Name: "no-ddl", When: `sql.kind == "ddl"`, Action: "deny"},
 				{Name: "no-unbounded-delete", When: `sql.command == "DELETE" && !sql.has_where`, Action: "deny"},
+				{Name: "no-delete-inside", When: `"DELETE" in sql.commands && !sql.has_where`, Action: "deny"},
 				{Name: "no-catalog", When: `sql.tables.exists(t, t.startsWith("pg_"))`, Action: "deny"},
 				{Name: "a-then-bc", When: `sql.tables == ["a", "bc"]`, Action: "deny"},
 				{Name: "function-b", When: `"b" in sql.functions`, Action: "review", Review: &ReviewConfig{Approvers: []string{"dba"}}},

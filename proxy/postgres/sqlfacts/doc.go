@@ -65,22 +65,39 @@
 // leftmost branch. A data-modifying CTE keeps the outer command (WITH d AS
 // (DELETE ...) SELECT ... is a SELECT of kind write), and EXPLAIN ANALYZE
 // DELETE is an EXPLAIN of kind write: rules about DELETE without WHERE
-// should test Kind and HasWhere, not only Command.
+// should test Commands and HasWhere, not Command.
+//
+// Commands lists, without repeats, Command and then the command of every
+// statement nested in the statement, in the order of the parse tree: a
+// data-modifying CTE's at any depth, the statement EXPLAIN ANALYZE runs,
+// COPY's query, DECLARE's, subqueries (SELECT), INSERT's source (SELECT or
+// VALUES), and also the statements a statement stores to run later: a
+// PREPARE's body, a rule's actions, a BEGIN ATOMIC function body. A
+// statement under an EXPLAIN without ANALYZE is planned, not run, and is
+// not listed. So "DELETE" in Commands finds EXPLAIN ANALYZE DELETE ...,
+// PREPARE p AS DELETE ..., WITH d AS (DELETE ...) SELECT ... and COPY
+// (DELETE ... RETURNING ...) TO STDOUT. MERGE lists its actions after it:
+// UPDATE, DELETE and INSERT for WHEN ... THEN UPDATE, DELETE and INSERT
+// (DO NOTHING lists nothing). INSERT ... ON CONFLICT DO UPDATE lists no
+// UPDATE: it updates only the rows its own new rows conflict with.
 //
 // # WHERE
 //
 // HasWhere is about every UPDATE and DELETE that runs as part of the
-// statement: its own, a data-modifying CTE's at any depth (in a subquery
-// too), the statement EXPLAIN ANALYZE runs, a PREPARE's body, COPY's
-// query. When there is at least one, HasWhere is true only if every one of
-// them has a WHERE (WHERE CURRENT OF counts), so a WHERE on the outer
-// statement cannot vouch for an unbounded DELETE in a CTE: WITH d AS
-// (DELETE FROM customers) DELETE FROM t WHERE id = 1 has none. When there
-// is none, HasWhere reports a WHERE at the top level of the statement (or
-// of the SELECT that EXPLAIN or PREPARE holds). An UPDATE or DELETE under
-// an EXPLAIN without ANALYZE is planned, not run, and does not count.
-// HasWhere says a WHERE is written, not that it narrows anything: WHERE
-// true counts.
+// statement, as Commands lists them: its own, a data-modifying CTE's at any
+// depth (in a subquery too), the statement EXPLAIN ANALYZE runs, a
+// PREPARE's body, COPY's query, a MERGE's UPDATE and DELETE actions (and
+// those a rule or function body stores). When there is at least one,
+// HasWhere is true only if every one of them has a WHERE (WHERE CURRENT OF
+// counts), so a WHERE on the outer statement cannot vouch for an unbounded
+// DELETE in a CTE: WITH d AS (DELETE FROM customers) DELETE FROM t WHERE
+// id = 1 has none. A MERGE action's WHERE is its own AND condition (WHEN
+// MATCHED AND ... THEN DELETE); the ON condition does not count, since ON
+// true matches every row. When there is none, HasWhere reports a WHERE at
+// the top level of the statement (or of the SELECT that EXPLAIN or PREPARE
+// holds). An UPDATE or DELETE under an EXPLAIN without ANALYZE is planned,
+// not run, and does not count. HasWhere says a WHERE is written, not that
+// it narrows anything: WHERE true counts.
 //
 // # Names
 //

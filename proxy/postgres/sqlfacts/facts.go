@@ -14,9 +14,9 @@ import (
 // that would need one sets literalSensitive), which is what lets the
 // normalized cache hand them to another input with the same shape.
 type facts struct {
-	command, kind     string
-	tables, functions []string
-	hasWhere          bool
+	command, kind               string
+	commands, tables, functions []string
+	hasWhere                    bool
 }
 
 // factsOf computes the facts of one top-level statement. toks are the
@@ -31,6 +31,7 @@ func factsOf(stmt *pg_query.Node, toks []token) (f facts, literalSensitive bool)
 		command, kind = CommandOther, KindOther
 	}
 	w := walker{root: root, kind: kind}
+	w.commands.add(command)
 	w.walk(root.ProtoReflect())
 	where := hasWhere(root)
 	if w.modifies {
@@ -39,6 +40,7 @@ func factsOf(stmt *pg_query.Node, toks []token) (f facts, literalSensitive bool)
 	return facts{
 		command:   command,
 		kind:      w.kind,
+		commands:  w.commands.list(),
 		tables:    w.tables.list(),
 		functions: w.functions.list(),
 		hasWhere:  where,
@@ -88,11 +90,12 @@ func hasWhere(m proto.Message) bool {
 }
 
 // walker visits every node of a statement's tree in a fixed order, collecting
-// relations and function calls and escalating the statement's kind by the
-// statements nested in it.
+// relations and function calls and escalating the statement's kind, and
+// listing the commands, of the statements nested in it.
 type walker struct {
 	root      proto.Message
 	kind      string
+	commands  nameSet
 	tables    nameSet
 	functions nameSet
 	// scope holds the CTE names visible at the current point.
@@ -104,6 +107,15 @@ type walker struct {
 	// statement, unbounded when one of them has no WHERE.
 	modifies, unbounded bool
 	literalSensitive    bool
+}
+
+// nested records a statement inside the root one: it escalates the kind
+// and is listed among the commands, unless it is only planned.
+func (w *walker) nested(command, kind string) {
+	if w.quiet == 0 {
+		w.kind = higherKind(w.kind, kind)
+		w.commands.add(command)
+	}
 }
 
 // modification records an UPDATE or DELETE, unless it is only planned.
@@ -130,8 +142,8 @@ func (w *walker) walk(m protoreflect.Message) {
 		return
 	}
 	if msg != w.root {
-		if _, kind, ok := commandOf(msg, copyUnknown); ok {
-			w.escalate(kind)
+		if command, kind, ok := commandOf(msg, copyUnknown); ok {
+			w.nested(command, kind)
 		}
 	}
 	switch n := msg.(type) {
@@ -144,6 +156,19 @@ func (w *walker) walk(m protoreflect.Message) {
 		w.functions.add(joinNames(n.Funcname))
 	case *pg_query.LockingClause:
 		return // FOR UPDATE OF names FROM items, which are visited already
+	case *pg_query.MergeWhenClause:
+		// A MERGE action is a command of its own. Its AND condition is its
+		// WHERE; the ON condition is not, since ON true matches every row.
+		switch n.CommandType {
+		case pg_query.CmdType_CMD_UPDATE:
+			w.nested("UPDATE", KindWrite)
+			w.modification(n.Condition != nil)
+		case pg_query.CmdType_CMD_DELETE:
+			w.nested("DELETE", KindWrite)
+			w.modification(n.Condition != nil)
+		case pg_query.CmdType_CMD_INSERT:
+			w.nested("INSERT", KindWrite)
+		}
 	case *pg_query.SelectStmt:
 		defer w.enterWith(n.WithClause)()
 		if n.IntoClause != nil {

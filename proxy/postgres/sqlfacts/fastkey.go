@@ -3,7 +3,6 @@ package sqlfacts
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -543,11 +542,13 @@ func materializeFast(sql string, consts []constSpan, shapes []fastShape) ([]Stat
 		if !ok1 || !ok2 || start > end {
 			return nil, false
 		}
+		commands, tables, functions := cloneLists(s.commands, s.tables, s.functions)
 		stmts[i] = Statement{
 			Command:   s.command,
 			Kind:      s.kind,
-			Tables:    slices.Clone(s.tables),
-			Functions: slices.Clone(s.functions),
+			Commands:  commands,
+			Tables:    tables,
+			Functions: functions,
 			HasWhere:  s.hasWhere,
 			Text:      trimSQLSpace(sql[start:end]),
 		}

@@ -308,6 +308,10 @@ func TestFastCacheNotConfused(t *testing.T) {
 		{"COPY t TO 'x'", "COPY t TO ''"},
 		{"SELECT 1 FROM t -- x", "SELECT 1 FROM t -- y\nWHERE false"},
 		{"SELECT 'a';", "SELECT 'a;';"},
+		// Facts that differ in commands or has_where alone.
+		{"EXPLAIN ANALYZE DELETE FROM t WHERE a = 1", "EXPLAIN ANALYZE UPDATE t SET a = 1 WHERE a = 1"},
+		{"WITH d AS (DELETE FROM t WHERE a = 1) DELETE FROM u WHERE a = 2", "WITH d AS (DELETE FROM t) DELETE FROM u WHERE a = 2"},
+		{"MERGE INTO t USING s ON a = 1 WHEN MATCHED THEN DELETE", "MERGE INTO t USING s ON true WHEN MATCHED AND a = 1 THEN DELETE"},
 	}
 	for _, p := range pairs {
 		for _, order := range [][2]string{{p.a, p.b}, {p.b, p.a}} {

@@ -11,6 +11,7 @@ import (
 
 // FuzzClassify feeds arbitrary text to Classify and checks that:
 //   - it never panics, and never returns statements together with an error;
+//   - every statement's Commands starts with its Command;
 //   - a cached answer equals a fresh parse's, on the literal-blind paths
 //     (the cache is first primed with the same input with every literal and
 //     comment replaced: the fast cache answers when there was no comment,
@@ -56,6 +57,9 @@ func FuzzClassify(f *testing.F) {
 		for _, st := range want {
 			if _, known := kindRank[st.Kind]; !known || st.Command == "" {
 				t.Fatalf("Classify(%q): statement %+v has no command or an unknown kind", sql, st)
+			}
+			if len(st.Commands) == 0 || st.Commands[0] != st.Command {
+				t.Fatalf("Classify(%q): statement %+v: Commands does not start with Command", sql, st)
 			}
 			alone, err := fresh.Classify(st.Text)
 			if err != nil {

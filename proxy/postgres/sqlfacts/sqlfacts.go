@@ -3,7 +3,6 @@ package sqlfacts
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -21,6 +20,11 @@ type Statement struct {
 	// Kind is one of the Kind constants: read, write, ddl, dcl, tcl,
 	// procedural, session or other.
 	Kind string
+	// Commands are the commands of every statement that runs as part of
+	// this one, without repeats: Command first, then those nested in it in
+	// the order of the parse tree (see the package documentation), so
+	// EXPLAIN ANALYZE DELETE ... gives EXPLAIN, DELETE.
+	Commands []string
 	// Tables are the relations the statement references anywhere, without
 	// repeats, in the order of the parse tree, qualified as written. CTE
 	// names are not relations and are left out.
@@ -259,6 +263,7 @@ func materialize(sql string, toks []token, shapes []shape) []Statement {
 		stmts[i] = Statement{
 			Command:   s.command,
 			Kind:      s.kind,
+			Commands:  s.commands,
 			Tables:    s.tables,
 			Functions: s.functions,
 			HasWhere:  s.hasWhere,
@@ -273,11 +278,22 @@ func materialize(sql string, toks []token, shapes []shape) []Statement {
 func cloneStatements(in []Statement) []Statement {
 	out := make([]Statement, len(in))
 	for i, s := range in {
-		s.Tables = slices.Clone(s.Tables)
-		s.Functions = slices.Clone(s.Functions)
+		s.Commands, s.Tables, s.Functions = cloneLists(s.Commands, s.Tables, s.Functions)
 		out[i] = s
 	}
 	return out
+}
+
+// cloneLists copies a statement's three lists into one allocation. Each
+// copy's capacity is its length, so appending to one cannot overwrite the
+// next. The copies are never nil.
+func cloneLists(commands, tables, functions []string) ([]string, []string, []string) {
+	buf := make([]string, 0, len(commands)+len(tables)+len(functions))
+	buf = append(buf, commands...)
+	buf = append(buf, tables...)
+	buf = append(buf, functions...)
+	c, t := len(commands), len(commands)+len(tables)
+	return buf[:c:c], buf[c:t:t], buf[t:]
 }
 
 // checkEncoding rejects what PostgreSQL would reject before parsing and

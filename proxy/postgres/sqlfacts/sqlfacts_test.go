@@ -298,6 +298,67 @@ func TestHasWhereCoversEveryModification(t *testing.T) {
 	}
 }
 
+// TestClassifyCommands: Commands lists the command of every statement that
+// runs as part of one, so that a rule on "DELETE" in sql.commands sees a
+// DELETE wherever it hides, and HasWhere with it.
+func TestClassifyCommands(t *testing.T) {
+	tests := []struct {
+		sql      string
+		commands []string
+		hasWhere bool
+	}{
+		{"DELETE FROM customers", []string{"DELETE"}, false},
+		{"DELETE FROM customers WHERE id = 1", []string{"DELETE"}, true},
+		{"SELECT 1", []string{"SELECT"}, false},
+		{"SELECT * FROM t WHERE a IN (SELECT a FROM u)", []string{"SELECT"}, true},
+		{"DELETE FROM t WHERE a IN (SELECT a FROM u)", []string{"DELETE", "SELECT"}, true},
+		{"INSERT INTO t VALUES (1)", []string{"INSERT", "VALUES"}, false},
+		{"INSERT INTO t SELECT * FROM s", []string{"INSERT", "SELECT"}, false},
+		// INSERT ... ON CONFLICT DO UPDATE updates only the rows its own
+		// new rows conflict with: it stays an INSERT.
+		{"INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 2", []string{"INSERT", "VALUES"}, false},
+
+		// The shapes.
+		{"EXPLAIN ANALYZE DELETE FROM customers", []string{"EXPLAIN", "DELETE"}, false},
+		{"EXPLAIN (ANALYZE, FORMAT json) UPDATE t SET a = 1 WHERE id = 1", []string{"EXPLAIN", "UPDATE"}, true},
+		{"PREPARE p AS DELETE FROM customers", []string{"PREPARE", "DELETE"}, false},
+		{"WITH d AS (DELETE FROM customers RETURNING 1) SELECT 1", []string{"SELECT", "DELETE"}, false},
+		{"WITH d AS (DELETE FROM customers) DELETE FROM t WHERE id = 1", []string{"DELETE"}, false},
+		{"WITH u AS (UPDATE a SET x = 1 RETURNING *) INSERT INTO b SELECT * FROM u", []string{"INSERT", "UPDATE", "SELECT"}, false},
+		{"COPY (DELETE FROM customers RETURNING *) TO STDOUT", []string{"COPY", "DELETE"}, false},
+		{"COPY (SELECT * FROM t) TO STDOUT", []string{"COPY", "SELECT"}, false},
+		{"DECLARE c CURSOR FOR SELECT * FROM t", []string{"DECLARE", "SELECT"}, false},
+
+		// MERGE lists its actions; a DELETE or UPDATE action has a WHERE
+		// only with its own AND condition, whatever the ON condition.
+		{"MERGE INTO customers USING (SELECT 1) s ON true WHEN MATCHED THEN DELETE", []string{"MERGE", "SELECT", "DELETE"}, false},
+		{"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", []string{"MERGE", "DELETE"}, false},
+		{"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED AND s.gone THEN DELETE", []string{"MERGE", "DELETE"}, true},
+		{"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED AND s.gone THEN DELETE WHEN MATCHED THEN UPDATE SET a = s.a",
+			[]string{"MERGE", "DELETE", "UPDATE"}, false},
+		{"MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id) WHEN MATCHED THEN DO NOTHING",
+			[]string{"MERGE", "INSERT"}, false},
+		{"MERGE INTO t USING s ON t.id = s.id WHEN NOT MATCHED BY SOURCE THEN DELETE", []string{"MERGE", "DELETE"}, false},
+
+		// Stored to run later: listed too.
+		{"CREATE RULE r AS ON INSERT TO t DO INSTEAD DELETE FROM u", []string{"CREATE", "DELETE"}, false},
+		{"CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE t SET a = 1; END", []string{"CREATE", "UPDATE"}, false},
+
+		// Planned, not run: not listed.
+		{"EXPLAIN DELETE FROM customers", []string{"EXPLAIN"}, false},
+		{"EXPLAIN (ANALYZE off) DELETE FROM customers", []string{"EXPLAIN"}, false},
+		{"EXPLAIN MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE", []string{"EXPLAIN"}, false},
+	}
+	for _, tt := range tests {
+		for _, c := range []*Classifier{NewClassifier(0), NewClassifier(16)} {
+			st := classifyOne(t, c, tt.sql)
+			if !reflect.DeepEqual(st.Commands, tt.commands) || st.HasWhere != tt.hasWhere {
+				t.Errorf("Classify(%q): commands %q, has_where %v; want %q, %v", tt.sql, st.Commands, st.HasWhere, tt.commands, tt.hasWhere)
+			}
+		}
+	}
+}
+
 func TestClassifyNames(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -377,7 +438,7 @@ func TestClassifyMultiStatement(t *testing.T) {
 			sql:  "SELECT 1; INSERT INTO t VALUES (1);DELETE FROM t",
 			want: []Statement{
 				{Command: "SELECT", Kind: KindRead, Text: "SELECT 1"},
-				{Command: "INSERT", Kind: KindWrite, Tables: []string{"t"}, Text: "INSERT INTO t VALUES (1)"},
+				{Command: "INSERT", Kind: KindWrite, Commands: []string{"INSERT", "VALUES"}, Tables: []string{"t"}, Text: "INSERT INTO t VALUES (1)"},
 				{Command: "DELETE", Kind: KindWrite, Tables: []string{"t"}, Text: "DELETE FROM t"},
 			},
 		},
@@ -420,7 +481,7 @@ func TestClassifyMultiStatement(t *testing.T) {
 			name: "begin atomic body keeps its semicolons",
 			sql:  "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; DROP TABLE t",
 			want: []Statement{
-				{Command: "CREATE", Kind: KindDDL, Text: "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END"},
+				{Command: "CREATE", Kind: KindDDL, Commands: []string{"CREATE", "SELECT"}, Text: "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END"},
 				{Command: "DROP", Kind: KindDDL, Tables: []string{"t"}, Text: "DROP TABLE t"},
 			},
 		},
@@ -456,9 +517,14 @@ func TestClassifyMultiStatement(t *testing.T) {
 	}
 }
 
+// normalizeWant fills what a want leaves out: empty lists, and Commands
+// that are the statement's Command alone.
 func normalizeWant(in []Statement) []Statement {
 	out := make([]Statement, len(in))
 	for i, s := range in {
+		if s.Commands == nil {
+			s.Commands = []string{s.Command}
+		}
 		if s.Tables == nil {
 			s.Tables = []string{}
 		}
@@ -603,6 +669,10 @@ func TestNormalizedCacheNotConfused(t *testing.T) {
 		{"COPY t TO STDOUT", "COPY t TO '/tmp/x'"},
 		{"COPY t FROM STDIN", "COPY t FROM PROGRAM 'x'"},
 		{"UPDATE t SET a = 1", "UPDATE t SET a = 1 WHERE true"},
+		{"EXPLAIN ANALYZE DELETE FROM t WHERE a = 1", "EXPLAIN ANALYZE UPDATE t SET a = 1 WHERE a = 1"},
+		{"WITH d AS (DELETE FROM t WHERE a = 1) DELETE FROM u WHERE a = 1", "WITH d AS (DELETE FROM t) DELETE FROM u WHERE a = 1"},
+		{"MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE", "MERGE INTO t USING s ON true WHEN MATCHED THEN UPDATE SET a = 1"},
+		{"MERGE INTO t USING s ON true WHEN MATCHED AND a = 1 THEN DELETE", "MERGE INTO t USING s ON a = 1 WHEN MATCHED THEN DELETE"},
 		{"WITH c AS (SELECT 1) SELECT * FROM c", "WITH d AS (SELECT 1) SELECT * FROM c"},
 		{"SELECT $1", "SELECT $2"},
 		{"SELECT 1", "SELECT -1"},
