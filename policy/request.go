@@ -51,7 +51,7 @@ type SQL struct {
 	// when Command is empty too), so a rule on sql.commands never sees
 	// less than one on sql.command.
 	Commands  []string
-	Tables    []string // as written, lower-cased unless quoted, schema-qualified when written so
+	Tables    []string // as written, lower-cased unless quoted, schema-qualified when written so (never catalog-qualified)
 	Functions []string
 	HasWhere  bool
 	Text      string

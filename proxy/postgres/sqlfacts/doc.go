@@ -113,13 +113,20 @@
 // items and are not listed again.
 //
 // Names are as written and as PostgreSQL reads them: qualified by the
-// catalog and schema written, if any (public.customers and customers are
-// different entries), unquoted identifiers lower-cased (and truncated to 63
-// bytes) and quoted ones kept: Customers → customers, "Customers" →
-// Customers. Parts are joined with dots, so a quoted name containing a dot
-// reads like a qualified one. Functions are named the same way; calls written as SQL
+// schema written, if any (public.customers and customers are different
+// entries), unquoted identifiers lower-cased (and truncated to 63 bytes)
+// and quoted ones kept: Customers → customers, "Customers" → Customers.
+// A catalog (database) part is left out: PostgreSQL accepts only the
+// current database there, so postgres.public.customers is
+// public.customers and postgres.pg_catalog.set_config is
+// pg_catalog.set_config. A name is therefore either name or schema.name.
+// Parts are joined with dots, so a quoted name containing a dot reads like
+// a qualified one. Functions are named the same way; calls written as SQL
 // syntax (EXTRACT, SUBSTRING ... FROM, AT TIME ZONE, ...) appear as the
-// pg_catalog functions the parser turns them into.
+// pg_catalog functions the parser turns them into. Which schema an
+// unqualified name resolves to depends on the session's search_path, which
+// this package does not know: a rule about one relation or function should
+// match both spellings (t == "customers" || t.endsWith(".customers")).
 //
 // Names inside string literals are not facts: DO and CREATE FUNCTION
 // bodies, nextval('seq'), 'customers'::regclass, pg_read_file('...') are

@@ -272,14 +272,14 @@ func (w *walker) addObjects(t pg_query.ObjectType, objects ...*pg_query.Node) {
 		case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
 			pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_FOREIGN_TABLE,
 			pg_query.ObjectType_OBJECT_SEQUENCE, pg_query.ObjectType_OBJECT_INDEX:
-			w.tables.add(strings.Join(names, "."))
+			w.tables.add(qualifiedName(names))
 		case pg_query.ObjectType_OBJECT_COLUMN, pg_query.ObjectType_OBJECT_TRIGGER,
 			pg_query.ObjectType_OBJECT_RULE, pg_query.ObjectType_OBJECT_POLICY,
 			pg_query.ObjectType_OBJECT_TABCONSTRAINT:
 			// The last name is the column, trigger, rule, policy or
 			// constraint; the ones before it name its relation.
 			if len(names) > 1 {
-				w.tables.add(strings.Join(names[:len(names)-1], "."))
+				w.tables.add(qualifiedName(names[:len(names)-1]))
 			}
 		}
 	}
@@ -367,26 +367,37 @@ func (s *cteScope) hides(rv *pg_query.RangeVar) bool {
 	return false
 }
 
-// rangeVarName is a relation's name as written: catalog, schema and
-// relation joined with dots. The parser has already lower-cased unquoted
-// identifiers and kept quoted ones as they are.
+// rangeVarName is a relation's name as written, schema and relation joined
+// with a dot, without the catalog (database) part: PostgreSQL accepts only
+// the current database there, so db.public.customers is public.customers.
+// The parser has already lower-cased unquoted identifiers and kept quoted
+// ones as they are.
 func rangeVarName(rv *pg_query.RangeVar) string {
-	parts := make([]string, 0, 3)
-	for _, p := range []string{rv.Catalogname, rv.Schemaname, rv.Relname} {
-		if p != "" {
-			parts = append(parts, p)
-		}
+	if rv.Schemaname == "" {
+		return rv.Relname
 	}
-	return strings.Join(parts, ".")
+	return rv.Schemaname + "." + rv.Relname
 }
 
-// joinNames joins a qualified name given as a list of String nodes.
+// joinNames names a function given as a list of String nodes, like
+// qualifiedName.
 func joinNames(names []*pg_query.Node) string {
 	parts := make([]string, 0, len(names))
 	for _, n := range names {
 		if s := n.GetString_(); s != nil {
 			parts = append(parts, s.Sval)
 		}
+	}
+	return qualifiedName(parts)
+}
+
+// qualifiedName joins the last two parts of a qualified name, schema and
+// name, with a dot. A part before them is the catalog (database), which
+// PostgreSQL accepts only as the current database, and is left out, so
+// that db.pg_catalog.set_config reads as pg_catalog.set_config.
+func qualifiedName(parts []string) string {
+	if len(parts) > 2 {
+		parts = parts[len(parts)-2:]
 	}
 	return strings.Join(parts, ".")
 }

@@ -26,7 +26,8 @@ type Statement struct {
 	// EXPLAIN ANALYZE DELETE ... gives EXPLAIN, DELETE.
 	Commands []string
 	// Tables are the relations the statement references anywhere, without
-	// repeats, in the order of the parse tree, qualified as written. CTE
+	// repeats, in the order of the parse tree, schema-qualified as written
+	// (a catalog part is left out). CTE
 	// names are not relations and are left out.
 	Tables []string
 	// Functions are the functions the statement calls anywhere, CALL's
