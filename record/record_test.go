@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -941,5 +942,116 @@ func TestCreateStartNotWritten(t *testing.T) {
 	}
 	if _, err := s.Verify(testID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Verify = %v, want ErrNotFound", err)
+	}
+}
+
+// countingReaderAt counts the bytes read through it.
+type countingReaderAt struct {
+	r *bytes.Reader
+	n int
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	c.n += len(p)
+	return c.r.ReadAt(p, off)
+}
+
+// TestListReadsEnds: a session that ended is summarised from its first and
+// last lines, exactly as reading every line would summarise it.
+func TestListReadsEnds(t *testing.T) {
+	s := newTestStore(t)
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3000 {
+		c := testCommands()[i%4]
+		if err := r.Command(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Close(End{Reason: "client closed"}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(s.Dir(), testID+".jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := summariseAll(bytes.NewReader(data), testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &countingReaderAt{r: bytes.NewReader(data)}
+	got, ok, err := summariseEnds(cr, int64(len(data)), testID)
+	if err != nil || !ok {
+		t.Fatalf("summariseEnds: %v, %v", ok, err)
+	}
+	if !reflect.DeepEqual(got, all) || got.Commands != 3000 || got.Denied != 750 {
+		t.Errorf("from the ends: %+v\nline by line: %+v", got, all)
+	}
+	if cr.n > 64<<10 || len(data) < 1<<20 {
+		t.Errorf("read %d of the log's %d bytes", cr.n, len(data))
+	}
+
+	// Every other shape of log: the same summary as reading every line.
+	ls := lines(writeSession(t, s, "20261129T081500Z-0badc0de"))
+	join := func(ls ...[]byte) []byte { return bytes.Join(ls, nil) }
+	for name, data := range map[string][]byte{
+		"complete":            join(ls...),
+		"no end":              join(ls[:5]...),
+		"end cut":             join(join(ls[:5]...), ls[5][:30]),
+		"partial after end":   join(join(ls...), ls[1][:30]),
+		"only start":          ls[0],
+		"start cut":           ls[0][:30],
+		"empty":               nil,
+		"first line damaged":  join([]byte("{not json\n"), join(ls[1:]...)),
+		"last line not event": join(join(ls...), []byte("junk\n")),
+		"end without newline": bytes.TrimSuffix(join(ls...), []byte("\n")),
+	} {
+		all, err := summariseAll(bytes.NewReader(data), testID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(s.Dir(), testID+".jsonl")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.summarise(testID)
+		if err != nil || !reflect.DeepEqual(got, all) {
+			t.Errorf("%s: summarise = %+v, %v\nline by line: %+v", name, got, err, all)
+		}
+	}
+	// List does not verify: with the lines between start and end removed,
+	// the counts are still session_end's (sessions verify finds the gap).
+	if err := os.WriteFile(filepath.Join(s.Dir(), testID+".jsonl"), join(ls[0], ls[5]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.summarise(testID); err != nil || got.Commands != 4 || got.Denied != 1 || got.Incomplete {
+		t.Errorf("start and end only: %+v, %v", got, err)
+	}
+}
+
+// TestReadOnlyStore: reading a store whose folder does not exist creates
+// nothing and finds no sessions.
+func TestReadOnlyStore(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "recordings")
+	s, err := OpenStoreReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sums, err := s.List(); err != nil || len(sums) != 0 {
+		t.Errorf("List = %v, %v; want no sessions", sums, err)
+	}
+	if _, err := s.Verify(testID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Verify = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Events(testID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Events = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Create(testID, Start{}, t0); err == nil {
+		t.Error("Create on a read-only store succeeded")
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the folder was created: %v", err)
 	}
 }

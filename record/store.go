@@ -1,10 +1,13 @@
 package record
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,7 +50,8 @@ type Store struct {
 	// events; a host crash may lose what the OS had not yet written.
 	FlushInterval time.Duration
 
-	now func() time.Time // test seam for the time of command and end events
+	now      func() time.Time // test seam for the time of command and end events
+	readOnly bool             // from OpenStoreReadOnly
 	// openLog creates a new log file; a test seam for a failing disk.
 	openLog func(path string) (*os.File, error)
 }
@@ -65,6 +69,15 @@ func OpenStore(dir string) (*Store, error) {
 		return nil, fmt.Errorf("opening recording store: %w", err)
 	}
 	return &Store{dir: dir, now: time.Now, openLog: createLog}, nil
+}
+
+// OpenStoreReadOnly opens the store in dir for reading: it does not create
+// dir, a missing dir is a store without sessions, and Create fails.
+func OpenStoreReadOnly(dir string) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("opening recording store: no folder given")
+	}
+	return &Store{dir: dir, now: time.Now, readOnly: true}, nil
 }
 
 // Dir is the store's folder.
@@ -102,6 +115,9 @@ func (s *Store) Create(id string, start Start, now time.Time) (*Recorder, error)
 	path, err := s.path(id)
 	if err != nil {
 		return nil, fmt.Errorf("creating recording: %w", err)
+	}
+	if s.readOnly {
+		return nil, fmt.Errorf("creating recording: the store in %s is open read-only", s.dir)
 	}
 	openLog := s.openLog
 	if openLog == nil {
@@ -202,10 +218,13 @@ type Summary struct {
 	Started time.Time // the session_start event's time
 	Start   Start     // who opened the session and where it goes
 	// Ended is the session_end event's time; zero when the log has none.
-	Ended    time.Time
-	Reason   string // why the session ended, from session_end
-	Commands int64  // command events in the log
-	Denied   int64  // of those, the ones with decision "deny"
+	Ended  time.Time
+	Reason string // why the session ended, from session_end
+	// Commands is the number of command events in the log, Denied of those
+	// the ones with decision "deny": for a session that ended, as its
+	// session_end says (List reads only a log's first and last lines then).
+	Commands int64
+	Denied   int64
 	// Incomplete is set when the log has no session_end: the session is
 	// still running, or its gateway stopped before it ended, or the log is
 	// unreadable from some line on. List does not verify the chain; see
@@ -213,16 +232,23 @@ type Summary struct {
 	Incomplete bool
 }
 
-// List summarises every session in the store, newest first. Files that are
-// not session logs are skipped; a log that stops parsing at some line is
-// summarised up to that line and marked Incomplete, so one damaged log does
-// not hide the others.
+// List summarises every session in the store, newest first; none when the
+// store's folder does not exist. Files that are not session logs are
+// skipped. A log ending in a whole session_end line is summarised from its
+// first and last lines (the counts are session_end's), so listing costs
+// two short reads per session, not a read of every line. Any other log is
+// read line by line; one that stops parsing at some line is summarised up
+// to that line and marked Incomplete, so one damaged log does not hide the
+// others.
 func (s *Store) List() ([]Summary, error) {
 	entries, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return []Summary{}, nil // no session recorded yet
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listing recordings: %w", err)
 	}
-	var sums []Summary
+	sums := []Summary{}
 	for _, e := range entries {
 		id, ok := strings.CutSuffix(e.Name(), fileExt)
 		if !ok || !ValidID(id) || !e.Type().IsRegular() {
@@ -249,9 +275,84 @@ func (s *Store) summarise(id string) (Summary, error) {
 		return Summary{}, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Summary{}, fmt.Errorf("reading %s: %w", id, err)
+	}
+	sum, ok, err := summariseEnds(f, fi.Size(), id)
+	if err != nil || ok {
+		return sum, err
+	}
+	return summariseAll(io.NewSectionReader(f, 0, fi.Size()), id)
+}
+
+// summariseEnds summarises a log from its first and last lines alone, the
+// common case of a session that ended: session_end carries the counts of
+// commands and denials. ok is false when the log does not end with a whole
+// session_end line after a session_start one (a session still open, a
+// crash, a damaged log); summariseAll then reads every line.
+func summariseEnds(r io.ReaderAt, size int64, id string) (sum Summary, ok bool, err error) {
+	first, err := bufio.NewReader(io.NewSectionReader(r, 0, size)).ReadBytes('\n')
+	if err == io.EOF {
+		return Summary{}, false, nil
+	}
+	if err != nil {
+		return Summary{}, false, fmt.Errorf("reading %s: %w", id, err)
+	}
+	last, err := lastLine(r, size, int64(len(first)))
+	if err != nil || last == nil {
+		return Summary{}, false, err
+	}
+	start, err := parseEvent(first[:len(first)-1])
+	if err != nil || start.Type != EventStart {
+		return Summary{}, false, nil
+	}
+	end, err := parseEvent(last)
+	if err != nil || end.Type != EventEnd {
+		return Summary{}, false, nil
+	}
+	return Summary{
+		ID: id, Started: start.Time, Start: *start.Start,
+		Ended: end.Time, Reason: end.End.Reason, Commands: end.End.Commands, Denied: end.End.Denied,
+	}, true, nil
+}
+
+// lastLine returns the last line of r (without its newline) when r ends
+// with a newline and that line starts at from or later; else nil. It reads
+// backwards from the end, a block at a time.
+func lastLine(r io.ReaderAt, size, from int64) ([]byte, error) {
+	const block = 16 << 10
+	var tail []byte // the bytes from at to size
+	at := size
+	for {
+		if i := bytes.LastIndexByte(tail[:max(len(tail)-1, 0)], '\n'); i >= 0 {
+			return tail[i+1 : len(tail)-1], nil
+		}
+		if at <= from {
+			break
+		}
+		n := min(block, at-from)
+		buf := make([]byte, n, int(n)+len(tail))
+		if _, err := r.ReadAt(buf, at-n); err != nil {
+			return nil, fmt.Errorf("reading the last line: %w", err)
+		}
+		tail = append(buf, tail...)
+		at -= n
+		if len(tail) > 0 && tail[len(tail)-1] != '\n' {
+			return nil, nil // a partial last line
+		}
+	}
+	if len(tail) == 0 {
+		return nil, nil
+	}
+	return tail[:len(tail)-1], nil // the line right after the first
+}
+
+// summariseAll summarises a log by reading every line.
+func summariseAll(r io.Reader, id string) (Summary, error) {
 	sum := Summary{ID: id, Incomplete: true}
 	var broken bool
-	err = eachLine(f, func(l line) error {
+	err := eachLine(r, func(l line) error {
 		if broken {
 			return nil
 		}

@@ -40,7 +40,8 @@ func newSessionsCommand() *cobra.Command {
 		if output != "text" && output != "json" {
 			return nil, fmt.Errorf("-o: %q is not text or json", output)
 		}
-		return record.OpenStore(recordingsDir(cfg))
+		// Read-only: looking at recordings must not create the folder.
+		return record.OpenStoreReadOnly(recordingsDir(cfg))
 	}
 
 	cmd.AddCommand(&cobra.Command{

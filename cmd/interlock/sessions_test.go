@@ -121,3 +121,54 @@ func TestSessionsVerifyExitStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionsReadOnly: the sessions commands create nothing; with no
+// recordings folder, list finds no sessions and show/verify say so.
+func TestSessionsReadOnly(t *testing.T) {
+	cfg, dir := sessionsConfig(t)
+	out, err := runCLI(t, "sessions", "list", "--config", cfg)
+	if err != nil || strings.Count(out, "\n") != 1 || !strings.HasPrefix(out, "ID ") {
+		t.Errorf("list without recordings: %q, %v; want the header only", out, err)
+	}
+	if out, err := runCLI(t, "sessions", "list", "--config", cfg, "-o", "json"); err != nil || strings.TrimSpace(out) != "[]" {
+		t.Errorf("list -o json without recordings: %q, %v", out, err)
+	}
+	for _, sub := range []string{"show", "verify", "replay"} {
+		if _, err := runCLI(t, "sessions", sub, "20261129T071500Z-1a2b3c4d", "--config", cfg); !errors.Is(err, record.ErrNotFound) {
+			t.Errorf("%s without recordings: %v, want %v", sub, err, record.ErrNotFound)
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the state folder was created: %v", err)
+	}
+}
+
+// TestSessionsList: list's table shows ended and open sessions with their
+// counts (ended ones from their last line, open ones by reading them).
+func TestSessionsList(t *testing.T) {
+	cfg, dir := sessionsConfig(t)
+	recordSession(t, dir, "20261129T071500Z-aaaaaaaa", 7, true)
+	recordSession(t, dir, "20261129T071501Z-bbbbbbbb", 4, false)
+	out, err := runCLI(t, "sessions", "list", "--config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range [][]string{
+		{"20261129T071500Z-aaaaaaaa", "7", "3", "ended"},
+		{"20261129T071501Z-bbbbbbbb", "4", "2", "incomplete"},
+	} {
+		found := false
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) > 4 && f[0] == want[0] {
+				found = true
+				if got := f[len(f)-3:]; strings.Join(got, " ") != strings.Join(want[1:], " ") {
+					t.Errorf("%s: commands, denied, state %v; want %v", want[0], got, want[1:])
+				}
+			}
+		}
+		if !found {
+			t.Errorf("list does not show %s:\n%s", want[0], out)
+		}
+	}
+}
