@@ -136,6 +136,15 @@ func (m *Masker) Column(table, column string) (rule string, ok bool) {
 	return "", false
 }
 
+// AnyColumnRule names the first column mask, for a column any of them
+// might cover: one whose table or column name could not be looked up.
+func (m *Masker) AnyColumnRule() (rule string, ok bool) {
+	if !m.HasColumnRules() {
+		return "", false
+	}
+	return m.columns[0].rule, true
+}
+
 // MaskedColumnValue is the replacement for a whole masked value. Each call
 // returns a new slice, which the caller may keep or modify.
 func (m *Masker) MaskedColumnValue() []byte { return []byte("[masked]") }

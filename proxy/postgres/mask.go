@@ -3,24 +3,34 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	pg_query "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy"
-	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
 )
 
 // Masking rewrites results in the stream: columns a mask names are replaced
 // whole, and detectors rewrite what they find in every text value. NULL
-// stays NULL. A masked column whose values come in a binary format the
-// gateway cannot rewrite (anything but text-like types) refuses the result
-// instead of passing it through unmasked.
+// stays NULL.
+//
+// A column mask covers a result column read straight from a table's column
+// (the RowDescription names the table's OID and the attribute number), under
+// whatever name the result gives it: the attribute's real name, looked up
+// in the catalogue, is matched against the table and each of its ancestors.
+// A computed column (no table) is matched by its result name. When the
+// look-up fails, every column that comes from a table is masked: the name
+// the result gives it proves nothing.
+//
+// A masked column whose values come in a binary format the gateway cannot
+// rewrite (anything but text-like types) refuses the result instead of
+// passing it through unmasked. Binary arrays and records are decoded so
+// that the detectors see their text-like elements and fields.
 
 // ErrCannotMask refuses a result that would otherwise leave the gateway
 // unmasked.
@@ -39,9 +49,34 @@ const (
 	oidJSONB   = 3802
 )
 
+// Type OIDs of records and of arrays of text-like types and records, whose
+// binary representation the gateway decodes for the detectors.
+const (
+	oidRecord       = 2249
+	oidXMLArray     = 143
+	oidJSONArray    = 199
+	oidNameArray    = 1003
+	oidTextArray    = 1009
+	oidBPCharArray  = 1014
+	oidVarcharArray = 1015
+	oidRecordArray  = 2287
+	oidJSONBArray   = 3807
+)
+
 func textLikeBinary(oid uint32) bool {
 	switch oid {
 	case oidName, oidText, oidJSON, oidXML, oidUnknown, oidBPChar, oidVarchar, oidJSONB:
+		return true
+	}
+	return false
+}
+
+// containerBinary reports whether the binary values of oid are a record or
+// an array whose elements may hold text.
+func containerBinary(oid uint32) bool {
+	switch oid {
+	case oidRecord, oidXMLArray, oidJSONArray, oidNameArray, oidTextArray, oidBPCharArray,
+		oidVarcharArray, oidRecordArray, oidJSONBArray:
 		return true
 	}
 	return false
@@ -63,37 +98,139 @@ type maskRewriter struct {
 }
 
 type maskColumn struct {
-	rule  string // column mask rule; "" when only detectors apply
-	scan  bool   // value is text: run the detectors
-	jsonb bool   // binary jsonb: skip the version byte
+	rule string // column mask rule; "" when only detectors apply
+	scan bool   // run the detectors
+	enc  valueEncoding
+	typ  uint32 // the type OID, for encBinaryTree
+}
+
+// valueEncoding is how a column's values are written, as far as masking
+// needs to know.
+type valueEncoding uint8
+
+const (
+	encText        valueEncoding = iota // text, or a binary type that is its text
+	encJSON                             // json or jsonb as text: a masked value stays JSON
+	encJSONB                            // binary jsonb: a version byte, then JSON text
+	encBinaryTree                       // a binary record or array, decoded for the detectors
+	encBinaryOther                      // binary, holding no text
+)
+
+// encodingOf is how values of type oid come in format (0 text, 1 binary).
+func encodingOf(oid uint32, format int16) valueEncoding {
+	switch {
+	case format == 0 && (oid == oidJSON || oid == oidJSONB):
+		return encJSON
+	case format == 0:
+		return encText
+	case oid == oidJSONB:
+		return encJSONB
+	case oid == oidJSON:
+		return encJSON
+	case textLikeBinary(oid):
+		return encText
+	case containerBinary(oid):
+		return encBinaryTree
+	}
+	return encBinaryOther
+}
+
+// masked is the whole-value replacement in encoding e.
+func (r *maskRewriter) masked(e valueEncoding) []byte {
+	switch e {
+	case encJSON:
+		return jsonString(r.masker.MaskedColumnValue())
+	case encJSONB:
+		return append([]byte{1}, jsonString(r.masker.MaskedColumnValue())...)
+	}
+	return r.masker.MaskedColumnValue()
 }
 
 func (r *maskRewriter) Describe(rd *pgproto3.RowDescription, formats []int16) error {
 	// The previous result's columns are done with: reuse their slice.
 	cols := slices.Grow(r.cols[:0], len(rd.Fields))[:len(rd.Fields)]
 	clear(cols)
+	var tables tableMemo
 	for i, f := range rd.Fields {
-		format := formatOf(formats, i)
-		table, err := r.cat.TableName(context.Background(), f.TableOID)
-		if err != nil {
-			// The column's table is unknown: every column mask of that
-			// name applies (Masker.Column), which masks too much rather
-			// than too little, and the result is not refused.
-			table = ""
+		enc := encodingOf(f.DataTypeOID, formatOf(formats, i))
+		rule := r.columnRule(&f, &tables)
+		if rule != "" && (enc == encBinaryTree || enc == encBinaryOther) {
+			return fmt.Errorf("%w: column %q is masked by rule %q but requested in binary format (type oid %d); request it as text", ErrCannotMask, f.Name, rule, f.DataTypeOID)
 		}
-		binary := format != 0
-		if binary && !textLikeBinary(f.DataTypeOID) {
-			if rule, ok := r.masker.Column(table, string(f.Name)); ok {
-				return fmt.Errorf("%w: column %q is masked by rule %q but requested in binary format (type oid %d); request it as text", ErrCannotMask, f.Name, rule, f.DataTypeOID)
-			}
-			continue // binary non-text values carry no text for detectors
-		}
-		c := maskColumn{scan: true, jsonb: binary && f.DataTypeOID == oidJSONB}
-		c.rule, _ = r.masker.Column(table, string(f.Name))
-		cols[i] = c
+		cols[i] = maskColumn{rule: rule, scan: enc != encBinaryOther, enc: enc, typ: f.DataTypeOID}
 	}
 	r.cols = cols
 	return nil
+}
+
+// tableMemo keeps one Describe's last look-up, and whether any failed (so
+// that a broken catalogue connection is not tried once per column).
+type tableMemo struct {
+	oid   uint32
+	table Table
+	err   error
+}
+
+func (m *tableMemo) get(cat Catalogue, oid uint32) (Table, error) {
+	if m.err != nil || (m.oid == oid && oid != 0) {
+		return m.table, m.err
+	}
+	m.oid = oid
+	m.table, m.err = cat.Table(context.Background(), oid)
+	return m.table, m.err
+}
+
+// columnRule is the column mask that covers the result column f, "" when
+// none does.
+func (r *maskRewriter) columnRule(f *pgproto3.FieldDescription, tables *tableMemo) string {
+	if !r.masker.HasColumnRules() {
+		return ""
+	}
+	if f.TableOID == 0 {
+		// Computed: only its result name says what it is.
+		rule, _ := r.masker.Column("", string(f.Name))
+		return rule
+	}
+	t, err := tables.get(r.cat, f.TableOID)
+	if err != nil {
+		// Which column this is cannot be known, and its result name may
+		// be an alias: mask it rather than risk a leak. The result is not
+		// refused: a text value can always be masked.
+		rule, _ := r.masker.AnyColumnRule()
+		return rule
+	}
+	if t.Name == "" {
+		// A table the catalogue connection cannot see (created by a
+		// transaction still open): matched by the result's name.
+		rule, _ := r.masker.Column("", string(f.Name))
+		return rule
+	}
+	n := int(f.TableAttributeNumber)
+	if n > len(t.Columns) || (n > 0 && t.Columns[n-1].Name == "") {
+		// A column added since the look-up: its name is not known yet.
+		rule, _ := r.masker.AnyColumnRule()
+		return rule
+	}
+	if n <= 0 {
+		// A system column (ctid, xmin, ...): no mask names those, but
+		// match its result name all the same.
+		return r.tableColumnRule(t, string(f.Name))
+	}
+	return r.tableColumnRule(t, t.Columns[n-1].Name)
+}
+
+// tableColumnRule is the column mask covering column of t or of one of its
+// ancestors.
+func (r *maskRewriter) tableColumnRule(t Table, column string) string {
+	if rule, ok := r.masker.Column(t.Name, column); ok {
+		return rule
+	}
+	for _, a := range t.Ancestors {
+		if rule, ok := r.masker.Column(a, column); ok {
+			return rule
+		}
+	}
+	return ""
 }
 
 // formatOf applies the protocol's rule: no codes means all text, one code
@@ -123,30 +260,60 @@ func (r *maskRewriter) Row(dr *pgproto3.DataRow) map[string]int {
 			c = maskColumn{scan: true} // a row wider than its description: scan everything
 		}
 		if c.rule != "" {
-			dr.Values[i] = r.masker.MaskedColumnValue()
+			dr.Values[i] = r.masked(c.enc)
 			hits = addHit(hits, c.rule, 1)
 			continue
 		}
 		if !c.scan {
 			continue
 		}
-		prefix := 0
-		if c.jsonb && len(v) > 0 {
-			prefix = 1
-		}
-		out, found := r.masker.Scan(v[prefix:])
-		if len(found) == 0 {
-			continue
-		}
-		if prefix > 0 {
-			out = append([]byte{v[0]}, out...)
-		}
-		dr.Values[i] = out
-		for _, h := range found {
-			hits = addHit(hits, h.Rule, 1)
+		if out, changed := r.scanValue(v, c.enc, c.typ, &hits); changed {
+			dr.Values[i] = out
 		}
 	}
 	return hits
+}
+
+// scanValue runs the detectors over a value of encoding e (and type oid),
+// counting what they find in hits. It returns v itself when nothing
+// changed.
+func (r *maskRewriter) scanValue(v []byte, e valueEncoding, oid uint32, hits *map[string]int) ([]byte, bool) {
+	switch e {
+	case encBinaryTree:
+		out, changed, err := r.scanBinary(v, oid, hits, 0)
+		if err != nil {
+			// Not what PostgreSQL sends: there is nothing to read.
+			return v, false
+		}
+		return out, changed
+	case encBinaryOther:
+		return v, false
+	case encJSONB:
+		if len(v) == 0 {
+			return v, false
+		}
+		out, changed := r.scanText(v[1:], true, hits)
+		if !changed {
+			return v, false
+		}
+		return append([]byte{v[0]}, out...), true
+	}
+	return r.scanText(v, e == encJSON, hits)
+}
+
+// scanText runs the detectors over text; JSON text stays JSON.
+func (r *maskRewriter) scanText(v []byte, isJSON bool, hits *map[string]int) ([]byte, bool) {
+	out, found := r.masker.Scan(v)
+	if len(found) == 0 {
+		return v, false
+	}
+	for _, h := range found {
+		*hits = addHit(*hits, h.Rule, 1)
+	}
+	if isJSON {
+		out = jsonAfterScan(out)
+	}
+	return out, true
 }
 
 func addHit(m map[string]int, rule string, n int) map[string]int {
@@ -157,206 +324,275 @@ func addHit(m map[string]int, rule string, n int) map[string]int {
 	return m
 }
 
-// copyPlan is how to split and mask the rows of one COPY TO STDOUT.
-type copyPlan struct {
-	csv       bool
-	delimiter byte
-	quote     byte
-	cols      []maskColumn
+// jsonString is s as a JSON string; s holds nothing JSON escapes.
+func jsonString(s []byte) []byte {
+	out := make([]byte, 0, len(s)+2)
+	out = append(out, '"')
+	out = append(out, s...)
+	return append(out, '"')
 }
 
-// MayRefuse: Describe refuses only a column mask's column in a binary
-// format, and CopyOut any COPY it cannot plan.
-func (r *maskRewriter) MayRefuse(stmt sqlfacts.Statement, formats []int16) bool {
-	if stmt.Command == "COPY" {
-		return true
-	}
-	return r.masker.HasColumnRules() && slices.ContainsFunc(formats, func(f int16) bool { return f != 0 })
-}
+// maskToken is how every detector's replacement starts ("[masked:email]");
+// the next ']' ends it.
+const maskToken = "[masked:"
 
-func (r *maskRewriter) CopyOut(resp *pgproto3.CopyOutResponse, stmt sqlfacts.Statement) error {
-	r.copy = nil
-	if resp.OverallFormat != 0 {
-		return fmt.Errorf("%w: binary COPY cannot be masked; use text or csv format", ErrCannotMask)
-	}
-	plan, err := r.planCopy(stmt, len(resp.ColumnFormatCodes))
-	if err != nil {
-		return err
-	}
-	r.copy = plan
-	return nil
-}
-
-func (r *maskRewriter) planCopy(stmt sqlfacts.Statement, ncols int) (*copyPlan, error) {
-	plan := &copyPlan{delimiter: '\t', quote: '"'}
-	// stmt.Text is one statement sqlfacts already classified, so its depth
-	// is within sqlfacts' guard and parsing it again cannot exhaust the
-	// parser's stack.
-	tree, err := pg_query.Parse(stmt.Text)
-	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetCopyStmt() == nil {
-		return nil, fmt.Errorf("%w: cannot read the COPY statement", ErrCannotMask)
-	}
-	cs := tree.Stmts[0].Stmt.GetCopyStmt()
-	for _, o := range cs.Options {
-		d := o.GetDefElem()
-		if d == nil {
-			continue
-		}
-		val := defElemString(d)
-		switch d.Defname {
-		case "format":
-			plan.csv = strings.EqualFold(val, "csv")
-			if plan.csv && plan.delimiter == '\t' {
-				plan.delimiter = ','
-			}
-		case "delimiter":
-			if len(val) == 1 {
-				plan.delimiter = val[0]
-			}
-		case "quote":
-			if len(val) == 1 {
-				plan.quote = val[0]
-			}
-		}
-	}
-
-	var names []string
-	var table string
-	switch {
-	case cs.Relation != nil && cs.Relation.Schemaname == "":
-		// An unqualified name resolves through the session's search_path,
-		// which the catalog connection does not share: which table this is
-		// is not known here. Column names come from the statement or not
-		// at all; every column rule counts as possibly matching.
-		for _, a := range cs.Attlist {
-			names = append(names, a.GetString_().GetSval())
-		}
-		if len(names) == 0 && r.masker.HasColumnRules() {
-			return nil, fmt.Errorf("%w: COPY of an unqualified table cannot be masked by column; qualify it with its schema or list its columns", ErrCannotMask)
-		}
-	case cs.Relation != nil:
-		table = cs.Relation.Schemaname + "." + cs.Relation.Relname
-		for _, a := range cs.Attlist {
-			names = append(names, a.GetString_().GetSval())
-		}
-		if len(names) == 0 {
-			rows, err := r.cat.Query(context.Background(),
-				"SELECT a.attname FROM pg_catalog.pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-				quoteQualified(cs.Relation.Schemaname, cs.Relation.Relname))
-			if err != nil {
-				return nil, fmt.Errorf("%w: reading the columns of %s: %w", ErrCannotMask, table, err)
-			}
-			for _, row := range rows {
-				names = append(names, row[0])
-			}
-		}
-		if rows, err := r.cat.Query(context.Background(),
-			"SELECT n.nspname || '.' || c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
-			quoteQualified(cs.Relation.Schemaname, cs.Relation.Relname)); err == nil && len(rows) == 1 {
-			table = rows[0][0]
-		}
-	default:
-		// COPY (query) TO STDOUT: the columns' tables are not known here.
-		// Detectors still apply; a column rule cannot be honoured.
-		if r.masker.HasColumnRules() {
-			return nil, fmt.Errorf("%w: COPY of a query cannot be masked by column; use SELECT, or COPY the table", ErrCannotMask)
-		}
-	}
-	if names != nil && len(names) != ncols {
-		return nil, fmt.Errorf("%w: COPY has %d columns, expected %d", ErrCannotMask, ncols, len(names))
-	}
-	plan.cols = make([]maskColumn, ncols)
-	for i := range plan.cols {
-		plan.cols[i].scan = true
-		if i < len(names) {
-			plan.cols[i].rule, _ = r.masker.Column(table, names[i])
-		}
-	}
-	return plan, nil
-}
-
-func defElemString(d *pg_query.DefElem) string {
-	if d.Arg == nil {
-		return ""
-	}
-	if s := d.Arg.GetString_(); s != nil {
-		return s.Sval
-	}
-	return ""
-}
-
-func quoteQualified(schema, name string) string {
-	q := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-	if schema == "" {
-		return q(name)
-	}
-	return q(schema) + "." + q(name)
-}
-
-func (r *maskRewriter) CopyData(d *pgproto3.CopyData) map[string]int {
-	if r.copy == nil {
-		return nil
-	}
-	out, hits := r.copy.maskRow(d.Data, r.masker)
-	d.Data = out
-	return hits
-}
-
-// maskRow rewrites one COPY row (one CopyData message per row, as
-// PostgreSQL sends them). Fields are split on the delimiter outside quotes;
-// a masked field becomes the replacement, which contains no delimiter,
-// quote, backslash or newline, so the row stays well-formed.
-func (p *copyPlan) maskRow(row []byte, m *policy.Masker) ([]byte, map[string]int) {
-	var hits map[string]int
+// jsonAfterScan makes a detector's output valid JSON again. A replacement
+// outside a JSON string (a card number written as a number) becomes a
+// string, with whatever is left of the scalar around it ("-[masked:...]"
+// becomes "\"-[masked:...]\""). If that is still not JSON (a private key
+// without an END line is masked to the value's end, closing quotes and
+// all), the whole value becomes the string "[masked]".
+func jsonAfterScan(b []byte) []byte {
 	var out []byte
-	changed := false
-	start, field := 0, 0
-	inQuote := false
-	flush := func(end int) {
-		v := row[start:end]
-		nv := v
-		isNull := (!p.csv && bytes.Equal(v, []byte(`\N`))) || (p.csv && len(v) == 0)
-		var c maskColumn
-		if field < len(p.cols) {
-			c = p.cols[field]
-		} else {
-			c = maskColumn{scan: true}
-		}
+	last := 0 // b[last:] is not yet in out
+	inString := false
+	for i := 0; i < len(b); {
+		c := b[i]
 		switch {
-		case isNull:
-		case c.rule != "":
-			nv, changed = m.MaskedColumnValue(), true
-			hits = addHit(hits, c.rule, 1)
-		case c.scan:
-			if o, found := m.Scan(v); len(found) > 0 {
-				nv, changed = o, true
-				for _, h := range found {
-					hits = addHit(hits, h.Rule, 1)
+		case inString && c == '\\':
+			i += 2
+		case inString:
+			inString = c != '"'
+			i++
+		case c == '"':
+			inString = true
+			i++
+		case isJSONScalarByte(c) || tokenLen(b, i) > 0:
+			start, token := i, false
+			for i < len(b) {
+				if n := tokenLen(b, i); n > 0 {
+					i, token = i+n, true
+				} else if isJSONScalarByte(b[i]) {
+					i++
+				} else {
+					break
 				}
 			}
-		}
-		out = append(out, nv...)
-		start = end + 1
-		field++
-	}
-	end := len(row)
-	if end > 0 && row[end-1] == '\n' {
-		end--
-	}
-	for i := 0; i < end; i++ {
-		b := row[i]
-		switch {
-		case p.csv && b == p.quote:
-			inQuote = !inQuote
-		case b == p.delimiter && !inQuote:
-			flush(i)
-			out = append(out, b)
+			if token {
+				out = append(out, b[last:start]...)
+				out = append(out, '"')
+				out = append(out, b[start:i]...)
+				out = append(out, '"')
+				last = i
+			}
+		default:
+			i++
 		}
 	}
-	flush(end)
-	out = append(out, row[end:]...)
-	if !changed {
-		return row, hits
+	if out != nil {
+		b = append(out, b[last:]...)
 	}
-	return out, hits
+	if !json.Valid(b) {
+		return []byte(`"[masked]"`)
+	}
+	return b
+}
+
+// isJSONScalarByte: the bytes of a JSON number or literal.
+func isJSONScalarByte(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '-' || c == '+' || c == '.'
+}
+
+// tokenLen is the length of the replacement token at b[i:], 0 if none.
+func tokenLen(b []byte, i int) int {
+	if !bytes.HasPrefix(b[i:], []byte(maskToken)) {
+		return 0
+	}
+	end := bytes.IndexByte(b[i+len(maskToken):], ']')
+	if end < 0 {
+		return 0
+	}
+	return len(maskToken) + end + 1
+}
+
+// Binary records and arrays (PostgreSQL's record_send and array_send):
+//
+//	record: int32 count, then per field: uint32 type OID, int32 length
+//	        (-1: NULL), the value
+//	array:  int32 dimensions, int32 has-NULL flag, uint32 element type
+//	        OID, per dimension int32 size and int32 lower bound, then per
+//	        element int32 length (-1: NULL), the value
+//
+// The values inside are binary too, each of the type its OID names: text-
+// like ones are scanned, records and arrays are decoded in turn (up to
+// maxTreeDepth deep), anything else is left as it is.
+
+// maxTreeDepth bounds the nesting decoded: deeper values are left unscanned.
+const maxTreeDepth = 8
+
+// maxArrayDims is PostgreSQL's MAXDIM.
+const maxArrayDims = 6
+
+// errBadBinary: a binary record or array that does not decode.
+var errBadBinary = errors.New("malformed binary record or array")
+
+// scanBinary scans the binary value v of type oid.
+func (r *maskRewriter) scanBinary(v []byte, oid uint32, hits *map[string]int, depth int) ([]byte, bool, error) {
+	if depth > maxTreeDepth {
+		return v, false, nil
+	}
+	switch {
+	case oid == oidJSONB:
+		out, changed := r.scanValue(v, encJSONB, oid, hits)
+		return out, changed, nil
+	case oid == oidJSON:
+		out, changed := r.scanText(v, true, hits)
+		return out, changed, nil
+	case textLikeBinary(oid):
+		out, changed := r.scanText(v, false, hits)
+		return out, changed, nil
+	case oid == oidRecord:
+		return r.scanRecord(v, hits, depth)
+	case containerBinary(oid):
+		return r.scanArray(v, hits, depth)
+	}
+	return v, false, nil
+}
+
+// binaryReader reads the big-endian integers of a binary value.
+type binaryReader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (br *binaryReader) int32() int32 {
+	if br.err != nil || len(br.b)-br.off < 4 {
+		br.err = errBadBinary
+		return 0
+	}
+	v := int32(binary.BigEndian.Uint32(br.b[br.off:]))
+	br.off += 4
+	return v
+}
+
+// value reads a length-prefixed value: nil for NULL.
+func (br *binaryReader) value() (start, end int, null bool) {
+	n := br.int32()
+	if br.err != nil {
+		return 0, 0, false
+	}
+	if n == -1 {
+		return br.off, br.off, true
+	}
+	if n < 0 || int(n) > len(br.b)-br.off {
+		br.err = errBadBinary
+		return 0, 0, false
+	}
+	start = br.off
+	br.off += int(n)
+	return start, br.off, false
+}
+
+// treeEdit rewrites a binary record or array: the values that changed are
+// replaced and their length prefixes with them.
+type treeEdit struct {
+	src  []byte
+	out  []byte
+	last int // src[last:] is not yet in out
+}
+
+// replace puts value in place of src[start:end], whose 4-byte length
+// prefix comes just before start.
+func (e *treeEdit) replace(start, end int, value []byte) {
+	if e.out == nil {
+		e.out = make([]byte, 0, len(e.src)+len(value))
+	}
+	e.out = append(e.out, e.src[e.last:start-4]...)
+	e.out = binary.BigEndian.AppendUint32(e.out, uint32(len(value)))
+	e.out = append(e.out, value...)
+	e.last = end
+}
+
+func (e *treeEdit) result() ([]byte, bool) {
+	if e.out == nil {
+		return e.src, false
+	}
+	return append(e.out, e.src[e.last:]...), true
+}
+
+func (r *maskRewriter) scanRecord(v []byte, hits *map[string]int, depth int) ([]byte, bool, error) {
+	br := binaryReader{b: v}
+	n := br.int32()
+	if n < 0 || int(n) > len(v)/8 {
+		return nil, false, errBadBinary
+	}
+	edit := treeEdit{src: v}
+	for range n {
+		oid := uint32(br.int32())
+		start, end, null := br.value()
+		if br.err != nil {
+			return nil, false, br.err
+		}
+		if null {
+			continue
+		}
+		out, changed, err := r.scanElement(v[start:end], oid, hits, depth)
+		if err != nil {
+			return nil, false, err
+		}
+		if changed {
+			edit.replace(start, end, out)
+		}
+	}
+	if br.off != len(v) {
+		return nil, false, errBadBinary
+	}
+	out, changed := edit.result()
+	return out, changed, nil
+}
+
+func (r *maskRewriter) scanArray(v []byte, hits *map[string]int, depth int) ([]byte, bool, error) {
+	br := binaryReader{b: v}
+	dims := br.int32()
+	br.int32() // has NULLs
+	elem := uint32(br.int32())
+	if br.err != nil || dims < 0 || dims > maxArrayDims {
+		return nil, false, errBadBinary
+	}
+	count := int64(1)
+	if dims == 0 {
+		count = 0
+	}
+	for range dims {
+		size := br.int32()
+		br.int32() // lower bound
+		if size < 0 {
+			return nil, false, errBadBinary
+		}
+		count *= int64(size)
+		if count > int64(len(v)/4) { // every element takes 4 bytes at least
+			return nil, false, errBadBinary
+		}
+	}
+	if br.err != nil {
+		return nil, false, br.err
+	}
+	edit := treeEdit{src: v}
+	for range count {
+		start, end, null := br.value()
+		if br.err != nil {
+			return nil, false, br.err
+		}
+		if null {
+			continue
+		}
+		out, changed, err := r.scanElement(v[start:end], elem, hits, depth)
+		if err != nil {
+			return nil, false, err
+		}
+		if changed {
+			edit.replace(start, end, out)
+		}
+	}
+	if br.off != len(v) {
+		return nil, false, errBadBinary
+	}
+	out, changed := edit.result()
+	return out, changed, nil
+}
+
+// scanElement scans one element or field of type oid.
+func (r *maskRewriter) scanElement(v []byte, oid uint32, hits *map[string]int, depth int) ([]byte, bool, error) {
+	return r.scanBinary(v, oid, hits, depth+1)
 }

@@ -111,10 +111,36 @@ type Catalogue interface {
 	// Arguments are sent as text parameters $1, $2, ... A query must not
 	// depend on the session's settings (search_path): qualify every name.
 	Query(ctx context.Context, sql string, args ...any) ([][]string, error)
-	// TableName is the "schema.table" of the table with this OID, "" when
-	// there is none (OID 0: a computed column). Answers are shared by the
-	// sessions of the connection and trusted for a minute (tableNameTTL).
-	TableName(ctx context.Context, oid uint32) (string, error)
+	// Table describes the table with this OID; its Name is "" when there
+	// is none (OID 0: a computed column; or a table the catalogue
+	// connection cannot see, such as one created by a transaction not yet
+	// committed). Answers are shared by the sessions of the connection and
+	// trusted for a minute (tableNameTTL).
+	Table(ctx context.Context, oid uint32) (Table, error)
+}
+
+// Table is what a Catalogue knows of one table (or view, or other
+// relation a result column can come from).
+type Table struct {
+	// Name is "schema.table".
+	Name string
+	// Columns by attribute number: Columns[n-1] is attribute n. A dropped
+	// column's Name is "".
+	Columns []TableColumn
+	// Ancestors are the "schema.table" names of the tables this one
+	// inherits from or is a partition of, and of theirs, recursively: a
+	// mask of a parent's column covers its children's and partitions'.
+	Ancestors []string
+}
+
+// TableColumn is one column of a Table.
+type TableColumn struct {
+	Name string
+	// Type is the column's type OID; a domain's base type, as a
+	// RowDescription reports it.
+	Type uint32
+	// Generated columns are not part of a COPY without a column list.
+	Generated bool
 }
 
 // Options configure a [Handler].

@@ -414,7 +414,7 @@ func TestTableNameCache(t *testing.T) {
 	if _, ok := n.get(16400, now); ok {
 		t.Fatal("an empty cache answered")
 	}
-	n.put(16400, "public.customers", now)
+	n.put(16400, Table{Name: "public.customers"}, now)
 	for _, step := range []struct {
 		advance time.Duration
 		want    string
@@ -425,28 +425,28 @@ func TestTableNameCache(t *testing.T) {
 		{time.Second, "", false},
 	} {
 		now = now.Add(step.advance)
-		if got, ok := n.get(16400, now); got != step.want || ok != step.ok {
-			t.Errorf("after %v: %q %v, want %q %v", step.advance, got, ok, step.want, step.ok)
+		if got, ok := n.get(16400, now); got.Name != step.want || ok != step.ok {
+			t.Errorf("after %v: %q %v, want %q %v", step.advance, got.Name, ok, step.want, step.ok)
 		}
 	}
-	n.put(16400, "public.clients", now) // renamed meanwhile
-	if got, _ := n.get(16400, now); got != "public.clients" {
-		t.Errorf("after a new look-up: %q", got)
+	n.put(16400, Table{Name: "public.clients"}, now) // renamed meanwhile
+	if got, _ := n.get(16400, now); got.Name != "public.clients" {
+		t.Errorf("after a new look-up: %q", got.Name)
 	}
 
 	// Full: the expired names go first, then everything.
 	for oid := range uint32(maxTableNames - 1) {
-		n.put(20000+oid, "public.t", now.Add(-tableNameTTL))
+		n.put(20000+oid, Table{Name: "public.t"}, now.Add(-tableNameTTL))
 	}
-	n.put(1, "public.fresh", now)
+	n.put(1, Table{Name: "public.fresh"}, now)
 	if len(n.m) != 2 {
 		t.Errorf("after a put into a full cache of expired names: %d names, want 2", len(n.m))
 	}
-	if got, ok := n.get(1, now); !ok || got != "public.fresh" {
-		t.Errorf("the new name: %q %v", got, ok)
+	if got, ok := n.get(1, now); !ok || got.Name != "public.fresh" {
+		t.Errorf("the new name: %q %v", got.Name, ok)
 	}
 	for oid := range uint32(maxTableNames) {
-		n.put(30000+oid, "public.t", now)
+		n.put(30000+oid, Table{Name: "public.t"}, now)
 	}
 	if len(n.m) > maxTableNames {
 		t.Errorf("%d names, more than %d", len(n.m), maxTableNames)

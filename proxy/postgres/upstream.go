@@ -155,16 +155,16 @@ func loginFailure(target string, err error) *pgproto3.ErrorResponse {
 	return errorResponse("FATAL", code, msg, "")
 }
 
-// The rewriter's catalogue look-ups (a table's name by OID, a COPY's
-// columns) go over a second upstream connection, logged in with the
+// The rewriter's catalogue look-ups (a table's name, columns and
+// ancestors by OID; a COPY's table) go over a second upstream connection, logged in with the
 // target's credentials. The concurrent sessions of one target, destination
 // and database share it — their look-ups are schema-qualified and the same
 // for every session, and a pool of agent connections would otherwise hold
 // twice as many server connections — and it stays open for a while after
 // the last of them ended (Options.MetadataIdle), so that an agent that runs
 // one short session per command does not pay a second login for each.
-// Look-ups are rare (a table's name is kept for every session of the
-// connection: tableNames) and take turns on the connection.
+// Look-ups are rare (a table's description is kept for every session of
+// the connection: tableNames) and take turns on the connection.
 
 // defaultMetadataIdle is Options.MetadataIdle's default.
 const defaultMetadataIdle = 30 * time.Second
@@ -194,41 +194,41 @@ type sharedMeta struct {
 	conn   *pgconn.PgConn
 	closed bool // out of the pool: nothing opens it again
 
-	names tableNames // the answers of TableName, for every session of the connection
+	names tableNames // the answers of Table, for every session of the connection
 }
 
-// tableNameTTL bounds how long a looked-up name is trusted: a table renamed
-// meanwhile (by any session) keeps its OID, and a mask by its new name
-// applies within this time.
+// tableNameTTL bounds how long a looked-up table is trusted: a table or
+// column renamed meanwhile (by any session) keeps its OID and attribute
+// number, and a mask by its new name applies within this time.
 const tableNameTTL = time.Minute
 
-// maxTableNames bounds a connection's name cache: every temporary table
+// maxTableNames bounds a connection's table cache: every temporary table
 // has an OID of its own.
 const maxTableNames = 4096
 
-// tableNames caches table OID → "schema.table".
+// tableNames caches table OID → Table.
 type tableNames struct {
 	mu sync.Mutex
 	m  map[uint32]lookedUpTable
 }
 
-// lookedUpTable is a table's name as of a look-up.
+// lookedUpTable is a table as of a look-up.
 type lookedUpTable struct {
-	name string
-	at   time.Time
+	table Table
+	at    time.Time
 }
 
-func (n *tableNames) get(oid uint32, now time.Time) (string, bool) {
+func (n *tableNames) get(oid uint32, now time.Time) (Table, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	t, ok := n.m[oid]
 	if !ok || now.Sub(t.at) >= tableNameTTL {
-		return "", false
+		return Table{}, false
 	}
-	return t.name, true
+	return t.table, true
 }
 
-func (n *tableNames) put(oid uint32, name string, now time.Time) {
+func (n *tableNames) put(oid uint32, t Table, now time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.m == nil {
@@ -240,7 +240,7 @@ func (n *tableNames) put(oid uint32, name string, now time.Time) {
 			clear(n.m)
 		}
 	}
-	n.m[oid] = lookedUpTable{name: name, at: now}
+	n.m[oid] = lookedUpTable{table: t, at: now}
 }
 
 // acquire returns the shared connection of k, counting one more user.
@@ -375,40 +375,89 @@ func (m *metadataConn) use() (*sharedMeta, error) {
 	return m.shared, nil
 }
 
-// TableName answers from the connection's cache, or looks the table up.
-func (m *metadataConn) TableName(ctx context.Context, oid uint32) (string, error) {
+// Table answers from the connection's cache, or looks the table up. A
+// table the catalogue does not have is not cached: it may be one that an
+// open transaction created, which is about to appear.
+func (m *metadataConn) Table(ctx context.Context, oid uint32) (Table, error) {
 	if oid == 0 {
-		return "", nil
+		return Table{}, nil
 	}
 	shared, err := m.use()
 	if err != nil {
-		return "", err
+		return Table{}, err
 	}
 	now := time.Now()
-	if name, ok := shared.names.get(oid, now); ok {
-		return name, nil
+	if t, ok := shared.names.get(oid, now); ok {
+		return t, nil
 	}
-	name, err := lookUpTableName(ctx, m.Query, oid)
+	t, err := lookUpTable(ctx, m.Query, oid)
 	if err != nil {
-		return "", err
+		return Table{}, err
 	}
-	shared.names.put(oid, name, now)
-	return name, nil
+	if t.Name != "" {
+		shared.names.put(oid, t, now)
+	}
+	return t, nil
 }
 
-// lookUpTableName asks the catalogue for a table's name ("" when there is
+// tableQuery reads, in one round trip, a table's name (kind "table"), its
+// ancestors' names through pg_inherits, which records both inheritance and
+// partitions ("ancestor"), and its columns ("column": attribute number,
+// name, type with domains resolved to their base type, generated or not).
+const tableQuery = `WITH RECURSIVE up(oid) AS (
+	SELECT $1::pg_catalog.oid
+	UNION
+	SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.oid
+)
+SELECT CASE WHEN c.oid = $1::pg_catalog.oid THEN 'table' ELSE 'ancestor' END, n.nspname::text, c.relname::text, '', ''
+	FROM up JOIN pg_catalog.pg_class c ON c.oid = up.oid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+UNION ALL
+SELECT 'column', a.attnum::text, a.attname::text,
+	(WITH RECURSIVE d(oid, base) AS (
+		SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid
+		UNION ALL
+		SELECT t.oid, t.typbasetype FROM pg_catalog.pg_type t JOIN d ON t.oid = d.base
+	) SELECT d.oid::text FROM d WHERE d.base = 0 LIMIT 1),
+	CASE WHEN a.attgenerated <> '' THEN 'generated' ELSE '' END
+	FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = $1::pg_catalog.oid AND a.attnum > 0 AND NOT a.attisdropped`
+
+// maxColumns is PostgreSQL's limit of a table's columns (MaxHeapAttributeNumber).
+const maxColumns = 1600
+
+// lookUpTable asks the catalogue about a table (a zero Table when there is
 // no such table).
-func lookUpTableName(ctx context.Context, query func(context.Context, string, ...any) ([][]string, error), oid uint32) (string, error) {
-	rows, err := query(ctx,
-		"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-		oid)
+func lookUpTable(ctx context.Context, query func(context.Context, string, ...any) ([][]string, error), oid uint32) (Table, error) {
+	rows, err := query(ctx, tableQuery, oid)
 	if err != nil {
-		return "", err
+		return Table{}, err
 	}
-	if len(rows) == 1 && len(rows[0]) == 2 {
-		return rows[0][0] + "." + rows[0][1], nil
+	var t Table
+	for _, r := range rows {
+		if len(r) != 5 {
+			return Table{}, fmt.Errorf("reading table %d: %d columns in the catalogue's answer", oid, len(r))
+		}
+		switch r[0] {
+		case "table":
+			t.Name = r[1] + "." + r[2]
+		case "ancestor":
+			t.Ancestors = append(t.Ancestors, r[1]+"."+r[2])
+		case "column":
+			num, err := strconv.Atoi(r[1])
+			if err != nil || num < 1 || num > maxColumns {
+				return Table{}, fmt.Errorf("reading table %d: attribute number %q", oid, r[1])
+			}
+			typ, _ := strconv.ParseUint(r[3], 10, 32)
+			if num > len(t.Columns) {
+				t.Columns = append(t.Columns, make([]TableColumn, num-len(t.Columns))...)
+			}
+			t.Columns[num-1] = TableColumn{Name: r[2], Type: uint32(typ), Generated: r[4] != ""}
+		}
 	}
-	return "", nil
+	if t.Name == "" {
+		return Table{}, nil
+	}
+	return t, nil
 }
 
 // Query runs sql on the shared connection, opening it when nobody has yet
