@@ -59,7 +59,9 @@
 //   - [Store.Create], [Store.Events] and [Store.Verify] return errors wrapping
 //     [ErrInvalidID] for an id that is not a plain file name; Events and
 //     Verify wrap [ErrNotFound] when the session has no log.
-//   - [Store.Create] wraps [fs.ErrExist] when the session already has a log.
+//   - [Store.Create] wraps [fs.ErrExist] when the session already has a log,
+//     and fails on a store opened with [OpenStoreReadOnly], which never
+//     creates its folder (a missing one holds no sessions).
 //   - A Recorder whose write or fsync failed returns that error from then on
 //     (sticky) and closes [Recorder.Failed], also when the failure happened
 //     in a batch written in the background; a Recorder used after Close
