@@ -1,6 +1,8 @@
 package sqlfacts
 
 import (
+	"strings"
+
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 )
@@ -292,17 +294,41 @@ func transactionCommand(k pg_query.TransactionStmtKind) string {
 // variableSetCommand sorts SET and RESET. SET TRANSACTION ... and SET
 // TRANSACTION SNAPSHOT change only the current transaction (tcl); the
 // grammar builds them as VAR_SET_MULTI with a fixed name, which a user's SET
-// "transaction" = ... (VAR_SET_VALUE) cannot imitate.
+// "transaction" = ... (VAR_SET_VALUE) cannot imitate. Setting or resetting
+// the role or the session authorization changes who the statements after
+// it run as, so it is dcl (RESET ALL leaves both alone).
 func variableSetCommand(n *pg_query.VariableSetStmt) (command, kind string, ok bool) {
+	command, kind = "SET", KindSession
 	switch n.Kind {
 	case pg_query.VariableSetKind_VAR_RESET, pg_query.VariableSetKind_VAR_RESET_ALL:
-		return "RESET", KindSession, true
+		command = "RESET"
 	case pg_query.VariableSetKind_VAR_SET_MULTI:
 		if n.Name == "TRANSACTION" || n.Name == "TRANSACTION SNAPSHOT" {
 			return "SET", KindTCL, true
 		}
 	}
-	return "SET", KindSession, true
+	if n.Kind != pg_query.VariableSetKind_VAR_RESET_ALL && isRoleSetting(n.Name) {
+		kind = KindDCL
+	}
+	return command, kind, true
+}
+
+// isRoleSetting reports a setting that decides who statements run as. Like
+// PostgreSQL, it compares setting names without regard to case.
+func isRoleSetting(name string) bool {
+	return strings.EqualFold(name, "role") || strings.EqualFold(name, "session_authorization")
+}
+
+// isSetConfig reports a function name that may be set_config(): the
+// built-in, or whatever an unqualified name finds.
+func isSetConfig(name string) bool {
+	return name == "set_config" || name == "pg_catalog.set_config"
+}
+
+// isPgSettings reports a relation name that may be the pg_settings view,
+// whose UPDATE rule calls set_config().
+func isPgSettings(name string) bool {
+	return name == "pg_settings" || name == "pg_catalog.pg_settings"
 }
 
 func grantCommand(isGrant bool) string {

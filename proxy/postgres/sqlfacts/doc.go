@@ -23,6 +23,16 @@
 //     change data: REASSIGN OWNED, DROP OWNED, ALTER ... OWNER TO,
 //     CREATE/ALTER/DROP POLICY, ALTER TABLE ... ENABLE/DISABLE/FORCE/NO
 //     FORCE ROW LEVEL SECURITY, and CREATE SCHEMA with a GRANT inside.
+//     Changing who the statements run as is dcl too (the command stays
+//     SET, RESET or SELECT): SET [LOCAL] ROLE, SET SESSION AUTHORIZATION,
+//     SET role = ..., RESET ROLE, RESET SESSION AUTHORIZATION (setting
+//     names compared without regard to case, as PostgreSQL does), ALTER
+//     DATABASE ... SET role, a set_config() call (set_config or
+//     pg_catalog.set_config) whose first argument is the constant 'role'
+//     or 'session_authorization' or is not a string constant at all, and
+//     UPDATE pg_settings, whose rule calls set_config() (and which lists
+//     pg_catalog.set_config among its Functions). RESET ALL and DISCARD
+//     ALL stay session.
 //   - tcl: BEGIN, START TRANSACTION, COMMIT, END, ROLLBACK, ABORT,
 //     SAVEPOINT, RELEASE, PREPARE TRANSACTION, COMMIT PREPARED, ROLLBACK
 //     PREPARED, SET TRANSACTION, SET CONSTRAINTS.
@@ -191,7 +201,10 @@
 //     string), because the tree cannot tell TO STDOUT from a COPY to an
 //     empty file name;
 //   - an EXPLAIN whose ANALYZE option has a value depends on that value, so
-//     its input is never put in either literal-blind cache.
+//     its input is never put in either literal-blind cache;
+//   - so does a set_config() call whose setting name is a string constant
+//     (set_config('role', ...) is dcl, set_config('app.user_id', ...) is
+//     not): such input is cached by its exact text only.
 //
 // FuzzClassify checks the result of every cached path against a fresh
 // parse, and FuzzFastKey checks the fast cache's lexer against PostgreSQL's

@@ -153,7 +153,11 @@ func (w *walker) walk(m protoreflect.Message) {
 		}
 		return
 	case *pg_query.FuncCall:
-		w.functions.add(joinNames(n.Funcname))
+		name := joinNames(n.Funcname)
+		w.functions.add(name)
+		if isSetConfig(name) {
+			w.setConfig(n)
+		}
 	case *pg_query.LockingClause:
 		return // FOR UPDATE OF names FROM items, which are visited already
 	case *pg_query.MergeWhenClause:
@@ -183,6 +187,12 @@ func (w *walker) walk(m protoreflect.Message) {
 		return
 	case *pg_query.UpdateStmt:
 		w.modification(n.WhereClause != nil)
+		if n.Relation != nil && isPgSettings(rangeVarName(n.Relation)) {
+			// The view's rule turns the UPDATE into set_config() calls,
+			// with any setting's name: the role's too.
+			w.functions.add("pg_catalog.set_config")
+			w.escalate(KindDCL)
+		}
 		defer w.enterWith(n.WithClause)()
 		w.addTarget(n.Relation)
 		w.walkFields(m, "with_clause", "relation")
@@ -220,6 +230,25 @@ func (w *walker) walk(m protoreflect.Message) {
 		w.addObjects(n.Objtype, n.Object)
 	}
 	w.walkFields(m)
+}
+
+// setConfig escalates a set_config() call that sets the role or the
+// session authorization to dcl, and one whose setting's name is not a
+// constant too, since it may be either. The kind then depends on a
+// literal's value, so the statement is literal-sensitive.
+func (w *walker) setConfig(n *pg_query.FuncCall) {
+	if len(n.Args) == 0 {
+		return // no such function: PostgreSQL refuses the call
+	}
+	c, ok := nodeMessage(n.Args[0]).(*pg_query.A_Const)
+	if !ok || c.GetSval() == nil {
+		w.escalate(KindDCL)
+		return
+	}
+	w.literalSensitive = true
+	if isRoleSetting(c.GetSval().Sval) {
+		w.escalate(KindDCL)
+	}
 }
 
 // walkFields visits the message-valued fields of m in declaration order,

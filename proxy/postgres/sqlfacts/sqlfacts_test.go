@@ -181,6 +181,26 @@ func TestClassifyKinds(t *testing.T) {
 		{"ALTER POLICY p ON t USING (true)", want{command: "ALTER", kind: KindDCL, tables: []string{"t"}}},
 		{"DROP POLICY p ON s.t", want{command: "DROP", kind: KindDCL, tables: []string{"s.t"}}},
 		{"CREATE SCHEMA s CREATE TABLE t (a int) GRANT SELECT ON t TO bob", want{command: "CREATE", kind: KindDCL, tables: []string{"t"}}},
+		// Who the session's statements run as.
+		{"SET ROLE admin", want{command: "SET", kind: KindDCL}},
+		{"SET LOCAL ROLE admin", want{command: "SET", kind: KindDCL}},
+		{"SET ROLE NONE", want{command: "SET", kind: KindDCL}},
+		{"SET SESSION AUTHORIZATION bob", want{command: "SET", kind: KindDCL}},
+		{"SET SESSION AUTHORIZATION DEFAULT", want{command: "SET", kind: KindDCL}},
+		{"SET role = 'admin'", want{command: "SET", kind: KindDCL}},
+		{"SET \"ROLE\" TO admin", want{command: "SET", kind: KindDCL}},
+		{"SET session_authorization = bob", want{command: "SET", kind: KindDCL}},
+		{"SET role FROM CURRENT", want{command: "SET", kind: KindDCL}},
+		{"RESET ROLE", want{command: "RESET", kind: KindDCL}},
+		{"RESET SESSION AUTHORIZATION", want{command: "RESET", kind: KindDCL}},
+		{"SELECT set_config('role', 'admin', false)", want{command: "SELECT", kind: KindDCL, functions: []string{"set_config"}}},
+		{"SELECT pg_catalog.set_config('Session_Authorization', 'bob', true)", want{command: "SELECT", kind: KindDCL, functions: []string{"pg_catalog.set_config"}}},
+		{"SELECT postgres.pg_catalog.set_config('role', 'admin', false)", want{command: "SELECT", kind: KindDCL, functions: []string{"pg_catalog.set_config"}}},
+		{"SELECT 1 FROM t WHERE set_config(name, 'x', false) IS NOT NULL", want{command: "SELECT", kind: KindDCL, tables: []string{"t"}, functions: []string{"set_config"}, hasWhere: true}},
+		{"SELECT set_config('ro' || 'le', 'admin', false)", want{command: "SELECT", kind: KindDCL, functions: []string{"set_config"}}},
+		{"UPDATE pg_settings SET setting = 'admin' WHERE name = 'role'", want{command: "UPDATE", kind: KindDCL, tables: []string{"pg_settings"}, functions: []string{"pg_catalog.set_config"}, hasWhere: true}},
+		{"UPDATE pg_catalog.pg_settings SET setting = 'x' WHERE name = 'y'", want{command: "UPDATE", kind: KindDCL, tables: []string{"pg_catalog.pg_settings"}, functions: []string{"pg_catalog.set_config"}, hasWhere: true}},
+		{"ALTER DATABASE d SET role = 'admin'", want{command: "ALTER", kind: KindDCL}},
 
 		// tcl
 		{"BEGIN", want{command: "BEGIN", kind: KindTCL}},
@@ -219,12 +239,14 @@ func TestClassifyKinds(t *testing.T) {
 
 		// session
 		{"SET search_path = public", want{command: "SET", kind: KindSession}},
+		{"SELECT set_config('app.user_id', '42', false)", want{command: "SELECT", kind: KindRead, functions: []string{"set_config"}}},
+		{"EXPLAIN SELECT set_config('role', 'admin', false)", want{command: "EXPLAIN", kind: KindRead, functions: []string{"set_config"}}},
+		{"SELECT s.set_config('role', 'admin', false)", want{command: "SELECT", kind: KindRead, functions: []string{"s.set_config"}}},
+		{"SELECT * FROM pg_settings WHERE name = 'role'", want{command: "SELECT", kind: KindRead, tables: []string{"pg_settings"}, hasWhere: true}},
+		{"RESET ALL", want{command: "RESET", kind: KindSession}},
 		{"SET LOCAL statement_timeout = 0", want{command: "SET", kind: KindSession}},
-		{"SET ROLE admin", want{command: "SET", kind: KindSession}},
-		{"SET SESSION AUTHORIZATION bob", want{command: "SET", kind: KindSession}},
 		{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", want{command: "SET", kind: KindSession}},
 		{"SET \"transaction\" = 'x'", want{command: "SET", kind: KindSession}},
-		{"RESET ALL", want{command: "RESET", kind: KindSession}},
 		{"RESET search_path", want{command: "RESET", kind: KindSession}},
 		{"DISCARD ALL", want{command: "DISCARD", kind: KindSession}},
 		{"LISTEN ch", want{command: "LISTEN", kind: KindSession}},
@@ -682,6 +704,8 @@ func TestNormalizedCacheNotConfused(t *testing.T) {
 		{"MERGE INTO t USING s ON true WHEN MATCHED AND a = 1 THEN DELETE", "MERGE INTO t USING s ON a = 1 WHEN MATCHED THEN DELETE"},
 		{"WITH c AS (SELECT 1) SELECT * FROM c", "WITH d AS (SELECT 1) SELECT * FROM c"},
 		{"SELECT $1", "SELECT $2"},
+		{"SELECT set_config('app.user_id', '1', false)", "SELECT set_config('role', '1', false)"},
+		{"SELECT set_config('app.user_id', '1', false)", "SELECT set_config(E'role', '1', false)"},
 		{"SELECT 1", "SELECT -1"},
 		// literals whose value matters
 		{`SELECT * FROM U&"d!0061t" UESCAPE '#'`, `SELECT * FROM U&"d!0061t" UESCAPE '!'`},
@@ -715,6 +739,14 @@ func TestNormalizedCacheNotConfused(t *testing.T) {
 	st := classifyOne(t, c, `SELECT * FROM U&"d!0061t" UESCAPE '!'`)
 	if !reflect.DeepEqual(st.Tables, []string{"dat"}) {
 		t.Errorf("UESCAPE: Tables = %q, want [dat]", st.Tables)
+	}
+	c = NewClassifier(16)
+	c.Classify("SELECT set_config('app.user_id', '1', false)")
+	if st := classifyOne(t, c, "SELECT set_config('role', 'admin', false)"); st.Kind != KindDCL {
+		t.Errorf("set_config('role', ...) after set_config('app.user_id', ...): Kind = %s, want dcl", st.Kind)
+	}
+	if s := c.Stats(); s.NormalizedHits != 0 {
+		t.Errorf("set_config with a constant setting name was served from the normalized cache: %+v", s)
 	}
 	c = NewClassifier(16)
 	c.Classify("EXPLAIN (ANALYZE 'off') DELETE FROM t")
