@@ -150,6 +150,12 @@ func commandOf(m proto.Message, target copyTarget) (command, kind string, ok boo
 		return "CREATE", KindDCL, true
 	case *pg_query.AlterPolicyStmt:
 		return "ALTER", KindDCL, true
+	case *pg_query.RenameStmt:
+		switch n.RenameType {
+		case pg_query.ObjectType_OBJECT_ROLE, pg_query.ObjectType_OBJECT_POLICY:
+			return "ALTER", KindDCL, true // ALTER ROLE|USER|GROUP|POLICY ... RENAME
+		}
+		return "ALTER", KindDDL, true
 
 	// Maintenance that takes locks and rewrites, counted with DDL.
 	case *pg_query.TruncateStmt:
@@ -182,9 +188,16 @@ func commandOf(m proto.Message, target copyTarget) (command, kind string, ok boo
 		return "DROP", KindDDL, true
 
 	// CREATE.
+	case *pg_query.CreateFunctionStmt:
+		if isCLanguage(n) {
+			// The server loads the shared library named in AS when it
+			// creates the function, as LOAD would.
+			return "CREATE", KindProcedural, true
+		}
+		return "CREATE", KindDDL, true
 	case *pg_query.CreateStmt, *pg_query.CreateSchemaStmt, *pg_query.CreateTableAsStmt,
 		*pg_query.ViewStmt, *pg_query.IndexStmt, *pg_query.CreateSeqStmt,
-		*pg_query.CreateFunctionStmt, *pg_query.CreateTrigStmt, *pg_query.CreateEventTrigStmt,
+		*pg_query.CreateTrigStmt, *pg_query.CreateEventTrigStmt,
 		*pg_query.RuleStmt, *pg_query.CreateDomainStmt, *pg_query.DefineStmt,
 		*pg_query.CompositeTypeStmt, *pg_query.CreateEnumStmt, *pg_query.CreateRangeStmt,
 		*pg_query.CreateExtensionStmt, *pg_query.CreatePLangStmt, *pg_query.CreateTableSpaceStmt,
@@ -203,7 +216,7 @@ func commandOf(m proto.Message, target copyTarget) (command, kind string, ok boo
 		*pg_query.AlterExtensionStmt, *pg_query.AlterExtensionContentsStmt,
 		*pg_query.AlterFdwStmt, *pg_query.AlterForeignServerStmt, *pg_query.AlterUserMappingStmt,
 		*pg_query.AlterEventTrigStmt, *pg_query.AlterSeqStmt, *pg_query.AlterOpFamilyStmt,
-		*pg_query.AlterStatsStmt, *pg_query.AlterFunctionStmt, *pg_query.RenameStmt,
+		*pg_query.AlterStatsStmt, *pg_query.AlterFunctionStmt,
 		*pg_query.AlterObjectDependsStmt, *pg_query.AlterObjectSchemaStmt,
 		*pg_query.AlterOperatorStmt, *pg_query.AlterTypeStmt, *pg_query.AlterEnumStmt,
 		*pg_query.AlterDatabaseStmt, *pg_query.AlterDatabaseRefreshCollStmt,
@@ -307,10 +320,37 @@ func variableSetCommand(n *pg_query.VariableSetStmt) (command, kind string, ok b
 			return "SET", KindTCL, true
 		}
 	}
-	if n.Kind != pg_query.VariableSetKind_VAR_RESET_ALL && isRoleSetting(n.Name) {
+	switch {
+	case n.Kind == pg_query.VariableSetKind_VAR_RESET_ALL:
+	case isRoleSetting(n.Name):
 		kind = KindDCL
+	case command == "SET" && isPreloadSetting(n.Name):
+		// Libraries the server loads into the sessions after it (set by
+		// ALTER DATABASE or ALTER ROLE ... SET): code, as LOAD is.
+		kind = KindProcedural
 	}
 	return command, kind, true
+}
+
+// isPreloadSetting reports a setting that names libraries to load at the
+// start of a session.
+func isPreloadSetting(name string) bool {
+	return strings.EqualFold(name, "session_preload_libraries") || strings.EqualFold(name, "local_preload_libraries")
+}
+
+// isCLanguage reports a CREATE FUNCTION or PROCEDURE in LANGUAGE C. The
+// language may be written as a string ('c'), so the answer can depend on a
+// literal: the walker marks every CREATE FUNCTION with a language as
+// literal-sensitive.
+func isCLanguage(n *pg_query.CreateFunctionStmt) bool {
+	for _, o := range n.Options {
+		if d := o.GetDefElem(); d != nil && d.Defname == "language" {
+			if s := d.Arg.GetString_(); s == nil || strings.EqualFold(s.Sval, "c") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isRoleSetting reports a setting that decides who statements run as. Like

@@ -18,7 +18,8 @@
 //   - ddl: CREATE, ALTER, DROP, TRUNCATE (destructive and not row-level),
 //     COMMENT, REINDEX, CLUSTER, REFRESH MATERIALIZED VIEW, VACUUM, ANALYZE,
 //     SELECT ... INTO (it creates a table), IMPORT FOREIGN SCHEMA.
-//   - dcl: GRANT, REVOKE, CREATE/ALTER/DROP ROLE|USER|GROUP, ALTER DEFAULT
+//   - dcl: GRANT, REVOKE, CREATE/ALTER/DROP ROLE|USER|GROUP (ALTER ...
+//     RENAME included, as for POLICY below), ALTER DEFAULT
 //     PRIVILEGES, SECURITY LABEL, and what else decides who may see or
 //     change data: REASSIGN OWNED, DROP OWNED, ALTER ... OWNER TO,
 //     CREATE/ALTER/DROP POLICY, ALTER TABLE ... ENABLE/DISABLE/FORCE/NO
@@ -40,7 +41,10 @@
 //     database: DO, CALL, LOAD, COPY to or from a server file or a PROGRAM
 //     (in either direction: a server file is the server's file system, not
 //     the client's data), ALTER SYSTEM (it can set archive_command and
-//     preload libraries).
+//     preload libraries), CREATE FUNCTION or PROCEDURE in LANGUAGE C (the
+//     server loads the shared library when it creates the function), and
+//     setting session_preload_libraries or local_preload_libraries (ALTER
+//     DATABASE or ROLE ... SET: libraries loaded into later sessions).
 //   - session: SET, RESET, DISCARD, LISTEN, UNLISTEN, NOTIFY, PREPARE,
 //     EXECUTE, DEALLOCATE, DECLARE, CLOSE, LOCK.
 //   - other: CHECKPOINT, and any statement type this package does not know
@@ -115,7 +119,10 @@
 // subqueries, CTE bodies, the targets of INSERT, UPDATE, DELETE, MERGE and
 // SELECT INTO, COPY, TRUNCATE, LOCK, and the relations that DDL creates,
 // alters, drops or comments on (indexes and sequences included, since they
-// are relations too). A CTE name is not a relation, and is left out exactly
+// are relations too), with the new name of a relation renamed or moved to
+// another schema (ALTER TABLE s.t RENAME TO u lists s.t and s.u), the
+// table of a sequence's OWNED BY, and the relations ALTER EXTENSION adds
+// or drops. A CTE name is not a relation, and is left out exactly
 // where PostgreSQL would resolve to the CTE: an unqualified name in a FROM
 // clause inside the CTE's scope (without RECURSIVE a CTE's own body and
 // earlier siblings cannot see it). DML targets are always relations, even
@@ -204,7 +211,8 @@
 //     its input is never put in either literal-blind cache;
 //   - so does a set_config() call whose setting name is a string constant
 //     (set_config('role', ...) is dcl, set_config('app.user_id', ...) is
-//     not): such input is cached by its exact text only.
+//     not), and a CREATE FUNCTION's LANGUAGE, which may be written as a
+//     string ('c'): such input is cached by its exact text only.
 //
 // FuzzClassify checks the result of every cached path against a fresh
 // parse, and FuzzFastKey checks the fast cache's lexer against PostgreSQL's

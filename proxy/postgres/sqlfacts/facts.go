@@ -222,6 +222,35 @@ func (w *walker) walk(m protoreflect.Message) {
 			pg_query.AlterTableType_AT_ForceRowSecurity, pg_query.AlterTableType_AT_NoForceRowSecurity:
 			w.escalate(KindDCL) // who may see or change the rows
 		}
+	case *pg_query.CreateFunctionStmt:
+		for _, o := range n.Options {
+			if d := o.GetDefElem(); d != nil && d.Defname == "language" {
+				w.literalSensitive = true // LANGUAGE 'c' is a string constant
+			}
+		}
+	case *pg_query.RenameStmt:
+		w.walkFields(m)
+		if n.Relation != nil && isRelationType(n.RenameType) {
+			// The relation's new name is a relation now.
+			w.tables.add(rangeVarName(&pg_query.RangeVar{Schemaname: n.Relation.Schemaname, Relname: n.Newname}))
+		}
+		return
+	case *pg_query.AlterObjectSchemaStmt:
+		w.walkFields(m)
+		if n.Relation != nil && isRelationType(n.ObjectType) {
+			w.tables.add(rangeVarName(&pg_query.RangeVar{Schemaname: n.Newschema, Relname: n.Relation.Relname}))
+		}
+		return
+	case *pg_query.DefElem:
+		// OWNED BY table.column of CREATE or ALTER SEQUENCE (OWNED BY NONE
+		// is one name).
+		if n.Defname == "owned_by" {
+			if names, ok := stringList(n.Arg); ok && len(names) > 1 {
+				w.tables.add(qualifiedName(names[:len(names)-1]))
+			}
+		}
+	case *pg_query.AlterExtensionContentsStmt:
+		w.addObjects(n.Objtype, n.Object)
 	case *pg_query.DropStmt:
 		w.addObjects(n.RemoveType, n.Objects...)
 	case *pg_query.CommentStmt:
@@ -297,14 +326,12 @@ func (w *walker) addObjects(t pg_query.ObjectType, objects ...*pg_query.Node) {
 		if !ok || len(names) == 0 {
 			continue
 		}
-		switch t {
-		case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
-			pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_FOREIGN_TABLE,
-			pg_query.ObjectType_OBJECT_SEQUENCE, pg_query.ObjectType_OBJECT_INDEX:
+		switch {
+		case isRelationType(t):
 			w.tables.add(qualifiedName(names))
-		case pg_query.ObjectType_OBJECT_COLUMN, pg_query.ObjectType_OBJECT_TRIGGER,
-			pg_query.ObjectType_OBJECT_RULE, pg_query.ObjectType_OBJECT_POLICY,
-			pg_query.ObjectType_OBJECT_TABCONSTRAINT:
+		case t == pg_query.ObjectType_OBJECT_COLUMN, t == pg_query.ObjectType_OBJECT_TRIGGER,
+			t == pg_query.ObjectType_OBJECT_RULE, t == pg_query.ObjectType_OBJECT_POLICY,
+			t == pg_query.ObjectType_OBJECT_TABCONSTRAINT:
 			// The last name is the column, trigger, rule, policy or
 			// constraint; the ones before it name its relation.
 			if len(names) > 1 {
@@ -312,6 +339,17 @@ func (w *walker) addObjects(t pg_query.ObjectType, objects ...*pg_query.Node) {
 			}
 		}
 	}
+}
+
+// isRelationType reports an object type that is a relation.
+func isRelationType(t pg_query.ObjectType) bool {
+	switch t {
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
+		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_FOREIGN_TABLE,
+		pg_query.ObjectType_OBJECT_SEQUENCE, pg_query.ObjectType_OBJECT_INDEX:
+		return true
+	}
+	return false
 }
 
 // enterWith makes the CTEs of a WITH clause visible, visiting their bodies

@@ -310,6 +310,7 @@ func TestFastCacheNotConfused(t *testing.T) {
 		{"SELECT 'a';", "SELECT 'a;';"},
 		{"SELECT set_config('app.user_id', '1', false)", "SELECT set_config('role', '1', false)"},
 		{"SELECT pg_catalog.set_config('search_path', 'x', false)", "SELECT pg_catalog.set_config('ROLE', 'x', false)"},
+		{"CREATE FUNCTION f() RETURNS int AS 'x' LANGUAGE 'sql'", "CREATE FUNCTION f() RETURNS int AS 'x' LANGUAGE 'c'"},
 		// Facts that differ in commands or has_where alone.
 		{"EXPLAIN ANALYZE DELETE FROM t WHERE a = 1", "EXPLAIN ANALYZE UPDATE t SET a = 1 WHERE a = 1"},
 		{"WITH d AS (DELETE FROM t WHERE a = 1) DELETE FROM u WHERE a = 2", "WITH d AS (DELETE FROM t) DELETE FROM u WHERE a = 2"},
