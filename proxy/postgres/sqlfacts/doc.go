@@ -148,6 +148,13 @@
 // Names inside string literals are not facts: DO and CREATE FUNCTION
 // bodies, nextval('seq'), 'customers'::regclass, pg_read_file('...') are
 // opaque here. Policy sees the functions involved and the procedural kind.
+// That includes functions that run SQL given as text or dump whole
+// relations, schemas or databases: query_to_xml('SELECT ssn FROM
+// customers', ...) and the other query_, table_, cursor_, schema_ and
+// database_to_xml[schema] functions, ts_stat('SELECT ...'), ts_rewrite(q,
+// 'SELECT ...'), dblink and its kin. Such a statement is a read whose
+// Tables do not name what it reads; a rule that guards tables must also
+// deny these by their names in Functions.
 //
 // # Text
 //

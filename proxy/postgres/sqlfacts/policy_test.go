@@ -77,3 +77,30 @@ func TestUnboundedDeleteRules(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLInStringsRule runs the README's rule for functions that read
+// tables no fact names, since the SQL they run is a string.
+func TestSQLInStringsRule(t *testing.T) {
+	p := compile(t, `sql.functions.exists(f, f.matches('(^|\\.)((query|table|cursor|schema|database)_to_xml(schema|_and_xmlschema)?|ts_stat|ts_rewrite|dblink\\w*)$'))`)
+	for _, tt := range []struct {
+		sql    string
+		denied bool
+	}{
+		{"SELECT query_to_xml('SELECT ssn FROM customers', true, false, '')", true},
+		{"SELECT pg_catalog.query_to_xml_and_xmlschema('SELECT 1', true, false, '')", true},
+		{"SELECT table_to_xml('customers', true, false, '')", true},
+		{"SELECT database_to_xml(true, true, '')", true},
+		{"SELECT postgres.pg_catalog.schema_to_xmlschema('public', true, false, '')", true},
+		{"SELECT cursor_to_xml('c', 10, true, false, '')", true},
+		{"SELECT * FROM ts_stat('SELECT tsv FROM customers')", true},
+		{"SELECT ts_rewrite('a'::tsquery, 'SELECT t, s FROM aliases')", true},
+		{"SELECT * FROM public.dblink('dbname=shop', 'SELECT ssn FROM customers') AS t(ssn text)", true},
+		{"SELECT dblink_exec('dbname=shop', 'DELETE FROM customers')", true},
+		{"SELECT xmlforest(name) FROM customers", false},
+		{"SELECT my_table_to_xml_helper()", false},
+	} {
+		if got := decide(t, p, tt.sql) != ""; got != tt.denied {
+			t.Errorf("%q: denied %v, want %v", tt.sql, got, tt.denied)
+		}
+	}
+}
