@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,6 +115,12 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 // the statement refused as PostgreSQL refuses a canceled one (57014). code
 // is the SQLSTATE of a refusal.
 func (c *session) hold(text string, st sqlfacts.Statement, d policy.Decision) (_ policy.Decision, _ *proxy.Verdict, code string) {
+	// What the client pipelined before the held statement goes upstream
+	// now, not after the review: a COMMIT ahead of it would otherwise keep
+	// its transaction, and the locks it holds, open while a human decides.
+	if err := c.up.flush(); err != nil {
+		return policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "interlock could not hold the statement for review: " + err.Error()}, nil, codeInsufficientPrivilege
+	}
 	ctx, stop := c.watchClientGone()
 	defer stop()
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -228,16 +235,20 @@ func deniedCommand(text string, st sqlfacts.Statement, d policy.Decision) record
 // earlier one, or a COMMIT in the middle), and PostgreSQL itself never
 // runs part of a Query past an error.
 func (c *session) query(m *pgproto3.Query) error {
+	if d, err := c.settleLexing(m.String); err != nil {
+		return err
+	} else if d != nil {
+		c.count(*d)
+		return c.refuse(denialResponse(*d, codeFeatureNotSupported, 0), false, deniedCommand(m.String, sqlfacts.Statement{}, *d))
+	}
 	stmts, bad := c.classify(m.String)
 	if bad != nil {
 		c.count(bad.decision)
-		c.record(deniedCommand(m.String, sqlfacts.Statement{}, bad.decision))
-		return c.refuse(bad.response(), false)
+		return c.refuse(bad.response(), false, deniedCommand(m.String, sqlfacts.Statement{}, bad.decision))
 	}
 	if d, ok := c.refusableNotLast(stmts); !ok {
 		c.count(d)
-		c.record(deniedCommand(m.String, sqlfacts.Statement{}, d))
-		return c.refuse(denialResponse(d, codeFeatureNotSupported, 0), false)
+		return c.refuse(denialResponse(d, codeFeatureNotSupported, 0), false, deniedCommand(m.String, sqlfacts.Statement{}, d))
 	}
 	ds := make([]decided, len(stmts))
 	for i, st := range stmts {
@@ -257,8 +268,7 @@ func (c *session) query(m *pgproto3.Query) error {
 			if verdict != nil {
 				cmd.Review, cmd.Decider = verdict.RequestID, verdict.Decider
 			}
-			c.record(cmd)
-			return c.refuse(denialResponse(d, code, 0), false)
+			return c.refuse(denialResponse(d, code, 0), false, cmd)
 		}
 		ds[i] = decided{stmt: st, decision: d, review: verdict}
 	}
@@ -267,9 +277,36 @@ func (c *session) query(m *pgproto3.Query) error {
 	}
 	begun, err := c.begin(ds)
 	if err != nil {
-		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false)
+		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false, record.Command{})
 	}
 	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun}, m)
+}
+
+// settleLexing makes sure that the server reads text as the classifier
+// does before it is decided and forwarded. The start-up pins and
+// lexingGuard keep the settings that matter fixed against every statement
+// the gateway can see changing them, but code running upstream (a DO
+// block, a function, a procedure) can change them too, and a client may
+// pipeline the next statement behind it: the server would read that one
+// under the new settings before the gateway hears of them (PostgreSQL
+// reports a changed setting with the next ReadyForQuery). Only a backslash
+// reads differently under the settings the gateway refuses (it escapes a
+// quote when standard_conforming_strings is off, and is the second byte
+// of a character in the encodings that can hide one), so text without one
+// goes on at once. Text with one waits until upstream has answered
+// everything before it, whose ParameterStatus would have ended the
+// session; inside an extended-protocol batch that has run something, the
+// answer comes only at the batch's Sync, so the statement is denied
+// instead (the client can send it after the Sync). It returns that
+// denial, or nil.
+func (c *session) settleLexing(text string) (*policy.Decision, error) {
+	if strings.IndexByte(text, '\\') < 0 {
+		return nil, nil
+	}
+	if c.relay.ranInBatch {
+		return &policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: "interlock cannot forward a statement with a backslash behind statements run earlier in the same pipeline, which may have changed how the server reads it; send it after the Sync"}, nil
+	}
+	return nil, c.awaitIdle()
 }
 
 // refusableNotLast denies a Query in which a statement whose result the
@@ -304,13 +341,24 @@ func (c *session) refusableNotLast(stmts []sqlfacts.Statement) (policy.Decision,
 // it runs this text.
 func (c *session) parse(m *pgproto3.Parse) error {
 	r := &c.relay
-	stmts, bad := c.classify(m.Query)
+	guard, err := c.settleLexing(m.Query)
+	if err != nil {
+		return err
+	}
+	var stmts []sqlfacts.Statement
+	var bad *unreadable
+	if guard == nil {
+		stmts, bad = c.classify(m.Query)
+	}
 	var st sqlfacts.Statement
 	var d policy.Decision
 	var verdict *proxy.Verdict
 	var resp *pgproto3.ErrorResponse
 	code := codeInsufficientPrivilege
 	switch {
+	case guard != nil:
+		d = *guard
+		code = codeFeatureNotSupported
 	case bad != nil:
 		d = bad.decision
 		resp = bad.response()
@@ -345,10 +393,9 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		if verdict != nil {
 			dn.cmd.Review, dn.cmd.Decider = verdict.RequestID, verdict.Decider
 		}
-		c.record(dn.cmd)
 		r.deniedStmts[m.Name] = dn
 		delete(r.stmts, m.Name)
-		return c.refuse(dn.resp, true)
+		return c.refuse(dn.resp, true, dn.cmd)
 	}
 	delete(r.deniedStmts, m.Name)
 	r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}}
@@ -359,8 +406,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 // is another attempt to run the statement, counted and recorded again.
 func (c *session) refuseDenied(dn *denial) error {
 	c.count(dn.decision)
-	c.record(dn.cmd)
-	return c.refuse(dn.resp, true)
+	return c.refuse(dn.resp, true, dn.cmd)
 }
 
 func (c *session) bind(m *pgproto3.Bind) error {
@@ -377,7 +423,7 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		pt = &portal{}
 		r.portals[m.DestinationPortal] = pt
 	}
-	*pt = portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes}
+	*pt = portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes, runs: r.runs}
 	return c.forward(&pending{kind: pendBind}, m)
 }
 
@@ -392,10 +438,17 @@ func (c *session) describe(m *pgproto3.Describe) error {
 	if dn, ok := r.deniedPortals[m.Name]; ok {
 		return c.refuseDenied(dn)
 	}
-	res := &resultDesc{}
-	if p := r.portals[m.Name]; p != nil {
+	res := &resultDesc{runs: r.runs}
+	if p := r.portals[m.Name]; p != nil && p.runs == r.runs {
 		res.formats = p.formats
 		p.res = res
+	} else {
+		// A portal the gateway did not see bound, or one something may
+		// have replaced since: its description says its formats.
+		res.fromRD = true
+		if p != nil {
+			p.res = res
+		}
 	}
 	return c.forward(&pending{kind: pendDescribe, res: res}, m)
 }
@@ -410,10 +463,21 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	}
 	p := r.portals[m.Portal]
 	ex := &pending{kind: pendExecute}
-	var formats []int16
+	// The formats a portal was bound with, and the description the client
+	// asked for, hold only while nothing has run since: a statement may
+	// have closed the portal and declared a cursor of the same name
+	// (CLOSE p; DECLARE p CURSOR FOR ..., or a function opening one), or
+	// the transaction that held it ended. Masking by a stale description
+	// would mask the wrong columns, so the relay describes such a portal
+	// itself, and until then assumes its rows may be binary.
+	formats := []int16{1}
 	if p != nil {
-		ex.res = p.res
-		formats = p.formats
+		if p.runs == r.runs {
+			formats = p.formats
+		}
+		if p.res != nil && p.res.runs == r.runs {
+			ex.res = p.res
+		}
 		if p.stmt != nil && !p.stmt.empty {
 			ex.stmts = p.stmt.ds
 		}
@@ -424,14 +488,13 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	if len(ex.stmts) == 1 {
 		begun, err := c.begin(ex.stmts)
 		if err != nil {
-			return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), true)
+			return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), true, record.Command{})
 		}
 		ex.begun = begun
 	}
 	if r.rewriter != nil && ex.res == nil {
-		res := &resultDesc{}
+		res := &resultDesc{runs: r.runs, fromRD: true}
 		if p != nil {
-			res.formats = p.formats
 			p.res = res
 		}
 		ex.res = res
@@ -442,14 +505,25 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	return c.forward(ex, m)
 }
 
+// tooLong refuses a Query or Parse whose SQL the gateway did not read
+// (statementTooLong), as a denial of the statement it does not know.
+func (c *session) tooLong(tl *statementTooLong) error {
+	if c.relay.discard {
+		return nil // a Parse after an error of its batch
+	}
+	d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: tl.Error()}
+	c.count(d)
+	return c.refuse(denialResponse(d, codeProgramLimitExceeded, 0), tl.kind == 'P',
+		deniedCommand(fmt.Sprintf("(a statement of %d bytes, not read)", tl.size), sqlfacts.Statement{}, d))
+}
+
 // functionCall refuses the function call sub-protocol: it calls a function
 // by OID with no SQL for the policy to decide.
 func (c *session) functionCall(m *pgproto3.FunctionCall) error {
 	d := policy.Decision{Action: policy.Deny, Message: functionCallDenied}
 	c.count(d)
-	c.record(deniedCommand(fmt.Sprintf("function call, function oid %d", m.Function),
-		sqlfacts.Statement{Command: "FUNCTION CALL"}, d))
-	return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), false)
+	return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), false, deniedCommand(
+		fmt.Sprintf("function call, function oid %d", m.Function), sqlfacts.Statement{Command: "FUNCTION CALL"}, d))
 }
 
 // refuse answers a denied message, keeping client and upstream in
@@ -470,14 +544,29 @@ func (c *session) functionCall(m *pgproto3.FunctionCall) error {
 // extended is true for Parse, Bind, Describe and Execute: then the client's
 // messages are discarded up to the next Sync, as PostgreSQL does after an
 // error, and that Sync is answered with ReadyForQuery.
-func (c *session) refuse(resp *pgproto3.ErrorResponse, extended bool) error {
+//
+// cmd is the denial's recording (none when its Text is empty). It is
+// recorded when the client is told: at once when answered here, or when
+// the stand-in's answer comes, so that the session log lists the
+// statements in the order the client sent them — statements ahead of it
+// are recorded when their results come. (With strict recording every
+// command is on disk before it goes upstream, in that order already.)
+func (c *session) refuse(resp *pgproto3.ErrorResponse, extended bool, cmd record.Command) error {
 	c.mu.Lock()
 	local := len(c.pending) == 0 && c.txStatus != 'T' && !c.relay.inBatch
 	status := c.txStatus
 	if !local {
-		c.pushLocked(&pending{kind: pendDenied, denial: resp, simple: !extended})
+		p := &pending{kind: pendDenied, denial: resp, simple: !extended}
+		if cmd.Text != "" && !c.rec.Strict() {
+			later := cmd
+			p.deniedCmd, cmd = &later, record.Command{}
+		}
+		c.pushLocked(p)
 	}
 	c.mu.Unlock()
+	if cmd.Text != "" {
+		c.record(cmd)
+	}
 	if extended {
 		c.relay.discard = true
 		c.relay.localSync = local

@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -84,6 +85,9 @@ func lexingGuard(st sqlfacts.Statement) (d policy.Decision, denied bool) {
 			return deny("%s", msg)
 		}
 	}
+	if st.Kind != "read" && slices.ContainsFunc(st.Tables, isPgSettings) {
+		return deny("interlock does not let statements change pg_settings (it could change how statements are read); use SET")
+	}
 	if st.Command != "SET" {
 		return policy.Decision{}, false
 	}
@@ -128,8 +132,22 @@ func lexingGuard(st sqlfacts.Statement) (d policy.Decision, denied bool) {
 }
 
 // isSetConfig reports a function name that may be set_config(): the
-// built-in, or whatever an unqualified name finds.
-func isSetConfig(name string) bool { return name == "set_config" || name == "pg_catalog.set_config" }
+// built-in however qualified (PostgreSQL accepts the database's own name
+// before the schema: db.pg_catalog.set_config), or whatever an unqualified
+// name finds. A function of that name in another schema is checked too,
+// which costs nothing a real call needs.
+func isSetConfig(name string) bool { return lastNamePart(name) == "set_config" }
+
+// isPgSettings reports a relation name that may be the pg_settings view,
+// whose UPDATE calls set_config() for every row it changes.
+func isPgSettings(name string) bool { return lastNamePart(name) == "pg_settings" }
+
+// lastNamePart is the unqualified part of a dotted name as sqlfacts
+// writes names (a quoted part keeps its dots only in odd names, which
+// then fail safe: checked as though they were the built-in).
+func lastNamePart(name string) string {
+	return strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
+}
 
 // setConfigDenial checks every set_config() call of one statement as SET
 // is checked: the setting's name must be a constant, so the gateway knows
@@ -235,6 +253,18 @@ func pinnedValue(name string) string {
 func unsafeParameterStatus(name, value string) bool {
 	safe, ok := lexingParams[strings.ToLower(name)]
 	return ok && !safe(value)
+}
+
+// unsafeLexing reports the first of a session's parameters (as upstream
+// reports them at login) that says the server lexes differently from the
+// classifier.
+func unsafeLexing(statuses map[string]string) (name, value string, unsafe bool) {
+	for _, n := range slices.Sorted(maps.Keys(statuses)) {
+		if unsafeParameterStatus(n, statuses[n]) {
+			return n, statuses[n], true
+		}
+	}
+	return "", "", false
 }
 
 // errUnsafeLexing ends a session whose server reads SQL differently from

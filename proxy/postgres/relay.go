@@ -78,11 +78,13 @@ func (k pendingKind) String() string {
 // pending is one response upstream owes.
 type pending struct {
 	kind pendingKind
-	// pendDenied: what the client is told instead of upstream's error, and
+	// pendDenied: what the client is told instead of upstream's error,
 	// whether it stood in for a Query (ReadyForQuery follows) or for an
-	// extended-protocol message.
-	denial *pgproto3.ErrorResponse
-	simple bool
+	// extended-protocol message, and the denial's recording, made when
+	// the entry leaves the queue (see refuse).
+	denial    *pgproto3.ErrorResponse
+	simple    bool
+	deniedCmd *record.Command
 	// pendQuery: the text and its statements; pendExecute: the portal's
 	// statement (none when the gateway does not know it).
 	text  string
@@ -98,6 +100,8 @@ type pending struct {
 	// vetting: a pendExecute whose result the rewriter may refuse and
 	// has not accepted or refused yet (session.unvetted counts them).
 	vetting bool
+	// copyEnds is relayState.copyEnds when the entry was forwarded.
+	copyEnds uint64
 
 	// The outcome of the statement running now.
 	started    time.Time
@@ -138,7 +142,22 @@ func (d decided) command() record.Command {
 // resultDesc is what the rows of a portal look like.
 type resultDesc struct {
 	rd      *pgproto3.RowDescription
-	formats []int16
+	formats []int16 // nil with fromRD: rd's own format codes
+	// runs is relayState.runs when the Describe went upstream: the
+	// description is trusted for an Execute only while nothing has run
+	// since (see execute).
+	runs uint64
+	// fromRD: the formats are rd's (a Describe of a portal reports the
+	// formats its rows come in), not a Bind's.
+	fromRD bool
+}
+
+// resultFormats are the formats the rows come in.
+func (r *resultDesc) resultFormats() []int16 {
+	if r.fromRD && r.formats == nil && r.rd != nil {
+		r.formats = fieldFormats(r.rd)
+	}
+	return r.formats
 }
 
 // relayState is the client goroutine's, except dropUntilReady, lastRD,
@@ -156,7 +175,20 @@ type relayState struct {
 	// inBatch: extended-protocol messages went upstream since the last
 	// Sync. Upstream is then inside the batch (its implicit transaction
 	// open, or failed and skipping to Sync) even when it owes nothing.
-	inBatch  bool
+	inBatch bool
+	// ranInBatch: a Bind or Execute went upstream since the last Sync, so
+	// code may have run whose effects upstream reports only at the Sync's
+	// ReadyForQuery (see settleLexing).
+	ranInBatch bool
+	// runs counts the messages forwarded that may run code (Query,
+	// Execute, Sync), which may replace a portal behind the relay's back
+	// (CLOSE and DECLARE of the same name, in SQL or in a function).
+	runs uint64
+	// copyEnds counts the CopyDone and CopyFail messages forwarded: a Sync
+	// forwarded between a COPY FROM STDIN's Execute and its end reaches
+	// upstream in copy-in mode, which ignores it (libpq sends one right
+	// after the Execute), so it gets no ReadyForQuery of its own.
+	copyEnds uint64
 	rewriter ResultRewriter
 
 	// dropUntilReady: the client was sent an error in the extended
@@ -182,6 +214,7 @@ type portal struct {
 	stmt    *prepared // nil: not prepared through the gateway
 	formats []int16
 	res     *resultDesc
+	runs    uint64 // relayState.runs when it was bound
 }
 
 // denial is a denied statement remembered by name.
@@ -214,12 +247,21 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	upConn := c.upConn
 	c.mu.Unlock()
 	upDone := make(chan error, 1)
-	c.vetted, c.upEnded = make(chan struct{}, 1), make(chan struct{})
+	c.wake, c.upEnded = make(chan struct{}, 1), make(chan struct{})
 	go func() {
 		err := c.upstreamLoop()
-		close(c.upEnded)
+		if why := gatewayEnded(err); why != "" {
+			// The gateway ends the session itself: the client is told
+			// why instead of finding its connection closed.
+			c.client.queue(errorResponse("FATAL", codeProtocolViolation, "interlock ended the session: "+why, ""))
+		}
 		c.endedBy("upstream")
-		c.client.flush() // upstream's last words, e.g. a FATAL
+		// Upstream's last words (e.g. a FATAL) go out before the client
+		// goroutine, which may wait for upEnded, closes the connection;
+		// bounded, as the client may have stopped reading.
+		c.clientConn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.client.flush()
+		close(c.upEnded)
 		// Closing both ends whatever the client goroutine is blocked in;
 		// nobody reads upstream any more, so a write there could block
 		// for ever.
@@ -267,6 +309,18 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	return "client: " + cerr.Error(), fmt.Errorf("relaying from the client: %w", cerr)
 }
 
+// gatewayEnded is why the upstream goroutine's error ends the session on
+// the gateway's own account (not a peer's), or "".
+func gatewayEnded(err error) string {
+	switch {
+	case errors.Is(err, errUnsafeLexing):
+		return errUnsafeLexing.Error()
+	case errors.Is(err, errUpstreamProtocol):
+		return "the target sent a message the gateway cannot place"
+	}
+	return ""
+}
+
 // eof reports an error that only says the peer went away.
 func eof(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
@@ -287,13 +341,16 @@ func (c *session) endedBy(side string) {
 func (c *session) clientLoop() error {
 	for {
 		msg, err := c.cr.message()
-		if err != nil {
-			if errors.Is(err, errProtocol) {
-				c.fatal(codeProtocolViolation, strings.TrimPrefix(err.Error(), errProtocol.Error()+": "))
-			}
-			return err
+		var tl *statementTooLong
+		switch {
+		case err == nil:
+			err = c.fromClient(msg)
+		case errors.As(err, &tl):
+			err = c.tooLong(tl)
+		case errors.Is(err, errProtocol):
+			c.fatal(codeProtocolViolation, strings.TrimPrefix(err.Error(), errProtocol.Error()+": "))
 		}
-		if err := c.fromClient(msg); err != nil {
+		if err != nil {
 			return err
 		}
 		// Forward once the client pauses (or a lot is buffered): a
@@ -427,8 +484,15 @@ func (c *session) popLocked() *pending {
 	p := c.pending[0]
 	c.pending[0] = nil
 	c.pending = c.pending[1:]
+	if p.deniedCmd != nil {
+		c.record(*p.deniedCmd)
+		p.deniedCmd = nil
+	}
 	if len(c.pending) > 0 {
 		c.pending[0].startClock()
+	} else if c.idleWanted {
+		c.idleWanted = false
+		c.wakeLocked()
 	}
 	return p
 }
@@ -445,14 +509,25 @@ func (p *pending) startClock() {
 // forward queues msgs upstream, pushing p first when it is not nil.
 func (c *session) forward(p *pending, msgs ...encoder) error {
 	if p != nil {
+		p.copyEnds = c.relay.copyEnds
 		c.push(p)
 	}
 	for _, m := range msgs {
 		switch m.(type) {
-		case *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close:
+		case *pgproto3.Execute:
+			c.relay.inBatch, c.relay.ranInBatch = true, true
+			c.relay.runs++
+		case *pgproto3.Bind:
+			c.relay.inBatch, c.relay.ranInBatch = true, true
+		case *pgproto3.Parse, *pgproto3.Describe, *pgproto3.Close:
 			c.relay.inBatch = true
 		case *pgproto3.Sync:
-			c.relay.inBatch = false
+			c.relay.inBatch, c.relay.ranInBatch = false, false
+			c.relay.runs++
+		case *pgproto3.Query:
+			c.relay.runs++
+		case *pgproto3.CopyDone, *pgproto3.CopyFail:
+			c.relay.copyEnds++
 		}
 	}
 	return c.up.queue(msgs...)
@@ -541,36 +616,57 @@ func (c *session) sync(m *pgproto3.Sync) error {
 
 // awaitVetting waits until no pending result may still be refused, and
 // reports (and clears) whether one was refused since the last Sync.
-// Upstream holds its output until a Sync or a Flush, so the relay sends a
-// Flush before it waits.
 func (c *session) awaitVetting() (refused bool, err error) {
+	err = c.awaitUpstream("a result was being checked", func() bool {
+		if c.unvetted > 0 {
+			return false
+		}
+		refused = c.refusedInBatch
+		c.refusedInBatch = false
+		return true
+	})
+	return refused, err
+}
+
+// awaitIdle waits until upstream owes nothing: it has answered everything
+// forwarded so far, and the ParameterStatus of any setting that changed
+// meanwhile has been checked (PostgreSQL reports changes with the
+// ReadyForQuery that follows them).
+func (c *session) awaitIdle() error {
+	return c.awaitUpstream("its earlier statements were finishing", func() bool {
+		c.idleWanted = len(c.pending) > 0
+		return !c.idleWanted
+	})
+}
+
+// awaitUpstream waits until done, called under c.mu, reports true; the
+// upstream goroutine wakes the client goroutine when that may have
+// changed. Upstream holds its output until a Sync or a Flush, so the
+// relay sends a Flush before it waits.
+func (c *session) awaitUpstream(what string, done func() bool) error {
 	flushed := false
 	for {
 		c.mu.Lock()
-		n := c.unvetted
-		if n == 0 {
-			refused = c.refusedInBatch
-			c.refusedInBatch = false
-		}
+		ok := done()
 		c.mu.Unlock()
-		if n == 0 {
-			return refused, nil
+		if ok {
+			return nil
 		}
 		if !flushed {
 			flushed = true
 			if err := c.forward(nil, &pgproto3.Flush{}); err != nil {
-				return false, err
+				return err
 			}
 			if err := c.up.flush(); err != nil {
-				return false, err
+				return err
 			}
 		}
 		select {
-		case <-c.vetted:
+		case <-c.wake:
 		case <-c.upEnded:
-			return false, fmt.Errorf("%w: upstream ended while a result was being checked", errUpstreamWrite)
+			return fmt.Errorf("%w: upstream ended while %s", errUpstreamWrite, what)
 		case <-c.ctx.Done():
-			return false, context.Cause(c.ctx)
+			return context.Cause(c.ctx)
 		}
 	}
 }
@@ -597,8 +693,13 @@ func (c *session) vetLocked(p *pending, refused bool) {
 	if refused {
 		c.refusedInBatch = true
 	}
+	c.wakeLocked()
+}
+
+// wakeLocked wakes the client goroutine if it waits.
+func (c *session) wakeLocked() {
 	select {
-	case c.vetted <- struct{}{}:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
@@ -727,6 +828,9 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		}
 	case *pgproto3.CopyInResponse:
 		if p.kind == pendQuery || p.kind == pendExecute {
+			c.mu.Lock()
+			c.copyIn, c.copyInAt = true, p.copyEnds
+			c.mu.Unlock()
 			c.vet(p, false) // COPY FROM: nothing to mask
 			return c.pass(m)
 		}
@@ -773,6 +877,9 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	for len(c.pending) > 0 {
 		p := c.popLocked()
 		c.vetLocked(p, false)
+		if p.kind == pendSync && c.copyIn && p.copyEnds == c.copyInAt {
+			continue // upstream ignored it in copy-in mode
+		}
 		if p.kind == pendSync {
 			break
 		}
@@ -846,7 +953,7 @@ func (c *session) dataRow(p *pending, m *pgproto3.DataRow) error {
 			if p.res == nil || p.res.rd == nil {
 				return c.refuseResult(p, errors.New("interlock cannot mask a result whose columns it does not know"))
 			}
-			if err := rw.Describe(p.res.rd, p.res.formats); err != nil {
+			if err := rw.Describe(p.res.rd, p.res.resultFormats()); err != nil {
 				return c.refuseResult(p, err)
 			}
 			c.vet(p, false)

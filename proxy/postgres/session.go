@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -72,9 +73,17 @@ type session struct {
 	// refused since the last Sync went upstream. See awaitVetting.
 	unvetted       int
 	refusedInBatch bool
-	// vetted wakes the client goroutine waiting in awaitVetting;
+	// copyIn: a COPY FROM STDIN began; copyInAt is its entry's
+	// pending.copyEnds, the mark of the Syncs upstream ignored during it.
+	copyIn   bool
+	copyInAt uint64
+	// idleWanted: the client goroutine waits in awaitIdle for the
+	// pending queue to empty.
+	idleWanted bool
+	// wake wakes the client goroutine waiting in awaitVetting or
+	// awaitIdle (which check again: a wake-up may be for the other);
 	// upEnded is closed when the upstream goroutine ends.
-	vetted  chan struct{}
+	wake    chan struct{}
 	upEnded chan struct{}
 
 	relay relayState
@@ -247,6 +256,17 @@ func (c *session) run() error {
 		return fmt.Errorf("logging in upstream: %w", err)
 	}
 
+	if name, value, bad := unsafeLexing(hc.ParameterStatuses); bad {
+		// A role's or database's default the start-up packet did not
+		// override (the client asked for no client_encoding).
+		hc.Conn.Close()
+		msg := fmt.Sprintf("the target's session starts with %s=%s, in which the server would read SQL differently from interlock; connect with client_encoding=UTF8", name, value)
+		c.log.Warn("upstream session refused", "parameter", name, "value", value)
+		c.fatal(codeFeatureNotSupported, msg)
+		end.Reason = msg
+		return fmt.Errorf("%w: upstream reports %s=%s at login", errUnsafeLexing, name, value)
+	}
+
 	key := c.h.cancels.add(cancelTarget{
 		targetID: c.s.Target.ID,
 		workload: c.s.Caller.Workload,
@@ -300,10 +320,18 @@ func (c *session) proveIdentity() error {
 	if err := c.client.send(&pgproto3.AuthenticationCleartextPassword{}); err != nil {
 		return nil // the client went away
 	}
+	// The start-up's deadline covers the password too: a client that
+	// never answers must not hold the session open.
+	c.clientConn.SetReadDeadline(time.Now().Add(startupTimeout))
 	token, err := c.cr.password()
+	c.clientConn.SetReadDeadline(time.Time{})
 	if err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return fmt.Errorf("the client gave no OIDC token: %s", how)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.fatal(codeInvalidAuthorization, "interlock: no OIDC token within the start-up time ("+how+")")
+			return fmt.Errorf("the client gave no OIDC token in time: %w", err)
 		}
 		c.fatal(codeProtocolViolation, err.Error())
 		return err
@@ -337,8 +365,13 @@ func (c *session) recordUnfinished(reason string) {
 			}
 		case pendExecute:
 			stmts = []decided{p.current()}
+		case pendDenied:
+			if p.deniedCmd != nil {
+				c.record(*p.deniedCmd) // the client may not have heard; it never ran
+			}
+			continue
 		default:
-			continue // not a statement's execution; denials were recorded when decided
+			continue // not a statement's execution
 		}
 		first := 0
 		if p.kind == pendQuery {
@@ -526,7 +559,14 @@ func (c *session) startupMessage(version uint32, body []byte) (startup, error) {
 		case strings.HasPrefix(k, "_pq_."):
 			unrecognized = append(unrecognized, k)
 		case forwardedParams[lk]:
-			st.params[k] = v
+			// Kept under the lower-case name PostgreSQL reads it as, so
+			// that pinLexingParams sees every spelling of a setting; two
+			// spellings of one name would leave upstream to pick either.
+			if _, dup := st.params[lk]; dup {
+				return startup{}, &startupError{code: codeProtocolViolation,
+					msg: fmt.Sprintf("start-up parameter %q given more than once", lk)}
+			}
+			st.params[lk] = v
 			if lk == "application_name" {
 				c.appName = v
 			}

@@ -491,8 +491,20 @@ func TestLexingGuard(t *testing.T) {
 		// Every call of the statement counts, wherever it is.
 		{"SELECT 1 WHERE EXISTS (SELECT set_config('app.a', '1', false), set_config('client_encoding', 'SJIS', false))", true},
 		{"WITH x AS (SELECT set_config('app.a', '1', false)) SELECT * FROM x", false},
-		// Not the built-in: a function of that name in a schema of one's own.
-		{"SELECT app.set_config('standard_conforming_strings', 'off', false)", false},
+		// The built-in however qualified: PostgreSQL accepts the
+		// database's name before the schema.
+		{"SELECT postgres.pg_catalog.set_config('standard_conforming_strings', 'off', false)", true},
+		{"SELECT \"PG_CATALOG\".set_config('client_encoding', 'SJIS', false)", true},
+		// A function of that name in a schema of one's own is checked as
+		// the built-in is (it could be any function; checking costs a
+		// real call nothing).
+		{"SELECT app.set_config('standard_conforming_strings', 'off', false)", true},
+		{"SELECT app.set_config('app.user_id', '42', false)", false},
+		// pg_settings: an UPDATE calls set_config() for every row.
+		{"UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'", true},
+		{"UPDATE postgres.pg_catalog.pg_settings SET setting = 'SJIS' WHERE name = 'client_encoding'", true},
+		{"WITH u AS (UPDATE pg_settings SET setting = '1s' WHERE name = 'statement_timeout' RETURNING 1) SELECT * FROM u", true},
+		{"SELECT name, setting FROM pg_settings WHERE name = 'standard_conforming_strings'", false},
 	} {
 		stmts, err := classifier.Classify(tc.sql)
 		if err != nil || len(stmts) != 1 {

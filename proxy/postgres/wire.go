@@ -23,6 +23,12 @@ const (
 	maxStartupPacket = 10000
 	// maxMessage is PostgreSQL's limit for one frontend message (1 GB - 1).
 	maxMessage = 1<<30 - 1
+	// maxStatement bounds the SQL text of one Query or Parse. PostgreSQL
+	// takes up to maxMessage, but the gateway parses, classifies and
+	// records each statement, which costs several times its size in
+	// memory: one client must not be able to take gigabytes of a gateway
+	// that every agent of the host shares.
+	maxStatement = 16 << 20
 	// directAllocLimit: bodies up to this size are read into a buffer of
 	// the announced size; larger ones grow with the data that actually
 	// arrives, so a client cannot make the gateway allocate a gigabyte by
@@ -133,9 +139,29 @@ func (r *clientReader) startupPacket() ([]byte, error) {
 	return body, nil
 }
 
-// message reads and decodes one frontend message of the normal phase.
+// message reads and decodes one frontend message of the normal phase. A
+// Query or Parse longer than maxStatement is read past without being kept,
+// and reported as a *statementTooLong error; the session goes on.
 func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
-	return r.read(r.msgs.of, maxMessage)
+	msg, err := r.read(r.msgs.of, maxMessage)
+	var tl *statementTooLong
+	if errors.As(err, &tl) {
+		if _, derr := io.CopyN(io.Discard, r.br, int64(tl.size)); derr != nil {
+			return nil, unexpectedEOF(derr)
+		}
+	}
+	return msg, err
+}
+
+// statementTooLong is a Query ('Q') or Parse ('P') whose SQL is longer
+// than maxStatement.
+type statementTooLong struct {
+	kind byte
+	size int
+}
+
+func (e *statementTooLong) Error() string {
+	return fmt.Sprintf("statement of %d bytes is longer than interlock's limit of %d MiB", e.size, maxStatement>>20)
 }
 
 // password reads the client's PasswordMessage, the answer to an
@@ -167,9 +193,12 @@ func (r *clientReader) read(newMsg func(byte) pgproto3.FrontendMessage, limit in
 // the errors of a bad message wrap (the side that broke the protocol).
 func readMessage[M pgproto3.Message](f *frameReader, limit int, of func(byte) M, violation error, side string) (M, []byte, error) {
 	var msg, none M
-	frame, err := f.next(limit, func(t byte) error {
+	frame, err := f.next(limit, func(t byte, n int) error {
 		if msg = of(t); any(msg) == nil {
 			return fmt.Errorf("%w: invalid %s message type %d", violation, side, t)
+		}
+		if (t == 'Q' || t == 'P') && n > maxStatement && side == "frontend" {
+			return &statementTooLong{kind: t, size: n}
 		}
 		return nil
 	})
@@ -197,9 +226,9 @@ type frameReader struct {
 }
 
 // next reads one message whose body is at most limit bytes and returns its
-// frame, valid until the next call. accept sees the type byte before the
-// body is read; its error is returned as is.
-func (r *frameReader) next(limit int, accept func(byte) error) ([]byte, error) {
+// frame, valid until the next call. accept sees the type byte and the
+// body's length before the body is read; its error is returned as is.
+func (r *frameReader) next(limit int, accept func(t byte, n int) error) ([]byte, error) {
 	if cap(r.frame) < 5 {
 		r.frame = make([]byte, 5, 512)
 	}
@@ -211,7 +240,7 @@ func (r *frameReader) next(limit int, accept func(byte) error) ([]byte, error) {
 	if n < 0 || n > limit {
 		return nil, errFrameLength
 	}
-	if err := accept(hdr[0]); err != nil {
+	if err := accept(hdr[0], n); err != nil {
 		return nil, err
 	}
 	var frame []byte
@@ -507,4 +536,5 @@ const (
 	codeFeatureNotSupported   = "0A000"
 	codeQueryCanceled         = "57014"
 	codeSystemError           = "58000"
+	codeProgramLimitExceeded  = "54000"
 )

@@ -1,0 +1,247 @@
+package postgres_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/proxy/postgres"
+)
+
+// The gateway's own guards. Most tests here try to make the server read a
+// statement differently from the gateway: the server runs `DELETE FROM
+// orders`, which the policy denies, hidden inside what the gateway reads as
+// one harmless SELECT.
+
+// procedural lets DO blocks run, and denies writes to orders.
+const procedural = `
+default: allow
+rules:
+  - name: orders-read-only
+    when: sql.kind == "write" && "orders" in sql.tables
+    action: deny
+    message: orders are read-only
+`
+
+// smuggleSJIS is one SELECT of an E” string to a UTF-8 reader (ぁ, then
+// an escaped quote), and to a server reading SJIS (in which \xe3\x81 and
+// \x81\x5c are characters) a SELECT, then the DELETE.
+const smuggleSJIS = "SELECT E'\xe3\x81\x81\\'; DELETE FROM orders; --'"
+
+// smuggleSCS is one SELECT with standard_conforming_strings on, a SELECT
+// and the DELETE with it off.
+const smuggleSCS = `SELECT 'a\'' ; DELETE FROM orders; --'`
+
+func ordersLeft(t *testing.T, e *env) {
+	t.Helper()
+	if got := e.pg.Query(t, "SELECT count(*) FROM public.orders"); got != "2" {
+		t.Fatalf("orders left: %s, want 2 — the smuggled DELETE ran", got)
+	}
+}
+
+// TestStartupParameterSpelling: PostgreSQL reads start-up parameter names
+// without regard to case, so the gateway's pins hold for every spelling,
+// and a packet giving one setting twice is refused.
+func TestStartupParameterSpelling(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	for _, tc := range []struct{ param, value, show, want string }{
+		{"CLIENT_ENCODING", "SJIS", "client_encoding", "UTF8"},
+		{"Client_Encoding", "BIG5", "client_encoding", "UTF8"},
+		{"STANDARD_CONFORMING_STRINGS", "off", "standard_conforming_strings", "on"},
+	} {
+		// pgconn wrote its parameters in map order, so the unpinned
+		// spelling won only some of the time: try a few.
+		for range 4 {
+			r := e.rawConn(t, map[string]string{tc.param: tc.value})
+			r.ready()
+			r.send(&pgproto3.Query{String: "SHOW " + tc.show})
+			if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row " + tc.want, "Complete SHOW", "Ready I"}) {
+				t.Fatalf("%s=%s: SHOW %s: %q", tc.param, tc.value, tc.show, got)
+			}
+			r.send(&pgproto3.Query{String: smuggleSJIS})
+			r.ready()
+			r.send(&pgproto3.Terminate{})
+		}
+	}
+	ordersLeft(t, e)
+
+	r := e.rawConn(t, map[string]string{"client_encoding": "UTF8", "CLIENT_ENCODING": "SJIS"})
+	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+	if last := got[len(got)-1]; !strings.Contains(last, "FATAL 08P01") || !strings.Contains(last, "more than once") {
+		t.Errorf("two spellings of client_encoding: %q", got)
+	}
+}
+
+// TestUnsafeDefaultEncoding: a role's or database's default encoding
+// applies when the client asks for none; one the gateway cannot read
+// alongside the server refuses the session with a reason.
+func TestUnsafeDefaultEncoding(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	e.pg.Exec(t, "CREATE DATABASE sjis")
+	e.pg.Exec(t, "ALTER DATABASE sjis SET client_encoding = 'SJIS'")
+	r := e.rawConn(t, map[string]string{"database": "sjis"})
+	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+	if last := got[len(got)-1]; !strings.Contains(last, "FATAL 0A000") || !strings.Contains(last, "client_encoding=SJIS") {
+		t.Errorf("session with a SJIS default: %q", got)
+	}
+	// Asking for UTF8 at start-up outranks the default.
+	r = e.rawConn(t, map[string]string{"database": "sjis", "client_encoding": "UTF8"})
+	r.ready()
+	r.send(&pgproto3.Query{String: "SHOW client_encoding"})
+	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row UTF8", "Complete SHOW", "Ready I"}) {
+		t.Errorf("SHOW client_encoding: %q", got)
+	}
+}
+
+// TestSettingsChangedUpstream: code running upstream (a DO block here) can
+// change the settings that decide how the server reads SQL, where the
+// gateway's SET guard cannot see it. A statement that would read
+// differently (one with a backslash) pipelined behind it waits for the
+// server's report of the change, which ends the session; in an
+// extended-protocol batch, which reports only at its Sync, it is denied.
+func TestSettingsChangedUpstream(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	for _, tc := range []struct{ change, smuggle string }{
+		{"DO $$ BEGIN EXECUTE 'SET client_encoding = ''SJIS'''; END $$", smuggleSJIS},
+		{"DO $$ BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END $$", smuggleSCS},
+	} {
+		t.Run("simple", func(t *testing.T) {
+			r := e.rawConn(t, nil)
+			r.ready()
+			r.send(&pgproto3.Query{String: tc.change}, &pgproto3.Query{String: tc.smuggle})
+			got := r.until(func(m pgproto3.BackendMessage) bool {
+				er, ok := m.(*pgproto3.ErrorResponse)
+				return ok && er.Severity == "FATAL"
+			})
+			if !strings.Contains(got[len(got)-1], "interlock ended the session") {
+				t.Errorf("%s, then the smuggling query: %q", tc.change, got)
+			}
+			ordersLeft(t, e)
+		})
+		t.Run("extended", func(t *testing.T) {
+			r := e.rawConn(t, nil)
+			r.ready()
+			r.send(&pgproto3.Parse{Query: tc.change}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: tc.smuggle}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			got := r.ready()
+			joined := strings.Join(got, "\n")
+			if !strings.Contains(joined, "Error ERROR 0A000 rule: interlock-guard") || !strings.Contains(joined, "backslash") {
+				t.Errorf("%s, then the smuggling statement in one batch: %q", tc.change, got)
+			}
+			ordersLeft(t, e)
+		})
+	}
+	// Without a change ahead of it, a pipelined statement with a backslash
+	// runs as usual, once what is ahead of it has finished.
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "SELECT pg_sleep(0.05)"}, &pgproto3.Query{String: `SELECT 'a\b'`})
+	r.ready()
+	if got := filter(r.ready()); !eq(got, []string{"RowDescription", `Row a\b`, "Complete SELECT 1", "Ready I"}) {
+		t.Errorf("pipelined backslash statement: %q", got)
+	}
+}
+
+// TestStalePortalDescription: a portal's description is trusted for an
+// Execute only until something runs that may have replaced the portal;
+// here a cursor of the same name, over a masked column (orders.total), after
+// the portal the client described (of orders.id) was gone.
+func TestStalePortalDescription(t *testing.T) {
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Name: "a", Query: "SELECT id FROM orders ORDER BY id"},
+		&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "a"},
+		&pgproto3.Describe{ObjectType: 'P', Name: "p"}, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+	r.ready()
+	r.send(&pgproto3.Query{String: "DECLARE p CURSOR WITH HOLD FOR SELECT total FROM orders ORDER BY id"})
+	r.ready()
+	r.send(&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+	got := filter(r.ready())
+	if !eq(got, []string{"Row [masked]", "Row [masked]", "Complete SELECT 2", "Ready I"}) {
+		t.Errorf("rows of the cursor that replaced a described portal: %q", got)
+	}
+}
+
+// TestCopyInExtendedProtocol: libpq runs COPY FROM STDIN through the
+// extended protocol with a Sync right after the Execute, which the server
+// ignores in copy-in mode, and another after CopyDone; one ReadyForQuery
+// answers both, and the session goes on.
+func TestCopyInExtendedProtocol(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Query: "COPY notes (body) FROM STDIN"}, &pgproto3.Bind{},
+		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+	r.send(&pgproto3.CopyData{Data: []byte("copied\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if got := filter(r.ready()); !eq(got, []string{"Complete COPY 1", "Ready I"}) {
+		t.Fatalf("end of the COPY: %q", got)
+	}
+	r.send(&pgproto3.Query{String: "SELECT body FROM notes"})
+	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row copied", "Complete SELECT 1", "Ready I"}) {
+		t.Errorf("the next query: %q", got)
+	}
+}
+
+// TestStatementTooLong: SQL text beyond the gateway's limit is denied
+// without being kept in memory (read past, not read whole), and the session
+// goes on.
+func TestStatementTooLong(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	long := "SELECT '" + strings.Repeat("x", 17<<20) + "'"
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: long})
+	// What came back, cut short: a result would be 17 MiB long.
+	brief := func(msgs []string) []string {
+		for i, m := range msgs {
+			if len(m) > 200 {
+				msgs[i] = m[:200] + "…"
+			}
+		}
+		return msgs
+	}
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "Error ERROR 54000 rule: interlock-guard") || !strings.Contains(got[0], "limit of 16 MiB") {
+		t.Errorf("17 MiB Query: %q", brief(got))
+	}
+	r.send(&pgproto3.Parse{Query: long}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "Error ERROR 54000") {
+		t.Errorf("17 MiB Parse: %q", brief(got))
+	}
+	// Below the limit a long statement runs.
+	r.send(&pgproto3.Query{String: "SELECT length('" + strings.Repeat("x", 1<<20) + "')"})
+	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 1048576", "Complete SELECT 1", "Ready I"}) {
+		t.Errorf("1 MiB statement: %q", got)
+	}
+}
+
+// TestRecordingOrderPipelined: the session log lists statements in the
+// order the client sent them, also when a denied one was pipelined behind
+// one still running (which is recorded when its result comes).
+func TestRecordingOrderPipelined(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "SELECT pg_sleep(0.2)"}, &pgproto3.Query{String: "DELETE FROM orders"},
+		&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Query: "DELETE FROM orders WHERE id = 10"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.ready()
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "orders are read-only") {
+		t.Fatalf("pipelined DELETE: %q", got)
+	}
+	if got := filter(r.ready()); len(got) < 2 || !strings.Contains(got[len(got)-2], "orders are read-only") {
+		t.Fatalf("batch with a denied DELETE: %q", got)
+	}
+	r.send(&pgproto3.Terminate{})
+	e.idle(t)
+	var order []string
+	for _, c := range e.commands(t) {
+		order = append(order, c.Decision+" "+c.Text)
+	}
+	want := []string{"allow SELECT pg_sleep(0.2)", "deny DELETE FROM orders", "allow SELECT 1", "deny DELETE FROM orders WHERE id = 10"}
+	if !eq(order, want) {
+		t.Errorf("recorded:\n%s\nwant:\n%s", strings.Join(order, "\n"), strings.Join(want, "\n"))
+	}
+}
