@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy"
@@ -274,6 +275,7 @@ func (c *session) query(m *pgproto3.Query) error {
 	}
 	for _, d := range ds {
 		c.count(d.decision)
+		c.forgetPrepared(d.stmt)
 	}
 	begun, err := c.begin(ds)
 	if err != nil {
@@ -482,6 +484,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 			ex.stmts = p.stmt.ds
 		}
 	}
+	if len(ex.stmts) == 1 {
+		c.forgetPrepared(ex.stmts[0].stmt)
+	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync).
 	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
 	c.count(ex.current().decision)
@@ -503,6 +508,45 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		}
 	}
 	return c.forward(ex, m)
+}
+
+// forgetPrepared drops what the relay knows of the prepared statements a
+// statement replaces or removes: SQL's PREPARE, DEALLOCATE and DISCARD
+// share their names with the protocol's Parse, so after `DEALLOCATE s;
+// PREPARE s AS ...` a Bind of s runs the new statement, not the one the
+// relay saw parsed. A Bind of a name the relay does not know runs a
+// statement the gateway decided as the PREPARE that made it, and is
+// recorded as prepared outside its view.
+func (c *session) forgetPrepared(st sqlfacts.Statement) {
+	r := &c.relay
+	switch st.Command {
+	case "PREPARE", "DEALLOCATE", "DISCARD":
+	default:
+		return
+	}
+	// st.Text is one statement sqlfacts already classified, so parsing it
+	// again is safe.
+	tree, err := pg_query.Parse(st.Text)
+	if err != nil || len(tree.Stmts) != 1 {
+		clear(r.stmts)
+		clear(r.deniedStmts)
+		return
+	}
+	forget := func(name string) {
+		delete(r.stmts, name)
+		delete(r.deniedStmts, name)
+	}
+	switch n := tree.Stmts[0].Stmt; {
+	case n.GetPrepareStmt() != nil:
+		forget(n.GetPrepareStmt().Name)
+	case n.GetDeallocateStmt() != nil && !n.GetDeallocateStmt().Isall:
+		forget(n.GetDeallocateStmt().Name)
+	case n.GetDiscardStmt() != nil && n.GetDiscardStmt().Target != pg_query.DiscardMode_DISCARD_ALL:
+		// PLANS, SEQUENCES, TEMP: prepared statements stay.
+	default: // DEALLOCATE ALL, DISCARD ALL
+		clear(r.stmts)
+		clear(r.deniedStmts)
+	}
 }
 
 // tooLong refuses a Query or Parse whose SQL the gateway did not read

@@ -75,8 +75,9 @@ type envOptions struct {
 	// recordingsDir, when set, is the store's folder.
 	recordingsDir string
 	reviewer      proxy.Reviewer
-	strict        bool          // strict recording
-	metadataIdle  time.Duration // Options.MetadataIdle
+	strict        bool                // strict recording
+	classifier    postgres.Classifier // nil: sqlfacts
+	metadataIdle  time.Duration       // Options.MetadataIdle
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -153,7 +154,7 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	h, err := postgres.New(postgres.Options{
 		Targets:    map[uint32]postgres.Target{1: tgt},
 		Policy:     pol,
-		Classifier: sqlfacts.NewClassifier(256),
+		Classifier: cmp.Or[postgres.Classifier](o.classifier, sqlfacts.NewClassifier(256)),
 		Recordings: recordings,
 		CA:         ca,
 		Commands:   commands,

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock-dev/interlock/proxy/postgres"
+	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
 )
 
 // The gateway's own guards. Most tests here try to make the server read a
@@ -243,5 +244,56 @@ func TestRecordingOrderPipelined(t *testing.T) {
 	want := []string{"allow SELECT pg_sleep(0.2)", "deny DELETE FROM orders", "allow SELECT 1", "deny DELETE FROM orders WHERE id = 10"}
 	if !eq(order, want) {
 		t.Errorf("recorded:\n%s\nwant:\n%s", strings.Join(order, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestPreparedNameReplacedInSQL: SQL's PREPARE and DEALLOCATE share their
+// names with the protocol's prepared statements; a Bind after `DEALLOCATE
+// s; PREPARE s AS ...` runs the new statement, and is not recorded as the
+// one the gateway saw parsed under that name.
+func TestPreparedNameReplacedInSQL(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Name: "s", Query: "SELECT id FROM customers WHERE id = 1"}, &pgproto3.Sync{})
+	r.ready()
+	r.send(&pgproto3.Query{String: "DEALLOCATE s; PREPARE s AS INSERT INTO notes (body) VALUES ('replaced')"})
+	r.ready()
+	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got := filter(r.ready()); !eq(got, []string{"BindComplete", "Complete INSERT 0 1", "Ready I"}) {
+		t.Fatalf("Bind of the replaced statement: %q", got)
+	}
+	r.send(&pgproto3.Terminate{})
+	e.idle(t)
+	cmds := e.commands(t)
+	last := cmds[len(cmds)-1]
+	if strings.Contains(last.Text, "SELECT id FROM customers") || last.Tag != "INSERT 0 1" {
+		t.Errorf("the replaced statement's execution recorded as %+v", last)
+	}
+}
+
+// shortSighted classifies as the real classifier does but drops a
+// query's last statement: a gateway reading less than the server runs.
+type shortSighted struct{ postgres.Classifier }
+
+func (s shortSighted) Classify(sql string) ([]sqlfacts.Statement, error) {
+	stmts, err := s.Classifier.Classify(sql)
+	if len(stmts) > 1 {
+		stmts = stmts[:len(stmts)-1]
+	}
+	return stmts, err
+}
+
+// TestMoreResultsThanStatements: when the server runs more statements of a
+// query than the gateway read (what the guards above prevent), the session
+// ends with the reason instead of passing results it cannot place.
+func TestMoreResultsThanStatements(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural, classifier: shortSighted{sqlfacts.NewClassifier(16)}})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "SELECT 1; SELECT 2"})
+	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+	if last := got[len(got)-1]; !strings.Contains(last, "FATAL") || !strings.Contains(last, "interlock ended the session") {
+		t.Errorf("a query of more statements than the gateway read: %q", got)
 	}
 }

@@ -803,6 +803,12 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 	case *pgproto3.CommandComplete:
 		switch p.kind {
 		case pendQuery:
+			if p.idx >= len(p.stmts) {
+				// More results than statements the gateway read and
+				// decided: the server read the text differently. It ran
+				// already; the session ends, saying so.
+				return fmt.Errorf("%w: it ran more statements than the gateway read in one query (%s)", errUnsafeLexing, m.CommandTag)
+			}
 			c.endStatement(p, string(m.CommandTag), "")
 			if p.refused {
 				p.refused = false
