@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Value detectors: pure functions that find sensitive values in untrusted
@@ -139,7 +141,6 @@ func runEnd(b []byte, i int, in func(byte) bool) int {
 
 // Limits from RFC 5321.
 const (
-	maxEmailLocal  = 64
 	maxEmailDomain = 253
 	maxEmailLabel  = 63
 )
@@ -153,9 +154,13 @@ func isEmailLocal(c byte) bool {
 
 func isEmailLabel(c byte) bool { return isAlnum(c) || c == '-' }
 
-// findEmails finds local@domain.tld: a dot-atom local part of at most 64
-// characters (no leading, trailing or doubled dots) and a domain of at least
-// two labels whose last is at least two letters.
+// findEmails finds local@domain.tld: a dot-atom local part (no leading,
+// trailing or doubled dots; letters beyond ASCII too, as RFC 6531 allows)
+// and a domain of at least two labels whose last is at least two letters.
+// A local part is not held to RFC 5321's 64 bytes: an address must not
+// escape the mask by a long prefix ("-----...-----bob@example.com"), and
+// taking the whole run keeps a replacement from turning the text before it
+// into the end of another address.
 func findEmails(b []byte, dst []span) []span {
 	floor := 0 // a local part never reaches back into the previous match
 	for i := 0; i < len(b); {
@@ -184,14 +189,20 @@ func emailLocalStart(b []byte, floor, at int) (int, bool) {
 		return 0, false
 	}
 	s := at
-	for s > floor && isEmailLocal(b[s-1]) {
-		if b[s-1] == '.' && s < at && b[s] == '.' {
-			break // "..": the local part starts after it
+	for s > floor {
+		c := b[s-1]
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeLastRune(b[floor:s])
+			if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+				break
+			}
+			s -= size
+			continue
+		}
+		if !isEmailLocal(c) || (c == '.' && s < at && b[s] == '.') {
+			break // at "..", the local part starts after it
 		}
 		s--
-		if at-s > maxEmailLocal {
-			return 0, false
-		}
 	}
 	for s < at && b[s] == '.' {
 		s++
@@ -392,21 +403,28 @@ func ibanLength(country []byte) int {
 	return 0
 }
 
-func isIBANChar(c byte) bool { return isUpper(c) || isDigit(c) }
+func isUpperOrDigit(c byte) bool { return isUpper(c) || isDigit(c) }
+
+func upper(c byte) byte {
+	if 'a' <= c && c <= 'z' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
 
 // findIBANs finds IBANs written compact ("DE89370400440532013000") or in
 // groups of four separated by single spaces ("DE89 3704 0044 0532 0130
-// 00"): a registered country code, check digits, the country's length, and
-// a valid mod-97 checksum.
+// 00"), in either case: a registered country code, check digits, the
+// country's length, and a valid mod-97 checksum.
 func findIBANs(b []byte, dst []span) []span {
 	for i := 0; i+4 <= len(b); i++ {
-		if !isUpper(b[i]) || !isUpper(b[i+1]) || !isDigit(b[i+2]) || !isDigit(b[i+3]) {
+		if !isAlpha(b[i]) || !isAlpha(b[i+1]) || !isDigit(b[i+2]) || !isDigit(b[i+3]) {
 			continue
 		}
 		if i > 0 && isAlnum(b[i-1]) {
 			continue
 		}
-		n := ibanLength(b[i : i+2])
+		n := ibanLength([]byte{upper(b[i]), upper(b[i+1])})
 		if n == 0 {
 			continue
 		}
@@ -420,19 +438,21 @@ func findIBANs(b []byte, dst []span) []span {
 
 func ibanAt(b []byte, i, n int) (int, bool) {
 	var chars [34]byte
-	if i+n <= len(b) && runEnd(b[:i+n], i, isIBANChar) == i+n {
+	if i+n <= len(b) && runEnd(b[:i+n], i, isAlnum) == i+n {
 		if i+n < len(b) && isAlnum(b[i+n]) {
 			return 0, false
 		}
-		copy(chars[:], b[i:i+n])
+		for k := range n {
+			chars[k] = upper(b[i+k])
+		}
 		return i + n, ibanValid(chars[:n])
 	}
 	j := i
 	for k := 0; k < n; {
-		if j >= len(b) || !isIBANChar(b[j]) {
+		if j >= len(b) || !isAlnum(b[j]) {
 			return 0, false
 		}
-		chars[k] = b[j]
+		chars[k] = upper(b[j])
 		k++
 		j++
 		if k%4 == 0 && k < n {
@@ -498,7 +518,7 @@ func findAWSKeys(b []byte, dst []span) []span {
 		if i+20 < len(b) && isAlnum(b[i+20]) {
 			continue
 		}
-		if runEnd(b[:i+20], i+4, isIBANChar) != i+20 { // upper-case letters and digits
+		if runEnd(b[:i+20], i+4, isUpperOrDigit) != i+20 {
 			continue
 		}
 		for next < len(secrets) && secrets[next].end <= i {

@@ -51,7 +51,14 @@ func TestDetectors(t *testing.T) {
 		{detectEmail, "a@-b.com", nil},
 		{detectEmail, "a@.b.com", nil},
 		{detectEmail, "a@@b.com", nil},
-		{detectEmail, strings.Repeat("x", 65) + "@b.com", nil},
+		// Longer than RFC 5321's 64 bytes: masked all the same, a prefix
+		// must not hide an address.
+		{detectEmail, strings.Repeat("x", 65) + "@b.com", []string{strings.Repeat("x", 65) + "@b.com"}},
+		{detectEmail, strings.Repeat("-", 65) + "bob@example.com", []string{strings.Repeat("-", 65) + "bob@example.com"}},
+		// Letters beyond ASCII (RFC 6531), not other symbols.
+		{detectEmail, "jöhn.doe@example.com", []string{"jöhn.doe@example.com"}},
+		{detectEmail, "メール：bob@example.com", []string{"bob@example.com"}},
+		{detectEmail, "«ana@example.com»", []string{"ana@example.com"}},
 		{detectEmail, strings.Repeat("x", 64) + "@b.com", []string{strings.Repeat("x", 64) + "@b.com"}},
 		{detectEmail, "no at sign here", nil},
 
@@ -90,12 +97,13 @@ func TestDetectors(t *testing.T) {
 		{detectIBAN, "MT84 MALT 0110 0001 2345 MTLC AST0 01S", []string{"MT84 MALT 0110 0001 2345 MTLC AST0 01S"}},
 		{detectIBAN, "BE68 5390 0754 7034 then more", []string{"BE68 5390 0754 7034"}},
 		{detectIBAN, "(NL91ABNA0417164300)", []string{"NL91ABNA0417164300"}},
-		{detectIBAN, "DE89 3704 0044 0532 0130 01", nil},  // checksum
-		{detectIBAN, "DE89370400440532013001", nil},       // checksum
-		{detectIBAN, "DE8937040044053201300", nil},        // one short
-		{detectIBAN, "DE893704004405320130000", nil},      // one long
-		{detectIBAN, "XX89370400440532013000", nil},       // no such country
-		{detectIBAN, "de89370400440532013000", nil},       // lower case
+		{detectIBAN, "DE89 3704 0044 0532 0130 01", nil}, // checksum
+		{detectIBAN, "DE89370400440532013001", nil},      // checksum
+		{detectIBAN, "DE8937040044053201300", nil},       // one short
+		{detectIBAN, "DE893704004405320130000", nil},     // one long
+		{detectIBAN, "XX89370400440532013000", nil},      // no such country
+		{detectIBAN, "de89370400440532013000", []string{"de89370400440532013000"}},
+		{detectIBAN, "gb82 west 1234 5698 7654 32", []string{"gb82 west 1234 5698 7654 32"}},
 		{detectIBAN, "ADE89370400440532013000", nil},      // part of a word
 		{detectIBAN, "DE89370400440532013000X", nil},      // part of a word
 		{detectIBAN, "DE89 37040044 0532 0130 00", nil},   // mixed grouping
@@ -189,9 +197,9 @@ func TestDetectorNames(t *testing.T) {
 // and returns the input itself when it reports no hit.
 func FuzzDetect(f *testing.F) {
 	for _, s := range []string{
-		"jane@example.com", "a@b.com@c.org", "x..y@b.io", "a@b.io.4x",
+		"jane@example.com", "a@b.com@c.org", "x..y@b.io", "a@b.io.4x", "jöhn@example.com", "---bob@example.com",
 		"4111 1111 1111 1111", "4111 1111 1111 1111 5500 0000 0000 0004", "0.4111111111111111",
-		"DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "BE68 5390 0754 7034 5678",
+		"DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432", "gb82 west 1234 5698 7654 32", "BE68 5390 0754 7034 5678",
 		"AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
 		"aws_secret_access_key=abcdefghij/AKIAIOSFODNN7EXAMPLE/abcdefghi",
 		testJWT, testJWTNone, "x." + testJWT + "." + testJWT,
