@@ -44,7 +44,7 @@ func demoConfig(t *testing.T) string {
 
 func TestCheck(t *testing.T) {
 	out, err := runCLI(t, "check", "--config", demoConfig(t))
-	if err != nil || !strings.Contains(out, "ok (3 targets, 1 workloads, 5 rules, 1 masks); policy tests: 8 passed, 0 failed") {
+	if err != nil || !strings.Contains(out, "ok (3 targets, 1 workloads, 5 rules, 1 masks); policy tests: 9 passed, 0 failed") {
 		t.Errorf("check of the demo config: %q, %v", out, err)
 	}
 

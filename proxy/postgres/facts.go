@@ -12,6 +12,7 @@ import (
 func SQLFacts(st sqlfacts.Statement, database, user string) policy.SQL {
 	return policy.SQL{
 		Command:   st.Command,
+		Commands:  st.Commands,
 		Kind:      st.Kind,
 		Tables:    st.Tables,
 		Functions: st.Functions,

@@ -297,3 +297,34 @@ func TestMoreResultsThanStatements(t *testing.T) {
 		t.Errorf("a query of more statements than the gateway read: %q", got)
 	}
 }
+
+// TestNestedCommandsDenied: the gateway hands the policy every command a
+// statement runs (sql.commands) and has_where of all of them, so a rule
+// against unbounded deletes holds however the DELETE is wrapped.
+func TestNestedCommandsDenied(t *testing.T) {
+	e := newEnv(t, envOptions{policy: `
+default: allow
+rules:
+  - name: no-unbounded-delete
+    when: '"DELETE" in sql.commands && !sql.has_where'
+    action: deny
+`})
+	for _, sql := range []string{
+		"DELETE FROM customers",
+		"EXPLAIN ANALYZE DELETE FROM customers",
+		"WITH d AS (DELETE FROM customers RETURNING 1) SELECT count(*) FROM d",
+		"WITH d AS (DELETE FROM customers RETURNING 1) DELETE FROM orders WHERE id = 10",
+		"PREPARE p AS DELETE FROM customers",
+	} {
+		out, err := e.psql(t, sql)
+		if err == nil || !strings.Contains(out, "no-unbounded-delete") {
+			t.Errorf("%s: not denied (%v)\n%s", sql, err, out)
+		}
+	}
+	if got := e.pg.Query(t, "SELECT count(*) FROM public.customers"); got != "2" {
+		t.Fatalf("customers left: %s", got)
+	}
+	if out, err := e.psql(t, "EXPLAIN ANALYZE DELETE FROM notes WHERE id = 0"); err != nil {
+		t.Errorf("a bounded DELETE under EXPLAIN ANALYZE: %v\n%s", err, out)
+	}
+}
