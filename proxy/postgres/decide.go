@@ -472,7 +472,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	// the transaction that held it ended. Masking by a stale description
 	// would mask the wrong columns, so the relay describes such a portal
 	// itself, and until then assumes its rows may be binary.
-	formats := []int16{1}
+	formats := mayBeBinary
 	if p != nil {
 		if p.runs == r.runs {
 			formats = p.formats
@@ -560,6 +560,10 @@ func (c *session) tooLong(tl *statementTooLong) error {
 	return c.refuse(denialResponse(d, codeProgramLimitExceeded, 0), tl.kind == 'P',
 		deniedCommand(fmt.Sprintf("(a statement of %d bytes, not read)", tl.size), sqlfacts.Statement{}, d))
 }
+
+// mayBeBinary are the result formats of a portal whose formats the relay
+// does not know (read only).
+var mayBeBinary = []int16{1}
 
 // functionCall refuses the function call sub-protocol: it calls a function
 // by OID with no SQL for the policy to decide.

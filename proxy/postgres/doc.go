@@ -25,7 +25,7 @@
 //   - one policy decision per statement (with facts from sqlfacts), the
 //     session's recording, and the command metrics;
 //   - the place where results can be rewritten ([ResultRewriter]; the
-//     masks themselves are in mask.go).
+//     masks themselves are in mask.go, COPY rows in copymask.go).
 //
 // # Decisions
 //

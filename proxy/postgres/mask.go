@@ -301,6 +301,16 @@ func (r *maskRewriter) scanValue(v []byte, e valueEncoding, oid uint32, hits *ma
 	return r.scanText(v, e == encJSON, hits)
 }
 
+// Text runs the detectors over text upstream sends outside a result.
+func (r *maskRewriter) Text(s string) (string, map[string]int) {
+	var hits map[string]int
+	out, changed := r.scanText([]byte(s), false, &hits)
+	if !changed {
+		return s, nil
+	}
+	return string(out), hits
+}
+
 // scanText runs the detectors over text; JSON text stays JSON.
 func (r *maskRewriter) scanText(v []byte, isJSON bool, hits *map[string]int) ([]byte, bool) {
 	out, found := r.masker.Scan(v)

@@ -93,6 +93,12 @@ type ResultRewriter interface {
 	CopyOut(resp *pgproto3.CopyOutResponse, stmt sqlfacts.Statement) error
 	// CopyData rewrites one row of a COPY TO STDOUT in place.
 	CopyData(d *pgproto3.CopyData) map[string]int
+	// Text rewrites text upstream sends outside a result, where a value
+	// a statement read can come back too: an error's or notice's fields
+	// (`SELECT ssn::int` puts the value in the error), a notification's
+	// payload, a reported setting's value. It returns the text and how
+	// many values each mask rule rewrote (none: s itself).
+	Text(s string) (string, map[string]int)
 	// MayRefuse reports whether Describe or CopyOut could refuse the
 	// result of stmt executed with these result formats (the statement
 	// is empty when unknown). For such an Execute the relay holds its

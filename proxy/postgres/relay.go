@@ -341,13 +341,11 @@ func (c *session) endedBy(side string) {
 func (c *session) clientLoop() error {
 	for {
 		msg, err := c.cr.message()
-		var tl *statementTooLong
-		switch {
-		case err == nil:
+		if err == nil {
 			err = c.fromClient(msg)
-		case errors.As(err, &tl):
+		} else if tl, ok := err.(*statementTooLong); ok {
 			err = c.tooLong(tl)
-		case errors.Is(err, errProtocol):
+		} else if errors.Is(err, errProtocol) {
 			c.fatal(codeProtocolViolation, strings.TrimPrefix(err.Error(), errProtocol.Error()+": "))
 		}
 		if err != nil {
@@ -617,15 +615,7 @@ func (c *session) sync(m *pgproto3.Sync) error {
 // awaitVetting waits until no pending result may still be refused, and
 // reports (and clears) whether one was refused since the last Sync.
 func (c *session) awaitVetting() (refused bool, err error) {
-	err = c.awaitUpstream("a result was being checked", func() bool {
-		if c.unvetted > 0 {
-			return false
-		}
-		refused = c.refusedInBatch
-		c.refusedInBatch = false
-		return true
-	})
-	return refused, err
+	return c.awaitUpstream(false)
 }
 
 // awaitIdle waits until upstream owes nothing: it has answered everything
@@ -633,40 +623,50 @@ func (c *session) awaitVetting() (refused bool, err error) {
 // meanwhile has been checked (PostgreSQL reports changes with the
 // ReadyForQuery that follows them).
 func (c *session) awaitIdle() error {
-	return c.awaitUpstream("its earlier statements were finishing", func() bool {
-		c.idleWanted = len(c.pending) > 0
-		return !c.idleWanted
-	})
+	_, err := c.awaitUpstream(true)
+	return err
 }
 
-// awaitUpstream waits until done, called under c.mu, reports true; the
-// upstream goroutine wakes the client goroutine when that may have
-// changed. Upstream holds its output until a Sync or a Flush, so the
-// relay sends a Flush before it waits.
-func (c *session) awaitUpstream(what string, done func() bool) error {
+// awaitUpstream waits until upstream owes nothing (idle) or no result may
+// still be refused (and then reports whether one was); the upstream
+// goroutine wakes the client goroutine when that may have changed.
+// Upstream holds its output until a Sync or a Flush, so the relay sends a
+// Flush before it waits.
+func (c *session) awaitUpstream(idle bool) (refused bool, err error) {
+	what := "a result was being checked"
+	if idle {
+		what = "its earlier statements were finishing"
+	}
 	flushed := false
 	for {
 		c.mu.Lock()
-		ok := done()
+		var ok bool
+		if idle {
+			c.idleWanted = len(c.pending) > 0
+			ok = !c.idleWanted
+		} else if ok = c.unvetted == 0; ok {
+			refused = c.refusedInBatch
+			c.refusedInBatch = false
+		}
 		c.mu.Unlock()
 		if ok {
-			return nil
+			return refused, nil
 		}
 		if !flushed {
 			flushed = true
 			if err := c.forward(nil, &pgproto3.Flush{}); err != nil {
-				return err
+				return false, err
 			}
 			if err := c.up.flush(); err != nil {
-				return err
+				return false, err
 			}
 		}
 		select {
 		case <-c.wake:
 		case <-c.upEnded:
-			return fmt.Errorf("%w: upstream ended while %s", errUpstreamWrite, what)
+			return false, fmt.Errorf("%w: upstream ended while %s", errUpstreamWrite, what)
 		case <-c.ctx.Done():
-			return context.Cause(c.ctx)
+			return false, context.Cause(c.ctx)
 		}
 	}
 }
@@ -732,8 +732,13 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			// runs, so the session ends.
 			return fmt.Errorf("%w: upstream reports %s=%s", errUnsafeLexing, m.Name, m.Value)
 		}
+		c.maskText(&m.Value)
 		return c.pass(msg)
-	case *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
+	case *pgproto3.NoticeResponse:
+		c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where)
+		return c.pass(msg)
+	case *pgproto3.NotificationResponse:
+		c.maskText(&m.Payload)
 		return c.pass(msg)
 	case *pgproto3.ReadyForQuery:
 		return c.readyForQuery(m)
@@ -903,6 +908,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	if c.relay.dropUntilReady {
 		return nil
 	}
+	c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where)
 	p := c.head()
 	if p == nil {
 		// Not an answer: e.g. an administrator ended the backend.
@@ -946,6 +952,29 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	c.vetAllLocked()
 	c.mu.Unlock()
 	return c.relayAndPop(m)
+}
+
+// maskText runs the rewriter over text fields of the upstream message
+// being handled (see ResultRewriter.Text), and counts what it masked.
+func (c *session) maskText(fields ...*string) {
+	rw := c.relay.rewriter
+	if rw == nil {
+		return
+	}
+	for _, f := range fields {
+		if *f == "" {
+			continue
+		}
+		v, hits := rw.Text(*f)
+		if len(hits) == 0 {
+			continue
+		}
+		*f = v
+		c.rewritten()
+		for rule, n := range hits {
+			c.h.commands.Masked(c.s.Target.Name, rule, n)
+		}
+	}
 }
 
 // dataRow relays one row through the rewriter.

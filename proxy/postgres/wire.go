@@ -144,8 +144,7 @@ func (r *clientReader) startupPacket() ([]byte, error) {
 // and reported as a *statementTooLong error; the session goes on.
 func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
 	msg, err := r.read(r.msgs.of, maxMessage)
-	var tl *statementTooLong
-	if errors.As(err, &tl) {
+	if tl, ok := err.(*statementTooLong); ok {
 		if _, derr := io.CopyN(io.Discard, r.br, int64(tl.size)); derr != nil {
 			return nil, unexpectedEOF(derr)
 		}
