@@ -328,3 +328,38 @@ rules:
 		t.Errorf("a bounded DELETE under EXPLAIN ANALYZE: %v\n%s", err, out)
 	}
 }
+
+// TestRecordingOfSkippedStatements: statements that were decided and
+// forwarded but never ran, because an earlier one of their query or batch
+// failed, are in the session log with why, as they are in the command
+// metrics.
+func TestRecordingOfSkippedStatements(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	r := e.rawConn(t, nil)
+	r.ready()
+	// 1/0 fails when planned, at Bind; the INSERT's Execute is skipped.
+	r.send(&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Parse{Name: "ins", Query: "INSERT INTO notes (body) VALUES ('batch')"}, &pgproto3.Bind{PreparedStatement: "ins"}, &pgproto3.Execute{},
+		&pgproto3.Sync{})
+	r.ready()
+	r.send(&pgproto3.Query{String: "SELECT 1/0; INSERT INTO notes (body) VALUES ('query')"})
+	r.ready()
+	r.send(&pgproto3.Terminate{})
+	e.idle(t)
+	if got := e.pg.Query(t, "SELECT count(*) FROM public.notes"); got != "0" {
+		t.Fatalf("notes: %s rows, want none", got)
+	}
+	var log []string
+	for _, c := range e.commands(t) {
+		log = append(log, c.Text+" → "+c.Error)
+	}
+	want := []string{
+		"SELECT 1/0 → not run: an earlier message of its batch failed (division by zero)",
+		"INSERT INTO notes (body) VALUES ('batch') → not run: an earlier message of its batch failed (division by zero)",
+		"SELECT 1/0 → division by zero",
+		"INSERT INTO notes (body) VALUES ('query') → not run: an earlier statement of its query failed",
+	}
+	if !eq(log, want) {
+		t.Errorf("recorded:\n%s\nwant:\n%s", strings.Join(log, "\n"), strings.Join(want, "\n"))
+	}
+}

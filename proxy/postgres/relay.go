@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -193,8 +194,10 @@ type relayState struct {
 
 	// dropUntilReady: the client was sent an error in the extended
 	// protocol, so it expects nothing but ReadyForQuery; upstream's
-	// responses up to it are dropped.
+	// responses up to it are dropped. dropWhy is what became of the
+	// Executes still pending then, for the recording.
 	dropUntilReady bool
+	dropWhy        string
 	// lastRD: the last result description kept (keepRowDescription).
 	lastRD *pgproto3.RowDescription
 	// received is the upstream message being handled, and frame the bytes
@@ -877,8 +880,8 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 // messages upstream discarded after an error.
 func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	err := c.pass(m)
-	afterError := c.relay.dropUntilReady
-	c.relay.dropUntilReady = false
+	afterError, dropWhy := c.relay.dropUntilReady, c.relay.dropWhy
+	c.relay.dropUntilReady, c.relay.dropWhy = false, ""
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.txStatus = m.TxStatus
@@ -888,6 +891,16 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	for len(c.pending) > 0 {
 		p := c.popLocked()
 		c.vetLocked(p, false)
+		// Statements that got no result of their own: the rest of a
+		// query after a failed one, Executes upstream skipped (or whose
+		// results the relay dropped) after an error in their batch. They
+		// were decided and counted; the log says what became of them.
+		switch {
+		case afterError && (p.kind == pendQuery || p.kind == pendExecute):
+			c.recordOutcomeless(p, cmp.Or(dropWhy, "not run: its batch failed"), false)
+		case p.kind == pendQuery:
+			c.recordOutcomeless(p, "not run: an earlier statement of its query failed", false)
+		}
 		if p.kind == pendSync && c.copyIn && p.copyEnds == c.copyInAt {
 			continue // upstream ignored it in copy-in mode
 		}
@@ -934,6 +947,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 			return c.client.queue(resp)
 		}
 		c.relay.dropUntilReady = true
+		c.relay.dropWhy = "not run: an earlier statement of its batch was denied"
 		c.mu.Lock()
 		c.vetAllLocked()
 		c.mu.Unlock()
@@ -948,6 +962,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 		c.endStatement(p, "", m.Message)
 	}
 	c.relay.dropUntilReady = true
+	c.relay.dropWhy = "not run: an earlier message of its batch failed (" + m.Message + ")"
 	c.mu.Lock()
 	c.vetAllLocked()
 	c.mu.Unlock()
@@ -1036,6 +1051,7 @@ func (c *session) refuseResult(p *pending, err error) error {
 	c.endStatement(p, "", p.refusalErr)
 	c.pop() // the refusal is queued already
 	c.relay.dropUntilReady = true
+	c.relay.dropWhy = "rolled back: it ran, and interlock failed its batch for a result it refused before it"
 	return nil
 }
 

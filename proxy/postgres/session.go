@@ -357,41 +357,43 @@ func (c *session) recordUnfinished(reason string) {
 	c.pending, c.pendingArray = nil, nil
 	c.mu.Unlock()
 	for _, p := range left {
-		var stmts []decided
-		switch p.kind {
-		case pendQuery:
-			if p.idx < len(p.stmts) {
-				stmts = p.stmts[p.idx:]
-			}
-		case pendExecute:
-			stmts = []decided{p.current()}
-		case pendDenied:
-			if p.deniedCmd != nil {
-				c.record(*p.deniedCmd) // the client may not have heard; it never ran
-			}
+		if p.kind == pendDenied && p.deniedCmd != nil {
+			c.record(*p.deniedCmd) // the client may not have heard; it never ran
 			continue
-		default:
-			continue // not a statement's execution
 		}
-		first := 0
-		if p.kind == pendQuery {
-			first = p.idx
+		c.recordOutcomeless(p, "no result, the session ended first ("+reason+"); the statement may have run", true)
+	}
+}
+
+// recordOutcomeless records the allowed statements of p (a Query's from
+// the one running on, or an Execute's) that will get no result, with why;
+// timed: the first ran from p.started until now. With strict recording
+// their commands are on disk already, and this is their result.
+func (c *session) recordOutcomeless(p *pending, why string, timed bool) {
+	var stmts []decided
+	first := 0
+	switch p.kind {
+	case pendQuery:
+		if p.idx < len(p.stmts) {
+			stmts, first = p.stmts[p.idx:], p.idx
 		}
-		for i, d := range stmts {
-			if !proxy.Allowed(d.decision) {
-				continue
-			}
-			cmd := d.command()
-			cmd.Error = "no result, the session ended first (" + reason + "); the statement may have run"
-			if i == 0 && !p.started.IsZero() {
-				cmd.DurationMS = float64(time.Since(p.started).Microseconds()) / 1000
-			}
-			if seq := p.begunAt(first + i); seq != 0 {
-				c.recordResult(record.Result{Of: seq, DurationMS: cmd.DurationMS, Error: cmd.Error})
-				continue
-			}
-			c.record(cmd)
+	case pendExecute:
+		stmts = []decided{p.current()}
+	}
+	for i, d := range stmts {
+		if !proxy.Allowed(d.decision) {
+			continue
 		}
+		cmd := d.command()
+		cmd.Error = why
+		if timed && i == 0 && !p.started.IsZero() {
+			cmd.DurationMS = float64(time.Since(p.started).Microseconds()) / 1000
+		}
+		if seq := p.begunAt(first + i); seq != 0 {
+			c.recordResult(record.Result{Of: seq, DurationMS: cmd.DurationMS, Error: cmd.Error})
+			continue
+		}
+		c.record(cmd)
 	}
 }
 
