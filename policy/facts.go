@@ -142,6 +142,8 @@ func newFactTypes() (*factTypes, error) {
 			stringField("command", func(s *SSH) string { return s.Command }),
 			listField("argv", func(s *SSH) []string { return s.Argv }),
 			listField("programs", func(s *SSH) []string { return s.Programs }),
+			listField("program_paths", func(s *SSH) []string { return s.ProgramPaths }),
+			listField("assignments", func(s *SSH) []string { return s.Assignments }),
 			boolField("compound", func(s *SSH) bool { return s.Compound }),
 			stringField("subsystem", func(s *SSH) string { return s.Subsystem }),
 			objectField[SSH]("forward", types.NewObjectType(forwardType)),

@@ -61,7 +61,7 @@ type SQL struct {
 
 // SSH are the facts of one SSH request, channel or SFTP operation. CEL:
 // ssh.request, ssh.user, ssh.command, ssh.argv, ssh.programs,
-// ssh.compound, ssh.subsystem, ssh.forward.host, ssh.forward.port,
+// ssh.program_paths, ssh.assignments, ssh.compound, ssh.subsystem, ssh.forward.host, ssh.forward.port,
 // ssh.env.name, ssh.env.value, ssh.file.op, ssh.file.path,
 // ssh.file.target, ssh.file.writes.
 type SSH struct {
@@ -73,13 +73,20 @@ type SSH struct {
 	// Command is an exec request's command as sent; Argv its shell words
 	// (see proxy/ssh/sshfacts); Programs the base names of the programs of
 	// every simple command in it ("cd /tmp && rm -rf x": cd, rm);
-	// Compound is set when it is more than one simple command or uses
-	// expansions, substitutions or redirections.
-	Command   string
-	Argv      []string
-	Programs  []string
-	Compound  bool
-	Subsystem string // subsystem requests: e.g. sftp
+	// ProgramPaths the same programs as written (argv[0]: "rm",
+	// "/bin/rm", "./rm"), one for each of Programs; Assignments the
+	// NAME=value words that set a program's environment (PATH=/x ls, env
+	// LD_PRELOAD=/x.so ls); Compound is set when it is more than one
+	// simple command or uses expansions, substitutions or redirections,
+	// assignments, or programs that run other code (see proxy/ssh's
+	// ExecFacts).
+	Command      string
+	Argv         []string
+	Programs     []string
+	ProgramPaths []string
+	Assignments  []string
+	Compound     bool
+	Subsystem    string // subsystem requests: e.g. sftp
 	// Forward: the address a direct-tcpip channel asks to reach, or a
 	// tcpip-forward request asks the server to listen on.
 	ForwardHost string

@@ -2,7 +2,6 @@ package ssh
 
 import (
 	"fmt"
-	"path"
 	"strings"
 
 	"github.com/interlock-dev/interlock/policy"
@@ -11,6 +10,10 @@ import (
 
 // maxUnwrap bounds how deeply wrapped commands are followed.
 const maxUnwrap = 8
+
+// maxGuesses bounds how many words of a wrapper whose options cannot be
+// read are each followed as a possible command.
+const maxGuesses = 3
 
 // ExecFacts are the policy facts of an exec request's command. A command
 // the splitter cannot read (an unterminated quote, a NUL, too long) is an
@@ -21,8 +24,27 @@ const maxUnwrap = 8
 // show it: the first word of each simple command, and also the programs
 // run through a shell (sh -c '...'), env, sudo, doas, nice, nohup, timeout,
 // xargs, find -exec, busybox and the like, so that `bash -c 'rm -rf x'` and
-// `xargs rm` name rm. It cannot see what a script file or an alias runs:
-// deny-lists of programs are a speed bump, allow-lists the real control.
+// `xargs rm` name rm. ssh.program_paths has the same programs as written:
+// a program written with a slash (./ls, /tmp/bin/ls) runs that file,
+// whatever its base name.
+//
+// ssh.compound is also set where the words alone do not say what runs:
+//   - a program word the shell changes ($'\x72m', r${IFS:0:0}m, r?, {rm,x});
+//   - any assignment (PATH=/x ls, env LD_PRELOAD=/x.so ls), which can
+//     change which file or library runs;
+//   - shells, su and runuser (they run a script, a -c string or stdin),
+//     and programs that run code given as an argument or a file: eval,
+//     trap, source, ., enable, mapfile, script, watch, env -S, flock -c,
+//     sudo -s, ...;
+//   - bash builtins that evaluate an array subscript of a variable name
+//     (test -v 'a[$(rm x)]', printf -v, read, unset, declare, let, ...)
+//     with a $ or ` in any argument, since the subscript's substitution
+//     runs even when the word was quoted;
+//   - a wrapper with an option this file does not know (strace, unshare
+//     and the like always): its command is then guessed, not read.
+//
+// It cannot see what a script file or an alias runs: deny-lists of
+// programs are a speed bump, allow-lists the real control.
 func ExecFacts(command string) (policy.SSH, error) {
 	f := policy.SSH{Request: "exec", Command: command}
 	a, err := sshfacts.Analyze(command)
@@ -30,178 +52,526 @@ func ExecFacts(command string) (policy.SSH, error) {
 		return f, fmt.Errorf("interlock cannot read this command: %w", err)
 	}
 	f.Argv = a.Argv
-	f.Compound = a.Compound || a.Substitution
-	var programs []string
-	if err := collectPrograms(a, &programs, &f.Compound, 0); err != nil {
+	var u unwrapper
+	if err := u.commands(a, 0); err != nil {
 		return f, fmt.Errorf("interlock cannot read this command: %w", err)
 	}
-	f.Programs = programs
+	f.Programs, f.ProgramPaths, f.Assignments = u.programs, u.paths, u.assignments
+	f.Compound = u.compound || len(u.assignments) > 0
 	return f, nil
 }
 
-// collectPrograms appends the programs of every command of a, unwrapped.
-func collectPrograms(a sshfacts.Facts, out *[]string, compound *bool, depth int) error {
+// unwrapper collects the programs of a command and of what it wraps.
+type unwrapper struct {
+	programs, paths, assignments []string
+	compound                     bool
+	// steps counts unwrap calls, so that guessing and nested scripts stay
+	// bounded work.
+	steps int
+}
+
+// maxSteps bounds the commands unwrapped for one exec request; past it
+// the command is opaque (compound).
+const maxSteps = 512
+
+// commands adds the programs of every command of a, unwrapped.
+func (u *unwrapper) commands(a sshfacts.Facts, depth int) error {
+	u.assignments = append(u.assignments, a.Assignments...)
+	if a.Compound || a.Substitution {
+		u.compound = true
+	}
 	for _, argv := range a.Commands {
-		if err := unwrap(argv, out, compound, depth); err != nil {
+		if err := u.unwrap(argv, depth); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// unwrap appends argv's program and, when it is a wrapper, what it runs.
-func unwrap(argv []string, out *[]string, compound *bool, depth int) error {
-	argv = skipAssignments(argv)
+// script adds the programs of a shell script given as an argument (sh -c
+// SCRIPT, eval, trap, su -c).
+func (u *unwrapper) script(s string, depth int) error {
+	u.compound = true
+	inner, err := sshfacts.Analyze(s)
+	if err != nil {
+		return err
+	}
+	return u.commands(inner, depth+1)
+}
+
+// unwrap adds argv's program and, when it is a wrapper, what it runs.
+func (u *unwrapper) unwrap(argv []string, depth int) error {
+	if depth > 0 {
+		// A wrapped command's leading NAME=value words (env, sudo) set
+		// its environment.
+		for len(argv) > 0 && isAssignment(argv[0]) {
+			u.assignments = append(u.assignments, argv[0])
+			argv = argv[1:]
+		}
+	}
 	if len(argv) == 0 {
 		return nil
 	}
-	prog := path.Base(argv[0])
-	*out = append(*out, prog)
-	if depth >= maxUnwrap {
-		*compound = true // too deep to follow: treat as opaque
+	word := argv[0]
+	prog := word[strings.LastIndexByte(word, '/')+1:]
+	u.programs = append(u.programs, prog)
+	u.paths = append(u.paths, word)
+	if !plainProgram(word) {
+		u.compound = true
+	}
+	if u.steps++; depth >= maxUnwrap || u.steps > maxSteps {
+		u.compound = true // too deep or too much to follow: treat as opaque
 		return nil
 	}
-	if script, ok := shellScript(prog, argv[1:]); ok {
-		*compound = true // a shell interprets a string: more than one simple command
-		inner, err := sshfacts.Analyze(script)
-		if err != nil {
-			return err
+	args := argv[1:]
+	switch {
+	case shells[prog]:
+		u.compound = true // a shell runs its -c string, a script file or stdin
+		if s, ok := shellScript(args); ok {
+			return u.script(s, depth)
 		}
-		return collectPrograms(inner, out, compound, depth+1)
-	}
-	rest, ok := wrapped(prog, argv[1:])
-	if !ok {
 		return nil
-	}
-	if prog == "find" {
-		*compound = true
-		for _, cmd := range rest {
-			if err := unwrap(cmd, out, compound, depth+1); err != nil {
+	case prog == "su" || prog == "runuser" || prog == "sg":
+		return u.switchUser(prog, args, depth)
+	case prog == "eval":
+		if len(args) == 0 {
+			return nil
+		}
+		return u.script(strings.Join(args, " "), depth)
+	case prog == "trap":
+		u.compound = true
+		for len(args) > 0 && strings.HasPrefix(args[0], "-") {
+			args = args[1:]
+		}
+		if len(args) > 0 {
+			return u.script(args[0], depth)
+		}
+		return nil
+	case runsCode[prog]:
+		u.compound = true
+		return nil
+	case evaluatesSubscripts[prog]:
+		for _, a := range args {
+			if strings.ContainsAny(a, "$`") {
+				u.compound = true
+				break
+			}
+		}
+		return nil
+	case prog == "find":
+		cmds := findExec(args)
+		if len(cmds) > 0 {
+			u.compound = true
+		}
+		for _, cmd := range cmds {
+			if err := u.unwrap(cmd, depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if len(rest) == 1 {
-		return unwrap(rest[0], out, compound, depth+1)
+	if spec, ok := wrappers[prog]; ok {
+		return u.wrapper(prog, spec, args, depth)
+	}
+	if opaqueWrappers[prog] {
+		u.compound = true
+		return u.guess(args, depth)
 	}
 	return nil
 }
 
-func skipAssignments(argv []string) []string {
-	for len(argv) > 0 {
-		name, _, ok := strings.Cut(argv[0], "=")
-		if !ok || name == "" || strings.ContainsAny(name, "/-.") {
+// guess follows each of the first few words of args that do not look like
+// options as a possible command, and a word with blanks or operators also
+// as a possible script (script -c CMD, watch CMD): for a wrapper whose
+// options are not known, listing too many programs is safer than missing
+// the one it runs. The caller has made the command compound.
+func (u *unwrapper) guess(args []string, depth int) error {
+	n := 0
+	for i, a := range args {
+		if strings.HasPrefix(a, "-") || isAssignment(a) {
+			continue
+		}
+		if err := u.unwrap(args[i:], depth+1); err != nil {
+			return err
+		}
+		if strings.ContainsAny(a, " \t\n;&|()<>`$") && depth+1 < maxUnwrap {
+			// Not a script after all when it cannot be read: its
+			// program is listed as the word it is.
+			if inner, err := sshfacts.Analyze(a); err == nil {
+				if err := u.commands(inner, depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		if n++; n == maxGuesses {
 			break
 		}
-		argv = argv[1:]
 	}
-	return argv
+	return nil
 }
 
-var shells = map[string]bool{"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "ash": true, "mksh": true, "fish": true}
-
-// shellScript is the string a shell is told to run with -c (also in
-// combined flags such as -lc or -ec), or su's -c.
-func shellScript(prog string, args []string) (string, bool) {
-	if !shells[prog] && prog != "su" {
-		return "", false
+// plainProgram reports whether a program word names its program as
+// written: the shell neither expands nor globs it.
+func plainProgram(word string) bool {
+	if word == "[" || word == "[[" {
+		return true
 	}
-	for i, a := range args {
-		if a == "--" {
-			break
+	if strings.HasPrefix(word, "~") || strings.HasPrefix(word, "=") {
+		return false // ~user/x, and zsh's =ls
+	}
+	return !strings.ContainsAny(word, "$`*?[]{}")
+}
+
+// isAssignment reports whether word is NAME=value.
+func isAssignment(word string) bool {
+	name, _, ok := strings.Cut(word, "=")
+	if !ok || name == "" || ('0' <= name[0] && name[0] <= '9') {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if c != '_' && !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z') && !('0' <= c && c <= '9') {
+			return false
 		}
-		if prog == "su" && (a == "-c" || a == "--command") && i+1 < len(args) {
-			return args[i+1], true
-		}
-		if strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "--") && strings.Contains(a, "c") && prog != "su" {
-			if i+1 < len(args) {
+	}
+	return true
+}
+
+var shells = map[string]bool{
+	"sh": true, "bash": true, "rbash": true, "dash": true, "zsh": true, "ksh": true, "ksh93": true,
+	"mksh": true, "lksh": true, "oksh": true, "pdksh": true, "ash": true, "yash": true, "posh": true,
+	"fish": true, "csh": true, "tcsh": true,
+}
+
+// runsCode are programs and builtins that run code named by an argument,
+// a file or later input: their commands cannot be listed.
+var runsCode = map[string]bool{
+	"source": true, ".": true, "enable": true, "bind": true, "compgen": true, "complete": true,
+	"fc": true, "mapfile": true, "readarray": true, "alias": true, "hash": true,
+	"emulate": true, "zmodload": true, "autoload": true, "sched": true,
+}
+
+// evaluatesSubscripts are bash builtins that evaluate a variable name's
+// array subscript (a[$(cmd)]), or an arithmetic expression, given as an
+// argument: a substitution there runs even when the word was quoted.
+var evaluatesSubscripts = map[string]bool{
+	"test": true, "[": true, "[[": true, "printf": true, "read": true, "unset": true, "wait": true,
+	"let": true, "declare": true, "typeset": true, "local": true, "export": true, "readonly": true,
+	"getopts": true, "shift": true, "return": true, "exit": true, "break": true, "continue": true,
+	"ulimit": true, "caller": true, "kill": true,
+}
+
+// shellScript is the string a shell is told to run with -c, wherever the
+// -c is among its options (bash -o pipefail -c, bash -c -e): the first
+// word after the options.
+func shellScript(args []string) (string, bool) {
+	cmode := false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--" || a == "-":
+			if cmode && i+1 < len(args) {
 				return args[i+1], true
 			}
 			return "", false
-		}
-		if !strings.HasPrefix(a, "-") && !strings.HasPrefix(a, "+") {
-			break
+		case a == "--rcfile" || a == "--init-file":
+			i++
+		case a == "--command" || a == "-command":
+			cmode = true
+		case strings.HasPrefix(a, "--"):
+		case len(a) > 1 && (a[0] == '-' || a[0] == '+'):
+			if a[0] == '-' && strings.Contains(a, "c") {
+				cmode = true
+			}
+			// -o and -O take the next word (bash -eo pipefail).
+			i += strings.Count(a, "o") + strings.Count(a, "O")
+		default:
+			return a, cmode
 		}
 	}
 	return "", false
 }
 
-// optionsWithValue are, per wrapper, the short options that take the next
-// word as their value.
-var optionsWithValue = map[string]string{
-	"env":     "uCS",
-	"sudo":    "ugCDhprtUT",
-	"doas":    "uC",
-	"nice":    "n",
-	"timeout": "sk",
-	"xargs":   "adEILnPs",
-	"stdbuf":  "ioe",
-	"ionice":  "cnp",
-	"chrt":    "",
-	"command": "",
-	"exec":    "a",
-	"time":    "fo",
-	"setsid":  "",
-	"nohup":   "",
-	"busybox": "",
-	"taskset": "",
-	"flock":   "wEn",
-	"watch":   "nd",
-	"chroot":  "",
+// switchUser adds what su, runuser or sg run: a -c string (anywhere among
+// the arguments, su root -c CMD), or runuser -u's command. They run the
+// user's shell, so they are always compound.
+func (u *unwrapper) switchUser(prog string, args []string, depth int) error {
+	u.compound = true
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-c" || a == "--command" || a == "--session-command":
+			if i+1 < len(args) {
+				if err := u.script(args[i+1], depth); err != nil {
+					return err
+				}
+				i++
+			}
+		case strings.HasPrefix(a, "--command=") || strings.HasPrefix(a, "--session-command="):
+			_, s, _ := strings.Cut(a, "=")
+			if err := u.script(s, depth); err != nil {
+				return err
+			}
+		case len(a) > 2 && a[0] == '-' && a[1] != '-' && strings.Contains(a, "c"):
+			// -lc CMD, or -cCMD
+			s := a[strings.IndexByte(a, 'c')+1:]
+			if s == "" && i+1 < len(args) {
+				s = args[i+1]
+				i++
+			}
+			if err := u.script(s, depth); err != nil {
+				return err
+			}
+		case a == "--" && prog == "runuser":
+			return u.unwrap(args[i+1:], depth+1)
+		}
+	}
+	if prog == "sg" && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		return u.script(strings.Join(args[1:], " "), depth) // sg GROUP CMD
+	}
+	return nil
 }
 
-// wrapped is the command (or commands, for find -exec) that a wrapper
-// program runs: its words after the wrapper's options and, for timeout,
-// taskset, chroot and flock, their one positional argument.
-func wrapped(prog string, args []string) ([][]string, bool) {
-	if prog == "find" {
-		var cmds [][]string
-		for i := 0; i < len(args); i++ {
-			switch args[i] {
-			case "-exec", "-execdir", "-ok", "-okdir":
-				j := i + 1
-				for j < len(args) && args[j] != ";" && args[j] != "+" {
-					j++
-				}
-				if j > i+1 {
-					cmds = append(cmds, args[i+1:j])
-				}
-				i = j
+// optionKind is whether an option takes a value.
+type optionKind uint8
+
+const (
+	noValue       optionKind = iota
+	valueRequired            // -o VALUE, -oVALUE, --opt VALUE, --opt=VALUE
+	valueOptional            // -oVALUE, --opt=VALUE only
+)
+
+// wrapperSpec is what a wrapper accepts before the command it runs, as its
+// getopt reads it (options stop at the first other word).
+type wrapperSpec struct {
+	short map[byte]optionKind
+	long  map[string]optionKind
+	// positional is how many words come between the options and the
+	// command: timeout's duration, taskset's mask, chroot's folder.
+	positional int
+	// compound options make the wrapper run its command through a shell
+	// or run code of their own: sudo -s, env -S, flock -c.
+	compound map[string]bool
+}
+
+func spec(short string, long string, positional int, compound ...string) wrapperSpec {
+	s := wrapperSpec{short: map[byte]optionKind{}, long: map[string]optionKind{}, positional: positional, compound: map[string]bool{}}
+	kinds := func(list string, set func(string, optionKind)) {
+		for _, o := range strings.Fields(list) {
+			k := noValue
+			switch {
+			case strings.HasSuffix(o, "::"):
+				k, o = valueOptional, strings.TrimSuffix(o, "::")
+			case strings.HasSuffix(o, ":"):
+				k, o = valueRequired, strings.TrimSuffix(o, ":")
 			}
+			set(o, k)
 		}
-		return cmds, len(cmds) > 0
 	}
-	withValue, ok := optionsWithValue[prog]
-	if !ok {
-		return nil, false
+	kinds(short, func(o string, k optionKind) { s.short[o[0]] = k })
+	kinds(long, func(o string, k optionKind) { s.long[o] = k })
+	for _, c := range compound {
+		s.compound[c] = true
 	}
+	return s
+}
+
+// wrappers are programs that run the command in their arguments, with the
+// options each accepts (short ones space-separated, ':' after one taking a
+// value, '::' after one whose value must be attached). An option not
+// listed makes the command compound, its command guessed.
+var wrappers = map[string]wrapperSpec{
+	"env": spec("i 0 v u: C: S:",
+		"ignore-environment null unset: chdir: split-string: block-signal:: default-signal:: ignore-signal:: list-signal-handling debug help version",
+		0, "S", "split-string"),
+	"sudo": spec("A B b E e H h:: i K k l N n P S s V v a: c: C: D: g: p: R: r: T: t: U: u:",
+		"askpass background preserve-env:: edit set-home help host: login remove-timestamp reset-timestamp list non-interactive preserve-groups prompt: chroot: chdir: role: stdin shell type: command-timeout: other-user: user: group: close-from: version validate",
+		0, "s", "i", "shell", "login"),
+	"doas":    spec("n s L u: C:", "", 0, "s"),
+	"nice":    spec("n:", "adjustment: help version", 0),
+	"nohup":   spec("", "help version", 0),
+	"timeout": spec("v k: s:", "foreground preserve-status verbose kill-after: signal: help version", 1),
+	"xargs": spec("0 o p r t x a: E: I: L: n: P: s: d: e:: i:: l::",
+		"null arg-file: delimiter: eof:: replace:: max-lines:: max-args: max-procs: max-chars: interactive no-run-if-empty open-tty verbose exit show-limits process-slot-var: help version",
+		0),
+	"stdbuf":    spec("i: o: e:", "input: output: error: help version", 0),
+	"ionice":    spec("t c: n: p: P: u:", "ignore class: classdata: pid: pgid: uid: help version", 0),
+	"chrt":      spec("a b d e f i m o p r R v T: P: D:", "all-tasks batch deadline ext fifo idle max other pid rr reset-on-fork verbose sched-runtime: sched-period: sched-deadline: help version", 1),
+	"command":   spec("p v V", "", 0),
+	"builtin":   spec("", "", 0),
+	"exec":      spec("c l a:", "", 0),
+	"time":      spec("a p q v V f: o:", "append portability quiet verbose version format: output: help", 0),
+	"setsid":    spec("c f w", "ctty fork wait help version", 0),
+	"busybox":   spec("", "", 0),
+	"taskset":   spec("a p c", "all-tasks pid cpu-list help version", 1),
+	"flock":     spec("s e x u n o F E: w: c:", "shared exclusive unlock nonblock close no-fork verbose timeout: conflict-exit-code: command: help version", 1, "c", "command"),
+	"chroot":    spec("", "userspec: groups: skip-chdir help version", 1),
+	"noglob":    spec("", "", 0),
+	"nocorrect": spec("", "", 0),
+}
+
+// opaqueWrappers run a command given in their arguments after options
+// this file does not read: always compound, their command guessed.
+var opaqueWrappers = map[string]bool{
+	"strace": true, "ltrace": true, "valgrind": true, "gdb": true, "perf": true, "nsenter": true,
+	"unshare": true, "setpriv": true, "prlimit": true, "systemd-run": true, "script": true,
+	"pkexec": true, "capsh": true, "firejail": true, "bwrap": true, "fakeroot": true,
+	"faketime": true, "proot": true, "schroot": true, "cgexec": true, "numactl": true,
+	"catchsegv": true, "unbuffer": true, "torsocks": true, "proxychains": true,
+	"proxychains4": true, "watch": true, "parallel": true, "setarch": true, "linux32": true,
+	"linux64": true, "chpst": true, "xvfb-run": true, "dbus-launch": true, "sshpass": true,
+	"expect": true, "entr": true, "sudoedit": true, "ssh-agent": true, "dbus-run-session": true,
+}
+
+// wrapper adds what a wrapper runs. An option it does not know makes the
+// command compound, and the command is then guessed.
+func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, depth int) error {
 	i := 0
+	var split []string // env -S's words
+	unknown := func() error {
+		u.compound = true
+		return u.guess(args, depth)
+	}
 	for i < len(args) {
 		a := args[i]
 		if a == "--" {
 			i++
 			break
 		}
+		if prog == "env" && a == "-" {
+			i++ // env - is env -i
+			continue
+		}
+		if prog == "nice" && len(a) > 1 && a[0] == '-' && strings.Trim(a[1:], "-0123456789") == "" {
+			i++ // nice -10: the old form of -n 10
+			continue
+		}
 		if !strings.HasPrefix(a, "-") || a == "-" {
 			break
 		}
 		i++
-		if !strings.HasPrefix(a, "--") && len(a) == 2 && strings.ContainsRune(withValue, rune(a[1])) && i < len(args) {
-			i++ // the option's value
+		if strings.HasPrefix(a, "--") {
+			name, value, hasValue := strings.Cut(a[2:], "=")
+			full, kind, ok := s.longOption(name)
+			if !ok || (kind == noValue && hasValue) {
+				return unknown()
+			}
+			if kind == valueRequired && !hasValue {
+				if i >= len(args) {
+					return unknown()
+				}
+				value, hasValue = args[i], true
+				i++
+			}
+			if s.compound[full] {
+				u.compound = true
+				if full == "split-string" {
+					split = append(split, value)
+				}
+				if full == "command" {
+					return u.script(value, depth)
+				}
+			}
+			continue
 		}
+		for j := 1; j < len(a); j++ {
+			kind, ok := s.short[a[j]]
+			if !ok {
+				return unknown()
+			}
+			opt := a[j : j+1]
+			var value string
+			if kind != noValue {
+				value = a[j+1:]
+				if value == "" && kind == valueRequired {
+					if i >= len(args) {
+						return unknown()
+					}
+					value = args[i]
+					i++
+				}
+				j = len(a)
+			}
+			if s.compound[opt] {
+				u.compound = true
+				if prog == "env" && opt == "S" {
+					split = append(split, value)
+				}
+				if prog == "flock" && opt == "c" {
+					return u.script(value, depth)
+				}
+			}
+		}
+	}
+	rest := args[i:]
+	if len(split) > 0 {
+		// env -S splits its string into words (with quotes and ${VAR}
+		// of its own) that come before the rest.
+		var words []string
+		for _, s := range split {
+			w, err := sshfacts.Split(s)
+			if err != nil {
+				return err
+			}
+			words = append(words, w...)
+		}
+		rest = append(words, rest...)
 	}
 	if prog == "env" {
-		for i < len(args) && strings.Contains(args[i], "=") {
-			i++
+		for len(rest) > 0 && strings.Contains(rest[0], "=") {
+			u.assignments = append(u.assignments, rest[0])
+			rest = rest[1:]
 		}
 	}
-	switch prog {
-	case "timeout", "taskset", "chroot", "flock", "chrt":
-		i++ // the duration, mask, folder, lock file or priority
+	if len(rest) < s.positional {
+		if prog == "chroot" {
+			u.compound = true // chroot DIR runs the user's shell
+		}
+		return nil
 	}
-	if i >= len(args) {
-		return nil, false
+	rest = rest[s.positional:]
+	if prog == "flock" && len(rest) > 1 && (rest[0] == "-c" || rest[0] == "--command") {
+		return u.script(rest[1], depth) // flock FILE -c CMD
 	}
-	return [][]string{args[i:]}, true
+	if len(rest) == 0 {
+		if prog == "chroot" {
+			u.compound = true
+		}
+		return nil
+	}
+	return u.unwrap(rest, depth+1)
+}
+
+// longOption finds a long option by its name or an unambiguous prefix of
+// it, as getopt_long does.
+func (s wrapperSpec) longOption(name string) (string, optionKind, bool) {
+	if k, ok := s.long[name]; ok {
+		return name, k, true
+	}
+	found, kind, n := "", noValue, 0
+	for full, k := range s.long {
+		if name != "" && strings.HasPrefix(full, name) {
+			found, kind = full, k
+			n++
+		}
+	}
+	return found, kind, n == 1
+}
+
+// findExec is the commands of find's -exec, -execdir, -ok and -okdir.
+func findExec(args []string) [][]string {
+	var cmds [][]string
+	for i := 0; i < len(args); i++ {
+		switch args[i] {
+		case "-exec", "-execdir", "-ok", "-okdir":
+			j := i + 1
+			for j < len(args) && args[j] != ";" && args[j] != "+" {
+				j++
+			}
+			if j > i+1 {
+				cmds = append(cmds, args[i+1:j])
+			}
+			i = j
+		}
+	}
+	return cmds
 }

