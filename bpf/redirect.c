@@ -149,6 +149,53 @@ static __always_inline int is_unspecified(const __u32 addr[4])
 	       (addr[2] == 0 || addr[2] == bpf_htonl(0x0000ffff));
 }
 
+/* A connect to the unspecified address goes to a local address the kernel
+ * picks: for IPv4 (and a v4-mapped ::ffff:0.0.0.0) the socket's bound
+ * source address, or 127.0.0.1 when it is unbound (ip_route_output_key's
+ * "!daddr" case); for :: the loopback ::1, or ::ffff:127.0.0.1 when the
+ * socket is bound to a v4-mapped address (tcp_v6_connect). Left as it is,
+ * such a connect would be decided as "0.0.0.0", matching no target and no
+ * egress rule, and then reach a target on a local address directly.
+ *
+ * resolve_unspecified picks the same address and writes it into the
+ * connect, so the kernel connects exactly where the decision was made:
+ * whatever an exotic bind (broadcast, a non-local address) would have made
+ * the kernel pick, the destination decided on is the destination used.
+ * Called before the target and egress lookups; a no-op for any other
+ * address. */
+static __always_inline void resolve_unspecified(struct bpf_sock_addr *ctx, __u32 addr[4], __u16 family)
+{
+	struct bpf_sock *sk;
+
+	if (!is_unspecified(addr))
+		return;
+	sk = ctx->sk;
+	if (!sk)
+		return; /* cannot happen for connect; the caller then refuses */
+	if (family == INTERLOCK_AF_INET || addr[2] == bpf_htonl(0x0000ffff)) {
+		__u32 src = sk->src_ip4;
+
+		addr[3] = src ? src : bpf_htonl(0x7f000001);
+	} else {
+		__u32 s0 = sk->src_ip6[0], s1 = sk->src_ip6[1], s2 = sk->src_ip6[2];
+
+		if (s0 == 0 && s1 == 0 && s2 == bpf_htonl(0x0000ffff)) {
+			addr[2] = bpf_htonl(0x0000ffff);
+			addr[3] = bpf_htonl(0x7f000001);
+		} else {
+			addr[3] = bpf_htonl(1);
+		}
+	}
+	if (family == INTERLOCK_AF_INET) {
+		ctx->user_ip4 = addr[3];
+	} else {
+		ctx->user_ip6[0] = addr[0];
+		ctx->user_ip6[1] = addr[1];
+		ctx->user_ip6[2] = addr[2];
+		ctx->user_ip6[3] = addr[3];
+	}
+}
+
 /* Is the destination one of the gateway's own listeners? */
 static __always_inline int is_protected(const __u32 addr[4], __u16 port)
 {
@@ -222,7 +269,7 @@ static __always_inline int gateway_listening(struct bpf_sock_addr *ctx, struct s
  * network order (IPv4 v4-mapped). On redirect, *redirected tells the caller
  * to rewrite the destination. */
 static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_value *w,
-				  const __u32 addr[4], __u16 port, __u16 family)
+				  __u32 addr[4], __u16 port, __u16 family)
 {
 	struct target_key tkey = { .prefixlen = 32 + 128, .port = port };
 	struct target_value *t;
@@ -234,6 +281,14 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_val
 	 * asked for; a target's rewrite to the (protected) listener below
 	 * happens after, and the kernel does not run the hook again. */
 	if (is_protected(addr, port)) {
+		count(w->id, 0, COUNT_DENIED);
+		return VERDICT_REJECT;
+	}
+
+	/* From here on the destination is a real address: targets and
+	 * egress are looked up as the kernel will connect. */
+	resolve_unspecified(ctx, addr, family);
+	if (is_unspecified(addr)) {
 		count(w->id, 0, COUNT_DENIED);
 		return VERDICT_REJECT;
 	}

@@ -125,6 +125,9 @@ type Dial struct {
 	// ViaChild makes the agent start a child process that does the dial,
 	// to show that a workload's children are covered.
 	ViaChild bool `json:"via_child,omitempty"`
+	// Bind, when set, is the local address the socket is bound to (port
+	// 0) before it connects.
+	Bind string `json:"bind,omitempty"`
 }
 
 // Result is what the agent saw.
@@ -222,6 +225,26 @@ func dial(d Dial) Result {
 		return Result{Error: "socket: " + err.Error()}
 	}
 	defer unix.Close(fd)
+	if d.Bind != "" {
+		b, err := netip.ParseAddr(d.Bind)
+		if err != nil {
+			return Result{Error: err.Error()}
+		}
+		var bsa unix.Sockaddr
+		switch {
+		case family == unix.AF_INET6:
+			bsa = &unix.SockaddrInet6{Addr: b.As16()}
+		case b.Is4():
+			bsa = &unix.SockaddrInet4{Addr: b.As4()}
+		default:
+			return Result{Error: "bind: " + d.Bind + " is not an IPv4 address"}
+		}
+		if err := unix.Bind(fd, bsa); err != nil {
+			r := errnoResult(err)
+			r.Error = "bind: " + r.Error
+			return r
+		}
+	}
 	tv := unix.Timeval{Sec: 5}
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
