@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -521,8 +520,8 @@ func (c *conn) directTCPIP(nc ssh.NewChannel) {
 		nc.Reject(ssh.ConnectionFailed, "interlock: malformed direct-tcpip request")
 		return
 	}
-	f := policy.SSH{Request: "direct-tcpip", ForwardHost: p.Host, ForwardPort: int64(p.Port)}
-	text := "direct-tcpip " + net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))
+	f := policy.SSH{Request: "direct-tcpip", ForwardHost: forwardHost(p.Host), ForwardPort: int64(p.Port)}
+	text := "direct-tcpip " + forwardText(p.Host, f.ForwardHost, p.Port)
 	d := c.decide(f)
 	if d.Action != policy.Allow {
 		c.recordDecision(f, text, d)
@@ -584,9 +583,9 @@ func (c *conn) tcpipForward(req *ssh.Request) {
 		req.Reply(false, nil)
 		return
 	}
-	f := policy.SSH{Request: "forwarded-tcpip", ForwardHost: p.Host, ForwardPort: int64(p.Port)}
+	f := policy.SSH{Request: "forwarded-tcpip", ForwardHost: forwardHost(p.Host), ForwardPort: int64(p.Port)}
 	d := c.decide(f)
-	c.recordDecision(f, "tcpip-forward "+net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port))), d)
+	c.recordDecision(f, "tcpip-forward "+forwardText(p.Host, f.ForwardHost, p.Port), d)
 	if d.Action != policy.Allow {
 		req.Reply(false, nil)
 		return
