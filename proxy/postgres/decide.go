@@ -302,13 +302,34 @@ func (c *session) query(m *pgproto3.Query) error {
 // instead (the client can send it after the Sync). It returns that
 // denial, or nil.
 func (c *session) settleLexing(text string) (*policy.Decision, error) {
-	if strings.IndexByte(text, '\\') < 0 {
+	if !readsDifferently(text) {
 		return nil, nil
 	}
 	if c.relay.ranInBatch {
 		return &policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: "interlock cannot forward a statement with a backslash behind statements run earlier in the same pipeline, which may have changed how the server reads it; send it after the Sync"}, nil
 	}
 	return nil, c.awaitIdle()
+}
+
+// readsDifferently reports text that the settings lexingGuard pins could
+// make the server read differently from the classifier: a backslash before
+// a quote (standard_conforming_strings off makes it escape the quote), or
+// after a byte of a multi-byte character (an encoding such as SJIS makes
+// it that character's second byte, where the classifier sees an escape in
+// an E'' string). Other backslashes (E'\n', LIKE 'a\_%') read the same
+// under every setting.
+func readsDifferently(text string) bool {
+	for i := strings.IndexByte(text, '\\'); i >= 0; {
+		if (i+1 < len(text) && text[i+1] == '\'') || (i > 0 && text[i-1] >= 0x80) {
+			return true
+		}
+		j := strings.IndexByte(text[i+1:], '\\')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // refusableNotLast denies a Query in which a statement whose result the
@@ -425,8 +446,10 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		pt = &portal{}
 		r.portals[m.DestinationPortal] = pt
 	}
-	*pt = portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes, runs: r.runs}
-	return c.forward(&pending{kind: pendBind}, m)
+	*pt = portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes}
+	err := c.forward(&pending{kind: pendBind}, m)
+	pt.runs = r.runs // after its own Bind, which counts as a run
+	return err
 }
 
 func (c *session) describe(m *pgproto3.Describe) error {

@@ -1,8 +1,12 @@
 package postgres_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -361,5 +365,90 @@ func TestRecordingOfSkippedStatements(t *testing.T) {
 	}
 	if !eq(log, want) {
 		t.Errorf("recorded:\n%s\nwant:\n%s", strings.Join(log, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestSettleLexingCases: what waits or is denied behind running code, and
+// what goes on at once, in the pipelines drivers send.
+func TestSettleLexingCases(t *testing.T) {
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+
+	t.Run("after an error upstream", func(t *testing.T) {
+		// Upstream skips to the Sync after the failed Parse; a later
+		// Parse that would wait for upstream to be idle must not wait for
+		// that Sync, which the client goroutine has not read yet.
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.conn.SetDeadline(time.Now().Add(10 * time.Second))
+		r.send(&pgproto3.Parse{Name: "s1", Query: "SELECT * FROM no_such_table"}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"},
+			&pgproto3.Parse{Name: "s2", Query: `SELECT 'it\'s'`}, &pgproto3.Describe{ObjectType: 'S', Name: "s2"}, &pgproto3.Sync{})
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P01") {
+			t.Errorf("batch with a failed Parse: %q", got)
+		}
+	})
+
+	t.Run("backslashes that read the same", func(t *testing.T) {
+		// Parse/Bind/Execute per statement and one Sync, as JDBC's
+		// executeBatch and pgx's exec mode send them.
+		c, err := pgx.Connect(ctxT(t), e.connString("default_query_exec_mode=exec"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctxT(t))
+		b := &pgx.Batch{}
+		for i := range 3 {
+			b.Queue(`INSERT INTO notes (body) SELECT E'line\n' || $1::text WHERE 'x' NOT LIKE 'a\_%'`, fmt.Sprint(i))
+		}
+		if err := c.SendBatch(ctxT(t), b).Close(); err != nil {
+			t.Errorf("batch of inserts with E'\\n': %v", err)
+		}
+	})
+
+	t.Run("a function replaces a portal at Bind", func(t *testing.T) {
+		// Planning folds an IMMUTABLE function at Bind: this one closes
+		// portal p, which the client described over orders.id, and opens
+		// a cursor p over orders.total, which is masked.
+		e.pg.Exec(t, `CREATE FUNCTION public.swap() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+DECLARE c refcursor := 'p';
+BEGIN
+  CLOSE c;
+  OPEN c FOR SELECT total FROM public.orders ORDER BY id;
+  RETURN 1;
+END $$;
+GRANT EXECUTE ON FUNCTION public.swap() TO app`)
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Query{String: "BEGIN"})
+		r.ready()
+		r.send(&pgproto3.Parse{Name: "a", Query: "SELECT id FROM orders ORDER BY id"},
+			&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "a"}, &pgproto3.Describe{ObjectType: 'P', Name: "p"},
+			&pgproto3.Parse{Name: "b", Query: "SELECT public.swap()"}, &pgproto3.Bind{DestinationPortal: "q", PreparedStatement: "b"},
+			&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+		for _, m := range filter(r.ready()) {
+			if m == "Row 9.5" || m == "Row 20" {
+				t.Fatalf("orders.total relayed unmasked through a replaced portal: %s", m)
+			}
+		}
+	})
+}
+
+// TestCopyInEndedByError: a COPY FROM STDIN that upstream ends with an
+// error (the client sends no CopyDone; the protocol does not need one)
+// leaves the session's later Syncs answered as usual.
+func TestCopyInEndedByError(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "COPY notes (id) FROM STDIN"})
+	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+	r.send(&pgproto3.CopyData{Data: []byte("not-a-number\n")})
+	r.ready()
+	r.send(&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT 2"})
+	if got := filter(r.ready()); !eq(got, []string{"ParseComplete", "BindComplete", "Row 1", "Complete SELECT 1", "Ready I"}) {
+		t.Errorf("batch after the COPY: %q", got)
+	}
+	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 2", "Complete SELECT 1", "Ready I"}) {
+		t.Errorf("query after the COPY: %q", got)
 	}
 }

@@ -181,7 +181,7 @@ type relayState struct {
 	// code may have run whose effects upstream reports only at the Sync's
 	// ReadyForQuery (see settleLexing).
 	ranInBatch bool
-	// runs counts the messages forwarded that may run code (Query,
+	// runs counts the messages forwarded that may run code (Query, Bind,
 	// Execute, Sync), which may replace a portal behind the relay's back
 	// (CLOSE and DECLARE of the same name, in SQL or in a function).
 	runs uint64
@@ -519,7 +519,10 @@ func (c *session) forward(p *pending, msgs ...encoder) error {
 			c.relay.inBatch, c.relay.ranInBatch = true, true
 			c.relay.runs++
 		case *pgproto3.Bind:
+			// Planning at Bind may run code too (an IMMUTABLE function
+			// folded into the plan).
 			c.relay.inBatch, c.relay.ranInBatch = true, true
+			c.relay.runs++
 		case *pgproto3.Parse, *pgproto3.Describe, *pgproto3.Close:
 			c.relay.inBatch = true
 		case *pgproto3.Sync:
@@ -645,7 +648,7 @@ func (c *session) awaitUpstream(idle bool) (refused bool, err error) {
 		c.mu.Lock()
 		var ok bool
 		if idle {
-			c.idleWanted = len(c.pending) > 0
+			c.idleWanted = len(c.pending) > 0 && !c.upstreamFailed
 			ok = !c.idleWanted
 		} else if ok = c.unvetted == 0; ok {
 			refused = c.refusedInBatch
@@ -707,6 +710,18 @@ func (c *session) wakeLocked() {
 	}
 }
 
+// failedLocked notes that upstream failed the batch and skips what the
+// client sent after the error up to the Sync: nothing more runs before
+// it, and awaitIdle need not wait for that Sync (which the client goroutine
+// may not have read yet).
+func (c *session) failedLocked() {
+	c.upstreamFailed = true
+	if c.idleWanted {
+		c.idleWanted = false
+		c.wakeLocked()
+	}
+}
+
 // vetAllLocked settles every vetting entry: upstream failed the batch,
 // so it answers none of them before ReadyForQuery.
 func (c *session) vetAllLocked() {
@@ -738,7 +753,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		c.maskText(&m.Value)
 		return c.pass(msg)
 	case *pgproto3.NoticeResponse:
-		c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where)
+		c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery)
 		return c.pass(msg)
 	case *pgproto3.NotificationResponse:
 		c.maskText(&m.Payload)
@@ -882,27 +897,37 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	err := c.pass(m)
 	afterError, dropWhy := c.relay.dropUntilReady, c.relay.dropWhy
 	c.relay.dropUntilReady, c.relay.dropWhy = false, ""
+	// Statements that got no result of their own: the rest of a query
+	// after a failed one, Executes upstream skipped (or whose results the
+	// relay dropped) after an error in their batch. They were decided and
+	// counted; the log says what became of them, written once the lock is
+	// released (with strict recording a write is an fsync).
+	type outcomeless struct {
+		p   *pending
+		why string
+	}
+	var unrun []outcomeless
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.txStatus = m.TxStatus
+	c.upstreamFailed = false
 	// The batch ended: a refusal in it is settled (a Sync after it got the
 	// failing statement; a Query, which also ends a batch, did not need it).
 	c.refusedInBatch = false
 	for len(c.pending) > 0 {
 		p := c.popLocked()
 		c.vetLocked(p, false)
-		// Statements that got no result of their own: the rest of a
-		// query after a failed one, Executes upstream skipped (or whose
-		// results the relay dropped) after an error in their batch. They
-		// were decided and counted; the log says what became of them.
 		switch {
 		case afterError && (p.kind == pendQuery || p.kind == pendExecute):
-			c.recordOutcomeless(p, cmp.Or(dropWhy, "not run: its batch failed"), false)
-		case p.kind == pendQuery:
-			c.recordOutcomeless(p, "not run: an earlier statement of its query failed", false)
+			unrun = append(unrun, outcomeless{p, cmp.Or(dropWhy, "not run: its batch failed")})
+		case p.kind == pendQuery && p.idx < len(p.stmts):
+			unrun = append(unrun, outcomeless{p, "not run: an earlier statement of its query failed"})
 		}
-		if p.kind == pendSync && c.copyIn && p.copyEnds == c.copyInAt {
-			continue // upstream ignored it in copy-in mode
+		if p.kind == pendSync && c.copyIn && p.copyEnds == c.copyInAt &&
+			len(c.pending) > 0 && c.pending[0].kind == pendSync {
+			// Forwarded during the COPY FROM STDIN (libpq sends one right
+			// after the Execute), which upstream ignores in copy-in mode:
+			// the Sync that ended the COPY's batch comes next.
+			continue
 		}
 		if p.kind == pendSync {
 			break
@@ -913,6 +938,12 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 			break
 		}
 	}
+	// A COPY ends by the ReadyForQuery of its query or batch at the latest.
+	c.copyIn = false
+	c.mu.Unlock()
+	for _, u := range unrun {
+		c.recordOutcomeless(u.p, u.why, false)
+	}
 	return err
 }
 
@@ -921,7 +952,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	if c.relay.dropUntilReady {
 		return nil
 	}
-	c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where)
+	c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery)
 	p := c.head()
 	if p == nil {
 		// Not an answer: e.g. an administrator ended the backend.
@@ -950,6 +981,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 		c.relay.dropWhy = "not run: an earlier statement of its batch was denied"
 		c.mu.Lock()
 		c.vetAllLocked()
+		c.failedLocked()
 		c.mu.Unlock()
 		return c.relayAndPop(p.denial)
 	case pendSync:
@@ -965,6 +997,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	c.relay.dropWhy = "not run: an earlier message of its batch failed (" + m.Message + ")"
 	c.mu.Lock()
 	c.vetAllLocked()
+	c.failedLocked()
 	c.mu.Unlock()
 	return c.relayAndPop(m)
 }

@@ -78,8 +78,10 @@ type session struct {
 	copyIn   bool
 	copyInAt uint64
 	// idleWanted: the client goroutine waits in awaitIdle for the
-	// pending queue to empty.
-	idleWanted bool
+	// pending queue to empty; upstreamFailed: upstream failed the batch
+	// and skips to its Sync (failedLocked).
+	idleWanted     bool
+	upstreamFailed bool
 	// wake wakes the client goroutine waiting in awaitVetting or
 	// awaitIdle (which check again: a wake-up may be for the other);
 	// upEnded is closed when the upstream goroutine ends.

@@ -520,3 +520,25 @@ func TestLexingGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestReadsDifferently: the text settleLexing holds back is the text the
+// pinned settings could make the server read differently.
+func TestReadsDifferently(t *testing.T) {
+	for text, want := range map[string]bool{
+		`SELECT 1`:                         false,
+		`SELECT E'line\n'`:                 false,
+		`SELECT 'x' LIKE 'a\_%'`:           false,
+		`SELECT $$\$$`:                     false,
+		`SELECT 'a\'' ; DROP TABLE t; --'`: true,
+		`SELECT E'it\'s'`:                  true,
+		"SELECT E'\xe3\x81\x81\\'":         true,
+		"SELECT 'caf\xc3\xa9\\n'":          true,
+		`\`:                                false,
+		`'\`:                               false,
+		`\'`:                               true,
+	} {
+		if got := readsDifferently(text); got != want {
+			t.Errorf("readsDifferently(%q) = %v, want %v", text, got, want)
+		}
+	}
+}

@@ -23,7 +23,8 @@ const (
 	maxStartupPacket = 10000
 	// maxMessage is PostgreSQL's limit for one frontend message (1 GB - 1).
 	maxMessage = 1<<30 - 1
-	// maxStatement bounds the SQL text of one Query or Parse. PostgreSQL
+	// maxStatement bounds one Query or Parse message (its SQL text and the
+	// few bytes around it). PostgreSQL
 	// takes up to maxMessage, but the gateway parses, classifies and
 	// records each statement, which costs several times its size in
 	// memory: one client must not be able to take gigabytes of a gateway
@@ -160,7 +161,7 @@ type statementTooLong struct {
 }
 
 func (e *statementTooLong) Error() string {
-	return fmt.Sprintf("statement of %d bytes is longer than interlock's limit of %d MiB", e.size, maxStatement>>20)
+	return fmt.Sprintf("a statement's message of %d bytes is longer than interlock's limit of %d MiB", e.size, maxStatement>>20)
 }
 
 // password reads the client's PasswordMessage, the answer to an
