@@ -316,8 +316,8 @@ func (c *session) settleLexing(text string) (*policy.Decision, error) {
 // a quote (standard_conforming_strings off makes it escape the quote), or
 // after a byte of a multi-byte character (an encoding such as SJIS makes
 // it that character's second byte, where the classifier sees an escape in
-// an E” string). Other backslashes (E'\n', LIKE 'a\_%') read the same
-// under every setting.
+// an escape string, E'...'). Other backslashes (E'\n', LIKE 'a\_%') read
+// the same under every setting.
 func readsDifferently(text string) bool {
 	for i := strings.IndexByte(text, '\\'); i >= 0; {
 		if (i+1 < len(text) && text[i+1] == '\'') || (i > 0 && text[i-1] >= 0x80) {
