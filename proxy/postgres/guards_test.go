@@ -29,7 +29,7 @@ rules:
     message: orders are read-only
 `
 
-// smuggleSJIS is one SELECT of an E” string to a UTF-8 reader (ぁ, then
+// smuggleSJIS is one SELECT of an escape string (E'...') to a UTF-8 reader (ぁ, then
 // an escaped quote), and to a server reading SJIS (in which \xe3\x81 and
 // \x81\x5c are characters) a SELECT, then the DELETE.
 const smuggleSJIS = "SELECT E'\xe3\x81\x81\\'; DELETE FROM orders; --'"
