@@ -116,21 +116,65 @@ func attachOrAdopt(cgroup, pin string, at ebpf.AttachType, prog *ebpf.Program) (
 	return l, false, nil
 }
 
-// ensurePinFolder makes pinPath a folder on a bpffs mount, mounting bpffs
-// at its parent when the parent is not one yet (as on hosts where nothing
-// has mounted /sys/fs/bpf).
+// ensurePinFolder makes pinPath a folder on a bpffs mount that only this
+// process's user can change, mounting bpffs at its parent when the parent
+// is not one yet (as on hosts where nothing has mounted /sys/fs/bpf).
+//
+// The folder decides whether enforcement survives the gateway: whoever can
+// write to it can unpin the links, and then stopping the gateway detaches
+// the programs. /sys/fs/bpf is often world-writable (1777), so anyone could
+// have made the folder before the gateway first ran; an existing folder is
+// only adopted when it is ours (see checkPinFolder), on every Open.
 func ensurePinFolder(pinPath string) error {
 	parent := filepath.Dir(pinPath)
 	if !isBPFFS(parent) {
 		if err := os.MkdirAll(parent, 0o755); err != nil {
 			return fmt.Errorf("creating bpffs mount point %s: %w", parent, err)
 		}
-		if err := unix.Mount("bpf", parent, "bpf", 0, ""); err != nil {
+		// mode=0700: nobody but root can make folders in a bpffs the
+		// gateway mounted itself.
+		if err := unix.Mount("bpf", parent, "bpf", 0, "mode=0700"); err != nil {
 			return fmt.Errorf("%s is not on a bpffs and mounting one there failed: %w", parent, err)
 		}
 	}
-	if err := os.MkdirAll(pinPath, 0o700); err != nil {
+	if err := os.Mkdir(pinPath, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("creating pin folder: %w", err)
+	}
+	return checkPinFolder(pinPath, os.Geteuid())
+}
+
+// checkPinFolder refuses a pin folder that another user could change: it
+// must be a real folder (not a symlink), owned by uid, with no group or
+// other write bit; and its parent must not let others rename it away —
+// owned by root or uid, and either not writable by group and others or
+// sticky (like /sys/fs/bpf at 1777, where only an entry's owner may rename
+// or remove it).
+func checkPinFolder(pinPath string, uid int) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(pinPath, &st); err != nil {
+		return fmt.Errorf("checking pin folder %s: %w", pinPath, err)
+	}
+	mode := st.Mode
+	switch {
+	case mode&unix.S_IFMT == unix.S_IFLNK:
+		return fmt.Errorf("%w: %s is a symlink; remove it and start the gateway again", ErrUnsafePinFolder, pinPath)
+	case mode&unix.S_IFMT != unix.S_IFDIR:
+		return fmt.Errorf("%w: %s is not a folder", ErrUnsafePinFolder, pinPath)
+	case int(st.Uid) != uid:
+		return fmt.Errorf("%w: %s is owned by uid %d, not by the gateway's uid %d (someone else may have made it to unpin the data path); remove it and start the gateway again",
+			ErrUnsafePinFolder, pinPath, st.Uid, uid)
+	case mode&0o022 != 0:
+		return fmt.Errorf("%w: %s has mode %#o, writable by group or others; make it 0700 (chmod 0700 %s)", ErrUnsafePinFolder, pinPath, mode&0o7777, pinPath)
+	}
+	parent := filepath.Dir(pinPath)
+	if err := unix.Stat(parent, &st); err != nil {
+		return fmt.Errorf("checking %s: %w", parent, err)
+	}
+	if st.Uid != 0 && int(st.Uid) != uid {
+		return fmt.Errorf("%w: %s, the folder around the pin folder, is owned by uid %d, who could rename the pin folder away", ErrUnsafePinFolder, parent, st.Uid)
+	}
+	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+		return fmt.Errorf("%w: %s, the folder around the pin folder, has mode %#o: writable by group or others without the sticky bit, anyone could rename the pin folder away", ErrUnsafePinFolder, parent, st.Mode&0o7777)
 	}
 	return nil
 }

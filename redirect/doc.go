@@ -17,6 +17,10 @@
 // lacks a feature; the error wraps ErrUnsupported and names the feature.
 // OriginalDestination returns an error wrapping ErrNoOrigin for a
 // connection the kernel did not redirect (for example a direct dial of the
-// listener). Everything else is wrapped with what was being done, e.g.
+// listener). Open fails with an error wrapping ErrUnsafePinFolder when the
+// pin folder already exists but is not this user's alone (owned by another
+// uid, writable by others, a symlink, or in a folder that lets others
+// rename it): whoever can write there can unpin the links and make the data
+// path fail open when the gateway stops. Everything else is wrapped with what was being done, e.g.
 // "attaching connect4: ...".
 package redirect

@@ -26,6 +26,10 @@ var (
 	ErrUnsupported = errors.New("kernel lacks a required eBPF feature")
 	// ErrNotInstalled: nothing is pinned at the folder.
 	ErrNotInstalled = errors.New("interlock data path is not installed")
+	// ErrUnsafePinFolder: the bpffs pin folder, or the folder it is in,
+	// could be changed by another user, who could then unpin the data
+	// path; Open refuses to use it.
+	ErrUnsafePinFolder = errors.New("pin folder is not safe")
 )
 
 // Origin is what the kernel recorded about a redirected connection.
