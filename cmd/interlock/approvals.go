@@ -233,7 +233,7 @@ decide, and never the requester itself.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tCREATED\tTARGET\tWORKLOAD\tREQUESTER\tRULE\tCOMMAND")
 			for _, a := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Created.Format(time.RFC3339), a.Target, a.Workload, a.Requester, a.Rule, oneLine(a.Command, 60))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Created.Format(time.RFC3339), review.Printable(a.Target), review.Printable(a.Workload), review.Printable(a.Requester), review.Printable(a.Rule), oneLine(a.Command, 60))
 			}
 			return tw.Flush()
 		},
@@ -255,13 +255,7 @@ decide, and never the requester itself.`,
 			if output == "json" {
 				return writeJSON(cmd, a)
 			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "request   %s (%s)\ncommand   %s\ntarget    %s (%s)\nworkload  %s, requested by %s\nrule      %s, approvers %s\ncreated   %s, expires %s\n",
-				a.ID, a.State, a.Command, a.Target, a.Protocol, a.Workload, a.Requester, a.Rule, strings.Join(a.Approvers, ","),
-				a.Created.Format(time.RFC3339), a.Expires.Format(time.RFC3339))
-			if a.Decider != "" || a.Reason != "" {
-				fmt.Fprintf(w, "decided   %s by %s: %s\n", a.Decided.Format(time.RFC3339), a.Decider, a.Reason)
-			}
+			writeApproval(cmd.OutOrStdout(), a)
 			return nil
 		},
 	}
@@ -300,10 +294,26 @@ decide, and never the requester itself.`,
 	return cmd
 }
 
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n-1] + "…"
+// writeApproval prints one request for a human. Every text is shown
+// escaped: a held command must not redraw the terminal (\r, escape
+// sequences) to read as another, and the operation says what policy read
+// it as.
+func writeApproval(w io.Writer, a approvalView) {
+	p := review.Printable
+	fmt.Fprintf(w, "request   %s (%s)\ncommand   %s\n", p(a.ID), p(a.State), p(a.Command))
+	if a.Operation != "" {
+		fmt.Fprintf(w, "reads as  %s: %s\n", p(a.Kind), p(a.Operation))
 	}
-	return s
+	fmt.Fprintf(w, "target    %s (%s)\nworkload  %s, requested by %s\nrule      %s, approvers %s\ncreated   %s, expires %s\n",
+		p(a.Target), p(a.Protocol), p(a.Workload), p(a.Requester), p(a.Rule), p(strings.Join(a.Approvers, ",")),
+		a.Created.Format(time.RFC3339), a.Expires.Format(time.RFC3339))
+	if a.Decider != "" || a.Reason != "" {
+		fmt.Fprintf(w, "decided   %s by %s: %s\n", a.Decided.Format(time.RFC3339), p(a.Decider), p(a.Reason))
+	}
+}
+
+// oneLine is a command for one table cell: escaped, and cut short with a
+// marker saying so.
+func oneLine(s string, n int) string {
+	return review.DisplayCommand(s, n)
 }

@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -360,14 +363,21 @@ func newWebhookMessage(ev Event, apiBase string) webhookMessage {
 // command is in the command field.
 const maxTextCommand = 200
 
-// messageText is the one line a human reads in chat.
+// messageText is the one line a human reads in chat. The command is shown
+// with its control characters escaped, cut short with a marker saying so,
+// and followed by what policy read it as (its programs or SQL command), so
+// that a command cannot pass itself off as another (ls #<spaces>\nrm -rf /,
+// or a terminal escape that redraws the line).
 func messageText(ev Event) string {
 	r := ev.Request
 	who := r.Requester.Subject
 	if who == "" {
 		who = "an unidentified caller"
 	}
-	cmd := truncate(strings.Join(strings.Fields(r.Command), " "), maxTextCommand)
+	cmd := DisplayCommand(r.Command, maxTextCommand)
+	if r.Operation != "" {
+		cmd += " [" + r.Kind + ": " + Printable(r.Operation) + "]"
+	}
 	if ev.Kind == EventRequested {
 		return fmt.Sprintf("interlock: %s on %s wants to run %s on %s (rule %s); approve with: interlock approvals approve %s",
 			who, r.Workload, cmd, r.Target, r.Rule, r.ID)
@@ -380,4 +390,37 @@ func messageText(ev Event) string {
 		outcome += ": " + r.Reason
 	}
 	return fmt.Sprintf("interlock: request %s (%s on %s by %s on %s) %s", r.ID, cmd, r.Target, who, r.Workload, outcome)
+}
+
+// Printable is s for a human to read: control characters, invalid UTF-8
+// and characters that print nothing or reorder text (\r, \x1b, U+202E,
+// U+200B) are escaped as Go escapes them (\r, \x1b, \u202e), so the text
+// shows every byte that matters and a terminal or chat client runs none of
+// them. Newlines and tabs are escaped too: a command is one line.
+func Printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r != ' ' && !unicode.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// DisplayCommand is Printable(command), cut to about max bytes with a
+// marker that says how long the whole command is.
+func DisplayCommand(command string, max int) string {
+	p := Printable(command)
+	if len(p) <= max {
+		return p
+	}
+	return truncate(p, max) + fmt.Sprintf(" [truncated: %d bytes in all]", len(command))
 }

@@ -147,7 +147,7 @@ func TestWebhookMessages(t *testing.T) {
 	r := submit(t, s, req)
 
 	m := rc.next(t)
-	wantText := "interlock: support-agent on support wants to run UPDATE orders SET status = 'refunded' WHERE id = 42 on shop (rule writes-need-approval); approve with: interlock approvals approve " + r.ID
+	wantText := "interlock: support-agent on support wants to run UPDATE orders SET status = 'refunded' WHERE id = 42 [write: UPDATE] on shop (rule writes-need-approval); approve with: interlock approvals approve " + r.ID
 	if m["text"] != wantText {
 		t.Errorf("text =\n%q\nwant\n%q", m["text"], wantText)
 	}
@@ -186,7 +186,7 @@ func TestWebhookMessages(t *testing.T) {
 	if got := jsonString(m["decider"]); got != `{"groups":["dba"],"issuer":"https://idp.example/","subject":"bob"}` {
 		t.Errorf("decider = %s", got)
 	}
-	wantText = "interlock: request " + r.ID + " (UPDATE orders SET status = 'refunded' WHERE id = 42 on shop by support-agent on support) approved by bob: fine"
+	wantText = "interlock: request " + r.ID + " (UPDATE orders SET status = 'refunded' WHERE id = 42 [write: UPDATE] on shop by support-agent on support) approved by bob: fine"
 	if m["text"] != wantText {
 		t.Errorf("text =\n%q\nwant\n%q", m["text"], wantText)
 	}
@@ -401,5 +401,32 @@ func TestNotifierSeesEveryEvent(t *testing.T) {
 	}
 	if last := rec.events[len(rec.events)-1]; last.Request.ID != c.ID {
 		t.Errorf("the expiry at Open announced %s, want %s", last.Request.ID, c.ID)
+	}
+}
+
+// TestMessageTextShowsDisguisedCommands: a held command cannot read as a
+// harmless one in chat, by whitespace, line breaks, terminal escapes or
+// length.
+func TestMessageTextShowsDisguisedCommands(t *testing.T) {
+	long := "ls #" + strings.Repeat(" ", 300) + "\nrm -rf /srv"
+	for _, tc := range []struct {
+		command, operation string
+		want               []string
+	}{
+		{long, "ls rm", []string{"[truncated: 316 bytes in all]", "[exec: ls rm]"}},
+		{"ls\nrm -rf /srv", "ls rm", []string{`ls\nrm -rf /srv`}},
+		{"touch /x #\r\x1b[2Kls -la", "touch", []string{`touch /x #\r\x1b[2Kls -la`, "[exec: touch]"}},
+		{"ls \u202erm", "ls", []string{`ls \u202erm`}},
+		{"ls \xff", "ls", []string{`ls \xff`}},
+	} {
+		text := messageText(Event{Kind: EventRequested, Request: Request{ID: "x", Command: tc.command, Kind: "exec", Operation: tc.operation}})
+		for _, w := range tc.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%q: text %q lacks %q", tc.command, text, w)
+			}
+		}
+		if strings.ContainsFunc(text, func(r rune) bool { return r < ' ' || r == 0x7f || r == 0x202e }) {
+			t.Errorf("%q: text %q holds control characters", tc.command, text)
+		}
 	}
 }
