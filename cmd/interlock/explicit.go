@@ -15,7 +15,8 @@ import (
 // startExplicit gives every target a plain listener: no eBPF, no
 // privileges. Callers are identified from /proc (the process that owns the
 // client socket, and its cgroup); --explicit-workload names the workload
-// for callers that cannot be identified.
+// for callers whose process cannot be found. A process that is found but
+// is in no workload is refused.
 func (g *gateway) startExplicit(ctx, serveCtx context.Context, wg *sync.WaitGroup) error {
 	cfg := g.cfg
 	if root, err := identity.CgroupV2Root(); err == nil {
@@ -56,6 +57,9 @@ func (g *gateway) startExplicit(ctx, serveCtx context.Context, wg *sync.WaitGrou
 			return fmt.Errorf("explicit listener for target %s: %w", t.Name, err)
 		}
 		g.logger.Info("explicit listener up", "target", t.Name, "address", ln.Addr().String(), "upstream", t.Address)
+		if !addr.Addr().IsLoopback() {
+			g.warnNotLoopback(t.Name, ln.Addr().String(), fallback)
+		}
 		g.serve(serveCtx, wg, ln, &explicitAttributor{
 			target:    g.targets[t.ID()],
 			host:      t.Host,
@@ -67,6 +71,19 @@ func (g *gateway) startExplicit(ctx, serveCtx context.Context, wg *sync.WaitGrou
 		}, t.Name)
 	}
 	return nil
+}
+
+// warnNotLoopback says what happens to callers from other hosts (or other
+// network namespaces) on a listener they can reach: /proc on this host
+// cannot show their process.
+func (g *gateway) warnNotLoopback(target, address string, fallback *identity.Workload) {
+	if fallback != nil {
+		g.logger.Warn("explicit listener is not on loopback: callers from other hosts or network namespaces cannot be identified and get the --explicit-workload workload's identity",
+			"target", target, "address", address, "workload", fallback.Name)
+		return
+	}
+	g.logger.Warn("explicit listener is not on loopback: callers from other hosts or network namespaces cannot be identified and are refused",
+		"target", target, "address", address)
 }
 
 // explicitAttributor serves one target's plain listener.
@@ -96,6 +113,13 @@ func (a *explicitAttributor) Attribute(ctx context.Context, conn net.Conn) (prox
 	return proxy.Attribution{Target: a.target, Caller: caller, Destination: dest}, nil
 }
 
+// caller finds the process that owns the client side of conn and the
+// workload its cgroup belongs to. --explicit-workload (a.fallback) is for
+// a caller whose process cannot be found at all (a client in another
+// network namespace or on another host, or one that already exited); a
+// process that is found but is in no workload's cgroup is refused, or any
+// local user could borrow the workload's identity by dialling the
+// listener.
 func (a *explicitAttributor) caller(conn net.Conn) (identity.Caller, error) {
 	server, err1 := netip.ParseAddrPort(conn.LocalAddr().String())
 	client, err2 := netip.ParseAddrPort(conn.RemoteAddr().String())
@@ -103,18 +127,23 @@ func (a *explicitAttributor) caller(conn net.Conn) (identity.Caller, error) {
 		return identity.Caller{}, err
 	}
 	pid, uid, err := identity.LocalPeer(server, client)
-	if err == nil && a.watcher != nil {
-		if path, cerr := identity.ProcessCgroup(pid); cerr == nil {
-			if b, ok := identity.MatchCgroupPath(path, a.watcher.Current()); ok {
-				return a.workloads.Caller(b.WorkloadID, pid, uid, b.CgroupID)
-			}
-		}
-	}
-	if a.fallback != nil {
-		return a.workloads.Caller(a.fallback.ID, pid, uid, 0)
-	}
 	if err != nil {
-		return identity.Caller{}, fmt.Errorf("%w: cannot find the process of client %s: %w", proxy.ErrUnknownWorkload, client, err)
+		if a.fallback != nil {
+			return a.workloads.Caller(a.fallback.ID, 0, 0, 0)
+		}
+		return identity.Caller{}, fmt.Errorf("%w: cannot find the process of client %s (--explicit-workload names a workload for such callers): %w", proxy.ErrUnknownWorkload, client, err)
 	}
-	return identity.Caller{}, fmt.Errorf("%w: process %d (client %s) is in no workload's cgroup", proxy.ErrUnknownWorkload, pid, client)
+	if a.watcher == nil {
+		return identity.Caller{}, fmt.Errorf("%w: process %d (uid %d, client %s): no cgroup v2 hierarchy to find its workload in", proxy.ErrUnknownWorkload, pid, uid, client)
+	}
+	path, err := identity.ProcessCgroup(pid)
+	if err != nil {
+		return identity.Caller{}, fmt.Errorf("%w: process %d (uid %d, client %s): %w", proxy.ErrUnknownWorkload, pid, uid, client, err)
+	}
+	b, ok := identity.MatchCgroupPath(path, a.watcher.Current())
+	if !ok {
+		return identity.Caller{}, fmt.Errorf("%w: process %d (uid %d, client %s) is in cgroup %s, which is no workload's (--explicit-workload applies only to callers whose process cannot be found)",
+			proxy.ErrUnknownWorkload, pid, uid, client, path)
+	}
+	return a.workloads.Caller(b.WorkloadID, pid, uid, b.CgroupID)
 }

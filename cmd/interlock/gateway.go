@@ -65,7 +65,7 @@ eBPF: each target gets a plain listener that clients dial directly.`,
 	}
 	addConfigFlag(cmd, &path)
 	cmd.Flags().BoolVar(&explicit, "explicit", false, "no eBPF: a plain listener per target (development, no privileges)")
-	cmd.Flags().StringVar(&explicitWorkload, "explicit-workload", "", "with --explicit: the workload of callers whose process cannot be identified")
+	cmd.Flags().StringVar(&explicitWorkload, "explicit-workload", "", "with --explicit: the workload of callers whose process cannot be found on this host (another network namespace or host); a local process in no workload is still refused")
 	return cmd
 }
 
