@@ -452,3 +452,21 @@ func TestCopyInEndedByError(t *testing.T) {
 		t.Errorf("query after the COPY: %q", got)
 	}
 }
+
+// TestSyncDuringCopyIn: a Sync sent while a COPY FROM STDIN is taking data
+// is ignored upstream, and the session goes on after the COPY.
+func TestSyncDuringCopyIn(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "COPY notes (body) FROM STDIN"})
+	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+	r.send(&pgproto3.CopyData{Data: []byte("x\n")}, &pgproto3.Sync{}, &pgproto3.CopyDone{})
+	if got := filter(r.ready()); !eq(got, []string{"Complete COPY 1", "Ready I"}) {
+		t.Fatalf("the COPY: %q", got)
+	}
+	r.send(&pgproto3.Query{String: "SELECT 2"})
+	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 2", "Complete SELECT 1", "Ready I"}) {
+		t.Errorf("the query after it: %q", got)
+	}
+}

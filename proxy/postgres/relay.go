@@ -578,6 +578,11 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		}
 		return c.forward(&pending{kind: pendClose}, m)
 	case *pgproto3.Sync:
+		if c.inCopyIn() {
+			// Upstream ignores a Sync in copy-in mode: it gets no
+			// ReadyForQuery to wait for.
+			return c.forward(nil, m)
+		}
 		return c.sync(m)
 	case *pgproto3.Flush:
 		if err := c.forward(nil, m); err != nil {
@@ -594,6 +599,15 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.terminate()
 	}
 	return fmt.Errorf("%w: unexpected message %T", errProtocol, msg)
+}
+
+// inCopyIn reports that upstream is in a COPY FROM STDIN the client has not
+// ended yet (no CopyDone or CopyFail forwarded since it began).
+func (c *session) inCopyIn() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.copyIn && c.relay.copyEnds == c.copyInAt && len(c.pending) > 0 &&
+		(c.pending[0].kind == pendQuery || c.pending[0].kind == pendExecute) && c.pending[0].copyEnds == c.copyInAt
 }
 
 // sync forwards a Sync, which ends the batch: upstream commits an implicit
