@@ -5,7 +5,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/interlock-dev/interlock/identity/keyfile"
 )
 
 func TestReadPasswordFile(t *testing.T) {
@@ -29,5 +32,23 @@ func TestReadPasswordFile(t *testing.T) {
 	}
 	if _, err := ReadPasswordFile(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// TestReadPasswordFileRefusesOpenFiles: a password others may read is
+// refused with the chmod to run, as a private key is.
+func TestReadPasswordFileRefusesOpenFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pw")
+	for _, mode := range []os.FileMode{0o640, 0o604, 0o620} {
+		if err := os.WriteFile(path, []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadPasswordFile(path)
+		if !errors.Is(err, keyfile.ErrInsecure) || !strings.Contains(err.Error(), "chmod 600 "+path) {
+			t.Errorf("mode %04o: %v, want it refused with the chmod to run", mode, err)
+		}
 	}
 }

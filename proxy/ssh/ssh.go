@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/interlock-dev/interlock/identity/keyfile"
 	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/proxy/sshca"
@@ -111,7 +111,9 @@ func New(o Options) (*Handler, error) {
 func loadTarget(t Target) (*upstreamTarget, error) {
 	ut := &upstreamTarget{Target: t}
 	if t.PrivateKeyFile != "" {
-		pem, err := os.ReadFile(t.PrivateKeyFile)
+		// The key is the target's credential: refused when others may
+		// read it, as OpenSSH and the gateway's own keys do.
+		pem, err := keyfile.ReadPrivate(t.PrivateKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("reading the upstream key: %w", err)
 		}
