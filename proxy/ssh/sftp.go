@@ -120,6 +120,12 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 	} else {
 		f.FilePath, err1 = s.resolve(req.Path)
 		f.FileTarget, err2 = s.resolve(req.Path2)
+		if req.Type == sftp.TypeSymlink && req.Path != "" && !path.IsAbs(req.Path) && err2 == nil {
+			// A relative symlink target is relative to the link's
+			// folder, not to the login directory: link
+			// /srv/a/l -> ../etc points to /srv/etc.
+			f.FilePath, err1 = path.Join(path.Dir(f.FileTarget), req.Path), nil
+		}
 	}
 	if err := errors.Join(err1, err2); err != nil {
 		d = policy.Decision{Action: policy.Deny, Message: err.Error()}
