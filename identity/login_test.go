@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -65,10 +66,19 @@ func TestLoginServer(t *testing.T) {
 	}
 	ls := NewLogins(nil)
 	defer ls.Close()
+	// The server resolves the caller as it accepts, in its own goroutine:
+	// the socket orders that before the answer, but not in a way the race
+	// detector sees.
+	var mu sync.Mutex
 	workload := Workload{Name: "support", OIDC: "corp"}
 	var gotPID uint32
 	srv := &LoginServer{
-		Workload: func(pid uint32) (Workload, error) { gotPID = pid; return workload, nil },
+		Workload: func(pid uint32) (Workload, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			gotPID = pid
+			return workload, nil
+		},
 		Verify: func(_ context.Context, w Workload, raw string) (Identity, time.Time, error) {
 			if w.OIDC != "corp" || raw != "good-token" {
 				return Identity{}, time.Time{}, errors.New("signature invalid")
@@ -85,8 +95,11 @@ func TestLoginServer(t *testing.T) {
 	if err != nil || r.Workload != "support" || r.Subject != "agent-7" || r.Expires.IsZero() {
 		t.Fatalf("login: %+v %v", r, err)
 	}
-	if gotPID != uint32(os.Getpid()) {
-		t.Errorf("SO_PEERCRED gave pid %d, want ours %d", gotPID, os.Getpid())
+	mu.Lock()
+	pid := gotPID
+	mu.Unlock()
+	if pid != uint32(os.Getpid()) {
+		t.Errorf("SO_PEERCRED gave pid %d, want ours %d", pid, os.Getpid())
 	}
 	if l, ok := ls.Lookup("support"); !ok || l.Identity.Subject != "agent-7" || l.Via != "login" {
 		t.Errorf("bound %+v %v", l, ok)
@@ -100,7 +113,9 @@ func TestLoginServer(t *testing.T) {
 			t.Errorf("token %.10q: %v, want %q", tc.token, err, tc.want)
 		}
 	}
+	mu.Lock()
 	workload = Workload{Name: "static"}
+	mu.Unlock()
 	if _, err := LoginAt(ctx, sock, "good-token"); err == nil || !strings.Contains(err.Error(), "static identity") {
 		t.Errorf("login of a static workload: %v", err)
 	}

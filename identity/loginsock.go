@@ -28,9 +28,11 @@ type LoginReply struct {
 
 // LoginServer answers `interlock login` on the gateway's local unix socket:
 // the client writes its token and closes its side; the server finds the
-// calling process with SO_PEERCRED, its workload from its cgroup, verifies
-// the token against the workload's issuer and binds the identity to the
-// workload until the token expires.
+// calling process with SO_PEERCRED (held by a pidfd, so a reused pid is
+// noticed) and its workload from its cgroup as soon as it accepts, before
+// the token arrives, verifies the token against the workload's issuer and,
+// if the calling process still exists, binds the identity to the workload
+// until the token expires.
 type LoginServer struct {
 	// Workload finds the configured workload of a process.
 	Workload func(pid uint32) (Workload, error)
@@ -69,14 +71,29 @@ func (s *LoginServer) login(ctx context.Context, conn *net.UnixConn) LoginReply 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	pid, uid, err := peerCred(conn)
+	// Who is calling is settled at accept, before the token (which may
+	// take up to the deadline to arrive): pin the process, read its
+	// workload, and check it still existed after the read, so the cgroup
+	// read was its own and not that of a process that got its pid.
+	peer, err := pinLoginPeer(conn)
 	if err != nil {
 		log.Warn("login: cannot identify the caller", "error", err)
 		return LoginReply{Error: "the gateway cannot identify the calling process: " + err.Error()}
 	}
+	defer peer.close()
+	pid, uid := peer.pid, peer.uid
+	w, werr := s.Workload(pid)
+	if werr == nil {
+		werr = peer.alive()
+	}
+
 	raw, err := io.ReadAll(io.LimitReader(conn, MaxTokenSize+1))
 	if err != nil {
 		return LoginReply{Error: "reading the token: " + err.Error()}
+	}
+	if werr != nil {
+		log.Warn("login from a process in no workload", "pid", pid, "uid", uid, "error", werr)
+		return LoginReply{Error: fmt.Sprintf("process %d is in no configured workload: %v", pid, werr)}
 	}
 	token := strings.TrimSpace(string(raw))
 	switch {
@@ -85,11 +102,6 @@ func (s *LoginServer) login(ctx context.Context, conn *net.UnixConn) LoginReply 
 	case len(raw) > MaxTokenSize:
 		return LoginReply{Error: fmt.Sprintf("the token is longer than %d bytes", MaxTokenSize)}
 	}
-	w, err := s.Workload(pid)
-	if err != nil {
-		log.Warn("login from a process in no workload", "pid", pid, "uid", uid, "error", err)
-		return LoginReply{Error: fmt.Sprintf("process %d is in no configured workload: %v", pid, err)}
-	}
 	if w.OIDC == "" {
 		return LoginReply{Workload: w.Name, Error: "workload " + w.Name + " has a static identity in the configuration; it needs no login"}
 	}
@@ -97,6 +109,12 @@ func (s *LoginServer) login(ctx context.Context, conn *net.UnixConn) LoginReply 
 	if err != nil {
 		log.Warn("login refused", "workload", w.Name, "pid", pid, "uid", uid, "error", err)
 		return LoginReply{Workload: w.Name, Error: "token refused: " + err.Error()}
+	}
+	// The process that connected must still be there when its login is
+	// bound: a login is not handed on by a process that has gone.
+	if err := peer.alive(); err != nil {
+		log.Warn("login refused: the calling process exited before its login completed", "workload", w.Name, "pid", pid, "uid", uid, "error", err)
+		return LoginReply{Workload: w.Name, Error: fmt.Sprintf("the calling process %d exited before its login completed: log in from a process that waits for the answer", pid)}
 	}
 	l := Login{Workload: w.Name, Identity: id, Expires: expires, Via: "login", PID: pid}
 	if err := s.Logins.Bind(l); err != nil {
