@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 
@@ -82,14 +83,13 @@ func testFacts(cfg *config.Config, c *sqlfacts.Classifier) func(policy.TestReque
 			}
 			f := policy.SSH{Request: ts.Request}
 			if ts.Command != "" {
-				if f.Request == "" {
-					f.Request = "exec"
-				}
+				// Every fact of the command, as the handler has them.
 				ef, err := sshproxy.ExecFacts(ts.Command)
 				if err != nil {
 					return nil, err
 				}
-				f.Command, f.Argv, f.Programs, f.Compound = ef.Command, ef.Argv, ef.Programs, ef.Compound
+				ef.Request = cmp.Or(f.Request, "exec")
+				f = ef
 			}
 			f.User, f.Subsystem = ts.User, ts.Subsystem
 			f.ForwardHost, f.ForwardPort = ts.ForwardHost, ts.ForwardPort

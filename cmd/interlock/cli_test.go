@@ -96,3 +96,35 @@ policy:
 		t.Errorf("check with a failing policy test: %v\n%s", err, out)
 	}
 }
+
+// TestCheckSSHFacts: a policy test of an SSH command sees every fact the
+// handler gives (program paths and assignments too), so it decides as the
+// gateway would.
+func TestCheckSSHFacts(t *testing.T) {
+	cfg := demoConfig(t)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(b), "    - name: no-forwarding\n", `    - name: system-programs-only
+      targets: [bastion]
+      when: ssh.request == "exec" && (ssh.program_paths.exists(p, p.contains("/")) || size(ssh.assignments) > 0)
+      action: deny
+    - name: no-forwarding
+`, 1)
+	text = strings.Replace(text, "  tests:\n", `  tests:
+    - request: {target: bastion, ssh: {command: "./ls"}}
+      expect: deny
+      rule: system-programs-only
+    - request: {target: bastion, ssh: {command: "PATH=/tmp ls"}}
+      expect: deny
+      rule: system-programs-only
+`, 1)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runCLI(t, "check", "--config", cfg)
+	if err != nil || !strings.Contains(out, "11 passed, 0 failed") {
+		t.Errorf("check with SSH path and assignment facts: %v\n%s", err, out)
+	}
+}
