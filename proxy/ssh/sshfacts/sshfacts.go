@@ -172,7 +172,7 @@ func baseName(word string) string {
 // reads it back as exactly one word with the same value. Words of only
 // letters, digits and _ @ % + : , . / - that are not reserved words are
 // returned as they are; anything else is single-quoted, a ' inside written
-// as '\”.
+// as a closing quote, an escaped quote and an opening quote.
 func Quote(word string) string {
 	if word != "" && !reserved[word] && strings.Trim(word, safeChars) == "" {
 		return word
