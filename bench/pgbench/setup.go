@@ -35,8 +35,10 @@ const (
 	// appUser is the upstream role: the gateway and PgBouncer log in as
 	// it, and so does pgbench on the direct path.
 	appUser = "app"
-	// workloadCgroup is the bench workload's cgroup; nothing runs in it:
-	// pgbench is attributed by --explicit-workload.
+	// workloadCgroup is the bench workload's cgroup: this program moves
+	// itself into it once the gateway runs, so that the gateway attributes
+	// its own check connections and every pgbench it starts to the
+	// workload (the gateway itself stays outside, as it must).
 	workloadCgroup = "/interlock-bench"
 	// bouncerSessionDB is PgBouncer's session-pooled alias of database,
 	// for -M prepared.
@@ -197,30 +199,41 @@ func (b *bench) startGateway(ctx context.Context) error {
 		return fmt.Errorf("interlock check: %w\n%s", err, out)
 	}
 
-	// The gateway does not create the workload's cgroup in explicit mode;
-	// remove it at the end only if something else made it during the run.
-	cgroupDir := ""
-	if root, err := identity.CgroupV2Root(); err == nil {
-		if _, err := os.Stat(filepath.Join(root, workloadCgroup)); errors.Is(err, fs.ErrNotExist) {
-			cgroupDir = filepath.Join(root, workloadCgroup)
-		}
+	// The gateway does not create the workload's cgroup in explicit mode:
+	// this program does, before the gateway starts, and removes it at the
+	// end if it made it.
+	root, err := identity.CgroupV2Root()
+	if err != nil {
+		return fmt.Errorf("the bench workload's cgroup: %w", err)
+	}
+	cgroupDir, made := filepath.Join(root, workloadCgroup), false
+	if err := os.Mkdir(cgroupDir, 0o755); err == nil {
+		made = true
+	} else if !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("the bench workload's cgroup: %w", err)
 	}
 
 	p, err := startProc("gateway", filepath.Join(b.dir, "gateway.log"), nil,
-		b.opts.interlock, "gateway", "--explicit", "--explicit-workload", "bench", "--config", b.gatewayCfg)
+		b.opts.interlock, "gateway", "--explicit", "--config", b.gatewayCfg)
 	if err != nil {
+		if made {
+			os.Remove(cgroupDir)
+		}
 		return err
 	}
 	b.gateway = p
 	b.OnClose(func() error {
 		err := p.stop(syscall.SIGTERM, 20*time.Second)
-		if cgroupDir != "" {
+		if made {
 			if rerr := os.Remove(cgroupDir); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 				err = errors.Join(err, rerr)
 			}
 		}
 		return err
 	})
+	if err := b.joinWorkload(root, cgroupDir); err != nil {
+		return err
+	}
 	if err := waitFor(ctx, p, 30*time.Second, func(ctx context.Context) error {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.gatewayAdmin+"/readyz", nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -241,6 +254,30 @@ func (b *bench) startGateway(ctx context.Context) error {
 // checkGateway makes sure the benchmarked path enforces the policy: DDL is
 // denied (and the table is still there), the masked column comes back
 // masked.
+// joinWorkload moves this program (and so every pgbench it starts from
+// now on) into the bench workload's cgroup, and back out at the end (first:
+// clean-ups run newest first, and the cgroup is removed after).
+func (b *bench) joinWorkload(root, cgroupDir string) error {
+	pid := os.Getpid()
+	from, err := identity.ProcessCgroup(uint32(pid))
+	if err != nil {
+		return fmt.Errorf("this program's cgroup: %w", err)
+	}
+	move := func(dir string) error {
+		return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+	}
+	if err := move(cgroupDir); err != nil {
+		return fmt.Errorf("joining the bench workload's cgroup: %w", err)
+	}
+	b.OnClose(func() error {
+		if err := move(filepath.Join(root, from)); err != nil {
+			return fmt.Errorf("leaving the bench workload's cgroup: %w", err)
+		}
+		return nil
+	})
+	return nil
+}
+
 func (b *bench) checkGateway(ctx context.Context) error {
 	c, err := pgx.Connect(ctx, fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", b.gatewayPort, appUser, database))
 	if err != nil {
