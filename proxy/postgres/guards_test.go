@@ -1,7 +1,9 @@
 package postgres_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -468,5 +470,59 @@ func TestSyncDuringCopyIn(t *testing.T) {
 	r.send(&pgproto3.Query{String: "SELECT 2"})
 	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 2", "Complete SELECT 1", "Ready I"}) {
 		t.Errorf("the query after it: %q", got)
+	}
+}
+
+// TestLongCopyDataStreamed: a client's long CopyData goes upstream as it
+// arrives instead of being held whole in the gateway's memory.
+func TestLongCopyDataStreamed(t *testing.T) {
+	e := newEnv(t, envOptions{policy: procedural})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "COPY notes (body) FROM STDIN"})
+	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+
+	const size, lineLen = 32 << 20, 1024
+	line := []byte(strings.Repeat("x", lineLen-1) + "\n")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	hdr := []byte{'d', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(hdr[1:], size+4)
+	if _, err := r.conn.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	for range size / lineLen {
+		if _, err := r.conn.Write(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.send(&pgproto3.CopyDone{})
+	got := filter(r.ready())
+	runtime.ReadMemStats(&after)
+	if !eq(got, []string{fmt.Sprintf("Complete COPY %d", size/lineLen), "Ready I"}) {
+		t.Fatalf("COPY of one %d MiB CopyData: %q", size>>20, got)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > size/4 {
+		t.Errorf("the gateway allocated %d MiB while relaying a %d MiB CopyData", grew>>20, size>>20)
+	}
+	if got := e.pg.Query(t, "SELECT count(*) FROM public.notes WHERE length(body) = 1023"); got != fmt.Sprint(size/lineLen) {
+		t.Errorf("rows copied: %s", got)
+	}
+
+	// After a denied COPY in the extended protocol the relay discards the
+	// client's messages up to the Sync, a long CopyData too.
+	r.send(&pgproto3.Parse{Query: "COPY orders FROM STDIN"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+	binary.BigEndian.PutUint32(hdr[1:], 4<<20+4)
+	r.conn.Write(hdr)
+	for range (4 << 20) / lineLen {
+		r.conn.Write(line)
+	}
+	r.send(&pgproto3.CopyDone{}, &pgproto3.Sync{})
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "orders are read-only") {
+		t.Errorf("denied COPY with a long CopyData: %q", got)
+	}
+	r.send(&pgproto3.Query{String: "SELECT count(*) FROM orders"})
+	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 2", "Complete SELECT 1", "Ready I"}) {
+		t.Errorf("after it: %q", got)
 	}
 }

@@ -348,6 +348,8 @@ func (c *session) clientLoop() error {
 			err = c.fromClient(msg)
 		} else if tl, ok := err.(*statementTooLong); ok {
 			err = c.tooLong(tl)
+		} else if cd, ok := err.(*copyDataStream); ok {
+			err = c.streamCopyData(cd)
 		} else if errors.Is(err, errProtocol) {
 			c.fatal(codeProtocolViolation, strings.TrimPrefix(err.Error(), errProtocol.Error()+": "))
 		}
@@ -599,6 +601,17 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.terminate()
 	}
 	return fmt.Errorf("%w: unexpected message %T", errProtocol, msg)
+}
+
+// streamCopyData passes a long CopyData on to upstream as it arrives, or
+// reads past it where the relay discards messages (after a denial in its
+// batch), as fromClient does with a short one.
+func (c *session) streamCopyData(cd *copyDataStream) error {
+	if c.relay.discard {
+		_, err := io.CopyN(io.Discard, c.cr.br, int64(cd.size))
+		return unexpectedEOF(err)
+	}
+	return c.up.stream('d', c.cr.br, cd.size)
 }
 
 // inCopyIn reports that upstream is in a COPY FROM STDIN the client has not

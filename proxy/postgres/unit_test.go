@@ -158,10 +158,17 @@ func TestClientReaderLimits(t *testing.T) {
 	t.Run("announced but missing body", func(t *testing.T) {
 		// A gigabyte announced, a few bytes sent: no gigabyte allocated,
 		// and the end of input is unexpected.
-		b := []byte{'d', 0x3f, 0xff, 0xff, 0xff, 'x', 'y'}
+		b := []byte{'B', 0x3f, 0xff, 0xff, 0xff, 'x', 'y'}
 		_, err := newClientReader(bytes.NewReader(b)).message()
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Errorf("got %v", err)
+		}
+		// A CopyData that long is the relay's to stream: reported before
+		// its body is read.
+		b[0] = 'd'
+		_, err = newClientReader(bytes.NewReader(b)).message()
+		if cd, ok := err.(*copyDataStream); !ok || cd.size != 0x3fffffff-4 {
+			t.Errorf("long CopyData: got %v", err)
 		}
 	})
 	t.Run("large message", func(t *testing.T) {

@@ -30,6 +30,9 @@ const (
 	// memory: one client must not be able to take gigabytes of a gateway
 	// that every agent of the host shares.
 	maxStatement = 16 << 20
+	// maxBufferedCopyData: a client's CopyData longer than this is not
+	// read into memory but streamed to upstream (see copyDataStream).
+	maxBufferedCopyData = 1 << 20
 	// directAllocLimit: bodies up to this size are read into a buffer of
 	// the announced size; larger ones grow with the data that actually
 	// arrives, so a client cannot make the gateway allocate a gigabyte by
@@ -153,6 +156,18 @@ func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
 	return msg, err
 }
 
+// copyDataStream is a client's CopyData longer than maxBufferedCopyData,
+// returned by clientReader.message as an error before its body is read:
+// the relay passes the body on (or discards it) as it arrives, so that a
+// client cannot make the gateway, which every agent of the host shares,
+// hold a message of up to a gigabyte. The body must be consumed before
+// the next read.
+type copyDataStream struct {
+	size int // of the body
+}
+
+func (e *copyDataStream) Error() string { return fmt.Sprintf("CopyData of %d bytes", e.size) }
+
 // statementTooLong is a Query ('Q') or Parse ('P') whose SQL is longer
 // than maxStatement.
 type statementTooLong struct {
@@ -199,6 +214,9 @@ func readMessage[M pgproto3.Message](f *frameReader, limit int, of func(byte) M,
 		}
 		if (t == 'Q' || t == 'P') && n > maxStatement && side == "frontend" {
 			return &statementTooLong{kind: t, size: n}
+		}
+		if t == 'd' && n > maxBufferedCopyData && side == "frontend" {
+			return &copyDataStream{size: n}
 		}
 		return nil
 	})
@@ -494,6 +512,41 @@ func (w *msgWriter) release() {
 		writeBuffers.Put(w.bufp)
 	}
 	w.buf, w.bufp = nil, nil
+}
+
+// stream writes what is buffered, then a message of type t whose body is
+// the next n bytes of r, as they arrive.
+func (w *msgWriter) stream(t byte, r io.Reader, n int) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.flushLocked(); err != nil {
+		return err
+	}
+	var hdr [5]byte
+	hdr[0] = t
+	binary.BigEndian.PutUint32(hdr[1:], uint32(n+4))
+	if _, err := w.conn.Write(hdr[:]); err != nil {
+		w.err = fmt.Errorf("%w: %w", w.side, err)
+		return w.err
+	}
+	buf := make([]byte, 64<<10)
+	for n > 0 {
+		k, err := r.Read(buf[:min(n, len(buf))])
+		if k > 0 {
+			if _, werr := w.conn.Write(buf[:k]); werr != nil {
+				w.err = fmt.Errorf("%w: %w", w.side, werr)
+				return w.err
+			}
+			n -= k
+		}
+		if err != nil && n > 0 {
+			// The client's failure: upstream is left mid-message, so the
+			// session ends (the caller returns this error).
+			w.err = fmt.Errorf("%w: the client stopped mid-CopyData: %w", w.side, unexpectedEOF(err))
+			return unexpectedEOF(err)
+		}
+	}
+	return nil
 }
 
 // send queues msgs and flushes.
