@@ -105,18 +105,29 @@ func (a *Authenticator) Authenticate(r *http.Request) (Identity, error) {
 	if err != nil {
 		return Identity{}, err
 	}
-	if a.tokens != nil {
-		if id, ok := a.tokens.Lookup(raw); ok {
-			return id, nil
-		}
+	if id, ok := a.lookupStatic(raw); ok {
+		return id, nil
 	}
+	return a.verifyOIDC(r.Context(), raw)
+}
+
+// lookupStatic finds raw among the static tokens, in constant time.
+func (a *Authenticator) lookupStatic(raw string) (Identity, bool) {
+	if a.tokens == nil {
+		return Identity{}, false
+	}
+	return a.tokens.Lookup(raw)
+}
+
+// verifyOIDC is Authenticate for a bearer token that is no static token.
+func (a *Authenticator) verifyOIDC(ctx context.Context, raw string) (Identity, error) {
 	if !looksLikeJWT(raw) {
 		return Identity{}, fmt.Errorf("bearer token matches no admin token: %w", ErrInvalidCredentials)
 	}
 	if a.oidc == nil {
 		return Identity{}, fmt.Errorf("bearer token is a JWT and no OIDC issuer is configured: %w", ErrInvalidCredentials)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), verifyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, verifyTimeout)
 	defer cancel()
 	c, err := a.oidc.VerifyAny(ctx, raw)
 	if err != nil {

@@ -338,13 +338,20 @@ func TestFailureDamping(t *testing.T) {
 			t.Fatalf("guess %d: status %d, want 401", i, got.status)
 		}
 	}
-	// The bucket is empty: even the right token waits, so guessing cannot
-	// go on by mixing in good requests.
-	for _, hdr := range [][]string{bearer("guess-3-0123456789abcdef"), bearer(aliceToken), nil} {
+	// The bucket is empty: guesses and OIDC tokens (which cost a signature
+	// check) wait, but a static token that matches is served at once, so
+	// a local process that keeps failing cannot keep the admins out.
+	for _, hdr := range [][]string{bearer("guess-3-0123456789abcdef"), bearer(goodJWT), {"Authorization", "Basic YWxpY2U6eA=="}} {
 		got := get(t, srv, "/api/v1/status", hdr...)
 		if got.status != http.StatusTooManyRequests || got.retry != "60" {
-			t.Errorf("after 3 failures: status %d, Retry-After %q; want 429 and 60", got.status, got.retry)
+			t.Errorf("after 3 failures, %v: status %d, Retry-After %q; want 429 and 60", hdr, got.status, got.retry)
 		}
+	}
+	if got := get(t, srv, "/api/v1/status", bearer(aliceToken)...); got.status != 200 {
+		t.Errorf("the right static token after 3 failures: status %d, want 200", got.status)
+	}
+	if got := get(t, srv, "/api/v1/status"); got.status != 401 {
+		t.Errorf("no credentials after 3 failures: status %d, want 401", got.status)
 	}
 	// Public paths are not throttled.
 	if got := get(t, srv, "/healthz"); got.status != 200 {
@@ -352,19 +359,38 @@ func TestFailureDamping(t *testing.T) {
 	}
 
 	clock.advance(30 * time.Second)
-	if got := get(t, srv, "/api/v1/status", bearer(aliceToken)...); got.status != 429 || got.retry != "30" {
-		t.Errorf("half a refill later: status %d, Retry-After %q; want 429 and 30", got.status, got.retry)
+	if got := get(t, srv, "/api/v1/status", bearer(goodJWT)...); got.status != 429 || got.retry != "30" {
+		t.Errorf("half a refill later, OIDC token: status %d, Retry-After %q; want 429 and 30", got.status, got.retry)
 	}
 	clock.advance(30 * time.Second)
-	if got := get(t, srv, "/api/v1/status", bearer(aliceToken)...); got.status != 200 {
-		t.Errorf("a refill later, good token: status %d, want 200", got.status)
+	if got := get(t, srv, "/api/v1/status", bearer(goodJWT)...); got.status != 200 {
+		t.Errorf("a refill later, good OIDC token: status %d, want 200", got.status)
+	}
+	// A valid OIDC token gave its attempt back; an outage does too.
+	if got := get(t, srv, "/api/v1/status", bearer(outageJWT)...); got.status != 503 {
+		t.Errorf("OIDC outage: status %d, want 503", got.status)
 	}
 	// One attempt regained, one spent on a failure: throttled again.
 	if got := get(t, srv, "/api/v1/status", bearer("guess-4-0123456789abcdef")...); got.status != 401 {
 		t.Errorf("regained attempt: status %d, want 401", got.status)
 	}
-	if got := get(t, srv, "/api/v1/status", bearer(aliceToken)...); got.status != 429 {
+	if got := get(t, srv, "/api/v1/status", bearer(goodJWT)...); got.status != 429 {
 		t.Errorf("after spending the regained attempt: status %d, want 429", got.status)
+	}
+}
+
+// A local process failing without pause keeps no static-token admin out:
+// every one of its requests is refused, every admin's is served.
+func TestFailingNeighbourDoesNotLockOut(t *testing.T) {
+	a := New(loadGood(t), &fakeVerifier{}, WithFailureLimit(3, time.Hour))
+	srv := adminServer(t, a)
+	for i := range 20 {
+		if got := get(t, srv, "/api/v1/status", bearer(fmt.Sprintf("guess-%d-0123456789abcdef", i))...); got.status == 200 {
+			t.Fatalf("guess %d served", i)
+		}
+		if got := get(t, srv, "/api/v1/status", bearer(aliceToken)...); got.status != 200 {
+			t.Fatalf("admin after %d failures from the same address: status %d, want 200", i+1, got.status)
+		}
 	}
 }
 

@@ -23,12 +23,19 @@
 //   - The middleware (Require, Protect) that answers unauthenticated
 //     requests and puts the caller's Identity in the request context
 //     (FromContext), and its brute-force damping: a token bucket per client
-//     address (per /64 for IPv6) that failed attempts drain. An empty bucket
-//     is answered 429 with Retry-After whatever the credential, so guessing
-//     cannot go on. Callers sharing an address (everything on loopback)
-//     share the bucket: a local process that keeps failing delays the other
-//     local admins by up to DefaultFailureRefill. The map of buckets is
-//     bounded (4096 addresses; the rest share one bucket).
+//     address (per /64 for IPv6) that failed attempts drain. A static token
+//     is looked up first and, when it matches, served whatever the bucket
+//     holds: guessing one of at least 16 bytes is hopeless, and callers
+//     sharing an address (everything on loopback) share the bucket, so a
+//     local process that keeps failing must not keep the admins out. Every
+//     other credential (a guess, an OIDC token, whose check costs a
+//     signature check and may make the verifier fetch keys) needs an
+//     attempt from the bucket and is answered 429 with Retry-After when it
+//     is empty; the attempt is given back unless the credential was
+//     invalid. So an OIDC admin sharing an address with a process that
+//     keeps failing waits while it fails; a static token is the way in
+//     then. The map of buckets is bounded (4096 addresses; the rest share
+//     one bucket).
 //   - ClientToken: the CLI's credential from --token-file or
 //     INTERLOCK_TOKEN.
 //
