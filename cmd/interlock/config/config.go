@@ -274,6 +274,9 @@ func Parse(path string, data []byte) (*Config, error) {
 	if body == nil {
 		return nil, fileErr("file is empty")
 	}
+	if err := checkExpansion(path, body); err != nil {
+		return nil, err
+	}
 	src, err := newSourceMap(path, body)
 	if err != nil {
 		return nil, err
