@@ -100,14 +100,19 @@ func TestCompileErrors(t *testing.T) {
 		{
 			name: "mask problems",
 			cfg: Config{Masks: []MaskConfig{
-				{Name: "m", Targets: []string{"nope"}, Columns: []string{"a.b.c.d", "customers..email", "email"}, Detectors: []string{"ssn", "email"}},
+				{Name: "m", Targets: []string{"nope"}, Columns: []string{"a.b.c.d", "customers..email", "email",
+					`"Email"`, "customers.*", "email,ssn", "1st", "Public.Customers.email_2$"}, Detectors: []string{"ssn", "email"}},
 				{Name: "m", Detectors: []string{"iban"}},
 				{Detectors: []string{"jwt"}},
 			}},
 			want: []string{
 				`policy.masks[0] (m): targets: unknown target "nope"`,
 				`policy.masks[0] (m): columns[0]: invalid column "a.b.c.d" (want column, table.column or schema.table.column)`,
-				`policy.masks[0] (m): columns[1]: invalid column "customers..email" (want column, table.column or schema.table.column)`,
+				`policy.masks[0] (m): columns[1]: invalid column "customers..email": an empty name (want column, table.column or schema.table.column, each a plain name matched without regard to case; list columns one by one)`,
+				`policy.masks[0] (m): columns[3]: invalid column "\"Email\"": quoted names are not supported (want column, table.column or schema.table.column, each a plain name matched without regard to case; list columns one by one)`,
+				`policy.masks[0] (m): columns[4]: invalid column "customers.*": wildcards are not supported (want column, table.column or schema.table.column, each a plain name matched without regard to case; list columns one by one)`,
+				`policy.masks[0] (m): columns[5]: invalid column "email,ssn": ',' cannot be part of a name (want column, table.column or schema.table.column, each a plain name matched without regard to case; list columns one by one)`,
+				`policy.masks[0] (m): columns[6]: invalid column "1st": '1' cannot be part of a name (want column, table.column or schema.table.column, each a plain name matched without regard to case; list columns one by one)`,
 				`policy.masks[0] (m): detectors[0]: unknown detector "ssn" (want one of email, credit_card, iban, aws_key, jwt, private_key)`,
 				"policy.masks[1] (m): name: duplicate: policy.masks[0] has the same name",
 				"policy.masks[2]: name: required",

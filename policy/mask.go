@@ -21,14 +21,18 @@ type columnMatch struct {
 }
 
 // parseColumn parses "column", "table.column" or "schema.table.column".
+// Each part is a plain identifier (letters, digits, _ and $, not starting
+// with a digit), matched without regard to case: anything else — a quoted
+// name, a wildcard, a list — could never match a column, and a mask that
+// silently masks nothing is a leak.
 func parseColumn(s string) (columnMatch, error) {
 	parts := strings.Split(s, ".")
-	if len(parts) > 3 || strings.TrimSpace(s) != s || strings.Contains(s, " ") {
+	if len(parts) > 3 {
 		return columnMatch{}, fmt.Errorf("invalid column %q (want column, table.column or schema.table.column)", s)
 	}
 	for _, p := range parts {
-		if p == "" {
-			return columnMatch{}, fmt.Errorf("invalid column %q (want column, table.column or schema.table.column)", s)
+		if why := badIdentifier(p); why != "" {
+			return columnMatch{}, fmt.Errorf("invalid column %q: %s (want column, table.column or schema.table.column, each a plain name matched without regard to case; list columns one by one)", s, why)
 		}
 	}
 	var c columnMatch
@@ -40,6 +44,26 @@ func parseColumn(s string) (columnMatch, error) {
 		c.schema = parts[0]
 	}
 	return c, nil
+}
+
+// badIdentifier says why p is not a plain identifier, or "".
+func badIdentifier(p string) string {
+	if p == "" {
+		return "an empty name"
+	}
+	for i, r := range p {
+		switch {
+		case r == '_' || r == '$' && i > 0 || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= 0x80:
+		case r >= '0' && r <= '9' && i > 0:
+		case r == '"':
+			return "quoted names are not supported"
+		case r == '*':
+			return "wildcards are not supported"
+		default:
+			return fmt.Sprintf("%q cannot be part of a name", r)
+		}
+	}
+	return ""
 }
 
 // Masker applies the masks that match one request. A nil *Masker masks
