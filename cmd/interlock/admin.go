@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/interlock-dev/interlock/identity/adminauth"
+	"github.com/interlock-dev/interlock/identity/oidc"
 	"github.com/interlock-dev/interlock/proxy"
 )
 
@@ -113,6 +115,11 @@ func (g *gateway) setUpAdminAuth() error {
 	if g.verifier != nil {
 		verifier = adminauth.VerifierFunc(func(ctx context.Context, raw string) (adminauth.Claims, error) {
 			id, _, err := g.verifier.VerifyAny(ctx, raw)
+			if errors.Is(err, oidc.ErrIssuerUnavailable) {
+				// An outage or the per-issuer key fetch limit: 503, and
+				// no failed attempt against the caller's address.
+				return adminauth.Claims{}, fmt.Errorf("%w: %w", adminauth.ErrUnavailable, err)
+			}
 			if err != nil {
 				return adminauth.Claims{}, err
 			}
