@@ -97,9 +97,6 @@ func (o *WebhookOptions) fill() {
 	o.APIBase = strings.TrimRight(o.APIBase, "/")
 }
 
-// maxRedirects bounds the redirects one attempt follows.
-const maxRedirects = 3
-
 // Webhook is a Notifier that POSTs each event as JSON to one URL, from its
 // own goroutine, in order, retrying failures with exponential backoff.
 type Webhook struct {
@@ -145,15 +142,10 @@ func newWebhook(rawURL string, opts WebhookOptions, m *webhookMetrics) (*Webhook
 	w.client = &http.Client{
 		Transport: opts.Transport,
 		Timeout:   opts.Timeout,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-				return fmt.Errorf("redirect to a %q URL: %w", req.URL.Scheme, errNotHTTP)
-			}
-			if len(via) > maxRedirects {
-				return fmt.Errorf("more than %d redirects", maxRedirects)
-			}
-			return nil
-		},
+		// Redirects are not followed: one would carry the POST body (the
+		// held command) wherever the receiver points, internal addresses
+		// included. post treats a 3xx as a failure that names where to.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	go w.run()
@@ -295,6 +287,14 @@ func (w *Webhook) post(body []byte) (retry bool, reason string, err error) {
 	resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return false, "", nil
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		to := "nowhere"
+		if loc, err := resp.Location(); err == nil {
+			to = redactURL(loc.String())
+		}
+		return false, failStatus, fmt.Errorf("receiver answered %s, to %s; redirects are not followed: configure the final URL as the webhook",
+			resp.Status, to)
 	}
 	retry = resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests
 	return retry, failStatus, fmt.Errorf("receiver answered %s", resp.Status)

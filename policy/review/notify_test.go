@@ -1,10 +1,12 @@
 package review
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -268,29 +270,42 @@ func TestWebhookRetries(t *testing.T) {
 	}
 }
 
+// TestWebhookRedirects: a redirect is a failure, never followed: following
+// one would POST the held command wherever the receiver points, internal
+// addresses included.
 func TestWebhookRedirects(t *testing.T) {
+	internal := newReceiver(t) // an address only the gateway can reach
 	tests := []struct {
-		name          string
-		to            func(rc *receiver) string
-		wantDelivered float64
-		wantNetwork   float64
+		name string
+		to   func(rc *receiver) string
 	}{
-		{"to http is followed", func(rc *receiver) string { return rc.srv.URL + "/moved" }, 1, 0},
-		{"to another scheme is refused", func(*receiver) string { return "ftp://127.0.0.1/hook" }, 0, 2},
+		{"to the same host", func(rc *receiver) string { return rc.srv.URL + "/moved" }},
+		{"to an internal address", func(*receiver) string { return internal.srv.URL + "/admin/internal-only" }},
+		{"to another scheme", func(*receiver) string { return "ftp://127.0.0.1/hook" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := newReceiver(t)
 			rc.redirect = tt.to(rc)
 			reg := prometheus.NewRegistry()
-			w, err := NewWebhook(rc.url(), WebhookOptions{Registerer: reg, Attempts: 2, Backoff: 10 * time.Millisecond})
+			var logs bytes.Buffer
+			w, err := NewWebhook(rc.url(), WebhookOptions{Registerer: reg, Attempts: 3, Backoff: 10 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer w.Close()
 			w.Notify(context.Background(), Event{Kind: EventRequested, Request: heldUpdate()})
-			eventually(t, reg, "interlock_webhook_deliveries_total", nil, tt.wantDelivered)
-			eventually(t, reg, "interlock_webhook_failures_total", map[string]string{"reason": failNetwork}, tt.wantNetwork)
+			// Not retried: the answer will not change.
+			eventually(t, reg, "interlock_webhook_failures_total", map[string]string{"reason": failStatus}, 1)
+			eventually(t, reg, "interlock_webhook_failures_total", map[string]string{"reason": failGaveUp}, 1)
+			eventually(t, reg, "interlock_webhook_deliveries_total", nil, 0)
+			rc.none(t, 50*time.Millisecond)
+			internal.none(t, 50*time.Millisecond)
+			w.Close() // the delivering goroutine has ended: logs is ours
+			if log := logs.String(); !strings.Contains(log, "redirects are not followed") {
+				t.Errorf("the log does not say the redirect was refused:\n%s", log)
+			}
 		})
 	}
 }
