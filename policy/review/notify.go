@@ -367,30 +367,40 @@ const maxTextCommand = 200
 // with its control characters escaped, cut short with a marker saying so,
 // and followed by what policy read it as (its programs or SQL command), so
 // that a command cannot pass itself off as another (ls #<spaces>\nrm -rf /,
-// or a terminal escape that redraws the line).
+// or a terminal escape that redraws the line). Every other value is
+// escaped the same way (a requester's subject or a deny reason comes from
+// elsewhere too), and the whole line is escaped for chat markup (see
+// chatEscape).
 func messageText(ev Event) string {
 	r := ev.Request
-	who := r.Requester.Subject
+	p := Printable
+	who := p(r.Requester.Subject)
 	if who == "" {
 		who = "an unidentified caller"
 	}
 	cmd := DisplayCommand(r.Command, maxTextCommand)
 	if r.Operation != "" {
-		cmd += " [" + r.Kind + ": " + Printable(r.Operation) + "]"
+		cmd += " [" + p(r.Kind) + ": " + p(r.Operation) + "]"
 	}
 	if ev.Kind == EventRequested {
-		return fmt.Sprintf("interlock: %s on %s wants to run %s on %s (rule %s); approve with: interlock approvals approve %s",
-			who, r.Workload, cmd, r.Target, r.Rule, r.ID)
+		return chatEscape(fmt.Sprintf("interlock: %s on %s wants to run %s on %s (rule %s); approve with: interlock approvals approve %s",
+			who, p(r.Workload), cmd, p(r.Target), p(r.Rule), p(r.ID)))
 	}
 	outcome := string(r.State)
 	if r.Decider.Subject != "" {
-		outcome += " by " + r.Decider.Subject
+		outcome += " by " + p(r.Decider.Subject)
 	}
 	if r.Reason != "" {
-		outcome += ": " + r.Reason
+		outcome += ": " + p(r.Reason)
 	}
-	return fmt.Sprintf("interlock: request %s (%s on %s by %s on %s) %s", r.ID, cmd, r.Target, who, r.Workload, outcome)
+	return chatEscape(fmt.Sprintf("interlock: request %s (%s on %s by %s on %s) %s", p(r.ID), cmd, p(r.Target), who, p(r.Workload), outcome))
 }
+
+// chatEscape escapes &, < and > as HTML entities, as Slack's message
+// format (which other chat webhooks accept too) requires of literal text:
+// otherwise a command holding "<!channel>" notifies everyone and
+// "<https://x|approve here>" shows a link labelled as the command wants.
+var chatEscape = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace
 
 // Printable is s for a human to read: control characters, invalid UTF-8
 // and characters that print nothing or reorder text (\r, \x1b, U+202E,

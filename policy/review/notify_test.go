@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/interlock-dev/interlock/identity"
 )
 
 // receiver is a real HTTP server on loopback standing in for a chat
@@ -442,6 +444,34 @@ func TestMessageTextShowsDisguisedCommands(t *testing.T) {
 		}
 		if strings.ContainsFunc(text, func(r rune) bool { return r < ' ' || r == 0x7f || r == 0x202e }) {
 			t.Errorf("%q: text %q holds control characters", tc.command, text)
+		}
+	}
+}
+
+// TestMessageTextEscapesEverything: no value in the chat text, the
+// requester's subject and the deny reason included, can break the line,
+// redraw it, or use the chat's markup to notify everyone or show a link.
+func TestMessageTextEscapesEverything(t *testing.T) {
+	r := Request{ID: "abcdefghij", Workload: "support", Target: "shop", Rule: "writes",
+		Requester: identity.Identity{Subject: "svc\ninterlock: request zzz approved by bob", Issuer: "https://idp/"},
+		Command:   "UPDATE t SET a = '<!channel> <https://evil.example/approve|click to approve> & more' WHERE true",
+		Kind:      "write", Operation: "UPDATE", State: Pending}
+	requested := messageText(Event{Kind: EventRequested, Request: r})
+	r.State, r.Decider, r.Reason = Rejected, identity.Identity{Subject: "bob<@U123>"}, "no\x1b[2K\rapproved <!here>"
+	decided := messageText(Event{Kind: EventDecided, Request: r})
+	for _, text := range []string{requested, decided} {
+		if strings.ContainsAny(text, "<>\n\r\x1b") {
+			t.Errorf("text %q holds chat markup or control characters", text)
+		}
+		for _, want := range []string{`svc\ninterlock: request zzz`, "&lt;!channel&gt; &lt;https://evil.example/approve|click to approve&gt; &amp; more"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("text %q lacks %q", text, want)
+			}
+		}
+	}
+	for _, want := range []string{`rejected by bob&lt;@U123&gt;: no\x1b[2K\rapproved &lt;!here&gt;`} {
+		if !strings.Contains(decided, want) {
+			t.Errorf("decided text %q lacks %q", decided, want)
 		}
 	}
 }
