@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,7 +18,9 @@ import (
 	"time"
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/identity/oidc"
+	"github.com/interlock-dev/interlock/policy/review"
 )
 
 const adminTestToken = "0123456789abcdef0123"
@@ -104,5 +108,107 @@ func TestAdminOIDCOutageIsUnavailable(t *testing.T) {
 	}
 	if code, body := adminGet(t, srv, "/api/v1/status", adminTestToken); code != http.StatusOK {
 		t.Errorf("the static token after the outage's refusals: %d %s; want 200", code, body)
+	}
+}
+
+func TestAdminServerTimeouts(t *testing.T) {
+	srv := newAdminServer(http.NotFoundHandler())
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.IdleTimeout <= 0 {
+		t.Errorf("admin server timeouts: header %v, read %v, idle %v; a slow or idle local connection would be held forever",
+			srv.ReadHeaderTimeout, srv.ReadTimeout, srv.IdleTimeout)
+	}
+}
+
+func TestAdminExposureWarning(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		warn bool
+	}{
+		{"127.0.0.1:9470", false},
+		{"[::1]:9470", false},
+		{"[::ffff:127.0.0.1]:9470", false},
+		{"0.0.0.0:9470", true},
+		{"10.1.2.3:9470", true},
+		{"[::]:9470", true},
+	} {
+		var logs strings.Builder
+		g := &gateway{logger: slog.New(slog.NewTextHandler(&logs, nil)), adminAddr: netip.MustParseAddrPort(tc.addr)}
+		g.warnIfAdminExposed()
+		if got := strings.Contains(logs.String(), "admin listener is not on loopback"); got != tc.warn {
+			t.Errorf("admin on %s: warned %v, want %v\n%s", tc.addr, got, tc.warn, logs.String())
+		}
+	}
+}
+
+// A decision is logged with the reason as stored (cut to the store's
+// limit), not the request body's, which may be 64 KiB.
+func TestDecisionLogsStoredReason(t *testing.T) {
+	g := adminTestGateway(t, "")
+	var logs bytes.Buffer
+	g.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	store, err := review.Open(filepath.Join(t.TempDir(), "approvals.db"), review.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	g.approvals = store
+	held, err := store.Submit(t.Context(), review.Request{
+		SessionID: "s1", Target: "shop", Protocol: "postgres", Workload: "support",
+		Requester: identity.Identity{Subject: "agent"}, Command: "UPDATE t SET a = 1", Kind: "write", Operation: "UPDATE",
+		Rule: "writes", Approvers: []string{"dba"}, Timeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	g.approvalsAPI(mux)
+	srv := httptest.NewServer(g.adminAuth.Require(mux))
+	defer srv.Close()
+
+	body, _ := json.Marshal(map[string]string{"reason": strings.Repeat("no ", 20000)})
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/approvals/"+held.ID+"/deny", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminTestToken)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v approvalView
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || v.State != "rejected" {
+		t.Fatalf("deny: %s %+v %v", resp.Status, v, err)
+	}
+	var line string
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(l, "review decided") {
+			line = l
+		}
+	}
+	if line == "" {
+		t.Fatalf("no decision logged:\n%.2000s", logs.String())
+	}
+	if len(line) > len(v.Reason)+1024 || !strings.Contains(line, v.Reason) {
+		t.Errorf("the decision's log line is %d bytes for a stored reason of %d: want the stored reason", len(line), len(v.Reason))
+	}
+}
+
+// The same subject from two issuers is two people: show and approve name
+// the issuer next to the requester and the decider.
+func TestApprovalShowsIssuers(t *testing.T) {
+	v := viewOf(review.Request{ID: "ab2cd3ef4g", State: review.Approved,
+		Requester: identity.Identity{Subject: "alice", Issuer: "https://idp-a.example/"},
+		Decider:   identity.Identity{Subject: "alice", Issuer: "https://idp-b.example/"}})
+	if v.Issuer != "https://idp-a.example/" || v.DeciderIssuer != "https://idp-b.example/" {
+		t.Fatalf("view issuers: requester %q, decider %q", v.Issuer, v.DeciderIssuer)
+	}
+	var b bytes.Buffer
+	writeApproval(&b, v)
+	for _, want := range []string{"requested by alice (issuer https://idp-a.example/)", "by alice (issuer https://idp-b.example/)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("show prints\n%s\nwithout %q", b.String(), want)
+		}
+	}
+	if got := withIssuer("alice", ""); got != "alice" {
+		t.Errorf("a static identity shows as %q, want alice", got)
 	}
 }

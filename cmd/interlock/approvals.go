@@ -39,8 +39,11 @@ type approvalView struct {
 	Approvers []string  `json:"approvers"`
 	Grant     string    `json:"grant,omitempty"`
 	Decider   string    `json:"decider,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
-	Decided   time.Time `json:"decided,omitzero"`
+	// DeciderIssuer is the OIDC issuer of the decider's token, "" for a
+	// static admin token: the same subject from two issuers is two people.
+	DeciderIssuer string    `json:"decider_issuer,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	Decided       time.Time `json:"decided,omitzero"`
 }
 
 func viewOf(r review.Request) approvalView {
@@ -49,7 +52,7 @@ func viewOf(r review.Request) approvalView {
 		Target: r.Target, Protocol: r.Protocol, Workload: r.Workload,
 		Requester: r.Requester.Subject, Issuer: r.Requester.Issuer, Groups: r.Requester.Groups,
 		Command: r.Command, Kind: r.Kind, Operation: r.Operation, Rule: r.Rule, Approvers: r.Approvers,
-		Decider: r.Decider.Subject, Reason: r.Reason, Decided: r.Decided,
+		Decider: r.Decider.Subject, DeciderIssuer: r.Decider.Issuer, Reason: r.Reason, Decided: r.Decided,
 	}
 	if r.Grant > 0 {
 		v.Grant = r.Grant.String()
@@ -103,7 +106,9 @@ func (g *gateway) approvalsAPI(mux *http.ServeMux) {
 				apiError(w, statusOf(err), err)
 				return
 			}
-			g.logger.Info("review decided", "request", a.ID, "state", a.State, "decider", caller.Subject, "reason", body.Reason)
+			// The stored reason: the body's may be 64 KiB.
+			g.logger.Info("review decided", "request", a.ID, "state", a.State, "decider", caller.Subject,
+				"decider_issuer", caller.Issuer, "reason", a.Reason)
 			writeAPI(w, http.StatusOK, viewOf(a))
 		}
 	}
@@ -280,7 +285,7 @@ decide, and never the requester itself.`,
 				if output == "json" {
 					return writeJSON(cmd, a)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s by %s\n", a.ID, a.State, a.Decider)
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %s by %s\n", a.ID, a.State, withIssuer(a.Decider, a.DeciderIssuer))
 				return nil
 			},
 		}
@@ -305,11 +310,21 @@ func writeApproval(w io.Writer, a approvalView) {
 		fmt.Fprintf(w, "reads as  %s: %s\n", p(a.Kind), p(a.Operation))
 	}
 	fmt.Fprintf(w, "target    %s (%s)\nworkload  %s, requested by %s\nrule      %s, approvers %s\ncreated   %s, expires %s\n",
-		p(a.Target), p(a.Protocol), p(a.Workload), p(a.Requester), p(a.Rule), p(strings.Join(a.Approvers, ",")),
+		p(a.Target), p(a.Protocol), p(a.Workload), withIssuer(a.Requester, a.Issuer), p(a.Rule), p(strings.Join(a.Approvers, ",")),
 		a.Created.Format(time.RFC3339), a.Expires.Format(time.RFC3339))
 	if a.Decider != "" || a.Reason != "" {
-		fmt.Fprintf(w, "decided   %s by %s: %s\n", a.Decided.Format(time.RFC3339), p(a.Decider), p(a.Reason))
+		fmt.Fprintf(w, "decided   %s by %s: %s\n", a.Decided.Format(time.RFC3339), withIssuer(a.Decider, a.DeciderIssuer), p(a.Reason))
 	}
+}
+
+// withIssuer names a subject with the OIDC issuer that vouched for it, so
+// "alice" of one issuer cannot pass for "alice" of another; a static
+// identity (no issuer) is the subject alone. Both are escaped.
+func withIssuer(subject, issuer string) string {
+	if issuer == "" {
+		return review.Printable(subject)
+	}
+	return review.Printable(subject) + " (issuer " + review.Printable(issuer) + ")"
 }
 
 // oneLine is a command for one table cell: escaped, and cut short with a

@@ -168,7 +168,8 @@ func (g *gateway) run(ctx context.Context) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	g.adminAddr = netip.MustParseAddrPort(adminLn.Addr().String())
-	admin := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	g.warnIfAdminExposed()
+	admin := newAdminServer(g.adminHandler())
 	go func() {
 		if err := admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			g.logger.Error("admin listener stopped", "error", err)
@@ -213,6 +214,29 @@ func (g *gateway) run(ctx context.Context) error {
 		g.logger.Info("data path stays pinned: redirected connects are refused until the gateway is back", "bpffs", cfg.Gateway.BPFFS)
 	}
 	return nil
+}
+
+// warnIfAdminExposed warns when the admin listener is reachable from other
+// hosts: the API is plain HTTP with bearer tokens.
+func (g *gateway) warnIfAdminExposed() {
+	if g.adminAddr.Addr().Unmap().IsLoopback() {
+		return
+	}
+	g.logger.Warn("admin listener is not on loopback: its API is plain HTTP, so bearer tokens cross the network readable; "+
+		"set gateway.admin to a loopback address, or put a TLS proxy on this host in front of it",
+		"address", g.adminAddr.String())
+}
+
+// newAdminServer serves the admin API. Its callers are few and local, so
+// a connection that is slow to send its request, or idles, is cut instead
+// of held: a local process could otherwise keep open as many as it likes.
+func newAdminServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
 
 func (g *gateway) closeAll(admin *http.Server) {
