@@ -9,16 +9,16 @@ import (
 // fakeFacts stands in for the SQL classifier: statements are separated by
 // ';', the first word is the command, "DROP" and "CREATE" are ddl, "SELECT"
 // is read, anything else write; "garbage" does not parse.
-func fakeFacts(tr TestRequest) ([]Request, error) {
+func fakeFacts(tr TestRequest) ([]TestStep, error) {
 	base := Request{
 		Target:   Target{Name: tr.Target, Protocol: "postgres"},
 		Workload: Workload{Name: tr.Workload},
 		Identity: Identity{Subject: tr.Subject, Groups: tr.Groups},
 	}
 	if tr.SQL == "" {
-		return []Request{base}, nil
+		return []TestStep{{Request: base}}, nil
 	}
-	var out []Request
+	var out []TestStep
 	for stmt := range strings.SplitSeq(tr.SQL, ";") {
 		stmt = strings.TrimSpace(stmt)
 		if stmt == "" {
@@ -39,7 +39,7 @@ func fakeFacts(tr TestRequest) ([]Request, error) {
 		}
 		r := base
 		r.SQL = &s
-		out = append(out, r)
+		out = append(out, TestStep{Request: r})
 	}
 	return out, nil
 }
@@ -60,8 +60,8 @@ func TestRunTests(t *testing.T) {
 		{Name: "drop after a select is denied", Request: TestRequest{SQL: "SELECT 1; DROP TABLE t"}, Expect: "deny", Rule: "no-ddl"},
 		{Name: "writes in shop are held", Request: TestRequest{SQL: "SELECT 1; UPDATE t SET a = 1", Database: "shop"}, Expect: "review"},
 		{Name: "writers write elsewhere", Request: TestRequest{SQL: "INSERT INTO t VALUES (1)", Groups: []string{"writers"}}, Expect: "allow", Rule: "writers"},
-		{Name: "unparsable is denied", Request: TestRequest{SQL: "garbage"}, Expect: "deny"},
-		{Name: "no statement at all", Request: TestRequest{SQL: " ; "}, Expect: "deny"},
+		{Name: "unparsable fails although expected denied", Request: TestRequest{SQL: "garbage"}, Expect: "deny"},
+		{Name: "no statement at all fails", Request: TestRequest{SQL: " ; "}, Expect: "deny"},
 		{Name: "wrong expectation", Request: TestRequest{SQL: "SELECT 1"}, Expect: "deny"},
 		{Name: "wrong rule", Request: TestRequest{SQL: "DROP TABLE t"}, Expect: "deny", Rule: "reads"},
 		{Name: "unparsable expected allowed", Request: TestRequest{SQL: "garbage"}, Expect: "allow"},
@@ -80,11 +80,11 @@ func TestRunTests(t *testing.T) {
 		{true, Deny, "no-ddl", false},
 		{true, Review, "hold-writes", false},
 		{true, Allow, "writers", false},
-		{true, Deny, "", true},
-		{true, Deny, "", true},
+		{false, "", "", true},
+		{false, "", "", true},
 		{false, Allow, "reads", false},
 		{false, Deny, "no-ddl", false},
-		{false, Deny, "", true},
+		{false, "", "", true},
 		{true, Deny, "", false},
 	}
 	if len(results) != len(want) {
@@ -113,13 +113,54 @@ func TestRunTestsWithoutFacts(t *testing.T) {
 			{Name: "agent", Request: TestRequest{Target: "shop", Workload: "agent"}, Expect: "deny", Rule: "etl-only"},
 			{Name: "etl", Request: TestRequest{Target: "shop", Workload: "etl"}, Expect: "allow"},
 			{Name: "sql needs facts", Request: TestRequest{SQL: "SELECT 1"}, Expect: "allow"},
+			{Name: "ssh needs facts", Request: TestRequest{SSH: &TestSSH{Command: "ls"}}, Expect: "allow"},
 		},
 	})
 	results := p.RunTests(nil)
 	if !results[0].Passed || !results[1].Passed {
 		t.Errorf("name-only tests failed: %+v", results[:2])
 	}
-	if results[2].Passed || results[2].Err == nil {
-		t.Errorf("a test with SQL passed without a classifier: %+v", results[2])
+	for _, r := range results[2:] {
+		if r.Passed || r.Err == nil {
+			t.Errorf("%s: passed without a facts function: %+v", r.Name, r)
+		}
+	}
+}
+
+// TestRunTestsSteps: the gateway's own decision replaces the policy's, and
+// a review on a request the handler cannot hold is a denial.
+func TestRunTestsSteps(t *testing.T) {
+	p := mustCompile(t, Config{
+		Default: "allow",
+		Rules: []RuleConfig{
+			{Name: "hold-env", When: `ssh.request in ["env", "exec"]`, Action: "review", Review: &ReviewConfig{Approvers: []string{"ops"}}},
+			{Name: "okta-only", When: `identity.issuer != "https://okta.example/"`, Action: "deny"},
+		},
+		Tests: []TestConfig{
+			{Name: "guarded", Request: TestRequest{SQL: "SET x"}, Expect: "deny", Rule: "interlock-guard"},
+			{Name: "env cannot be held", Request: TestRequest{SSH: &TestSSH{Request: "env"}}, Expect: "deny", Rule: "hold-env"},
+			{Name: "exec is held", Request: TestRequest{SSH: &TestSSH{Request: "exec"}}, Expect: "review", Rule: "hold-env"},
+			{Name: "issuer", Request: TestRequest{Issuer: "https://okta.example/"}, Expect: "allow"},
+			{Name: "no issuer", Request: TestRequest{}, Expect: "deny", Rule: "okta-only"},
+		},
+	})
+	guard := Decision{Action: Deny, Rule: "interlock-guard"}
+	results := p.RunTests(func(tr TestRequest) ([]TestStep, error) {
+		r := Request{Identity: Identity{Issuer: "https://okta.example/"}}
+		switch {
+		case tr.SQL != "":
+			r.SQL = &SQL{Command: "SET", Text: tr.SQL}
+			return []TestStep{{Request: r, Gateway: &guard}}, nil
+		case tr.SSH != nil:
+			r.SSH = &SSH{Request: tr.SSH.Request}
+			return []TestStep{{Request: r, NoReview: tr.SSH.Request != "exec"}}, nil
+		}
+		r.Identity.Issuer = tr.Issuer
+		return []TestStep{{Request: r}}, nil
+	})
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("%s: got %s (rule %q), err %v; want %s (rule %q)", r.Name, r.Got.Action, r.Got.Rule, r.Err, r.Want, r.WantRule)
+		}
 	}
 }

@@ -309,7 +309,7 @@ func (c *compiler) tests(tcs []TestConfig, rcs []RuleConfig) {
 		default:
 			c.failf(path, "expect", "unknown decision %q (want allow, deny or review)", tc.Expect)
 		}
-		if tc.Rule != "" && !slices.ContainsFunc(rcs, func(r RuleConfig) bool { return r.Name == tc.Rule }) {
+		if tc.Rule != "" && tc.Rule != guardRule && !slices.ContainsFunc(rcs, func(r RuleConfig) bool { return r.Name == tc.Rule }) {
 			c.failf(path, "rule", "no rule named %q", tc.Rule)
 		}
 		if tc.Request.Target != "" {

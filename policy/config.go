@@ -105,6 +105,10 @@ type TestRequest struct {
 	SQL      string   `yaml:"sql"`
 	Database string   `yaml:"database"`
 	User     string   `yaml:"user"`
+	// Issuer is identity.issuer: an OIDC workload's is its issuer's URL
+	// (the default for a workload with an OIDC identity), a static
+	// identity has none.
+	Issuer string `yaml:"issuer"`
 	// SSH describes an SSH request; the facts function fills argv and
 	// programs from Command.
 	SSH *TestSSH `yaml:"ssh"`

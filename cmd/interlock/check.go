@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 
@@ -56,13 +57,15 @@ func compilePolicy(cfg *config.Config) (*policy.Policy, error) {
 	return pol, nil
 }
 
-// testFacts builds the requests a policy test stands for, with the same
-// classifier and fact mapping the PostgreSQL handler uses.
-func testFacts(cfg *config.Config, c *sqlfacts.Classifier) func(policy.TestRequest) ([]policy.Request, error) {
-	return func(tr policy.TestRequest) ([]policy.Request, error) {
+// testFacts builds the steps a policy test stands for with the handlers'
+// own mappings: the PostgreSQL handler's classifier, start-up default and
+// lexing guard, the SSH handler's command facts, forward host and SFTP
+// paths, and its denial of review on requests it cannot hold.
+func testFacts(cfg *config.Config, c *sqlfacts.Classifier) func(policy.TestRequest) ([]policy.TestStep, error) {
+	return func(tr policy.TestRequest) ([]policy.TestStep, error) {
 		base := policy.Request{
 			Workload: policy.Workload{Name: tr.Workload},
-			Identity: policy.Identity{Subject: tr.Subject, Groups: tr.Groups},
+			Identity: policy.Identity{Subject: tr.Subject, Groups: tr.Groups, Issuer: tr.Issuer},
 		}
 		if t := cfg.Target(tr.Target); t != nil {
 			base.Target = policy.Target{Name: t.Name, Protocol: t.Protocol, Address: t.Address}
@@ -70,53 +73,89 @@ func testFacts(cfg *config.Config, c *sqlfacts.Classifier) func(policy.TestReque
 			return nil, fmt.Errorf("no target %q", tr.Target)
 		}
 		if w := cfg.Workload(tr.Workload); w != nil {
-			if base.Identity.Subject == "" {
-				base.Identity.Subject = w.Identity.Subject
-			}
-			if base.Identity.Groups == nil {
-				base.Identity.Groups = w.Identity.Groups
+			if err := testIdentity(cfg, w, &base.Identity); err != nil {
+				return nil, err
 			}
 		}
-		if ts := tr.SSH; ts != nil {
+		if tr.SSH != nil {
 			if tr.SQL != "" {
-				return nil, fmt.Errorf("a test request has sql or ssh, not both")
+				return nil, errors.New("a test request has sql or ssh, not both")
 			}
-			f := policy.SSH{Request: ts.Request}
-			if ts.Command != "" {
-				// Every fact of the command, as the handler has them.
-				ef, err := sshproxy.ExecFacts(ts.Command)
-				if err != nil {
-					return nil, err
-				}
-				ef.Request = cmp.Or(f.Request, "exec")
-				f = ef
-			}
-			f.User, f.Subsystem = ts.User, ts.Subsystem
-			f.ForwardHost, f.ForwardPort = ts.ForwardHost, ts.ForwardPort
-			f.EnvName, f.EnvValue = ts.EnvName, ts.EnvValue
-			f.FileOp, f.FilePath, f.FileTarget, f.FileWrites = ts.FileOp, ts.FilePath, ts.FileTarget, ts.FileWrites
-			r := base
-			r.SSH = &f
-			return []policy.Request{r}, nil
+			return sshTestSteps(base, tr.SSH)
 		}
 		if tr.SQL == "" {
-			return []policy.Request{base}, nil
+			return []policy.TestStep{{Request: base}}, nil
 		}
 		stmts, err := c.Classify(tr.SQL)
 		if err != nil {
 			return nil, err
 		}
-		var out []policy.Request
+		database := postgres.StartupDatabase(tr.Database, tr.User)
+		var out []policy.TestStep
 		for _, st := range stmts {
-			r := base
-			sql := postgres.SQLFacts(st, tr.Database, tr.User)
-			r.SQL = &sql
-			out = append(out, r)
+			s := policy.TestStep{Request: base}
+			sql := postgres.SQLFacts(st, database, tr.User)
+			s.Request.SQL = &sql
+			if d, denied := postgres.GuardDecision(st); denied {
+				s.Gateway = &d
+			}
+			out = append(out, s)
 		}
 		return out, nil
 	}
 }
 
+// testIdentity fills a test's identity from its workload's where the test
+// names none. An OIDC workload's issuer is its identity.oidc issuer's URL,
+// as in the tokens the gateway accepts; a static identity has no issuer.
+func testIdentity(cfg *config.Config, w *config.Workload, id *policy.Identity) error {
+	if id.Subject == "" {
+		id.Subject = w.Identity.Subject
+	}
+	if id.Groups == nil {
+		id.Groups = w.Identity.Groups
+	}
+	if w.Identity.OIDC == "" {
+		if id.Issuer != "" {
+			return fmt.Errorf("issuer %q: workload %q has a static identity, which has no issuer", id.Issuer, w.Name)
+		}
+		return nil
+	}
+	if o := cfg.OIDCIssuer(w.Identity.OIDC); o != nil && id.Issuer == "" {
+		id.Issuer = o.Issuer
+	}
+	return nil
+}
+
+// sshTestSteps is the one step of an SSH test request.
+func sshTestSteps(base policy.Request, ts *policy.TestSSH) ([]policy.TestStep, error) {
+	f := policy.SSH{Request: ts.Request}
+	if ts.Command != "" {
+		// Every fact of the command, as the handler has them.
+		ef, err := sshproxy.ExecFacts(ts.Command)
+		if err != nil {
+			return nil, err
+		}
+		ef.Request = cmp.Or(f.Request, "exec")
+		f = ef
+	}
+	f.User, f.Subsystem = ts.User, ts.Subsystem
+	f.ForwardHost, f.ForwardPort = sshproxy.ForwardHost(ts.ForwardHost), ts.ForwardPort
+	f.EnvName, f.EnvValue = ts.EnvName, ts.EnvValue
+	f.FileOp, f.FileWrites = ts.FileOp, ts.FileWrites
+	var err error
+	f.FilePath, f.FileTarget, err = sshproxy.SFTPPaths(ts.FileOp, ts.FilePath, ts.FileTarget)
+	if err != nil {
+		// The login directory is known only in a session.
+		return nil, fmt.Errorf("file_path and file_target must be absolute in a test: %w", err)
+	}
+	r := base
+	r.SSH = &f
+	return []policy.TestStep{{Request: r, NoReview: !sshproxy.HoldsForReview(f.Request)}}, nil
+}
+
+// printTestResults prints a line per test and returns how many failed. A
+// test whose request could not be built fails with the reason.
 func printTestResults(w io.Writer, results []policy.TestResult) (failed int) {
 	for _, r := range results {
 		name := r.Name
@@ -137,7 +176,8 @@ func printTestResults(w io.Writer, results []policy.TestResult) (failed int) {
 			want += " (rule " + r.WantRule + ")"
 		}
 		if r.Err != nil {
-			got += ": " + r.Err.Error()
+			fmt.Fprintf(w, "FAIL %s: %s (want %s)\n", name, r.Err, want)
+			continue
 		}
 		fmt.Fprintf(w, "FAIL %s: got %s, want %s\n", name, got, want)
 	}
