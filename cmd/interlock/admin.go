@@ -90,7 +90,12 @@ func (g *gateway) adminHandler() http.Handler {
 
 // setUpAdminAuth loads the admin tokens and the OIDC verifier for the admin
 // API. With neither, every API call is refused.
-func (g *gateway) setUpAdminAuth() error {
+//
+// Admin OIDC tokens are verified by a verifier of their own, over the
+// identity.oidc issuers that have an admin_audience, each with that
+// audience only: the workloads' verifier accepts the workloads' audience,
+// and a workload's own login token must not make it an administrator.
+func (g *gateway) setUpAdminAuth(ctx context.Context) error {
 	var tokens *adminauth.Tokens
 	if f := g.cfg.Gateway.AdminTokensFile; f != "" {
 		t, err := adminauth.LoadTokens(f)
@@ -111,10 +116,24 @@ func (g *gateway) setUpAdminAuth() error {
 			}
 		}()
 	}
+	var issuers []oidc.Issuer
+	for _, o := range g.cfg.Identity.OIDC {
+		if o.AdminAudience == "" {
+			continue
+		}
+		issuers = append(issuers, oidc.Issuer{
+			Name: o.Name, URL: o.Issuer, Audience: o.AdminAudience,
+			GroupsClaim: o.GroupsClaim, SubjectClaim: o.SubjectClaim, ClockSkew: o.ClockSkew.Duration,
+		})
+	}
 	var verifier adminauth.TokenVerifier
-	if g.verifier != nil {
+	if len(issuers) > 0 {
+		v, err := oidc.New(ctx, issuers, oidc.Options{Logger: g.logger})
+		if err != nil {
+			return fmt.Errorf("admin OIDC issuers: %w", err)
+		}
 		verifier = adminauth.VerifierFunc(func(ctx context.Context, raw string) (adminauth.Claims, error) {
-			id, _, err := g.verifier.VerifyAny(ctx, raw)
+			c, err := v.VerifyAny(ctx, raw)
 			if errors.Is(err, oidc.ErrIssuerUnavailable) {
 				// An outage or the per-issuer key fetch limit: 503, and
 				// no failed attempt against the caller's address.
@@ -123,7 +142,7 @@ func (g *gateway) setUpAdminAuth() error {
 			if err != nil {
 				return adminauth.Claims{}, err
 			}
-			return adminauth.Claims{Issuer: id.Issuer, Subject: id.Subject, Groups: id.Groups}, nil
+			return adminauth.Claims{Issuer: c.Issuer, Subject: c.Subject, Groups: c.Groups}, nil
 		})
 	}
 	g.adminAuth = adminauth.New(tokens, verifier, adminauth.WithLogger(g.logger))

@@ -3,10 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,15 +24,16 @@ import (
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
-	"github.com/interlock-dev/interlock/identity/oidc"
+	"github.com/interlock-dev/interlock/identity/adminauth"
 	"github.com/interlock-dev/interlock/policy/review"
 )
 
 const adminTestToken = "0123456789abcdef0123"
 
 // adminTestGateway is a gateway with an admin tokens file (alice, dba) and,
-// when issuerURL is set, the OIDC issuer "corp" (audience "interlock"),
-// wired by setUpAdminAuth as the gateway does.
+// when issuerURL is set, the OIDC issuer "corp" (workloads' audience
+// "interlock", administrators' "interlock-admin"), wired by setUpAdminAuth
+// as the gateway does.
 func adminTestGateway(t *testing.T, issuerURL string) *gateway {
 	t.Helper()
 	dir := t.TempDir()
@@ -38,13 +44,9 @@ func adminTestGateway(t *testing.T, issuerURL string) *gateway {
 	g := &gateway{cfg: &config.Config{}, logger: slog.New(slog.DiscardHandler)}
 	g.cfg.Gateway.AdminTokensFile = tf
 	if issuerURL != "" {
-		v, err := oidc.New(t.Context(), []oidc.Issuer{{Name: "corp", URL: issuerURL, Audience: "interlock"}}, oidc.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.verifier = oidcVerifier{v}
+		g.cfg.Identity.OIDC = []config.OIDCIssuer{{Name: "corp", Issuer: issuerURL, Audience: "interlock", AdminAudience: "interlock-admin"}}
 	}
-	if err := g.setUpAdminAuth(); err != nil {
+	if err := g.setUpAdminAuth(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return g
@@ -95,7 +97,7 @@ func TestAdminOIDCOutageIsUnavailable(t *testing.T) {
 	defer srv.Close()
 
 	jwt := jwtSegment(t, map[string]any{"alg": "RS256", "kid": "k1"}) + "." +
-		jwtSegment(t, map[string]any{"iss": iss, "sub": "erin", "aud": "interlock", "exp": time.Now().Add(time.Hour).Unix()}) +
+		jwtSegment(t, map[string]any{"iss": iss, "sub": "erin", "aud": "interlock-admin", "exp": time.Now().Add(time.Hour).Unix()}) +
 		".c2lnbmF0dXJlLW9mLWVyaW4"
 	for i := range 12 { // more than the default burst of failures
 		if code, body := adminGet(t, srv, "/api/v1/status", jwt); code != http.StatusServiceUnavailable {
@@ -210,5 +212,83 @@ func TestApprovalShowsIssuers(t *testing.T) {
 	}
 	if got := withIssuer("alice", ""); got != "alice" {
 		t.Errorf("a static identity shows as %q, want alice", got)
+	}
+}
+
+// testIssuer is an OIDC issuer on loopback that signs what a test asks.
+type testIssuer struct {
+	url string
+	key *rsa.PrivateKey
+}
+
+func startTestIssuer(t *testing.T) *testIssuer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &testIssuer{key: key}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"issuer": is.url, "jwks_uri": is.url + "jwks",
+			"authorization_endpoint": is.url + "auth", "token_endpoint": is.url + "token",
+			"id_token_signing_alg_values_supported": []string{"RS256"}})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []any{map[string]any{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
+			"n": base64.RawURLEncoding.EncodeToString(key.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(key.E)).Bytes())}}})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	is.url = srv.URL + "/"
+	return is
+}
+
+// token is a signed token for subject, in group dba, for audience.
+func (is *testIssuer) token(t *testing.T, subject, audience string) string {
+	t.Helper()
+	in := jwtSegment(t, map[string]any{"alg": "RS256", "kid": "k1", "typ": "JWT"}) + "." +
+		jwtSegment(t, map[string]any{"iss": is.url, "sub": subject, "aud": audience, "groups": []string{"dba"},
+			"exp": time.Now().Add(time.Hour).Unix()})
+	sum := sha256.Sum256([]byte(in))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, is.key, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// A workload's own login token (the workloads' audience) is no admin
+// credential; a token for the issuer's admin_audience is, and an issuer
+// without admin_audience makes no administrators at all.
+func TestAdminOIDCNeedsAdminAudience(t *testing.T) {
+	idp := startTestIssuer(t)
+	whoami := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := adminauth.FromContext(r.Context())
+		_, _ = w.Write([]byte(c.Subject))
+	})
+
+	g := adminTestGateway(t, idp.url)
+	srv := httptest.NewServer(g.adminAuth.Require(whoami))
+	defer srv.Close()
+	if code, body := adminGet(t, srv, "/api/v1/approvals", idp.token(t, "svc-support", "interlock")); code != http.StatusUnauthorized {
+		t.Errorf("a workload's login token on the admin API: %d %s; want 401", code, body)
+	}
+	if code, body := adminGet(t, srv, "/api/v1/approvals", idp.token(t, "erin", "interlock-admin")); code != http.StatusOK || body != "erin" {
+		t.Errorf("an admin-audience token: %d %s; want 200 erin", code, body)
+	}
+
+	// The same issuer with no admin_audience: no OIDC administrators.
+	g.cfg.Identity.OIDC[0].AdminAudience = ""
+	if err := g.setUpAdminAuth(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	srv2 := httptest.NewServer(g.adminAuth.Require(whoami))
+	defer srv2.Close()
+	for _, aud := range []string{"interlock", "interlock-admin"} {
+		if code, body := adminGet(t, srv2, "/api/v1/approvals", idp.token(t, "erin", aud)); code != http.StatusUnauthorized {
+			t.Errorf("no admin_audience, a token for %s: %d %s; want 401", aud, code, body)
+		}
 	}
 }

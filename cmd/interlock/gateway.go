@@ -117,7 +117,7 @@ func (g *gateway) run(ctx context.Context) error {
 	if err := g.setUpVerifier(ctx); err != nil {
 		return err
 	}
-	if err := g.setUpAdminAuth(); err != nil {
+	if err := g.setUpAdminAuth(ctx); err != nil {
 		return err
 	}
 	if err := g.openApprovals(); err != nil {

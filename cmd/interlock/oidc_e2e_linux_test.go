@@ -30,13 +30,13 @@ func TestOIDCWorkloadThroughKernel(t *testing.T) {
 	srv, target := shop(t, e)
 	idp := oidctest.Start(t, oidctest.Options{})
 	idp.CreateClient(t, "support-agent", "support-secret-0123456789", []string{"interlock"}, nil, "agents")
-	idp.CreateClient(t, "dba-bot", "dba-secret-0123456789", []string{"interlock"}, nil, "dba")
+	idp.CreateClient(t, "dba-bot", "dba-secret-0123456789", []string{"interlock", "interlock-admin"}, nil, "dba")
 	brief := oidctest.Start(t, oidctest.Options{AccessTokenTTL: 7 * time.Second})
 	brief.CreateClient(t, "brief-agent", "brief-secret-0123456789", []string{"interlock"}, nil, "agents")
 
 	e.writeConfig("targets:\n" + target + fmt.Sprintf(`identity:
   oidc:
-    - {name: corp, issuer: %q, audience: interlock}
+    - {name: corp, issuer: %q, audience: interlock, admin_audience: interlock-admin}
     - {name: brief, issuer: %q, audience: interlock}
 workloads:
   - name: support
@@ -138,11 +138,19 @@ policy:
 	})
 
 	t.Run("admin API with an OIDC token", func(t *testing.T) {
-		token := idp.Token(t, "dba-bot", "dba-secret-0123456789", "interlock")
+		token := idp.Token(t, "dba-bot", "dba-secret-0123456789", "interlock-admin")
 		cmd := exec.Command(interlockBin, "approvals", "list", "--config", e.cfgPath)
 		cmd.Env = append(os.Environ(), "INTERLOCK_TOKEN="+token)
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "ID") {
 			t.Errorf("approvals list with an OIDC token: %v\n%s", err, out)
+		}
+		// The same client's token for the workloads' audience, which a
+		// workload logs in with, is no admin's.
+		token = idp.Token(t, "dba-bot", "dba-secret-0123456789", "interlock")
+		cmd = exec.Command(interlockBin, "approvals", "list", "--config", e.cfgPath)
+		cmd.Env = append(os.Environ(), "INTERLOCK_TOKEN="+token)
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
+			t.Errorf("approvals list with a workload-audience token: %v\n%s", err, out)
 		}
 	})
 }

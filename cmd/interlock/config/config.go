@@ -161,12 +161,17 @@ type IdentityConfig struct {
 
 // OIDCIssuer is one trusted OIDC issuer.
 type OIDCIssuer struct {
-	Name         string   `yaml:"name"`          // required, unique; workloads name it
-	Issuer       string   `yaml:"issuer"`        // the issuer URL, exactly as in its tokens' iss
-	Audience     string   `yaml:"audience"`      // required: tokens must be for this audience
-	GroupsClaim  string   `yaml:"groups_claim"`  // default "groups"
-	SubjectClaim string   `yaml:"subject_claim"` // default "sub"
-	ClockSkew    Duration `yaml:"clock_skew"`    // default 30s, at most 5m
+	Name     string `yaml:"name"`     // required, unique; workloads name it
+	Issuer   string `yaml:"issuer"`   // the issuer URL, exactly as in its tokens' iss
+	Audience string `yaml:"audience"` // required: tokens must be for this audience
+	// AdminAudience, when set, makes this issuer's tokens for that
+	// audience administrators on the admin API. It must differ from
+	// Audience: a workload's own login token must not be an admin's.
+	// Unset: no token from this issuer is accepted on the admin API.
+	AdminAudience string   `yaml:"admin_audience"`
+	GroupsClaim   string   `yaml:"groups_claim"`  // default "groups"
+	SubjectClaim  string   `yaml:"subject_claim"` // default "sub"
+	ClockSkew     Duration `yaml:"clock_skew"`    // default 30s, at most 5m
 }
 
 // Egress says what a workload may reach besides the targets.

@@ -19,6 +19,7 @@ func TestIdentityOIDC(t *testing.T) {
 		{"no audience", issuers("    - {name: corp, issuer: \"https://idp.example/\"}\n"), "identity.oidc[0].audience: required"},
 		{"bad name", issuers("    - {name: Corp, issuer: \"https://idp.example/\", audience: a}\n"), `identity.oidc[0].name: "Corp" is not a valid issuer name`},
 		{"duplicate", issuers("    - {name: corp, issuer: \"https://a.example/\", audience: a}\n    - {name: corp, issuer: \"https://b.example/\", audience: a}\n"), "identity.oidc[1].name: duplicate"},
+		{"admin audience is the workloads'", issuers("    - {name: corp, issuer: \"https://idp.example/\", audience: a, admin_audience: a}\n"), `identity.oidc[0].admin_audience: "a" is also the workloads' audience`},
 		{"skew", issuers("    - {name: corp, issuer: \"https://idp.example/\", audience: a, clock_skew: 1h}\n"), "identity.oidc[0].clock_skew: 1h0m0s is out of range"},
 		{"unknown issuer", target + "workloads:\n  - {name: a, match: {cgroup: /a}, identity: {oidc: corp}}\n", `workloads[0].identity.oidc: no issuer "corp" in identity.oidc`},
 		{"static and oidc", issuers("    - {name: corp, issuer: \"https://idp.example/\", audience: a}\n") + "workloads:\n  - {name: a, match: {cgroup: /a}, identity: {oidc: corp, subject: s}}\n", "takes its subject and groups from the token"},

@@ -361,6 +361,10 @@ func (v *validator) identity() {
 		if o.Audience == "" {
 			v.failf(field+".audience", "required: tokens must be issued for interlock's audience")
 		}
+		if o.AdminAudience != "" && o.AdminAudience == o.Audience {
+			v.failf(field+".admin_audience", "%q is also the workloads' audience: every workload's login token would be an admin's; "+
+				"use an audience only administrators' tokens are issued for", o.AdminAudience)
+		}
 		o.GroupsClaim = cmp.Or(o.GroupsClaim, "groups")
 		o.SubjectClaim = cmp.Or(o.SubjectClaim, "sub")
 		if o.ClockSkew.Duration == 0 {
