@@ -192,6 +192,18 @@ func (c *compiler) review(path string, rc *ReviewConfig) *ReviewSettings {
 	return r
 }
 
+// maxRuleCost bounds the work of one rule's evaluation, in CEL's cost
+// units (about one per list element visited or per ten bytes of string
+// scanned): a regular expression over the largest statement the gateway
+// reads (16 MiB) costs about 5 million. A rule past it fails, and a rule
+// that fails denies: facts come from agents. Comprehensions cost more time
+// per unit than string scans, so large requests also get a deadline
+// (maxEvalTime), checked every interruptEvery comprehension steps.
+const (
+	maxRuleCost    = 20_000_000
+	interruptEvery = 1000
+)
+
 // compileWhen parses, checks and plans one condition. The checker catches
 // undeclared variables and unknown fields; the result must be a bool.
 // readsText reports whether the condition may read sql.text.
@@ -207,7 +219,8 @@ func compileWhen(env *cel.Env, src string) (prg cel.Program, readsText bool, err
 	if lits := ast.MatchDescendants(root, ast.KindMatcher(ast.StructKind)); len(lits) > 0 {
 		return nil, false, errors.New("must not create objects (a rule reads the request's facts)")
 	}
-	prg, err = env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+	prg, err = env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(maxRuleCost),
+		cel.InterruptCheckFrequency(interruptEvery))
 	if err != nil {
 		return nil, false, fmt.Errorf("planning: %w", err)
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"log/slog"
 	"slices"
 	"sync/atomic"
@@ -38,6 +39,16 @@ func (p *Policy) Decide(r Request) Decision {
 
 func (p *Policy) decide(r *Request) Decision {
 	var act *activation // built on the first condition, shared by the rest
+	// A large request (facts come from agents) is evaluated against a
+	// deadline as well as the cost limit: a comprehension over a long
+	// list can take seconds well within the limit. Small ones cannot, and
+	// skip the context's cost.
+	ctx := context.Background()
+	if largeRequest(r) {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, maxEvalTime)
+		defer cancel()
+	}
 	for i := range p.rules {
 		ru := &p.rules[i]
 		if !matchName(ru.targets, r.Target.Name) || !matchName(ru.workloads, r.Workload.Name) {
@@ -47,7 +58,7 @@ func (p *Policy) decide(r *Request) Decision {
 			if act == nil {
 				act = p.newActivation(r)
 			}
-			out, _, err := ru.when.Eval(act)
+			out, _, err := ru.when.ContextEval(ctx, act)
 			if err == nil {
 				if _, isBool := out.(types.Bool); !isBool {
 					err = errNotBool{out.Type().TypeName()}
@@ -66,6 +77,25 @@ func (p *Policy) decide(r *Request) Decision {
 		return ru.decision
 	}
 	return p.def
+}
+
+// maxEvalTime bounds the evaluation of one large request's rules; past it
+// the rule being evaluated fails, and so denies.
+const maxEvalTime = time.Second
+
+// largeRequest reports a request whose facts could make a rule slow: a long
+// statement or command, or long lists. A rule's own literals come from the
+// configuration and are bounded by it.
+func largeRequest(r *Request) bool {
+	const text, items = 64 << 10, 256
+	if s := r.SQL; s != nil && (len(s.Text) > text || len(s.Tables) > items || len(s.Functions) > items || len(s.Commands) > items) {
+		return true
+	}
+	if s := r.SSH; s != nil && (len(s.Command) > text || len(s.Argv) > items || len(s.Programs) > items ||
+		len(s.ProgramPaths) > items || len(s.Assignments) > items || len(s.FilePath) > text || len(s.EnvValue) > text) {
+		return true
+	}
+	return false
 }
 
 // matchName reports whether name is in names; no names match every name.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -163,6 +164,9 @@ func TestDecideFailsClosed(t *testing.T) {
 		{name: "index out of range without sql", when: `sql.tables[0] == "x"`, req: Request{Target: Target{Name: "shop"}}},
 		{name: "dyn of the wrong type", when: `dyn(sql.kind) > 3`, req: pg(SQL{Kind: "read"})},
 		{name: "division by zero", when: `size(sql.tables) / size(sql.functions) > 1`, req: pg(SQL{Tables: []string{"a"}})},
+		// Some 9 million comparisons: past the cost limit, so it denies
+		// rather than holding the gateway.
+		{name: "too costly", when: `sql.tables.all(a, sql.tables.all(b, a == b || a != b))`, req: pg(SQL{Tables: manyTables(3000)})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,4 +344,13 @@ func TestDecideWholeNamespaces(t *testing.T) {
 			t.Errorf("%s: Decide = %+v, want matched: %v", tt.when, got, tt.want)
 		}
 	}
+}
+
+// manyTables is n distinct table names.
+func manyTables(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = "t" + strconv.Itoa(i)
+	}
+	return out
 }
