@@ -65,9 +65,13 @@
 // <command> on <target> (rule <rule>); approve with: interlock approvals
 // approve <id>"), the request's details, and links built from APIBase:
 // <base>/api/v1/approvals/<id> (GET) and …/approve, …/deny (POST).
+// Every value in the text (command, requester, decider, reason) is
+// escaped: control and invisible characters as Printable writes them, and
+// &, < and > as HTML entities, so chat markup in a command stays text.
 // Delivery is asynchronous and in order per URL, from a bounded queue;
-// each attempt has a 10s timeout and follows at most 3 redirects, only to
-// http or https; network failures, 408, 429 and 5xx are retried (5
+// each attempt has a 10s timeout and follows no redirect (a 3xx is a
+// failure, not retried: a redirect could carry the request to an internal
+// address); network failures, 408, 429 and 5xx are retried (5
 // attempts, waits doubling from 0.5s to at most 8s), other answers are
 // not. Logs name only a webhook's scheme and host: a chat webhook's path
 // is its secret.

@@ -11,7 +11,7 @@ import (
 // of interlock_webhook_failures_total.
 const (
 	failStatus    = "status"     // the receiver answered other than 2xx
-	failNetwork   = "network"    // no answer: refused, reset, timed out, bad redirect
+	failNetwork   = "network"    // no answer: refused, reset, timed out
 	failQueueFull = "queue_full" // the event was dropped: too many waiting
 	failGaveUp    = "gave_up"    // every attempt failed: the event is lost
 )

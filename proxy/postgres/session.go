@@ -581,9 +581,7 @@ func (c *session) startupMessage(version uint32, body []byte) (startup, error) {
 	if c.user == "" {
 		return startup{}, &startupError{code: codeInvalidAuthorization, msg: "no PostgreSQL user name specified in startup packet"}
 	}
-	if c.database == "" {
-		c.database = c.user
-	}
+	c.database = StartupDatabase(c.database, c.user)
 	if minor > 0 || len(unrecognized) > 0 {
 		slices.Sort(unrecognized)
 		st.negotiate = &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized}
