@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"github.com/interlock-dev/interlock/policy"
 	"hash/fnv"
+	"io"
 	"net/netip"
 	"os"
 	"time"
@@ -233,8 +234,24 @@ type nodeError struct {
 func (e *nodeError) Error() string { return e.msg }
 
 // Load reads the configuration file at path, then parses and validates it.
+// A file anyone may write is refused: it holds the policy, and a local
+// user (an agent's too) who could rewrite it would set the next start's
+// rules.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if st.Mode().Perm()&0o002 != 0 {
+		return nil, &FieldError{File: path, Err: fmt.Errorf(
+			"the file is writable by every user (mode %04o), and it holds the policy; run chmod o-w %s", st.Mode().Perm(), path)}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
