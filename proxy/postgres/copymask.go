@@ -371,6 +371,16 @@ func (p *copyPlan) decodeCSV(raw []byte) []byte {
 	return v
 }
 
+// copyEscape is the letter COPY's text format writes after a backslash
+// for a byte (0: none), and copyUnescape the byte such a letter stands
+// for; octal and \x escapes aside.
+var copyEscape, copyUnescape = func() (esc, unesc [256]byte) {
+	for _, p := range [...][2]byte{{'\\', '\\'}, {'\b', 'b'}, {'\f', 'f'}, {'\n', 'n'}, {'\r', 'r'}, {'\t', 't'}, {'\v', 'v'}} {
+		esc[p[0]], unesc[p[1]] = p[1], p[0]
+	}
+	return esc, unesc
+}()
+
 // decodeCopyText undoes COPY's text escapes (PostgreSQL's
 // CopyReadAttributesText).
 func decodeCopyText(raw []byte) []byte {
@@ -402,18 +412,8 @@ func decodeCopyText(raw []byte) []byte {
 				n = n<<4 + byte(hexDigit(raw[i]))
 			}
 			v = append(v, n)
-		case b == 'b':
-			v = append(v, '\b')
-		case b == 'f':
-			v = append(v, '\f')
-		case b == 'n':
-			v = append(v, '\n')
-		case b == 'r':
-			v = append(v, '\r')
-		case b == 't':
-			v = append(v, '\t')
-		case b == 'v':
-			v = append(v, '\v')
+		case copyUnescape[b] != 0:
+			v = append(v, copyUnescape[b])
 		default:
 			v = append(v, b)
 		}
@@ -448,27 +448,14 @@ func (p *copyPlan) encode(v []byte) []byte {
 		return append(out, p.quote)
 	}
 	for _, b := range v {
-		switch b {
-		case '\\':
-			out = append(out, '\\', '\\')
-		case '\b':
-			out = append(out, '\\', 'b')
-		case '\f':
-			out = append(out, '\\', 'f')
-		case '\n':
-			out = append(out, '\\', 'n')
-		case '\r':
-			out = append(out, '\\', 'r')
-		case '\t':
-			out = append(out, '\\', 't')
-		case '\v':
-			out = append(out, '\\', 'v')
-		default:
-			if b == p.delimiter {
-				out = append(out, '\\')
-			}
-			out = append(out, b)
+		if e := copyEscape[b]; e != 0 {
+			out = append(out, '\\', e)
+			continue
 		}
+		if b == p.delimiter {
+			out = append(out, '\\')
+		}
+		out = append(out, b)
 	}
 	return out
 }

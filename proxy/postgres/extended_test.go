@@ -73,7 +73,22 @@ func (r *raw) until(stop func(pgproto3.BackendMessage) bool) []string {
 
 func (r *raw) ready() []string {
 	r.t.Helper()
-	return r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ReadyForQuery); return ok })
+	return untilMsg[*pgproto3.ReadyForQuery](r)
+}
+
+// untilMsg reads messages up to and including the first of type T.
+func untilMsg[T pgproto3.BackendMessage](r *raw) []string {
+	r.t.Helper()
+	return r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(T); return ok })
+}
+
+// expect reads up to ReadyForQuery and fails the test unless what came,
+// start-up noise aside, is want.
+func (r *raw) expect(what string, want ...string) {
+	r.t.Helper()
+	if got := filter(r.ready()); !eq(got, want) {
+		r.t.Errorf("%s: %q", what, got)
+	}
 }
 
 func describeMsg(m pgproto3.BackendMessage) string {
@@ -338,7 +353,7 @@ func TestExtendedProtocol(t *testing.T) {
 		r := e.rawConn(t, nil)
 		r.ready()
 		r.send(&pgproto3.Parse{Query: "INSERT INTO notes (body) VALUES ('flushed')"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
-		got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CommandComplete); return ok })
+		got := untilMsg[*pgproto3.CommandComplete](r)
 		if !eq(got, []string{"ParseComplete", "BindComplete", "Complete INSERT 0 1"}) {
 			t.Fatalf("before the denial: %v", got)
 		}

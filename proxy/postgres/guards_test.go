@@ -74,7 +74,7 @@ func TestStartupParameterSpelling(t *testing.T) {
 	ordersLeft(t, e)
 
 	r := e.rawConn(t, map[string]string{"client_encoding": "UTF8", "CLIENT_ENCODING": "SJIS"})
-	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+	got := untilMsg[*pgproto3.ErrorResponse](r)
 	if last := got[len(got)-1]; !strings.Contains(last, "FATAL 08P01") || !strings.Contains(last, "more than once") {
 		t.Errorf("two spellings of client_encoding: %q", got)
 	}
@@ -88,7 +88,7 @@ func TestUnsafeDefaultEncoding(t *testing.T) {
 	e.pg.Exec(t, "CREATE DATABASE sjis")
 	e.pg.Exec(t, "ALTER DATABASE sjis SET client_encoding = 'SJIS'")
 	r := e.rawConn(t, map[string]string{"database": "sjis"})
-	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+	got := untilMsg[*pgproto3.ErrorResponse](r)
 	if last := got[len(got)-1]; !strings.Contains(last, "FATAL 0A000") || !strings.Contains(last, "client_encoding=SJIS") {
 		t.Errorf("session with a SJIS default: %q", got)
 	}
@@ -96,9 +96,7 @@ func TestUnsafeDefaultEncoding(t *testing.T) {
 	r = e.rawConn(t, map[string]string{"database": "sjis", "client_encoding": "UTF8"})
 	r.ready()
 	r.send(&pgproto3.Query{String: "SHOW client_encoding"})
-	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row UTF8", "Complete SHOW", "Ready I"}) {
-		t.Errorf("SHOW client_encoding: %q", got)
-	}
+	r.expect("SHOW client_encoding", "RowDescription", "Row UTF8", "Complete SHOW", "Ready I")
 }
 
 // TestSettingsChangedUpstream: code running upstream (a DO block here) can
@@ -145,9 +143,7 @@ func TestSettingsChangedUpstream(t *testing.T) {
 	r.ready()
 	r.send(&pgproto3.Query{String: "SELECT pg_sleep(0.05)"}, &pgproto3.Query{String: `SELECT 'a\b'`})
 	r.ready()
-	if got := filter(r.ready()); !eq(got, []string{"RowDescription", `Row a\b`, "Complete SELECT 1", "Ready I"}) {
-		t.Errorf("pipelined backslash statement: %q", got)
-	}
+	r.expect("pipelined backslash statement", "RowDescription", `Row a\b`, "Complete SELECT 1", "Ready I")
 }
 
 // TestStalePortalDescription: a portal's description is trusted for an
@@ -181,15 +177,11 @@ func TestCopyInExtendedProtocol(t *testing.T) {
 	r.ready()
 	r.send(&pgproto3.Parse{Query: "COPY notes (body) FROM STDIN"}, &pgproto3.Bind{},
 		&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+	untilMsg[*pgproto3.CopyInResponse](r)
 	r.send(&pgproto3.CopyData{Data: []byte("copied\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
-	if got := filter(r.ready()); !eq(got, []string{"Complete COPY 1", "Ready I"}) {
-		t.Fatalf("end of the COPY: %q", got)
-	}
+	r.expect("end of the COPY", "Complete COPY 1", "Ready I")
 	r.send(&pgproto3.Query{String: "SELECT body FROM notes"})
-	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row copied", "Complete SELECT 1", "Ready I"}) {
-		t.Errorf("the next query: %q", got)
-	}
+	r.expect("the next query", "RowDescription", "Row copied", "Complete SELECT 1", "Ready I")
 }
 
 // TestStatementTooLong: SQL text beyond the gateway's limit is denied
@@ -219,9 +211,7 @@ func TestStatementTooLong(t *testing.T) {
 	}
 	// Below the limit a long statement runs.
 	r.send(&pgproto3.Query{String: "SELECT length('" + strings.Repeat("x", 1<<20) + "')"})
-	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 1048576", "Complete SELECT 1", "Ready I"}) {
-		t.Errorf("1 MiB statement: %q", got)
-	}
+	r.expect("1 MiB statement", "RowDescription", "Row 1048576", "Complete SELECT 1", "Ready I")
 }
 
 // TestRecordingOrderPipelined: the session log lists statements in the
@@ -266,9 +256,7 @@ func TestPreparedNameReplacedInSQL(t *testing.T) {
 	r.send(&pgproto3.Query{String: "DEALLOCATE s; PREPARE s AS INSERT INTO notes (body) VALUES ('replaced')"})
 	r.ready()
 	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	if got := filter(r.ready()); !eq(got, []string{"BindComplete", "Complete INSERT 0 1", "Ready I"}) {
-		t.Fatalf("Bind of the replaced statement: %q", got)
-	}
+	r.expect("Bind of the replaced statement", "BindComplete", "Complete INSERT 0 1", "Ready I")
 	r.send(&pgproto3.Terminate{})
 	e.idle(t)
 	cmds := e.commands(t)
@@ -298,7 +286,7 @@ func TestMoreResultsThanStatements(t *testing.T) {
 	r := e.rawConn(t, nil)
 	r.ready()
 	r.send(&pgproto3.Query{String: "SELECT 1; SELECT 2"})
-	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.ErrorResponse); return ok })
+	got := untilMsg[*pgproto3.ErrorResponse](r)
 	if last := got[len(got)-1]; !strings.Contains(last, "FATAL") || !strings.Contains(last, "interlock ended the session") {
 		t.Errorf("a query of more statements than the gateway read: %q", got)
 	}
@@ -442,17 +430,13 @@ func TestCopyInEndedByError(t *testing.T) {
 	r := e.rawConn(t, nil)
 	r.ready()
 	r.send(&pgproto3.Query{String: "COPY notes (id) FROM STDIN"})
-	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+	untilMsg[*pgproto3.CopyInResponse](r)
 	r.send(&pgproto3.CopyData{Data: []byte("not-a-number\n")})
 	r.ready()
 	r.send(&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
 		&pgproto3.Query{String: "SELECT 2"})
-	if got := filter(r.ready()); !eq(got, []string{"ParseComplete", "BindComplete", "Row 1", "Complete SELECT 1", "Ready I"}) {
-		t.Errorf("batch after the COPY: %q", got)
-	}
-	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 2", "Complete SELECT 1", "Ready I"}) {
-		t.Errorf("query after the COPY: %q", got)
-	}
+	r.expect("batch after the COPY", "ParseComplete", "BindComplete", "Row 1", "Complete SELECT 1", "Ready I")
+	r.expect("query after the COPY", "RowDescription", "Row 2", "Complete SELECT 1", "Ready I")
 }
 
 // TestSyncDuringCopyIn: a Sync sent while a COPY FROM STDIN is taking data
@@ -462,15 +446,11 @@ func TestSyncDuringCopyIn(t *testing.T) {
 	r := e.rawConn(t, nil)
 	r.ready()
 	r.send(&pgproto3.Query{String: "COPY notes (body) FROM STDIN"})
-	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+	untilMsg[*pgproto3.CopyInResponse](r)
 	r.send(&pgproto3.CopyData{Data: []byte("x\n")}, &pgproto3.Sync{}, &pgproto3.CopyDone{})
-	if got := filter(r.ready()); !eq(got, []string{"Complete COPY 1", "Ready I"}) {
-		t.Fatalf("the COPY: %q", got)
-	}
+	r.expect("the COPY", "Complete COPY 1", "Ready I")
 	r.send(&pgproto3.Query{String: "SELECT 2"})
-	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 2", "Complete SELECT 1", "Ready I"}) {
-		t.Errorf("the query after it: %q", got)
-	}
+	r.expect("the query after it", "RowDescription", "Row 2", "Complete SELECT 1", "Ready I")
 }
 
 // TestLongCopyDataStreamed: a client's long CopyData goes upstream as it
@@ -480,7 +460,7 @@ func TestLongCopyDataStreamed(t *testing.T) {
 	r := e.rawConn(t, nil)
 	r.ready()
 	r.send(&pgproto3.Query{String: "COPY notes (body) FROM STDIN"})
-	r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+	untilMsg[*pgproto3.CopyInResponse](r)
 
 	const size, lineLen = 32 << 20, 1024
 	line := []byte(strings.Repeat("x", lineLen-1) + "\n")
@@ -522,7 +502,5 @@ func TestLongCopyDataStreamed(t *testing.T) {
 		t.Errorf("denied COPY with a long CopyData: %q", got)
 	}
 	r.send(&pgproto3.Query{String: "SELECT count(*) FROM orders"})
-	if got := filter(r.ready()); !eq(got, []string{"RowDescription", "Row 2", "Complete SELECT 1", "Ready I"}) {
-		t.Errorf("after it: %q", got)
-	}
+	r.expect("after it", "RowDescription", "Row 2", "Complete SELECT 1", "Ready I")
 }

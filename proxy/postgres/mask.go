@@ -514,11 +514,33 @@ func (e *treeEdit) replace(start, end int, value []byte) {
 	e.last = end
 }
 
-func (e *treeEdit) result() ([]byte, bool) {
-	if e.out == nil {
-		return e.src, false
+// next reads the next value from br (a length, -1 for NULL, then the
+// bytes) and scans it as type oid, putting what the scan made in its place.
+func (e *treeEdit) next(r *maskRewriter, br *binaryReader, oid uint32, hits *map[string]int, depth int) error {
+	start, end, null := br.value()
+	if br.err != nil || null {
+		return br.err
 	}
-	return append(e.out, e.src[e.last:]...), true
+	out, changed, err := r.scanElement(e.src[start:end], oid, hits, depth)
+	if err != nil {
+		return err
+	}
+	if changed {
+		e.replace(start, end, out)
+	}
+	return nil
+}
+
+// done is the edited value once br has read all of it, and whether
+// anything changed.
+func (e *treeEdit) done(br *binaryReader) ([]byte, bool, error) {
+	if br.off != len(e.src) {
+		return nil, false, errBadBinary
+	}
+	if e.out == nil {
+		return e.src, false, nil
+	}
+	return append(e.out, e.src[e.last:]...), true, nil
 }
 
 func (r *maskRewriter) scanRecord(v []byte, hits *map[string]int, depth int) ([]byte, bool, error) {
@@ -530,26 +552,11 @@ func (r *maskRewriter) scanRecord(v []byte, hits *map[string]int, depth int) ([]
 	edit := treeEdit{src: v}
 	for range n {
 		oid := uint32(br.int32())
-		start, end, null := br.value()
-		if br.err != nil {
-			return nil, false, br.err
-		}
-		if null {
-			continue
-		}
-		out, changed, err := r.scanElement(v[start:end], oid, hits, depth)
-		if err != nil {
+		if err := edit.next(r, &br, oid, hits, depth); err != nil {
 			return nil, false, err
 		}
-		if changed {
-			edit.replace(start, end, out)
-		}
 	}
-	if br.off != len(v) {
-		return nil, false, errBadBinary
-	}
-	out, changed := edit.result()
-	return out, changed, nil
+	return edit.done(&br)
 }
 
 func (r *maskRewriter) scanArray(v []byte, hits *map[string]int, depth int) ([]byte, bool, error) {
@@ -580,26 +587,11 @@ func (r *maskRewriter) scanArray(v []byte, hits *map[string]int, depth int) ([]b
 	}
 	edit := treeEdit{src: v}
 	for range count {
-		start, end, null := br.value()
-		if br.err != nil {
-			return nil, false, br.err
-		}
-		if null {
-			continue
-		}
-		out, changed, err := r.scanElement(v[start:end], elem, hits, depth)
-		if err != nil {
+		if err := edit.next(r, &br, elem, hits, depth); err != nil {
 			return nil, false, err
 		}
-		if changed {
-			edit.replace(start, end, out)
-		}
 	}
-	if br.off != len(v) {
-		return nil, false, errBadBinary
-	}
-	out, changed := edit.result()
-	return out, changed, nil
+	return edit.done(&br)
 }
 
 // scanElement scans one element or field of type oid.

@@ -130,7 +130,7 @@ func TestHeldStatementAbandonedWhenClientLeaves(t *testing.T) {
 	r := e.rawConn(t, nil)
 	r.ready()
 	r.send(&pgproto3.Query{String: "TRUNCATE orders"})
-	got := r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.NoticeResponse); return ok })
+	got := untilMsg[*pgproto3.NoticeResponse](r)
 	if last := got[len(got)-1]; !strings.Contains(last, "holds this statement for review as request req1") {
 		t.Fatalf("no notice: %v", got)
 	}

@@ -78,7 +78,7 @@ func TestCopy(t *testing.T) {
 		r := e.rawConn(t, nil)
 		r.ready()
 		r.send(&pgproto3.Query{String: "COPY notes (body) FROM STDIN"})
-		r.until(func(m pgproto3.BackendMessage) bool { _, ok := m.(*pgproto3.CopyInResponse); return ok })
+		untilMsg[*pgproto3.CopyInResponse](r)
 		r.send(&pgproto3.CopyData{Data: []byte("never\n")}, &pgproto3.CopyFail{Message: "changed my mind"})
 		got := r.ready()
 		if len(got) != 2 || !strings.Contains(got[0], "changed my mind") {
