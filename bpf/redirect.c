@@ -40,6 +40,14 @@ struct {
 } workloads SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, INTERLOCK_MAX_GUARDS);
+	__type(key, __u64);
+	__type(value, struct guard_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} guards SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, INTERLOCK_MAX_TARGETS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -118,23 +126,52 @@ static __always_inline void count(__u32 workload, __u32 target, enum counter_fie
 	}
 }
 
-/* The deepest ancestor of the calling cgroup that is a workload, or NULL.
- * Level 0 is the root, which is never a workload. */
-static __always_inline struct workload_value *current_workload(void)
-{
-	struct workload_value *found = NULL;
+/* Who is calling, as the walk over the calling cgroup's ancestors found it. */
+struct caller {
+	struct workload_value *workload; /* the deepest workload, or NULL */
+	/* Some guarded parent's child on the way is newer than the guard's
+	 * watermark and deeper than workload: the cgroup may be a workload's
+	 * the gateway has not resolved yet (see guards in interlock.h). */
+	__u32 unresolved;
+	__u32 guard_flags; /* the flags of those guards, ORed */
+};
 
-	for (int level = 1; level < INTERLOCK_MAX_CGROUP_DEPTH; level++) {
+/* Walks the ancestors of the calling cgroup once, root first, and tells
+ * whether the connect is the data path's business: the caller is in a
+ * workload, or unresolved. Level 0, the root, is never a workload but may
+ * be guarded: a workload right below the root has it as its parent. */
+static __always_inline int find_caller(struct caller *c)
+{
+	__u64 parent = 0;
+
+	c->workload = NULL;
+	c->unresolved = 0;
+	c->guard_flags = 0;
+	for (int level = 0; level < INTERLOCK_MAX_CGROUP_DEPTH; level++) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		struct guard_value *g;
 		struct workload_value *w;
 
 		if (!id)
 			break;
-		w = bpf_map_lookup_elem(&workloads, &id);
-		if (w)
-			found = w;
+		if (level > 0) {
+			g = bpf_map_lookup_elem(&guards, &parent);
+			if (g && id > g->watermark) {
+				c->unresolved = 1;
+				c->guard_flags |= g->flags;
+			}
+			/* A workload at this level or deeper is known to the
+			 * gateway: the guards above it no longer matter. */
+			w = bpf_map_lookup_elem(&workloads, &id);
+			if (w) {
+				c->workload = w;
+				c->unresolved = 0;
+				c->guard_flags = 0;
+			}
+		}
+		parent = id;
 	}
-	return found;
+	return c->workload || c->unresolved;
 }
 
 static __always_inline int is_v4mapped(const __u32 addr[4])
@@ -265,56 +302,39 @@ static __always_inline int gateway_listening(struct bpf_sock_addr *ctx, struct s
 	return ok;
 }
 
-/* Decide one TCP connect by a workload. addr/port are the destination in
- * network order (IPv4 v4-mapped). On redirect, *redirected tells the caller
- * to rewrite the destination. */
-static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_value *w,
-				  __u32 addr[4], __u16 port, __u16 family)
+enum gateway_result {
+	GATEWAY_TOOK,   /* the connect now goes to the gateway's listener */
+	GATEWAY_ABSENT, /* the gateway cannot take it; nothing was changed */
+	GATEWAY_FAILED, /* no record could be written: refuse the connect */
+};
+
+/* Send the connect to the gateway's listener and record whom it was for
+ * and who made it. addr/port are the resolved destination in network order
+ * (IPv4 v4-mapped). Every check comes before the first change, so that on
+ * GATEWAY_ABSENT the caller may still let the connect go where it was
+ * going. */
+static __always_inline enum gateway_result to_gateway(struct bpf_sock_addr *ctx, const __u32 addr[4], __u16 port,
+						       __u16 family, __u32 workload, __u32 target)
 {
-	struct target_key tkey = { .prefixlen = 32 + 128, .port = port };
-	struct target_value *t;
 	struct settings_value *s;
 	__u32 zero = 0;
 
-	/* Before targets and egress: no allow rule or egress default opens
-	 * the gateway's own ports. This tests the destination the process
-	 * asked for; a target's rewrite to the (protected) listener below
-	 * happens after, and the kernel does not run the hook again. */
-	if (is_protected(addr, port)) {
-		count(w->id, 0, COUNT_DENIED);
-		return VERDICT_REJECT;
-	}
-
-	/* From here on the destination is a real address: targets and
-	 * egress are looked up as the kernel will connect. */
-	resolve_unspecified(ctx, addr, family);
-	if (is_unspecified(addr)) {
-		count(w->id, 0, COUNT_DENIED);
-		return VERDICT_REJECT;
-	}
-
-	tkey.addr[0] = addr[0];
-	tkey.addr[1] = addr[1];
-	tkey.addr[2] = addr[2];
-	tkey.addr[3] = addr[3];
-	t = bpf_map_lookup_elem(&targets, &tkey);
-	if (!t) {
-		if (!(w->flags & INTERLOCK_WORKLOAD_EGRESS_DENY) || egress_allowed(w->id, addr, port)) {
-			count(w->id, 0, COUNT_ALLOWED);
-			return VERDICT_PASS;
-		}
-		count(w->id, 0, COUNT_DENIED);
-		return VERDICT_REJECT;
-	}
-
 	/* A stream socket that is not plain TCP (MPTCP, SCTP) cannot be
-	 * proxied; it must not reach a target around the gateway either. */
+	 * proxied. */
 	if (ctx->protocol != IPPROTO_TCP)
-		goto reject;
-
+		return GATEWAY_ABSENT;
 	s = bpf_map_lookup_elem(&settings, &zero);
 	if (!s || !s->enabled)
-		goto reject;
+		return GATEWAY_ABSENT;
+
+	/* Real IPv6 destinations go to the IPv6 listener; IPv4 and v4-mapped
+	 * ones to the IPv4 listener. */
+	int v6 = family == INTERLOCK_AF_INET6 && !is_v4mapped(addr);
+
+	if (v6 && !s->listen6_port)
+		return GATEWAY_ABSENT;
+	if (!gateway_listening(ctx, s, v6))
+		return GATEWAY_ABSENT;
 
 	struct socket_state st = {};
 	__u64 cookie = bpf_get_socket_cookie(ctx);
@@ -325,26 +345,22 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_val
 	st.origin.addr[3] = addr[3];
 	st.origin.port = port;
 	st.origin.family = family;
-	st.origin.workload = w->id;
-	st.origin.target = t->id;
+	st.origin.workload = workload;
+	st.origin.target = target;
 	st.origin.pid = bpf_get_current_pid_tgid() >> 32;
 	st.origin.uid = (__u32)bpf_get_current_uid_gid();
 	st.origin.cgroup_id = bpf_get_current_cgroup_id();
 	st.netns = bpf_get_netns_cookie(ctx);
 
-	/* Real IPv6 destinations go to the IPv6 listener; IPv4 and v4-mapped
-	 * ones to the IPv4 listener. */
-	int v6 = family == INTERLOCK_AF_INET6 && !is_v4mapped(addr);
-
-	if (v6 && !s->listen6_port)
-		goto reject;
-	if (!gateway_listening(ctx, s, v6))
-		goto reject;
+	/* Without a record the gateway could not attribute the connection:
+	 * refuse it rather than let it arrive anonymous. */
+	if (bpf_map_update_elem(&sockets, &cookie, &st, BPF_ANY))
+		return GATEWAY_FAILED;
 
 	if (family == INTERLOCK_AF_INET) {
 		ctx->user_ip4 = s->listen4_addr;
 		ctx->user_port = s->listen4_port;
-	} else if (is_v4mapped(addr)) {
+	} else if (!v6) {
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;
 		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
@@ -357,54 +373,129 @@ static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_val
 		ctx->user_ip6[3] = s->listen6_addr[3];
 		ctx->user_port = s->listen6_port;
 	}
+	count(workload, target, COUNT_REDIRECTED);
+	return GATEWAY_TOOK;
+}
 
-	/* Without a record the gateway could not attribute the connection:
-	 * refuse it here rather than let it arrive anonymous. */
-	if (bpf_map_update_elem(&sockets, &cookie, &st, BPF_ANY))
-		goto reject;
-
-	count(w->id, t->id, COUNT_REDIRECTED);
-	return VERDICT_PASS;
-
-reject:
+/* Decide a connect as workload w. addr/port are the resolved destination,
+ * t its target or NULL. */
+static __always_inline int decide(struct bpf_sock_addr *ctx, struct workload_value *w, struct target_value *t,
+				  const __u32 addr[4], __u16 port, __u16 family)
+{
+	if (!t) {
+		if (!(w->flags & INTERLOCK_WORKLOAD_EGRESS_DENY) || egress_allowed(w->id, addr, port)) {
+			count(w->id, 0, COUNT_ALLOWED);
+			return VERDICT_PASS;
+		}
+		count(w->id, 0, COUNT_DENIED);
+		return VERDICT_REJECT;
+	}
+	/* A target is reached through the gateway or not at all: while it
+	 * cannot take the connect, it fails closed. */
+	if (to_gateway(ctx, addr, port, family, w->id, t->id) == GATEWAY_TOOK)
+		return VERDICT_PASS;
 	count(w->id, t->id, COUNT_DENIED);
 	return VERDICT_REJECT;
+}
+
+/* Decide a connect from a cgroup the gateway has not resolved yet: it may
+ * be a workload's new cgroup (a restarted unit's) or no workload's at all,
+ * and only the gateway can tell. So every destination goes to the gateway,
+ * which resolves the cgroup and applies that workload's rules, or relays
+ * unchanged. Without the gateway the kernel must decide alone: as the
+ * shallower workload the cgroup is in, if any; else it refuses targets (a
+ * workload's process would reach them unrecorded) and applies the guards'
+ * egress default to the rest. */
+static __always_inline int decide_unresolved(struct bpf_sock_addr *ctx, const struct caller *c,
+					     struct target_value *t, const __u32 addr[4], __u16 port,
+					     __u16 family)
+{
+	__u32 target = t ? t->id : 0;
+
+	switch (to_gateway(ctx, addr, port, family, INTERLOCK_WORKLOAD_UNRESOLVED, target)) {
+	case GATEWAY_TOOK:
+		return VERDICT_PASS;
+	case GATEWAY_ABSENT:
+		if (c->workload)
+			return decide(ctx, c->workload, t, addr, port, family);
+		if (!t && !(c->guard_flags & INTERLOCK_GUARD_EGRESS_DENY)) {
+			count(INTERLOCK_WORKLOAD_UNRESOLVED, 0, COUNT_ALLOWED);
+			return VERDICT_PASS;
+		}
+		break;
+	case GATEWAY_FAILED:
+		break;
+	}
+	count(INTERLOCK_WORKLOAD_UNRESOLVED, target, COUNT_DENIED);
+	return VERDICT_REJECT;
+}
+
+/* Decide one TCP connect by caller c, which find_caller found to be a
+ * workload or unresolved. addr/port are the destination in network order
+ * (IPv4 v4-mapped); the destination is rewritten when the connect goes to
+ * the gateway, or when it was the unspecified address. */
+static __always_inline int decide_connect(struct bpf_sock_addr *ctx, const struct caller *c, __u32 addr[4],
+					  __u16 port, __u16 family)
+{
+	struct target_key tkey = { .prefixlen = 32 + 128, .port = port };
+	__u32 who = c->unresolved ? INTERLOCK_WORKLOAD_UNRESOLVED : c->workload->id;
+	struct target_value *t;
+
+	/* Before targets and egress: no allow rule or egress default opens
+	 * the gateway's own ports. This tests the destination the process
+	 * asked for; a rewrite to the (protected) listener happens after,
+	 * and the kernel does not run the hook again. */
+	if (is_protected(addr, port)) {
+		count(who, 0, COUNT_DENIED);
+		return VERDICT_REJECT;
+	}
+
+	/* From here on the destination is a real address: targets and
+	 * egress are looked up as the kernel will connect. */
+	resolve_unspecified(ctx, addr, family);
+	if (is_unspecified(addr)) {
+		count(who, 0, COUNT_DENIED);
+		return VERDICT_REJECT;
+	}
+
+	tkey.addr[0] = addr[0];
+	tkey.addr[1] = addr[1];
+	tkey.addr[2] = addr[2];
+	tkey.addr[3] = addr[3];
+	t = bpf_map_lookup_elem(&targets, &tkey);
+	if (c->unresolved)
+		return decide_unresolved(ctx, c, t, addr, port, family);
+	return decide(ctx, c->workload, t, addr, port, family);
 }
 
 SEC("cgroup/connect4")
 int interlock_connect4(struct bpf_sock_addr *ctx)
 {
-	struct workload_value *w;
+	struct caller c;
 	__u32 addr[4];
 
-	if (ctx->type != SOCK_STREAM)
-		return VERDICT_PASS;
-	w = current_workload();
-	if (!w)
+	if (ctx->type != SOCK_STREAM || !find_caller(&c))
 		return VERDICT_PASS;
 	addr[0] = 0;
 	addr[1] = 0;
 	addr[2] = bpf_htonl(0x0000ffff);
 	addr[3] = ctx->user_ip4;
-	return decide(ctx, w, addr, (__u16)ctx->user_port, INTERLOCK_AF_INET);
+	return decide_connect(ctx, &c, addr, (__u16)ctx->user_port, INTERLOCK_AF_INET);
 }
 
 SEC("cgroup/connect6")
 int interlock_connect6(struct bpf_sock_addr *ctx)
 {
-	struct workload_value *w;
+	struct caller c;
 	__u32 addr[4];
 
-	if (ctx->type != SOCK_STREAM)
-		return VERDICT_PASS;
-	w = current_workload();
-	if (!w)
+	if (ctx->type != SOCK_STREAM || !find_caller(&c))
 		return VERDICT_PASS;
 	addr[0] = ctx->user_ip6[0];
 	addr[1] = ctx->user_ip6[1];
 	addr[2] = ctx->user_ip6[2];
 	addr[3] = ctx->user_ip6[3];
-	return decide(ctx, w, addr, (__u16)ctx->user_port, INTERLOCK_AF_INET6);
+	return decide_connect(ctx, &c, addr, (__u16)ctx->user_port, INTERLOCK_AF_INET6);
 }
 
 /* The client sees the address it dialled, not the gateway's listener. */

@@ -45,7 +45,9 @@ var attachments = []attachment{
 
 // Open loads the programs, adopts or creates the pinned maps, and attaches
 // (or, after a restart, atomically replaces) the programs at the cgroup
-// root. On return enforcement is in place.
+// root. On return enforcement is in place, by this version's programs even
+// where an older version pinned the links: theirs would not know this
+// version's maps (guards, for one).
 func Open(o Options) (*Datapath, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -90,9 +92,9 @@ func Open(o Options) (*Datapath, error) {
 	return d, nil
 }
 
-// attachOrAdopt replaces the program of a link pinned at pin, or attaches a
-// new link and pins it. Replacing goes through bpf_link_update, so there is
-// no moment without a program.
+// attachOrAdopt replaces the program of a link pinned at pin, whichever
+// version pinned it, or attaches a new link and pins it. Replacing goes
+// through bpf_link_update, so there is no moment without a program.
 func attachOrAdopt(cgroup, pin string, at ebpf.AttachType, prog *ebpf.Program) (link.Link, bool, error) {
 	l, err := link.LoadPinnedLink(pin, nil)
 	if err == nil {
@@ -239,11 +241,43 @@ func (d *Datapath) SyncWorkloads(ws []Workload) error {
 	for _, w := range ws {
 		v := redirectWorkloadValue{Id: w.ID}
 		if w.EgressDeny {
-			v.Flags |= 1
+			v.Flags |= workloadEgressDeny
 		}
 		want[w.CgroupID] = v
 	}
 	return reconcile(d, d.objs.Workloads, want)
+}
+
+// Flag bits of the kernel's maps (bpf/include/interlock.h).
+const (
+	workloadEgressDeny = 1 // INTERLOCK_WORKLOAD_EGRESS_DENY
+	guardEgressDeny    = 1 // INTERLOCK_GUARD_EGRESS_DENY
+)
+
+// SyncGuards makes the guards map hold exactly gs. Several guards of one
+// parent are merged into the stricter: the lowest watermark, and egress
+// denied when any denies it. In a resolution pass, call it after
+// SyncWorkloads: a raised watermark stops treating a new cgroup as
+// unresolved, which must not happen before the workloads map holds it.
+func (d *Datapath) SyncGuards(gs []Guard) error {
+	want := make(map[uint64]redirectGuardValue, len(gs))
+	for _, g := range gs {
+		if g.CgroupID == 0 {
+			return errors.New("guard with no cgroup id")
+		}
+		v, seen := want[g.CgroupID]
+		if !seen || g.Watermark < v.Watermark {
+			v.Watermark = g.Watermark
+		}
+		if g.EgressDeny {
+			v.Flags |= guardEgressDeny
+		}
+		want[g.CgroupID] = v
+	}
+	if limit := d.objs.Guards.MaxEntries(); uint32(len(want)) > limit {
+		return fmt.Errorf("guarding %d cgroups: the kernel map holds %d entries", len(want), limit)
+	}
+	return reconcile(d, d.objs.Guards, want)
 }
 
 // SyncTargets makes the targets map hold exactly ts.

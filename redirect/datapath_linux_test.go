@@ -89,7 +89,8 @@ func setup(t *testing.T) *env {
 		other: redirecttest.MakeCgroup(t, root, top+"/other"),
 		pin:   filepath.Join("/sys/fs/bpf", filepath.Base(top)),
 	}
-	e.open(t)
+	// Before Open: an Open that fails (a program the verifier refuses)
+	// has made the pin folder and pinned maps already.
 	t.Cleanup(func() {
 		if e.dp != nil {
 			e.dp.Close()
@@ -98,6 +99,7 @@ func setup(t *testing.T) *env {
 			t.Errorf("uninstall: %v", err)
 		}
 	})
+	e.open(t)
 	must(t, e.dp.SyncWorkloads([]Workload{{CgroupID: e.agent.ID, ID: testWorkload, EgressDeny: true}}))
 	must(t, e.dp.SyncTargets([]Target{
 		{ID: testTarget4, Prefix: netip.MustParsePrefix("127.0.0.2/32"), Port: 7000},

@@ -22,6 +22,7 @@ func Uninstall(string) error                                   { return errOS }
 func (*Datapath) SetListeners(_, _ netip.AddrPort) error       { return errOS }
 func (*Datapath) SyncWorkloads([]Workload) error               { return errOS }
 func (*Datapath) SyncTargets([]Target) error                   { return errOS }
+func (*Datapath) SyncGuards([]Guard) error                     { return errOS }
 func (*Datapath) SyncEgress([]EgressAllow) error               { return errOS }
 func (*Datapath) SetProtected([]netip.AddrPort) error          { return errOS }
 func (*Datapath) OriginalDestination(net.Conn) (Origin, error) { return Origin{}, errOS }

@@ -7,6 +7,22 @@
 // opens them), the per-connection origins the gateway reads back, and the
 // per-workload counters.
 //
+// Guards cover the time between a workload cgroup's replacement and the
+// gateway's next resolution pass: systemd gives a restarted unit a new
+// cgroup with a new id, which the workloads map does not hold yet. Cgroup
+// ids only grow, so a guard on the parent of a workload's cgroup with the
+// highest child id the gateway has seen (SyncGuards) marks every newer
+// child as unresolved; the kernel sends its connects, to targets and to
+// anything else, to the gateway as UnresolvedWorkload, and the gateway
+// resolves the cgroup itself. Without a listening gateway they are decided
+// by the workload that holds the guarded parent, if any; otherwise targets
+// are refused and the guard's egress default applies to the rest.
+//
+// Open attaches this version's programs: links pinned by an earlier
+// version are kept and updated in place to the new programs (never
+// detached), and maps that version did not have are created beside the
+// pinned ones.
+//
 // Enforcement outlives the process: Open adopts what an earlier gateway
 // pinned (so a restart or crash never leaves a gap), Close releases only this
 // process's handles, and Uninstall is the one way to remove it. While no

@@ -41,81 +41,64 @@ func Inspect(pinPath string) (*State, error) {
 		st.Links = append(st.Links, ls)
 	}
 
-	err := withPinnedMap(pinPath, "settings", func(m *ebpf.Map) error {
-		var s redirectSettingsValue
-		if err := m.Lookup(uint32(0), &s); err != nil {
-			return err
-		}
-		var v4 [4]byte
-		binary.NativeEndian.PutUint32(v4[:], s.Listen4Addr)
-		st.Enabled = s.Enabled != 0
-		st.Listen4 = netip.AddrPortFrom(netip.AddrFrom4(v4), hostPort(s.Listen4Port))
-		if s.Listen6Port != 0 {
-			st.Listen6 = netip.AddrPortFrom(netip.AddrFrom16(addrBytes(s.Listen6Addr)), hostPort(s.Listen6Port))
-		}
-		return nil
-	})
-	if err != nil {
-		return st, err
+	reads := []func() error{
+		func() error {
+			return withPinnedMap(pinPath, "settings", func(m *ebpf.Map) error {
+				var s redirectSettingsValue
+				if err := m.Lookup(uint32(0), &s); err != nil {
+					return err
+				}
+				var v4 [4]byte
+				binary.NativeEndian.PutUint32(v4[:], s.Listen4Addr)
+				st.Enabled = s.Enabled != 0
+				st.Listen4 = netip.AddrPortFrom(netip.AddrFrom4(v4), hostPort(s.Listen4Port))
+				if s.Listen6Port != 0 {
+					st.Listen6 = netip.AddrPortFrom(netip.AddrFrom16(addrBytes(s.Listen6Addr)), hostPort(s.Listen6Port))
+				}
+				return nil
+			})
+		},
+		func() error {
+			return eachPinned(pinPath, "workloads", func(k uint64, v redirectWorkloadValue) {
+				st.Workloads = append(st.Workloads, Workload{CgroupID: k, ID: v.Id, EgressDeny: v.Flags&workloadEgressDeny != 0})
+			})
+		},
+		func() error {
+			return eachPinned(pinPath, "guards", func(k uint64, v redirectGuardValue) {
+				st.Guards = append(st.Guards, Guard{CgroupID: k, Watermark: v.Watermark, EgressDeny: v.Flags&guardEgressDeny != 0})
+			})
+		},
+		func() error {
+			return eachPinned(pinPath, "targets", func(k redirectTargetKey, v redirectTargetValue) {
+				st.Targets = append(st.Targets, Target{ID: v.Id, Prefix: unmappedPrefix(k.Addr, int(k.Prefixlen)-32), Port: hostPort(k.Port)})
+			})
+		},
+		func() error {
+			return eachPinned(pinPath, "egress", func(k redirectEgressKey, _ uint32) {
+				st.Egress = append(st.Egress, EgressAllow{WorkloadID: k.Workload, Prefix: unmappedPrefix(k.Addr, int(k.Prefixlen)-64), Port: hostPort(k.Port)})
+			})
+		},
+		func() error {
+			return eachPinned(pinPath, "protected", func(k redirectProtectedKey, v uint8) {
+				if v == protectedListener {
+					st.Protected = append(st.Protected, netip.AddrPortFrom(wordsAddr(k.Addr), hostPort(k.Port)))
+				}
+			})
+		},
+		func() error {
+			return withPinnedMap(pinPath, "counters", func(m *ebpf.Map) (err error) {
+				st.Counters, err = readCounters(m)
+				return err
+			})
+		},
 	}
-	err = withPinnedMap(pinPath, "workloads", func(m *ebpf.Map) error {
-		var k uint64
-		var v redirectWorkloadValue
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			st.Workloads = append(st.Workloads, Workload{CgroupID: k, ID: v.Id, EgressDeny: v.Flags&1 != 0})
+	for _, read := range reads {
+		if err := read(); err != nil {
+			return st, err
 		}
-		return it.Err()
-	})
-	if err != nil {
-		return st, err
-	}
-	err = withPinnedMap(pinPath, "targets", func(m *ebpf.Map) error {
-		var k redirectTargetKey
-		var v redirectTargetValue
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			st.Targets = append(st.Targets, Target{ID: v.Id, Prefix: unmappedPrefix(k.Addr, int(k.Prefixlen)-32), Port: hostPort(k.Port)})
-		}
-		return it.Err()
-	})
-	if err != nil {
-		return st, err
-	}
-	err = withPinnedMap(pinPath, "egress", func(m *ebpf.Map) error {
-		var k redirectEgressKey
-		var v uint32
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			st.Egress = append(st.Egress, EgressAllow{WorkloadID: k.Workload, Prefix: unmappedPrefix(k.Addr, int(k.Prefixlen)-64), Port: hostPort(k.Port)})
-		}
-		return it.Err()
-	})
-	if err != nil {
-		return st, err
-	}
-	err = withPinnedMap(pinPath, "protected", func(m *ebpf.Map) error {
-		var k redirectProtectedKey
-		var v uint8
-		it := m.Iterate()
-		for it.Next(&k, &v) {
-			if v == protectedListener {
-				st.Protected = append(st.Protected, netip.AddrPortFrom(wordsAddr(k.Addr), hostPort(k.Port)))
-			}
-		}
-		return it.Err()
-	})
-	if err != nil {
-		return st, err
-	}
-	err = withPinnedMap(pinPath, "counters", func(m *ebpf.Map) (err error) {
-		st.Counters, err = readCounters(m)
-		return err
-	})
-	if err != nil {
-		return st, err
 	}
 	sort.Slice(st.Workloads, func(i, j int) bool { return st.Workloads[i].CgroupID < st.Workloads[j].CgroupID })
+	sort.Slice(st.Guards, func(i, j int) bool { return st.Guards[i].CgroupID < st.Guards[j].CgroupID })
 	sort.Slice(st.Targets, func(i, j int) bool { return st.Targets[i].ID < st.Targets[j].ID })
 	sort.Slice(st.Protected, func(i, j int) bool { return st.Protected[i].Compare(st.Protected[j]) < 0 })
 	return st, nil
@@ -136,6 +119,20 @@ func withPinnedMap(pinPath, name string, fn func(*ebpf.Map) error) error {
 		return fmt.Errorf("reading pinned map %s: %w", name, err)
 	}
 	return nil
+}
+
+// eachPinned calls fn with every entry of the map pinned as name, read-only;
+// a map that is not pinned is skipped.
+func eachPinned[K, V any](pinPath, name string, fn func(K, V)) error {
+	return withPinnedMap(pinPath, name, func(m *ebpf.Map) error {
+		var k K
+		var v V
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			fn(k, v)
+		}
+		return it.Err()
+	})
 }
 
 func addrBytes(w [4]uint32) [16]byte {

@@ -35,6 +35,13 @@ type redirectEgressKey struct {
 	Addr      [4]uint32
 }
 
+type redirectGuardValue struct {
+	_         structs.HostLayout
+	Watermark uint64
+	Flags     uint32
+	Pad       uint32
+}
+
 type redirectOrigin struct {
 	_        structs.HostLayout
 	Addr     [4]uint32
@@ -109,6 +116,7 @@ type redirectWorkloadValue struct {
 const (
 	redirectMapCounters               = "counters"
 	redirectMapEgress                 = "egress"
+	redirectMapGuards                 = "guards"
 	redirectMapOrigins                = "origins"
 	redirectMapProtected              = "protected"
 	redirectMapSettings               = "settings"
@@ -177,6 +185,7 @@ type redirectProgramSpecs struct {
 type redirectMapSpecs struct {
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	Egress    *ebpf.MapSpec `ebpf:"egress"`
+	Guards    *ebpf.MapSpec `ebpf:"guards"`
 	Origins   *ebpf.MapSpec `ebpf:"origins"`
 	Protected *ebpf.MapSpec `ebpf:"protected"`
 	Settings  *ebpf.MapSpec `ebpf:"settings"`
@@ -213,6 +222,7 @@ func (o *redirectObjects) Close() error {
 type redirectMaps struct {
 	Counters  *ebpf.Map `ebpf:"counters"`
 	Egress    *ebpf.Map `ebpf:"egress"`
+	Guards    *ebpf.Map `ebpf:"guards"`
 	Origins   *ebpf.Map `ebpf:"origins"`
 	Protected *ebpf.Map `ebpf:"protected"`
 	Settings  *ebpf.Map `ebpf:"settings"`
@@ -225,6 +235,7 @@ func (m *redirectMaps) Close() error {
 	return _RedirectClose(
 		m.Counters,
 		m.Egress,
+		m.Guards,
 		m.Origins,
 		m.Protected,
 		m.Settings,

@@ -32,14 +32,27 @@ var (
 	ErrUnsafePinFolder = errors.New("pin folder is not safe")
 )
 
+// UnresolvedWorkload is the workload id an Origin or Counter carries for a
+// connect from a cgroup created under a guarded parent since the gateway's
+// last resolution pass (see Guard): it may be a workload's new cgroup or no
+// workload's, and the gateway resolves it itself from Origin.CgroupID.
+const UnresolvedWorkload uint32 = 0xffffffff
+
 // Origin is what the kernel recorded about a redirected connection.
 type Origin struct {
 	Destination netip.AddrPort // what the client dialled (IPv4 unmapped)
-	WorkloadID  uint32
-	TargetID    uint32
-	PID         uint32
-	UID         uint32
-	CgroupID    uint64
+	// WorkloadID is the caller's workload, or UnresolvedWorkload: then the
+	// gateway finds the workload (if any) of CgroupID itself.
+	WorkloadID uint32
+	// TargetID is the target dialled. It is 0 only with
+	// UnresolvedWorkload, for a destination that is not a target: such a
+	// connect is redirected whatever it dials, so that the gateway can
+	// apply the egress rules of the workload it turns out to be (or relay
+	// it unchanged for a process that is no workload's).
+	TargetID uint32
+	PID      uint32
+	UID      uint32
+	CgroupID uint64
 }
 
 // Workload is one cgroup bound to a workload in the kernel map.
@@ -47,6 +60,26 @@ type Workload struct {
 	CgroupID   uint64
 	ID         uint32
 	EgressDeny bool // destinations that are not targets are refused unless allowed
+}
+
+// Guard closes the gap between a unit's restart and the gateway's next
+// resolution pass. systemd gives a restarted unit a new cgroup with a new
+// id, and the kernel matches workloads by id; cgroup ids only grow. A guard
+// on the parent folder of a workload's cgroup (CgroupID) with Watermark =
+// the highest id among that parent's children at the start of the pass
+// makes every child created since "unresolved": unless a workload in the
+// map lies deeper, its connects, to targets and to anything else, go to the
+// gateway with WorkloadID UnresolvedWorkload. While no gateway listens, a
+// workload that holds the guarded parent decides as usual; without one,
+// targets are refused and other destinations pass, or are refused when
+// EgressDeny. A guard does nothing for the parent's own processes.
+type Guard struct {
+	CgroupID  uint64 // the guarded parent (the root may be guarded)
+	Watermark uint64 // children with a higher id are unresolved
+	// EgressDeny refuses an unresolved child's connects to destinations
+	// that are not targets while no gateway listens: set it when a
+	// workload under the parent denies egress by default.
+	EgressDeny bool
 }
 
 // Target is one destination (address prefix and port) sent to the gateway.
@@ -200,6 +233,7 @@ type State struct {
 	Listen6   netip.AddrPort
 	Enabled   bool
 	Workloads []Workload
+	Guards    []Guard
 	Targets   []Target
 	Egress    []EgressAllow
 	// Protected is the set SetProtected wrote; an unspecified address

@@ -48,6 +48,39 @@ struct workload_value {
 	__u32 flags;
 };
 
+/* The workload id a connect carries (in its origin and counters) when its
+ * cgroup is newer than the gateway's last resolution pass: see guards. */
+#define INTERLOCK_WORKLOAD_UNRESOLVED 0xffffffff
+
+/* guards: cgroup id of a workload cgroup's parent -> guard_value.
+ *
+ * systemd gives a restarted unit a new cgroup with a new id. Until the
+ * gateway's next resolution pass puts that id in workloads, the unit's
+ * processes would be in no workload and reach targets directly. Cgroup ids
+ * are allocated in increasing order, so the gateway guards the parent of
+ * every workload cgroup with watermark = the highest id among the parent's
+ * children at the start of its last pass: a child with a higher id was
+ * created since, and may be a workload's new cgroup the gateway has not
+ * seen yet.
+ *
+ * A connect from below such a child ("unresolved"), unless a workload in
+ * the map lies deeper than that child, is sent to the gateway whatever the
+ * destination (origin workload INTERLOCK_WORKLOAD_UNRESOLVED, target 0 for
+ * a destination that is not a target); the gateway resolves the cgroup
+ * itself and relays unchanged for a process that is no workload's. When
+ * the gateway cannot take it, a shallower workload decides as usual, or
+ * else targets are refused and other destinations pass unless a guard on
+ * the way has INTERLOCK_GUARD_EGRESS_DENY (some workload under it denies
+ * egress by default). The root may be guarded (a workload right below it);
+ * a guard does nothing for the guarded cgroup's own processes. */
+#define INTERLOCK_MAX_GUARDS 4096
+#define INTERLOCK_GUARD_EGRESS_DENY 1
+struct guard_value {
+	__u64 watermark;
+	__u32 flags;
+	__u32 _pad;
+};
+
 /* targets: LPM trie. prefixlen counts the 32 bits of port+zero, then the
  * address bits, so an entry matches one port and an address prefix. */
 struct target_key {
