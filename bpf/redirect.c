@@ -48,6 +48,14 @@ struct {
 } guards SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, INTERLOCK_MAX_GATEWAYS);
+	__type(key, __u64);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} gateways SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, INTERLOCK_MAX_TARGETS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -170,6 +178,16 @@ static __always_inline int find_caller(struct caller *c)
 			}
 		}
 		parent = id;
+	}
+	if (c->unresolved) {
+		/* The gateway's own cgroup (exactly: a gateway in the root
+		 * cgroup must not exempt everything below it). */
+		__u64 self = bpf_get_current_cgroup_id();
+
+		if (bpf_map_lookup_elem(&gateways, &self)) {
+			c->unresolved = 0;
+			c->guard_flags = 0;
+		}
 	}
 	return c->workload || c->unresolved;
 }

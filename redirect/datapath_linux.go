@@ -280,6 +280,18 @@ func (d *Datapath) SyncGuards(gs []Guard) error {
 	return reconcile(d, d.objs.Guards, want)
 }
 
+// SetGatewayCgroup names the gateway's own cgroup (its id): the kernel
+// never takes the gateway's connects for an unresolved cgroup's, however
+// new its cgroup is next to a guard's watermark (a gateway unit restarted
+// in the slice of a workload's unit). It replaces the previous gateway's.
+// Call it right after Open, before the gateway dials anything.
+func (d *Datapath) SetGatewayCgroup(id uint64) error {
+	if id == 0 {
+		return errors.New("gateway cgroup id 0")
+	}
+	return reconcile(d, d.objs.Gateways, map[uint64]uint8{id: 1})
+}
+
 // SyncTargets makes the targets map hold exactly ts.
 func (d *Datapath) SyncTargets(ts []Target) error {
 	want := make(map[redirectTargetKey]redirectTargetValue, len(ts))

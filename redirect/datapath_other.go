@@ -23,6 +23,7 @@ func (*Datapath) SetListeners(_, _ netip.AddrPort) error       { return errOS }
 func (*Datapath) SyncWorkloads([]Workload) error               { return errOS }
 func (*Datapath) SyncTargets([]Target) error                   { return errOS }
 func (*Datapath) SyncGuards([]Guard) error                     { return errOS }
+func (*Datapath) SetGatewayCgroup(uint64) error                { return errOS }
 func (*Datapath) SyncEgress([]EgressAllow) error               { return errOS }
 func (*Datapath) SetProtected([]netip.AddrPort) error          { return errOS }
 func (*Datapath) OriginalDestination(net.Conn) (Origin, error) { return Origin{}, errOS }

@@ -315,6 +315,33 @@ func TestGuardedRoot(t *testing.T) {
 	}
 }
 
+// TestGatewayCgroupExempt: the gateway's own cgroup is never unresolved,
+// however new (a restarted gateway unit in a workload unit's slice): its
+// dials go where it dials, not back to itself.
+func TestGatewayCgroupExempt(t *testing.T) {
+	g := setupGuards(t)
+	must(t, g.dp.SetGatewayCgroup(g.fresh.ID))
+	for _, addr := range []string{g.echoDst, plainDenied} {
+		if r := g.dial(t, g.fresh, addr); !reachedDirectly(r) {
+			t.Errorf("the gateway's cgroup dialling %s: %+v, want a direct connection", addr, r)
+		}
+	}
+	// Exactly its cgroup: a new cgroup below it is still unresolved, so
+	// a gateway in the root cgroup exempts nobody else.
+	below := redirecttest.MakeCgroup(t, g.fresh.Root, g.fresh.Path+"/below")
+	if r := g.dial(t, below, g.echoDst); r.Reply != viaGateway(r, g.echoDst, UnresolvedWorkload, testTarget4) {
+		t.Errorf("below the gateway's cgroup: %+v, want it sent to the gateway as unresolved", r)
+	}
+	// A later gateway's cgroup replaces it.
+	must(t, g.dp.SetGatewayCgroup(g.inAgent.ID))
+	if r := g.dial(t, g.fresh, g.echoDst); r.Reply != viaGateway(r, g.echoDst, UnresolvedWorkload, testTarget4) {
+		t.Errorf("a former gateway's cgroup: %+v, want it sent to the gateway as unresolved", r)
+	}
+	if err := g.dp.SetGatewayCgroup(0); err == nil {
+		t.Error("cgroup id 0 was accepted")
+	}
+}
+
 // TestSyncGuards: the map holds exactly the last set, several guards of one
 // parent merged into the stricter, and Inspect reads it back.
 func TestSyncGuards(t *testing.T) {

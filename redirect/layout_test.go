@@ -24,6 +24,7 @@ func TestMapLayouts(t *testing.T) {
 		{"settings", ebpf.Array, uint32(0), redirectSettingsValue{}, 4, 32},
 		{"workloads", ebpf.Hash, uint64(0), redirectWorkloadValue{}, 8, 8},
 		{"guards", ebpf.Hash, uint64(0), redirectGuardValue{}, 8, 16},
+		{"gateways", ebpf.Hash, uint64(0), uint8(0), 8, 1},
 		{"targets", ebpf.LPMTrie, redirectTargetKey{}, redirectTargetValue{}, 24, 8},
 		{"egress", ebpf.LPMTrie, redirectEgressKey{}, uint32(0), 28, 4},
 		{"protected", ebpf.Hash, redirectProtectedKey{}, uint8(0), 20, 1},

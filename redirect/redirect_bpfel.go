@@ -116,6 +116,7 @@ type redirectWorkloadValue struct {
 const (
 	redirectMapCounters               = "counters"
 	redirectMapEgress                 = "egress"
+	redirectMapGateways               = "gateways"
 	redirectMapGuards                 = "guards"
 	redirectMapOrigins                = "origins"
 	redirectMapProtected              = "protected"
@@ -185,6 +186,7 @@ type redirectProgramSpecs struct {
 type redirectMapSpecs struct {
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	Egress    *ebpf.MapSpec `ebpf:"egress"`
+	Gateways  *ebpf.MapSpec `ebpf:"gateways"`
 	Guards    *ebpf.MapSpec `ebpf:"guards"`
 	Origins   *ebpf.MapSpec `ebpf:"origins"`
 	Protected *ebpf.MapSpec `ebpf:"protected"`
@@ -222,6 +224,7 @@ func (o *redirectObjects) Close() error {
 type redirectMaps struct {
 	Counters  *ebpf.Map `ebpf:"counters"`
 	Egress    *ebpf.Map `ebpf:"egress"`
+	Gateways  *ebpf.Map `ebpf:"gateways"`
 	Guards    *ebpf.Map `ebpf:"guards"`
 	Origins   *ebpf.Map `ebpf:"origins"`
 	Protected *ebpf.Map `ebpf:"protected"`
@@ -235,6 +238,7 @@ func (m *redirectMaps) Close() error {
 	return _RedirectClose(
 		m.Counters,
 		m.Egress,
+		m.Gateways,
 		m.Guards,
 		m.Origins,
 		m.Protected,

@@ -73,7 +73,16 @@ struct workload_value {
  * the way has INTERLOCK_GUARD_EGRESS_DENY (some workload under it denies
  * egress by default). The root may be guarded (a workload right below it);
  * a guard does nothing for the guarded cgroup's own processes. */
+
+/* gateways: cgroup id -> 1 for the gateway's own cgroup (matched exactly,
+ * not as a subtree). A gateway that
+ * restarts gets a new cgroup too, newer than the watermark of a guard
+ * above it (interlock.service next to agent.service in /system.slice):
+ * its own dials must not be taken for an unresolved workload's and sent
+ * back to it, or refused while it is not listening yet. The gateway writes
+ * its cgroup before anything else it does. */
 #define INTERLOCK_MAX_GUARDS 4096
+#define INTERLOCK_MAX_GATEWAYS 16
 #define INTERLOCK_GUARD_EGRESS_DENY 1
 struct guard_value {
 	__u64 watermark;
