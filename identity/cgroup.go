@@ -99,3 +99,25 @@ func isCgroupAncestor(a, p string) bool {
 	}
 	return strings.HasPrefix(p, a) && p[len(a)] == '/'
 }
+
+// slicePath is the cgroup path systemd gives the slice unit named slice:
+// every dash ends the name of a parent slice, so "a-b.slice" is
+// "/a.slice/a-b.slice", and "-.slice" is the root slice, "/".
+func slicePath(slice string) (string, error) {
+	prefix, ok := strings.CutSuffix(slice, ".slice")
+	switch {
+	case prefix == "-" && ok:
+		return "/", nil
+	case !ok || prefix == "" || strings.ContainsAny(slice, "/\x00") ||
+		strings.HasPrefix(prefix, "-") || strings.HasSuffix(prefix, "-") || strings.Contains(prefix, "--"):
+		return "", fmt.Errorf("%q is not a slice name", slice)
+	}
+	var b strings.Builder
+	for i := range len(prefix) {
+		if prefix[i] == '-' {
+			b.WriteString("/" + prefix[:i] + ".slice")
+		}
+	}
+	b.WriteString("/" + slice)
+	return b.String(), nil
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +58,108 @@ func CgroupID(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
+// fileidKernfs is the kernel's FILEID_KERNFS: a file handle whose 8 bytes
+// are a kernfs node id, which for a cgroup is its cgroup id.
+const fileidKernfs = 0xfe
+
+// CgroupPathByID returns the path below root (the cgroup v2 mount point),
+// like Binding.Path, of the live cgroup whose kernel id is id: the cgroup a
+// connection came from when only its id is known. The kernel opens the
+// cgroup from its id (open_by_handle_at, which needs CAP_DAC_READ_SEARCH);
+// its path is the opened directory's. A cgroup that no longer exists, or an
+// id that names no cgroup directory, returns an error wrapping
+// ErrCgroupNotFound; a root that is not a cgroup v2 mount, ErrNoCgroup2.
+func CgroupPathByID(root string, id uint64) (string, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(root, &sfs); err != nil {
+		return "", fmt.Errorf("finding cgroup id %d: %w", id, &fs.PathError{Op: "statfs", Path: root, Err: err})
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return "", fmt.Errorf("finding cgroup id %d: %s is not a cgroup v2 mount: %w", id, root, ErrNoCgroup2)
+	}
+	mnt, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("finding cgroup id %d: %w", id, &fs.PathError{Op: "open", Path: root, Err: err})
+	}
+	defer unix.Close(mnt)
+	// The handle holds the u64 id as it is in memory, as CgroupID reads it.
+	handle := unix.NewFileHandle(fileidKernfs, binary.NativeEndian.AppendUint64(nil, id))
+	fd, err := unix.OpenByHandleAt(mnt, handle, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	switch {
+	case errors.Is(err, unix.ESTALE) || errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
+		// ENOTDIR: the id is a kernfs node that is a file, not a cgroup.
+		return "", fmt.Errorf("cgroup id %d: %w", id, ErrCgroupNotFound)
+	case err != nil:
+		return "", fmt.Errorf("opening cgroup id %d: %w", id, err)
+	}
+	defer unix.Close(fd)
+	dir, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+	if err != nil {
+		return "", fmt.Errorf("reading the path of cgroup id %d: %w", id, err)
+	}
+	// A cgroup removed since it was opened reads "<path> (deleted)", and
+	// its path may name a new cgroup by now: the path counts only while it
+	// is still the directory that was opened.
+	var opened, named unix.Stat_t
+	if err := unix.Fstat(fd, &opened); err != nil {
+		return "", fmt.Errorf("reading cgroup id %d: %w", id, err)
+	}
+	err = unix.Stat(dir, &named)
+	switch {
+	case errors.Is(err, unix.ENOENT) || err == nil && (named.Ino != opened.Ino || named.Dev != opened.Dev):
+		return "", fmt.Errorf("cgroup id %d: removed while it was looked up: %w", id, ErrCgroupNotFound)
+	case err != nil:
+		return "", fmt.Errorf("reading cgroup id %d: %w", id, &fs.PathError{Op: "stat", Path: dir, Err: err})
+	}
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
+	p, err := cgroupPath(root, dir)
+	if err != nil {
+		return "", fmt.Errorf("cgroup id %d: %w", id, err)
+	}
+	return p, nil
+}
+
+// systemCgroupTree reads guard directories on this host's cgroup tree.
+func systemCgroupTree() cgroupTree { return cgroupTree{isDir: isDir, scan: scanGuardDir} }
+
+// scanGuardDir returns dir's own cgroup id and the highest id among its
+// immediate subdirectories, 0 when it has none. A cgroup's id is its
+// directory's inode number (see CgroupID), so each child costs one stat.
+func scanGuardDir(dir string) (self, highestChild uint64, err error) {
+	if self, err = CgroupID(dir); err != nil {
+		return 0, 0, err
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the cgroups below %s: %w", dir, err)
+	}
+	defer f.Close()
+	entries, err := f.ReadDir(-1)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the cgroups below %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed since the listing
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("reading the cgroups below %s: %w", dir, err)
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			return 0, 0, fmt.Errorf("reading the cgroups below %s: no inode for %s", dir, e.Name())
+		}
+		highestChild = max(highestChild, st.Ino)
+	}
+	return self, highestChild, nil
+}
+
 // ResolveSelector finds the cgroup directory sel names below root (the
 // cgroup v2 mount point) and its kernel id.
 //
@@ -81,6 +184,9 @@ type selectorResolver struct {
 	// controlGroup returns the unit's ControlGroup property, "" when the
 	// unit has no cgroup (it is not running).
 	controlGroup func(unit string) (string, error)
+	// slice returns the unit's Slice property, the slice unit systemd
+	// puts it in ("system.slice"), "" when systemd does not say.
+	slice func(unit string) (string, error)
 }
 
 // systemdTimeout bounds one systemctl call; the watcher asks every tick.
@@ -93,17 +199,33 @@ func systemResolver() selectorResolver {
 			st, err := os.Stat("/run/systemd/system")
 			return err == nil && st.IsDir()
 		},
-		controlGroup: func(unit string) (string, error) {
-			ctx, cancel := context.WithTimeout(context.Background(), systemdTimeout)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, "systemctl", "show", "--property=ControlGroup", "--value", "--", unit).Output()
-			if err != nil {
-				return "", fmt.Errorf("systemctl show %s: %w", unit, err)
-			}
-			return strings.TrimSpace(string(out)), nil
-		},
+		controlGroup: func(unit string) (string, error) { return unitProperty(unit, "ControlGroup") },
+		slice:        func(unit string) (string, error) { return unitProperty(unit, "Slice") },
 	}
 }
+
+// unitProperty asks systemd for one property of unit.
+func unitProperty(unit, property string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), systemdTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "systemctl", "show", "--property="+property, "--value", "--", unit).Output()
+	if err != nil {
+		return "", fmt.Errorf("systemctl show --property=%s %s: %w", property, unit, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// unitSlice is the Slice property of unit when systemd runs; "" without
+// systemd.
+func (r selectorResolver) unitSlice(unit string) (string, error) {
+	if !r.systemdRunning() {
+		return "", nil
+	}
+	return r.slice(unit)
+}
+
+// systemUnitSlice asks this host's systemd, if it runs, for unit's slice.
+func systemUnitSlice(unit string) (string, error) { return systemResolver().unitSlice(unit) }
 
 func (r selectorResolver) resolve(root string, sel Selector, createMissing bool) (string, uint64, error) {
 	if err := sel.validate(); err != nil {

@@ -111,9 +111,6 @@ func TestCgroupIDOutsideCgroupfs(t *testing.T) {
 	}
 }
 
-// fileidKernfs is the kernel's FILEID_KERNFS handle type.
-const fileidKernfs = 0xfe
-
 // The id CgroupID returns is the kernel's: its file handle opens the same
 // directory, it is the inode number, and a process started in the cgroup
 // reads the cgroup's path.
@@ -273,13 +270,13 @@ func TestResolveSelectorUnit(t *testing.T) {
 		wantDir string
 		wantErr error
 	}{
-		{"found by walking the tree", selectorResolver{noSystemd, unused}, unit, false, unitDir, nil},
-		{"never created", selectorResolver{noSystemd, unused}, "itest-none.service", true, "", ErrCgroupNotFound},
-		{"too deep for the walk", selectorResolver{noSystemd, unused}, deepUnit, false, "", ErrCgroupNotFound},
-		{"systemd's answer", selectorResolver{withSystemd, answer(path+"/fake.slice/"+unit, nil)}, "other-name.service", false, unitDir, nil},
-		{"systemd says not running", selectorResolver{withSystemd, answer("", nil)}, unit, false, "", ErrCgroupNotFound},
-		{"systemctl fails: walk", selectorResolver{withSystemd, answer("", errors.New("exit status 1"))}, unit, false, unitDir, nil},
-		{"systemd's path not below this root: walk", selectorResolver{withSystemd, answer("/elsewhere/"+unit, nil)}, unit, false, unitDir, nil},
+		{"found by walking the tree", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, unit, false, unitDir, nil},
+		{"never created", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, "itest-none.service", true, "", ErrCgroupNotFound},
+		{"too deep for the walk", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, deepUnit, false, "", ErrCgroupNotFound},
+		{"systemd's answer", selectorResolver{systemdRunning: withSystemd, controlGroup: answer(path+"/fake.slice/"+unit, nil)}, "other-name.service", false, unitDir, nil},
+		{"systemd says not running", selectorResolver{systemdRunning: withSystemd, controlGroup: answer("", nil)}, unit, false, "", ErrCgroupNotFound},
+		{"systemctl fails: walk", selectorResolver{systemdRunning: withSystemd, controlGroup: answer("", errors.New("exit status 1"))}, unit, false, unitDir, nil},
+		{"systemd's path not below this root: walk", selectorResolver{systemdRunning: withSystemd, controlGroup: answer("/elsewhere/"+unit, nil)}, unit, false, unitDir, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,7 +363,8 @@ func TestWatcherUnitRestart(t *testing.T) {
 		OnChange:      func(bs []Binding) error { got <- bs; return nil },
 		// The fake unit is unknown to a real systemd: find it the way a
 		// host without systemd does.
-		resolve: selectorResolver{systemdRunning: func() bool { return false }}.resolve,
+		resolve:   selectorResolver{systemdRunning: func() bool { return false }}.resolve,
+		unitSlice: selectorResolver{systemdRunning: func() bool { return false }}.unitSlice,
 	}
 	next := func(what string) []Binding {
 		t.Helper()

@@ -24,3 +24,21 @@ func ResolveSelector(root string, sel Selector, createMissing bool) (dir string,
 	}
 	return "", 0, fmt.Errorf("resolving %s: %w", sel, errors.ErrUnsupported)
 }
+
+// CgroupPathByID needs Linux cgroups; it is not supported on this system.
+func CgroupPathByID(root string, id uint64) (string, error) {
+	return "", fmt.Errorf("finding cgroup id %d: %w", id, errors.ErrUnsupported)
+}
+
+// systemUnitSlice: there is no systemd on this system.
+func systemUnitSlice(string) (string, error) { return "", nil }
+
+// systemCgroupTree has no cgroups to read on this system.
+func systemCgroupTree() cgroupTree {
+	return cgroupTree{
+		isDir: func(string) bool { return false },
+		scan: func(dir string) (uint64, uint64, error) {
+			return 0, 0, fmt.Errorf("reading the cgroups below %s: %w", dir, errors.ErrUnsupported)
+		},
+	}
+}

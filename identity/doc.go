@@ -8,7 +8,11 @@
 //   - finding the cgroup v2 hierarchy (CgroupV2Root), resolving a workload
 //     selector (cgroup path or systemd unit) to a cgroup directory and its
 //     kernel cgroup id (ResolveSelector, CgroupID), and keeping those ids
-//     current while units restart (Watcher);
+//     current while units restart (Watcher), with a Guard on the directory
+//     each workload's cgroup is made in, so that a cgroup made since the
+//     last pass can be told from one the gateway knows; a cgroup id back
+//     to its path (CgroupPathByID), and a pass on demand for a connection
+//     from such a new cgroup (Watcher.SyncAfter);
 //   - process details from /proc: executable, cgroup, and — for explicit
 //     mode, where no eBPF program recorded the caller — the process that owns
 //     the client side of a loopback TCP connection (LocalPeer,
@@ -28,8 +32,8 @@
 //   - ErrNoProcess: the process is gone, or no process owns the socket.
 //   - ErrNoCgroup2: no cgroup v2 hierarchy is mounted, a process has no
 //     cgroup v2 line, or a path is not in a cgroup v2 hierarchy.
-//   - ErrCgroupNotFound: a selector's cgroup does not exist (yet); the error
-//     names the path or unit.
+//   - ErrCgroupNotFound: a selector's cgroup does not exist (yet), or a
+//     cgroup id names no live cgroup; the error names the path, unit or id.
 //   - ErrInvalidSelector: a selector sets neither or both of its fields, or
 //     names something that cannot be a cgroup.
 //

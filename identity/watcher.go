@@ -42,26 +42,59 @@ type Watcher struct {
 	// first pass and whenever an id or path changes. When it fails it is
 	// called again on the next pass even if nothing changed.
 	OnChange func(bindings []Binding) error
+	// OnGuards gets the full set of guards, sorted by path, after the
+	// first pass and whenever a guard or its watermark changes (a
+	// watermark moves whenever a cgroup is made in its directory). It is
+	// called only once OnChange has taken the pass's bindings, or had
+	// nothing new to take, so no watermark passes a workload's new cgroup
+	// before the workloads map holds it. When it fails, or OnChange did,
+	// it is called again on the next pass even if nothing changed.
+	OnGuards func(guards []Guard) error
 
-	// resolve stands in for ResolveSelector in tests.
-	resolve func(root string, sel Selector, createMissing bool) (string, uint64, error)
+	// Stand-ins for tests: resolve for ResolveSelector, unitSlice for
+	// asking systemd for a unit's Slice property ("" when systemd does not
+	// run or say), tree for reading guard directories.
+	resolve   func(root string, sel Selector, createMissing bool) (string, uint64, error)
+	unitSlice func(unit string) (string, error)
+	tree      *cgroupTree
+
+	passMu  sync.Mutex // guards running and last
+	running *pass      // the pass under way, nil when none is
+	last    *pass      // the last pass that completed
 
 	syncMu      sync.Mutex // one pass at a time; guards the fields below
 	state       map[string]workloadState
 	delivered   []Binding // the set OnChange last accepted
 	deliveredOK bool      // false before the first delivery and after a failed one
-	lastFailure string    // the last OnChange error Run logged
+	guards      []Guard   // the guards the last pass found
+	guardsSent  []Guard   // the set OnGuards last accepted
+	guardsOK    bool      // false before the first delivery and after a failed one
+	// guardProblems holds, by guard path, why the directory could not
+	// be read, as logged.
+	guardProblems map[string]string
+	lastFailure   string // the last error Run logged
 
-	mu      sync.RWMutex // guards current and pending, read by Current and Pending
+	mu      sync.RWMutex // guards the fields below, read by Current, Pending and Run
 	current []Binding
 	pending []string
+	watched []Guard       // the guards whose directories Run watches
+	moved   chan struct{} // tells Run that watched changed; nil until Run asks
+}
+
+// pass is one resolution pass, shared by every SyncAfter caller it serves.
+type pass struct {
+	start    time.Time
+	done     chan struct{} // closed when the pass has ended
+	bindings []Binding
+	err      error
 }
 
 // workloadState is what was last logged about a workload, so each state
 // change is logged once, not every pass.
 type workloadState struct {
-	binding Binding
-	problem string // "" when resolved
+	binding  Binding
+	problem  string // "" when resolved
+	lastPath string // the path it last resolved to, kept while it does not
 }
 
 // problemNotFound is the state of a workload whose cgroup does not exist;
@@ -69,10 +102,67 @@ type workloadState struct {
 const problemNotFound = "not found"
 
 // Sync resolves every workload once and calls OnChange when the set
-// changed. Workloads that cannot be resolved are left out of the set and
-// listed by Pending; each is logged once when it goes missing and once when
-// it appears. The error is OnChange's, joined with any invalid selectors.
+// changed, then OnGuards when the guards did. Workloads that cannot be
+// resolved are left out of the set and listed by Pending; each is logged
+// once when it goes missing and once when it appears. The error is
+// OnChange's and OnGuards', joined with any invalid selectors. It is
+// SyncAfter(time.Now()).
 func (w *Watcher) Sync() ([]Binding, error) {
+	return w.SyncAfter(time.Now())
+}
+
+// SyncAfter returns the result of a pass that started at t or later, once
+// it has completed: the one under way if it started late enough, else a
+// new one. Concurrent callers share passes, so a burst of callers costs
+// one or two passes, not one each. The gateway calls it for a connection
+// from a cgroup it does not know, with the time it accepted it: a pass
+// that started after that sees the cgroup.
+func (w *Watcher) SyncAfter(t time.Time) ([]Binding, error) {
+	for {
+		w.passMu.Lock()
+		if p := w.last; p != nil && !p.start.Before(t) {
+			w.passMu.Unlock()
+			return slices.Clone(p.bindings), p.err
+		}
+		if p := w.running; p != nil {
+			w.passMu.Unlock()
+			<-p.done
+			continue
+		}
+		now := time.Now()
+		if now.Before(t) {
+			w.passMu.Unlock()
+			time.Sleep(t.Sub(now))
+			continue
+		}
+		p := &pass{start: now, done: make(chan struct{})}
+		w.running = p
+		w.passMu.Unlock()
+		w.runPass(p)
+		return slices.Clone(p.bindings), p.err
+	}
+}
+
+// runPass runs p and publishes it. A pass that panics is not published:
+// its waiters start another.
+func (w *Watcher) runPass(p *pass) {
+	completed := false
+	defer func() {
+		w.passMu.Lock()
+		w.running = nil
+		if completed {
+			w.last = p
+		}
+		w.passMu.Unlock()
+		close(p.done)
+	}()
+	p.bindings, p.err = w.sync()
+	completed = true
+}
+
+// sync is one pass: read the guard directories, resolve the workloads,
+// hand on what changed.
+func (w *Watcher) sync() ([]Binding, error) {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	log := w.logger()
@@ -80,14 +170,32 @@ func (w *Watcher) Sync() ([]Binding, error) {
 	if resolve == nil {
 		resolve = ResolveSelector
 	}
+	tree := systemCgroupTree()
+	if w.tree != nil {
+		tree = *w.tree
+	}
+	units := &unitSlices{ask: w.unitSlice, log: log, paths: map[string]string{}}
+	if units.ask == nil {
+		units.ask = systemUnitSlice
+	}
+
+	// Watermarks first: a cgroup made while the workloads resolve then
+	// has a higher id than any read here.
+	reads := newGuardReads(w.Root, tree)
+	for _, dir := range w.guardCandidates(tree, units) {
+		reads.read(dir)
+	}
+	reads.late = true
 
 	bs := make([]Binding, 0, len(w.Workloads))
+	rs := make([]resolution, 0, len(w.Workloads))
 	var pending []string
 	var errs []error
 	state := make(map[string]workloadState, len(w.Workloads))
 	for _, wl := range w.Workloads {
 		prev, seen := w.state[wl.Name]
 		b, err := w.resolveOne(resolve, wl)
+		rs = append(rs, resolution{wl: wl, path: b.Path, err: err})
 		if err != nil {
 			pending = append(pending, wl.Name)
 			problem := err.Error()
@@ -100,33 +208,59 @@ func (w *Watcher) Sync() ([]Binding, error) {
 			if !seen || prev.problem != problem {
 				w.logMissing(log, wl, err)
 			}
-			state[wl.Name] = workloadState{problem: problem}
+			state[wl.Name] = workloadState{problem: problem, lastPath: prev.lastPath}
 			continue
 		}
 		if !seen || prev.problem != "" || prev.binding != b {
 			logFound(log, wl, b, prev, seen)
 		}
-		state[wl.Name] = workloadState{binding: b}
+		state[wl.Name] = workloadState{binding: b, lastPath: b.Path}
 		bs = append(bs, b)
 	}
 	w.state = state
+	guards := w.guardSet(log, tree, reads, units, rs)
+	w.guards = guards
 
 	w.mu.Lock()
 	w.current, w.pending = bs, pending
-	w.mu.Unlock()
-
-	if w.deliveredOK && slices.Equal(bs, w.delivered) {
-		return slices.Clone(bs), errors.Join(errs...)
-	}
-	if w.OnChange != nil {
-		if err := w.OnChange(slices.Clone(bs)); err != nil {
-			w.deliveredOK = false
-			errs = append(errs, fmt.Errorf("applying workload cgroups: %w", err))
-			return slices.Clone(bs), errors.Join(errs...)
+	if !sameGuardDirs(w.watched, guards) && w.moved != nil {
+		select {
+		case w.moved <- struct{}{}:
+		default:
 		}
 	}
-	w.delivered, w.deliveredOK = bs, true
+	w.watched = guards
+	w.mu.Unlock()
+
+	if err := w.deliver(bs, guards); err != nil {
+		errs = append(errs, err)
+	}
 	return slices.Clone(bs), errors.Join(errs...)
+}
+
+// deliver hands bindings to OnChange and then guards to OnGuards, each
+// when it differs from what that callback last accepted. Guards wait for
+// the bindings: a watermark above a new cgroup's id tells the kernel the
+// gateway knows that cgroup.
+func (w *Watcher) deliver(bs []Binding, guards []Guard) error {
+	if !w.deliveredOK || !slices.Equal(bs, w.delivered) {
+		if w.OnChange != nil {
+			if err := w.OnChange(slices.Clone(bs)); err != nil {
+				w.deliveredOK = false
+				return fmt.Errorf("applying workload cgroups: %w", err)
+			}
+		}
+		w.delivered, w.deliveredOK = bs, true
+	}
+	if w.OnGuards == nil || w.guardsOK && slices.EqualFunc(guards, w.guardsSent, Guard.equal) {
+		return nil
+	}
+	if err := w.OnGuards(cloneGuards(guards)); err != nil {
+		w.guardsOK = false
+		return fmt.Errorf("applying cgroup guards: %w", err)
+	}
+	w.guardsSent, w.guardsOK = guards, true
+	return nil
 }
 
 func (w *Watcher) resolveOne(resolve func(string, Selector, bool) (string, uint64, error), wl WatchedWorkload) (Binding, error) {
@@ -162,27 +296,76 @@ func logFound(log *slog.Logger, wl WatchedWorkload, b Binding, prev workloadStat
 	}
 }
 
+// guardDebounce is how long Run waits after a cgroup is made in a guard
+// directory before it resolves: systemd makes a unit's cgroups in a burst,
+// and one pass then sees them all.
+const guardDebounce = 5 * time.Millisecond
+
 // Run calls Sync every Interval until ctx is done, and returns ctx's error.
-// A failed OnChange is logged (once per distinct error) and retried on the
-// next pass.
+// A failed OnChange or OnGuards is logged (once per distinct error) and
+// retried on the next pass. On Linux it also watches every guard's
+// directory and resolves promptly when a cgroup is made there, so a
+// restarted unit's new cgroup is bound without waiting for the interval.
 func (w *Watcher) Run(ctx context.Context) error {
 	interval := w.Interval
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	watch := newDirWatch(w.logger())
+	defer watch.close()
+	moved := w.movedChan()
+
+	w.syncAndReport()
 	for {
+		watch.set(w.Root, w.watchedGuards())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+			continue
+		case <-t.C:
+		case <-watch.created():
+			debounce := time.NewTimer(guardDebounce)
+			select {
+			case <-ctx.Done():
+				debounce.Stop()
+				return ctx.Err()
+			case <-debounce.C:
+			}
+			// What came during the wait, the coming pass sees; what
+			// comes during the pass starts another.
+			select {
+			case <-watch.created():
+			default:
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		w.syncAndReport()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
 	}
+}
+
+// movedChan returns the channel a pass signals when the guard directories
+// change.
+func (w *Watcher) movedChan() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.moved == nil {
+		w.moved = make(chan struct{}, 1)
+	}
+	return w.moved
+}
+
+func (w *Watcher) watchedGuards() []Guard {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.watched
 }
 
 func (w *Watcher) syncAndReport() {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -42,11 +44,25 @@ func (l *logRecorder) take(s string) int {
 	return n
 }
 
-// fakeCgroups stands in for ResolveSelector: cgroup path → id; absent
-// means not found.
+// fakeRoot is where the fake cgroup tree is mounted.
+const fakeRoot = "/cg"
+
+// fakeCgroups stands in for the cgroup tree and systemd: ResolveSelector,
+// the guard directories' ids, and units' slices.
 type fakeCgroups struct {
 	mu  sync.Mutex
-	ids map[string]uint64
+	ids map[string]uint64 // cgroup path → id; absent means not found. The root is id 1.
+	// units says where a unit runs; /system.slice/UNIT when not listed.
+	units map[string]string
+	// slices is each unit's Slice property; sliceErr fails every lookup.
+	slices   map[string]string
+	sliceErr error
+	// fail makes resolving the cgroup at a path fail with this error.
+	fail map[string]error
+	// unreadable guard directories fail to scan.
+	unreadable map[string]bool
+	resolves   int    // resolve calls
+	during     func() // runs inside every resolve call
 }
 
 func (f *fakeCgroups) set(path string, id uint64) {
@@ -59,21 +75,91 @@ func (f *fakeCgroups) set(path string, id uint64) {
 	f.ids[path] = id
 }
 
+func (f *fakeCgroups) update(change func(f *fakeCgroups)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change(f)
+}
+
 func (f *fakeCgroups) resolve(root string, sel Selector, _ bool) (string, uint64, error) {
 	if err := sel.validate(); err != nil {
 		return "", 0, err
 	}
 	f.mu.Lock()
+	f.resolves++
+	during := f.during
+	f.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := sel.Cgroup
-	if sel.SystemdUnit != "" {
-		p = "/system.slice/" + sel.SystemdUnit
+	if u := sel.SystemdUnit; u != "" {
+		p = "/system.slice/" + u
+		if at, ok := f.units[u]; ok {
+			p = at
+		}
+	}
+	if err := f.fail[p]; err != nil {
+		return "", 0, fmt.Errorf("%s: %w", sel, err)
 	}
 	id, ok := f.ids[p]
 	if !ok {
 		return "", 0, fmt.Errorf("%s: %w", sel, ErrCgroupNotFound)
 	}
 	return root + p, id, nil
+}
+
+func (f *fakeCgroups) resolveCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.resolves
+}
+
+func (f *fakeCgroups) unitSlice(unit string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.slices[unit], f.sliceErr
+}
+
+// tree reads the fake tree below fakeRoot.
+func (f *fakeCgroups) tree() *cgroupTree {
+	rel := func(dir string) string { return cleanCgroupPath(strings.TrimPrefix(dir, fakeRoot)) }
+	return &cgroupTree{
+		isDir: func(dir string) bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			_, ok := f.ids[rel(dir)]
+			return ok || rel(dir) == "/"
+		},
+		scan: func(dir string) (uint64, uint64, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			p := rel(dir)
+			self, ok := f.ids[p]
+			switch {
+			case f.unreadable[p]:
+				return 0, 0, fmt.Errorf("reading %s: permission denied", dir)
+			case p == "/":
+				self = 1
+			case !ok:
+				return 0, 0, fmt.Errorf("reading %s: %w", dir, fs.ErrNotExist)
+			}
+			var highest uint64
+			for q, id := range f.ids {
+				if q != p && path.Dir(q) == p {
+					highest = max(highest, id)
+				}
+			}
+			return self, highest, nil
+		},
+	}
+}
+
+// watcher is a Watcher of the fake tree.
+func (f *fakeCgroups) watcher(wls ...WatchedWorkload) *Watcher {
+	return &Watcher{Root: fakeRoot, Workloads: wls, resolve: f.resolve, unitSlice: f.unitSlice, tree: f.tree()}
 }
 
 func TestWatcherSync(t *testing.T) {
@@ -96,7 +182,9 @@ func TestWatcherSync(t *testing.T) {
 			}
 			return nil
 		},
-		resolve: cg.resolve,
+		resolve:   cg.resolve,
+		unitSlice: cg.unitSlice,
+		tree:      cg.tree(),
 	}
 	demo := Binding{WorkloadID: 1, Name: "demo", CgroupID: 10, Path: "/agents/demo"}
 	unit := Binding{WorkloadID: 2, Name: "unit", CgroupID: 20, Path: "/system.slice/agent.service"}
@@ -202,6 +290,8 @@ func TestWatcherRun(t *testing.T) {
 		Interval:  5 * time.Millisecond,
 		OnChange:  func(bs []Binding) error { got <- bs; return nil },
 		resolve:   cg.resolve,
+		unitSlice: cg.unitSlice,
+		tree:      cg.tree(),
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
