@@ -13,6 +13,7 @@ const (
 	refusedNoOrigin        = "no_origin"
 	refusedUnknownTarget   = "unknown_target"
 	refusedUnknownWorkload = "unknown_workload"
+	refusedEgressDenied    = "egress_denied"
 	refusedError           = "error"
 	refusedNoHandler       = "no_handler"
 	refusedShuttingDown    = "shutting_down"
@@ -20,7 +21,7 @@ const (
 
 var refusedReasons = []string{
 	refusedNoOrigin, refusedUnknownTarget, refusedUnknownWorkload,
-	refusedError, refusedNoHandler, refusedShuttingDown,
+	refusedEgressDenied, refusedError, refusedNoHandler, refusedShuttingDown,
 }
 
 // metrics are the proxy package's Prometheus metrics; their names are part of
@@ -82,6 +83,8 @@ func refusedReason(err error) string {
 		return refusedUnknownTarget
 	case errors.Is(err, ErrUnknownWorkload):
 		return refusedUnknownWorkload
+	case errors.Is(err, ErrEgressDenied):
+		return refusedEgressDenied
 	default:
 		return refusedError
 	}

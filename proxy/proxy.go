@@ -21,6 +21,11 @@ var (
 	ErrUnknownTarget = errors.New("destination is not a configured target")
 	// ErrUnknownWorkload: the caller belongs to no configured workload.
 	ErrUnknownWorkload = errors.New("caller is not a configured workload")
+	// ErrEgressDenied: the caller's workload may not reach a destination
+	// that is not a target (egress.default: deny, no allow entry). The
+	// kernel refuses such connects itself; the gateway sees one only when
+	// it had to resolve the caller's cgroup.
+	ErrEgressDenied = errors.New("destination is not allowed by the workload's egress")
 )
 
 // ErrShuttingDown is the cancel cause of the sessions that [Server.Shutdown]

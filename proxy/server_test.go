@@ -158,7 +158,7 @@ func refusedText(reason string) string {
 	var b strings.Builder
 	b.WriteString("# HELP interlock_connections_refused_total Accepted connections closed before reaching a protocol handler, by reason.\n")
 	b.WriteString("# TYPE interlock_connections_refused_total counter\n")
-	for _, r := range []string{"error", "no_handler", "no_origin", "shutting_down", "unknown_target", "unknown_workload"} {
+	for _, r := range []string{"egress_denied", "error", "no_handler", "no_origin", "shutting_down", "unknown_target", "unknown_workload"} {
 		n := 0
 		if r == reason {
 			n = 1
@@ -177,6 +177,7 @@ func TestRefusesUnattributedConnections(t *testing.T) {
 		{"no origin", fmt.Errorf("looking up origin: %w", proxy.ErrNoOrigin), "no_origin"},
 		{"unknown target", fmt.Errorf("matching 10.0.0.1:5432: %w", proxy.ErrUnknownTarget), "unknown_target"},
 		{"unknown workload", fmt.Errorf("cgroup 12: %w", proxy.ErrUnknownWorkload), "unknown_workload"},
+		{"egress denied", fmt.Errorf("workload agent to 10.0.0.9:443: %w", proxy.ErrEgressDenied), "egress_denied"},
 		{"other", errors.New("reading /proc: permission denied"), "error"},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/redirect"
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
@@ -71,6 +74,8 @@ type e2e struct {
 	// tokens are the admin tokens of the config's admin_tokens_file, by
 	// subject: alice and bob are in dba, carol in ops.
 	tokens map[string]string
+	// resolveInterval is the gateway's resolve_interval; 100ms when "".
+	resolveInterval string
 }
 
 // adminTokens writes the admin tokens file of a test's gateway.
@@ -130,11 +135,11 @@ func (e *e2e) writeConfig(body string) {
   admin: %s
   state_dir: %s
   bpffs: %s
-  resolve_interval: 100ms
+  resolve_interval: %s
   log_level: debug
   admin_tokens_file: %s
   login_socket: %s
-%s`, e.listen, e.admin, filepath.Join(e.dir, "state"), e.pin, e.adminTokens(), filepath.Join(e.dir, "login.sock"), body)
+%s`, e.listen, e.admin, filepath.Join(e.dir, "state"), e.pin, cmp.Or(e.resolveInterval, "100ms"), e.adminTokens(), filepath.Join(e.dir, "login.sock"), body)
 	e.cfgPath = filepath.Join(e.dir, "interlock.yaml")
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -462,14 +467,21 @@ workloads:
 	}
 }
 
-// TestSystemdUnitFollowed: a unit's cgroup is found by name, and when the
-// unit restarts (its cgroup is recreated with a new id) the gateway
-// follows.
-func TestSystemdUnitFollowed(t *testing.T) {
+// TestRestartedUnitHasNoGap: a unit's cgroup is found by name, and when
+// the unit restarts (its cgroup is recreated with a new id) its processes
+// are the workload's from their first connect, although the gateway's
+// interval pass is an hour away: the kernel sends connects from a new
+// cgroup below a workload's parent to the gateway, which resolves the
+// cgroup itself, and a cgroup made there starts a pass at once.
+func TestRestartedUnitHasNoGap(t *testing.T) {
 	e := newE2E(t)
-	port := freePort(t, "127.0.0.2")
-	echo := fmt.Sprintf("127.0.0.2:%d", port)
-	redirecttest.EchoServer(t, echo)
+	e.resolveInterval = "1h"
+	echo := fmt.Sprintf("127.0.0.2:%d", freePort(t, "127.0.0.2"))
+	allowed := fmt.Sprintf("127.0.0.3:%d", freePort(t, "127.0.0.3"))
+	denied := fmt.Sprintf("127.0.0.4:%d", freePort(t, "127.0.0.4"))
+	for _, a := range []string{echo, allowed, denied} {
+		redirecttest.EchoServer(t, a)
+	}
 	unit := fmt.Sprintf("itest-%d.service", os.Getpid())
 	e.writeConfig(fmt.Sprintf(`targets:
   - name: echo
@@ -478,27 +490,110 @@ func TestSystemdUnitFollowed(t *testing.T) {
 workloads:
   - name: unit-agent
     match: {systemd_unit: %s}
-    egress: {default: allow}
-`, echo, unit))
-	dial := redirecttest.Dial{Network: "tcp4", Address: echo, Send: "ping\n"}
+    egress: {default: deny, allow: ["%s"]}
+`, echo, unit, allowed))
+	toTarget := redirecttest.Dial{Network: "tcp4", Address: echo, Send: "ping\n"}
 	cg := e.cgroup("/test.slice/" + unit)
-	e.start()
-	waitFor(t, func() bool { return e.status().Workloads[0].CgroupID == cg.ID }, "the unit's cgroup to be found")
-	if r := redirecttest.Agent(t, cg, dial); !proxied(r) {
-		t.Fatalf("unit process: %+v", r)
-	}
-
-	// "Restart" the unit: its cgroup goes away and comes back with a new id.
-	if err := os.Remove(cg.Dir()); err != nil {
+	slice, err := identity.CgroupID(filepath.Dir(cg.Dir()))
+	if err != nil {
 		t.Fatal(err)
 	}
-	cg2 := e.cgroup("/test.slice/" + unit)
-	if cg2.ID == cg.ID {
-		t.Fatal("recreated cgroup kept its id")
+	gw := e.start()
+	waitFor(t, func() bool { return e.status().Workloads[0].CgroupID == cg.ID }, "the unit's cgroup to be found")
+	if r := redirecttest.Agent(t, cg, toTarget); !proxied(r) {
+		t.Fatalf("unit process: %+v", r)
 	}
-	waitFor(t, func() bool { return e.status().Workloads[0].CgroupID == cg2.ID }, "the gateway to follow the new cgroup id")
-	if r := redirecttest.Agent(t, cg2, dial); !proxied(r) {
-		t.Errorf("restarted unit process: %+v", r)
+	// The gateway guards the unit's slice, and knows the unit's cgroup.
+	st, err := redirect.Inspect(e.pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(st.Guards, func(g redirect.Guard) bool { return g.CgroupID == slice }); i < 0 || st.Guards[i].Watermark < cg.ID || !st.Guards[i].EgressDeny {
+		t.Fatalf("pinned guards %+v: want the slice %d guarded at or above the unit's cgroup %d, egress denied", st.Guards, slice, cg.ID)
+	}
+	sessions := func() float64 {
+		return e.metric("interlock_sessions_total", `target="echo"`, `workload="unit-agent"`)
+	}
+	// restart stands for systemd restarting the unit: the cgroup goes
+	// and comes back with a new id, and a process starts in it at once.
+	restart := func() redirecttest.Cgroup {
+		t.Helper()
+		old := cg
+		if err := os.Remove(cg.Dir()); err != nil {
+			t.Fatal(err)
+		}
+		cg = e.cgroup("/test.slice/" + unit)
+		if cg.ID == old.ID {
+			t.Fatal("recreated cgroup kept its id")
+		}
+		return cg
+	}
+
+	if r := redirecttest.Agent(t, restart(), toTarget); !proxied(r) {
+		t.Fatalf("first connect of the restarted unit went around the gateway: %+v", r)
+	}
+	if got := sessions(); got != 2 {
+		t.Errorf("unit-agent sessions = %v, want 2 (the restarted unit's connect is the workload's)", got)
+	}
+
+	// The same with the gateway frozen, so that no pass can run before
+	// the connect: the kernel alone must send it to the gateway, which
+	// then resolves the new cgroup itself.
+	unresolved := func() uint64 {
+		st, err := redirect.Inspect(e.pin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, c := range st.Counters {
+			if c.WorkloadID == redirect.UnresolvedWorkload {
+				n += c.Redirected
+			}
+		}
+		return n
+	}
+	before := unresolved()
+	if err := gw.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer gw.cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck // already sent on the way that does not fail
+	frozen := restart()
+	result := make(chan redirecttest.Result, 1)
+	go func() { result <- redirecttest.Agent(t, frozen, toTarget) }()
+	waitFor(t, func() bool { return unresolved() > before }, "the kernel to send the new cgroup's connect to the frozen gateway")
+	if err := gw.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-result; !proxied(r) {
+		t.Fatalf("restarted unit's connect while the gateway was frozen: %+v", r)
+	}
+	if got := e.metric("interlock_unresolved_connections_total", `outcome="workload"`); got != 1 {
+		t.Errorf("unresolved connections resolved to a workload = %v, want 1", got)
+	}
+	if got := sessions(); got != 3 {
+		t.Errorf("unit-agent sessions = %v, want 3", got)
+	}
+	if r := redirecttest.Agent(t, restart(), redirecttest.Dial{Network: "tcp4", Address: allowed, Send: "ping\n"}); !strings.HasPrefix(r.Reply, "from=") {
+		t.Errorf("restarted unit to an egress-allowed address: %+v", r)
+	}
+	if r := redirecttest.Agent(t, restart(), redirecttest.Dial{Network: "tcp4", Address: denied, Send: "ping\n"}); r.Reply != "" {
+		t.Errorf("restarted unit reached an address its egress denies: %+v", r)
+	}
+
+	// A new unit next to it is nobody's workload: its connects work as
+	// without interlock and count for no workload.
+	other := e.cgroup(fmt.Sprintf("/test.slice/other-%d.service", os.Getpid()))
+	for _, d := range []string{echo, denied} {
+		if r := redirecttest.Agent(t, other, redirecttest.Dial{Network: "tcp4", Address: d, Send: "ping\n"}); !strings.HasPrefix(r.Reply, "from=") {
+			t.Errorf("a new unit in no workload, to %s: %+v", d, r)
+		}
+	}
+	if got := sessions(); got != 3 {
+		t.Errorf("unit-agent sessions = %v after a non-workload's connect, want 3", got)
+	}
+	waitFor(t, func() bool { return e.status().Workloads[0].CgroupID == cg.ID }, "the gateway to follow the unit's latest cgroup without its interval pass")
+	if got := e.metric("interlock_unresolved_connections_total", `outcome="egress_denied"`) + e.metric("interlock_connections_total", `workload="unit-agent"`, `action="denied"`); got < 1 {
+		t.Errorf("the denied egress connect was counted neither by the gateway nor by the kernel (%v)", got)
 	}
 }
 

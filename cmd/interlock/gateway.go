@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,7 @@ type gateway struct {
 	watcher    *identity.Watcher
 	resolver   *redirect.TargetResolver
 	dp         *redirect.Datapath
+	cgroupRoot string // the cgroup v2 mount point (transparent mode)
 	recordings *record.Store
 	logins     *identity.Logins
 	loginLimit *identity.LoginLimiter
@@ -114,6 +116,13 @@ func (g *gateway) run(ctx context.Context) error {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if !g.explicit {
+		// Before anything here dials (OIDC discovery, upstream
+		// catalogues): the kernel must know the gateway's own cgroup.
+		if err := g.openDatapath(); err != nil {
+			return err
+		}
+	}
 	if err := g.setUpVerifier(ctx); err != nil {
 		return err
 	}
@@ -283,19 +292,39 @@ func (g *gateway) watchedWorkloads() []identity.WatchedWorkload {
 	return out
 }
 
-// startTransparent installs or adopts the eBPF data path and serves what it
-// redirects.
-func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitGroup) error {
-	cfg := g.cfg
+// openDatapath installs or adopts the eBPF data path and tells it the
+// gateway's own cgroup: a gateway restarted next to a workload's unit has a
+// cgroup newer than the pinned guards know, and its dials must still go
+// where it dials.
+func (g *gateway) openDatapath() error {
 	root, err := identity.CgroupV2Root()
 	if err != nil {
 		return fmt.Errorf("finding the cgroup v2 hierarchy: %w", err)
 	}
-	g.dp, err = redirect.Open(redirect.Options{PinPath: cfg.Gateway.BPFFS, CgroupRoot: root, Logger: g.logger})
+	g.cgroupRoot = root
+	g.dp, err = redirect.Open(redirect.Options{PinPath: g.cfg.Gateway.BPFFS, CgroupRoot: root, Logger: g.logger})
 	if err != nil {
 		return err
 	}
-	g.logger.Info("eBPF data path attached", "cgroup_root", root, "bpffs", cfg.Gateway.BPFFS)
+	g.logger.Info("eBPF data path attached", "cgroup_root", root, "bpffs", g.cfg.Gateway.BPFFS)
+	self, err := identity.ProcessCgroup(uint32(os.Getpid()))
+	if err != nil {
+		return fmt.Errorf("reading the gateway's own cgroup: %w", err)
+	}
+	id, err := identity.CgroupID(filepath.Join(root, filepath.FromSlash(self)))
+	if err != nil {
+		return fmt.Errorf("reading the gateway's own cgroup %s: %w", self, err)
+	}
+	if err := g.dp.SetGatewayCgroup(id); err != nil {
+		return fmt.Errorf("telling the data path the gateway's cgroup: %w", err)
+	}
+	return nil
+}
+
+// startTransparent serves what the data path (openDatapath) redirects.
+func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitGroup) error {
+	cfg := g.cfg
+	root := g.cgroupRoot
 
 	lc := redirect.ListenConfig()
 	ln4, err := lc.Listen(ctx, "tcp4", cfg.Gateway.ListenAddr.String())
@@ -355,6 +384,11 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 			}
 			return g.dp.SyncWorkloads(g.kernelWorkloads(bs))
 		},
+		// After the workloads: a guard must not move past a cgroup the
+		// map does not hold yet.
+		OnGuards: func(gs []identity.Guard) error {
+			return g.dp.SyncGuards(g.kernelGuards(gs))
+		},
 	}
 	if _, err := g.watcher.Sync(); err != nil {
 		return fmt.Errorf("resolving workloads: %w", err)
@@ -382,7 +416,13 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 	go g.resolver.Run(ctx)
 
 	g.metrics.MustRegister(&kernelCollector{dp: g.dp, cfg: cfg, logger: g.logger})
-	a := &kernelAttributor{dp: g.dp, targets: g.targets, workloads: g.workloads}
+	outcomes, err := newUnresolvedOutcomes(g.metrics)
+	if err != nil {
+		return err
+	}
+	a := &kernelAttributor{dp: g.dp, targets: g.targets, workloads: g.workloads, unresolved: &unresolvedResolver{
+		root: root, watcher: g.watcher, cfg: cfg, workloads: g.workloads, logger: g.logger, outcomes: outcomes,
+	}}
 	g.serve(serveCtx, wg, ln4, a, "")
 	if ln6 != nil {
 		g.serve(serveCtx, wg, ln6, a, "")
@@ -402,12 +442,30 @@ func (g *gateway) kernelWorkloads(bs []identity.Binding) []redirect.Workload {
 	return out
 }
 
+// kernelGuards are the watcher's guards as the kernel map holds them: a
+// new cgroup below a guard whose workloads deny egress may not connect
+// anywhere while the gateway cannot take its connects.
+func (g *gateway) kernelGuards(gs []identity.Guard) []redirect.Guard {
+	out := make([]redirect.Guard, 0, len(gs))
+	for _, gd := range gs {
+		kg := redirect.Guard{CgroupID: gd.CgroupID, Watermark: gd.Watermark}
+		for _, id := range gd.Workloads {
+			if w := g.cfg.WorkloadByID(id); w != nil && w.Egress.Default == config.EgressDeny {
+				kg.EgressDeny = true
+			}
+		}
+		out = append(out, kg)
+	}
+	return out
+}
+
 // kernelAttributor attributes a redirected connection from the kernel's
 // origins map.
 type kernelAttributor struct {
-	dp        *redirect.Datapath
-	targets   map[uint32]proxy.Target
-	workloads *identity.Registry
+	dp         *redirect.Datapath
+	targets    map[uint32]proxy.Target
+	workloads  *identity.Registry
+	unresolved *unresolvedResolver
 }
 
 func (a *kernelAttributor) Attribute(_ context.Context, conn net.Conn) (proxy.Attribution, error) {
@@ -417,6 +475,9 @@ func (a *kernelAttributor) Attribute(_ context.Context, conn net.Conn) (proxy.At
 	}
 	if err != nil {
 		return proxy.Attribution{}, err
+	}
+	if o.WorkloadID == redirect.UnresolvedWorkload {
+		return a.unresolved.attribute(o, a.targets)
 	}
 	t, ok := a.targets[o.TargetID]
 	if !ok {
@@ -453,7 +514,11 @@ func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range counters {
 		workload := fmt.Sprintf("unknown-%d", k.WorkloadID)
-		if w := c.cfg.WorkloadByID(k.WorkloadID); w != nil {
+		if k.WorkloadID == redirect.UnresolvedWorkload {
+			// Cgroups made since the last pass, before the gateway knew
+			// which (if any) workload they are.
+			workload = "(unresolved)"
+		} else if w := c.cfg.WorkloadByID(k.WorkloadID); w != nil {
 			workload = w.Name
 		}
 		target := ""

@@ -195,6 +195,23 @@ type AllowRule struct {
 	Port   uint16       // 0 means any port
 }
 
+// Allows reports whether a workload with this egress may connect to dst,
+// a destination that is not a target, as the kernel decides it: any with
+// the default allow, else only what an allow entry covers. dst's IPv4 may
+// be v4-mapped.
+func (e *Egress) Allows(dst netip.AddrPort) bool {
+	if e.Default != EgressDeny {
+		return true
+	}
+	addr := dst.Addr().Unmap()
+	for _, r := range e.AllowRules {
+		if r.Prefix.Contains(addr) && (r.Port == 0 || r.Port == dst.Port()) {
+			return true
+		}
+	}
+	return false
+}
+
 // Duration is a time.Duration written as "1s", "500ms" or "5m".
 type Duration struct{ time.Duration }
 

@@ -639,3 +639,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestEgressAllows(t *testing.T) {
+	deny := Egress{Default: EgressDeny, AllowRules: []AllowRule{
+		{Prefix: netip.MustParsePrefix("127.0.0.53/32"), Port: 53},
+		{Prefix: netip.MustParsePrefix("127.1.0.0/16")},
+		{Prefix: netip.MustParsePrefix("fd00::/8"), Port: 443},
+	}}
+	allow := Egress{Default: EgressAllow}
+	tests := []struct {
+		e    *Egress
+		dst  string
+		want bool
+	}{
+		{&allow, "127.0.0.9:80", true},
+		{&deny, "127.0.0.53:53", true},
+		{&deny, "127.0.0.53:54", false},
+		{&deny, "[::ffff:127.0.0.53]:53", true},
+		{&deny, "127.1.2.3:1", true},
+		{&deny, "127.2.0.1:1", false},
+		{&deny, "[fd00::1]:443", true},
+		{&deny, "[fd00::1]:80", false},
+		{&deny, "[::1]:443", false},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Allows(netip.MustParseAddrPort(tt.dst)); got != tt.want {
+			t.Errorf("%s Allows(%s) = %v, want %v", tt.e.Default, tt.dst, got, tt.want)
+		}
+	}
+}

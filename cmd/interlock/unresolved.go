@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/redirect"
+)
+
+// A connect from a cgroup made since the watcher's last pass, below the
+// parent of a workload's cgroup, reaches the gateway whatever its
+// destination (redirect.UnresolvedWorkload): the cgroup may be a restarted
+// unit's new one, which the kernel cannot know yet. The gateway finds the
+// cgroup's path, runs a pass, and then either serves the connection as the
+// workload's, applies the workload's egress, or relays it unchanged for a
+// process that is in no workload.
+
+// Outcomes of an unresolved connection, the values of the outcome label of
+// interlock_unresolved_connections_total.
+const (
+	unresolvedWorkload      = "workload"       // a workload's target connect: served as usual
+	unresolvedEgressAllowed = "egress_allowed" // a workload's other connect its egress allows: relayed
+	unresolvedEgressDenied  = "egress_denied"  // a workload's other connect its egress denies: closed
+	unresolvedNoWorkload    = "not_workload"   // a process in no workload: relayed unchanged
+	unresolvedGone          = "gone"           // the cgroup was removed before the gateway looked
+)
+
+// egressTarget is the target name of a relayed connection whose destination
+// is not a target. Target names cannot contain parentheses.
+const egressTarget = "(egress)"
+
+// unresolvedResolver turns an unresolved connection into an attribution.
+type unresolvedResolver struct {
+	root      string // the cgroup v2 mount point
+	watcher   *identity.Watcher
+	cfg       *config.Config
+	workloads *identity.Registry
+	logger    *slog.Logger
+	outcomes  *prometheus.CounterVec
+}
+
+func newUnresolvedOutcomes(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "interlock_unresolved_connections_total",
+		Help: "Connects from cgroups created since the gateway's last resolution pass (a restarted unit's new cgroup, or any new sibling of a workload's cgroup), by what the gateway found them to be.",
+	}, []string{"outcome"})
+	for _, o := range []string{unresolvedWorkload, unresolvedEgressAllowed, unresolvedEgressDenied, unresolvedNoWorkload, unresolvedGone} {
+		c.WithLabelValues(o)
+	}
+	if err := reg.Register(c); err != nil {
+		return nil, fmt.Errorf("registering interlock_unresolved_connections_total: %w", err)
+	}
+	return c, nil
+}
+
+func (r *unresolvedResolver) attribute(o redirect.Origin, targets map[uint32]proxy.Target) (proxy.Attribution, error) {
+	asked := time.Now()
+	path, err := identity.CgroupPathByID(r.root, o.CgroupID)
+	if err != nil {
+		r.outcomes.WithLabelValues(unresolvedGone).Inc()
+		return proxy.Attribution{}, fmt.Errorf("%w: cgroup %d of pid %d: %w", proxy.ErrUnknownWorkload, o.CgroupID, o.PID, err)
+	}
+	// A pass puts the cgroup's id in the kernel's map (the caller's next
+	// connects are decided there) and binds a workload that just appeared.
+	bindings, err := r.watcher.SyncAfter(asked)
+	if err != nil {
+		r.logger.Warn("resolving workloads for a connection from a new cgroup", "cgroup", path, "error", err)
+	}
+	target, isTarget := targets[o.TargetID]
+	b, ok := identity.MatchCgroupPath(path, bindings)
+	if !ok {
+		// Not ours: the connection goes where the process dialled, as
+		// it would have without interlock.
+		r.outcomes.WithLabelValues(unresolvedNoWorkload).Inc()
+		r.logger.Debug("connection from a new cgroup in no workload: relayed unchanged", "cgroup", path, "pid", o.PID, "destination", o.Destination)
+		return r.relay(o, target, isTarget, identity.Caller{PID: o.PID, UID: o.UID, CgroupID: o.CgroupID}), nil
+	}
+	caller, err := r.workloads.Caller(b.WorkloadID, o.PID, o.UID, o.CgroupID)
+	if err != nil {
+		return proxy.Attribution{}, fmt.Errorf("%w: %w", proxy.ErrUnknownWorkload, err)
+	}
+	if isTarget {
+		r.outcomes.WithLabelValues(unresolvedWorkload).Inc()
+		r.logger.Info("connection from a workload's new cgroup, before the kernel knew it", "workload", b.Name, "cgroup", path, "target", target.Name)
+		return proxy.Attribution{Target: target, Caller: caller, Destination: o.Destination}, nil
+	}
+	if o.TargetID != 0 {
+		return proxy.Attribution{}, fmt.Errorf("%w: kernel target id %d", proxy.ErrUnknownTarget, o.TargetID)
+	}
+	w := r.cfg.WorkloadByID(b.WorkloadID)
+	if w == nil || !w.Egress.Allows(o.Destination) {
+		r.outcomes.WithLabelValues(unresolvedEgressDenied).Inc()
+		return proxy.Attribution{}, fmt.Errorf("workload %s (cgroup %s) to %s: %w", b.Name, path, o.Destination, proxy.ErrEgressDenied)
+	}
+	r.outcomes.WithLabelValues(unresolvedEgressAllowed).Inc()
+	return r.relay(o, target, false, caller), nil
+}
+
+// relay attributes a connection the gateway forwards byte for byte, as the
+// kernel would have let it go: to a target, for a process in no workload,
+// or to a destination a workload's egress allows.
+func (r *unresolvedResolver) relay(o redirect.Origin, target proxy.Target, isTarget bool, caller identity.Caller) proxy.Attribution {
+	t := proxy.Target{Name: egressTarget, Protocol: "tcp", Address: o.Destination.String()}
+	if isTarget {
+		t = proxy.Target{ID: target.ID, Name: target.Name, Protocol: "tcp", Address: target.Address}
+	}
+	return proxy.Attribution{Target: t, Caller: caller, Destination: o.Destination}
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/redirect"
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
+)
+
+// TestUnresolvedAttribution: what the gateway makes of a connection the
+// kernel sent it from a cgroup it had not resolved, on real cgroups: the
+// workload's new cgroup (found by the pass the connection starts), a
+// process in no workload, egress allowed and denied, and a cgroup already
+// gone.
+func TestUnresolvedAttribution(t *testing.T) {
+	redirecttest.RequirePrivileged(t)
+	root, err := identity.CgroupV2Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := redirecttest.MakeCgroup(t, root, fmt.Sprintf("/interlock-unresolved-%d", os.Getpid()))
+	cfgPath := filepath.Join(t.TempDir(), "interlock.yaml")
+	cfg, err := config.Parse(cfgPath, []byte(fmt.Sprintf(`targets:
+  - name: echo
+    protocol: tcp
+    address: 127.0.0.2:7000
+workloads:
+  - name: agent
+    match: {cgroup: %s/agent}
+    egress: {default: deny, allow: ["127.0.0.3:53"]}
+`, top.Path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := &cfg.Workloads[0]
+	target := proxy.Target{ID: cfg.Targets[0].ID(), Name: "echo", Protocol: "tcp", Address: "127.0.0.2:7000"}
+	targets := map[uint32]proxy.Target{target.ID: target}
+
+	// The workload's cgroup does not exist yet: the watcher would make it
+	// (CreateMissing), here it appears as a unit's would, after the pass.
+	w := &identity.Watcher{
+		Root:      root,
+		Workloads: []identity.WatchedWorkload{{ID: wl.ID(), Name: wl.Name, Selector: identity.Selector{Cgroup: wl.Match.Cgroup}}},
+		Interval:  0,
+	}
+	if _, err := w.Sync(); err != nil && !errors.Is(err, identity.ErrCgroupNotFound) {
+		t.Logf("first pass: %v", err)
+	}
+	agent := redirecttest.MakeCgroup(t, root, top.Path+"/agent")
+	sub := redirecttest.MakeCgroup(t, root, top.Path+"/agent/task")
+	other := redirecttest.MakeCgroup(t, root, top.Path+"/other")
+
+	outcomes, err := newUnresolvedOutcomes(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &unresolvedResolver{
+		root:      root,
+		watcher:   w,
+		cfg:       cfg,
+		workloads: identity.NewRegistry([]identity.Workload{{ID: wl.ID(), Name: wl.Name}}),
+		logger:    slog.New(slog.DiscardHandler),
+		outcomes:  outcomes,
+	}
+	origin := func(cg redirecttest.Cgroup, dst string, targetID uint32) redirect.Origin {
+		return redirect.Origin{Destination: netip.MustParseAddrPort(dst), WorkloadID: redirect.UnresolvedWorkload,
+			TargetID: targetID, PID: 4242, UID: 1000, CgroupID: cg.ID}
+	}
+	count := func(outcome string) float64 { return testutil.ToFloat64(outcomes.WithLabelValues(outcome)) }
+
+	t.Run("workload's new cgroup, target", func(t *testing.T) {
+		at, err := r.attribute(origin(sub, "127.0.0.2:7000", target.ID), targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Caller.Workload != "agent" || at.Target != target || at.Destination.String() != "127.0.0.2:7000" || at.Caller.CgroupID != sub.ID {
+			t.Errorf("attribution %+v, want the agent workload's session to the echo target", at)
+		}
+		if count(unresolvedWorkload) != 1 {
+			t.Errorf("outcome workload counted %v, want 1", count(unresolvedWorkload))
+		}
+		// The pass it ran bound the new cgroup.
+		if b := w.Current(); len(b) != 1 || b[0].CgroupID != agent.ID {
+			t.Errorf("watcher bindings after the connection: %+v, want the agent cgroup %d", b, agent.ID)
+		}
+	})
+	t.Run("workload, egress allowed", func(t *testing.T) {
+		at, err := r.attribute(origin(agent, "127.0.0.3:53", 0), targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Caller.Workload != "agent" || at.Target.Protocol != "tcp" || at.Target.Name != egressTarget || at.Destination.String() != "127.0.0.3:53" {
+			t.Errorf("attribution %+v, want a relay of the agent's connection to 127.0.0.3:53", at)
+		}
+	})
+	t.Run("workload, egress denied", func(t *testing.T) {
+		_, err := r.attribute(origin(agent, "127.0.0.3:54", 0), targets)
+		if !errors.Is(err, proxy.ErrEgressDenied) {
+			t.Errorf("err = %v, want ErrEgressDenied", err)
+		}
+		if count(unresolvedEgressDenied) != 1 {
+			t.Errorf("outcome egress_denied counted %v, want 1", count(unresolvedEgressDenied))
+		}
+	})
+	t.Run("no workload, target", func(t *testing.T) {
+		at, err := r.attribute(origin(other, "127.0.0.2:7000", target.ID), targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Caller.Workload != "" || at.Target.Protocol != "tcp" || at.Target.Name != "echo" || at.Destination.String() != "127.0.0.2:7000" {
+			t.Errorf("attribution %+v, want a plain relay to the echo target for nobody's process", at)
+		}
+		if count(unresolvedNoWorkload) != 1 {
+			t.Errorf("outcome not_workload counted %v, want 1", count(unresolvedNoWorkload))
+		}
+	})
+	t.Run("cgroup gone", func(t *testing.T) {
+		gone := redirecttest.MakeCgroup(t, root, top.Path+"/gone")
+		if err := os.Remove(gone.Dir()); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.attribute(origin(gone, "127.0.0.2:7000", target.ID), targets)
+		if !errors.Is(err, proxy.ErrUnknownWorkload) {
+			t.Errorf("err = %v, want ErrUnknownWorkload", err)
+		}
+		if count(unresolvedGone) != 1 {
+			t.Errorf("outcome gone counted %v, want 1", count(unresolvedGone))
+		}
+	})
+}
