@@ -301,6 +301,12 @@ func logFound(log *slog.Logger, wl WatchedWorkload, b Binding, prev workloadStat
 // and one pass then sees them all.
 const guardDebounce = 5 * time.Millisecond
 
+// guardSpacing is the least time from one pass a cgroup's creation started
+// to the next: on a host that starts units all the time, every pass runs
+// systemctl once per unit workload. The kernel's guards keep connects from
+// the cgroups made meanwhile on the gateway's side, so waiting is safe.
+const guardSpacing = 50 * time.Millisecond
+
 // Run calls Sync every Interval until ctx is done, and returns ctx's error.
 // A failed OnChange or OnGuards is logged (once per distinct error) and
 // retried on the next pass. On Linux it also watches every guard's
@@ -321,6 +327,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	moved := w.movedChan()
 
 	w.syncAndReport()
+	var lastTriggered time.Time
 	for {
 		watch.set(w.Root, w.watchedGuards())
 		select {
@@ -330,7 +337,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			continue
 		case <-t.C:
 		case <-watch.created():
-			debounce := time.NewTimer(guardDebounce)
+			debounce := time.NewTimer(max(guardDebounce, guardSpacing-time.Since(lastTriggered)))
 			select {
 			case <-ctx.Done():
 				debounce.Stop()
@@ -343,6 +350,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			case <-watch.created():
 			default:
 			}
+			lastTriggered = time.Now()
 		}
 		if err := ctx.Err(); err != nil {
 			return err
