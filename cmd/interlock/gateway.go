@@ -468,7 +468,7 @@ type kernelAttributor struct {
 	unresolved *unresolvedResolver
 }
 
-func (a *kernelAttributor) Attribute(_ context.Context, conn net.Conn) (proxy.Attribution, error) {
+func (a *kernelAttributor) Attribute(ctx context.Context, conn net.Conn) (proxy.Attribution, error) {
 	o, err := a.dp.OriginalDestination(conn)
 	if errors.Is(err, redirect.ErrNoOrigin) {
 		return proxy.Attribution{}, fmt.Errorf("%w: %w", proxy.ErrNoOrigin, err)
@@ -477,7 +477,7 @@ func (a *kernelAttributor) Attribute(_ context.Context, conn net.Conn) (proxy.At
 		return proxy.Attribution{}, err
 	}
 	if o.WorkloadID == redirect.UnresolvedWorkload {
-		return a.unresolved.attribute(o, a.targets)
+		return a.unresolved.attribute(ctx, o, a.targets)
 	}
 	t, ok := a.targets[o.TargetID]
 	if !ok {

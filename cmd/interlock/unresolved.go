@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -59,18 +60,16 @@ func newUnresolvedOutcomes(reg prometheus.Registerer) (*prometheus.CounterVec, e
 	return c, nil
 }
 
-func (r *unresolvedResolver) attribute(o redirect.Origin, targets map[uint32]proxy.Target) (proxy.Attribution, error) {
+func (r *unresolvedResolver) attribute(ctx context.Context, o redirect.Origin, targets map[uint32]proxy.Target) (proxy.Attribution, error) {
 	asked := time.Now()
 	path, err := identity.CgroupPathByID(r.root, o.CgroupID)
 	if err != nil {
 		r.outcomes.WithLabelValues(unresolvedGone).Inc()
 		return proxy.Attribution{}, fmt.Errorf("%w: cgroup %d of pid %d: %w", proxy.ErrUnknownWorkload, o.CgroupID, o.PID, err)
 	}
-	// A pass puts the cgroup's id in the kernel's map (the caller's next
-	// connects are decided there) and binds a workload that just appeared.
-	bindings, err := r.watcher.SyncAfter(asked)
+	bindings, err := r.bindings(ctx, asked, path)
 	if err != nil {
-		r.logger.Warn("resolving workloads for a connection from a new cgroup", "cgroup", path, "error", err)
+		return proxy.Attribution{}, err
 	}
 	target, isTarget := targets[o.TargetID]
 	b, ok := identity.MatchCgroupPath(path, bindings)
@@ -100,6 +99,38 @@ func (r *unresolvedResolver) attribute(o redirect.Origin, targets map[uint32]pro
 	}
 	r.outcomes.WithLabelValues(unresolvedEgressAllowed).Inc()
 	return r.relay(o, target, false, caller), nil
+}
+
+// bindings are the workloads to match the cgroup at path against. A pass
+// that starts after the connection was accepted puts the cgroup's id in the
+// kernel's map (the caller's next connects are decided there) and binds a
+// workload that just appeared. A restarted unit's cgroup has the path its
+// binding already has, so when every workload is bound the last pass's
+// paths decide without waiting for the new one; otherwise (some workload
+// not found yet, which might be the new cgroup's and deeper) the new pass
+// decides, within the attribution's deadline.
+func (r *unresolvedResolver) bindings(ctx context.Context, asked time.Time, path string) ([]identity.Binding, error) {
+	type result struct {
+		bindings []identity.Binding
+		err      error
+	}
+	done := make(chan result, 1)
+	go func() {
+		bs, err := r.watcher.SyncAfter(asked)
+		done <- result{bs, err}
+	}()
+	if len(r.watcher.Pending()) == 0 {
+		return r.watcher.Current(), nil
+	}
+	select {
+	case res := <-done:
+		if res.err != nil {
+			r.logger.Warn("resolving workloads for a connection from a new cgroup", "cgroup", path, "error", res.err)
+		}
+		return res.bindings, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("resolving cgroup %s: %w", path, context.Cause(ctx))
+	}
 }
 
 // relay attributes a connection the gateway forwards byte for byte, as the

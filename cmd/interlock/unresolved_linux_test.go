@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -81,7 +82,7 @@ workloads:
 	count := func(outcome string) float64 { return testutil.ToFloat64(outcomes.WithLabelValues(outcome)) }
 
 	t.Run("workload's new cgroup, target", func(t *testing.T) {
-		at, err := r.attribute(origin(sub, "127.0.0.2:7000", target.ID), targets)
+		at, err := r.attribute(t.Context(), origin(sub, "127.0.0.2:7000", target.ID), targets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +98,7 @@ workloads:
 		}
 	})
 	t.Run("workload, egress allowed", func(t *testing.T) {
-		at, err := r.attribute(origin(agent, "127.0.0.3:53", 0), targets)
+		at, err := r.attribute(t.Context(), origin(agent, "127.0.0.3:53", 0), targets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +107,7 @@ workloads:
 		}
 	})
 	t.Run("workload, egress denied", func(t *testing.T) {
-		_, err := r.attribute(origin(agent, "127.0.0.3:54", 0), targets)
+		_, err := r.attribute(t.Context(), origin(agent, "127.0.0.3:54", 0), targets)
 		if !errors.Is(err, proxy.ErrEgressDenied) {
 			t.Errorf("err = %v, want ErrEgressDenied", err)
 		}
@@ -115,7 +116,7 @@ workloads:
 		}
 	})
 	t.Run("no workload, target", func(t *testing.T) {
-		at, err := r.attribute(origin(other, "127.0.0.2:7000", target.ID), targets)
+		at, err := r.attribute(t.Context(), origin(other, "127.0.0.2:7000", target.ID), targets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,12 +127,36 @@ workloads:
 			t.Errorf("outcome not_workload counted %v, want 1", count(unresolvedNoWorkload))
 		}
 	})
+	t.Run("restarted cgroup, every workload bound", func(t *testing.T) {
+		if err := os.Remove(sub.Dir()); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(agent.Dir()); err != nil {
+			t.Fatal(err)
+		}
+		restarted := redirecttest.MakeCgroup(t, root, top.Path+"/agent")
+		at, err := r.attribute(t.Context(), origin(restarted, "127.0.0.2:7000", target.ID), targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at.Caller.Workload != "agent" || at.Caller.CgroupID != restarted.ID {
+			t.Errorf("attribution %+v, want the agent workload's session from its new cgroup", at)
+		}
+		// The pass the connection started binds the new id.
+		deadline := time.Now().Add(10 * time.Second)
+		for b := w.Current(); len(b) != 1 || b[0].CgroupID != restarted.ID; b = w.Current() {
+			if time.Now().After(deadline) {
+				t.Fatalf("watcher bindings %+v, want the restarted cgroup %d", b, restarted.ID)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
 	t.Run("cgroup gone", func(t *testing.T) {
 		gone := redirecttest.MakeCgroup(t, root, top.Path+"/gone")
 		if err := os.Remove(gone.Dir()); err != nil {
 			t.Fatal(err)
 		}
-		_, err := r.attribute(origin(gone, "127.0.0.2:7000", target.ID), targets)
+		_, err := r.attribute(t.Context(), origin(gone, "127.0.0.2:7000", target.ID), targets)
 		if !errors.Is(err, proxy.ErrUnknownWorkload) {
 			t.Errorf("err = %v, want ErrUnknownWorkload", err)
 		}
