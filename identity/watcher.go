@@ -397,6 +397,13 @@ func (w *Watcher) Current() []Binding {
 	return slices.Clone(w.current)
 }
 
+// Guards returns the guards of the last pass, for status output.
+func (w *Watcher) Guards() []Guard {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return cloneGuards(w.watched)
+}
+
 // Pending returns the names of the workloads the last pass could not
 // resolve, for status output.
 func (w *Watcher) Pending() []string {

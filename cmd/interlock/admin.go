@@ -30,6 +30,7 @@ type gatewayStatus struct {
 	Started   time.Time           `json:"started"`
 	Listeners []listenerStatus    `json:"listeners"`
 	Workloads []workloadStatus    `json:"workloads"`
+	Guards    []guardStatus       `json:"guards,omitempty"`
 	Targets   []targetStatus      `json:"targets"`
 	Sessions  []proxy.SessionInfo `json:"sessions"`
 	Logins    []loginStatus       `json:"logins,omitempty"`
@@ -43,6 +44,15 @@ type loginStatus struct {
 	Groups   []string  `json:"groups,omitempty"`
 	Via      string    `json:"via"`
 	Expires  time.Time `json:"expires"`
+}
+
+// guardStatus is a cgroup folder whose new children the kernel sends to
+// the gateway until a pass has seen them.
+type guardStatus struct {
+	Path      string   `json:"path"`
+	CgroupID  uint64   `json:"cgroup_id"`
+	Watermark uint64   `json:"watermark"`
+	Workloads []string `json:"workloads"`
 }
 
 type workloadStatus struct {
@@ -174,6 +184,13 @@ func (g *gateway) status() gatewayStatus {
 		for _, b := range g.watcher.Current() {
 			resolved[b.WorkloadID] = b.Path
 			ids[b.WorkloadID] = b.CgroupID
+		}
+		for _, gd := range g.watcher.Guards() {
+			gs := guardStatus{Path: gd.Path, CgroupID: gd.CgroupID, Watermark: gd.Watermark}
+			for _, id := range gd.Workloads {
+				gs.Workloads = append(gs.Workloads, workloadName(g.cfg, id))
+			}
+			st.Guards = append(st.Guards, gs)
 		}
 	}
 	for i := range g.cfg.Workloads {

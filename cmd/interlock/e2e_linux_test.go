@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -510,6 +511,12 @@ workloads:
 	}
 	if i := slices.IndexFunc(st.Guards, func(g redirect.Guard) bool { return g.CgroupID == slice }); i < 0 || st.Guards[i].Watermark < cg.ID || !st.Guards[i].EgressDeny {
 		t.Fatalf("pinned guards %+v: want the slice %d guarded at or above the unit's cgroup %d, egress denied", st.Guards, slice, cg.ID)
+	}
+	if gs := e.status().Guards; len(gs) != 1 || gs[0].CgroupID != slice || !slices.Equal(gs[0].Workloads, []string{"unit-agent"}) {
+		t.Errorf("status guards %+v, want the slice %d for unit-agent", gs, slice)
+	}
+	if out := e.run("status"); !strings.Contains(out, "GUARDED CGROUP") || !strings.Contains(out, path.Dir(cg.Path)) {
+		t.Errorf("interlock status does not show the guarded slice %s:\n%s", path.Dir(cg.Path), out)
 	}
 	sessions := func() float64 {
 		return e.metric("interlock_sessions_total", `target="echo"`, `workload="unit-agent"`)

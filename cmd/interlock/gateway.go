@@ -517,7 +517,7 @@ func (c *kernelCollector) Collect(ch chan<- prometheus.Metric) {
 		if k.WorkloadID == redirect.UnresolvedWorkload {
 			// Cgroups made since the last pass, before the gateway knew
 			// which (if any) workload they are.
-			workload = "(unresolved)"
+			workload = unresolvedName
 		} else if w := c.cfg.WorkloadByID(k.WorkloadID); w != nil {
 			workload = w.Name
 		}

@@ -33,6 +33,7 @@ type datapathReport struct {
 	Listen4   string           `json:"listen4,omitempty"`
 	Listen6   string           `json:"listen6,omitempty"`
 	Workloads []kernelWorkload `json:"workloads,omitempty"`
+	Guards    []kernelGuard    `json:"guards,omitempty"`
 	Targets   []kernelTarget   `json:"targets,omitempty"`
 	Counters  []kernelCounter  `json:"counters,omitempty"`
 	Error     string           `json:"error,omitempty"`
@@ -41,6 +42,14 @@ type datapathReport struct {
 type kernelWorkload struct {
 	Name       string `json:"name"`
 	CgroupID   uint64 `json:"cgroup_id"`
+	EgressDeny bool   `json:"egress_deny"`
+}
+
+// kernelGuard is a guarded parent cgroup: its children newer than the
+// watermark go to the gateway (see README, "A unit's restart").
+type kernelGuard struct {
+	CgroupID   uint64 `json:"cgroup_id"`
+	Watermark  uint64 `json:"watermark"`
 	EgressDeny bool   `json:"egress_deny"`
 }
 
@@ -122,6 +131,9 @@ func collectStatus(ctx context.Context, cfg *config.Config) statusReport {
 	for _, w := range st.Workloads {
 		d.Workloads = append(d.Workloads, kernelWorkload{Name: workloadName(cfg, w.ID), CgroupID: w.CgroupID, EgressDeny: w.EgressDeny})
 	}
+	for _, g := range st.Guards {
+		d.Guards = append(d.Guards, kernelGuard{CgroupID: g.CgroupID, Watermark: g.Watermark, EgressDeny: g.EgressDeny})
+	}
 	for _, t := range st.Targets {
 		d.Targets = append(d.Targets, kernelTarget{Name: targetName(cfg, t.ID), Destination: fmt.Sprintf("%s port %d", t.Prefix, t.Port)})
 	}
@@ -183,7 +195,14 @@ func fetchGatewayStatus(ctx context.Context, admin string) (*gatewayStatus, erro
 	return &gs, nil
 }
 
+// unresolvedName stands for redirect.UnresolvedWorkload in status and
+// metrics: connects from cgroups made since the gateway's last pass.
+const unresolvedName = "(unresolved)"
+
 func workloadName(cfg *config.Config, id uint32) string {
+	if id == redirect.UnresolvedWorkload {
+		return unresolvedName
+	}
 	if w := cfg.WorkloadByID(id); w != nil {
 		return w.Name
 	}
@@ -255,6 +274,26 @@ func printStatus(out io.Writer, r statusReport) {
 		}
 	}
 	w.Flush()
+
+	if len(d.Guards) > 0 {
+		fmt.Fprintln(out)
+		w = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "GUARDED CGROUP\tCGROUP ID\tNEWER CHILDREN THAN\tEGRESS WHILE DOWN")
+		paths := map[uint64]string{}
+		if r.Gateway != nil {
+			for _, g := range r.Gateway.Guards {
+				paths[g.CgroupID] = g.Path
+			}
+		}
+		for _, g := range d.Guards {
+			egress := "allow"
+			if g.EgressDeny {
+				egress = "deny"
+			}
+			fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", dash(paths[g.CgroupID]), g.CgroupID, g.Watermark, egress)
+		}
+		w.Flush()
+	}
 
 	fmt.Fprintln(out)
 	w = tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
