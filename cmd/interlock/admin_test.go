@@ -124,17 +124,23 @@ func TestAdminServerTimeouts(t *testing.T) {
 func TestAdminExposureWarning(t *testing.T) {
 	for _, tc := range []struct {
 		addr string
+		tls  bool
 		warn bool
 	}{
-		{"127.0.0.1:9470", false},
-		{"[::1]:9470", false},
-		{"[::ffff:127.0.0.1]:9470", false},
-		{"0.0.0.0:9470", true},
-		{"10.1.2.3:9470", true},
-		{"[::]:9470", true},
+		{"127.0.0.1:9470", false, false},
+		{"[::1]:9470", false, false},
+		{"[::ffff:127.0.0.1]:9470", false, false},
+		{"0.0.0.0:9470", false, true},
+		{"10.1.2.3:9470", false, true},
+		{"[::]:9470", false, true},
+		{"0.0.0.0:9470", true, false},
 	} {
 		var logs strings.Builder
-		g := &gateway{logger: slog.New(slog.NewTextHandler(&logs, nil)), adminAddr: netip.MustParseAddrPort(tc.addr)}
+		cfg := &config.Config{}
+		if tc.tls {
+			cfg.Gateway.AdminTLS = &config.AdminTLS{CertFile: "admin.crt", KeyFile: "admin.key"}
+		}
+		g := &gateway{cfg: cfg, logger: slog.New(slog.NewTextHandler(&logs, nil)), adminAddr: netip.MustParseAddrPort(tc.addr)}
 		g.warnIfAdminExposed()
 		if got := strings.Contains(logs.String(), "admin listener is not on loopback"); got != tc.warn {
 			t.Errorf("admin on %s: warned %v, want %v\n%s", tc.addr, got, tc.warn, logs.String())

@@ -142,8 +142,9 @@ func apiError(w http.ResponseWriter, status int, err error) {
 
 // adminClient calls the gateway's admin API with the CLI's credential.
 type adminClient struct {
-	base  string
-	token string
+	base   string
+	token  string
+	client *http.Client
 }
 
 func newAdminClient(cfg *config.Config, tokenFile string) (*adminClient, error) {
@@ -151,7 +152,11 @@ func newAdminClient(cfg *config.Config, tokenFile string) (*adminClient, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &adminClient{base: "http://" + cfg.Gateway.Admin, token: tok}, nil
+	client, err := adminHTTPClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &adminClient{base: cfg.Gateway.AdminURL(), token: tok, client: client}, nil
 }
 
 // do sends a request and decodes a JSON answer into out; an error answer
@@ -177,7 +182,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("gateway not reachable at %s: %w", c.base, err)
 	}

@@ -77,6 +77,24 @@ type e2e struct {
 	tokens map[string]string
 	// resolveInterval is the gateway's resolve_interval; 100ms when "".
 	resolveInterval string
+	// gatewayExtra is more of the gateway section, indented two spaces.
+	gatewayExtra string
+	// adminScheme and adminClient reach the admin API: "http" and the
+	// default client unless a test serves it with TLS.
+	adminScheme string
+	adminClient *http.Client
+}
+
+// adminGet sends a GET to the admin API with an optional bearer token.
+func (e *e2e) adminGet(path, token string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, cmp.Or(e.adminScheme, "http")+"://"+e.admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return cmp.Or(e.adminClient, http.DefaultClient).Do(req)
 }
 
 // adminTokens writes the admin tokens file of a test's gateway.
@@ -140,7 +158,7 @@ func (e *e2e) writeConfig(body string) {
   log_level: debug
   admin_tokens_file: %s
   login_socket: %s
-%s`, e.listen, e.admin, filepath.Join(e.dir, "state"), e.pin, cmp.Or(e.resolveInterval, "100ms"), e.adminTokens(), filepath.Join(e.dir, "login.sock"), body)
+%s%s`, e.listen, e.admin, filepath.Join(e.dir, "state"), e.pin, cmp.Or(e.resolveInterval, "100ms"), e.adminTokens(), filepath.Join(e.dir, "login.sock"), e.gatewayExtra, body)
 	e.cfgPath = filepath.Join(e.dir, "interlock.yaml")
 	if err := os.WriteFile(e.cfgPath, []byte(cfg), 0o600); err != nil {
 		e.t.Fatal(err)
@@ -184,7 +202,7 @@ func (e *e2e) start(extra ...string) *gatewayProc {
 			e.t.Fatalf("gateway exited: %v\n%s", err, b)
 		default:
 		}
-		if resp, err := http.Get("http://" + e.admin + "/readyz"); err == nil {
+		if resp, err := e.adminGet("/readyz", ""); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return g
@@ -215,7 +233,7 @@ func (g *gatewayProc) stop(sig syscall.Signal) error {
 // metric returns the value of one sample from /metrics, 0 when absent.
 func (e *e2e) metric(name string, labels ...string) float64 {
 	e.t.Helper()
-	resp, err := http.Get("http://" + e.admin + "/metrics")
+	resp, err := e.adminGet("/metrics", "")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -246,9 +264,7 @@ func (e *e2e) metric(name string, labels ...string) float64 {
 
 func (e *e2e) status() gatewayStatus {
 	e.t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+e.admin+"/api/v1/status", nil)
-	req.Header.Set("Authorization", "Bearer "+e.tokens["alice"])
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.adminGet("/api/v1/status", e.tokens["alice"])
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -177,6 +177,9 @@ func (g *gateway) run(ctx context.Context) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	g.adminAddr = netip.MustParseAddrPort(adminLn.Addr().String())
+	if adminLn, err = adminListener(adminLn, cfg, g.logger); err != nil {
+		return err
+	}
 	g.warnIfAdminExposed()
 	admin := newAdminServer(g.adminHandler())
 	go func() {
@@ -228,11 +231,11 @@ func (g *gateway) run(ctx context.Context) error {
 // warnIfAdminExposed warns when the admin listener is reachable from other
 // hosts: the API is plain HTTP with bearer tokens.
 func (g *gateway) warnIfAdminExposed() {
-	if g.adminAddr.Addr().Unmap().IsLoopback() {
+	if g.adminAddr.Addr().Unmap().IsLoopback() || g.cfg.Gateway.AdminTLS != nil {
 		return
 	}
 	g.logger.Warn("admin listener is not on loopback: its API is plain HTTP, so bearer tokens cross the network readable; "+
-		"set gateway.admin to a loopback address, or put a TLS proxy on this host in front of it",
+		"set gateway.admin to a loopback address, or give it a certificate (gateway.admin_tls)",
 		"address", g.adminAddr.String())
 }
 

@@ -21,7 +21,7 @@ func (g *gateway) openApprovals() error {
 	st, err := review.Open(approvalsFile(g.cfg.Gateway.StateDir), review.Options{
 		Logger:     g.logger,
 		Registerer: g.metrics,
-		APIBase:    "http://" + g.cfg.Gateway.Admin,
+		APIBase:    g.cfg.Gateway.AdminURL(),
 		Targets:    targetNames(g.cfg),
 	})
 	if err != nil {

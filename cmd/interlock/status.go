@@ -100,7 +100,7 @@ workloads and targets from its admin listener, and the kernel's counters.`,
 
 func collectStatus(ctx context.Context, cfg *config.Config) statusReport {
 	r := statusReport{Config: cfg.Path, Datapath: &datapathReport{PinPath: cfg.Gateway.BPFFS}}
-	gs, err := fetchGatewayStatus(ctx, cfg.Gateway.Admin)
+	gs, err := fetchGatewayStatus(ctx, cfg)
 	if err != nil {
 		r.GatewayError = err.Error()
 	} else {
@@ -153,14 +153,18 @@ func collectStatus(ctx context.Context, cfg *config.Config) statusReport {
 
 // gatewayUp reports whether a gateway answers on the admin address
 // (/healthz needs no credential).
-func gatewayUp(ctx context.Context, admin string) bool {
+func gatewayUp(ctx context.Context, cfg *config.Config) bool {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/healthz", nil)
+	client, err := adminHTTPClient(cfg)
 	if err != nil {
 		return false
 	}
-	resp, err := http.DefaultClient.Do(req)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.Gateway.AdminURL()+"/healthz", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return false
 	}
@@ -168,10 +172,15 @@ func gatewayUp(ctx context.Context, admin string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func fetchGatewayStatus(ctx context.Context, admin string) (*gatewayStatus, error) {
+func fetchGatewayStatus(ctx context.Context, cfg *config.Config) (*gatewayStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/api/v1/status", nil)
+	client, err := adminHTTPClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	admin := cfg.Gateway.AdminURL()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/api/v1/status", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +189,7 @@ func fetchGatewayStatus(ctx context.Context, admin string) (*gatewayStatus, erro
 	if tok, err := adminauth.ClientToken(""); err == nil {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("gateway not reachable at %s: %w", admin, err)
 	}
@@ -343,7 +352,7 @@ gateway first: while it runs it holds the programs attached.`,
 			if err != nil {
 				return err
 			}
-			if gatewayUp(cmd.Context(), cfg.Gateway.Admin) && !force {
+			if gatewayUp(cmd.Context(), cfg) && !force {
 				return fmt.Errorf("the gateway is running (its admin listener %s answers); stop it first, or pass --force", cfg.Gateway.Admin)
 			}
 			err = redirect.Uninstall(cfg.Gateway.BPFFS)

@@ -51,6 +51,9 @@ type Gateway struct {
 	// AdminTokensFile maps bearer tokens to administrators (subject,
 	// groups) for the admin API; it must not be readable by other users.
 	AdminTokensFile string `yaml:"admin_tokens_file"`
+	// AdminTLS serves the admin API over HTTPS; nil: plain HTTP, meant
+	// for a loopback address.
+	AdminTLS *AdminTLS `yaml:"admin_tls"`
 	// LoginSocket is where workloads present OIDC tokens (interlock
 	// login); default /run/interlock/login.sock.
 	LoginSocket string `yaml:"login_socket"`
@@ -181,6 +184,34 @@ type Egress struct {
 	Allow   []string `yaml:"allow"`   // "10.0.0.0/8", "127.0.0.53:53", "[fd00::/8]:443", ...; an IP without /len is one host
 
 	AllowRules []AllowRule `yaml:"-"` // parsed by Validate, in the order written
+}
+
+// AdminTLS is the admin API's certificate, and what the CLI on this host
+// trusts when it calls the API.
+type AdminTLS struct {
+	CertFile string `yaml:"cert_file"` // PEM certificate chain, leaf first
+	KeyFile  string `yaml:"key_file"`  // PEM private key; must not be open to other users
+	// CAFile is the CA bundle the CLI verifies the certificate with;
+	// empty: the system's roots.
+	CAFile string `yaml:"ca_file"`
+}
+
+// AdminURL is the base URL the CLI and review links reach the admin API
+// at: https with admin_tls, and a listener on all addresses (0.0.0.0, ::)
+// reached through loopback.
+func (g *Gateway) AdminURL() string {
+	addr := g.Admin
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().IsUnspecified() {
+		lo := netip.IPv6Loopback()
+		if ap.Addr().Unmap().Is4() {
+			lo = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+		}
+		addr = netip.AddrPortFrom(lo, ap.Port()).String()
+	}
+	if g.AdminTLS != nil {
+		return "https://" + addr
+	}
+	return "http://" + addr
 }
 
 // Egress defaults.

@@ -426,6 +426,10 @@ func TestParseErrors(t *testing.T) {
 			`demo.yaml:7:15: workloads[0].egress.allow[0]: "10.0.0.0/8/8" is not an IP prefix`},
 		{"allow empty", target + "workloads:\n  - name: agent\n    match: {cgroup: /a}\n    egress:\n      allow: [\"\"]\n", "workloads[0].egress.allow[0]",
 			`demo.yaml:7:15: workloads[0].egress.allow[0]: "" is not an IP address or prefix`},
+		{"admin_tls without key", "gateway:\n  admin_tls: {cert_file: /etc/interlock/admin.crt}\n" + target, "gateway.admin_tls",
+			"demo.yaml:2:15: gateway.admin_tls: needs both cert_file and key_file"},
+		{"admin_tls missing files", "gateway:\n  admin_tls: {cert_file: /nonexistent/admin.crt, key_file: /nonexistent/admin.key, ca_file: /nonexistent/ca.crt}\n" + target, "gateway.admin_tls.key_file",
+			"demo.yaml:2:60: gateway.admin_tls.key_file: stat /nonexistent/admin.key: no such file or directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -665,6 +669,30 @@ func TestEgressAllows(t *testing.T) {
 	for _, tt := range tests {
 		if got := tt.e.Allows(netip.MustParseAddrPort(tt.dst)); got != tt.want {
 			t.Errorf("%s Allows(%s) = %v, want %v", tt.e.Default, tt.dst, got, tt.want)
+		}
+	}
+}
+
+func TestAdminURL(t *testing.T) {
+	tests := []struct {
+		admin string
+		tls   bool
+		want  string
+	}{
+		{"127.0.0.1:9470", false, "http://127.0.0.1:9470"},
+		{"127.0.0.1:9470", true, "https://127.0.0.1:9470"},
+		{"0.0.0.0:9470", true, "https://127.0.0.1:9470"},
+		{"[::]:9470", false, "http://[::1]:9470"},
+		{"[::1]:9470", false, "http://[::1]:9470"},
+		{"gw.internal:9470", true, "https://gw.internal:9470"},
+	}
+	for _, tt := range tests {
+		g := Gateway{Admin: tt.admin}
+		if tt.tls {
+			g.AdminTLS = &AdminTLS{CertFile: "c", KeyFile: "k"}
+		}
+		if got := g.AdminURL(); got != tt.want {
+			t.Errorf("admin %s (tls %v): AdminURL = %q, want %q", tt.admin, tt.tls, got, tt.want)
 		}
 	}
 }

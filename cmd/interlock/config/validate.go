@@ -206,9 +206,7 @@ func (v *validator) upstream(field string, t *Target) {
 // secretFile resolves a credential file against the config's folder and
 // checks it.
 func (v *validator) secretFile(field string, path *string) {
-	if !filepath.IsAbs(*path) && v.c.Path != "" {
-		*path = filepath.Join(filepath.Dir(v.c.Path), *path)
-	}
+	v.relativeFile(path)
 	if err := checkSecretFile(*path); err != nil {
 		v.fail(field, err)
 	}
@@ -238,9 +236,7 @@ func (v *validator) sshUpstream(field string, t *Target) {
 	case u.KnownHosts != "" && u.HostKey != "":
 		v.failf(field+".host_key", "known_hosts and host_key are exclusive; keep one")
 	case u.KnownHosts != "":
-		if !filepath.IsAbs(u.KnownHosts) && v.c.Path != "" {
-			u.KnownHosts = filepath.Join(filepath.Dir(v.c.Path), u.KnownHosts)
-		}
+		v.relativeFile(&u.KnownHosts)
 		if _, err := os.Stat(u.KnownHosts); err != nil {
 			v.fail(field+".known_hosts", err)
 		}
@@ -295,9 +291,7 @@ func (v *validator) postgresUpstream(field string, t *Target) {
 		if u.TLS != TLSVerifyFull {
 			v.failf(field+".ca_file", "ca_file is used only with tls: verify-full")
 		}
-		if !filepath.IsAbs(u.CAFile) && v.c.Path != "" {
-			u.CAFile = filepath.Join(filepath.Dir(v.c.Path), u.CAFile)
-		}
+		v.relativeFile(&u.CAFile)
 		if _, err := os.Stat(u.CAFile); err != nil {
 			v.fail(field+".ca_file", err)
 		}
@@ -380,6 +374,32 @@ func (v *validator) identity() {
 	}
 	if f := v.c.Gateway.AdminTokensFile; f != "" {
 		v.secretFile("gateway.admin_tokens_file", &v.c.Gateway.AdminTokensFile)
+	}
+	if t := v.c.Gateway.AdminTLS; t != nil {
+		switch {
+		case t.CertFile == "" || t.KeyFile == "":
+			v.failf("gateway.admin_tls", "needs both cert_file and key_file")
+		default:
+			v.relativeFile(&t.CertFile)
+			if _, err := os.Stat(t.CertFile); err != nil {
+				v.fail("gateway.admin_tls.cert_file", err)
+			}
+			v.secretFile("gateway.admin_tls.key_file", &t.KeyFile)
+		}
+		if t.CAFile != "" {
+			v.relativeFile(&t.CAFile)
+			if _, err := os.Stat(t.CAFile); err != nil {
+				v.fail("gateway.admin_tls.ca_file", err)
+			}
+		}
+	}
+}
+
+// relativeFile makes a path written relative to the config file's folder
+// absolute.
+func (v *validator) relativeFile(path *string) {
+	if !filepath.IsAbs(*path) && v.c.Path != "" {
+		*path = filepath.Join(filepath.Dir(v.c.Path), *path)
 	}
 }
 
