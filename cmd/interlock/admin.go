@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/interlock-dev/interlock/identity/adminauth"
+	"github.com/interlock-dev/interlock/identity/keyfile"
 	"github.com/interlock-dev/interlock/identity/oidc"
 	"github.com/interlock-dev/interlock/proxy"
 )
@@ -76,7 +79,11 @@ type targetStatus struct {
 
 func (g *gateway) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics, promhttp.HandlerOpts{Registry: g.metrics}))
+	var metrics http.Handler = promhttp.HandlerFor(g.metrics, promhttp.HandlerOpts{Registry: g.metrics})
+	if g.metricsToken != nil {
+		metrics = g.requireMetricsToken(metrics)
+	}
+	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -105,7 +112,46 @@ func (g *gateway) adminHandler() http.Handler {
 // identity.oidc issuers that have an admin_audience, each with that
 // audience only: the workloads' verifier accepts the workloads' audience,
 // and a workload's own login token must not make it an administrator.
+// metricsTokenMin is the shortest metrics token accepted, as for admin
+// tokens.
+const metricsTokenMin = 16
+
+// loadMetricsToken reads gateway.metrics_token_file: one token, not open
+// to other users.
+func loadMetricsToken(path string) ([]byte, error) {
+	b, err := keyfile.ReadSecret(path, keyfile.Rules{What: "metrics token file", Forbidden: 0o007, Chmod: "640", Regular: true, Owner: true, MaxSize: 4096})
+	if err != nil {
+		return nil, fmt.Errorf("gateway.metrics_token_file: %w", err)
+	}
+	tok := bytes.TrimSpace(b)
+	if len(tok) < metricsTokenMin || bytes.ContainsAny(tok, " \t\r\n") {
+		return nil, fmt.Errorf("gateway.metrics_token_file: %s must hold one token of at least %d characters and no spaces", path, metricsTokenMin)
+	}
+	return tok, nil
+}
+
+// requireMetricsToken serves /metrics to the metrics token (Prometheus:
+// authorization.credentials_file), or to an administrator.
+func (g *gateway) requireMetricsToken(next http.Handler) http.Handler {
+	admin := g.adminAuth.Require(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(tok), g.metricsToken) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		admin.ServeHTTP(w, r)
+	})
+}
+
 func (g *gateway) setUpAdminAuth(ctx context.Context) error {
+	if f := g.cfg.Gateway.MetricsTokenFile; f != "" {
+		tok, err := loadMetricsToken(f)
+		if err != nil {
+			return err
+		}
+		g.metricsToken = tok
+	}
 	var tokens *adminauth.Tokens
 	if f := g.cfg.Gateway.AdminTokensFile; f != "" {
 		t, err := adminauth.LoadTokens(f)

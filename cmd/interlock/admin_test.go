@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/identity/adminauth"
@@ -295,6 +297,66 @@ func TestAdminOIDCNeedsAdminAudience(t *testing.T) {
 	for _, aud := range []string{"interlock", "interlock-admin"} {
 		if code, body := adminGet(t, srv2, "/api/v1/approvals", idp.token(t, "erin", aud)); code != http.StatusUnauthorized {
 			t.Errorf("no admin_audience, a token for %s: %d %s; want 401", aud, code, body)
+		}
+	}
+}
+
+// With gateway.metrics_token_file, /metrics answers its token or an
+// administrator's, nothing else; health stays open.
+func TestMetricsToken(t *testing.T) {
+	const metricsToken = "metrics-token-0123456789"
+	g := adminTestGateway(t, "")
+	f := filepath.Join(t.TempDir(), "metrics.token")
+	if err := os.WriteFile(f, []byte(metricsToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.cfg.Gateway.MetricsTokenFile = f
+	if err := g.setUpAdminAuth(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	g.metrics = prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "interlock_test_total", Help: "a test counter"})
+	g.metrics.MustRegister(c)
+	c.Inc()
+	srv := httptest.NewServer(g.adminHandler())
+	defer srv.Close()
+
+	for _, tc := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"no token", "/metrics", "", http.StatusUnauthorized},
+		{"wrong token", "/metrics", "metrics-token-0123456788", http.StatusUnauthorized},
+		{"metrics token", "/metrics", metricsToken, http.StatusOK},
+		{"admin token", "/metrics", adminTestToken, http.StatusOK},
+		{"metrics token is no admin", "/api/v1/approvals", metricsToken, http.StatusUnauthorized},
+		{"health", "/healthz", "", http.StatusOK},
+	} {
+		code, body := adminGet(t, srv, tc.path, tc.token)
+		if code != tc.want {
+			t.Errorf("%s: GET %s: %d %s, want %d", tc.name, tc.path, code, body, tc.want)
+		}
+		if code == http.StatusOK && tc.path == "/metrics" && !strings.Contains(body, "interlock_test_total 1") {
+			t.Errorf("%s: /metrics without the counter:\n%s", tc.name, body)
+		}
+	}
+
+	for _, bad := range []struct {
+		content string
+		mode    os.FileMode
+	}{
+		{"short\n", 0o600},
+		{"two tokens-0123456789 here-0123456789\n", 0o600},
+		{metricsToken + "\n", 0o604},
+	} {
+		if err := os.WriteFile(f, []byte(bad.content), bad.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f, bad.mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadMetricsToken(f); err == nil {
+			t.Errorf("metrics token file %q mode %#o loaded", bad.content, bad.mode)
 		}
 	}
 }

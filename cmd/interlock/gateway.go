@@ -91,8 +91,11 @@ type gateway struct {
 	loginLimit *identity.LoginLimiter
 	approvals  *review.Store
 	adminAuth  *adminauth.Authenticator
-	adminAddr  netip.AddrPort // bound
-	verifier   tokenVerifier  // nil: no OIDC issuer configured
+	// metricsToken, when set, is the bearer token /metrics needs
+	// (gateway.metrics_token_file).
+	metricsToken []byte
+	adminAddr    netip.AddrPort // bound
+	verifier     tokenVerifier  // nil: no OIDC issuer configured
 
 	mu        sync.Mutex
 	listeners []listenerStatus

@@ -54,6 +54,10 @@ type Gateway struct {
 	// AdminTLS serves the admin API over HTTPS; nil: plain HTTP, meant
 	// for a loopback address.
 	AdminTLS *AdminTLS `yaml:"admin_tls"`
+	// MetricsTokenFile holds a bearer token /metrics then requires (an
+	// administrator's credential is accepted too); empty: /metrics is
+	// open to whoever reaches the admin listener.
+	MetricsTokenFile string `yaml:"metrics_token_file"`
 	// LoginSocket is where workloads present OIDC tokens (interlock
 	// login); default /run/interlock/login.sock.
 	LoginSocket string `yaml:"login_socket"`

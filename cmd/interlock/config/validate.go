@@ -375,6 +375,9 @@ func (v *validator) identity() {
 	if f := v.c.Gateway.AdminTokensFile; f != "" {
 		v.secretFile("gateway.admin_tokens_file", &v.c.Gateway.AdminTokensFile)
 	}
+	if f := v.c.Gateway.MetricsTokenFile; f != "" {
+		v.secretFile("gateway.metrics_token_file", &v.c.Gateway.MetricsTokenFile)
+	}
 	if t := v.c.Gateway.AdminTLS; t != nil {
 		switch {
 		case t.CertFile == "" || t.KeyFile == "":
