@@ -9,7 +9,8 @@
 //     selector (cgroup path or systemd unit) to a cgroup directory and its
 //     kernel cgroup id (ResolveSelector, CgroupID), and keeping those ids
 //     current while units restart (Watcher), with a Guard on the directory
-//     each workload's cgroup is made in, so that a cgroup made since the
+//     each workload's cgroup is made in (and on its ancestors but the root,
+//     should that directory be made again), so that a cgroup made since the
 //     last pass can be told from one the gateway knows; a cgroup id back
 //     to its path (CgroupPathByID), and a pass on demand for a connection
 //     from such a new cgroup (Watcher.SyncAfter);

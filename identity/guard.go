@@ -9,7 +9,8 @@ import (
 )
 
 // Guard is a cgroup directory in which a workload's cgroup is, or will be,
-// made. systemd gives a restarted unit a new cgroup with a new id, which the
+// made, or one of that directory's ancestors but the root (see guardDirs).
+// systemd gives a restarted unit a new cgroup with a new id, which the
 // workloads map does not hold until the next pass; cgroup ids only grow, so
 // a child of the guard's directory with an id above Watermark was made
 // since the pass that read it, and the kernel sends its connects to the
@@ -140,17 +141,28 @@ func expectedPath(sel Selector, resolved, last string, units *unitSlices) string
 	return "/system.slice/" + sel.SystemdUnit
 }
 
-// guardDir is the deepest existing directory strictly above the cgroup path
-// p: where p's cgroup, or the first of its missing parents, will be made.
-// The root has no such directory.
-func (w *Watcher) guardDir(tree cgroupTree, p string) (string, bool) {
+// guardDirs are the directories guarded for the cgroup path p: the deepest
+// existing directory strictly above p (where p's cgroup, or the first of
+// its missing parents, will be made), and each of its ancestors below the
+// root. A guard holds only while its directory does: a slice stopped and
+// started again is a new cgroup with a new id, made, with the unit's new
+// cgroup in it, below the slice's parent, whose guard then covers it. The
+// root is guarded only when it is the deepest existing directory: guarding
+// it for every workload would send the first connects of every new
+// top-level cgroup on the host through the gateway, and refuse them while
+// it is down.
+func (w *Watcher) guardDirs(tree cgroupTree, p string) []string {
+	var dirs []string
 	for p != "/" {
 		p = path.Dir(p)
-		if p == "/" || tree.isDir(filepath.Join(w.Root, filepath.FromSlash(p))) {
-			return p, true
+		switch {
+		case len(dirs) > 0 && p == "/":
+			return dirs
+		case len(dirs) > 0 || p == "/" || tree.isDir(filepath.Join(w.Root, filepath.FromSlash(p))):
+			dirs = append(dirs, p)
 		}
 	}
-	return "", false
+	return dirs
 }
 
 // resolution is what a pass found for one workload: the path it resolved
@@ -178,9 +190,7 @@ func (w *Watcher) guardCandidates(tree cgroupTree, units *unitSlices) []string {
 		if st.problem == "" {
 			resolved = st.binding.Path
 		}
-		if dir, ok := w.guardDir(tree, expectedPath(wl.Selector, resolved, st.lastPath, units)); ok {
-			dirs = append(dirs, dir)
-		}
+		dirs = append(dirs, w.guardDirs(tree, expectedPath(wl.Selector, resolved, st.lastPath, units))...)
 	}
 	return dirs
 }
@@ -195,18 +205,16 @@ func (w *Watcher) guardSet(log *slog.Logger, tree cgroupTree, reads *guardReads,
 		if errors.Is(r.err, ErrInvalidSelector) {
 			continue
 		}
-		dir, ok := w.guardDir(tree, expectedPath(r.wl.Selector, r.path, w.state[r.wl.Name].lastPath, units))
-		if !ok {
-			continue
-		}
-		g := byDir[dir]
-		if g == nil {
-			g = &Guard{Path: dir}
-			byDir[dir] = g
-		}
-		g.Workloads = append(g.Workloads, r.wl.ID)
-		if r.err != nil && !errors.Is(r.err, ErrCgroupNotFound) {
-			unsure[dir] = true
+		for _, dir := range w.guardDirs(tree, expectedPath(r.wl.Selector, r.path, w.state[r.wl.Name].lastPath, units)) {
+			g := byDir[dir]
+			if g == nil {
+				g = &Guard{Path: dir}
+				byDir[dir] = g
+			}
+			g.Workloads = append(g.Workloads, r.wl.ID)
+			if r.err != nil && !errors.Is(r.err, ErrCgroupNotFound) {
+				unsure[dir] = true
+			}
 		}
 	}
 

@@ -109,12 +109,12 @@ func TestGuardWatermarkCgroups(t *testing.T) {
 			return ResolveSelector(root, sel, create)
 		},
 	}
-	gs := syncGuards(t, w, rec)
+	gs := below(t, syncGuards(t, w, rec), path, []uint32{1, 2})
 	highest := max(cgroupID(t, filepath.Join(dir, "a")), cgroupID(t, filepath.Join(dir, "b")),
 		cgroupID(t, filepath.Join(dir, "c")), cgroupID(t, filepath.Join(dir, "empty")))
 	emptyID := cgroupID(t, filepath.Join(dir, "empty"))
 	want := []Guard{
-		{Path: path, CgroupID: cgroupID(t, dir), Watermark: highest, Workloads: []uint32{1}},
+		{Path: path, CgroupID: cgroupID(t, dir), Watermark: highest, Workloads: []uint32{1, 2}},
 		{Path: path + "/empty", CgroupID: emptyID, Watermark: emptyID, Workloads: []uint32{2}}, // no children: its own id
 	}
 	if !slices.EqualFunc(gs, want, Guard.equal) {
@@ -130,9 +130,22 @@ func TestGuardWatermarkCgroups(t *testing.T) {
 	if afterID <= gs[0].Watermark {
 		t.Errorf("a cgroup made after the pass has id %d, not above the watermark %d", afterID, gs[0].Watermark)
 	}
-	if gs = syncGuards(t, w, rec); len(gs) != 2 || gs[0].Watermark != afterID {
+	if gs = below(t, syncGuards(t, w, rec), path, []uint32{1, 2}); len(gs) != 2 || gs[0].Watermark != afterID {
 		t.Errorf("next pass: guards = %+v, want %s's watermark at %d", gs, path, afterID)
 	}
+}
+
+// below checks that the guards above the test's cgroup p are those of its
+// ancestors (but the root), each for workloads, and returns the rest.
+func below(t *testing.T, gs []Guard, p string, workloads []uint32) []Guard {
+	t.Helper()
+	above := guardChain(filepath.Dir(p))
+	if len(gs) < len(above) || !slices.EqualFunc(gs[:len(above)], above, func(g Guard, want string) bool {
+		return g.Path == want && slices.Equal(g.Workloads, workloads)
+	}) {
+		t.Fatalf("guards = %+v, want first the ancestors %v of %s for workloads %v", gs, above, p, workloads)
+	}
+	return gs[len(above):]
 }
 
 // inotifyWatches returns how many inotify descriptors this process holds
@@ -209,8 +222,13 @@ func TestWatcherRunGuardEvents(t *testing.T) {
 		t.Helper()
 		return await(t, guards, "guards "+what, ok)
 	}
+	// guarding: p is the deepest guard, below the guards of its
+	// ancestors (each but the root).
 	guarding := func(p string) func([]Guard) bool {
-		return func(gs []Guard) bool { return len(gs) == 1 && gs[0].Path == p }
+		return func(gs []Guard) bool {
+			return len(gs) > 0 && gs[len(gs)-1].Path == p && slices.EqualFunc(gs[:len(gs)-1], guardChain(filepath.Dir(p)),
+				func(g Guard, want string) bool { return g.Path == want })
+		}
 	}
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -229,8 +247,8 @@ func TestWatcherRunGuardEvents(t *testing.T) {
 	defer stop()
 
 	gs := nextGuards("at start", guarding(path+"/g.slice"))
-	if id := cgroupID(t, slice); gs[0].Watermark != id {
-		t.Errorf("watermark of the empty guard directory = %d, want its own id %d", gs[0].Watermark, id)
+	if id := cgroupID(t, slice); gs[len(gs)-1].Watermark != id {
+		t.Errorf("watermark of the empty guard directory = %d, want its own id %d", gs[len(gs)-1].Watermark, id)
 	}
 	waitWatched(t, slice)
 	waitWatched(t, dir) // its parent
@@ -239,7 +257,7 @@ func TestWatcherRunGuardEvents(t *testing.T) {
 	wdir := filepath.Join(slice, "w")
 	mkdirAll(t, wdir)
 	wid := cgroupID(t, wdir)
-	nextGuards("after the cgroup was made", func(gs []Guard) bool { return guarding(path+"/g.slice")(gs) && gs[0].Watermark == wid })
+	nextGuards("after the cgroup was made", func(gs []Guard) bool { return guarding(path+"/g.slice")(gs) && gs[len(gs)-1].Watermark == wid })
 	await(t, changes, "OnChange with the new cgroup", func(bs []Binding) bool { return len(bs) == 1 && bs[0].CgroupID == wid })
 
 	// The guard directory goes: the guard moves up to the test's cgroup.

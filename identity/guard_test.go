@@ -131,8 +131,8 @@ func TestGuardExpectedPath(t *testing.T) {
 
 			gs := syncGuards(t, w, rec)
 			var want []Guard
-			if tt.want != "" {
-				want = []Guard{{Path: tt.want, Workloads: []uint32{7}}}
+			for _, p := range guardChain(tt.want) {
+				want = append(want, Guard{Path: p, Workloads: []uint32{7}})
 			}
 			got := slices.Clone(gs)
 			for i := range got {
@@ -456,4 +456,19 @@ func TestSyncAfterCoalesces(t *testing.T) {
 	if n := cg.resolveCount(); n != before+1 {
 		t.Errorf("SyncAfter(now) ran %d passes, want 1", n-before)
 	}
+}
+
+// guardChain is what guards the cgroup directory p when it is the deepest
+// existing one above a workload: p and its ancestors but the root (the root
+// only when p is the root), sorted; nothing when p is "".
+func guardChain(p string) []string {
+	if p == "" {
+		return nil
+	}
+	chain := []string{p}
+	for p != "/" && path.Dir(p) != "/" {
+		p = path.Dir(p)
+		chain = append([]string{p}, chain...)
+	}
+	return chain
 }
