@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,7 +64,7 @@ func newUnresolvedOutcomes(reg prometheus.Registerer) (*prometheus.CounterVec, e
 
 func (r *unresolvedResolver) attribute(ctx context.Context, o redirect.Origin, targets map[uint32]proxy.Target) (proxy.Attribution, error) {
 	asked := time.Now()
-	path, err := identity.CgroupPathByID(r.root, o.CgroupID)
+	path, err := r.cgroupPath(o)
 	if err != nil {
 		r.outcomes.WithLabelValues(unresolvedGone).Inc()
 		return proxy.Attribution{}, fmt.Errorf("%w: cgroup %d of pid %d: %w", proxy.ErrUnknownWorkload, o.CgroupID, o.PID, err)
@@ -99,6 +101,30 @@ func (r *unresolvedResolver) attribute(ctx context.Context, o redirect.Origin, t
 	}
 	r.outcomes.WithLabelValues(unresolvedEgressAllowed).Inc()
 	return r.relay(o, target, false, caller), nil
+}
+
+// cgroupPath is the path of the cgroup the connect came from. The kernel
+// opens a cgroup by its id only for a gateway with CAP_DAC_READ_SEARCH;
+// without it, the caller's /proc/PID/cgroup names the cgroup, which counts
+// only while its id is still the one the kernel recorded (the process may
+// have moved since, or exited and its pid been reused).
+func (r *unresolvedResolver) cgroupPath(o redirect.Origin) (string, error) {
+	path, err := identity.CgroupPathByID(r.root, o.CgroupID)
+	if err == nil || errors.Is(err, identity.ErrCgroupNotFound) {
+		return path, err
+	}
+	byPID, perr := identity.ProcessCgroup(o.PID)
+	if perr != nil {
+		return "", errors.Join(err, perr)
+	}
+	id, perr := identity.CgroupID(filepath.Join(r.root, filepath.FromSlash(byPID)))
+	switch {
+	case perr != nil:
+		return "", errors.Join(err, perr)
+	case id != o.CgroupID:
+		return "", errors.Join(err, fmt.Errorf("pid %d is in cgroup %s (id %d) now: %w", o.PID, byPID, id, identity.ErrCgroupNotFound))
+	}
+	return byPID, nil
 }
 
 // bindings are the workloads to match the cgroup at path against. A pass

@@ -6,12 +6,16 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
@@ -164,4 +168,60 @@ workloads:
 			t.Errorf("outcome gone counted %v, want 1", count(unresolvedGone))
 		}
 	})
+	t.Run("without CAP_DAC_READ_SEARCH", func(t *testing.T) {
+		// A gateway run with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN only
+		// cannot open a cgroup by its id: the caller's process names it.
+		cg := redirecttest.MakeCgroup(t, root, top.Path+"/agent/nocap")
+		f, err := os.Open(cg.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		proc := exec.Command("sleep", "60")
+		proc.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+		if err := proc.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = proc.Process.Kill(); _ = proc.Wait() }()
+		o := origin(cg, "127.0.0.2:7000", target.ID)
+		o.PID = uint32(proc.Process.Pid)
+
+		at, err := withoutCapability(t, unix.CAP_DAC_READ_SEARCH, func() (proxy.Attribution, error) {
+			return r.attribute(t.Context(), o, targets)
+		})
+		if err != nil || at.Caller.Workload != "agent" || at.Caller.CgroupID != cg.ID {
+			t.Errorf("attribution %+v, %v; want the agent workload's session from %s", at, err, cg.Path)
+		}
+		// A pid that is no longer in the recorded cgroup proves nothing.
+		o.CgroupID = agent.ID
+		if _, err := withoutCapability(t, unix.CAP_DAC_READ_SEARCH, func() (proxy.Attribution, error) {
+			return r.attribute(t.Context(), o, targets)
+		}); err == nil {
+			t.Error("attributed a connection by a pid that is in another cgroup than the recorded one")
+		}
+	})
+}
+
+// withoutCapability runs fn on one OS thread whose effective set lacks
+// capability c (capabilities are per thread), and restores it.
+func withoutCapability[T any](t *testing.T, c uint, fn func() (T, error)) (T, error) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var saved [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &saved[0]); err != nil {
+		t.Fatal(err)
+	}
+	dropped := saved
+	dropped[c/32].Effective &^= 1 << (c % 32)
+	if err := unix.Capset(&hdr, &dropped[0]); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Capset(&hdr, &saved[0]); err != nil {
+			t.Fatalf("restoring capabilities: %v", err)
+		}
+	}()
+	return fn()
 }
