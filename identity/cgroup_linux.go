@@ -58,6 +58,17 @@ func CgroupID(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
+// CgroupOwner returns the uid that owns the cgroup directory path: root
+// for the cgroups systemd and root make, a user for the ones made in a
+// subtree delegated to that user (where the user may make more at will).
+func CgroupOwner(path string) (uint32, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("reading the owner of cgroup %s: %w", path, &fs.PathError{Op: "stat", Path: path, Err: err})
+	}
+	return st.Uid, nil
+}
+
 // fileidKernfs is the kernel's FILEID_KERNFS: a file handle whose 8 bytes
 // are a kernfs node id, which for a cgroup is its cgroup id.
 const fileidKernfs = 0xfe

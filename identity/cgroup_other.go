@@ -26,6 +26,11 @@ func ResolveSelector(root string, sel Selector, createMissing bool) (dir string,
 }
 
 // CgroupPathByID needs Linux cgroups; it is not supported on this system.
+// CgroupOwner needs Linux cgroups; it is not supported on this system.
+func CgroupOwner(path string) (uint32, error) {
+	return 0, fmt.Errorf("reading the owner of cgroup %s: %w", path, errors.ErrUnsupported)
+}
+
 func CgroupPathByID(root string, id uint64) (string, error) {
 	return "", fmt.Errorf("finding cgroup id %d: %w", id, errors.ErrUnsupported)
 }

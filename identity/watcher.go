@@ -79,6 +79,7 @@ type Watcher struct {
 	pending []string
 	watched []Guard       // the guards whose directories Run watches
 	moved   chan struct{} // tells Run that watched changed; nil until Run asks
+	kick    chan struct{} // Kick's requests to Run; nil until either asks
 }
 
 // pass is one resolution pass, shared by every SyncAfter caller it serves.
@@ -325,11 +326,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 	watch := newDirWatch(w.logger())
 	defer watch.close()
 	moved := w.movedChan()
+	kick := w.kickChan()
 
 	w.syncAndReport()
 	var lastTriggered time.Time
 	for {
 		watch.set(w.Root, w.watchedGuards())
+		soon := false
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -337,6 +340,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 			continue
 		case <-t.C:
 		case <-watch.created():
+			soon = true
+		case <-kick:
+			soon = true
+		}
+		if soon {
 			debounce := time.NewTimer(max(guardDebounce, guardSpacing-time.Since(lastTriggered)))
 			select {
 			case <-ctx.Done():
@@ -350,6 +358,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 			case <-watch.created():
 			default:
 			}
+			select {
+			case <-kick:
+			default:
+			}
 			lastTriggered = time.Now()
 		}
 		if err := ctx.Err(); err != nil {
@@ -357,6 +369,26 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		w.syncAndReport()
 	}
+}
+
+// Kick asks Run for a pass soon, as a cgroup made in a guard's directory
+// does (passes so started are guardSpacing apart), without waiting for it:
+// for a connection from a new cgroup that the last pass's paths already
+// attribute, whose id the kernel's map should learn.
+func (w *Watcher) Kick() {
+	select {
+	case w.kickChan() <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Watcher) kickChan() chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.kick == nil {
+		w.kick = make(chan struct{}, 1)
+	}
+	return w.kick
 }
 
 // movedChan returns the channel a pass signals when the guard directories

@@ -318,3 +318,44 @@ func TestWatcherRun(t *testing.T) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
 }
+
+// TestWatcherKick: with the interval an hour away, Kick makes Run pass
+// soon; Kick never blocks, however often it is called.
+func TestWatcherKick(t *testing.T) {
+	cg := &fakeCgroups{ids: map[string]uint64{"/system.slice/agent.service": 5}}
+	got := make(chan []Binding, 16)
+	w := &Watcher{
+		Root:      "/cg",
+		Workloads: []WatchedWorkload{{ID: 1, Name: "unit", Selector: Selector{SystemdUnit: "agent.service"}}},
+		Interval:  time.Hour,
+		OnChange:  func(bs []Binding) error { got <- bs; return nil },
+		resolve:   cg.resolve,
+		unitSlice: cg.unitSlice,
+		tree:      cg.tree(),
+	}
+	w.Kick() // before Run: kept for it
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no first pass")
+	}
+	cg.set("/system.slice/agent.service", 6)
+	for range 100 {
+		w.Kick()
+	}
+	select {
+	case bs := <-got:
+		if len(bs) != 1 || bs[0].CgroupID != 6 {
+			t.Errorf("OnChange(%+v) after Kick, want cgroup id 6", bs)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Kick did not start a pass")
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+}

@@ -30,9 +30,14 @@ const (
 	unresolvedWorkload      = "workload"       // a workload's target connect: served as usual
 	unresolvedEgressAllowed = "egress_allowed" // a workload's other connect its egress allows: relayed
 	unresolvedEgressDenied  = "egress_denied"  // a workload's other connect its egress denies: closed
-	unresolvedNoWorkload    = "not_workload"   // a process in no workload: relayed unchanged
+	unresolvedNoWorkload    = "not_workload"   // a process in no workload, in a cgroup root made: relayed unchanged
+	unresolvedUserCgroup    = "user_cgroup"    // a process in no workload, in a cgroup a user made: closed
 	unresolvedGone          = "gone"           // the cgroup was removed before the gateway looked
 )
+
+// errUserCgroup: an unresolved connection from a user's cgroup in no
+// workload, which the gateway does not relay.
+var errUserCgroup = errors.New("the gateway relays only for cgroups root made")
 
 // egressTarget is the target name of a relayed connection whose destination
 // is not a target. Target names cannot contain parentheses.
@@ -53,7 +58,7 @@ func newUnresolvedOutcomes(reg prometheus.Registerer) (*prometheus.CounterVec, e
 		Name: "interlock_unresolved_connections_total",
 		Help: "Connects from cgroups created since the gateway's last resolution pass (a restarted unit's new cgroup, or any new sibling of a workload's cgroup), by what the gateway found them to be.",
 	}, []string{"outcome"})
-	for _, o := range []string{unresolvedWorkload, unresolvedEgressAllowed, unresolvedEgressDenied, unresolvedNoWorkload, unresolvedGone} {
+	for _, o := range []string{unresolvedWorkload, unresolvedEgressAllowed, unresolvedEgressDenied, unresolvedNoWorkload, unresolvedUserCgroup, unresolvedGone} {
 		c.WithLabelValues(o)
 	}
 	if err := reg.Register(c); err != nil {
@@ -76,8 +81,21 @@ func (r *unresolvedResolver) attribute(ctx context.Context, o redirect.Origin, t
 	target, isTarget := targets[o.TargetID]
 	b, ok := identity.MatchCgroupPath(path, bindings)
 	if !ok {
-		// Not ours: the connection goes where the process dialled, as
-		// it would have without interlock.
+		// Not ours. The gateway would dial for the process as root, from
+		// its own cgroup, around rules that hold the process by its uid
+		// or cgroup (a firewall's owner match, IPAddressDeny=). In a
+		// subtree delegated to a user, that user makes new cgroups at
+		// will and would have the gateway dial anywhere for it: such a
+		// connection is closed; the user's next connect, after the pass,
+		// goes out directly.
+		owner, err := identity.CgroupOwner(filepath.Join(r.root, filepath.FromSlash(path)))
+		if err != nil || owner != 0 {
+			r.outcomes.WithLabelValues(unresolvedUserCgroup).Inc()
+			return proxy.Attribution{}, fmt.Errorf("%w: cgroup %s (owner uid %d) is in no workload and was made by a user; not relayed: %w",
+				proxy.ErrUnknownWorkload, path, owner, errors.Join(err, errUserCgroup))
+		}
+		// Root made it: the connection goes where the process dialled,
+		// as it would have without interlock.
 		r.outcomes.WithLabelValues(unresolvedNoWorkload).Inc()
 		r.logger.Debug("connection from a new cgroup in no workload: relayed unchanged", "cgroup", path, "pid", o.PID, "destination", o.Destination)
 		return r.relay(o, target, isTarget, identity.Caller{PID: o.PID, UID: o.UID, CgroupID: o.CgroupID}), nil
@@ -132,10 +150,15 @@ func (r *unresolvedResolver) cgroupPath(o redirect.Origin) (string, error) {
 // kernel's map (the caller's next connects are decided there) and binds a
 // workload that just appeared. A restarted unit's cgroup has the path its
 // binding already has, so when every workload is bound the last pass's
-// paths decide without waiting for the new one; otherwise (some workload
-// not found yet, which might be the new cgroup's and deeper) the new pass
-// decides, within the attribution's deadline.
+// paths decide, and the watcher is asked for a pass without waiting for it
+// (Kick: such passes are spaced, however many connections ask); otherwise
+// (some workload not found yet, which might be the new cgroup's and
+// deeper) the new pass decides, within the attribution's deadline.
 func (r *unresolvedResolver) bindings(ctx context.Context, asked time.Time, path string) ([]identity.Binding, error) {
+	if len(r.watcher.Pending()) == 0 {
+		r.watcher.Kick()
+		return r.watcher.Current(), nil
+	}
 	type result struct {
 		bindings []identity.Binding
 		err      error
@@ -145,9 +168,6 @@ func (r *unresolvedResolver) bindings(ctx context.Context, asked time.Time, path
 		bs, err := r.watcher.SyncAfter(asked)
 		done <- result{bs, err}
 	}()
-	if len(r.watcher.Pending()) == 0 {
-		return r.watcher.Current(), nil
-	}
 	select {
 	case res := <-done:
 		if res.err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,6 +64,12 @@ workloads:
 	if _, err := w.Sync(); err != nil && !errors.Is(err, identity.ErrCgroupNotFound) {
 		t.Logf("first pass: %v", err)
 	}
+	// Run does the passes a connection asks for without waiting (Kick).
+	w.Interval = time.Hour
+	runCtx, stopRun := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- w.Run(runCtx) }()
+	t.Cleanup(func() { stopRun(); <-ran })
 	agent := redirecttest.MakeCgroup(t, root, top.Path+"/agent")
 	sub := redirecttest.MakeCgroup(t, root, top.Path+"/agent/task")
 	other := redirecttest.MakeCgroup(t, root, top.Path+"/other")
@@ -129,6 +136,20 @@ workloads:
 		}
 		if count(unresolvedNoWorkload) != 1 {
 			t.Errorf("outcome not_workload counted %v, want 1", count(unresolvedNoWorkload))
+		}
+	})
+	t.Run("no workload, a cgroup a user made", func(t *testing.T) {
+		// A subtree delegated to uid 1000: the user made this cgroup.
+		mine := redirecttest.MakeCgroup(t, root, top.Path+"/delegated")
+		if err := os.Chown(mine.Dir(), 1000, 1000); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.attribute(t.Context(), origin(mine, "127.0.0.9:443", 0), targets)
+		if !errors.Is(err, proxy.ErrUnknownWorkload) || !errors.Is(err, errUserCgroup) {
+			t.Errorf("err = %v, want the connection refused: the gateway does not dial for a user's cgroup", err)
+		}
+		if count(unresolvedUserCgroup) != 1 {
+			t.Errorf("outcome user_cgroup counted %v, want 1", count(unresolvedUserCgroup))
 		}
 	})
 	t.Run("restarted cgroup, every workload bound", func(t *testing.T) {
