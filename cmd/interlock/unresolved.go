@@ -28,16 +28,16 @@ import (
 // interlock_unresolved_connections_total.
 const (
 	unresolvedWorkload      = "workload"       // a workload's target connect: served as usual
-	unresolvedEgressAllowed = "egress_allowed" // a workload's other connect its egress allows: relayed
+	unresolvedEgressAllowed = "egress_allowed" // a workload's other connect its egress allows, by root: relayed
 	unresolvedEgressDenied  = "egress_denied"  // a workload's other connect its egress denies: closed
-	unresolvedNoWorkload    = "not_workload"   // a process in no workload, in a cgroup root made: relayed unchanged
-	unresolvedUserCgroup    = "user_cgroup"    // a process in no workload, in a cgroup a user made: closed
+	unresolvedNoWorkload    = "not_workload"   // a process in no workload, root in a cgroup root made: relayed unchanged
+	unresolvedNotRelayed    = "not_relayed"    // a connect the gateway would have to dial for a non-root process: closed
 	unresolvedGone          = "gone"           // the cgroup was removed before the gateway looked
 )
 
-// errUserCgroup: an unresolved connection from a user's cgroup in no
-// workload, which the gateway does not relay.
-var errUserCgroup = errors.New("the gateway relays only for cgroups root made")
+// errNotRelayed: an unresolved connection the gateway would have to dial
+// for a process other than root, which it does not do.
+var errNotRelayed = errors.New("the gateway dials on a process's behalf only for root")
 
 // egressTarget is the target name of a relayed connection whose destination
 // is not a target. Target names cannot contain parentheses.
@@ -58,7 +58,7 @@ func newUnresolvedOutcomes(reg prometheus.Registerer) (*prometheus.CounterVec, e
 		Name: "interlock_unresolved_connections_total",
 		Help: "Connects from cgroups created since the gateway's last resolution pass (a restarted unit's new cgroup, or any new sibling of a workload's cgroup), by what the gateway found them to be.",
 	}, []string{"outcome"})
-	for _, o := range []string{unresolvedWorkload, unresolvedEgressAllowed, unresolvedEgressDenied, unresolvedNoWorkload, unresolvedUserCgroup, unresolvedGone} {
+	for _, o := range []string{unresolvedWorkload, unresolvedEgressAllowed, unresolvedEgressDenied, unresolvedNoWorkload, unresolvedNotRelayed, unresolvedGone} {
 		c.WithLabelValues(o)
 	}
 	if err := reg.Register(c); err != nil {
@@ -81,21 +81,12 @@ func (r *unresolvedResolver) attribute(ctx context.Context, o redirect.Origin, t
 	target, isTarget := targets[o.TargetID]
 	b, ok := identity.MatchCgroupPath(path, bindings)
 	if !ok {
-		// Not ours. The gateway would dial for the process as root, from
-		// its own cgroup, around rules that hold the process by its uid
-		// or cgroup (a firewall's owner match, IPAddressDeny=). In a
-		// subtree delegated to a user, that user makes new cgroups at
-		// will and would have the gateway dial anywhere for it: such a
-		// connection is closed; the user's next connect, after the pass,
-		// goes out directly.
-		owner, err := identity.CgroupOwner(filepath.Join(r.root, filepath.FromSlash(path)))
-		if err != nil || owner != 0 {
-			r.outcomes.WithLabelValues(unresolvedUserCgroup).Inc()
-			return proxy.Attribution{}, fmt.Errorf("%w: cgroup %s (owner uid %d) is in no workload and was made by a user; not relayed: %w",
-				proxy.ErrUnknownWorkload, path, owner, errors.Join(err, errUserCgroup))
+		// Not ours: the connection goes where the process dialled, as it
+		// would have without interlock, if the gateway may dial for it.
+		if err := r.mayRelay(o, path); err != nil {
+			r.outcomes.WithLabelValues(unresolvedNotRelayed).Inc()
+			return proxy.Attribution{}, fmt.Errorf("%w: cgroup %s is in no workload: %w", proxy.ErrUnknownWorkload, path, err)
 		}
-		// Root made it: the connection goes where the process dialled,
-		// as it would have without interlock.
 		r.outcomes.WithLabelValues(unresolvedNoWorkload).Inc()
 		r.logger.Debug("connection from a new cgroup in no workload: relayed unchanged", "cgroup", path, "pid", o.PID, "destination", o.Destination)
 		return r.relay(o, target, isTarget, identity.Caller{PID: o.PID, UID: o.UID, CgroupID: o.CgroupID}), nil
@@ -117,8 +108,34 @@ func (r *unresolvedResolver) attribute(ctx context.Context, o redirect.Origin, t
 		r.outcomes.WithLabelValues(unresolvedEgressDenied).Inc()
 		return proxy.Attribution{}, fmt.Errorf("workload %s (cgroup %s) to %s: %w", b.Name, path, o.Destination, proxy.ErrEgressDenied)
 	}
+	if err := r.mayRelay(o, path); err != nil {
+		r.outcomes.WithLabelValues(unresolvedNotRelayed).Inc()
+		return proxy.Attribution{}, fmt.Errorf("workload %s (cgroup %s) to %s, which its egress allows: %w", b.Name, path, o.Destination, err)
+	}
 	r.outcomes.WithLabelValues(unresolvedEgressAllowed).Inc()
 	return r.relay(o, target, false, caller), nil
+}
+
+// mayRelay tells whether the gateway may dial, for the process behind an
+// unresolved connection, where the process itself would have gone. It
+// dials as root and from its own cgroup, so rules that hold the process by
+// its uid or cgroup (a firewall's owner match, IPAddressDeny=) would not
+// see that connection: the gateway relays for root only, in a cgroup root
+// made (in a subtree delegated to a user, the user makes cgroups at will).
+// Everyone else's connection is closed; the next one, after the pass the
+// connection started, is decided in the kernel and goes out directly.
+func (r *unresolvedResolver) mayRelay(o redirect.Origin, path string) error {
+	if o.UID != 0 {
+		return fmt.Errorf("pid %d runs as uid %d: %w", o.PID, o.UID, errNotRelayed)
+	}
+	owner, err := identity.CgroupOwner(filepath.Join(r.root, filepath.FromSlash(path)))
+	if err != nil {
+		return errors.Join(err, errNotRelayed)
+	}
+	if owner != 0 {
+		return fmt.Errorf("cgroup %s was made by uid %d: %w", path, owner, errNotRelayed)
+	}
+	return nil
 }
 
 // cgroupPath is the path of the cgroup the connect came from. The kernel

@@ -90,6 +90,7 @@ workloads:
 		return redirect.Origin{Destination: netip.MustParseAddrPort(dst), WorkloadID: redirect.UnresolvedWorkload,
 			TargetID: targetID, PID: 4242, UID: 1000, CgroupID: cg.ID}
 	}
+	asRoot := func(o redirect.Origin) redirect.Origin { o.UID = 0; return o }
 	count := func(outcome string) float64 { return testutil.ToFloat64(outcomes.WithLabelValues(outcome)) }
 
 	t.Run("workload's new cgroup, target", func(t *testing.T) {
@@ -109,7 +110,7 @@ workloads:
 		}
 	})
 	t.Run("workload, egress allowed", func(t *testing.T) {
-		at, err := r.attribute(t.Context(), origin(agent, "127.0.0.3:53", 0), targets)
+		at, err := r.attribute(t.Context(), asRoot(origin(agent, "127.0.0.3:53", 0)), targets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +128,7 @@ workloads:
 		}
 	})
 	t.Run("no workload, target", func(t *testing.T) {
-		at, err := r.attribute(t.Context(), origin(other, "127.0.0.2:7000", target.ID), targets)
+		at, err := r.attribute(t.Context(), asRoot(origin(other, "127.0.0.2:7000", target.ID)), targets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,18 +139,30 @@ workloads:
 			t.Errorf("outcome not_workload counted %v, want 1", count(unresolvedNoWorkload))
 		}
 	})
-	t.Run("no workload, a cgroup a user made", func(t *testing.T) {
+	t.Run("not relayed for others than root", func(t *testing.T) {
 		// A subtree delegated to uid 1000: the user made this cgroup.
 		mine := redirecttest.MakeCgroup(t, root, top.Path+"/delegated")
 		if err := os.Chown(mine.Dir(), 1000, 1000); err != nil {
 			t.Fatal(err)
 		}
-		_, err := r.attribute(t.Context(), origin(mine, "127.0.0.9:443", 0), targets)
-		if !errors.Is(err, proxy.ErrUnknownWorkload) || !errors.Is(err, errUserCgroup) {
-			t.Errorf("err = %v, want the connection refused: the gateway does not dial for a user's cgroup", err)
+		rootInMine := asRoot(origin(mine, "127.0.0.9:443", 0))
+		nobodyInOther := origin(other, "127.0.0.9:443", 0)
+		agentToAllowed := origin(agent, "127.0.0.3:53", 0)
+		for _, tc := range []struct {
+			name string
+			o    redirect.Origin
+		}{
+			{"root in a user's cgroup", rootInMine},
+			{"uid 1000 in no workload", nobodyInOther},
+			{"uid 1000 in the workload, egress allowed", agentToAllowed},
+		} {
+			_, err := r.attribute(t.Context(), tc.o, targets)
+			if !errors.Is(err, errNotRelayed) {
+				t.Errorf("%s: err = %v, want the connection closed: the gateway dials for root only", tc.name, err)
+			}
 		}
-		if count(unresolvedUserCgroup) != 1 {
-			t.Errorf("outcome user_cgroup counted %v, want 1", count(unresolvedUserCgroup))
+		if got := count(unresolvedNotRelayed); got != 3 {
+			t.Errorf("outcome not_relayed counted %v, want 3", got)
 		}
 	})
 	t.Run("restarted cgroup, every workload bound", func(t *testing.T) {
