@@ -472,3 +472,54 @@ func guardChain(p string) []string {
 	}
 	return chain
 }
+
+// TestExpectedCgroups: each workload's expected path, the missing folders
+// on the way to it, a nested workload's own entry winning over another's
+// folder on the way, and delivery between OnChange and OnGuards.
+func TestExpectedCgroups(t *testing.T) {
+	cg := &fakeCgroups{ids: map[string]uint64{"/system.slice": 10, "/system.slice/run.service": 11}, units: map[string]string{"run.service": "/system.slice/run.service"},
+		slices: map[string]string{"new.service": "agents-x.slice"}}
+	w := cg.watcher(
+		WatchedWorkload{ID: 1, Name: "running", Selector: Selector{SystemdUnit: "run.service"}},
+		WatchedWorkload{ID: 2, Name: "stopped", Selector: Selector{SystemdUnit: "new.service"}},
+		WatchedWorkload{ID: 3, Name: "outer", Selector: Selector{Cgroup: "/agents.slice"}},
+		WatchedWorkload{ID: 4, Name: "inner", Selector: Selector{Cgroup: "/teams/a/agent"}},
+	)
+	var order []string
+	var got []ExpectedCgroup
+	w.OnChange = func([]Binding) error { order = append(order, "bindings"); return nil }
+	w.OnExpected = func(es []ExpectedCgroup) error { order = append(order, "expected"); got = es; return nil }
+	w.OnGuards = func([]Guard) error { order = append(order, "guards"); return nil }
+	if _, err := w.Sync(); err != nil && !errors.Is(err, ErrCgroupNotFound) {
+		t.Fatal(err)
+	}
+	want := []ExpectedCgroup{
+		{Path: "/agents.slice", WorkloadID: 3, Workload: true},
+		{Path: "/agents.slice/agents-x.slice", WorkloadID: 2},
+		{Path: "/agents.slice/agents-x.slice/new.service", WorkloadID: 2, Workload: true},
+		{Path: "/system.slice/run.service", WorkloadID: 1, Workload: true},
+		{Path: "/teams", WorkloadID: 4},
+		{Path: "/teams/a", WorkloadID: 4},
+		{Path: "/teams/a/agent", WorkloadID: 4, Workload: true},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("expected cgroups\n%+v\nwant\n%+v", got, want)
+	}
+	if !slices.Equal(order, []string{"bindings", "expected", "guards"}) {
+		t.Errorf("delivery order %v, want bindings, expected, guards", order)
+	}
+	// Unchanged: not delivered again; a failure is retried.
+	order = nil
+	w.OnExpected = func([]ExpectedCgroup) error { order = append(order, "expected"); return errors.New("map full") }
+	w.Sync()
+	w.Sync()
+	if n := slices.Index(order, "expected"); n >= 0 {
+		t.Errorf("unchanged expected cgroups delivered again: %v", order)
+	}
+	cg.set("/agents.slice/agents-x.slice", 20) // the folder on the way is made
+	w.Sync()
+	w.Sync()
+	if n := len(slices.DeleteFunc(slices.Clone(order), func(s string) bool { return s != "expected" })); n != 2 {
+		t.Errorf("a failed OnExpected was tried %d times over two passes, want 2: %v", n, order)
+	}
+}

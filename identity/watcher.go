@@ -50,6 +50,11 @@ type Watcher struct {
 	// before the workloads map holds it. When it fails, or OnChange did,
 	// it is called again on the next pass even if nothing changed.
 	OnGuards func(guards []Guard) error
+	// OnExpected gets the paths workloads' cgroups are or will be made at
+	// (and the missing folders on the way), sorted by path, after
+	// OnChange and before OnGuards, whenever they change; retried like
+	// OnGuards.
+	OnExpected func(expected []ExpectedCgroup) error
 
 	// Stand-ins for tests: resolve for ResolveSelector, unitSlice for
 	// asking systemd for a unit's Slice property ("" when systemd does not
@@ -69,6 +74,10 @@ type Watcher struct {
 	guards      []Guard   // the guards the last pass found
 	guardsSent  []Guard   // the set OnGuards last accepted
 	guardsOK    bool      // false before the first delivery and after a failed one
+	// expectedSent is the set OnExpected last accepted; expectedOK is
+	// false before the first delivery and after a failed one.
+	expectedSent []ExpectedCgroup
+	expectedOK   bool
 	// guardProblems holds, by guard path, why the directory could not
 	// be read, as logged.
 	guardProblems map[string]string
@@ -221,6 +230,7 @@ func (w *Watcher) sync() ([]Binding, error) {
 	w.state = state
 	guards := w.guardSet(log, tree, reads, units, rs)
 	w.guards = guards
+	expected := w.expectedSet(tree, units, rs)
 
 	w.mu.Lock()
 	w.current, w.pending = bs, pending
@@ -233,17 +243,17 @@ func (w *Watcher) sync() ([]Binding, error) {
 	w.watched = guards
 	w.mu.Unlock()
 
-	if err := w.deliver(bs, guards); err != nil {
+	if err := w.deliver(bs, expected, guards); err != nil {
 		errs = append(errs, err)
 	}
 	return slices.Clone(bs), errors.Join(errs...)
 }
 
-// deliver hands bindings to OnChange and then guards to OnGuards, each
-// when it differs from what that callback last accepted. Guards wait for
-// the bindings: a watermark above a new cgroup's id tells the kernel the
-// gateway knows that cgroup.
-func (w *Watcher) deliver(bs []Binding, guards []Guard) error {
+// deliver hands bindings to OnChange, then the expected cgroups to
+// OnExpected, then guards to OnGuards, each when it differs from what that
+// callback last accepted. Guards wait for the bindings: a watermark above
+// a new cgroup's id tells the kernel the gateway knows that cgroup.
+func (w *Watcher) deliver(bs []Binding, expected []ExpectedCgroup, guards []Guard) error {
 	if !w.deliveredOK || !slices.Equal(bs, w.delivered) {
 		if w.OnChange != nil {
 			if err := w.OnChange(slices.Clone(bs)); err != nil {
@@ -252,6 +262,13 @@ func (w *Watcher) deliver(bs []Binding, guards []Guard) error {
 			}
 		}
 		w.delivered, w.deliveredOK = bs, true
+	}
+	if w.OnExpected != nil && (!w.expectedOK || !slices.Equal(expected, w.expectedSent)) {
+		if err := w.OnExpected(slices.Clone(expected)); err != nil {
+			w.expectedOK = false
+			return fmt.Errorf("applying expected cgroups: %w", err)
+		}
+		w.expectedSent, w.expectedOK = expected, true
 	}
 	if w.OnGuards == nil || w.guardsOK && slices.EqualFunc(guards, w.guardsSent, Guard.equal) {
 		return nil
