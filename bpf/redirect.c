@@ -12,6 +12,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "interlock.h"
+#include "cgroup_maps.h"
 
 #define SOCK_STREAM 1
 
@@ -30,22 +31,6 @@ struct {
 	__type(value, struct settings_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } settings SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, INTERLOCK_MAX_WORKLOADS);
-	__type(key, __u64);
-	__type(value, struct workload_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} workloads SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, INTERLOCK_MAX_GUARDS);
-	__type(key, __u64);
-	__type(value, struct guard_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} guards SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -164,7 +149,10 @@ static __always_inline int find_caller(struct caller *c)
 			break;
 		if (level > 0) {
 			g = bpf_map_lookup_elem(&guards, &parent);
-			if (g && id > g->watermark) {
+			/* settled: made at a path no workload expects (seen
+			 * by cgroupwatch.c at mkdir). Looked up only here,
+			 * on the rare path of a cgroup newer than its guard. */
+			if (g && id > g->watermark && !bpf_map_lookup_elem(&settled, &id)) {
 				c->unresolved = 1;
 				c->guard_flags |= g->flags;
 			}

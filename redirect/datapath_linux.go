@@ -21,6 +21,7 @@ import (
 type Datapath struct {
 	objs    redirectObjects
 	links   []link.Link
+	watch   *cgroupWatch // nil: new cgroups are classified by the gateway's passes
 	pinPath string
 	logger  *slog.Logger
 
@@ -89,7 +90,37 @@ func Open(o Options) (*Datapath, error) {
 		d.links = append(d.links, l)
 		o.Logger.Debug("eBPF program in place", "program", a.pin[len("link_"):], "adopted", adopted, "cgroup", o.CgroupRoot)
 	}
+	if err := d.openCgroupWatch(o); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
+}
+
+// openCgroupWatch attaches the optional cgroup_mkdir program. Where the
+// kernel cannot run it, the data path works with the guards alone, and
+// the one program an earlier gateway may have pinned is removed, so that
+// TracksCgroups tells what the kernel does.
+func (d *Datapath) openCgroupWatch(o Options) error {
+	var err error
+	if o.withoutCgroupWatch {
+		err = errors.New("left out")
+	} else {
+		d.watch, err = openCgroupWatch(o.Logger, o.PinPath)
+	}
+	if err == nil {
+		return nil
+	}
+	o.Logger.Warn("new cgroups are not classified by the kernel when they are made; a new cgroup in a guarded folder is classified by the gateway's next pass, and its connects go through the gateway until then",
+		"error", err)
+	return removeCgroupWatch(o.PinPath)
+}
+
+// TracksCgroups says whether the kernel classifies new cgroups as they
+// are made, by the paths SyncExpected wrote (the cgroup_mkdir program is
+// attached). Without it only the guards and the gateway's passes do.
+func (d *Datapath) TracksCgroups() bool {
+	return d.watch != nil
 }
 
 // attachOrAdopt replaces the program of a link pinned at pin, whichever
@@ -280,6 +311,35 @@ func (d *Datapath) SyncGuards(gs []Guard) error {
 	return reconcile(d, d.objs.Guards, want)
 }
 
+// SyncExpected makes the expected map hold exactly es, and the folders on
+// the way to each (see Expected). A path of 256 bytes or more is left
+// out: the kernel never matches it, and the guards cover its cgroup as
+// they do on a kernel that cannot classify cgroups at all. The map is
+// written whether or not TracksCgroups; it is read only by the
+// cgroup_mkdir program.
+//
+// es must name every path a workload is expected at: from the first call
+// on, a cgroup made in a guarded parent at any other path is taken for no
+// workload's and goes out directly. Until then (a gateway that never
+// calls it) every such cgroup stays unresolved under its guard.
+//
+// In a resolution pass call it before SyncGuards: a cgroup made at a path
+// that is not expected (yet) under a guarded parent is taken for no
+// workload's.
+func (d *Datapath) SyncExpected(es []Expected) error {
+	want, err := expectedEntries(es)
+	if err != nil {
+		return err
+	}
+	// The empty path: these are all the paths there are, so a cgroup made
+	// in a guarded parent elsewhere is no workload's.
+	want[redirectExpectedKey{}] = redirectExpectedValue{}
+	if limit := d.objs.Expected.MaxEntries(); uint32(len(want)) > limit {
+		return fmt.Errorf("expecting %d cgroup paths: the kernel map holds %d entries", len(want)-1, limit-1)
+	}
+	return reconcile(d, d.objs.Expected, want)
+}
+
 // SetGatewayCgroup names the gateway's own cgroup (its id): the kernel
 // never takes the gateway's connects for an unresolved cgroup's, however
 // new its cgroup is next to a guard's watermark (a gateway unit restarted
@@ -447,6 +507,10 @@ func (d *Datapath) Close() error {
 		errs = append(errs, l.Close())
 	}
 	d.links = nil
+	if d.watch != nil {
+		errs = append(errs, d.watch.Close())
+		d.watch = nil
+	}
 	errs = append(errs, d.objs.Close())
 	return errors.Join(errs...)
 }

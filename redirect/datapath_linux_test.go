@@ -70,12 +70,14 @@ type env struct {
 	sub      redirecttest.Cgroup
 	other    redirecttest.Cgroup
 	gw4, gw6 net.Listener
+	options  []func(*Options) // applied by open
 }
 
 // setup attaches the data path at a test cgroup (not the host's root, so
 // nothing outside the test is touched), with one workload, three targets
-// and a deny-by-default egress with two exceptions.
-func setup(t *testing.T) *env {
+// and a deny-by-default egress with two exceptions. options change what
+// Open is given.
+func setup(t *testing.T, options ...func(*Options)) *env {
 	redirecttest.RequirePrivileged(t)
 	root, err := identity.CgroupV2Root()
 	if err != nil {
@@ -83,11 +85,12 @@ func setup(t *testing.T) *env {
 	}
 	top := fmt.Sprintf("/interlock-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
 	e := &env{
-		top:   redirecttest.MakeCgroup(t, root, top),
-		agent: redirecttest.MakeCgroup(t, root, top+"/agents/demo"),
-		sub:   redirecttest.MakeCgroup(t, root, top+"/agents/demo/sub"),
-		other: redirecttest.MakeCgroup(t, root, top+"/other"),
-		pin:   filepath.Join("/sys/fs/bpf", filepath.Base(top)),
+		top:     redirecttest.MakeCgroup(t, root, top),
+		agent:   redirecttest.MakeCgroup(t, root, top+"/agents/demo"),
+		sub:     redirecttest.MakeCgroup(t, root, top+"/agents/demo/sub"),
+		other:   redirecttest.MakeCgroup(t, root, top+"/other"),
+		pin:     filepath.Join("/sys/fs/bpf", filepath.Base(top)),
+		options: options,
 	}
 	// Before Open: an Open that fails (a program the verifier refuses)
 	// has made the pin folder and pinned maps already.
@@ -116,7 +119,11 @@ func setup(t *testing.T) *env {
 
 func (e *env) open(t *testing.T) {
 	t.Helper()
-	dp, err := Open(Options{PinPath: e.pin, CgroupRoot: e.top.Dir()})
+	o := Options{PinPath: e.pin, CgroupRoot: e.top.Dir()}
+	for _, f := range e.options {
+		f(&o)
+	}
+	dp, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +227,10 @@ func TestPinnedLifecycle(t *testing.T) {
 	e := setup(t)
 	redirecttest.EchoServer(t, "127.0.0.2:7000")
 	dial := redirecttest.Dial{Network: "tcp4", Address: "127.0.0.2:7000"}
+	links := len(attachments)
+	if e.dp.TracksCgroups() {
+		links++
+	}
 
 	// The "gateway" goes away: handles closed, listeners gone.
 	must(t, e.dp.Close())
@@ -243,8 +254,8 @@ func TestPinnedLifecycle(t *testing.T) {
 
 	st, err := Inspect(e.pin)
 	must(t, err)
-	if len(st.Links) != len(attachments) || len(st.Workloads) != 1 || len(st.Targets) != 3 || !st.Enabled {
-		t.Fatalf("pinned state %+v: want %d links, 1 workload, 3 targets, enabled", st, len(attachments))
+	if len(st.Links) != links || len(st.Workloads) != 1 || len(st.Targets) != 3 || !st.Enabled {
+		t.Fatalf("pinned state %+v: want %d links, 1 workload, 3 targets, enabled", st, links)
 	}
 
 	// A new process adopts the pinned maps: no re-sync needed.

@@ -24,6 +24,8 @@ func (*Datapath) SyncWorkloads([]Workload) error               { return errOS }
 func (*Datapath) SyncTargets([]Target) error                   { return errOS }
 func (*Datapath) SyncGuards([]Guard) error                     { return errOS }
 func (*Datapath) SetGatewayCgroup(uint64) error                { return errOS }
+func (*Datapath) SyncExpected([]Expected) error                { return errOS }
+func (*Datapath) TracksCgroups() bool                          { return false }
 func (*Datapath) SyncEgress([]EgressAllow) error               { return errOS }
 func (*Datapath) SetProtected([]netip.AddrPort) error          { return errOS }
 func (*Datapath) OriginalDestination(net.Conn) (Origin, error) { return Origin{}, errOS }

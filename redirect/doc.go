@@ -18,10 +18,23 @@
 // by the workload that holds the guarded parent, if any; otherwise targets
 // are refused and the guard's egress default applies to the rest.
 //
+// Where the kernel has BTF and tracing programs, a second, optional
+// object (bpf/cgroupwatch.c) runs inside the mkdir of every cgroup v2
+// folder and classifies the new cgroup by its path before any process can
+// be in it: a path the gateway expects a workload's cgroup at
+// (SyncExpected) puts the new id into the workloads map at once; any other
+// cgroup made in a guarded parent is recorded as settled, no workload's,
+// and not treated as unresolved. A path it cannot read whole (256 bytes or
+// more) is left to the guards. Its link is pinned with the others, so it
+// keeps classifying while no gateway runs. On a kernel that cannot run it
+// Open logs so once and goes on with the guards alone; TracksCgroups tells
+// which.
+//
 // Open attaches this version's programs: links pinned by an earlier
 // version are kept and updated in place to the new programs (never
 // detached), and maps that version did not have are created beside the
-// pinned ones.
+// pinned ones. The cgroup_mkdir link cannot be updated in place; a new one
+// is attached and pinned over it before the old one goes.
 //
 // Enforcement outlives the process: Open adopts what an earlier gateway
 // pinned (so a restart or crash never leaves a gap), Close releases only this

@@ -59,20 +59,27 @@ var (
 // that names each missing one.
 func ProbeFeatures(logger *slog.Logger) error {
 	probeOnce.Do(func() {
-		var missing []error
-		attrs := make([]any, 0, len(requiredFeatures))
-		for _, f := range requiredFeatures {
-			err := f.probe()
-			attrs = append(attrs, slog.Bool(f.name, err == nil))
-			if err != nil {
-				missing = append(missing, fmt.Errorf("%s: %w", f.name, err))
-			}
-		}
+		attrs, missing := probeAll(requiredFeatures)
 		logger.Info("kernel features probed", attrs...)
-		if len(missing) > 0 {
+		if missing != nil {
 			probeErr = fmt.Errorf("%w (interlock needs Linux >= 5.14 with cgroup v2 and BPF enabled, run as root or with CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN): %w",
-				ErrUnsupported, errors.Join(missing...))
+				ErrUnsupported, missing)
 		}
 	})
 	return probeErr
+}
+
+// probeAll runs every probe of fs: the results as log attributes, and the
+// missing features joined (nil when none is).
+func probeAll(fs []feature) (attrs []any, missing error) {
+	var errs []error
+	attrs = make([]any, 0, len(fs))
+	for _, f := range fs {
+		err := f.probe()
+		attrs = append(attrs, slog.Bool(f.name, err == nil))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+		}
+	}
+	return attrs, errors.Join(errs...)
 }

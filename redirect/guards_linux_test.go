@@ -70,8 +70,11 @@ type guardEnv struct {
 	gwDirect []string
 }
 
+// The cgroup_mkdir program is left out: these tests are of the guards
+// alone, as a kernel without BTF runs them and as they still cover what
+// that program leaves to them (cgroupwatch_linux_test.go).
 func setupGuards(t *testing.T) *guardEnv {
-	e := setup(t)
+	e := setup(t, withoutCgroupWatch)
 	top := e.top.Path
 	g := &guardEnv{env: e, echoDst: "127.0.0.2:7000"}
 	redirecttest.EchoServer(t, g.echoDst)
@@ -372,8 +375,9 @@ func TestSyncGuards(t *testing.T) {
 }
 
 // TestUpgrade: links and maps pinned by an older gateway, whose programs
-// know nothing of guards, are adopted with this version's programs, and
-// the guards map is created beside the old maps.
+// know nothing of guards or of cgroups made since, are adopted with this
+// version's programs; the guards, expected and settled maps are created
+// beside the old maps, and the cgroup_mkdir program is attached.
 func TestUpgrade(t *testing.T) {
 	e := setup(t)
 	dial := redirecttest.Dial{Network: "tcp4", Address: "127.0.0.2:7000"}
@@ -390,7 +394,10 @@ func TestUpgrade(t *testing.T) {
 		must(t, l.Update(old))
 		l.Close()
 	}
-	must(t, os.Remove(filepath.Join(e.pin, "guards")))
+	for _, m := range []string{"guards", "expected", "settled"} {
+		must(t, os.Remove(filepath.Join(e.pin, m)))
+	}
+	must(t, removeCgroupWatch(e.pin))
 	if r := redirecttest.Agent(t, e.agent, dial); !reachedDirectly(r) {
 		t.Fatalf("with the older programs in place the workload got %+v, want a direct connection", r)
 	}
@@ -417,6 +424,14 @@ func TestUpgrade(t *testing.T) {
 	r = redirecttest.Agent(t, e.other, dial)
 	if want := viaGateway(r, dial.Address, UnresolvedWorkload, testTarget4); r.Reply != want {
 		t.Errorf("after the upgrade an unresolved cgroup got %q (errno %q), want %q", r.Reply, r.Errno, want)
+	}
+
+	requireTracksCgroups(t, e.dp)
+	path := e.top.Path + "/agent.service"
+	must(t, e.dp.SyncExpected([]Expected{{Path: path, WorkloadID: testWorkloadMkdir, Workload: true}}))
+	agent := redirecttest.MakeCgroup(t, e.top.Root, path)
+	if got, ok := workloadOf(t, e.pin, agent); !ok || got.ID != testWorkloadMkdir {
+		t.Errorf("after the upgrade a cgroup made at an expected path: workloads entry %+v (found %v), want workload %d", got, ok, testWorkloadMkdir)
 	}
 }
 

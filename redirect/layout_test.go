@@ -24,6 +24,8 @@ func TestMapLayouts(t *testing.T) {
 		{"settings", ebpf.Array, uint32(0), redirectSettingsValue{}, 4, 32},
 		{"workloads", ebpf.Hash, uint64(0), redirectWorkloadValue{}, 8, 8},
 		{"guards", ebpf.Hash, uint64(0), redirectGuardValue{}, 8, 16},
+		{"expected", ebpf.Hash, redirectExpectedKey{}, redirectExpectedValue{}, 256, 8},
+		{"settled", ebpf.LRUHash, uint64(0), uint8(0), 8, 1},
 		{"gateways", ebpf.Hash, uint64(0), uint8(0), 8, 1},
 		{"targets", ebpf.LPMTrie, redirectTargetKey{}, redirectTargetValue{}, 24, 8},
 		{"egress", ebpf.LPMTrie, redirectEgressKey{}, uint32(0), 28, 4},
@@ -54,5 +56,39 @@ func TestMapLayouts(t *testing.T) {
 				t.Errorf("value: Go %d bytes, C %d bytes, pinned layout %d", got, m.ValueSize, tt.valueSize)
 			}
 		})
+	}
+}
+
+// TestCgroupWatchMaps: the cgroup_mkdir object shares its maps with the
+// connect programs' by pin, so each must be declared exactly alike in both
+// objects, or loading the second fails against the first's pins.
+func TestCgroupWatchMaps(t *testing.T) {
+	redirect, err := loadRedirect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch, err := loadCgroupwatch()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(watch.Maps) != 4 {
+		t.Errorf("the cgroup_mkdir object has %d maps, want 4 (workloads, guards, expected, settled)", len(watch.Maps))
+	}
+	for name, m := range watch.Maps {
+		r, ok := redirect.Maps[name]
+		if !ok {
+			t.Errorf("map %s of the cgroup_mkdir object is not in the connect programs' object", name)
+			continue
+		}
+		if m.Pinning != ebpf.PinByName {
+			t.Errorf("map %s is not pinned by name: the two objects would not share it", name)
+		}
+		if m.Type != r.Type || m.KeySize != r.KeySize || m.ValueSize != r.ValueSize || m.MaxEntries != r.MaxEntries || m.Flags != r.Flags {
+			t.Errorf("map %s: %s %d/%d/%d/%#x in the cgroup_mkdir object, %s %d/%d/%d/%#x in the connect programs'",
+				name, m.Type, m.KeySize, m.ValueSize, m.MaxEntries, m.Flags, r.Type, r.KeySize, r.ValueSize, r.MaxEntries, r.Flags)
+		}
+	}
+	if got, want := binary.Size(redirectExpectedKey{}), cgroupPathMax; got != want {
+		t.Errorf("expected key: %d bytes, want cgroupPathMax %d", got, want)
 	}
 }

@@ -21,15 +21,15 @@ func Inspect(pinPath string) (*State, error) {
 		return nil, fmt.Errorf("%s: %w", pinPath, ErrNotInstalled)
 	}
 	st := &State{PinPath: pinPath}
-	for _, a := range attachments {
-		l, err := link.LoadPinnedLink(filepath.Join(pinPath, a.pin), nil)
+	for _, pin := range linkPins() {
+		l, err := link.LoadPinnedLink(filepath.Join(pinPath, pin), nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("loading pinned link %s: %w", a.pin, err)
+			return nil, fmt.Errorf("loading pinned link %s: %w", pin, err)
 		}
-		ls := LinkState{Name: a.pin[len("link_"):]}
+		ls := LinkState{Name: pin[len("link_"):]}
 		if info, err := l.Info(); err == nil {
 			ls.LinkID = uint32(info.ID)
 			ls.ProgramID = uint32(info.Program)
@@ -69,6 +69,13 @@ func Inspect(pinPath string) (*State, error) {
 			})
 		},
 		func() error {
+			return eachPinned(pinPath, "expected", func(k redirectExpectedKey, v redirectExpectedValue) {
+				if k != (redirectExpectedKey{}) {
+					st.Expected = append(st.Expected, exportExpected(k, v))
+				}
+			})
+		},
+		func() error {
 			return eachPinned(pinPath, "targets", func(k redirectTargetKey, v redirectTargetValue) {
 				st.Targets = append(st.Targets, Target{ID: v.Id, Prefix: unmappedPrefix(k.Addr, int(k.Prefixlen)-32), Port: hostPort(k.Port)})
 			})
@@ -99,9 +106,20 @@ func Inspect(pinPath string) (*State, error) {
 	}
 	sort.Slice(st.Workloads, func(i, j int) bool { return st.Workloads[i].CgroupID < st.Workloads[j].CgroupID })
 	sort.Slice(st.Guards, func(i, j int) bool { return st.Guards[i].CgroupID < st.Guards[j].CgroupID })
+	sort.Slice(st.Expected, func(i, j int) bool { return st.Expected[i].Path < st.Expected[j].Path })
 	sort.Slice(st.Targets, func(i, j int) bool { return st.Targets[i].ID < st.Targets[j].ID })
 	sort.Slice(st.Protected, func(i, j int) bool { return st.Protected[i].Compare(st.Protected[j]) < 0 })
 	return st, nil
+}
+
+// linkPins names every link a gateway pins: the connect programs' and the
+// cgroup_mkdir program's.
+func linkPins() []string {
+	pins := make([]string, 0, len(attachments)+1)
+	for _, a := range attachments {
+		pins = append(pins, a.pin)
+	}
+	return append(pins, cgroupMkdirPin)
 }
 
 // withPinnedMap runs fn on the map pinned as name, read-only; a map that
@@ -161,18 +179,18 @@ func Uninstall(pinPath string) error {
 	}
 	var errs []error
 	// Links first: once they are gone nothing enforces, and the maps can go.
-	for _, a := range attachments {
-		p := filepath.Join(pinPath, a.pin)
+	for _, pin := range linkPins() {
+		p := filepath.Join(pinPath, pin)
 		l, err := link.LoadPinnedLink(p, nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("loading pinned link %s: %w", a.pin, err))
+			errs = append(errs, fmt.Errorf("loading pinned link %s: %w", pin, err))
 			continue
 		}
 		if err := l.Unpin(); err != nil {
-			errs = append(errs, fmt.Errorf("unpinning %s: %w", a.pin, err))
+			errs = append(errs, fmt.Errorf("unpinning %s: %w", pin, err))
 		}
 		// Closing the last reference to an unpinned link detaches it.
 		l.Close()

@@ -35,6 +35,17 @@ type redirectEgressKey struct {
 	Addr      [4]uint32
 }
 
+type redirectExpectedKey struct {
+	_    structs.HostLayout
+	Path [256]int8
+}
+
+type redirectExpectedValue struct {
+	_        structs.HostLayout
+	Workload uint32
+	Flags    uint32
+}
+
 type redirectGuardValue struct {
 	_         structs.HostLayout
 	Watermark uint64
@@ -116,11 +127,13 @@ type redirectWorkloadValue struct {
 const (
 	redirectMapCounters               = "counters"
 	redirectMapEgress                 = "egress"
+	redirectMapExpected               = "expected"
 	redirectMapGateways               = "gateways"
 	redirectMapGuards                 = "guards"
 	redirectMapOrigins                = "origins"
 	redirectMapProtected              = "protected"
 	redirectMapSettings               = "settings"
+	redirectMapSettled                = "settled"
 	redirectMapSockets                = "sockets"
 	redirectMapTargets                = "targets"
 	redirectMapWorkloads              = "workloads"
@@ -186,11 +199,13 @@ type redirectProgramSpecs struct {
 type redirectMapSpecs struct {
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	Egress    *ebpf.MapSpec `ebpf:"egress"`
+	Expected  *ebpf.MapSpec `ebpf:"expected"`
 	Gateways  *ebpf.MapSpec `ebpf:"gateways"`
 	Guards    *ebpf.MapSpec `ebpf:"guards"`
 	Origins   *ebpf.MapSpec `ebpf:"origins"`
 	Protected *ebpf.MapSpec `ebpf:"protected"`
 	Settings  *ebpf.MapSpec `ebpf:"settings"`
+	Settled   *ebpf.MapSpec `ebpf:"settled"`
 	Sockets   *ebpf.MapSpec `ebpf:"sockets"`
 	Targets   *ebpf.MapSpec `ebpf:"targets"`
 	Workloads *ebpf.MapSpec `ebpf:"workloads"`
@@ -224,11 +239,13 @@ func (o *redirectObjects) Close() error {
 type redirectMaps struct {
 	Counters  *ebpf.Map `ebpf:"counters"`
 	Egress    *ebpf.Map `ebpf:"egress"`
+	Expected  *ebpf.Map `ebpf:"expected"`
 	Gateways  *ebpf.Map `ebpf:"gateways"`
 	Guards    *ebpf.Map `ebpf:"guards"`
 	Origins   *ebpf.Map `ebpf:"origins"`
 	Protected *ebpf.Map `ebpf:"protected"`
 	Settings  *ebpf.Map `ebpf:"settings"`
+	Settled   *ebpf.Map `ebpf:"settled"`
 	Sockets   *ebpf.Map `ebpf:"sockets"`
 	Targets   *ebpf.Map `ebpf:"targets"`
 	Workloads *ebpf.Map `ebpf:"workloads"`
@@ -238,11 +255,13 @@ func (m *redirectMaps) Close() error {
 	return _RedirectClose(
 		m.Counters,
 		m.Egress,
+		m.Expected,
 		m.Gateways,
 		m.Guards,
 		m.Origins,
 		m.Protected,
 		m.Settings,
+		m.Settled,
 		m.Sockets,
 		m.Targets,
 		m.Workloads,

@@ -82,6 +82,24 @@ type Guard struct {
 	EgressDeny bool
 }
 
+// Expected is a cgroup path the gateway expects a workload's cgroup at (a
+// unit's, made again when the unit restarts), or a folder on the way to
+// one. Where the kernel can run the cgroup_mkdir program (see
+// Datapath.TracksCgroups), it classifies every cgroup v2 folder the moment
+// it is made, before any process can be in it: at a Workload path the new
+// cgroup's id goes into the workloads map at once, so even its first
+// connect is decided as the workload's; at a folder's path nothing is
+// recorded (the folder stays unresolved under its guard, and its children
+// are yet to come); any other cgroup made in a guarded parent is recorded
+// as no workload's, and its connects go out directly instead of through
+// the gateway.
+type Expected struct {
+	Path       string // below the cgroup v2 root, e.g. "/system.slice/agent.service"
+	WorkloadID uint32
+	Workload   bool // the path is the workload's cgroup, not a folder on the way
+	EgressDeny bool // as Workload.EgressDeny, for the cgroup's workloads entry
+}
+
 // Target is one destination (address prefix and port) sent to the gateway.
 type Target struct {
 	ID     uint32
@@ -222,6 +240,10 @@ type Options struct {
 	// hierarchy's root in production, a test's own cgroup in tests.
 	CgroupRoot string
 	Logger     *slog.Logger
+
+	// withoutCgroupWatch leaves the cgroup_mkdir program out, as a kernel
+	// without BTF does (a test seam).
+	withoutCgroupWatch bool
 }
 
 // State is what is pinned under a folder, read without loading anything:
@@ -234,8 +256,11 @@ type State struct {
 	Enabled   bool
 	Workloads []Workload
 	Guards    []Guard
-	Targets   []Target
-	Egress    []EgressAllow
+	// Expected is the set SyncExpected wrote, with the folders on the
+	// way it added, sorted by path.
+	Expected []Expected
+	Targets  []Target
+	Egress   []EgressAllow
 	// Protected is the set SetProtected wrote; an unspecified address
 	// (shown as [::]) means any address on the port.
 	Protected []netip.AddrPort

@@ -61,7 +61,8 @@ struct workload_value {
  * every workload cgroup with watermark = the highest id among the parent's
  * children at the start of its last pass: a child with a higher id was
  * created since, and may be a workload's new cgroup the gateway has not
- * seen yet.
+ * seen yet. A child in settled (see expected below) is known to be no
+ * workload's and is not unresolved.
  *
  * A connect from below such a child ("unresolved"), unless a workload in
  * the map lies deeper than that child, is sent to the gateway whatever the
@@ -88,6 +89,40 @@ struct guard_value {
 	__u64 watermark;
 	__u32 flags;
 	__u32 _pad;
+};
+
+/* expected: cgroup path -> expected_value, written by the gateway from its
+ * workloads' paths; read by the cgroup_mkdir tracing program (cgroupwatch.c)
+ * to classify a cgroup when it is made, before any process can be in it.
+ *
+ * The path is the cgroup's below the cgroup v2 root ("/system.slice/a.service"),
+ * NUL-padded to the key's size; a longer path has no entry and is left to
+ * the guards. INTERLOCK_EXPECT_WORKLOAD: the path is a workload's cgroup,
+ * whose new id goes into workloads at once. Without it the path is a folder
+ * on the way to one (a slice not made yet): its cgroup stays unresolved
+ * under a guard, as its children are yet to come.
+ *
+ * settled: id of a cgroup made under a guarded parent at a path nobody
+ * expects -> 1. It is no workload's, so it is not unresolved however new.
+ * LRU: entries of cgroups long below a raised watermark age out.
+ *
+ * Cgroups are settled only once the gateway has written the entry with
+ * the empty path (all zero, which no cgroup has) with its paths: it says
+ * they are every path a workload is expected at. A gateway that writes
+ * no paths (an older one) leaves every new cgroup under a guard
+ * unresolved, as before. */
+#define INTERLOCK_CGROUP_PATH_MAX 256
+#define INTERLOCK_MAX_EXPECTED 4096
+#define INTERLOCK_MAX_SETTLED 65536
+#define INTERLOCK_EXPECT_WORKLOAD 1
+#define INTERLOCK_EXPECT_EGRESS_DENY 2
+struct expected_key {
+	char path[INTERLOCK_CGROUP_PATH_MAX];
+};
+
+struct expected_value {
+	__u32 workload;
+	__u32 flags;
 };
 
 /* targets: LPM trie. prefixlen counts the 32 bits of port+zero, then the

@@ -1,0 +1,120 @@
+//go:build ignore
+
+/* interlock's cgroup watcher: runs inside mkdir of every cgroup v2 folder,
+ * before any process can be in it, and classifies the new cgroup by its
+ * path against what the gateway expects (see expected in interlock.h):
+ *
+ *   - a workload's cgroup (a restarted unit's new one): its id goes into
+ *     workloads at once, so its first connect is decided as the workload's;
+ *   - a folder on the way to a workload's cgroup: left alone, it stays
+ *     unresolved under its guard until the gateway's pass;
+ *   - anything else under a guarded parent: settled, no workload's, so its
+ *     connects are not sent to the gateway as unresolved (once the gateway
+ *     has written its expected paths at all).
+ *
+ * A path it cannot read whole is left to the guards, as before. Loaded as
+ * an object of its own, optionally: a kernel without BTF or tracing
+ * programs runs the connect programs with the guards alone.
+ */
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "interlock.h"
+#include "cgroup_maps.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* The kernel's types, only the fields read here; CO-RE finds their offsets
+ * in the running kernel's BTF. The parent is reached through the css, not
+ * kernfs_node's parent field, which Linux 6.15 renamed. */
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup;
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys_state *parent;
+} __attribute__((preserve_access_index));
+
+struct cgroup_root {
+	int hierarchy_id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct cgroup_subsys_state self;
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+} __attribute__((preserve_access_index));
+
+/* Cgroup ids are kernfs node ids, the same bpf_get_current_ancestor_cgroup_id
+ * gives the connect programs. */
+static __always_inline __u64 cgroup_id(struct cgroup *cgrp)
+{
+	return cgrp->kn->id;
+}
+
+/* Reads the new cgroup's path into key; 0 when it is there whole. */
+static __always_inline int read_path(struct expected_key *key, const char *path)
+{
+	long n = bpf_probe_read_kernel_str(key->path, sizeof(key->path), path);
+	char next;
+
+	if (n <= 0)
+		return -1;
+	if (n < (long)sizeof(key->path))
+		return 0;
+	/* The read filled the key: the path has exactly its size less the
+	 * NUL, or it is longer and was cut. The byte after the last one read
+	 * tells which. */
+	if (bpf_probe_read_kernel(&next, 1, path + sizeof(key->path) - 1) || next)
+		return -1;
+	return 0;
+}
+
+SEC("tp_btf/cgroup_mkdir")
+int BPF_PROG(interlock_cgroup_mkdir, struct cgroup *cgrp, const char *path)
+{
+	struct expected_key key = {};
+	struct expected_value *e;
+	struct cgroup_subsys_state *parent_css;
+	__u64 id, parent;
+	__u8 one = 1;
+
+	/* Cgroup v1 hierarchies (a hybrid host's) make cgroups too, with
+	 * their own ids and paths: only the v2 hierarchy's (id 0) are
+	 * interlock's. */
+	if (cgrp->root->hierarchy_id != 0)
+		return 0;
+	if (read_path(&key, path))
+		return 0;
+	id = cgroup_id(cgrp);
+
+	e = bpf_map_lookup_elem(&expected, &key);
+	if (e) {
+		if (e->flags & INTERLOCK_EXPECT_WORKLOAD) {
+			struct workload_value w = { .id = e->workload };
+
+			if (e->flags & INTERLOCK_EXPECT_EGRESS_DENY)
+				w.flags |= INTERLOCK_WORKLOAD_EGRESS_DENY;
+			bpf_map_update_elem(&workloads, &id, &w, BPF_ANY);
+		}
+		return 0;
+	}
+
+	parent_css = cgrp->self.parent;
+	if (!parent_css)
+		return 0;
+	parent = cgroup_id(parent_css->cgroup);
+	if (!bpf_map_lookup_elem(&guards, &parent))
+		return 0;
+	/* Settled only when the gateway has said its paths are all there
+	 * are: the empty path's entry (see interlock.h). */
+	__builtin_memset(&key, 0, sizeof(key));
+	if (bpf_map_lookup_elem(&expected, &key))
+		bpf_map_update_elem(&settled, &id, &one, BPF_ANY);
+	return 0;
+}
