@@ -562,22 +562,25 @@ workloads:
 	}
 
 	// The same with the gateway frozen, so that no pass can run before
-	// the connect: the kernel alone must send it to the gateway, which
-	// then resolves the new cgroup itself.
-	unresolved := func() uint64 {
+	// the connect: the kernel alone must send it to the gateway, either
+	// as the workload's (its mkdir hook put the new cgroup in the
+	// workloads map as systemd made it) or as unresolved (without the
+	// hook; the gateway then resolves the cgroup itself).
+	unitID := e.status().Workloads[0].ID
+	redirects := func() (total uint64, st *redirect.State) {
 		st, err := redirect.Inspect(e.pin)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var n uint64
 		for _, c := range st.Counters {
-			if c.WorkloadID == redirect.UnresolvedWorkload {
-				n += c.Redirected
+			if c.WorkloadID == redirect.UnresolvedWorkload || c.WorkloadID == unitID {
+				total += c.Redirected
 			}
 		}
-		return n
+		return total, st
 	}
-	before := unresolved()
+	before, st := redirects()
+	tracked := slices.ContainsFunc(st.Links, func(l redirect.LinkState) bool { return l.Name == "cgroup_mkdir" })
 	if err := gw.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -585,14 +588,20 @@ workloads:
 	frozen := restart()
 	result := make(chan redirecttest.Result, 1)
 	go func() { result <- redirecttest.Agent(t, frozen, toTarget) }()
-	waitFor(t, func() bool { return unresolved() > before }, "the kernel to send the new cgroup's connect to the frozen gateway")
+	waitFor(t, func() bool { n, _ := redirects(); return n > before }, "the kernel to send the new cgroup's connect to the frozen gateway")
+	if tracked {
+		_, st := redirects()
+		if !slices.Contains(st.Workloads, redirect.Workload{CgroupID: frozen.ID, ID: unitID, EgressDeny: true}) {
+			t.Errorf("while the gateway was frozen, the kernel's workloads %+v lack the new cgroup %d", st.Workloads, frozen.ID)
+		}
+	}
 	if err := gw.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	if r := <-result; !proxied(r) {
 		t.Fatalf("restarted unit's connect while the gateway was frozen: %+v", r)
 	}
-	if got := e.metric("interlock_unresolved_connections_total", `outcome="workload"`); got != 1 {
+	if got := e.metric("interlock_unresolved_connections_total", `outcome="workload"`); !tracked && got != 1 {
 		t.Errorf("unresolved connections resolved to a workload = %v, want 1", got)
 	}
 	if got := sessions(); got != 3 {

@@ -312,7 +312,7 @@ func (g *gateway) openDatapath() error {
 	if err != nil {
 		return err
 	}
-	g.logger.Info("eBPF data path attached", "cgroup_root", root, "bpffs", g.cfg.Gateway.BPFFS)
+	g.logger.Info("eBPF data path attached", "cgroup_root", root, "bpffs", g.cfg.Gateway.BPFFS, "cgroup_creation_tracked", g.dp.TracksCgroups())
 	self, err := identity.ProcessCgroup(uint32(os.Getpid()))
 	if err != nil {
 		return fmt.Errorf("reading the gateway's own cgroup: %w", err)
@@ -390,6 +390,11 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 			}
 			return g.dp.SyncWorkloads(g.kernelWorkloads(bs))
 		},
+		// Where workloads' cgroups will be made: the kernel's mkdir
+		// hook puts a restarted unit's new cgroup in the map itself.
+		OnExpected: func(es []identity.ExpectedCgroup) error {
+			return g.dp.SyncExpected(g.kernelExpected(es))
+		},
 		// After the workloads: a guard must not move past a cgroup the
 		// map does not hold yet.
 		OnGuards: func(gs []identity.Guard) error {
@@ -444,6 +449,20 @@ func (g *gateway) kernelWorkloads(bs []identity.Binding) []redirect.Workload {
 			continue
 		}
 		out = append(out, redirect.Workload{CgroupID: b.CgroupID, ID: b.WorkloadID, EgressDeny: w.Egress.Default == config.EgressDeny})
+	}
+	return out
+}
+
+// kernelExpected are the watcher's expected cgroups as the kernel map
+// holds them, with their workloads' egress default.
+func (g *gateway) kernelExpected(es []identity.ExpectedCgroup) []redirect.Expected {
+	out := make([]redirect.Expected, 0, len(es))
+	for _, e := range es {
+		ke := redirect.Expected{Path: e.Path, WorkloadID: e.WorkloadID, Workload: e.Workload}
+		if w := g.cfg.WorkloadByID(e.WorkloadID); w != nil {
+			ke.EgressDeny = w.Egress.Default == config.EgressDeny
+		}
+		out = append(out, ke)
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"slices"
 	"syscall"
 	"testing"
 
@@ -46,24 +45,26 @@ targets:
 		cg = e.cgroup("/agents.slice/" + unit)
 		return cg
 	}
-	// unresolved is how many connects to the target the kernel sent the
-	// gateway from cgroups it had not resolved.
-	unresolved := func() uint64 {
+	// redirected is how many connects to the target the kernel sent the
+	// gateway from the unit: as the workload's (the kernel's mkdir hook
+	// knew the new cgroup) or as unresolved (without the hook).
+	unitID := e.status().Workloads[0].ID
+	redirected := func() uint64 {
 		st, err := redirect.Inspect(e.pin)
 		if err != nil {
 			t.Fatal(err)
 		}
-		i := slices.IndexFunc(st.Counters, func(c redirect.Counter) bool {
-			return c.WorkloadID == redirect.UnresolvedWorkload && c.TargetID != 0
-		})
-		if i < 0 {
-			return 0
+		var n uint64
+		for _, c := range st.Counters {
+			if c.TargetID != 0 && (c.WorkloadID == redirect.UnresolvedWorkload || c.WorkloadID == unitID) {
+				n += c.Redirected
+			}
 		}
-		return st.Counters[i].Redirected
+		return n
 	}
 
 	// Frozen, the gateway's listener still takes connects but no pass runs.
-	before := unresolved()
+	before := redirected()
 	if err := gw.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ targets:
 			t.Fatalf("the unit's connect in a re-created slice did not wait for the frozen gateway: %+v (direct: %v)", r, direct(r))
 		default:
 		}
-		return unresolved() > before
+		return redirected() > before
 	}, "the kernel to send the re-created slice's unit's connect to the frozen gateway")
 	if err := gw.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
