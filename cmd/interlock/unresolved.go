@@ -17,12 +17,13 @@ import (
 )
 
 // A connect from a cgroup made since the watcher's last pass, below the
-// parent of a workload's cgroup, reaches the gateway whatever its
-// destination (redirect.UnresolvedWorkload): the cgroup may be a restarted
-// unit's new one, which the kernel cannot know yet. The gateway finds the
-// cgroup's path, runs a pass, and then either serves the connection as the
-// workload's, applies the workload's egress, or relays it unchanged for a
-// process that is in no workload.
+// parent of a workload's cgroup, that the kernel's mkdir hook could not
+// classify (no BTF, a long path, a folder on the way) reaches the gateway
+// whatever its destination (redirect.UnresolvedWorkload): the cgroup may be
+// a restarted unit's new one. The gateway finds the cgroup's path, matches
+// it against the workloads, and then serves the connection as the
+// workload's, applies the workload's egress, or, for root only (mayRelay),
+// relays it unchanged.
 
 // Outcomes of an unresolved connection, the values of the outcome label of
 // interlock_unresolved_connections_total.
