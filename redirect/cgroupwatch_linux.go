@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // cgroupMkdirPin is the pin of the cgroup_mkdir program's link: pinned, it
@@ -141,6 +142,50 @@ func replaceTracingLink(pin string, prog *ebpf.Program) (l link.Link, adopted bo
 		return nil, false, fmt.Errorf("loading pinned link %s: %w", pin, err)
 	}
 	return l, adopted, nil
+}
+
+// mountedAtHierarchyRoot checks that the cgroup v2 mount holding dir shows
+// the hierarchy from its root. The program matches the paths the kernel
+// gives, from that root, against the gateway's, which are below the mount:
+// a mount of one cgroup (a gateway in its own cgroup namespace, or a
+// folder bind-mounted) would match none of them, and every cgroup made in
+// a guarded parent, a workload's too, would be settled as no workload's.
+// The root is the one cgroup without a cgroup.type file.
+func mountedAtHierarchyRoot(dir string) error {
+	mount, err := mountPoint(dir)
+	if err != nil {
+		return err
+	}
+	_, err = os.Lstat(filepath.Join(mount, "cgroup.type"))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	}
+	return fmt.Errorf("%w: the cgroup v2 mount at %s shows one cgroup, not the hierarchy's root (a cgroup namespace, or a bind mount), and the kernel names new cgroups from the root", ErrUnsupported, mount)
+}
+
+// mountPoint is the top of the file system dir is on: the highest folder
+// above it on the same device.
+func mountPoint(dir string) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return "", fmt.Errorf("reading %s: %w", dir, err)
+	}
+	dir = filepath.Clean(dir)
+	for dir != "/" {
+		parent := filepath.Dir(dir)
+		var up unix.Stat_t
+		if err := unix.Stat(parent, &up); err != nil {
+			return "", fmt.Errorf("reading %s: %w", parent, err)
+		}
+		if up.Dev != st.Dev {
+			break
+		}
+		dir = parent
+	}
+	return dir, nil
 }
 
 // removeCgroupWatch unpins and detaches the cgroup_mkdir link at pinPath,

@@ -2,6 +2,7 @@ package redirect
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
+	"golang.org/x/sys/unix"
 )
 
 // testWorkloadMkdir is the workload the kernel recognises at mkdir.
@@ -392,13 +394,7 @@ func TestCgroupWatchUnarmed(t *testing.T) {
 	must(t, e.dp.SyncGuards([]Guard{{CgroupID: slice.ID, Watermark: slice.ID}}))
 
 	before := redirecttest.MakeCgroup(t, e.top.Root, slice.Path+"/before.service")
-	if isSettled(t, e.pin, before) {
-		t.Errorf("%s is settled before the gateway wrote any expected path", before.Path)
-	}
-	r := redirecttest.Agent(t, before, redirecttest.Dial{Network: "tcp4", Address: dst})
-	if want := viaGateway(r, dst, UnresolvedWorkload, testTarget4); r.Reply != want {
-		t.Errorf("%s: gateway answered %q (errno %q, %s), want %q", before.Path, r.Reply, r.Errno, r.Error, want)
-	}
+	requireUnresolved(t, e.pin, before, dst)
 
 	must(t, e.dp.SyncExpected(nil))
 	after := redirecttest.MakeCgroup(t, e.top.Root, slice.Path+"/after.service")
@@ -409,5 +405,77 @@ func TestCgroupWatchUnarmed(t *testing.T) {
 	must(t, err)
 	if len(st.Expected) != 0 {
 		t.Errorf("Inspect: expected %+v, want none", st.Expected)
+	}
+}
+
+// TestCgroupWatchFailedSync: an expected set that cannot be written whole
+// (more paths than the map holds) takes back the claim that the map's
+// paths are all there are. The set it should have replaced may lack the
+// path of a workload added since, so a cgroup made in a guarded parent at
+// a path the map does not hold stays unresolved, as with the guards alone,
+// instead of going out directly; a later set that fits settles again.
+func TestCgroupWatchFailedSync(t *testing.T) {
+	w := setupWatch(t)
+	requireTracksCgroups(t, w.dp)
+
+	var many []Expected
+	for i := range 5000 {
+		many = append(many, Expected{Path: w.path(fmt.Sprintf("u%d.service", i)), WorkloadID: testWorkloadMkdir, Workload: true})
+	}
+	if err := w.dp.SyncExpected(many); err == nil {
+		t.Fatal("SyncExpected of 5000 paths: no error, want the map full")
+	}
+	// A workload's unit the failed set named.
+	requireUnresolved(t, w.pin, w.mkdir(t, w.path("added.service")), w.echoDst)
+
+	must(t, w.dp.SyncExpected([]Expected{{Path: w.path(agentUnit), WorkloadID: testWorkloadMkdir, Workload: true}}))
+	if later := w.mkdir(t, w.path("later.service")); !isSettled(t, w.pin, later) {
+		t.Errorf("%s is not settled once an expected set was written again", later.Path)
+	}
+}
+
+// TestCgroupWatchMountOfOneCgroup: where the cgroup v2 mount shows one
+// cgroup rather than the hierarchy's root (as in a cgroup namespace; here
+// a bind mount), the gateway's paths are below that cgroup and the
+// kernel's from the root, so none would match: the program is left out
+// and a workload's new cgroup in a guarded parent stays unresolved instead
+// of being settled as no workload's.
+func TestCgroupWatchMountOfOneCgroup(t *testing.T) {
+	mount := func(o *Options) {
+		dir := t.TempDir()
+		if err := unix.Mount(o.CgroupRoot, dir, "", unix.MS_BIND, ""); err != nil {
+			t.Fatalf("bind-mounting %s: %v", o.CgroupRoot, err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+		o.CgroupRoot = dir
+	}
+	e := setup(t, mount)
+	if err := probeCgroupWatch(slog.New(slog.DiscardHandler)); err != nil {
+		redirecttest.Unavailable(t, "this kernel cannot classify cgroups at mkdir", err.Error())
+	}
+	if e.dp.TracksCgroups() {
+		t.Error("TracksCgroups with the cgroup v2 mount of one cgroup, want false")
+	}
+	dst := "127.0.0.2:7000"
+	redirecttest.EchoServer(t, dst)
+	slice := redirecttest.MakeCgroup(t, e.top.Root, e.top.Path+"/guarded.slice")
+	// The paths as a gateway whose cgroup v2 mount is e.top names them.
+	must(t, e.dp.SyncExpected([]Expected{{Path: "/guarded.slice/agent.service", WorkloadID: testWorkloadMkdir, Workload: true}}))
+	must(t, e.dp.SyncGuards([]Guard{{CgroupID: slice.ID, Watermark: slice.ID}}))
+
+	requireUnresolved(t, e.pin, redirecttest.MakeCgroup(t, e.top.Root, slice.Path+"/agent.service"), dst)
+}
+
+// requireUnresolved checks that cg, made in a guarded parent, is not
+// settled and that its connect to dst (a target) reaches the gateway as
+// unresolved.
+func requireUnresolved(t *testing.T, pin string, cg redirecttest.Cgroup, dst string) {
+	t.Helper()
+	if isSettled(t, pin, cg) {
+		t.Errorf("%s is settled as no workload's", cg.Path)
+	}
+	r := redirecttest.Agent(t, cg, redirecttest.Dial{Network: dialNetwork(dst), Address: dst})
+	if want := viaGateway(r, dst, UnresolvedWorkload, testTarget4); r.Reply != want {
+		t.Errorf("%s: gateway answered %q (errno %q, %s), want %q", cg.Path, r.Reply, r.Errno, r.Error, want)
 	}
 }

@@ -103,10 +103,13 @@ func Open(o Options) (*Datapath, error) {
 // TracksCgroups tells what the kernel does.
 func (d *Datapath) openCgroupWatch(o Options) error {
 	var err error
-	if o.withoutCgroupWatch {
+	switch {
+	case o.withoutCgroupWatch:
 		err = errors.New("left out")
-	} else {
-		d.watch, err = openCgroupWatch(o.Logger, o.PinPath)
+	default:
+		if err = mountedAtHierarchyRoot(o.CgroupRoot); err == nil {
+			d.watch, err = openCgroupWatch(o.Logger, o.PinPath)
+		}
 	}
 	if err == nil {
 		return nil
@@ -326,17 +329,45 @@ func (d *Datapath) SyncGuards(gs []Guard) error {
 // In a resolution pass call it before SyncGuards: a cgroup made at a path
 // that is not expected (yet) under a guarded parent is taken for no
 // workload's.
+//
+// A set that cannot be written whole takes the marker out (see
+// writeExpected): until a later call succeeds, cgroups made in guarded
+// parents stay unresolved, as with the guards alone.
 func (d *Datapath) SyncExpected(es []Expected) error {
+	err := d.writeExpected(es)
+	if err == nil {
+		return nil
+	}
+	if derr := d.objs.Expected.Delete(expectedMarker); derr != nil && !errors.Is(derr, ebpf.ErrKeyNotExist) {
+		return errors.Join(err, fmt.Errorf("deleting the expected map's marker: %w", derr))
+	}
+	return err
+}
+
+// expectedMarker is the empty path's entry: the paths the map holds are
+// all the paths there are, so a cgroup made in a guarded parent elsewhere
+// is no workload's.
+var expectedMarker = redirectExpectedKey{}
+
+// writeExpected makes the expected map hold es and the marker. Without the
+// marker in place (the first call, or after a failed one) the paths go in
+// first: a marker written before them would settle a workload's cgroup
+// made in between.
+func (d *Datapath) writeExpected(es []Expected) error {
 	want, err := expectedEntries(es)
 	if err != nil {
 		return err
 	}
-	// The empty path: these are all the paths there are, so a cgroup made
-	// in a guarded parent elsewhere is no workload's.
-	want[redirectExpectedKey{}] = redirectExpectedValue{}
-	if limit := d.objs.Expected.MaxEntries(); uint32(len(want)) > limit {
-		return fmt.Errorf("expecting %d cgroup paths: the kernel map holds %d entries", len(want)-1, limit-1)
+	if limit := d.objs.Expected.MaxEntries(); uint32(len(want)) >= limit {
+		return fmt.Errorf("expecting %d cgroup paths: the kernel map holds %d entries", len(want), limit-1)
 	}
+	var v redirectExpectedValue
+	if err := d.objs.Expected.Lookup(expectedMarker, &v); errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := reconcile(d, d.objs.Expected, want); err != nil {
+			return err
+		}
+	}
+	want[expectedMarker] = redirectExpectedValue{}
 	return reconcile(d, d.objs.Expected, want)
 }
 
