@@ -57,8 +57,9 @@ static __always_inline __u64 cgroup_id(struct cgroup *cgrp)
 	return cgrp->kn->id;
 }
 
-/* Reads the new cgroup's path into key; 0 when it is there whole. */
-static __always_inline int read_path(struct expected_key *key, const char *path)
+/* Reads the new cgroup's path into key; its length when it is there
+ * whole, else -1. */
+static __always_inline long read_path(struct expected_key *key, const char *path)
 {
 	long n = bpf_probe_read_kernel_str(key->path, sizeof(key->path), path);
 	char next;
@@ -66,13 +67,33 @@ static __always_inline int read_path(struct expected_key *key, const char *path)
 	if (n <= 0)
 		return -1;
 	if (n < (long)sizeof(key->path))
-		return 0;
+		return n - 1;
 	/* The read filled the key: the path has exactly its size less the
 	 * NUL, or it is longer and was cut. The byte after the last one read
 	 * tells which. */
 	if (bpf_probe_read_kernel(&next, 1, path + sizeof(key->path) - 1) || next)
 		return -1;
-	return 0;
+	return n - 1;
+}
+
+/* Does the path of length len name a systemd slice? A unit's cgroup is made
+ * in its slice, and a unit whose Slice= changed is made in one the gateway
+ * does not expect yet: a new slice is never settled, so what is made in it
+ * stays unresolved under the guard above until the gateway's pass. */
+static __always_inline int is_slice(const struct expected_key *key, long len)
+{
+	const char suffix[] = ".slice";
+	const long n = sizeof(suffix) - 1;
+
+	if (len < n || len >= INTERLOCK_CGROUP_PATH_MAX)
+		return 0;
+	for (long i = 0; i < n; i++) {
+		long j = len - n + i;
+
+		if (j < 0 || j >= INTERLOCK_CGROUP_PATH_MAX || key->path[j] != suffix[i])
+			return 0;
+	}
+	return 1;
 }
 
 SEC("tp_btf/cgroup_mkdir")
@@ -83,13 +104,15 @@ int BPF_PROG(interlock_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 	struct cgroup_subsys_state *parent_css;
 	__u64 id, parent;
 	__u8 one = 1;
+	long len;
 
 	/* Cgroup v1 hierarchies (a hybrid host's) make cgroups too, with
 	 * their own ids and paths: only the v2 hierarchy's (id 0) are
 	 * interlock's. */
 	if (cgrp->root->hierarchy_id != 0)
 		return 0;
-	if (read_path(&key, path))
+	len = read_path(&key, path);
+	if (len < 0)
 		return 0;
 	id = cgroup_id(cgrp);
 
@@ -110,6 +133,8 @@ int BPF_PROG(interlock_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 		return 0;
 	parent = cgroup_id(parent_css->cgroup);
 	if (!bpf_map_lookup_elem(&guards, &parent))
+		return 0;
+	if (is_slice(&key, len))
 		return 0;
 	/* Settled only when the gateway has said its paths are all there
 	 * are: the empty path's entry (see interlock.h). */

@@ -479,3 +479,23 @@ func requireUnresolved(t *testing.T, pin string, cg redirecttest.Cgroup, dst str
 		t.Errorf("%s: gateway answered %q (errno %q, %s), want %q", cg.Path, r.Reply, r.Errno, r.Error, want)
 	}
 }
+
+// TestCgroupWatchNewSliceNotSettled: a unit whose Slice= changed is made in
+// a slice the gateway does not expect. The new slice is not settled, so the
+// unit's cgroup in it is unresolved (sent to the gateway, which resolves
+// it), never taken for no workload's; a new unit at an unexpected path is
+// still settled.
+func TestCgroupWatchNewSliceNotSettled(t *testing.T) {
+	w := setupWatch(t)
+	requireTracksCgroups(t, w.dp)
+	moved := w.mkdir(t, w.path("moved.slice"))
+	movedUnit := w.mkdir(t, w.path("moved.slice/"+agentUnit))
+	other := w.mkdir(t, w.path("other.service"))
+	if isSettled(t, w.pin, moved) || isSettled(t, w.pin, movedUnit) {
+		t.Errorf("a new slice (or the unit in it) is settled as no workload's")
+	}
+	if !isSettled(t, w.pin, other) {
+		t.Errorf("%s, a new unit at no expected path, is not settled", other.Path)
+	}
+	requireUnresolved(t, w.pin, movedUnit, w.echoDst)
+}

@@ -167,15 +167,17 @@ func (r *unresolvedResolver) cgroupPath(o redirect.Origin) (string, error) {
 // that starts after the connection was accepted puts the cgroup's id in the
 // kernel's map (the caller's next connects are decided there) and binds a
 // workload that just appeared. A restarted unit's cgroup has the path its
-// binding already has, so when every workload is bound the last pass's
-// paths decide, and the watcher is asked for a pass without waiting for it
-// (Kick: such passes are spaced, however many connections ask); otherwise
-// (some workload not found yet, which might be the new cgroup's and
-// deeper) the new pass decides, within the attribution's deadline.
+// binding already has, so when that matches and every workload is bound
+// the last pass's paths decide, and the watcher is asked for a pass without
+// waiting for it (Kick: such passes are spaced, however many connections
+// ask); otherwise (no binding's path: a unit moved to another slice, or
+// some workload not found yet, which might be the new cgroup's and deeper)
+// the new pass decides, within the attribution's deadline.
 func (r *unresolvedResolver) bindings(ctx context.Context, asked time.Time, path string) ([]identity.Binding, error) {
-	if len(r.watcher.Pending()) == 0 {
+	current := r.watcher.Current()
+	if _, ok := identity.MatchCgroupPath(path, current); ok && len(r.watcher.Pending()) == 0 {
 		r.watcher.Kick()
-		return r.watcher.Current(), nil
+		return current, nil
 	}
 	type result struct {
 		bindings []identity.Binding
