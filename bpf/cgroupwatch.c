@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
  * kernfs_node's parent field, which Linux 6.15 renamed. */
 struct kernfs_node {
 	__u64 id;
+	const char *name;
 } __attribute__((preserve_access_index));
 
 struct cgroup;
@@ -96,6 +97,20 @@ static __always_inline int is_slice(const struct expected_key *key, long len)
 	return 1;
 }
 
+/* Is the new cgroup's name (its path's last part) a workload's, expected
+ * at another path? Then it may be that workload's unit, moved to another
+ * slice: not settled. An unreadable name counts as a workload's. */
+static __always_inline int workload_name(struct expected_key *key, struct cgroup *cgrp)
+{
+	const char *name = cgrp->kn->name;
+
+	__builtin_memset(key, 0, sizeof(*key));
+	key->path[0] = INTERLOCK_EXPECT_NAME_PREFIX;
+	if (bpf_probe_read_kernel_str(&key->path[1], sizeof(key->path) - 1, name) <= 0)
+		return 1;
+	return bpf_map_lookup_elem(&expected, key) != NULL;
+}
+
 SEC("tp_btf/cgroup_mkdir")
 int BPF_PROG(interlock_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 {
@@ -134,7 +149,7 @@ int BPF_PROG(interlock_cgroup_mkdir, struct cgroup *cgrp, const char *path)
 	parent = cgroup_id(parent_css->cgroup);
 	if (!bpf_map_lookup_elem(&guards, &parent))
 		return 0;
-	if (is_slice(&key, len))
+	if (is_slice(&key, len) || workload_name(&key, cgrp))
 		return 0;
 	/* Settled only when the gateway has said its paths are all there
 	 * are: the empty path's entry (see interlock.h). */

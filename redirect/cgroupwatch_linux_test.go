@@ -499,3 +499,22 @@ func TestCgroupWatchNewSliceNotSettled(t *testing.T) {
 	}
 	requireUnresolved(t, w.pin, movedUnit, w.echoDst)
 }
+
+// TestCgroupWatchMovedUnitNotSettled: a cgroup named like a workload's
+// unit, made in another guarded slice that already exists (the unit moved
+// there), is not settled: it is unresolved, and the gateway resolves it.
+func TestCgroupWatchMovedUnitNotSettled(t *testing.T) {
+	w := setupWatch(t)
+	requireTracksCgroups(t, w.dp)
+	other := w.mkdir(t, w.top.Path+"/other.slice")
+	must(t, w.dp.SyncGuards([]Guard{
+		{CgroupID: w.slice.ID, Watermark: newestChild(t, w.slice)},
+		{CgroupID: other.ID, Watermark: newestChild(t, other)},
+	}))
+	moved := w.mkdir(t, other.Path+"/"+agentUnit)
+	stranger := w.mkdir(t, other.Path+"/stranger.service")
+	if !isSettled(t, w.pin, stranger) {
+		t.Errorf("%s, at no expected path and with no workload's name, is not settled", stranger.Path)
+	}
+	requireUnresolved(t, w.pin, moved, w.echoDst)
+}

@@ -53,15 +53,25 @@ func expectedEntries(es []Expected) (map[redirectExpectedKey]redirectExpectedVal
 			}
 		}
 	}
-	want := make(map[redirectExpectedKey]redirectExpectedValue, len(byPath))
+	want := make(map[redirectExpectedKey]redirectExpectedValue, 2*len(byPath))
+	for p, e := range byPath {
+		if !e.Workload {
+			continue
+		}
+		// Its name too: a cgroup so named at another path (a unit
+		// moved to another slice) stays unresolved, not settled.
+		if name := nameKey + path.Base(p); len(name) < cgroupPathMax {
+			k := expectedKey(name)
+			if _, ok := want[k]; !ok {
+				want[k] = redirectExpectedValue{Workload: e.WorkloadID}
+			}
+		}
+	}
 	for p, e := range byPath {
 		if len(p) >= cgroupPathMax {
 			continue
 		}
-		var k redirectExpectedKey
-		for i := range len(p) {
-			k.Path[i] = int8(p[i])
-		}
+		k := expectedKey(p)
 		v := redirectExpectedValue{Workload: e.WorkloadID}
 		if e.Workload {
 			v.Flags |= expectWorkload
@@ -74,7 +84,23 @@ func expectedEntries(es []Expected) (map[redirectExpectedKey]redirectExpectedVal
 	return want, nil
 }
 
-// exportExpected is the inverse of expectedEntries for one entry.
+// nameKey starts an expected key that holds a workload's cgroup name, not
+// a path (INTERLOCK_EXPECT_NAME_PREFIX; paths start with '/').
+const nameKey = "\x01"
+
+// expectedKey is s, NUL-padded, as the kernel's key.
+func expectedKey(s string) redirectExpectedKey {
+	var k redirectExpectedKey
+	for i := range len(s) {
+		k.Path[i] = int8(s[i])
+	}
+	return k
+}
+
+// isNameKey reports whether k holds a workload's name rather than a path.
+func isNameKey(k redirectExpectedKey) bool { return k.Path[0] == int8(nameKey[0]) }
+
+// exportExpected is the inverse of expectedEntries for one path entry.
 func exportExpected(k redirectExpectedKey, v redirectExpectedValue) Expected {
 	b := make([]byte, len(k.Path))
 	for i, c := range k.Path {

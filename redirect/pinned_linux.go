@@ -70,7 +70,7 @@ func Inspect(pinPath string) (*State, error) {
 		},
 		func() error {
 			return eachPinned(pinPath, "expected", func(k redirectExpectedKey, v redirectExpectedValue) {
-				if k != (redirectExpectedKey{}) {
+				if k != (redirectExpectedKey{}) && !isNameKey(k) {
 					st.Expected = append(st.Expected, exportExpected(k, v))
 				}
 			})

@@ -116,6 +116,12 @@ struct guard_value {
 #define INTERLOCK_MAX_SETTLED 65536
 #define INTERLOCK_EXPECT_WORKLOAD 1
 #define INTERLOCK_EXPECT_EGRESS_DENY 2
+/* An entry whose key is this byte and then a cgroup's name (no path: paths
+ * start with '/') is the last part of a workload's expected path, a unit's
+ * name. A cgroup of that name made at another path (a unit moved to
+ * another slice) is not settled: it stays unresolved, and the gateway
+ * resolves it. */
+#define INTERLOCK_EXPECT_NAME_PREFIX 1
 struct expected_key {
 	char path[INTERLOCK_CGROUP_PATH_MAX];
 };
