@@ -264,43 +264,27 @@ func sameGuardDirs(a, b []Guard) bool {
 
 // ExpectedCgroup is a path a workload's cgroup is, or will be, made at: the
 // kernel, told of it, recognises the cgroup the moment it is made (a
-// restarted unit's new one), before any pass.
+// restarted unit's new one), before any pass. The folders on the way are
+// the kernel map's business (redirect.SyncExpected adds them).
 type ExpectedCgroup struct {
 	Path       string // below the cgroup root
 	WorkloadID uint32
-	// Workload is false for a folder on the way to the workload's cgroup
-	// that does not exist yet (a slice systemd will make first).
-	Workload bool
 }
 
 // expectedSet is the pass's expected cgroups, sorted by path: each
-// workload's expected path, and the missing folders between its guard and
-// it. Where a workload's path is also another's folder on the way (nested
-// workloads), the workload's entry wins.
-func (w *Watcher) expectedSet(tree cgroupTree, units *unitSlices, rs []resolution) []ExpectedCgroup {
-	byPath := map[string]ExpectedCgroup{}
-	add := func(e ExpectedCgroup) {
-		if old, ok := byPath[e.Path]; ok && (old.Workload || !e.Workload) {
-			return
-		}
-		byPath[e.Path] = e
-	}
+// workload's expected path; where two workloads expect one path (a cgroup
+// selector naming a unit's cgroup), the first, as MatchCgroupPath picks it.
+func (w *Watcher) expectedSet(units *unitSlices, rs []resolution) []ExpectedCgroup {
+	out := make([]ExpectedCgroup, 0, len(rs))
 	for _, r := range rs {
 		if errors.Is(r.err, ErrInvalidSelector) {
 			continue
 		}
 		p := expectedPath(r.wl.Selector, r.path, w.state[r.wl.Name].lastPath, units)
-		if p == "/" {
+		if p == "/" || slices.ContainsFunc(out, func(e ExpectedCgroup) bool { return e.Path == p }) {
 			continue
 		}
-		add(ExpectedCgroup{Path: p, WorkloadID: r.wl.ID, Workload: true})
-		for q := path.Dir(p); q != "/" && !tree.isDir(filepath.Join(w.Root, filepath.FromSlash(q))); q = path.Dir(q) {
-			add(ExpectedCgroup{Path: q, WorkloadID: r.wl.ID})
-		}
-	}
-	out := make([]ExpectedCgroup, 0, len(byPath))
-	for _, e := range byPath {
-		out = append(out, e)
+		out = append(out, ExpectedCgroup{Path: p, WorkloadID: r.wl.ID})
 	}
 	slices.SortFunc(out, func(a, b ExpectedCgroup) int { return strings.Compare(a.Path, b.Path) })
 	return out

@@ -473,9 +473,9 @@ func guardChain(p string) []string {
 	return chain
 }
 
-// TestExpectedCgroups: each workload's expected path, the missing folders
-// on the way to it, a nested workload's own entry winning over another's
-// folder on the way, and delivery between OnChange and OnGuards.
+// TestExpectedCgroups: each workload's expected path (resolved, from its
+// slice when stopped, or its cgroup selector), and delivery between
+// OnChange and OnGuards, retried after a failure.
 func TestExpectedCgroups(t *testing.T) {
 	cg := &fakeCgroups{ids: map[string]uint64{"/system.slice": 10, "/system.slice/run.service": 11}, units: map[string]string{"run.service": "/system.slice/run.service"},
 		slices: map[string]string{"new.service": "agents-x.slice"}}
@@ -484,6 +484,7 @@ func TestExpectedCgroups(t *testing.T) {
 		WatchedWorkload{ID: 2, Name: "stopped", Selector: Selector{SystemdUnit: "new.service"}},
 		WatchedWorkload{ID: 3, Name: "outer", Selector: Selector{Cgroup: "/agents.slice"}},
 		WatchedWorkload{ID: 4, Name: "inner", Selector: Selector{Cgroup: "/teams/a/agent"}},
+		WatchedWorkload{ID: 5, Name: "same", Selector: Selector{Cgroup: "/system.slice/run.service"}},
 	)
 	var order []string
 	var got []ExpectedCgroup
@@ -494,13 +495,10 @@ func TestExpectedCgroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []ExpectedCgroup{
-		{Path: "/agents.slice", WorkloadID: 3, Workload: true},
-		{Path: "/agents.slice/agents-x.slice", WorkloadID: 2},
-		{Path: "/agents.slice/agents-x.slice/new.service", WorkloadID: 2, Workload: true},
-		{Path: "/system.slice/run.service", WorkloadID: 1, Workload: true},
-		{Path: "/teams", WorkloadID: 4},
-		{Path: "/teams/a", WorkloadID: 4},
-		{Path: "/teams/a/agent", WorkloadID: 4, Workload: true},
+		{Path: "/agents.slice", WorkloadID: 3},
+		{Path: "/agents.slice/agents-x.slice/new.service", WorkloadID: 2},
+		{Path: "/system.slice/run.service", WorkloadID: 1}, // the first of two at one path
+		{Path: "/teams/a/agent", WorkloadID: 4},
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("expected cgroups\n%+v\nwant\n%+v", got, want)
@@ -516,7 +514,7 @@ func TestExpectedCgroups(t *testing.T) {
 	if n := slices.Index(order, "expected"); n >= 0 {
 		t.Errorf("unchanged expected cgroups delivered again: %v", order)
 	}
-	cg.set("/agents.slice/agents-x.slice", 20) // the folder on the way is made
+	cg.update(func(f *fakeCgroups) { f.slices["new.service"] = "agents-y.slice" }) // its Slice= changed
 	w.Sync()
 	w.Sync()
 	if n := len(slices.DeleteFunc(slices.Clone(order), func(s string) bool { return s != "expected" })); n != 2 {

@@ -50,8 +50,8 @@ type Watcher struct {
 	// before the workloads map holds it. When it fails, or OnChange did,
 	// it is called again on the next pass even if nothing changed.
 	OnGuards func(guards []Guard) error
-	// OnExpected gets the paths workloads' cgroups are or will be made at
-	// (and the missing folders on the way), sorted by path, after
+	// OnExpected gets the paths workloads' cgroups are or will be made
+	// at, sorted by path, after
 	// OnChange and before OnGuards, whenever they change; retried like
 	// OnGuards.
 	OnExpected func(expected []ExpectedCgroup) error
@@ -230,7 +230,7 @@ func (w *Watcher) sync() ([]Binding, error) {
 	w.state = state
 	guards := w.guardSet(log, tree, reads, units, rs)
 	w.guards = guards
-	expected := w.expectedSet(tree, units, rs)
+	expected := w.expectedSet(units, rs)
 
 	w.mu.Lock()
 	w.current, w.pending = bs, pending

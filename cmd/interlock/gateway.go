@@ -86,6 +86,7 @@ type gateway struct {
 	resolver   *redirect.TargetResolver
 	dp         *redirect.Datapath
 	cgroupRoot string // the cgroup v2 mount point (transparent mode)
+	selfCgroup string // the gateway's own cgroup path below it
 	recordings *record.Store
 	logins     *identity.Logins
 	loginLimit *identity.LoginLimiter
@@ -317,6 +318,7 @@ func (g *gateway) openDatapath() error {
 	if err != nil {
 		return fmt.Errorf("reading the gateway's own cgroup: %w", err)
 	}
+	g.selfCgroup = self
 	id, err := identity.CgroupID(filepath.Join(root, filepath.FromSlash(self)))
 	if err != nil {
 		return fmt.Errorf("reading the gateway's own cgroup %s: %w", self, err)
@@ -373,10 +375,7 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 		return err
 	}
 
-	self, err := identity.ProcessCgroup(uint32(os.Getpid()))
-	if err != nil {
-		return fmt.Errorf("reading the gateway's own cgroup: %w", err)
-	}
+	self := g.selfCgroup // read by openDatapath
 	g.watcher = &identity.Watcher{
 		Root:          root,
 		Workloads:     g.watchedWorkloads(),
@@ -448,7 +447,7 @@ func (g *gateway) kernelWorkloads(bs []identity.Binding) []redirect.Workload {
 		if w == nil {
 			continue
 		}
-		out = append(out, redirect.Workload{CgroupID: b.CgroupID, ID: b.WorkloadID, EgressDeny: w.Egress.Default == config.EgressDeny})
+		out = append(out, redirect.Workload{CgroupID: b.CgroupID, ID: b.WorkloadID, EgressDeny: w.Egress.Denies()})
 	}
 	return out
 }
@@ -458,9 +457,9 @@ func (g *gateway) kernelWorkloads(bs []identity.Binding) []redirect.Workload {
 func (g *gateway) kernelExpected(es []identity.ExpectedCgroup) []redirect.Expected {
 	out := make([]redirect.Expected, 0, len(es))
 	for _, e := range es {
-		ke := redirect.Expected{Path: e.Path, WorkloadID: e.WorkloadID, Workload: e.Workload}
+		ke := redirect.Expected{Path: e.Path, WorkloadID: e.WorkloadID, Workload: true}
 		if w := g.cfg.WorkloadByID(e.WorkloadID); w != nil {
-			ke.EgressDeny = w.Egress.Default == config.EgressDeny
+			ke.EgressDeny = w.Egress.Denies()
 		}
 		out = append(out, ke)
 	}
@@ -475,7 +474,7 @@ func (g *gateway) kernelGuards(gs []identity.Guard) []redirect.Guard {
 	for _, gd := range gs {
 		kg := redirect.Guard{CgroupID: gd.CgroupID, Watermark: gd.Watermark}
 		for _, id := range gd.Workloads {
-			if w := g.cfg.WorkloadByID(id); w != nil && w.Egress.Default == config.EgressDeny {
+			if w := g.cfg.WorkloadByID(id); w != nil && w.Egress.Denies() {
 				kg.EgressDeny = true
 			}
 		}

@@ -230,12 +230,16 @@ type AllowRule struct {
 	Port   uint16       // 0 means any port
 }
 
+// Denies reports whether destinations that are not targets are refused
+// unless an allow entry covers them (the kernel's egress-deny flag).
+func (e *Egress) Denies() bool { return e.Default == EgressDeny }
+
 // Allows reports whether a workload with this egress may connect to dst,
 // a destination that is not a target, as the kernel decides it: any with
 // the default allow, else only what an allow entry covers. dst's IPv4 may
 // be v4-mapped.
 func (e *Egress) Allows(dst netip.AddrPort) bool {
-	if e.Default != EgressDeny {
+	if !e.Denies() {
 		return true
 	}
 	addr := dst.Addr().Unmap()
