@@ -21,6 +21,7 @@ const maxSQLDecisions = 512
 // decided one at a time.
 type SQLDecisions struct {
 	p    *Policy
+	live *Live // nil: p for good
 	base Request
 	memo map[string]Decision // nil: every statement is evaluated
 	key  []byte              // keyOf's buffer
@@ -29,12 +30,33 @@ type SQLDecisions struct {
 // SQLDecisions returns the decider of one session's statements: base is the
 // session's request (its SQL is ignored).
 func (p *Policy) SQLDecisions(base Request) *SQLDecisions {
-	d := &SQLDecisions{p: p, base: base}
+	d := &SQLDecisions{base: base}
 	d.base.SQL = nil
+	d.use(p)
+	return d
+}
+
+// use makes p the policy that decides, forgetting what another decided.
+func (d *SQLDecisions) use(p *Policy) {
+	d.p = p
+	d.memo = nil
 	if !p.readsText {
 		d.memo = make(map[string]Decision)
 	}
-	return d
+}
+
+// Refresh makes the policy in force decide from now on, when d follows a
+// [Live] and a reload replaced it, and returns the policy that decides.
+// The caller refreshes at the points where its decisions may change
+// (before a client's message, not between the statements of one), so that
+// what it decides and masks together comes from one policy.
+func (d *SQLDecisions) Refresh() *Policy {
+	if d.live != nil {
+		if p := d.live.Load(); p != d.p {
+			d.use(p)
+		}
+	}
+	return d.p
 }
 
 // Decide returns the decision for one statement of the session, as

@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,6 +35,7 @@ type gatewayStatus struct {
 	Targets   []targetStatus      `json:"targets"`
 	Sessions  []proxy.SessionInfo `json:"sessions"`
 	Logins    []loginStatus       `json:"logins,omitempty"`
+	Policy    *policyState        `json:"policy,omitempty"`
 }
 
 // loginStatus is a workload's current OIDC login.
@@ -101,6 +100,7 @@ func (g *gateway) adminHandler() http.Handler {
 		_ = enc.Encode(g.status())
 	})
 	g.approvalsAPI(mux)
+	g.reloadAPI(mux)
 	// Everything but metrics and health needs an administrator's identity.
 	return g.adminAuth.Protect(mux, "/metrics", "/healthz", "/readyz")
 }
@@ -159,18 +159,7 @@ func (g *gateway) setUpAdminAuth(ctx context.Context) error {
 			return fmt.Errorf("admin tokens: %w", err)
 		}
 		tokens = t
-		// SIGHUP reloads the tokens file (a bad file keeps the old set).
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
-				if err := t.Reload(); err != nil {
-					g.logger.Error("reloading admin tokens; keeping the old set", "error", err)
-					continue
-				}
-				g.logger.Info("admin tokens reloaded", "tokens", t.Len())
-			}
-		}()
+		g.tokens = t // reloaded with the policy (g.reload)
 	}
 	var issuers []oidc.Issuer
 	for _, o := range g.cfg.Identity.OIDC {
@@ -213,6 +202,9 @@ func (g *gateway) status() gatewayStatus {
 		Ready:    g.ready.Load(),
 		Started:  g.started,
 		Sessions: g.server.Active(),
+	}
+	if p := g.policyInfo(); p.SHA256 != "" {
+		st.Policy = &p
 	}
 	if g.logins != nil {
 		for _, l := range g.logins.List() {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,7 @@ import (
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/identity/adminauth"
+	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/policy/review"
 	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/record"
@@ -92,16 +94,23 @@ type gateway struct {
 	loginLimit *identity.LoginLimiter
 	approvals  *review.Store
 	adminAuth  *adminauth.Authenticator
+	tokens     *adminauth.Tokens // nil: no admin tokens file
+	// policy is the policy in force, which reloads replace (reload.go);
+	// policyState (under mu) says which it is.
+	policy   *policy.Live
+	reloadMu sync.Mutex // one reload at a time
+	reloads  *reloadMetrics
 	// metricsToken, when set, is the bearer token /metrics needs
 	// (gateway.metrics_token_file).
 	metricsToken []byte
 	adminAddr    netip.AddrPort // bound
 	verifier     tokenVerifier  // nil: no OIDC issuer configured
 
-	mu        sync.Mutex
-	listeners []listenerStatus
-	ready     atomic.Bool
-	started   time.Time
+	mu          sync.Mutex
+	listeners   []listenerStatus
+	policyState policyState
+	ready       atomic.Bool
+	started     time.Time
 }
 
 type listenerStatus struct {
@@ -112,6 +121,8 @@ type listenerStatus struct {
 func (g *gateway) run(ctx context.Context) error {
 	g.started = time.Now()
 	cfg := g.cfg
+	hup := notifyReloads()
+	defer signal.Stop(hup)
 	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
 		return fmt.Errorf("creating state folder: %w", err)
 	}
@@ -141,6 +152,9 @@ func (g *gateway) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopReloads := make(chan struct{})
+	defer close(stopReloads)
+	g.watchReloads(hup, stopReloads)
 	// A handler that keeps connections beyond its sessions (the postgres
 	// handler's catalogue connections) closes them once the sessions
 	// drained: deferred, so after the Shutdown below.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/proxy"
 	"github.com/interlock-dev/interlock/proxy/postgres"
 	"github.com/interlock-dev/interlock/proxy/postgres/sqlfacts"
@@ -21,13 +22,14 @@ import (
 // command metrics they share.
 func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 	cfg := g.cfg
-	pol, err := compilePolicy(cfg)
+	pol, st, err := g.loadPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if err := pol.Register(g.metrics); err != nil {
-		return nil, err
-	}
+	g.policy = policy.NewLive(pol)
+	g.policyState = st
+	g.reloads = newReloadMetrics(g.metrics)
+	g.reloads.lastSuccess.Set(float64(st.Loaded.UnixNano()) / 1e9)
 	commands, err := proxy.NewCommandMetrics(g.metrics)
 	if err != nil {
 		return nil, err
@@ -65,7 +67,7 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 		}
 		pg, err := postgres.New(postgres.Options{
 			Targets:    pgTargets,
-			Policy:     pol,
+			Policy:     g.policy,
 			Classifier: sqlfacts.NewClassifier(8192),
 			Recordings: store,
 			CA:         ca,
@@ -112,7 +114,7 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 		}
 		h, err := sshproxy.New(sshproxy.Options{
 			Targets:    sshTargets,
-			Policy:     pol,
+			Policy:     g.policy,
 			Recordings: store,
 			CA:         ca,
 			Commands:   commands,

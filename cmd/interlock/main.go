@@ -63,6 +63,7 @@ exports Prometheus metrics.`,
 		newCACommand(),
 		newLoginCommand(),
 		newApprovalsCommand(),
+		newReloadCommand(),
 		newUninstallCommand(),
 		newVersionCommand(),
 	)

@@ -20,10 +20,13 @@ import (
 
 // statusReport is `interlock status -o json`.
 type statusReport struct {
-	Config       string          `json:"config"`
-	Gateway      *gatewayStatus  `json:"gateway,omitempty"` // nil when the admin listener did not answer
-	GatewayError string          `json:"gateway_error,omitempty"`
-	Datapath     *datapathReport `json:"datapath"`
+	Config string `json:"config"`
+	// ConfigPolicySHA256 is the file's policy section's, to compare with
+	// the gateway's policy in force (Gateway.Policy).
+	ConfigPolicySHA256 string          `json:"config_policy_sha256"`
+	Gateway            *gatewayStatus  `json:"gateway,omitempty"` // nil when the admin listener did not answer
+	GatewayError       string          `json:"gateway_error,omitempty"`
+	Datapath           *datapathReport `json:"datapath"`
 }
 
 type datapathReport struct {
@@ -99,7 +102,7 @@ workloads and targets from its admin listener, and the kernel's counters.`,
 }
 
 func collectStatus(ctx context.Context, cfg *config.Config) statusReport {
-	r := statusReport{Config: cfg.Path, Datapath: &datapathReport{PinPath: cfg.Gateway.BPFFS}}
+	r := statusReport{Config: cfg.Path, ConfigPolicySHA256: policyDigest(cfg.Policy), Datapath: &datapathReport{PinPath: cfg.Gateway.BPFFS}}
 	gs, err := fetchGatewayStatus(ctx, cfg)
 	if err != nil {
 		r.GatewayError = err.Error()
@@ -240,6 +243,12 @@ func printStatus(out io.Writer, r statusReport) {
 			}
 		}
 		fmt.Fprintf(w, "  sessions:\t%d active\n", len(r.Gateway.Sessions))
+		if p := r.Gateway.Policy; p != nil {
+			fmt.Fprintf(w, "  policy:\tsha256 %s (%d rules, %d masks), loaded %s\n", short(p.SHA256), p.Rules, p.Masks, p.Loaded.Local().Format(time.RFC3339))
+			if p.SHA256 != r.ConfigPolicySHA256 {
+				fmt.Fprintf(w, "  \tthe policy in %s differs (sha256 %s): interlock reload puts it in force\n", r.Config, short(r.ConfigPolicySHA256))
+			}
+		}
 		for _, l := range r.Gateway.Logins {
 			fmt.Fprintf(w, "  login:\t%s is %s (%s, via %s) until %s\n", l.Workload, l.Subject, l.Issuer, l.Via, l.Expires.Local().Format(time.RFC3339))
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -85,9 +86,7 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 		return d
 	}
 	if c.decisions == nil {
-		// Made on first use: c.base is final by then (a password login
-		// sets its identity).
-		c.decisions = c.h.policy.SQLDecisions(c.base)
+		c.refreshPolicy()
 	}
 	d := c.decisions.Decide(SQLFacts(st, c.database, c.user))
 	switch d.Action {
@@ -281,7 +280,7 @@ func (c *session) query(m *pgproto3.Query) error {
 	if err != nil {
 		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false, record.Command{})
 	}
-	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun}, m)
+	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun, rw: c.relay.rewriter}, m)
 }
 
 // settleLexing makes sure that the server reads text as the classifier
@@ -398,7 +397,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
 		delete(r.deniedStmts, m.Name)
-		r.stmts[m.Name] = &prepared{empty: true}
+		r.stmts[m.Name] = &prepared{empty: true, name: m.Name}
 		return c.forward(&pending{kind: pendParse}, m)
 	}
 	if !proxy.Allowed(d) {
@@ -421,7 +420,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
 	delete(r.deniedStmts, m.Name)
-	r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}}
+	r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, name: m.Name, pol: r.pol}
 	return c.forward(&pending{kind: pendParse}, m)
 }
 
@@ -487,7 +486,12 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		return c.refuseDenied(dn)
 	}
 	p := r.portals[m.Portal]
-	ex := &pending{kind: pendExecute}
+	if p != nil && p.stmt != nil && !p.stmt.empty && p.stmt.pol != r.pol {
+		if ok, err := c.redecide(m.Portal, p); !ok {
+			return err
+		}
+	}
+	ex := &pending{kind: pendExecute, rw: r.rewriter}
 	// The formats a portal was bound with, and the description the client
 	// asked for, hold only while nothing has run since: a statement may
 	// have closed the portal and declared a cursor of the same name
@@ -653,3 +657,76 @@ func (c *session) refuse(resp *pgproto3.ErrorResponse, extended bool, cmd record
 		return c.forward(nil, &pgproto3.Query{String: failingSQL})
 	}
 }
+
+// refreshPolicy makes the policy in force decide and mask from here on: a
+// reload replaces it, and the session follows at its next Query, Parse or
+// Execute (never between a message's statements, so that what is decided
+// and how its results are masked come from one policy). It returns that
+// policy.
+func (c *session) refreshPolicy() *policy.Policy {
+	r := &c.relay
+	if c.decisions == nil {
+		// c.base is final once the relay runs (a password login sets its
+		// identity during start-up).
+		c.decisions = c.h.policy.SQLDecisions(c.base)
+	}
+	p := c.decisions.Refresh()
+	if p != r.pol {
+		r.pol = p
+		if c.h.rewriter != nil {
+			r.rewriter = c.h.rewriter(c.s, p.Masker(c.base), c.meta)
+			c.textRewriter.Store(r.rewriter)
+		}
+	}
+	return p
+}
+
+// redecide decides again, when the client executes it, a prepared
+// statement an earlier policy decided (at its Parse, before a reload), so
+// that a reload that denies a statement also holds for a driver that
+// prepared it before. It returns false and the error of the refusal when
+// the policy in force does not allow it; then the statement and the portal
+// are denied for later messages, as a Parse denied by this policy would
+// have left them.
+func (c *session) redecide(portalName string, pt *portal) (bool, error) {
+	r := &c.relay
+	ps := pt.stmt
+	st := ps.ds[0].stmt
+	d := c.decide(st)
+	var verdict *proxy.Verdict
+	code := codeInsufficientPrivilege
+	if d.Action == policy.Review {
+		d, verdict, code = c.hold(st.Text, st, d)
+	}
+	if proxy.Allowed(d) {
+		ps.ds = []decided{{stmt: st, decision: d, review: verdict}}
+		ps.pol = r.pol
+		return true, nil
+	}
+	c.count(d)
+	dn := &denial{resp: denialResponse(d, code, 0), cmd: deniedCommand(st.Text, st, d), decision: d}
+	if verdict != nil {
+		dn.cmd.Review, dn.cmd.Decider = verdict.RequestID, verdict.Decider
+	}
+	if r.stmts[ps.name] == ps {
+		delete(r.stmts, ps.name)
+		r.deniedStmts[ps.name] = dn
+	}
+	delete(r.portals, portalName)
+	r.deniedPortals[portalName] = dn
+	return false, c.refuse(dn.resp, true, dn.cmd)
+}
+
+// rewriterSlot holds a ResultRewriter for the other goroutine.
+type rewriterSlot struct {
+	v atomic.Pointer[ResultRewriter]
+}
+
+func (s *rewriterSlot) Load() ResultRewriter {
+	if p := s.v.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *rewriterSlot) Store(rw ResultRewriter) { s.v.Store(&rw) }

@@ -21,7 +21,6 @@ func (nopPolicy) SQLDecisions(base policy.Request) *policy.SQLDecisions {
 	}
 	return p.SQLDecisions(base)
 }
-func (nopPolicy) Masker(policy.Request) *policy.Masker { return nil }
 
 type nopClassifier struct{}
 

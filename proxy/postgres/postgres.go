@@ -52,12 +52,15 @@ type Target struct {
 	AgentTLS bool
 }
 
-// Policy decides statements and says what to mask.
+// Policy decides statements and says what to mask: a *policy.Policy, or a
+// *policy.Live, whose reloads open sessions follow (from their next
+// Query, Parse or Execute; a statement prepared before a reload is decided
+// again when it is next executed).
 type Policy interface {
 	// SQLDecisions decides one session's statements; the session's base
-	// request carries its target, workload and identity.
+	// request carries its target, workload and identity. The session asks
+	// it for the policy to mask with (SQLDecisions.Refresh).
 	SQLDecisions(base policy.Request) *policy.SQLDecisions
-	Masker(policy.Request) *policy.Masker
 }
 
 // Classifier turns SQL text into the facts policy decides on.

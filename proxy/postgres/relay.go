@@ -91,6 +91,10 @@ type pending struct {
 	text  string
 	stmts []decided
 	idx   int // pendQuery: the statement running now
+	// rw (pendQuery, pendExecute) masks the results: the rewriter of the
+	// policy that decided the statements, so that a reload while they run
+	// does not change how their results are checked and masked.
+	rw ResultRewriter
 	// pendDescribe of a portal, pendInjectedDescribe, pendExecute: the
 	// portal's result description.
 	res *resultDesc
@@ -190,6 +194,11 @@ type relayState struct {
 	// upstream in copy-in mode, which ignores it (libpq sends one right
 	// after the Execute), so it gets no ReadyForQuery of its own.
 	copyEnds uint64
+	// pol is the policy that decides and masks the client's messages now
+	// (session.refreshPolicy), and rewriter its masks' rewriter. A
+	// pending statement keeps the rewriter of the policy that decided
+	// it (pending.rw).
+	pol      *policy.Policy
 	rewriter ResultRewriter
 
 	// dropUntilReady: the client was sent an error in the extended
@@ -208,9 +217,14 @@ type relayState struct {
 
 type prepared struct {
 	// ds is the statement, a slice of one so that every Execute of it
-	// shares it (pending.stmts) instead of copying it.
+	// shares it (pending.stmts) instead of copying it; replaced, never
+	// changed in place.
 	ds    []decided
 	empty bool // no statement at all
+	name  string
+	// pol is the policy that decided it: after a reload its next Execute
+	// decides it again (session.redecide).
+	pol *policy.Policy
 }
 
 type portal struct {
@@ -243,8 +257,8 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.ur = newServerReader(c.upReader)
 	if c.h.rewriter != nil {
 		c.meta = c.newMetadataConn(c.params)
-		c.relay.rewriter = c.h.rewriter(c.s, c.h.policy.Masker(c.base), c.meta)
 	}
+	c.refreshPolicy()
 
 	c.mu.Lock()
 	upConn := c.upConn
@@ -559,6 +573,11 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		}
 		return nil
 	}
+	switch msg.(type) {
+	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Execute:
+		// What decides them: a reload applies from the next message on.
+		c.refreshPolicy()
+	}
 	switch m := msg.(type) {
 	case *pgproto3.Query:
 		return c.query(m)
@@ -831,7 +850,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			return nil
 		case pendQuery:
 			p.rows = 0
-			if rw := c.relay.rewriter; rw != nil {
+			if rw := p.rw; rw != nil {
 				if err := rw.Describe(m, fieldFormats(m)); err != nil {
 					return c.refuseResult(p, err)
 				}
@@ -899,7 +918,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			if p.refused {
 				return nil
 			}
-			if rw := c.relay.rewriter; rw != nil {
+			if rw := p.rw; rw != nil {
 				if hits := rw.CopyData(m); len(hits) > 0 {
 					p.addMasked(hits)
 					c.rewritten()
@@ -1032,7 +1051,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 // maskText runs the rewriter over text fields of the upstream message
 // being handled (see ResultRewriter.Text), and counts what it masked.
 func (c *session) maskText(fields ...*string) {
-	rw := c.relay.rewriter
+	rw := c.textRewriter.Load()
 	if rw == nil {
 		return
 	}
@@ -1057,7 +1076,7 @@ func (c *session) dataRow(p *pending, m *pgproto3.DataRow) error {
 	if p.refused {
 		return nil
 	}
-	if rw := c.relay.rewriter; rw != nil {
+	if rw := p.rw; rw != nil {
 		if p.kind == pendExecute && !p.described {
 			p.described = true
 			if p.res == nil || p.res.rd == nil {
@@ -1079,7 +1098,7 @@ func (c *session) dataRow(p *pending, m *pgproto3.DataRow) error {
 
 // copyOut starts a COPY TO STDOUT through the rewriter.
 func (c *session) copyOut(p *pending, m *pgproto3.CopyOutResponse) error {
-	if rw := c.relay.rewriter; rw != nil {
+	if rw := p.rw; rw != nil {
 		if err := rw.CopyOut(m, p.current().stmt); err != nil {
 			return c.refuseResult(p, err)
 		}

@@ -53,6 +53,9 @@ type session struct {
 	base policy.Request // target, workload and identity of every request
 	// decisions decides the session's statements (the client goroutine's).
 	decisions *policy.SQLDecisions
+	// textRewriter masks upstream's text outside results (maskText): the
+	// rewriter of the policy in force, set by the client goroutine.
+	textRewriter rewriterSlot
 	// held is the statement held for review now, for a CancelRequest.
 	held holdSlot
 	rec  *record.Recorder

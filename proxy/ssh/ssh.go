@@ -48,10 +48,16 @@ type Recordings interface {
 	Dir() string
 }
 
+// Policy decides requests: a *policy.Policy, or a *policy.Live, whose
+// reloads open connections follow from their next request.
+type Policy interface {
+	Decide(policy.Request) policy.Decision
+}
+
 // Options configure a Handler.
 type Options struct {
 	Targets    map[uint32]Target // by proxy.Target.ID
-	Policy     *policy.Policy
+	Policy     Policy
 	Recordings Recordings
 	CA         *sshca.CA
 	Commands   *proxy.CommandMetrics
