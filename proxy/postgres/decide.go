@@ -397,7 +397,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
 		delete(r.deniedStmts, m.Name)
-		r.stmts[m.Name] = &prepared{empty: true, name: m.Name}
+		r.stmts[m.Name] = &prepared{empty: true}
 		return c.forward(&pending{kind: pendParse}, m)
 	}
 	if !proxy.Allowed(d) {
@@ -420,7 +420,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
 	delete(r.deniedStmts, m.Name)
-	r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, name: m.Name, pol: r.pol}
+	r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol}
 	return c.forward(&pending{kind: pendParse}, m)
 }
 
@@ -487,7 +487,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	}
 	p := r.portals[m.Portal]
 	if p != nil && p.stmt != nil && !p.stmt.empty && p.stmt.pol != r.pol {
-		if ok, err := c.redecide(m.Portal, p); !ok {
+		if ok, err := c.redecide(p); !ok {
 			return err
 		}
 	}
@@ -685,10 +685,12 @@ func (c *session) refreshPolicy() *policy.Policy {
 // statement an earlier policy decided (at its Parse, before a reload), so
 // that a reload that denies a statement also holds for a driver that
 // prepared it before. It returns false and the error of the refusal when
-// the policy in force does not allow it; then the statement and the portal
-// are denied for later messages, as a Parse denied by this policy would
-// have left them.
-func (c *session) redecide(portalName string, pt *portal) (bool, error) {
+// the policy in force does not allow it. The statement stays prepared, and
+// is decided again at every Execute until a policy allows it: a driver
+// that caches its prepared statements (pgx does) keeps executing the one
+// it has, and a later reload that allows it again must not find it denied
+// for good.
+func (c *session) redecide(pt *portal) (bool, error) {
 	r := &c.relay
 	ps := pt.stmt
 	st := ps.ds[0].stmt
@@ -704,17 +706,11 @@ func (c *session) redecide(portalName string, pt *portal) (bool, error) {
 		return true, nil
 	}
 	c.count(d)
-	dn := &denial{resp: denialResponse(d, code, 0), cmd: deniedCommand(st.Text, st, d), decision: d}
+	cmd := deniedCommand(st.Text, st, d)
 	if verdict != nil {
-		dn.cmd.Review, dn.cmd.Decider = verdict.RequestID, verdict.Decider
+		cmd.Review, cmd.Decider = verdict.RequestID, verdict.Decider
 	}
-	if r.stmts[ps.name] == ps {
-		delete(r.stmts, ps.name)
-		r.deniedStmts[ps.name] = dn
-	}
-	delete(r.portals, portalName)
-	r.deniedPortals[portalName] = dn
-	return false, c.refuse(dn.resp, true, dn.cmd)
+	return false, c.refuse(denialResponse(d, code, 0), true, cmd)
 }
 
 // rewriterSlot holds a ResultRewriter for the other goroutine.

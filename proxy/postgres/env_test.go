@@ -63,6 +63,30 @@ type env struct {
 	listener string // host:port clients dial
 	server   *proxy.Server
 	logs     *lockedBuffer
+	// policy is the policy in force: reload replaces it, as the
+	// gateway's reload does.
+	policy    *policy.Live
+	policyEnv policy.Env
+}
+
+// reload puts polText in force.
+func (e *env) reload(t testing.TB, polText string) {
+	t.Helper()
+	e.policy.Store(compileTestPolicy(t, polText, e.policyEnv))
+}
+
+// compileTestPolicy compiles a policy written in YAML.
+func compileTestPolicy(t testing.TB, polText string, env policy.Env) *policy.Policy {
+	t.Helper()
+	var cfg policy.Config
+	if err := yaml.Unmarshal([]byte(polText), &cfg); err != nil {
+		t.Fatalf("policy yaml: %v", err)
+	}
+	pol, err := policy.Compile(cfg, env)
+	if err != nil {
+		t.Fatalf("compiling policy: %v", err)
+	}
+	return pol
 }
 
 type envOptions struct {
@@ -118,14 +142,8 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	if polText == "" {
 		polText = testPolicy
 	}
-	var cfg policy.Config
-	if err := yaml.Unmarshal([]byte(polText), &cfg); err != nil {
-		t.Fatalf("policy yaml: %v", err)
-	}
-	pol, err := policy.Compile(cfg, policy.Env{Targets: map[string]string{tgt.Name: "postgres"}, Workloads: []string{"agent"}})
-	if err != nil {
-		t.Fatalf("compiling policy: %v", err)
-	}
+	polEnv := policy.Env{Targets: map[string]string{tgt.Name: "postgres"}, Workloads: []string{"agent"}}
+	live := policy.NewLive(compileTestPolicy(t, polText, polEnv))
 	storeDir := o.recordingsDir
 	if storeDir == "" {
 		storeDir = filepath.Join(dir, "recordings")
@@ -153,7 +171,7 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := postgres.New(postgres.Options{
 		Targets:    map[uint32]postgres.Target{1: tgt},
-		Policy:     pol,
+		Policy:     live,
 		Classifier: cmp.Or[postgres.Classifier](o.classifier, sqlfacts.NewClassifier(256)),
 		Recordings: recordings,
 		CA:         ca,
@@ -186,7 +204,7 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	})
 	srv, addr := proxytest.Serve(t, "postgres", h, logger, reg, at)
 	e := &env{pg: pg, handler: h, store: store, reg: reg, caDir: caDir, ca: ca,
-		listener: addr, server: srv, logs: logs}
+		listener: addr, server: srv, logs: logs, policy: live, policyEnv: polEnv}
 	return e
 }
 

@@ -221,7 +221,6 @@ type prepared struct {
 	// changed in place.
 	ds    []decided
 	empty bool // no statement at all
-	name  string
 	// pol is the policy that decided it: after a reload its next Execute
 	// decides it again (session.redecide).
 	pol *policy.Policy

@@ -54,6 +54,22 @@ type env struct {
 	server     *proxy.Server
 	knownHosts string // the agent's known_hosts: the gateway CA's line
 	logs       *lockedBuffer
+	policy     *policy.Live // reload replaces it, as the gateway's reload does
+	policyEnv  policy.Env
+}
+
+// reload puts polText in force.
+func (e *env) reload(t testing.TB, polText string) {
+	t.Helper()
+	var cfg policy.Config
+	if err := yaml.Unmarshal([]byte(polText), &cfg); err != nil {
+		t.Fatalf("policy yaml: %v", err)
+	}
+	pol, err := policy.Compile(cfg, e.policyEnv)
+	if err != nil {
+		t.Fatalf("compiling policy: %v", err)
+	}
+	e.policy.Store(pol)
 }
 
 type envOptions struct {
@@ -99,10 +115,12 @@ func startProxy(t testing.TB, sshd *sshtest.Server, o envOptions) *env {
 	if err := yaml.Unmarshal([]byte(polText), &cfg); err != nil {
 		t.Fatalf("policy yaml: %v", err)
 	}
-	pol, err := policy.Compile(cfg, policy.Env{Targets: map[string]string{tgt.Name: "ssh"}, Workloads: []string{"agent"}})
+	polEnv := policy.Env{Targets: map[string]string{tgt.Name: "ssh"}, Workloads: []string{"agent"}}
+	pol, err := policy.Compile(cfg, polEnv)
 	if err != nil {
 		t.Fatalf("compiling policy: %v", err)
 	}
+	live := policy.NewLive(pol)
 	store, err := record.OpenStore(filepath.Join(dir, "recordings"))
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +139,7 @@ func startProxy(t testing.TB, sshd *sshtest.Server, o envOptions) *env {
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h, err := sshproxy.New(sshproxy.Options{
 		Targets:    map[uint32]sshproxy.Target{1: tgt},
-		Policy:     pol,
+		Policy:     live,
 		Recordings: store,
 		CA:         ca,
 		Commands:   commands,
@@ -159,7 +177,7 @@ func startProxy(t testing.TB, sshd *sshtest.Server, o envOptions) *env {
 		t.Fatal(err)
 	}
 	e := &env{sshd: sshd, store: store, reg: reg, ca: ca, listener: addr, server: srv,
-		knownHosts: kh, logs: logs}
+		knownHosts: kh, logs: logs, policy: live, policyEnv: polEnv}
 	return e
 }
 
