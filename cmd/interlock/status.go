@@ -23,10 +23,13 @@ type statusReport struct {
 	Config string `json:"config"`
 	// ConfigPolicySHA256 is the file's policy section's, to compare with
 	// the gateway's policy in force (Gateway.Policy).
-	ConfigPolicySHA256 string          `json:"config_policy_sha256"`
-	Gateway            *gatewayStatus  `json:"gateway,omitempty"` // nil when the admin listener did not answer
-	GatewayError       string          `json:"gateway_error,omitempty"`
-	Datapath           *datapathReport `json:"datapath"`
+	ConfigPolicySHA256 string `json:"config_policy_sha256,omitempty"`
+	// ConfigError is why the file does not load (the report then comes
+	// from its gateway section).
+	ConfigError  string          `json:"config_error,omitempty"`
+	Gateway      *gatewayStatus  `json:"gateway,omitempty"` // nil when the admin listener did not answer
+	GatewayError string          `json:"gateway_error,omitempty"`
+	Datapath     *datapathReport `json:"datapath"`
 }
 
 type datapathReport struct {
@@ -79,14 +82,22 @@ bpffs, so this works while the gateway is down), the gateway's view of
 workloads and targets from its admin listener, and the kernel's counters.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
 			if output != "text" && output != "json" {
 				return fmt.Errorf("-o: %q is not text or json", output)
 			}
+			cfg, loadErr := config.Load(path)
+			if loadErr != nil {
+				// A file being edited must not hide the running gateway:
+				// its gateway section is enough to ask it.
+				var err error
+				if cfg, err = config.LoadGateway(path); err != nil {
+					return loadErr
+				}
+			}
 			r := collectStatus(cmd.Context(), cfg)
+			if loadErr != nil {
+				r.ConfigError, r.ConfigPolicySHA256 = loadErr.Error(), ""
+			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -245,7 +256,7 @@ func printStatus(out io.Writer, r statusReport) {
 		fmt.Fprintf(w, "  sessions:\t%d active\n", len(r.Gateway.Sessions))
 		if p := r.Gateway.Policy; p != nil {
 			fmt.Fprintf(w, "  policy:\tsha256 %s (%d rules, %d masks), loaded %s\n", short(p.SHA256), p.Rules, p.Masks, p.Loaded.Local().Format(time.RFC3339))
-			if p.SHA256 != r.ConfigPolicySHA256 {
+			if r.ConfigError == "" && p.SHA256 != r.ConfigPolicySHA256 {
 				fmt.Fprintf(w, "  \tthe policy in %s differs (sha256 %s): interlock reload puts it in force\n", r.Config, short(r.ConfigPolicySHA256))
 			}
 		}
@@ -254,6 +265,9 @@ func printStatus(out io.Writer, r statusReport) {
 		}
 	default:
 		fmt.Fprintf(w, "gateway:\tnot running (%s)\n", r.GatewayError)
+	}
+	if r.ConfigError != "" {
+		fmt.Fprintf(w, "config:\t%s does not load; a reload would be refused: %s\n", r.Config, oneLine(r.ConfigError, 200))
 	}
 	switch {
 	case d.Installed && r.Gateway == nil:

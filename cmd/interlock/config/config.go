@@ -294,6 +294,46 @@ func (e *nodeError) Error() string { return e.msg }
 // user (an agent's too) who could rewrite it would set the next start's
 // rules.
 func Load(path string) (*Config, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// LoadGateway reads only the gateway section of the file at path, for the
+// commands that call a running gateway's admin API: they need its address,
+// and a file whose other sections do not load (a policy being edited) must
+// not keep them from it. Other sections are decoded as far as they go and
+// not validated; unknown fields are not errors.
+func LoadGateway(path string) (*Config, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	body, src, err := parseBody(path, data)
+	if err != nil {
+		return nil, err
+	}
+	var gw struct {
+		Gateway Gateway `yaml:"gateway"`
+	}
+	if err := guard(func() error { return yaml.NodeToValue(body, &gw) }); err != nil {
+		return nil, decodeError(path, src, err)
+	}
+	c := &Config{Path: path, Gateway: gw.Gateway, source: src}
+	_ = guard(func() error { return yaml.NodeToValue(body, c) }) // names for display, if they decode
+	c.Path, c.Gateway, c.source = path, gw.Gateway, src
+	v := &validator{c: c}
+	v.gateway(&c.Gateway)
+	if err := errors.Join(v.errs...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readFile reads a configuration file, refusing one anyone may write.
+func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -311,51 +351,13 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(path, data)
+	return data, nil
 }
 
 // Parse decodes data strictly (unknown fields are errors), then validates it
 // with [Config.Validate]. path names the file in errors.
 func Parse(path string, data []byte) (*Config, error) {
-	fileErr := func(format string, args ...any) error {
-		return &FieldError{File: path, Err: fmt.Errorf(format, args...)}
-	}
-	if len(data) > maxFileSize {
-		return nil, fileErr("file is %d bytes; a configuration file is at most %d", len(data), maxFileSize)
-	}
-	if depth := flowDepth(data); depth > maxFlowDepth {
-		return nil, fileErr("brackets nest %d deep; at most %d are allowed", depth, maxFlowDepth)
-	}
-	var file *ast.File
-	err := guard(func() (err error) {
-		file, err = parser.ParseBytes(data, 0)
-		return err
-	})
-	if err != nil {
-		return nil, decodeError(path, nil, err)
-	}
-	var body ast.Node
-	for _, doc := range file.Docs {
-		if doc == nil || isNil(doc.Body) {
-			continue
-		}
-		if _, ok := doc.Body.(*ast.CommentGroupNode); ok {
-			continue
-		}
-		if body != nil {
-			pos := nodePosition(doc.Body)
-			return nil, &FieldError{File: path, Line: pos.line, Column: pos.column,
-				Err: errors.New("more than one YAML document; a configuration file holds one")}
-		}
-		body = doc.Body
-	}
-	if body == nil {
-		return nil, fileErr("file is empty")
-	}
-	if err := checkExpansion(path, body); err != nil {
-		return nil, err
-	}
-	src, err := newSourceMap(path, body)
+	body, src, err := parseBody(path, data)
 	if err != nil {
 		return nil, err
 	}
@@ -369,6 +371,53 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// parseBody parses data as one YAML document within the file limits.
+func parseBody(path string, data []byte) (ast.Node, *sourceMap, error) {
+	fileErr := func(format string, args ...any) error {
+		return &FieldError{File: path, Err: fmt.Errorf(format, args...)}
+	}
+	if len(data) > maxFileSize {
+		return nil, nil, fileErr("file is %d bytes; a configuration file is at most %d", len(data), maxFileSize)
+	}
+	if depth := flowDepth(data); depth > maxFlowDepth {
+		return nil, nil, fileErr("brackets nest %d deep; at most %d are allowed", depth, maxFlowDepth)
+	}
+	var file *ast.File
+	err := guard(func() (err error) {
+		file, err = parser.ParseBytes(data, 0)
+		return err
+	})
+	if err != nil {
+		return nil, nil, decodeError(path, nil, err)
+	}
+	var body ast.Node
+	for _, doc := range file.Docs {
+		if doc == nil || isNil(doc.Body) {
+			continue
+		}
+		if _, ok := doc.Body.(*ast.CommentGroupNode); ok {
+			continue
+		}
+		if body != nil {
+			pos := nodePosition(doc.Body)
+			return nil, nil, &FieldError{File: path, Line: pos.line, Column: pos.column,
+				Err: errors.New("more than one YAML document; a configuration file holds one")}
+		}
+		body = doc.Body
+	}
+	if body == nil {
+		return nil, nil, fileErr("file is empty")
+	}
+	if err := checkExpansion(path, body); err != nil {
+		return nil, nil, err
+	}
+	src, err := newSourceMap(path, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return body, src, nil
 }
 
 // guard runs the YAML library, turning a panic into an error: configuration
