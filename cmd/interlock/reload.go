@@ -213,7 +213,11 @@ func failedTests(cfg *config.Config, pol *policy.Policy) []string {
 			out = append(out, fmt.Sprintf("%s: %v", name, r.Err))
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s: want %s, got %s (rule %q)", name, r.Want, r.Got.Action, r.Got.Rule))
+		want := r.Want
+		if r.WantRule != "" {
+			want += fmt.Sprintf(" (rule %q)", r.WantRule)
+		}
+		out = append(out, fmt.Sprintf("%s: want %s, got %s (rule %q)", name, want, r.Got.Action, r.Got.Rule))
 	}
 	if n > 3 {
 		out = append(out, fmt.Sprintf("and %d more", n-3))

@@ -7,8 +7,12 @@
 // refused), and the sshd with ssh and no key (a command runs, rm -rf and a
 // port forward are refused), and last an UPDATE that a review rule holds:
 // meanwhile this process, as the approver alice, finds the request with
-// `interlock approvals`, approves it, and the agent's psql completes.
-// It prints what the agent saw, `interlock status`, the refused and the
+// `interlock approvals`, approves it, and the agent's psql completes. Then
+// the operator closes the customers table to agents without a restart:
+// a rule added to the running configuration (a copy of demo.yaml) is first
+// refused by `interlock reload` because the policy's own test contradicts
+// it, then put in force with the test corrected, and the agent's next
+// SELECT is denied. It prints what the agent saw, `interlock status`, the refused and the
 // reviewed sessions' recordings and the metrics, then stops the gateway and
 // the servers and removes the data path and /tmp/interlock-demo again. It
 // needs root.
@@ -44,7 +48,11 @@ func main() {
 	bin := flag.String("interlock", "bin/interlock", "the interlock binary")
 	cfgPath := flag.String("config", "docs/demo/demo.yaml", "demo configuration")
 	agent := flag.Bool("agent", false, "internal: run as the scripted agent")
+	afterReload := flag.Bool("after-reload", false, "internal: with -agent, the agent's part after the reload")
 	flag.Parse()
+	if *agent && *afterReload {
+		os.Exit(runAgentAfterReload())
+	}
 	if *agent {
 		os.Exit(runAgent())
 	}
@@ -86,6 +94,15 @@ func run(bin, cfgPath string) error {
 		return err
 	}
 	defer sshd.Close()
+	// The gateway runs from a copy, which the demo edits to show a reload.
+	orig, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return err
+	}
+	cfgPath = filepath.Join(filepath.Dir(demoPasswordFile), "interlock.yaml")
+	if err := os.WriteFile(cfgPath, orig, 0o600); err != nil {
+		return err
+	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		return err
@@ -124,7 +141,7 @@ func run(bin, cfgPath string) error {
 		return err
 	}
 
-	step("starting the gateway: %s gateway --config %s", bin, cfgPath)
+	step("starting the gateway: %s gateway --config %s (a copy of demo.yaml)", bin, cfgPath)
 	gw := exec.Command(bin, "gateway", "--config", cfgPath)
 	gw.Stdout, gw.Stderr = prefixed("  gateway | "), prefixed("  gateway | ")
 	if err := gw.Start(); err != nil {
@@ -154,7 +171,7 @@ func run(bin, cfgPath string) error {
 
 	step("the agent runs inside cgroup %s and uses plain connect(2); %s, an approver, watches for held commands", cfg.Workloads[0].Match.Cgroup, approver)
 	agentOut, noticed := watched("  agent   | ", "holds this statement for review")
-	agent, err := startAgent(agentCgroup, agentOut)
+	agent, err := startAgent(agentCgroup, agentOut, "-agent")
 	if err != nil {
 		return err
 	}
@@ -167,17 +184,20 @@ func run(bin, cfgPath string) error {
 	if err := agent.wait(); err != nil {
 		return err
 	}
+	if err := reloadClosed(bin, cfgPath, token, orig, agentCgroup); err != nil {
+		return err
+	}
 
 	step("INTERLOCK_TOKEN=<%s's token> interlock status", approver)
 	if err := runAdmin(bin, token, "status", "--config", cfgPath); err != nil {
 		return err
 	}
 
-	step("interlock sessions list, the recordings of the refused PostgreSQL and SSH sessions and of the reviewed UPDATE")
+	step("interlock sessions list, the recordings of the refused PostgreSQL (before and after the reload) and SSH sessions and of the reviewed UPDATE")
 	if err := runShow(bin, "sessions", "list", "--config", cfgPath); err != nil {
 		return err
 	}
-	if err := showDeniedSessions(bin, cfgPath, "shop", 1); err != nil {
+	if err := showDeniedSessions(bin, cfgPath, "shop", 2); err != nil {
 		return err
 	}
 	if err := showDeniedSessions(bin, cfgPath, "bastion", 2); err != nil {
@@ -208,7 +228,7 @@ type agentProcess struct {
 // startAgent starts this program as the scripted agent inside cgroupDir,
 // its output (stdout and stderr) going to out. It does not wait: the agent
 // blocks on a held UPDATE until this process approves it.
-func startAgent(cgroupDir string, out io.Writer) (*agentProcess, error) {
+func startAgent(cgroupDir string, out io.Writer, args ...string) (*agentProcess, error) {
 	dir, err := os.Open(cgroupDir)
 	if err != nil {
 		return nil, fmt.Errorf("the gateway should have created %s: %w", cgroupDir, err)
@@ -220,7 +240,7 @@ func startAgent(cgroupDir string, out io.Writer) (*agentProcess, error) {
 	}
 	// The environment is this process's own, which holds no admin token:
 	// the agent has no credential of the gateway's.
-	cmd := exec.Command(self, "-agent")
+	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
 	if err := cmd.Start(); err != nil {
@@ -427,6 +447,66 @@ func runAgent() int {
 	indent(out)
 	if err != nil || !strings.Contains(out, "Ada L.") {
 		fmt.Println("  unexpected: the approved UPDATE did not change the row:", err)
+		return 1
+	}
+	return 0
+}
+
+// The rule the operator adds while the gateway runs, and the policy test
+// that contradicts it until it is corrected.
+const (
+	closedRule = `  rules:
+    - name: customers-closed
+      targets: [shop]
+      when: sql.command == "SELECT" && "customers" in sql.tables
+      action: deny
+      message: reading the customers table is closed to agents
+`
+	selectTest   = "    - request: {target: shop, sql: \"SELECT * FROM customers WHERE id = 1\"}\n      expect: allow\n"
+	selectDenied = "    - request: {target: shop, sql: \"SELECT * FROM customers WHERE id = 1\"}\n      expect: deny\n      rule: customers-closed\n"
+)
+
+// reloadClosed edits the running configuration and reloads it twice: the
+// first reload is refused (the policy's own test contradicts the new
+// rule) and changes nothing, the second puts the rule in force; then the
+// agent's next SELECT is denied.
+func reloadClosed(bin, cfgPath, token string, orig []byte, agentCgroup string) error {
+	text := string(orig)
+	if !strings.Contains(text, "  rules:\n") || !strings.Contains(text, selectTest) {
+		return fmt.Errorf("%s: the demo's reload step needs its rules and its SELECT test as shipped", cfgPath)
+	}
+	text = strings.Replace(text, "  rules:\n", closedRule, 1)
+	step("the operator closes the customers table to agents without a restart: rule customers-closed added to %s; interlock reload", cfgPath)
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		return err
+	}
+	if err := runAdmin(bin, token, "reload", "--config", cfgPath); err == nil {
+		return errors.New("the reload of a policy that fails its own test was not refused")
+	}
+	fmt.Println("  (refused, as it should be: the policy's test still expects the SELECT allowed; the policy in force is unchanged)")
+
+	step("the test corrected to expect the denial; interlock reload")
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(text, selectTest, selectDenied, 1)), 0o600); err != nil {
+		return err
+	}
+	if err := runAdmin(bin, token, "reload", "--config", cfgPath); err != nil {
+		return err
+	}
+	agent, err := startAgent(agentCgroup, prefixed("  agent   | "), "-agent", "-after-reload")
+	if err != nil {
+		return err
+	}
+	return agent.wait()
+}
+
+// runAgentAfterReload is the agent's part after the reload: the SELECT it
+// ran before is denied now.
+func runAgentAfterReload() int {
+	fmt.Println("psql -h 127.0.0.2 -c 'SELECT name FROM customers WHERE id = 1' (after the reload)")
+	out, err := psqlCommand(context.Background(), "SELECT name FROM customers WHERE id = 1").CombinedOutput()
+	indent(string(out))
+	if err == nil || !strings.Contains(string(out), "closed to agents") {
+		fmt.Println("  unexpected: the SELECT was not denied by the reloaded policy:", err)
 		return 1
 	}
 	return 0
