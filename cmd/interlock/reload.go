@@ -185,10 +185,16 @@ func (g *gateway) reloadPolicy() (policyState, error) {
 	if failed := failedTests(cfg, pol); len(failed) > 0 {
 		return policyState{}, fmt.Errorf("%s: %d of the policy's tests fail (run interlock check): %s", cfg.Path, len(failed), strings.Join(failed, "; "))
 	}
-	g.policy.Store(pol)
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if st.SHA256 == g.policyState.SHA256 {
+		// The same policy: the one in force stays, so that sessions keep
+		// what it decided (approved prepared statements, remembered
+		// decisions). A SIGHUP for the admin tokens changes nothing else.
+		return g.policyState, nil
+	}
+	g.policy.Store(pol)
 	g.policyState = st
-	g.mu.Unlock()
 	return st, nil
 }
 
@@ -279,13 +285,13 @@ this command exits 1 with the reason. It also re-reads the admin tokens file.
 Calls the admin API with the token in INTERLOCK_TOKEN or --token-file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
+			cfg, loadErr := config.Load(path)
+			if loadErr != nil {
 				// The gateway refuses the file with the reason, and
 				// counts the refusal in its metrics: ask it anyway.
-				var gerr error
-				if cfg, gerr = config.LoadGateway(path); gerr != nil {
-					return err
+				var err error
+				if cfg, err = config.LoadGateway(path); err != nil {
+					return loadErr
 				}
 			}
 			c, err := newAdminClient(cfg, tokenFile)
@@ -295,6 +301,14 @@ Calls the admin API with the token in INTERLOCK_TOKEN or --token-file.`,
 			var ans reloadAnswer
 			if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/reload", nil, &ans); err != nil {
 				return err
+			}
+			// The gateway read the file it was started with: say so when
+			// that is not the one given here.
+			if loadErr != nil {
+				return fmt.Errorf("the gateway reloaded the file it was started with (policy sha256 %s), not %s, which does not load: %w", short(ans.Policy.SHA256), cfg.Path, loadErr)
+			}
+			if mine := policyDigest(cfg.Policy); mine != ans.Policy.SHA256 {
+				return fmt.Errorf("the gateway reloaded the file it was started with, whose policy (sha256 %s) is not the one in %s (sha256 %s)", short(ans.Policy.SHA256), cfg.Path, short(mine))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "policy reloaded: sha256 %s, %d rules, %d masks, %d tests passed\n",
 				short(ans.Policy.SHA256), ans.Policy.Rules, ans.Policy.Masks, ans.Policy.Tests)

@@ -1,6 +1,7 @@
 package ssh
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -602,6 +603,31 @@ func (c *conn) tcpipForward(req *ssh.Request) {
 	req.Reply(ok, resp)
 }
 
+// reverseFacts are the facts of a channel upstream opens toward the
+// agent, as the request that allowed it was decided: a forwarded
+// connection by the address and port it came in on (RFC 4254 7.2), agent
+// and X11 forwarding by their request.
+func reverseFacts(typ string, payload []byte) (policy.SSH, string) {
+	switch typ {
+	case "forwarded-tcpip":
+		var p struct {
+			Host       string
+			Port       uint32
+			OriginHost string
+			OriginPort uint32
+		}
+		if ssh.Unmarshal(payload, &p) != nil {
+			return policy.SSH{Request: "forwarded-tcpip"}, "forwarded-tcpip channel (unreadable)"
+		}
+		f := policy.SSH{Request: "forwarded-tcpip", ForwardHost: forwardHost(p.Host), ForwardPort: int64(p.Port)}
+		return f, "forwarded-tcpip channel " + forwardText(p.Host, f.ForwardHost, p.Port)
+	case "auth-agent@openssh.com":
+		return policy.SSH{Request: "agent-forwarding"}, "agent forwarding channel"
+	default:
+		return policy.SSH{Request: "x11"}, "x11 channel"
+	}
+}
+
 // reverseChannels relays the channels upstream opens toward the agent
 // (forwarded connections, agent and X11 forwarding), but only those an
 // allowed request of this session asked for.
@@ -613,6 +639,14 @@ func (c *conn) reverseChannels(typ string, chans <-chan ssh.NewChannel) {
 		c.mu.Unlock()
 		if !allowed {
 			nc.Reject(ssh.Prohibited, "interlock: not requested")
+			continue
+		}
+		// Each channel is decided again, by the policy in force: a reload
+		// that denies forwarding holds for forwards allowed before it.
+		f, text := reverseFacts(typ, nc.ExtraData())
+		if d := c.decide(f); d.Action != policy.Allow {
+			c.recordDecision(f, text, d)
+			nc.Reject(ssh.Prohibited, "interlock: "+cmp.Or(d.Message, "denied by policy"))
 			continue
 		}
 		c.wg.Go(func() {

@@ -2,8 +2,11 @@ package ssh_test
 
 import (
 	"errors"
+	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -46,5 +49,76 @@ func TestReloadFollowedByOpenConnections(t *testing.T) {
 	}
 	if out, err := run("id -un"); err != nil || strings.TrimSpace(out) != e.sshd.User {
 		t.Fatalf("an allowed command after the denial: %q, %v", out, err)
+	}
+}
+
+// TestReloadStopsForwardsAllowedBefore: a remote forward (ssh -R) allowed
+// before a reload that denies forwarded connections relays no new
+// connection after it.
+func TestReloadStopsForwardsAllowedBefore(t *testing.T) {
+	e := newEnv(t, envOptions{policy: "default: allow\n"})
+	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
+		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(), // the gateway's key is not what this test is about
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ln, err := c.Listen("tcp", "127.0.0.1:0") // sshd listens upstream
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan string, 4)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b := make([]byte, 5)
+			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, _ := io.ReadFull(conn, b)
+			accepted <- string(b[:n])
+			conn.Close()
+		}
+	}()
+	connect := func(msg string) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", ln.Addr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.Write([]byte(msg))
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, conn) // until the forward's end closes it
+	}
+	connect("hello")
+	if got := <-accepted; got != "hello" {
+		t.Fatalf("before the reload the forward carried %q", got)
+	}
+	e.reload(t, `default: allow
+rules:
+  - name: no-reverse
+    when: ssh.request == "forwarded-tcpip"
+    action: deny
+`)
+	connect("again")
+	select {
+	case got := <-accepted:
+		t.Fatalf("after the reload the forward still carried %q", got)
+	case <-time.After(500 * time.Millisecond):
+	}
+	c.Close()
+	e.idle(t)
+	var denied bool
+	for _, cmd := range e.commands(t) {
+		if cmd.Command == "forwarded-tcpip" && cmd.Decision == "deny" && cmd.Rule == "no-reverse" && strings.HasPrefix(cmd.Text, "forwarded-tcpip channel 127.0.0.1:") {
+			denied = true
+		}
+	}
+	if !denied {
+		t.Fatalf("the refused channel was not recorded: %+v", e.commands(t))
 	}
 }
