@@ -89,6 +89,11 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 		c.refreshPolicy()
 	}
 	d := c.decisions.Decide(SQLFacts(st, c.database, c.user))
+	if d.Action == policy.Allow && (st.Command == "FETCH" || st.Command == "MOVE") {
+		if cd, _ := c.cursorDenial(&st, ""); cd != nil {
+			return *cd
+		}
+	}
 	switch d.Action {
 	case policy.Allow:
 		return d
@@ -274,7 +279,7 @@ func (c *session) query(m *pgproto3.Query) error {
 	}
 	for _, d := range ds {
 		c.count(d.decision)
-		c.forgetPrepared(d.stmt)
+		c.track(d.stmt)
 	}
 	begun, err := c.begin(ds)
 	if err != nil {
@@ -439,6 +444,16 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		return c.refuseDenied(dn)
 	}
 	delete(r.deniedPortals, m.DestinationPortal)
+	if ps := r.stmts[m.PreparedStatement]; ps != nil && !ps.empty && ps.pol != r.pol {
+		// Prepared before a reload. Decided here, not at the Execute:
+		// PostgreSQL plans at Bind, and planning runs what it can fold
+		// (an immutable function over constants) before any Execute.
+		if dn := c.redecide(ps); dn != nil {
+			r.deniedPortals[m.DestinationPortal] = dn
+			delete(r.portals, m.DestinationPortal)
+			return c.refuseDenied(dn)
+		}
+	}
 	// A driver rebinds its unnamed portal for every statement: reuse it.
 	pt := r.portals[m.DestinationPortal]
 	if pt == nil {
@@ -487,8 +502,16 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	}
 	p := r.portals[m.Portal]
 	if p != nil && p.stmt != nil && !p.stmt.empty && p.stmt.pol != r.pol {
-		if ok, err := c.redecide(p); !ok {
-			return err
+		// Bound before a reload.
+		if dn := c.redecide(p.stmt); dn != nil {
+			return c.refuseDenied(dn)
+		}
+	}
+	if p == nil {
+		// A cursor declared in SQL, run by its portal's name.
+		if cd, decl := c.cursorDenial(nil, m.Portal); cd != nil {
+			c.count(*cd)
+			return c.refuse(denialResponse(*cd, codeInsufficientPrivilege, 0), true, deniedCommand(decl.Text, decl, *cd))
 		}
 	}
 	ex := &pending{kind: pendExecute, rw: r.rewriter}
@@ -512,7 +535,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		}
 	}
 	if len(ex.stmts) == 1 {
-		c.forgetPrepared(ex.stmts[0].stmt)
+		c.track(ex.stmts[0].stmt)
 	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync).
 	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
@@ -537,17 +560,20 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	return c.forward(ex, m)
 }
 
-// forgetPrepared drops what the relay knows of the prepared statements a
-// statement replaces or removes: SQL's PREPARE, DEALLOCATE and DISCARD
-// share their names with the protocol's Parse, so after `DEALLOCATE s;
-// PREPARE s AS ...` a Bind of s runs the new statement, not the one the
-// relay saw parsed. A Bind of a name the relay does not know runs a
-// statement the gateway decided as the PREPARE that made it, and is
-// recorded as prepared outside its view.
-func (c *session) forgetPrepared(st sqlfacts.Statement) {
+// track keeps what the relay knows of the session's prepared statements
+// and cursors up to date with a statement that runs. SQL's PREPARE,
+// DEALLOCATE and DISCARD share their names with the protocol's Parse, so
+// after `DEALLOCATE s; PREPARE s AS ...` a Bind of s runs the new
+// statement, not the one the relay saw parsed: those names are forgotten
+// (a Bind of a name the relay does not know runs a statement the gateway
+// decided as the PREPARE that made it, and is recorded as prepared outside
+// its view). A DECLARE's facts are kept by cursor name until CLOSE or
+// DISCARD ALL, so that a FETCH after a reload is decided by the new policy
+// as the DECLARE would be (see cursorDenial).
+func (c *session) track(st sqlfacts.Statement) {
 	r := &c.relay
 	switch st.Command {
-	case "PREPARE", "DEALLOCATE", "DISCARD":
+	case "PREPARE", "DEALLOCATE", "DISCARD", "DECLARE", "CLOSE":
 	default:
 		return
 	}
@@ -557,6 +583,7 @@ func (c *session) forgetPrepared(st sqlfacts.Statement) {
 	if err != nil || len(tree.Stmts) != 1 {
 		clear(r.stmts)
 		clear(r.deniedStmts)
+		clear(r.cursors)
 		return
 	}
 	forget := func(name string) {
@@ -568,12 +595,85 @@ func (c *session) forgetPrepared(st sqlfacts.Statement) {
 		forget(n.GetPrepareStmt().Name)
 	case n.GetDeallocateStmt() != nil && !n.GetDeallocateStmt().Isall:
 		forget(n.GetDeallocateStmt().Name)
+	case n.GetDeclareCursorStmt() != nil:
+		if len(r.cursors) >= maxCursors {
+			// Most are cursors a transaction's end closed already.
+			clear(r.cursors)
+		}
+		r.cursors[n.GetDeclareCursorStmt().Portalname] = &cursor{stmt: st, pol: r.pol}
+	case n.GetClosePortalStmt() != nil:
+		if name := n.GetClosePortalStmt().Portalname; name != "" {
+			delete(r.cursors, name)
+		} else { // CLOSE ALL
+			clear(r.cursors)
+		}
 	case n.GetDiscardStmt() != nil && n.GetDiscardStmt().Target != pg_query.DiscardMode_DISCARD_ALL:
 		// PLANS, SEQUENCES, TEMP: prepared statements stay.
-	default: // DEALLOCATE ALL, DISCARD ALL
+	case n.GetDiscardStmt() != nil: // DISCARD ALL
+		clear(r.stmts)
+		clear(r.deniedStmts)
+		clear(r.cursors)
+	default: // DEALLOCATE ALL
 		clear(r.stmts)
 		clear(r.deniedStmts)
 	}
+}
+
+// maxCursors bounds the cursors a session's relay remembers. The relay
+// does not see a transaction's end close its cursors, so names a session
+// never CLOSEs stay until this many are known; then all are forgotten, and
+// a cursor declared WITH HOLD before that is no longer decided again after
+// a reload.
+const maxCursors = 256
+
+// cursor is a cursor the client declared through the gateway.
+type cursor struct {
+	stmt sqlfacts.Statement // the DECLARE, whose facts are its query's
+	pol  *policy.Policy     // that last allowed it
+}
+
+// cursorDenial decides again, by the policy in force, the cursor a FETCH
+// or MOVE reads (named in st) or an Execute runs (named portal), when a
+// policy before a reload allowed it: the rows a cursor returns are its
+// DECLARE's query's, which that policy decided. It returns the denial and
+// the DECLARE, or nil when the cursor is allowed, unknown or decided by
+// this policy.
+func (c *session) cursorDenial(st *sqlfacts.Statement, portal string) (*policy.Decision, sqlfacts.Statement) {
+	r := &c.relay
+	if len(r.cursors) == 0 {
+		return nil, sqlfacts.Statement{}
+	}
+	stale := false
+	for _, cu := range r.cursors {
+		stale = stale || cu.pol != r.pol
+	}
+	if !stale {
+		return nil, sqlfacts.Statement{}
+	}
+	if st != nil {
+		tree, err := pg_query.Parse(st.Text)
+		if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetFetchStmt() == nil {
+			return nil, sqlfacts.Statement{}
+		}
+		portal = tree.Stmts[0].Stmt.GetFetchStmt().Portalname
+	}
+	cu := r.cursors[portal]
+	if cu == nil || cu.pol == r.pol {
+		return nil, sqlfacts.Statement{}
+	}
+	d := c.decisions.Decide(SQLFacts(cu.stmt, c.database, c.user))
+	if d.Action == policy.Allow {
+		cu.pol = r.pol
+		return nil, sqlfacts.Statement{}
+	}
+	if d.Action == policy.Review {
+		// A FETCH is not held: the cursor's query would have been.
+		d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "the cursor " + portal + " was declared before a policy reload, and its query now needs a review: declare it again"}
+	}
+	if d.Message == "" {
+		d.Message = defaultDenialMessage
+	}
+	return &d, cu.stmt
 }
 
 // tooLong refuses a Query or Parse whose SQL the gateway did not read
@@ -681,18 +781,17 @@ func (c *session) refreshPolicy() *policy.Policy {
 	return p
 }
 
-// redecide decides again, when the client executes it, a prepared
-// statement an earlier policy decided (at its Parse, before a reload), so
-// that a reload that denies a statement also holds for a driver that
-// prepared it before. It returns false and the error of the refusal when
-// the policy in force does not allow it. The statement stays prepared, and
-// is decided again at every Execute until a policy allows it: a driver
-// that caches its prepared statements (pgx does) keeps executing the one
-// it has, and a later reload that allows it again must not find it denied
-// for good.
-func (c *session) redecide(pt *portal) (bool, error) {
+// redecide decides again, when the client binds or executes it, a
+// prepared statement an earlier policy decided (at its Parse, before a
+// reload), so that a reload that denies a statement also holds for a
+// driver that prepared it before. It returns the denial when the policy in
+// force does not allow it, for the caller to refuse (refuseDenied). The
+// statement stays prepared, and is decided again at every Bind and Execute
+// until a policy allows it: a driver that caches its prepared statements
+// (pgx does) keeps using the one it has, and a later reload that allows it
+// again must not find it denied for good.
+func (c *session) redecide(ps *prepared) *denial {
 	r := &c.relay
-	ps := pt.stmt
 	st := ps.ds[0].stmt
 	d := c.decide(st)
 	var verdict *proxy.Verdict
@@ -703,14 +802,13 @@ func (c *session) redecide(pt *portal) (bool, error) {
 	if proxy.Allowed(d) {
 		ps.ds = []decided{{stmt: st, decision: d, review: verdict}}
 		ps.pol = r.pol
-		return true, nil
+		return nil
 	}
-	c.count(d)
-	cmd := deniedCommand(st.Text, st, d)
+	dn := &denial{resp: denialResponse(d, code, 0), cmd: deniedCommand(st.Text, st, d), decision: d}
 	if verdict != nil {
-		cmd.Review, cmd.Decider = verdict.RequestID, verdict.Decider
+		dn.cmd.Review, dn.cmd.Decider = verdict.RequestID, verdict.Decider
 	}
-	return false, c.refuse(denialResponse(d, code, 0), true, cmd)
+	return dn
 }
 
 // rewriterSlot holds a ResultRewriter for the other goroutine.

@@ -170,6 +170,7 @@ func (r *resultDesc) resultFormats() []int16 {
 type relayState struct {
 	stmts         map[string]*prepared // allowed statements by name
 	portals       map[string]*portal
+	cursors       map[string]*cursor // declared in SQL, by name (see track)
 	deniedStmts   map[string]*denial
 	deniedPortals map[string]*denial
 	// discard: an extended-protocol message was denied; everything up to
@@ -246,6 +247,7 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.relay = relayState{
 		stmts:         map[string]*prepared{},
 		portals:       map[string]*portal{},
+		cursors:       map[string]*cursor{},
 		deniedStmts:   map[string]*denial{},
 		deniedPortals: map[string]*denial{},
 	}
@@ -573,7 +575,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return nil
 	}
 	switch msg.(type) {
-	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Execute:
+	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Execute:
 		// What decides them: a reload applies from the next message on.
 		c.refreshPolicy()
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/interlock-dev/interlock/proxy/postgres"
 )
@@ -102,4 +103,56 @@ func TestReloadFollowedByOpenSessions(t *testing.T) {
 	if denials != 4 || allowedTotals != 2 {
 		t.Fatalf("recorded %d denials and %d allowed runs of %q, want 4 and 2", denials, allowedTotals, total)
 	}
+}
+
+// TestReloadDecidesAtBind: a statement prepared before a reload that now
+// denies it is refused at its Bind, before PostgreSQL plans it — planning
+// runs an immutable function over constants, which could read what the
+// new policy closes.
+func TestReloadDecidesAtBind(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.pg.Exec(t, `CREATE FUNCTION public.leak(int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+		BEGIN RAISE NOTICE 'leaked %', (SELECT string_agg(total::text, ',' ORDER BY id) FROM public.orders); RETURN $1; END $$`)
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Name: "s", Query: "SELECT public.leak(1)"}, &pgproto3.Sync{})
+	r.expect("parse", "ParseComplete", "Ready I")
+	e.reload(t, testPolicy+`  - name: no-leak
+    when: sql.functions.exists(f, f.endsWith("leak"))
+    action: deny
+`)
+	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.expect("bind after the reload", "Error ERROR 42501 rule: no-leak: denied by interlock policy rule no-leak", "Ready I")
+	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.expect("bind again", "Error ERROR 42501 rule: no-leak: denied by interlock policy rule no-leak", "Ready I")
+	e.reload(t, testPolicy)
+	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.expect("bind after a reload that allows it again", "Notice leaked 9.5,20", "BindComplete", "Row 1", "Complete SELECT 1", "Ready I")
+}
+
+// TestReloadDecidesCursors: a cursor declared before a reload that closes
+// its query's table returns no more rows, by FETCH or by an Execute of its
+// portal, and is allowed again when a reload allows its query.
+func TestReloadDecidesCursors(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT total::text FROM orders ORDER BY id; COMMIT"})
+	r.expect("declare", "Complete BEGIN", "Complete DECLARE CURSOR", "Complete COMMIT", "Ready I")
+	r.send(&pgproto3.Query{String: "FETCH 1 FROM c"})
+	r.expect("fetch before the reload", "RowDescription", "Row 9.5", "Complete FETCH 1", "Ready I")
+	e.reload(t, reloadedPolicy)
+	r.send(&pgproto3.Query{String: "FETCH 1 FROM c"})
+	r.expect("fetch after the reload", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+	r.send(&pgproto3.Query{String: "MOVE BACKWARD 1 IN c"})
+	r.expect("move after the reload", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+	r.send(&pgproto3.Parse{Query: "FETCH ALL FROM c"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.expect("a prepared fetch after the reload", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+	r.send(&pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{})
+	r.expect("an Execute of the cursor's portal after the reload", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+	e.reload(t, testPolicy)
+	r.send(&pgproto3.Query{String: "FETCH 1 FROM c"})
+	r.expect("fetch after a reload that allows it again", "RowDescription", "Row 20", "Complete FETCH 1", "Ready I")
+	r.send(&pgproto3.Query{String: "CLOSE c"})
+	r.expect("close", "Complete CLOSE CURSOR", "Ready I")
 }
