@@ -1,6 +1,9 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,6 +132,9 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 				r.decision.Message = "interlock policy rule " + rc.Name + " requires review"
 			}
 			r.decision.Review = c.review(path, rc.Review)
+			if r.decision.Review != nil {
+				r.decision.Review.Definition = definition(rc)
+			}
 		case "":
 			c.failf(path, "action", "required (allow, deny or review)")
 		default:
@@ -144,6 +150,16 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 		out = append(out, r)
 	}
 	return out
+}
+
+// definition is the SHA-256 of a rule's configuration.
+func definition(rc RuleConfig) string {
+	b, err := json.Marshal(rc)
+	if err != nil {
+		panic(err) // strings, slices and structs
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Review bounds.

@@ -52,3 +52,41 @@ func TestLiveSQLDecisions(t *testing.T) {
 		t.Fatal("Refresh changed a fixed decider's policy")
 	}
 }
+
+// TestReviewDefinition: a review rule's definition digest is the same when
+// the rule is compiled again unchanged, whatever else changed, and differs
+// when anything of the rule does, so that grant windows end when a reload
+// changes their rule.
+func TestReviewDefinition(t *testing.T) {
+	rule := func(when, grant string) RuleConfig {
+		return RuleConfig{Name: "writes", When: when, Action: "review", Review: &ReviewConfig{Approvers: []string{"dba"}, Grant: grant}}
+	}
+	def := func(rules ...RuleConfig) string {
+		t.Helper()
+		p := mustCompile(t, Config{Rules: rules})
+		for _, r := range p.rules {
+			if r.name == "writes" {
+				return r.decision.Review.Definition
+			}
+		}
+		t.Fatal("no rule writes")
+		return ""
+	}
+	base := def(rule(`sql.kind == "write"`, "10m"))
+	if len(base) != 64 {
+		t.Fatalf("definition %q", base)
+	}
+	other := RuleConfig{Name: "no-ddl", When: `sql.kind == "ddl"`, Action: "deny"}
+	if got := def(other, rule(`sql.kind == "write"`, "10m")); got != base {
+		t.Error("another rule changed the definition")
+	}
+	for name, changed := range map[string]RuleConfig{
+		"condition": rule(`sql.kind == "write" || sql.kind == "ddl"`, "10m"),
+		"grant":     rule(`sql.kind == "write"`, "1h"),
+		"no grant":  rule(`sql.kind == "write"`, ""),
+	} {
+		if def(changed) == base {
+			t.Errorf("%s changed, the definition did not", name)
+		}
+	}
+}

@@ -134,4 +134,9 @@ type ReviewSettings struct {
 	Timeout   time.Duration
 	Grant     time.Duration // 0: none
 	Webhook   string        // "": no notification
+	// Definition is the SHA-256 (hex) of the whole rule as configured
+	// (name, targets, workloads, condition, review settings): a grant
+	// window an approval opened covers only commands the same definition
+	// holds, so that a reload that changes the rule ends it.
+	Definition string
 }

@@ -52,7 +52,7 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 	if d.Review == nil {
 		return proxy.Verdict{}, errors.New("a review decision without review settings")
 	}
-	if g, ok := st.Granted(s.Caller.Workload, s.Target.Name, d.Rule); ok {
+	if g, ok := st.Granted(s.Caller.Workload, s.Target.Name, d.Rule, d.Review.Definition); ok {
 		return proxy.Verdict{Allowed: true, State: "granted", RequestID: g.ID, Decider: g.Decider.Subject}, nil
 	}
 	req, err := st.Submit(ctx, review.Request{
@@ -65,10 +65,12 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 		Kind:      h.Kind,
 		Operation: h.Operation,
 		Rule:      d.Rule,
-		Approvers: d.Review.Approvers,
-		Timeout:   d.Review.Timeout,
-		Grant:     d.Review.Grant,
-		NotifyURL: d.Review.Webhook,
+		// A grant this approval opens covers the rule as defined now.
+		RuleDefinition: d.Review.Definition,
+		Approvers:      d.Review.Approvers,
+		Timeout:        d.Review.Timeout,
+		Grant:          d.Review.Grant,
+		NotifyURL:      d.Review.Webhook,
 	})
 	if err != nil {
 		return proxy.Verdict{}, fmt.Errorf("holding the command for review: %w", err)

@@ -29,6 +29,7 @@ type record struct {
 	Kind      string       `json:"kind,omitempty"`
 	Operation string       `json:"operation,omitempty"`
 	Rule      string       `json:"rule"`
+	RuleDef   string       `json:"rule_definition,omitempty"`
 	Approvers []string     `json:"approvers"`
 	TimeoutNS int64        `json:"timeout_ns"`
 	GrantNS   int64        `json:"grant_ns,omitempty"`
@@ -58,7 +59,7 @@ func encodeRequest(r Request) ([]byte, error) {
 		V: recordVersion, ID: r.ID, Created: r.Created, Expires: r.Expires,
 		SessionID: r.SessionID, Target: r.Target, Protocol: r.Protocol, Workload: r.Workload,
 		Requester: toRecordIdent(r.Requester), Command: r.Command, Kind: r.Kind, Operation: r.Operation,
-		Rule: r.Rule, Approvers: r.Approvers, TimeoutNS: int64(r.Timeout), GrantNS: int64(r.Grant),
+		Rule: r.Rule, RuleDef: r.RuleDefinition, Approvers: r.Approvers, TimeoutNS: int64(r.Timeout), GrantNS: int64(r.Grant),
 		NotifyURL: r.NotifyURL, State: r.State, Reason: r.Reason,
 	}
 	if r.Decider.Subject != "" || len(r.Decider.Groups) > 0 || r.Decider.Issuer != "" {
@@ -98,7 +99,7 @@ func decodeRequest(key, b []byte) (Request, error) {
 		ID: rec.ID, Created: rec.Created, Expires: rec.Expires,
 		SessionID: rec.SessionID, Target: rec.Target, Protocol: rec.Protocol, Workload: rec.Workload,
 		Requester: rec.Requester.identity(), Command: rec.Command, Kind: rec.Kind, Operation: rec.Operation,
-		Rule: rec.Rule, Approvers: rec.Approvers, Timeout: time.Duration(rec.TimeoutNS), Grant: time.Duration(rec.GrantNS),
+		Rule: rec.Rule, RuleDefinition: rec.RuleDef, Approvers: rec.Approvers, Timeout: time.Duration(rec.TimeoutNS), Grant: time.Duration(rec.GrantNS),
 		NotifyURL: rec.NotifyURL, State: rec.State, Reason: rec.Reason,
 	}
 	if rec.Decider != nil {

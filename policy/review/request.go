@@ -72,6 +72,10 @@ type Request struct {
 	Kind      string
 	Operation string
 	Rule      string   // the review rule that held it
+	// RuleDefinition is the SHA-256 of the rule's configuration when it
+	// held the command (policy.ReviewSettings.Definition): its grant
+	// window covers only commands held by the same definition.
+	RuleDefinition string
 	Approvers []string // groups whose members may decide
 	// Timeout is how long the command is held (the rule's review.timeout);
 	// required.

@@ -87,7 +87,7 @@ type held struct {
 	done  chan struct{}
 }
 
-type grantKey struct{ workload, target, rule string }
+type grantKey struct{ workload, target, rule, definition string }
 
 // Open opens (creating if needed) the store in the file at path, loads it,
 // expires the pending requests whose time ran out while it was closed and
@@ -504,10 +504,12 @@ func (s *Store) Abandon(alive func(sessionID string) bool) []Request {
 }
 
 // Granted returns the approved request whose grant window covers a
-// command of workload on target under rule, if one is open now. The
-// latest-ending window wins when several are.
-func (s *Store) Granted(workload, target, rule string) (Request, bool) {
-	k := grantKey{workload, target, rule}
+// command of workload on target under rule, as defined now (definition:
+// policy.ReviewSettings.Definition), if one is open now. The latest-ending
+// window wins when several are. A window the same rule opened under
+// another definition (before a reload changed it) covers nothing.
+func (s *Store) Granted(workload, target, rule, definition string) (Request, bool) {
+	k := grantKey{workload, target, rule, definition}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	g, ok := s.grants[k]
@@ -633,7 +635,7 @@ func (s *Store) finishForced(h *held, state State, decider identity.Identity, re
 }
 
 func (s *Store) addGrant(r Request) {
-	k := grantKey{r.Workload, r.Target, r.Rule}
+	k := grantKey{r.Workload, r.Target, r.Rule, r.RuleDefinition}
 	if g, ok := s.grants[k]; ok && g.GrantUntil().After(r.GrantUntil()) {
 		return
 	}

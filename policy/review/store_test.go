@@ -476,9 +476,10 @@ func TestGrantWindow(t *testing.T) {
 	s := openTest(t, "", Options{Now: clk.Now})
 	req := heldUpdate()
 	req.Grant = 15 * time.Minute
+	req.RuleDefinition = "def-1"
 	r := submit(t, s, req)
 
-	if _, ok := s.Granted("support", "shop", req.Rule); ok {
+	if _, ok := s.Granted("support", "shop", req.Rule, "def-1"); ok {
 		t.Fatal("Granted before any approval")
 	}
 	clk.Advance(time.Minute)
@@ -491,21 +492,23 @@ func TestGrantWindow(t *testing.T) {
 		name                   string
 		after                  time.Duration // since the approval
 		workload, target, rule string
+		definition             string
 		want                   bool
 	}{
-		{"second command right after", time.Minute, "support", "shop", req.Rule, true},
-		{"other target", time.Minute, "support", "billing", req.Rule, false},
-		{"other workload", time.Minute, "batch", "shop", req.Rule, false},
-		{"other rule", time.Minute, "support", "shop", "ddl-needs-approval", false},
-		{"last moment", 15*time.Minute - time.Nanosecond, "support", "shop", req.Rule, true},
-		{"window over", 15 * time.Minute, "support", "shop", req.Rule, false},
+		{"second command right after", time.Minute, "support", "shop", req.Rule, "def-1", true},
+		{"other target", time.Minute, "support", "billing", req.Rule, "def-1", false},
+		{"other workload", time.Minute, "batch", "shop", req.Rule, "def-1", false},
+		{"other rule", time.Minute, "support", "shop", "ddl-needs-approval", "def-1", false},
+		{"the rule changed by a reload", time.Minute, "support", "shop", req.Rule, "def-2", false},
+		{"last moment", 15*time.Minute - time.Nanosecond, "support", "shop", req.Rule, "def-1", true},
+		{"window over", 15 * time.Minute, "support", "shop", req.Rule, "def-1", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk.mu.Lock()
 			clk.t = decidedAt.Add(tt.after)
 			clk.mu.Unlock()
-			g, ok := s.Granted(tt.workload, tt.target, tt.rule)
+			g, ok := s.Granted(tt.workload, tt.target, tt.rule, tt.definition)
 			if ok != tt.want {
 				t.Fatalf("Granted = %v, want %v", ok, tt.want)
 			}
@@ -521,11 +524,14 @@ func TestGrantWindow(t *testing.T) {
 		clk.mu.Unlock()
 		s.Close()
 		s2 := openTest(t, s.path, Options{Now: clk.Now})
-		if g, ok := s2.Granted("support", "shop", req.Rule); !ok || g.ID != r.ID {
+		if g, ok := s2.Granted("support", "shop", req.Rule, "def-1"); !ok || g.ID != r.ID {
 			t.Fatalf("after a restart Granted = %v, %v; want %s", g.ID, ok, r.ID)
 		}
+		if _, ok := s2.Granted("support", "shop", req.Rule, "def-2"); ok {
+			t.Error("after a restart the window covers another definition of the rule")
+		}
 		clk.Advance(10 * time.Minute)
-		if _, ok := s2.Granted("support", "shop", req.Rule); ok {
+		if _, ok := s2.Granted("support", "shop", req.Rule, "def-1"); ok {
 			t.Error("the window outlived its grant after a restart")
 		}
 	})
@@ -541,7 +547,7 @@ func TestRejectionAndNoGrantOpenNoWindow(t *testing.T) {
 	noGrant := heldUpdate()
 	r2 := submit(t, s, noGrant)
 	s.Decide(r2.ID, bob, true, "once")
-	if g, ok := s.Granted("support", "shop", withGrant.Rule); ok {
+	if g, ok := s.Granted("support", "shop", withGrant.Rule, ""); ok {
 		t.Errorf("Granted = %s: neither a rejection nor an approval without grant opens a window", g.ID)
 	}
 }
@@ -637,7 +643,7 @@ func TestConcurrentUse(t *testing.T) {
 				done <- w
 			}()
 			s.List(Filter{})
-			s.Granted("support", "shop", r.Rule)
+			s.Granted("support", "shop", r.Rule, "")
 			if _, err := s.Decide(r.ID, bob, i%2 == 0, ""); err != nil {
 				errs <- err
 				return
