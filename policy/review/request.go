@@ -71,12 +71,12 @@ type Request struct {
 	// ssh.request ("exec") and the programs it runs ("rm").
 	Kind      string
 	Operation string
-	Rule      string   // the review rule that held it
+	Rule      string // the review rule that held it
 	// RuleDefinition is the SHA-256 of the rule's configuration when it
 	// held the command (policy.ReviewSettings.Definition): its grant
 	// window covers only commands held by the same definition.
 	RuleDefinition string
-	Approvers []string // groups whose members may decide
+	Approvers      []string // groups whose members may decide
 	// Timeout is how long the command is held (the rule's review.timeout);
 	// required.
 	Timeout time.Duration
