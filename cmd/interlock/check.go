@@ -29,6 +29,11 @@ fails.`,
 			if err != nil {
 				return err
 			}
+			if _, err := config.LoadForGateway(path); err != nil {
+				// Who may change the file is the gateway's business
+				// (a copy being edited is someone's own), but say so.
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: interlock gateway would refuse this file: %v\n", err)
+			}
 			pol, err := compilePolicy(cfg)
 			if err != nil {
 				return err

@@ -45,7 +45,7 @@ CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN. With --explicit it runs without
 eBPF: each target gets a plain listener that clients dial directly.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(path)
+			cfg, err := config.LoadForGateway(path)
 			if err != nil {
 				return err
 			}

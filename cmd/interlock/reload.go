@@ -171,7 +171,7 @@ func (g *gateway) reload(via string) (reloadAnswer, error) {
 
 // reloadPolicy loads, checks and puts in force the file's policy.
 func (g *gateway) reloadPolicy() (policyState, error) {
-	cfg, err := config.Load(g.cfg.Path)
+	cfg, err := config.LoadForGateway(g.cfg.Path)
 	if err != nil {
 		return policyState{}, err
 	}

@@ -3,16 +3,19 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/interlock-dev/interlock/policy"
 	"hash/fnv"
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+
+	"github.com/interlock-dev/interlock/policy"
 )
 
 // Protocols are the target protocols the gateway has a handler for.
@@ -299,6 +302,69 @@ func Load(path string) (*Config, error) {
 		return nil, err
 	}
 	return Parse(path, data)
+}
+
+// LoadForGateway is Load for the process that enforces the file: the
+// gateway, at start and at each reload. Besides what Load refuses, it
+// refuses a file someone other than root and the gateway's own user could
+// change: one owned by another user, one its group may write (unless the
+// group is root's), and one in a folder others may write to without the
+// sticky bit, or owned by another user (the file could be replaced). For
+// a symbolic link (a Kubernetes ConfigMap mount) both the link's folder
+// and the file's are checked.
+func LoadForGateway(path string) (*Config, error) {
+	if err := checkGuarded(path); err != nil {
+		return nil, err
+	}
+	return Load(path)
+}
+
+// checkGuarded is LoadForGateway's check.
+func checkGuarded(path string) error {
+	euid := uint32(os.Geteuid())
+	trusted := func(uid uint32) bool { return uid == 0 || uid == euid }
+	refuse := func(format string, args ...any) error {
+		return &FieldError{File: path, Err: fmt.Errorf(format+"; the file holds the policy, and only root and the gateway's user may be able to change it", args...)}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil // not a Unix file system: nothing to check
+	}
+	switch {
+	case !trusted(sys.Uid):
+		return refuse("the file is owned by uid %d", sys.Uid)
+	case st.Mode().Perm()&0o020 != 0 && sys.Gid != 0:
+		return refuse("the file is writable by its group (gid %d, mode %04o); run chmod g-w %s", sys.Gid, st.Mode().Perm(), path)
+	}
+	dirs := []string{filepath.Dir(path)}
+	if real, err := filepath.EvalSymlinks(path); err == nil && filepath.Dir(real) != dirs[0] {
+		dirs = append(dirs, filepath.Dir(real))
+	}
+	for _, dir := range dirs {
+		dst, err := os.Stat(dir)
+		if err != nil {
+			return fmt.Errorf("reading config: %w", err)
+		}
+		dsys, ok := dst.Sys().(*syscall.Stat_t)
+		if !ok {
+			continue
+		}
+		mode := dst.Mode()
+		sticky := mode&os.ModeSticky != 0
+		switch {
+		case !trusted(dsys.Uid):
+			return refuse("its folder %s is owned by uid %d", dir, dsys.Uid)
+		case !sticky && mode.Perm()&0o002 != 0:
+			return refuse("its folder %s is writable by every user (mode %04o)", dir, mode.Perm())
+		case !sticky && mode.Perm()&0o020 != 0 && dsys.Gid != 0:
+			return refuse("its folder %s is writable by its group (gid %d, mode %04o)", dir, dsys.Gid, mode.Perm())
+		}
+	}
+	return nil
 }
 
 // LoadGateway reads only the gateway section of the file at path, for the
