@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,8 +90,10 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 		c.refreshPolicy()
 	}
 	d := c.decisions.Decide(SQLFacts(st, c.database, c.user))
-	if d.Action == policy.Allow && (st.Command == "FETCH" || st.Command == "MOVE") {
-		if cd, _ := c.cursorDenial(&st, ""); cd != nil {
+	if (d.Action == policy.Allow || d.Action == policy.Review) && (st.Command == "FETCH" || st.Command == "MOVE") {
+		// Before a FETCH is held for review: a cursor its query now
+		// denies is not run whatever a reviewer says.
+		if cd, _ := c.cursorDenial(&st, "", false); cd != nil {
 			return *cd
 		}
 	}
@@ -368,6 +371,12 @@ func (c *session) refusableNotLast(stmts []sqlfacts.Statement) (policy.Decision,
 // it runs this text.
 func (c *session) parse(m *pgproto3.Parse) error {
 	r := &c.relay
+	// PostgreSQL refuses a Parse of a named statement that exists (42P05)
+	// and keeps what the name holds: so does the relay's view. Were it to
+	// take the new text, a Bind of the name would run the old statement
+	// with the new one's masks and decision (a COPY's columns come from
+	// its text).
+	inUse := m.Name != "" && r.stmts[m.Name] != nil
 	guard, err := c.settleLexing(m.Query)
 	if err != nil {
 		return err
@@ -401,8 +410,10 @@ func (c *session) parse(m *pgproto3.Parse) error {
 			d, verdict, code = c.hold(st.Text, st, d)
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
-		delete(r.deniedStmts, m.Name)
-		r.stmts[m.Name] = &prepared{empty: true}
+		if !inUse {
+			delete(r.deniedStmts, m.Name)
+			r.stmts[m.Name] = &prepared{empty: true}
+		}
 		return c.forward(&pending{kind: pendParse}, m)
 	}
 	if !proxy.Allowed(d) {
@@ -420,12 +431,16 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		if verdict != nil {
 			dn.cmd.Review, dn.cmd.Decider = verdict.RequestID, verdict.Decider
 		}
-		r.deniedStmts[m.Name] = dn
-		delete(r.stmts, m.Name)
+		if !inUse {
+			r.deniedStmts[m.Name] = dn
+			delete(r.stmts, m.Name)
+		}
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
-	delete(r.deniedStmts, m.Name)
-	r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol}
+	if !inUse {
+		delete(r.deniedStmts, m.Name)
+		r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol}
+	}
 	return c.forward(&pending{kind: pendParse}, m)
 }
 
@@ -507,9 +522,10 @@ func (c *session) execute(m *pgproto3.Execute) error {
 			return c.refuseDenied(dn)
 		}
 	}
-	if p == nil {
-		// A cursor declared in SQL, run by its portal's name.
-		if cd, decl := c.cursorDenial(nil, m.Portal); cd != nil {
+	{
+		// A cursor declared in SQL, run by its portal's name (whatever
+		// the relay saw bound under that name before).
+		if cd, decl := c.cursorDenial(nil, m.Portal, p != nil); cd != nil {
 			c.count(*cd)
 			return c.refuse(denialResponse(*cd, codeInsufficientPrivilege, 0), true, deniedCommand(decl.Text, decl, *cd))
 		}
@@ -597,10 +613,25 @@ func (c *session) track(st sqlfacts.Statement) {
 		forget(n.GetDeallocateStmt().Name)
 	case n.GetDeclareCursorStmt() != nil:
 		if len(r.cursors) >= maxCursors {
-			// Most are cursors a transaction's end closed already.
+			// Most are cursors a transaction's end closed already; those
+			// it did not are decided again after a reload as unknown.
 			clear(r.cursors)
+			r.cursorsForgotten = r.pol
 		}
-		r.cursors[n.GetDeclareCursorStmt().Portalname] = &cursor{stmt: st, pol: r.pol}
+		name := n.GetDeclareCursorStmt().Portalname
+		cu := &cursor{stmts: []sqlfacts.Statement{st}, pol: r.pol}
+		if old := r.cursors[name]; old != nil {
+			// A DECLARE of an open cursor's name fails, and one whose
+			// transaction ended since succeeds: the relay does not know
+			// which, and holds both queries (the first and the last few).
+			keep := old.stmts
+			if len(keep) >= maxCursorQueries {
+				keep = append(keep[:1:1], keep[len(keep)-maxCursorQueries+2:]...)
+			}
+			cu.stmts = append(slices.Clone(keep), st)
+		}
+		r.cursors[name] = cu
+		delete(r.portals, name) // the name is the cursor's now
 	case n.GetClosePortalStmt() != nil:
 		if name := n.GetClosePortalStmt().Portalname; name != "" {
 			delete(r.cursors, name)
@@ -626,10 +657,15 @@ func (c *session) track(st sqlfacts.Statement) {
 // a reload.
 const maxCursors = 256
 
+// maxCursorQueries bounds the DECLAREs a cursor name holds (see track).
+const maxCursorQueries = 4
+
 // cursor is a cursor the client declared through the gateway.
 type cursor struct {
-	stmt sqlfacts.Statement // the DECLARE, whose facts are its query's
-	pol  *policy.Policy     // that last allowed it
+	// stmts are the DECLAREs of the name, whose facts are their queries':
+	// the one that runs is among them.
+	stmts []sqlfacts.Statement
+	pol   *policy.Policy // that last allowed them
 }
 
 // cursorDenial decides again, by the policy in force, the cursor a FETCH
@@ -637,13 +673,14 @@ type cursor struct {
 // policy before a reload allowed it: the rows a cursor returns are its
 // DECLARE's query's, which that policy decided. It returns the denial and
 // the DECLARE, or nil when the cursor is allowed, unknown or decided by
-// this policy.
-func (c *session) cursorDenial(st *sqlfacts.Statement, portal string) (*policy.Decision, sqlfacts.Statement) {
+// this policy. bound says the relay knows portal as a protocol portal:
+// only a name it does not know may be a cursor it forgot.
+func (c *session) cursorDenial(st *sqlfacts.Statement, portal string, bound bool) (*policy.Decision, sqlfacts.Statement) {
 	r := &c.relay
-	if len(r.cursors) == 0 {
+	if len(r.cursors) == 0 && r.cursorsForgotten == nil {
 		return nil, sqlfacts.Statement{}
 	}
-	stale := false
+	stale := r.cursorsForgotten != nil && r.cursorsForgotten != r.pol
 	for _, cu := range r.cursors {
 		stale = stale || cu.pol != r.pol
 	}
@@ -658,10 +695,26 @@ func (c *session) cursorDenial(st *sqlfacts.Statement, portal string) (*policy.D
 		portal = tree.Stmts[0].Stmt.GetFetchStmt().Portalname
 	}
 	cu := r.cursors[portal]
-	if cu == nil || cu.pol == r.pol {
+	if cu == nil {
+		if !bound && r.cursorsForgotten != nil && r.cursorsForgotten != r.pol {
+			// Forgotten with the others (maxCursors) before a reload:
+			// its query is unknown, so it is not run.
+			d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: "interlock no longer knows the query of cursor " + portal + " (the session declared too many), and the policy changed since: declare it again"}
+			return &d, sqlfacts.Statement{Command: "FETCH", Text: "(the cursor " + portal + ")"}
+		}
 		return nil, sqlfacts.Statement{}
 	}
-	d := c.decisions.Decide(SQLFacts(cu.stmt, c.database, c.user))
+	if cu.pol == r.pol {
+		return nil, sqlfacts.Statement{}
+	}
+	var d policy.Decision
+	var decl sqlfacts.Statement
+	for _, st := range cu.stmts {
+		d, decl = c.decisions.Decide(SQLFacts(st, c.database, c.user)), st
+		if d.Action != policy.Allow {
+			break
+		}
+	}
 	if d.Action == policy.Allow {
 		cu.pol = r.pol
 		return nil, sqlfacts.Statement{}
@@ -673,7 +726,7 @@ func (c *session) cursorDenial(st *sqlfacts.Statement, portal string) (*policy.D
 	if d.Message == "" {
 		d.Message = defaultDenialMessage
 	}
-	return &d, cu.stmt
+	return &d, decl
 }
 
 // tooLong refuses a Query or Parse whose SQL the gateway did not read

@@ -168,11 +168,15 @@ func (r *resultDesc) resultFormats() []int16 {
 // relayState is the client goroutine's, except dropUntilReady, lastRD,
 // received and frame (the upstream goroutine's).
 type relayState struct {
-	stmts         map[string]*prepared // allowed statements by name
-	portals       map[string]*portal
-	cursors       map[string]*cursor // declared in SQL, by name (see track)
-	deniedStmts   map[string]*denial
-	deniedPortals map[string]*denial
+	stmts   map[string]*prepared // allowed statements by name
+	portals map[string]*portal
+	cursors map[string]*cursor // declared in SQL, by name (see track)
+	// cursorsForgotten is the policy in force when cursors last
+	// overflowed (nil: never): after a reload, a cursor it does not know
+	// may be one of those.
+	cursorsForgotten *policy.Policy
+	deniedStmts      map[string]*denial
+	deniedPortals    map[string]*denial
 	// discard: an extended-protocol message was denied; everything up to
 	// the next Sync is discarded, as PostgreSQL does after an error.
 	discard bool
@@ -579,6 +583,12 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		// What decides them: a reload applies from the next message on.
 		c.refreshPolicy()
 	}
+	if name, long := longName(msg); long {
+		d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
+			"interlock refuses prepared statement and portal names longer than %d bytes (PostgreSQL tells names apart by their first %[1]d only)", maxNameLen)}
+		c.count(d)
+		return c.refuse(denialResponse(d, codeNameTooLong, 0), true, deniedCommand(fmt.Sprintf("(%T naming %.80q…)", msg, name), sqlfacts.Statement{}, d))
+	}
 	switch m := msg.(type) {
 	case *pgproto3.Query:
 		return c.query(m)
@@ -621,6 +631,35 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.terminate()
 	}
 	return fmt.Errorf("%w: unexpected message %T", errProtocol, msg)
+}
+
+// maxNameLen is PostgreSQL's longest name (NAMEDATALEN - 1): it keeps
+// prepared statements and portals by that many bytes of their names.
+const maxNameLen = 63
+
+// longName reports an extended-protocol message naming a statement or
+// portal by more than maxNameLen bytes: the server would take it for the
+// name its first bytes spell, which the relay's view would not.
+func longName(msg pgproto3.FrontendMessage) (string, bool) {
+	var names []string
+	switch m := msg.(type) {
+	case *pgproto3.Parse:
+		names = []string{m.Name}
+	case *pgproto3.Bind:
+		names = []string{m.PreparedStatement, m.DestinationPortal}
+	case *pgproto3.Describe:
+		names = []string{m.Name}
+	case *pgproto3.Execute:
+		names = []string{m.Portal}
+	case *pgproto3.Close:
+		names = []string{m.Name}
+	}
+	for _, n := range names {
+		if len(n) > maxNameLen {
+			return n, true
+		}
+	}
+	return "", false
 }
 
 // streamCopyData passes a long CopyData on to upstream as it arrives, or

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,4 +157,44 @@ func TestReloadDecidesCursors(t *testing.T) {
 	r.expect("fetch after a reload that allows it again", "RowDescription", "Row 20", "Complete FETCH 1", "Ready I")
 	r.send(&pgproto3.Query{String: "CLOSE c"})
 	r.expect("close", "Complete CLOSE CURSOR", "Ready I")
+}
+
+// TestReloadCursorsTheRelayMisreads: a cursor whose name a protocol portal
+// had before is still decided as the cursor; a DECLARE of an open
+// cursor's name (which fails) does not replace the query the relay holds
+// for it; and once the session declared more cursors than the relay keeps,
+// a cursor it forgot is refused after a reload rather than run unknown.
+func TestReloadCursorsTheRelayMisreads(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.rawConn(t, nil)
+	r.ready()
+	const declare = "BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT total::text FROM orders ORDER BY id; COMMIT"
+	r.send(&pgproto3.Parse{Query: "SELECT 'harmless'"}, &pgproto3.Bind{DestinationPortal: "c"}, &pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{})
+	r.expect("a portal named c", "ParseComplete", "BindComplete", "Row harmless", "Complete SELECT 1", "Ready I")
+	r.send(&pgproto3.Query{String: declare})
+	r.expect("declare c", "Complete BEGIN", "Complete DECLARE CURSOR", "Complete COMMIT", "Ready I")
+	r.send(&pgproto3.Query{String: "DECLARE c CURSOR WITH HOLD FOR SELECT 'harmless'"})
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P03") {
+		t.Fatalf("a second DECLARE c: %v, want PostgreSQL's 42P03", got)
+	}
+	e.reload(t, reloadedPolicy)
+	r.send(&pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{})
+	r.expect("Execute of c after the reload", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+	r.send(&pgproto3.Query{String: "FETCH 1 FROM c"})
+	r.expect("FETCH from c after the reload", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+
+	e.reload(t, testPolicy)
+	var many strings.Builder
+	many.WriteString("BEGIN;")
+	for i := range 300 {
+		fmt.Fprintf(&many, " DECLARE x%d CURSOR FOR SELECT 1;", i)
+	}
+	many.WriteString(" COMMIT")
+	r.send(&pgproto3.Query{String: many.String()})
+	r.ready()
+	e.reload(t, reloadedPolicy)
+	r.send(&pgproto3.Query{String: "FETCH 1 FROM c"})
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "no longer knows the query of cursor c") {
+		t.Fatalf("FETCH from a forgotten cursor after a reload: %v", got)
+	}
 }

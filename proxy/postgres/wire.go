@@ -590,4 +590,5 @@ const (
 	codeQueryCanceled         = "57014"
 	codeSystemError           = "58000"
 	codeProgramLimitExceeded  = "54000"
+	codeNameTooLong           = "42622"
 )

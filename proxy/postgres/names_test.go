@@ -1,0 +1,69 @@
+package postgres_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/interlock-dev/interlock/proxy/postgres"
+)
+
+// TestParseOfANameInUse: PostgreSQL refuses a Parse of a named statement
+// that exists and keeps the old one; the relay's view keeps it too, so a
+// COPY's masks follow the statement that runs, not the refused text.
+func TestParseOfANameInUse(t *testing.T) {
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Name: "s", Query: "COPY public.customers (email, name) TO STDOUT"}, &pgproto3.Sync{})
+	r.expect("first parse", "ParseComplete", "Ready I")
+	r.send(&pgproto3.Parse{Name: "s", Query: "COPY public.customers (name, email) TO STDOUT"}, &pgproto3.Sync{})
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P05") {
+		t.Fatalf("second parse of s: %v, want PostgreSQL's 42P05", got)
+	}
+	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	var rows []string
+	for {
+		m, err := r.fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := m.(*pgproto3.CopyData); ok {
+			rows = append(rows, strings.TrimSuffix(string(d.Data), "\n"))
+		}
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if strings.Join(rows, "|") != "[masked]\tAda|[masked]\tBob" {
+		t.Fatalf("copy of s: %q, want the first statement's rows with its e-mail column masked", rows)
+	}
+}
+
+// TestLongNamesRefused: PostgreSQL keeps statements and portals by the
+// first 63 bytes of their names; the relay refuses longer ones rather than
+// tell apart names the server does not.
+func TestLongNamesRefused(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.rawConn(t, nil)
+	r.ready()
+	long := strings.Repeat("s", 70)
+	for _, msgs := range [][]pgproto3.FrontendMessage{
+		{&pgproto3.Parse{Name: long, Query: "SELECT 1"}},
+		{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{DestinationPortal: long}},
+		{&pgproto3.Bind{PreparedStatement: long}},
+		{&pgproto3.Describe{ObjectType: 'S', Name: long}},
+		{&pgproto3.Execute{Portal: long}},
+		{&pgproto3.Close{ObjectType: 'P', Name: long}},
+	} {
+		r.send(append(msgs, &pgproto3.Sync{})...)
+		got := filter(r.ready())
+		if n := len(got); n < 2 || !strings.Contains(got[n-2], "42622") || !strings.Contains(got[n-2], "longer than 63 bytes") || got[n-1] != "Ready I" {
+			t.Errorf("%T: %v, want 42622", msgs[len(msgs)-1], got)
+		}
+	}
+	ok := strings.Repeat("s", 63)
+	r.send(&pgproto3.Parse{Name: ok, Query: "SELECT 1"}, &pgproto3.Bind{PreparedStatement: ok}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.expect("a 63-byte name", "ParseComplete", "BindComplete", "Row 1", "Complete SELECT 1", "Ready I")
+}
