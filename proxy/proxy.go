@@ -32,6 +32,10 @@ var (
 // cuts.
 var ErrShuttingDown = errors.New("gateway shutting down")
 
+// ErrEndedByAdministrator is the cause of a session an administrator
+// ended (Server.End through the admin API).
+var ErrEndedByAdministrator = errors.New("ended by an administrator")
+
 // Target is a configured destination as the data path needs it.
 type Target struct {
 	ID       uint32

@@ -442,6 +442,24 @@ func (s *Server) EndWorkload(workload string, cause error) int {
 	return n
 }
 
+// End ends the running sessions match selects with cause (the handlers
+// tell the client why), and returns them, oldest first.
+func (s *Server) End(match func(SessionInfo) bool, cause error) []SessionInfo {
+	s.mu.Lock()
+	var ended []SessionInfo
+	for _, rec := range s.sessions {
+		if match(rec.info) {
+			rec.cancel(cause)
+			ended = append(ended, rec.info)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(ended, func(a, b SessionInfo) int {
+		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.ID, b.ID))
+	})
+	return ended
+}
+
 // Active is a snapshot of the running sessions, oldest first.
 func (s *Server) Active() []SessionInfo {
 	s.mu.Lock()

@@ -101,6 +101,7 @@ func (g *gateway) adminHandler() http.Handler {
 	})
 	g.approvalsAPI(mux)
 	g.reloadAPI(mux)
+	g.endSessionsAPI(mux)
 	// Everything but metrics and health needs an administrator's identity.
 	return g.adminAuth.Protect(mux, "/metrics", "/healthz", "/readyz")
 }

@@ -570,3 +570,146 @@ func TestPolicyReloadRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestSessionsEnd: after a reload that closes a table, an administrator
+// ends the open sessions to the target with `interlock sessions end
+// --target`: what a session prepared in SQL before the reload (which keeps
+// its old decision) goes with it. The client is told why, other sessions
+// stay, and the recording ends with the reason.
+func TestSessionsEnd(t *testing.T) {
+	e := newE2E(t)
+	_, target := shop(t, e)
+	plain := freePort(t, "127.0.0.1")
+	target += fmt.Sprintf("    listen: 127.0.0.1:%d\n", plain)
+	echoLn, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echoLn.Close()
+	go func() {
+		for {
+			c, err := echoLn.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	echoPort := freePort(t, "127.0.0.1")
+	rest := "targets:\n" + target + fmt.Sprintf(`  - name: echo
+    protocol: tcp
+    address: %s
+    listen: 127.0.0.1:%d
+workloads:
+  - name: agent
+    match: {cgroup: %s/agent}
+`, echoLn.Addr(), echoPort, e.top)
+	e.writeConfig(rest + reloadPolicyBefore)
+	agent := e.cgroup("/agent")
+	e.start("--explicit")
+	relay := startRelay(t, agent, fmt.Sprintf("127.0.0.1:%d", plain))
+	echoRelay := startRelay(t, agent, fmt.Sprintf("127.0.0.1:%d", echoPort))
+	host, port, _ := net.SplitHostPort(relay)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=agent dbname=postgres sslmode=disable connect_timeout=10", host, port))
+	if err != nil {
+		t.Fatalf("pgx through the gateway: %v", err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "PREPARE names AS SELECT name FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	echo, err := net.Dial("tcp", echoRelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+
+	e.writeConfig(rest + reloadPolicyAfter)
+	if out, err := e.runAs("alice", "reload"); err != nil {
+		t.Fatalf("interlock reload: %v\n%s", err, out)
+	}
+	// What SQL's PREPARE made keeps its decision (documented): the
+	// session has to go.
+	if _, err := conn.Exec(ctx, "EXECUTE names", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("EXECUTE of a statement prepared in SQL before the reload: %v (the README says it keeps its decision)", err)
+	}
+	if len(e.status().Sessions) != 2 {
+		t.Fatalf("sessions before: %+v", e.status().Sessions)
+	}
+
+	out, err := e.runAs("alice", "sessions", "end", "--target", "shop")
+	if err != nil || !strings.Contains(out, "shop") || strings.Contains(out, "echo") {
+		t.Fatalf("interlock sessions end --target shop: %v\n%s", err, out)
+	}
+	_, err = conn.Exec(ctx, "EXECUTE names", pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P01" || !strings.Contains(pe.Message, "ended by an administrator (alice)") {
+		if !conn.IsClosed() {
+			t.Fatalf("after sessions end: %v; want FATAL 57P01 saying an administrator ended it", err)
+		}
+	}
+	waitFor(t, func() bool { return len(e.status().Sessions) == 1 }, "the shop session to end")
+	if s := e.status().Sessions; s[0].Target != "echo" {
+		t.Fatalf("the session left is %+v, want the echo one", s[0])
+	}
+	if _, err := echo.Write([]byte("x")); err != nil {
+		t.Fatalf("the echo session was cut too: %v", err)
+	}
+
+	out, err = e.runAs("alice", "sessions", "end")
+	if err == nil || !strings.Contains(out, "name the sessions to end") {
+		t.Fatalf("sessions end with no selection: %v\n%s", err, out)
+	}
+	var ended endAnswer
+	code, body := e.adminPostJSON("/api/v1/sessions/end", e.tokens["alice"], `{"all": true}`)
+	if err := json.Unmarshal([]byte(body), &ended); code != http.StatusOK || err != nil || len(ended.Ended) != 1 || ended.Ended[0].Target != "echo" {
+		t.Fatalf("POST /api/v1/sessions/end all: %d %s", code, body)
+	}
+	if code, body := e.adminPostJSON("/api/v1/sessions/end", "not-a-token-at-all-123", `{"all": true}`); code != http.StatusUnauthorized {
+		t.Fatalf("sessions end without an admin token: %d %s", code, body)
+	}
+
+	// The shop session's recording ends with the reason.
+	out = e.run("sessions", "list", "-o", "json")
+	var sums []struct {
+		ID     string
+		Start  struct{ Target string }
+		Reason string
+	}
+	if err := json.Unmarshal([]byte(out), &sums); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, s := range sums {
+		if s.Start.Target == "shop" && strings.Contains(s.Reason, "ended by an administrator (alice)") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no shop recording ends with the administrator's reason:\n%s", out)
+	}
+}
+
+// adminPostJSON sends a POST with a JSON body to the admin API.
+func (e *e2e) adminPostJSON(path, token, body string) (int, string) {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+e.admin+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}

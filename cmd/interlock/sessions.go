@@ -25,12 +25,13 @@ func newSessionsCommand() *cobra.Command {
 	var path, output string
 	cmd := &cobra.Command{
 		Use:   "sessions",
-		Short: "List, show, verify and replay recorded sessions",
+		Short: "List, show, verify and replay recorded sessions; end running ones",
 		Long: `Every session the gateway serves is recorded as an append-only event log under
 <state_dir>/recordings, each event carrying the hash of the one before it.`,
 	}
 	cmd.PersistentFlags().StringVarP(&path, "config", "c", defaultConfig, "configuration file")
 	cmd.PersistentFlags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.AddCommand(newSessionsEndCommand(&path, &output))
 
 	openStore := func() (*record.Store, error) {
 		cfg, err := config.Load(path)
