@@ -118,21 +118,7 @@ func startRelay(t *testing.T, cg redirecttest.Cgroup, to string) string {
 // the status code and body.
 func (e *e2e) adminPost(path, token string) (int, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+e.admin+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return e.adminPostJSON(path, token, "")
 }
 
 // statusJSON is `interlock status -o json`.
@@ -701,7 +687,9 @@ func (e *e2e) adminPostJSON(path, token, body string) (int, string) {
 		e.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
