@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -603,6 +604,47 @@ func (c *conn) tcpipForward(req *ssh.Request) {
 	req.Reply(ok, resp)
 }
 
+// cancelForward asks upstream to stop listening for a remote forward
+// whose connections the policy now denies (after a reload), so that
+// whoever reaches the port cannot keep filling the recording with
+// refusals. Once per listener; the agent's forward is gone from then on.
+func (c *conn) cancelForward(payload []byte) {
+	var p struct {
+		Host       string
+		Port       uint32
+		OriginHost string
+		OriginPort uint32
+	}
+	if ssh.Unmarshal(payload, &p) != nil {
+		return
+	}
+	key := net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))
+	c.mu.Lock()
+	if c.cancelled == nil {
+		c.cancelled = map[string]bool{}
+	}
+	if c.cancelled[key] {
+		c.mu.Unlock()
+		return
+	}
+	c.cancelled[key] = true
+	c.mu.Unlock()
+	// Not on the channel loop: the answer comes through the connection
+	// this loop drains.
+	c.wg.Go(func() {
+		ok, _, err := c.upstream.SendRequest("cancel-tcpip-forward", true, ssh.Marshal(struct {
+			Host string
+			Port uint32
+		}{p.Host, p.Port}))
+		c.log.Info("remote forward cancelled upstream: the policy denies its connections", "listener", key, "ok", ok, "error", err)
+		if ok {
+			c.mu.Lock()
+			c.remoteFwd--
+			c.mu.Unlock()
+		}
+	})
+}
+
 // reverseFacts are the facts of a channel upstream opens toward the
 // agent, as the request that allowed it was decided: a forwarded
 // connection by the address and port it came in on (RFC 4254 7.2), agent
@@ -647,6 +689,9 @@ func (c *conn) reverseChannels(typ string, chans <-chan ssh.NewChannel) {
 		if d := c.decide(f); d.Action != policy.Allow {
 			c.recordDecision(f, text, d)
 			nc.Reject(ssh.Prohibited, "interlock: "+cmp.Or(d.Message, "denied by policy"))
+			if typ == "forwarded-tcpip" {
+				c.cancelForward(nc.ExtraData())
+			}
 			continue
 		}
 		c.wg.Go(func() {

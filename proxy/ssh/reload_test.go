@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,6 +111,16 @@ rules:
 		t.Fatalf("after the reload the forward still carried %q", got)
 	case <-time.After(500 * time.Millisecond):
 	}
+	// The gateway cancelled the forward upstream: the port closes, and
+	// whoever reaches it cannot fill the recording with refusals.
+	waitFor(t, "the forward's port to close", func() bool {
+		conn, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		if err == nil {
+			conn.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
 	c.Close()
 	e.idle(t)
 	var denied bool

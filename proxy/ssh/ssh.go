@@ -215,6 +215,9 @@ type conn struct {
 	// Reverse channels upstream may open, allowed by an earlier request.
 	agentFwd, x11Fwd bool
 	remoteFwd        int // tcpip-forward requests allowed
+	// cancelled are the remote forwards (host:port upstream) cancelled
+	// because the policy came to deny their connections.
+	cancelled map[string]bool
 }
 
 // principals are the names the agent may have dialled: the configured
