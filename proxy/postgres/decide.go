@@ -280,15 +280,21 @@ func (c *session) query(m *pgproto3.Query) error {
 		}
 		ds[i] = decided{stmt: st, decision: d, review: verdict}
 	}
+	stateful := false
 	for _, d := range ds {
 		c.count(d.decision)
-		c.track(d.stmt)
+		c.trackSent(d.stmt)
+		stateful = stateful || statefulCommand(d.stmt.Command)
 	}
 	begun, err := c.begin(ds)
 	if err != nil {
 		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false, record.Command{})
 	}
-	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun, rw: c.relay.rewriter}, m)
+	if stateful {
+		c.relay.statefulSent++
+	}
+	c.relay.batch++
+	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun, rw: c.relay.rewriter, stateful: stateful}, m)
 }
 
 // settleLexing makes sure that the server reads text as the classifier
@@ -376,7 +382,14 @@ func (c *session) parse(m *pgproto3.Parse) error {
 	// take the new text, a Bind of the name would run the old statement
 	// with the new one's masks and decision (a COPY's columns come from
 	// its text).
-	inUse := m.Name != "" && r.stmts[m.Name] != nil
+	var inUse bool
+	if m.Name != "" {
+		ps, err := c.lookup(m.Name)
+		if err != nil {
+			return err
+		}
+		inUse = ps != nil
+	}
 	guard, err := c.settleLexing(m.Query)
 	if err != nil {
 		return err
@@ -410,11 +423,13 @@ func (c *session) parse(m *pgproto3.Parse) error {
 			d, verdict, code = c.hold(st.Text, st, d)
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
+		var made *prepared
 		if !inUse {
 			delete(r.deniedStmts, m.Name)
-			r.stmts[m.Name] = &prepared{empty: true}
+			made = &prepared{empty: true, parse: &parseOutcome{batch: r.batch}}
+			r.stmts[m.Name] = made
 		}
-		return c.forward(&pending{kind: pendParse}, m)
+		return c.forward(&pending{kind: pendParse, parsed: made}, m)
 	}
 	if !proxy.Allowed(d) {
 		// An allowed statement is counted at each Execute: the metric
@@ -437,11 +452,13 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		}
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
+	var made *prepared
 	if !inUse {
 		delete(r.deniedStmts, m.Name)
-		r.stmts[m.Name] = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol}
+		made = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, parse: &parseOutcome{batch: r.batch}}
+		r.stmts[m.Name] = made
 	}
-	return c.forward(&pending{kind: pendParse}, m)
+	return c.forward(&pending{kind: pendParse, parsed: made}, m)
 }
 
 // refuseDenied refuses a message naming a denied statement or portal: it
@@ -459,7 +476,11 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		return c.refuseDenied(dn)
 	}
 	delete(r.deniedPortals, m.DestinationPortal)
-	if ps := r.stmts[m.PreparedStatement]; ps != nil && !ps.empty && ps.pol != r.pol {
+	ps, err := c.lookup(m.PreparedStatement)
+	if err != nil {
+		return err
+	}
+	if ps != nil && !ps.empty && ps.pol != r.pol {
 		// Prepared before a reload. Decided here, not at the Execute:
 		// PostgreSQL plans at Bind, and planning runs what it can fold
 		// (an immutable function over constants) before any Execute.
@@ -475,8 +496,8 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		pt = &portal{}
 		r.portals[m.DestinationPortal] = pt
 	}
-	*pt = portal{stmt: r.stmts[m.PreparedStatement], formats: m.ResultFormatCodes}
-	err := c.forward(&pending{kind: pendBind}, m)
+	*pt = portal{stmt: ps, formats: m.ResultFormatCodes}
+	err = c.forward(&pending{kind: pendBind}, m)
 	pt.runs = r.runs // after its own Bind, which counts as a run
 	return err
 }
@@ -551,7 +572,11 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		}
 	}
 	if len(ex.stmts) == 1 {
-		c.track(ex.stmts[0].stmt)
+		c.trackSent(ex.stmts[0].stmt)
+		if statefulCommand(ex.stmts[0].stmt.Command) {
+			ex.stateful = true
+			r.statefulSent++
+		}
 	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync).
 	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
@@ -576,25 +601,130 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	return c.forward(ex, m)
 }
 
-// track keeps what the relay knows of the session's prepared statements
-// and cursors up to date with a statement that runs. SQL's PREPARE,
-// DEALLOCATE and DISCARD share their names with the protocol's Parse, so
-// after `DEALLOCATE s; PREPARE s AS ...` a Bind of s runs the new
-// statement, not the one the relay saw parsed: those names are forgotten
-// (a Bind of a name the relay does not know runs a statement the gateway
-// decided as the PREPARE that made it, and is recorded as prepared outside
-// its view). A DECLARE's facts are kept by cursor name until CLOSE or
-// DISCARD ALL, so that a FETCH after a reload is decided by the new policy
-// as the DECLARE would be (see cursorDenial).
-func (c *session) track(st sqlfacts.Statement) {
+// The relay keeps a view of the session's named prepared statements and
+// cursors, which decide (after a reload), mask (a COPY's columns come from
+// its text) and record (the text of what an Execute runs) what runs under
+// those names. The view must be upstream's: a name that holds one
+// statement upstream and another in the view would run the one with the
+// other's masks and be recorded as the other. So what creates or removes
+// a name takes effect in the view when upstream did it: a Parse when
+// upstream answers it (lookup), PREPARE, DEALLOCATE, DISCARD, SQL's CLOSE
+// and the protocol's Close of a statement when upstream completes them
+// (applyCompleted), and a message that names a statement or cursor waits
+// for such changes still on their way (settleNames). A DECLARE is the one
+// exception (trackSent): its query is added to what the name may run as
+// it is sent, and kept beside the name's earlier ones.
+
+// statefulCommand reports a statement whose completion changes the view.
+func statefulCommand(command string) bool {
+	switch command {
+	case "PREPARE", "DEALLOCATE", "DISCARD", "CLOSE":
+		return true
+	}
+	return false
+}
+
+// settleNames applies the changes upstream completed, after waiting for
+// those still on their way.
+func (c *session) settleNames() error {
 	r := &c.relay
-	switch st.Command {
-	case "PREPARE", "DEALLOCATE", "DISCARD", "DECLARE", "CLOSE":
-	default:
+	c.mu.Lock()
+	inFlight := r.statefulSent != c.statefulDone
+	c.mu.Unlock()
+	if inFlight {
+		if err := c.awaitIdle(); err != nil {
+			return err
+		}
+	}
+	c.mu.Lock()
+	done := c.stateDone
+	c.stateDone = nil
+	c.mu.Unlock()
+	for _, ch := range done {
+		if ch.closeStmt != nil {
+			delete(r.stmts, *ch.closeStmt)
+			continue
+		}
+		c.applyCompleted(ch.stmt)
+	}
+	return nil
+}
+
+// lookup returns the prepared statement a name holds, settling the Parse
+// that made it: one upstream refused or skipped leaves the name empty (a
+// Parse of a name in use is not taken into the view, see parse; the
+// unnamed statement goes even when its Parse fails). A Parse of an earlier
+// batch still unanswered is waited for; one of this batch is taken as
+// made, since when it fails upstream skips the rest of the batch.
+func (c *session) lookup(name string) (*prepared, error) {
+	r := &c.relay
+	for {
+		ps := r.stmts[name]
+		if ps == nil || ps.parse == nil {
+			return ps, nil
+		}
+		c.mu.Lock()
+		done, ok := ps.parse.done, ps.parse.ok
+		c.mu.Unlock()
+		switch {
+		case done && ok:
+			ps.parse = nil
+			return ps, nil
+		case done:
+			delete(r.stmts, name)
+			return nil, nil
+		case ps.parse.batch == r.batch:
+			return ps, nil
+		}
+		if err := c.awaitIdle(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// trackSent adds a DECLARE's query to what its cursor's name may run.
+func (c *session) trackSent(st sqlfacts.Statement) {
+	r := &c.relay
+	if st.Command != "DECLARE" {
 		return
 	}
 	// st.Text is one statement sqlfacts already classified, so parsing it
 	// again is safe.
+	tree, err := pg_query.Parse(st.Text)
+	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetDeclareCursorStmt() == nil {
+		return
+	}
+	if len(r.cursors) >= maxCursors {
+		// Most are cursors a transaction's end closed already; those it
+		// did not are decided again after a reload as unknown.
+		clear(r.cursors)
+		r.cursorsForgotten = r.pol
+	}
+	name := tree.Stmts[0].Stmt.GetDeclareCursorStmt().Portalname
+	cu := &cursor{stmts: []sqlfacts.Statement{st}, pol: r.pol}
+	if old := r.cursors[name]; old != nil {
+		// A DECLARE of an open cursor's name fails, and one whose
+		// transaction ended since succeeds: the relay does not know
+		// which, and holds both queries (the first and the last few).
+		keep := old.stmts
+		if len(keep) >= maxCursorQueries {
+			keep = append(keep[:1:1], keep[len(keep)-maxCursorQueries+2:]...)
+		}
+		cu.stmts = append(slices.Clone(keep), st)
+	}
+	r.cursors[name] = cu
+	delete(r.portals, name) // the name is the cursor's now
+}
+
+// applyCompleted applies a stateful statement upstream completed. SQL's
+// PREPARE, DEALLOCATE and DISCARD share their names with the protocol's
+// Parse, so after `DEALLOCATE s; PREPARE s AS ...` a Bind of s runs the
+// new statement, not the one the relay saw parsed: those names are
+// forgotten (a Bind of a name the relay does not know runs a statement the
+// gateway decided as the PREPARE that made it, and is recorded as prepared
+// outside its view). CLOSE and DISCARD ALL end cursors.
+func (c *session) applyCompleted(st sqlfacts.Statement) {
+	r := &c.relay
 	tree, err := pg_query.Parse(st.Text)
 	if err != nil || len(tree.Stmts) != 1 {
 		clear(r.stmts)
@@ -611,43 +741,21 @@ func (c *session) track(st sqlfacts.Statement) {
 		forget(n.GetPrepareStmt().Name)
 	case n.GetDeallocateStmt() != nil && !n.GetDeallocateStmt().Isall:
 		forget(n.GetDeallocateStmt().Name)
-	case n.GetDeclareCursorStmt() != nil:
-		if len(r.cursors) >= maxCursors {
-			// Most are cursors a transaction's end closed already; those
-			// it did not are decided again after a reload as unknown.
-			clear(r.cursors)
-			r.cursorsForgotten = r.pol
-		}
-		name := n.GetDeclareCursorStmt().Portalname
-		cu := &cursor{stmts: []sqlfacts.Statement{st}, pol: r.pol}
-		if old := r.cursors[name]; old != nil {
-			// A DECLARE of an open cursor's name fails, and one whose
-			// transaction ended since succeeds: the relay does not know
-			// which, and holds both queries (the first and the last few).
-			keep := old.stmts
-			if len(keep) >= maxCursorQueries {
-				keep = append(keep[:1:1], keep[len(keep)-maxCursorQueries+2:]...)
-			}
-			cu.stmts = append(slices.Clone(keep), st)
-		}
-		r.cursors[name] = cu
-		delete(r.portals, name) // the name is the cursor's now
+	case n.GetDeallocateStmt() != nil: // DEALLOCATE ALL
+		clear(r.stmts)
+		clear(r.deniedStmts)
 	case n.GetClosePortalStmt() != nil:
 		if name := n.GetClosePortalStmt().Portalname; name != "" {
 			delete(r.cursors, name)
 		} else { // CLOSE ALL
 			clear(r.cursors)
 		}
-	case n.GetDiscardStmt() != nil && n.GetDiscardStmt().Target != pg_query.DiscardMode_DISCARD_ALL:
-		// PLANS, SEQUENCES, TEMP: prepared statements stay.
-	case n.GetDiscardStmt() != nil: // DISCARD ALL
+	case n.GetDiscardStmt() != nil && n.GetDiscardStmt().Target == pg_query.DiscardMode_DISCARD_ALL:
 		clear(r.stmts)
 		clear(r.deniedStmts)
 		clear(r.cursors)
-	default: // DEALLOCATE ALL
-		clear(r.stmts)
-		clear(r.deniedStmts)
 	}
+	// DISCARD PLANS, SEQUENCES, TEMP: names stay.
 }
 
 // maxCursors bounds the cursors a session's relay remembers. The relay

@@ -67,3 +67,86 @@ func TestLongNamesRefused(t *testing.T) {
 	r.send(&pgproto3.Parse{Name: ok, Query: "SELECT 1"}, &pgproto3.Bind{PreparedStatement: ok}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	r.expect("a 63-byte name", "ParseComplete", "BindComplete", "Row 1", "Complete SELECT 1", "Ready I")
 }
+
+// TestNamesFollowUpstream: the relay's view of a statement name changes
+// when upstream's does — not when a DEALLOCATE or Close that upstream
+// skipped (after an error) is sent — so what runs under the name is masked
+// and recorded as itself.
+func TestNamesFollowUpstream(t *testing.T) {
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+	r := e.rawConn(t, nil)
+	r.ready()
+	const emailFirst, nameFirst = "COPY public.customers (email, name) TO STDOUT", "COPY public.customers (name, email) TO STDOUT"
+	copyRows := func() string {
+		t.Helper()
+		r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		var rows []string
+		for {
+			m, err := r.fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.CopyData:
+				rows = append(rows, strings.TrimSuffix(string(m.Data), "\n"))
+			case *pgproto3.ErrorResponse:
+				rows = append(rows, "error "+m.Code)
+			case *pgproto3.ReadyForQuery:
+				return strings.Join(rows, "|")
+			}
+		}
+	}
+	// stillEmailFirst: s still holds emailFirst, which a Parse of the
+	// name cannot replace, and its COPY is masked as emailFirst.
+	stillEmailFirst := func(after string) {
+		t.Helper()
+		r.send(&pgproto3.Parse{Name: "s", Query: nameFirst}, &pgproto3.Sync{})
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P05") {
+			t.Fatalf("parse of s after %s: %v, want 42P05", after, got)
+		}
+		if got := copyRows(); got != "[masked]\tAda|[masked]\tBob" {
+			t.Fatalf("after %s: %q", after, got)
+		}
+	}
+	r.send(&pgproto3.Parse{Name: "s", Query: emailFirst}, &pgproto3.Sync{})
+	r.expect("parse", "ParseComplete", "Ready I")
+
+	// A DEALLOCATE after a failing statement of its query does not run.
+	r.send(&pgproto3.Query{String: "SELECT 1/0; DEALLOCATE s"})
+	r.ready()
+	stillEmailFirst("a DEALLOCATE that did not run")
+
+	// A Close after an error in its batch is skipped.
+	r.send(&pgproto3.Bind{PreparedStatement: "nowhere"}, &pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	r.ready()
+	stillEmailFirst("a Close that was skipped")
+
+	// A Close that ran frees the name, pipelined with the next Parse of it.
+	r.send(&pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{},
+		&pgproto3.Parse{Name: "s", Query: nameFirst}, &pgproto3.Sync{})
+	r.expect("close", "CloseComplete", "Ready I")
+	r.expect("parse after the close", "ParseComplete", "Ready I")
+	if got := copyRows(); got != "Ada\t[masked]|Bob\t[masked]" {
+		t.Fatalf("after a Close that ran: %q", got)
+	}
+
+	// So does a DEALLOCATE that ran.
+	r.send(&pgproto3.Query{String: "DEALLOCATE s"}, &pgproto3.Parse{Name: "s", Query: emailFirst}, &pgproto3.Sync{})
+	r.expect("deallocate", "Complete DEALLOCATE", "Ready I")
+	r.expect("parse after the deallocate", "ParseComplete", "Ready I")
+	if got := copyRows(); got != "[masked]\tAda|[masked]\tBob" {
+		t.Fatalf("after a DEALLOCATE that ran: %q", got)
+	}
+
+	r.send(&pgproto3.Terminate{})
+	e.idle(t)
+	var texts []string
+	for _, c := range e.commands(t) {
+		if c.Command == "COPY" {
+			texts = append(texts, c.Text)
+		}
+	}
+	if want := []string{emailFirst, emailFirst, nameFirst, emailFirst}; strings.Join(texts, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("recorded COPYs:\n%s\nwant\n%s", strings.Join(texts, "\n"), strings.Join(want, "\n"))
+	}
+}

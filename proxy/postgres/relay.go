@@ -91,6 +91,15 @@ type pending struct {
 	text  string
 	stmts []decided
 	idx   int // pendQuery: the statement running now
+	// parsed (pendParse) is the statement the Parse makes, told the
+	// outcome when the entry leaves the queue.
+	parsed *prepared
+	// stateful (pendQuery, pendExecute, pendClose): it holds a statement
+	// that changes the session's named statements or cursors
+	// (session.track), or closes a prepared statement (closes), applied
+	// when upstream completes it.
+	stateful bool
+	closes   *string
 	// rw (pendQuery, pendExecute) masks the results: the rewriter of the
 	// policy that decided the statements, so that a reload while they run
 	// does not change how their results are checked and masked.
@@ -171,6 +180,11 @@ type relayState struct {
 	stmts   map[string]*prepared // allowed statements by name
 	portals map[string]*portal
 	cursors map[string]*cursor // declared in SQL, by name (see track)
+	// batch counts the batches forwarded (each Sync, each Query).
+	batch uint64
+	// statefulSent counts the stateful entries forwarded (see
+	// pending.stateful); session.statefulDone those upstream finished.
+	statefulSent uint64
 	// cursorsForgotten is the policy in force when cursors last
 	// overflowed (nil: never): after a reload, a cursor it does not know
 	// may be one of those.
@@ -229,6 +243,16 @@ type prepared struct {
 	// pol is the policy that decided it: after a reload its next Execute
 	// decides it again (session.redecide).
 	pol *policy.Policy
+	// parse is upstream's answer to the Parse that made it, nil once
+	// the client goroutine saw it succeed (see session.lookup).
+	parse *parseOutcome
+}
+
+// parseOutcome is what became of a forwarded Parse; done and ok are
+// guarded by session.mu (the upstream goroutine sets them).
+type parseOutcome struct {
+	done, ok bool
+	batch    uint64 // relayState.batch it was sent in
 }
 
 type portal struct {
@@ -506,6 +530,12 @@ func (c *session) popLocked() *pending {
 	p := c.pending[0]
 	c.pending[0] = nil
 	c.pending = c.pending[1:]
+	if p.parsed != nil {
+		p.parsed.parse.done = true // ok only if ParseComplete said so
+	}
+	if p.stateful {
+		c.statefulDone++
+	}
 	if p.deniedCmd != nil {
 		c.record(*p.deniedCmd)
 		p.deniedCmd = nil
@@ -572,7 +602,9 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 				c.mu.Unlock()
 				return c.client.send(&pgproto3.ReadyForQuery{TxStatus: status})
 			}
-			return c.forward(&pending{kind: pendSync}, msg)
+			err := c.forward(&pending{kind: pendSync}, msg)
+			r.batch++
+			return err
 		case *pgproto3.Terminate:
 			return c.terminate()
 		}
@@ -582,6 +614,14 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Execute:
 		// What decides them: a reload applies from the next message on.
 		c.refreshPolicy()
+	}
+	switch msg.(type) {
+	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close:
+		// They name statements, portals or cursors: the relay's view of
+		// those must be upstream's.
+		if err := c.settleNames(); err != nil {
+			return err
+		}
 	}
 	if name, long := longName(msg); long {
 		d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
@@ -602,12 +642,16 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.execute(m)
 	case *pgproto3.Close:
 		if m.ObjectType == 'S' {
-			delete(r.stmts, m.Name)
+			// The statement goes when upstream closed it (applyCompleted):
+			// a Close upstream skips, after an error in its batch,
+			// leaves it there.
 			delete(r.deniedStmts, m.Name)
-		} else {
-			delete(r.portals, m.Name)
-			delete(r.deniedPortals, m.Name)
+			name := m.Name
+			r.statefulSent++
+			return c.forward(&pending{kind: pendClose, stateful: true, closes: &name}, m)
 		}
+		delete(r.portals, m.Name)
+		delete(r.deniedPortals, m.Name)
 		return c.forward(&pending{kind: pendClose}, m)
 	case *pgproto3.Sync:
 		if c.inCopyIn() {
@@ -631,6 +675,25 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.terminate()
 	}
 	return fmt.Errorf("%w: unexpected message %T", errProtocol, msg)
+}
+
+// completed hands a stateful statement upstream completed to the client
+// goroutine (session.applyCompleted).
+func (c *session) completed(p *pending, i int) {
+	if !p.stateful || i >= len(p.stmts) || !statefulCommand(p.stmts[i].stmt.Command) {
+		return
+	}
+	c.mu.Lock()
+	c.stateDone = append(c.stateDone, stateChange{stmt: p.stmts[i].stmt})
+	c.mu.Unlock()
+}
+
+// stateChange is a change to the session's named statements or cursors
+// that upstream completed: a stateful SQL statement, or a Close of a
+// prepared statement.
+type stateChange struct {
+	stmt      sqlfacts.Statement
+	closeStmt *string // a Close of this prepared statement
 }
 
 // maxNameLen is PostgreSQL's longest name (NAMEDATALEN - 1): it keeps
@@ -701,7 +764,9 @@ func (c *session) sync(m *pgproto3.Sync) error {
 			return err
 		}
 	}
-	return c.forward(&pending{kind: pendSync}, m)
+	err = c.forward(&pending{kind: pendSync}, m)
+	c.relay.batch++
+	return err
 }
 
 // awaitVetting waits until no pending result may still be refused, and
@@ -863,6 +928,11 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.ParseComplete:
 		if p.kind == pendParse {
+			if p.parsed != nil {
+				c.mu.Lock()
+				p.parsed.parse.ok = true
+				c.mu.Unlock()
+			}
 			return c.relayAndPop(m)
 		}
 	case *pgproto3.BindComplete:
@@ -870,6 +940,11 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			return c.relayAndPop(m)
 		}
 	case *pgproto3.CloseComplete:
+		if p.kind == pendClose && p.closes != nil {
+			c.mu.Lock()
+			c.stateDone = append(c.stateDone, stateChange{closeStmt: p.closes})
+			c.mu.Unlock()
+		}
 		if p.kind == pendClose {
 			return c.relayAndPop(m)
 		}
@@ -918,6 +993,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 				// already; the session ends, saying so.
 				return fmt.Errorf("%w: it ran more statements than the gateway read in one query (%s)", errUnsafeLexing, m.CommandTag)
 			}
+			c.completed(p, p.idx)
 			c.endStatement(p, string(m.CommandTag), "")
 			if p.refused {
 				p.refused = false
@@ -925,6 +1001,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			}
 			return c.pass(m)
 		case pendExecute:
+			c.completed(p, 0)
 			c.endStatement(p, string(m.CommandTag), "")
 			return c.relayAndPop(m)
 		}
