@@ -543,13 +543,11 @@ func (c *session) execute(m *pgproto3.Execute) error {
 			return c.refuseDenied(dn)
 		}
 	}
-	{
-		// A cursor declared in SQL, run by its portal's name (whatever
-		// the relay saw bound under that name before).
-		if cd, decl := c.cursorDenial(nil, m.Portal, p != nil); cd != nil {
-			c.count(*cd)
-			return c.refuse(denialResponse(*cd, codeInsufficientPrivilege, 0), true, deniedCommand(decl.Text, decl, *cd))
-		}
+	// A cursor declared in SQL, run by its portal's name (whatever the
+	// relay saw bound under that name before).
+	if cd, decl := c.cursorDenial(nil, m.Portal, p != nil); cd != nil {
+		c.count(*cd)
+		return c.refuse(denialResponse(*cd, codeInsufficientPrivilege, 0), true, deniedCommand(decl.Text, decl, *cd))
 	}
 	ex := &pending{kind: pendExecute, rw: r.rewriter}
 	// The formats a portal was bound with, and the description the client
@@ -573,10 +571,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	}
 	if len(ex.stmts) == 1 {
 		c.trackSent(ex.stmts[0].stmt)
-		if statefulCommand(ex.stmts[0].stmt.Command) {
-			ex.stateful = true
-			r.statefulSent++
-		}
+		ex.stateful = statefulCommand(ex.stmts[0].stmt.Command)
 	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync).
 	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
@@ -597,6 +592,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		if err := c.forward(&pending{kind: pendInjectedDescribe, res: res}, &pgproto3.Describe{ObjectType: 'P', Name: m.Portal}); err != nil {
 			return err
 		}
+	}
+	if ex.stateful {
+		r.statefulSent++
 	}
 	return c.forward(ex, m)
 }
