@@ -626,6 +626,9 @@ func statefulCommand(command string) bool {
 // those still on their way.
 func (c *session) settleNames() error {
 	r := &c.relay
+	if r.statefulSent == r.statefulSettled {
+		return nil // the common case: nothing sent that changes names
+	}
 	c.mu.Lock()
 	inFlight := r.statefulSent != c.statefulDone
 	c.mu.Unlock()
@@ -637,6 +640,9 @@ func (c *session) settleNames() error {
 	c.mu.Lock()
 	done := c.stateDone
 	c.stateDone = nil
+	// Every entry up to here has left the queue, its change (if it
+	// completed) handed over before that.
+	r.statefulSettled = c.statefulDone
 	c.mu.Unlock()
 	for _, ch := range done {
 		if ch.closeStmt != nil {

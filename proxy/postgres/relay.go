@@ -183,8 +183,9 @@ type relayState struct {
 	// batch counts the batches forwarded (each Sync, each Query).
 	batch uint64
 	// statefulSent counts the stateful entries forwarded (see
-	// pending.stateful); session.statefulDone those upstream finished.
-	statefulSent uint64
+	// pending.stateful); session.statefulDone those upstream finished,
+	// statefulSettled those whose changes settleNames applied.
+	statefulSent, statefulSettled uint64
 	// cursorsForgotten is the policy in force when cursors last
 	// overflowed (nil: never): after a reload, a cursor it does not know
 	// may be one of those.
