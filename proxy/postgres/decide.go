@@ -280,21 +280,15 @@ func (c *session) query(m *pgproto3.Query) error {
 		}
 		ds[i] = decided{stmt: st, decision: d, review: verdict}
 	}
-	stateful := false
 	for _, d := range ds {
 		c.count(d.decision)
-		c.trackSent(d.stmt)
-		stateful = stateful || statefulCommand(d.stmt.Command)
+		c.track(d.stmt)
 	}
 	begun, err := c.begin(ds)
 	if err != nil {
 		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false, record.Command{})
 	}
-	if stateful {
-		c.relay.statefulSent++
-	}
-	c.relay.batch++
-	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun, rw: c.relay.rewriter, stateful: stateful}, m)
+	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun, rw: c.relay.rewriter}, m)
 }
 
 // settleLexing makes sure that the server reads text as the classifier
@@ -377,19 +371,12 @@ func (c *session) refusableNotLast(stmts []sqlfacts.Statement) (policy.Decision,
 // it runs this text.
 func (c *session) parse(m *pgproto3.Parse) error {
 	r := &c.relay
-	// PostgreSQL refuses a Parse of a named statement that exists (42P05)
-	// and keeps what the name holds: so does the relay's view. Were it to
-	// take the new text, a Bind of the name would run the old statement
-	// with the new one's masks and decision (a COPY's columns come from
-	// its text).
-	var inUse bool
-	if m.Name != "" {
-		ps, err := c.lookup(m.Name)
-		if err != nil {
-			return err
-		}
-		inUse = ps != nil
-	}
+	// The statement the Parse makes is a candidate for the name until
+	// upstream answers (see lookup): PostgreSQL refuses a Parse of a named
+	// statement that exists (42P05) and keeps what the name holds, and
+	// only what runs under a name may decide, mask (a COPY's columns come
+	// from its text) and be recorded for it.
+	held := c.lookup(m.Name)
 	guard, err := c.settleLexing(m.Query)
 	if err != nil {
 		return err
@@ -423,12 +410,9 @@ func (c *session) parse(m *pgproto3.Parse) error {
 			d, verdict, code = c.hold(st.Text, st, d)
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
-		var made *prepared
-		if !inUse {
-			delete(r.deniedStmts, m.Name)
-			made = &prepared{empty: true, parse: &parseOutcome{batch: r.batch}}
-			r.stmts[m.Name] = made
-		}
+		delete(r.deniedStmts, m.Name)
+		made := &prepared{empty: true, name: m.Name, parse: &parseOutcome{}, prev: held}
+		r.stmts[m.Name] = made
 		return c.forward(&pending{kind: pendParse, parsed: made}, m)
 	}
 	if !proxy.Allowed(d) {
@@ -446,18 +430,16 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		if verdict != nil {
 			dn.cmd.Review, dn.cmd.Decider = verdict.RequestID, verdict.Decider
 		}
-		if !inUse {
-			r.deniedStmts[m.Name] = dn
-			delete(r.stmts, m.Name)
-		}
+		// The name is denied from here on, even where upstream keeps a
+		// statement under it: a client that binds it means the denied
+		// one.
+		r.deniedStmts[m.Name] = dn
+		delete(r.stmts, m.Name)
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
-	var made *prepared
-	if !inUse {
-		delete(r.deniedStmts, m.Name)
-		made = &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, parse: &parseOutcome{batch: r.batch}}
-		r.stmts[m.Name] = made
-	}
+	delete(r.deniedStmts, m.Name)
+	made := &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, name: m.Name, parse: &parseOutcome{}, prev: held}
+	r.stmts[m.Name] = made
 	return c.forward(&pending{kind: pendParse, parsed: made}, m)
 }
 
@@ -476,10 +458,7 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		return c.refuseDenied(dn)
 	}
 	delete(r.deniedPortals, m.DestinationPortal)
-	ps, err := c.lookup(m.PreparedStatement)
-	if err != nil {
-		return err
-	}
+	ps := c.lookup(m.PreparedStatement)
 	if ps != nil && !ps.empty && ps.pol != r.pol {
 		// Prepared before a reload. Decided here, not at the Execute:
 		// PostgreSQL plans at Bind, and planning runs what it can fold
@@ -497,7 +476,7 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		r.portals[m.DestinationPortal] = pt
 	}
 	*pt = portal{stmt: ps, formats: m.ResultFormatCodes}
-	err = c.forward(&pending{kind: pendBind}, m)
+	err := c.forward(&pending{kind: pendBind}, m)
 	pt.runs = r.runs // after its own Bind, which counts as a run
 	return err
 }
@@ -543,11 +522,13 @@ func (c *session) execute(m *pgproto3.Execute) error {
 			return c.refuseDenied(dn)
 		}
 	}
-	// A cursor declared in SQL, run by its portal's name (whatever the
-	// relay saw bound under that name before).
-	if cd, decl := c.cursorDenial(nil, m.Portal, p != nil); cd != nil {
-		c.count(*cd)
-		return c.refuse(denialResponse(*cd, codeInsufficientPrivilege, 0), true, deniedCommand(decl.Text, decl, *cd))
+	{
+		// A cursor declared in SQL, run by its portal's name (whatever
+		// the relay saw bound under that name before).
+		if cd, decl := c.cursorDenial(nil, m.Portal, p != nil); cd != nil {
+			c.count(*cd)
+			return c.refuse(denialResponse(*cd, codeInsufficientPrivilege, 0), true, deniedCommand(decl.Text, decl, *cd))
+		}
 	}
 	ex := &pending{kind: pendExecute, rw: r.rewriter}
 	// The formats a portal was bound with, and the description the client
@@ -568,10 +549,13 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		if p.stmt != nil && !p.stmt.empty {
 			ex.stmts = p.stmt.ds
 		}
+		if p.stmt != nil && p.stmt.parse != nil {
+			// A candidate still unanswered (see lookup).
+			ex.bound, ex.boundAs = p.stmt, p.stmt
+		}
 	}
 	if len(ex.stmts) == 1 {
-		c.trackSent(ex.stmts[0].stmt)
-		ex.stateful = statefulCommand(ex.stmts[0].stmt.Command)
+		c.track(ex.stmts[0].stmt)
 	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync).
 	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
@@ -593,142 +577,32 @@ func (c *session) execute(m *pgproto3.Execute) error {
 			return err
 		}
 	}
-	if ex.stateful {
-		r.statefulSent++
-	}
 	return c.forward(ex, m)
 }
 
-// The relay keeps a view of the session's named prepared statements and
-// cursors, which decide (after a reload), mask (a COPY's columns come from
-// its text) and record (the text of what an Execute runs) what runs under
-// those names. The view must be upstream's: a name that holds one
-// statement upstream and another in the view would run the one with the
-// other's masks and be recorded as the other. So what creates or removes
-// a name takes effect in the view when upstream did it: a Parse when
-// upstream answers it (lookup), PREPARE, DEALLOCATE, DISCARD, SQL's CLOSE
-// and the protocol's Close of a statement when upstream completes them
-// (applyCompleted), and a message that names a statement or cursor waits
-// for such changes still on their way (settleNames). A DECLARE is the one
-// exception (trackSent): its query is added to what the name may run as
-// it is sent, and kept beside the name's earlier ones.
-
-// statefulCommand reports a statement whose completion changes the view.
-func statefulCommand(command string) bool {
-	switch command {
-	case "PREPARE", "DEALLOCATE", "DISCARD", "CLOSE":
-		return true
-	}
-	return false
-}
-
-// settleNames applies the changes upstream completed, after waiting for
-// those still on their way.
-func (c *session) settleNames() error {
+// track keeps the relay's view of the session's prepared statements and
+// cursors up to date with a statement it forwards. SQL's PREPARE shares
+// its names with the protocol's Parse, so after `PREPARE s AS ...` a Bind
+// of s may run a statement the relay did not see parsed: the name is
+// forgotten (a Bind of a name the relay does not know runs a statement the
+// gateway decided as the PREPARE that made it, is recorded as prepared
+// outside its view, and a COPY through it is refused when masks need its
+// columns). DEALLOCATE and DISCARD ALL leave the view's statements as
+// they are, as a protocol Close does: upstream may not run them (after an
+// error), a Bind of a name they removed fails upstream, and a Parse that
+// makes the name again replaces it once upstream took it (see lookup). A
+// DECLARE's facts are kept by cursor name until CLOSE or DISCARD ALL, so
+// that a FETCH after a reload is decided by the new policy as the DECLARE
+// would be (see cursorDenial).
+func (c *session) track(st sqlfacts.Statement) {
 	r := &c.relay
-	if r.statefulSent == r.statefulSettled {
-		return nil // the common case: nothing sent that changes names
-	}
-	c.mu.Lock()
-	inFlight := r.statefulSent != c.statefulDone
-	c.mu.Unlock()
-	if inFlight {
-		if err := c.awaitIdle(); err != nil {
-			return err
-		}
-	}
-	c.mu.Lock()
-	done := c.stateDone
-	c.stateDone = nil
-	// Every entry up to here has left the queue, its change (if it
-	// completed) handed over before that.
-	r.statefulSettled = c.statefulDone
-	c.mu.Unlock()
-	for _, ch := range done {
-		if ch.closeStmt != nil {
-			delete(r.stmts, *ch.closeStmt)
-			continue
-		}
-		c.applyCompleted(ch.stmt)
-	}
-	return nil
-}
-
-// lookup returns the prepared statement a name holds, settling the Parse
-// that made it: one upstream refused or skipped leaves the name empty (a
-// Parse of a name in use is not taken into the view, see parse; the
-// unnamed statement goes even when its Parse fails). A Parse of an earlier
-// batch still unanswered is waited for; one of this batch is taken as
-// made, since when it fails upstream skips the rest of the batch.
-func (c *session) lookup(name string) (*prepared, error) {
-	r := &c.relay
-	for {
-		ps := r.stmts[name]
-		if ps == nil || ps.parse == nil {
-			return ps, nil
-		}
-		c.mu.Lock()
-		done, ok := ps.parse.done, ps.parse.ok
-		c.mu.Unlock()
-		switch {
-		case done && ok:
-			ps.parse = nil
-			return ps, nil
-		case done:
-			delete(r.stmts, name)
-			return nil, nil
-		case ps.parse.batch == r.batch:
-			return ps, nil
-		}
-		if err := c.awaitIdle(); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// trackSent adds a DECLARE's query to what its cursor's name may run.
-func (c *session) trackSent(st sqlfacts.Statement) {
-	r := &c.relay
-	if st.Command != "DECLARE" {
+	switch st.Command {
+	case "PREPARE", "DISCARD", "DECLARE", "CLOSE":
+	default:
 		return
 	}
 	// st.Text is one statement sqlfacts already classified, so parsing it
 	// again is safe.
-	tree, err := pg_query.Parse(st.Text)
-	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetDeclareCursorStmt() == nil {
-		return
-	}
-	if len(r.cursors) >= maxCursors {
-		// Most are cursors a transaction's end closed already; those it
-		// did not are decided again after a reload as unknown.
-		clear(r.cursors)
-		r.cursorsForgotten = r.pol
-	}
-	name := tree.Stmts[0].Stmt.GetDeclareCursorStmt().Portalname
-	cu := &cursor{stmts: []sqlfacts.Statement{st}, pol: r.pol}
-	if old := r.cursors[name]; old != nil {
-		// A DECLARE of an open cursor's name fails, and one whose
-		// transaction ended since succeeds: the relay does not know
-		// which, and holds both queries (the first and the last few).
-		keep := old.stmts
-		if len(keep) >= maxCursorQueries {
-			keep = append(keep[:1:1], keep[len(keep)-maxCursorQueries+2:]...)
-		}
-		cu.stmts = append(slices.Clone(keep), st)
-	}
-	r.cursors[name] = cu
-	delete(r.portals, name) // the name is the cursor's now
-}
-
-// applyCompleted applies a stateful statement upstream completed. SQL's
-// PREPARE, DEALLOCATE and DISCARD share their names with the protocol's
-// Parse, so after `DEALLOCATE s; PREPARE s AS ...` a Bind of s runs the
-// new statement, not the one the relay saw parsed: those names are
-// forgotten (a Bind of a name the relay does not know runs a statement the
-// gateway decided as the PREPARE that made it, and is recorded as prepared
-// outside its view). CLOSE and DISCARD ALL end cursors.
-func (c *session) applyCompleted(st sqlfacts.Statement) {
-	r := &c.relay
 	tree, err := pg_query.Parse(st.Text)
 	if err != nil || len(tree.Stmts) != 1 {
 		clear(r.stmts)
@@ -736,18 +610,31 @@ func (c *session) applyCompleted(st sqlfacts.Statement) {
 		clear(r.cursors)
 		return
 	}
-	forget := func(name string) {
-		delete(r.stmts, name)
-		delete(r.deniedStmts, name)
-	}
 	switch n := tree.Stmts[0].Stmt; {
 	case n.GetPrepareStmt() != nil:
-		forget(n.GetPrepareStmt().Name)
-	case n.GetDeallocateStmt() != nil && !n.GetDeallocateStmt().Isall:
-		forget(n.GetDeallocateStmt().Name)
-	case n.GetDeallocateStmt() != nil: // DEALLOCATE ALL
-		clear(r.stmts)
-		clear(r.deniedStmts)
+		delete(r.stmts, n.GetPrepareStmt().Name)
+		delete(r.deniedStmts, n.GetPrepareStmt().Name)
+	case n.GetDeclareCursorStmt() != nil:
+		if len(r.cursors) >= maxCursors {
+			// Most are cursors a transaction's end closed already; those
+			// it did not are decided again after a reload as unknown.
+			clear(r.cursors)
+			r.cursorsForgotten = r.pol
+		}
+		name := n.GetDeclareCursorStmt().Portalname
+		cu := &cursor{stmts: []sqlfacts.Statement{st}, pol: r.pol}
+		if old := r.cursors[name]; old != nil {
+			// A DECLARE of an open cursor's name fails, and one whose
+			// transaction ended since succeeds: the relay does not know
+			// which, and holds both queries (the first and the last few).
+			keep := old.stmts
+			if len(keep) >= maxCursorQueries {
+				keep = append(keep[:1:1], keep[len(keep)-maxCursorQueries+2:]...)
+			}
+			cu.stmts = append(slices.Clone(keep), st)
+		}
+		r.cursors[name] = cu
+		delete(r.portals, name) // the name is the cursor's now
 	case n.GetClosePortalStmt() != nil:
 		if name := n.GetClosePortalStmt().Portalname; name != "" {
 			delete(r.cursors, name)
@@ -755,11 +642,9 @@ func (c *session) applyCompleted(st sqlfacts.Statement) {
 			clear(r.cursors)
 		}
 	case n.GetDiscardStmt() != nil && n.GetDiscardStmt().Target == pg_query.DiscardMode_DISCARD_ALL:
-		clear(r.stmts)
-		clear(r.deniedStmts)
 		clear(r.cursors)
 	}
-	// DISCARD PLANS, SEQUENCES, TEMP: names stay.
+	// DISCARD PLANS, SEQUENCES, TEMP: nothing the view holds.
 }
 
 // maxCursors bounds the cursors a session's relay remembers. The relay
@@ -946,6 +831,83 @@ func (c *session) refreshPolicy() *policy.Policy {
 	return p
 }
 
+// lookup returns the statement a name holds in the relay's view, settling
+// the candidates Parses made (see parse) whose answers came: a Parse
+// upstream took replaces what the name held (upstream takes a named Parse
+// only of a free name, so that was gone); one it refused or skipped leaves
+// what the name held, except that a refused unnamed Parse empties it (the
+// server drops the unnamed statement first); one whose answer the relay
+// dropped (after refusing a result in its batch) leaves the name unknown.
+// A candidate still unanswered is returned as it is: a Bind of it in the
+// same batch is skipped upstream if the Parse fails, and for one in a
+// later batch the upstream goroutine settles which statement ran when its
+// results come (resolveRan).
+func (c *session) lookup(name string) *prepared {
+	r := &c.relay
+	for {
+		ps := r.stmts[name]
+		if ps == nil || ps.parse == nil {
+			return ps
+		}
+		c.mu.Lock()
+		o := *ps.parse
+		if o.done && o.ok {
+			ps.parse, ps.prev = nil, nil
+		}
+		c.mu.Unlock()
+		switch {
+		case !o.done, o.ok:
+			return ps
+		case o.unknown:
+			delete(r.stmts, name)
+			return nil
+		}
+		held := ps.prev
+		if o.refused && name == "" {
+			held = nil
+		}
+		if held == nil {
+			delete(r.stmts, name)
+		} else {
+			r.stmts[name] = held
+		}
+	}
+}
+
+// resolveRan settles, when an Execute's results come, which statement its
+// portal runs, if the portal was bound to a candidate whose Parse upstream
+// refused or skipped (see lookup): the statement the name held before, or
+// none the relay knows. The upstream goroutine's; the answers to the Parse
+// came before the results.
+func (c *session) resolveRan(p *pending) {
+	if p.bound == nil {
+		return
+	}
+	ps := p.bound
+	p.bound = nil
+	c.mu.Lock()
+	for ps != nil && ps.parse != nil && ps.parse.done && !ps.parse.ok {
+		if ps.parse.unknown || (ps.parse.refused && ps.name == "") {
+			ps = nil
+			break
+		}
+		ps = ps.prev
+	}
+	var ds []decided
+	if ps != nil {
+		ds = ps.ds
+	}
+	c.mu.Unlock()
+	if ps == p.boundAs {
+		return
+	}
+	if ps == nil || ps.empty {
+		p.stmts = nil
+		return
+	}
+	p.stmts = ds
+}
+
 // redecide decides again, when the client binds or executes it, a
 // prepared statement an earlier policy decided (at its Parse, before a
 // reload), so that a reload that denies a statement also holds for a
@@ -965,7 +927,9 @@ func (c *session) redecide(ps *prepared) *denial {
 		d, verdict, code = c.hold(st.Text, st, d)
 	}
 	if proxy.Allowed(d) {
+		c.mu.Lock() // resolveRan may read it
 		ps.ds = []decided{{stmt: st, decision: d, review: verdict}}
+		c.mu.Unlock()
 		ps.pol = r.pol
 		return nil
 	}

@@ -150,3 +150,77 @@ func TestNamesFollowUpstream(t *testing.T) {
 		t.Fatalf("recorded COPYs:\n%s\nwant\n%s", strings.Join(texts, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestNamesResolvedByUpstream: what a name runs is settled by upstream's
+// answers, whatever the client pipelines and whatever removed the name
+// behind the relay's back — a COPY through it is masked by its own
+// columns or refused, never masked by another's.
+func TestNamesResolvedByUpstream(t *testing.T) {
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+	e.pg.Exec(t, `CREATE FUNCTION public.dealloc(n text) RETURNS void LANGUAGE plpgsql AS $$
+		BEGIN EXECUTE 'DEALLOCATE ' || quote_ident(n); END $$`)
+	r := e.rawConn(t, nil)
+	r.ready()
+	const totalFirst, idFirst = "COPY public.orders (total, id) TO STDOUT", "COPY public.orders (id, total) TO STDOUT"
+	const totalFirstRows, idFirstRows = "[masked]\t10|[masked]\t11", "10\t[masked]|11\t[masked]"
+	rows := func(msgs ...pgproto3.FrontendMessage) string {
+		t.Helper()
+		r.send(msgs...)
+		var out []string
+		for readies := 0; readies < countSyncs(msgs); {
+			m, err := r.fe.Receive()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.CopyData:
+				out = append(out, strings.TrimSuffix(string(m.Data), "\n"))
+			case *pgproto3.ErrorResponse:
+				out = append(out, "error "+m.Code)
+			case *pgproto3.ReadyForQuery:
+				readies++
+			}
+		}
+		return strings.Join(out, "|")
+	}
+	copyS := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+
+	// A Parse that fails, pipelined with the Bind of its name in the
+	// next batch: upstream runs what the name held.
+	rows(&pgproto3.Parse{Name: "s", Query: totalFirst}, &pgproto3.Sync{})
+	got := rows(append([]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "s", Query: idFirst}, &pgproto3.Sync{}}, copyS...)...)
+	if got != "error 42P05|"+totalFirstRows {
+		t.Fatalf("a refused Parse pipelined with a Bind of the name: %q", got)
+	}
+
+	// Removed by a function's dynamic SQL, made again by a Parse.
+	rows(&pgproto3.Query{String: "SELECT public.dealloc('s')"})
+	rows(&pgproto3.Parse{Name: "s", Query: idFirst}, &pgproto3.Sync{})
+	if got := rows(copyS...); got != idFirstRows {
+		t.Fatalf("after a dynamic DEALLOCATE and a new Parse: %q", got)
+	}
+
+	// Closed in a batch whose result the relay refused (it drops the rest
+	// of the batch's answers, which upstream still ran), then made again.
+	rows(&pgproto3.Parse{Query: "COPY customers TO STDOUT"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Parse{Name: "t", Query: totalFirst}, &pgproto3.Sync{})
+	rows(&pgproto3.Parse{Name: "s", Query: totalFirst}, &pgproto3.Sync{})
+	if got := rows(copyS...); got != totalFirstRows {
+		t.Fatalf("after a Close in a refused batch and a new Parse: %q", got)
+	}
+	if got := rows(&pgproto3.Bind{PreparedStatement: "t"}, &pgproto3.Execute{}, &pgproto3.Sync{}); got != "error 42501" {
+		t.Fatalf("a statement parsed in a refused batch (upstream may have it): %q, want it refused as unknown", got)
+	}
+}
+
+// countSyncs is how many ReadyForQuery messages msgs get.
+func countSyncs(msgs []pgproto3.FrontendMessage) int {
+	n := 0
+	for _, m := range msgs {
+		switch m.(type) {
+		case *pgproto3.Sync, *pgproto3.Query:
+			n++
+		}
+	}
+	return n
+}

@@ -91,15 +91,11 @@ type pending struct {
 	text  string
 	stmts []decided
 	idx   int // pendQuery: the statement running now
-	// parsed (pendParse) is the statement the Parse makes, told the
-	// outcome when the entry leaves the queue.
+	// parsed (pendParse) is the statement the Parse makes.
 	parsed *prepared
-	// stateful (pendQuery, pendExecute, pendClose): it holds a statement
-	// that changes the session's named statements or cursors
-	// (session.track), or closes a prepared statement (closes), applied
-	// when upstream completes it.
-	stateful bool
-	closes   *string
+	// bound (pendExecute) is the candidate statement the portal was bound
+	// to, until resolveRan settled what ran; boundAs is what stmts hold.
+	bound, boundAs *prepared
 	// rw (pendQuery, pendExecute) masks the results: the rewriter of the
 	// policy that decided the statements, so that a reload while they run
 	// does not change how their results are checked and masked.
@@ -180,12 +176,6 @@ type relayState struct {
 	stmts   map[string]*prepared // allowed statements by name
 	portals map[string]*portal
 	cursors map[string]*cursor // declared in SQL, by name (see track)
-	// batch counts the batches forwarded (each Sync, each Query).
-	batch uint64
-	// statefulSent counts the stateful entries forwarded (see
-	// pending.stateful); session.statefulDone those upstream finished,
-	// statefulSettled those whose changes settleNames applied.
-	statefulSent, statefulSettled uint64
 	// cursorsForgotten is the policy in force when cursors last
 	// overflowed (nil: never): after a reload, a cursor it does not know
 	// may be one of those.
@@ -224,9 +214,12 @@ type relayState struct {
 	// dropUntilReady: the client was sent an error in the extended
 	// protocol, so it expects nothing but ReadyForQuery; upstream's
 	// responses up to it are dropped. dropWhy is what became of the
-	// Executes still pending then, for the recording.
+	// Executes still pending then, for the recording; dropSkipped, the
+	// error was upstream's, which skips the rest of the batch (else the
+	// relay refused a result, and upstream ran the rest).
 	dropUntilReady bool
 	dropWhy        string
+	dropSkipped    bool
 	// lastRD: the last result description kept (keepRowDescription).
 	lastRD *pgproto3.RowDescription
 	// received is the upstream message being handled, and frame the bytes
@@ -244,16 +237,21 @@ type prepared struct {
 	// pol is the policy that decided it: after a reload its next Execute
 	// decides it again (session.redecide).
 	pol *policy.Policy
-	// parse is upstream's answer to the Parse that made it, nil once
-	// the client goroutine saw it succeed (see session.lookup).
+	name string
+	// parse is upstream's answer to the Parse that made it, a candidate
+	// for the name until then, and prev what the name held before; both
+	// nil once settled (see session.lookup). Guarded by session.mu, as is
+	// ds once the statement is in the view.
 	parse *parseOutcome
+	prev  *prepared
 }
 
-// parseOutcome is what became of a forwarded Parse; done and ok are
-// guarded by session.mu (the upstream goroutine sets them).
+// parseOutcome is what became of a forwarded Parse: done once its entry
+// left the queue; ok, upstream took it; refused, upstream answered it with
+// an error; unknown, the relay dropped the answer (it had refused a result
+// earlier in the batch); done alone: skipped after an error in its batch.
 type parseOutcome struct {
-	done, ok bool
-	batch    uint64 // relayState.batch it was sent in
+	done, ok, refused, unknown bool
 }
 
 type portal struct {
@@ -532,10 +530,7 @@ func (c *session) popLocked() *pending {
 	c.pending[0] = nil
 	c.pending = c.pending[1:]
 	if p.parsed != nil {
-		p.parsed.parse.done = true // ok only if ParseComplete said so
-	}
-	if p.stateful {
-		c.statefulDone++
+		p.parsed.parse.done = true
 	}
 	if p.deniedCmd != nil {
 		c.record(*p.deniedCmd)
@@ -603,9 +598,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 				c.mu.Unlock()
 				return c.client.send(&pgproto3.ReadyForQuery{TxStatus: status})
 			}
-			err := c.forward(&pending{kind: pendSync}, msg)
-			r.batch++
-			return err
+			return c.forward(&pending{kind: pendSync}, msg)
 		case *pgproto3.Terminate:
 			return c.terminate()
 		}
@@ -615,14 +608,6 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Execute:
 		// What decides them: a reload applies from the next message on.
 		c.refreshPolicy()
-	}
-	switch msg.(type) {
-	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close:
-		// They name statements, portals or cursors: the relay's view of
-		// those must be upstream's.
-		if err := c.settleNames(); err != nil {
-			return err
-		}
 	}
 	if name, long := longName(msg); long {
 		d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
@@ -643,16 +628,15 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.execute(m)
 	case *pgproto3.Close:
 		if m.ObjectType == 'S' {
-			// The statement goes when upstream closed it (applyCompleted):
-			// a Close upstream skips, after an error in its batch,
-			// leaves it there.
+			// The view keeps the statement (upstream may skip the Close
+			// after an error): a Bind of a name closed upstream fails
+			// there, and a Parse that makes the name again replaces it
+			// when upstream takes it (see lookup).
 			delete(r.deniedStmts, m.Name)
-			name := m.Name
-			r.statefulSent++
-			return c.forward(&pending{kind: pendClose, stateful: true, closes: &name}, m)
+		} else {
+			delete(r.portals, m.Name)
+			delete(r.deniedPortals, m.Name)
 		}
-		delete(r.portals, m.Name)
-		delete(r.deniedPortals, m.Name)
 		return c.forward(&pending{kind: pendClose}, m)
 	case *pgproto3.Sync:
 		if c.inCopyIn() {
@@ -676,25 +660,6 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.terminate()
 	}
 	return fmt.Errorf("%w: unexpected message %T", errProtocol, msg)
-}
-
-// completed hands a stateful statement upstream completed to the client
-// goroutine (session.applyCompleted).
-func (c *session) completed(p *pending, i int) {
-	if !p.stateful || i >= len(p.stmts) || !statefulCommand(p.stmts[i].stmt.Command) {
-		return
-	}
-	c.mu.Lock()
-	c.stateDone = append(c.stateDone, stateChange{stmt: p.stmts[i].stmt})
-	c.mu.Unlock()
-}
-
-// stateChange is a change to the session's named statements or cursors
-// that upstream completed: a stateful SQL statement, or a Close of a
-// prepared statement.
-type stateChange struct {
-	stmt      sqlfacts.Statement
-	closeStmt *string // a Close of this prepared statement
 }
 
 // maxNameLen is PostgreSQL's longest name (NAMEDATALEN - 1): it keeps
@@ -765,9 +730,7 @@ func (c *session) sync(m *pgproto3.Sync) error {
 			return err
 		}
 	}
-	err = c.forward(&pending{kind: pendSync}, m)
-	c.relay.batch++
-	return err
+	return c.forward(&pending{kind: pendSync}, m)
 }
 
 // awaitVetting waits until no pending result may still be refused, and
@@ -923,6 +886,9 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		return nil
 	}
 	p := c.head()
+	if p != nil && p.bound != nil {
+		c.resolveRan(p) // before its results are masked or recorded
+	}
 	if p == nil {
 		return fmt.Errorf("%w: %T with nothing pending", errUpstreamProtocol, msg)
 	}
@@ -941,11 +907,6 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			return c.relayAndPop(m)
 		}
 	case *pgproto3.CloseComplete:
-		if p.kind == pendClose && p.closes != nil {
-			c.mu.Lock()
-			c.stateDone = append(c.stateDone, stateChange{closeStmt: p.closes})
-			c.mu.Unlock()
-		}
 		if p.kind == pendClose {
 			return c.relayAndPop(m)
 		}
@@ -994,7 +955,6 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 				// already; the session ends, saying so.
 				return fmt.Errorf("%w: it ran more statements than the gateway read in one query (%s)", errUnsafeLexing, m.CommandTag)
 			}
-			c.completed(p, p.idx)
 			c.endStatement(p, string(m.CommandTag), "")
 			if p.refused {
 				p.refused = false
@@ -1002,7 +962,6 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 			}
 			return c.pass(m)
 		case pendExecute:
-			c.completed(p, 0)
 			c.endStatement(p, string(m.CommandTag), "")
 			return c.relayAndPop(m)
 		}
@@ -1059,8 +1018,8 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 // messages upstream discarded after an error.
 func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	err := c.pass(m)
-	afterError, dropWhy := c.relay.dropUntilReady, c.relay.dropWhy
-	c.relay.dropUntilReady, c.relay.dropWhy = false, ""
+	afterError, dropWhy, skipped := c.relay.dropUntilReady, c.relay.dropWhy, c.relay.dropSkipped
+	c.relay.dropUntilReady, c.relay.dropWhy, c.relay.dropSkipped = false, "", false
 	// Statements that got no result of their own: the rest of a query
 	// after a failed one, Executes upstream skipped (or whose results the
 	// relay dropped) after an error in their batch. They were decided and
@@ -1078,6 +1037,11 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	// failing statement; a Query, which also ends a batch, did not need it).
 	c.refusedInBatch = false
 	for len(c.pending) > 0 {
+		if p := c.pending[0]; p.parsed != nil && afterError && !skipped {
+			// Its answer was dropped after a refused result, which
+			// upstream did not know of: it may have taken it.
+			p.parsed.parse.unknown = true
+		}
 		p := c.popLocked()
 		c.vetLocked(p, false)
 		switch {
@@ -1106,6 +1070,8 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	c.copyIn = false
 	c.mu.Unlock()
 	for _, u := range unrun {
+		// Recorded as what the client asked to run (nothing ran, or the
+		// relay did not see what).
 		c.recordOutcomeless(u.p, u.why, false)
 	}
 	return err
@@ -1118,6 +1084,9 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	}
 	c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery)
 	p := c.head()
+	if p != nil && p.bound != nil {
+		c.resolveRan(p)
+	}
 	if p == nil {
 		// Not an answer: e.g. an administrator ended the backend.
 		return c.pass(m)
@@ -1141,7 +1110,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 			p.denial = nil // ReadyForQuery follows and pops the entry
 			return c.client.queue(resp)
 		}
-		c.relay.dropUntilReady = true
+		c.relay.dropUntilReady, c.relay.dropSkipped = true, true
 		c.relay.dropWhy = "not run: an earlier statement of its batch was denied"
 		c.mu.Lock()
 		c.vetAllLocked()
@@ -1154,9 +1123,15 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	}
 	// An extended-protocol message failed: upstream now ignores everything
 	// up to the next Sync.
-	if p.kind == pendExecute {
+	switch {
+	case p.kind == pendExecute:
 		c.endStatement(p, "", m.Message)
+	case p.kind == pendParse && p.parsed != nil:
+		c.mu.Lock()
+		p.parsed.parse.refused = true
+		c.mu.Unlock()
 	}
+	c.relay.dropSkipped = true
 	c.relay.dropUntilReady = true
 	c.relay.dropWhy = "not run: an earlier message of its batch failed (" + m.Message + ")"
 	c.mu.Lock()

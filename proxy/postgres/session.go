@@ -85,11 +85,6 @@ type session struct {
 	// and skips to its Sync (failedLocked).
 	idleWanted     bool
 	upstreamFailed bool
-	// stateDone are the stateful statements upstream completed, for the
-	// client goroutine to apply (session.applyCompleted); statefulDone
-	// counts the stateful entries that left the queue, completed or not.
-	stateDone    []stateChange
-	statefulDone uint64
 	// wake wakes the client goroutine waiting in awaitVetting or
 	// awaitIdle (which check again: a wake-up may be for the other);
 	// upEnded is closed when the upstream goroutine ends.
