@@ -236,7 +236,7 @@ type prepared struct {
 	empty bool // no statement at all
 	// pol is the policy that decided it: after a reload its next Execute
 	// decides it again (session.redecide).
-	pol *policy.Policy
+	pol  *policy.Policy
 	name string
 	// parse is upstream's answer to the Parse that made it, a candidate
 	// for the name until then, and prev what the name held before; both
