@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -433,8 +434,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		// The name is denied from here on, even where upstream keeps a
 		// statement under it: a client that binds it means the denied
 		// one.
-		r.deniedStmts[m.Name] = dn
-		delete(r.stmts, m.Name)
+		r.deniedStmts[m.Name] = dn // checked before r.stmts
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
 	delete(r.deniedStmts, m.Name)
@@ -459,11 +459,11 @@ func (c *session) bind(m *pgproto3.Bind) error {
 	}
 	delete(r.deniedPortals, m.DestinationPortal)
 	ps := c.lookup(m.PreparedStatement)
-	if ps != nil && !ps.empty && ps.pol != r.pol {
-		// Prepared before a reload. Decided here, not at the Execute:
-		// PostgreSQL plans at Bind, and planning runs what it can fold
-		// (an immutable function over constants) before any Execute.
-		if dn := c.redecide(ps); dn != nil {
+	// Prepared before a reload: decided here, not at the Execute, since
+	// PostgreSQL plans at Bind, and planning runs what it can fold (an
+	// immutable function over constants) before any Execute.
+	if ps != nil {
+		if dn := c.redecideChain(ps); dn != nil {
 			r.deniedPortals[m.DestinationPortal] = dn
 			delete(r.portals, m.DestinationPortal)
 			return c.refuseDenied(dn)
@@ -474,6 +474,9 @@ func (c *session) bind(m *pgproto3.Bind) error {
 	if pt == nil {
 		pt = &portal{}
 		r.portals[m.DestinationPortal] = pt
+	}
+	if ps != nil && ps.unknown {
+		ps = nil // prepared outside the relay's view
 	}
 	*pt = portal{stmt: ps, formats: m.ResultFormatCodes}
 	err := c.forward(&pending{kind: pendBind}, m)
@@ -516,9 +519,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		return c.refuseDenied(dn)
 	}
 	p := r.portals[m.Portal]
-	if p != nil && p.stmt != nil && !p.stmt.empty && p.stmt.pol != r.pol {
+	if p != nil && p.stmt != nil {
 		// Bound before a reload.
-		if dn := c.redecide(p.stmt); dn != nil {
+		if dn := c.redecideChain(p.stmt); dn != nil {
 			return c.refuseDenied(dn)
 		}
 	}
@@ -557,11 +560,25 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	if len(ex.stmts) == 1 {
 		c.track(ex.stmts[0].stmt)
 	}
-	// A result the rewriter may refuse holds the batch's Sync (see sync).
+	// A result the rewriter may refuse holds the batch's Sync (see sync):
+	// the result of any statement the portal may run.
+	alternatives := c.alternatives(ex.bound)
 	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
+	for _, st := range alternatives {
+		ex.vetting = ex.vetting || (r.rewriter != nil && r.rewriter.MayRefuse(st, formats))
+	}
 	c.count(ex.current().decision)
 	if len(ex.stmts) == 1 {
-		begun, err := c.begin(ex.stmts)
+		recorded := ex.stmts
+		if len(alternatives) > 0 {
+			// On disk before upstream says which runs: name them all.
+			d := ex.stmts[0]
+			for _, st := range alternatives {
+				d.stmt.Text += "\n-- or, if the Parse of this name is refused upstream, what it held: " + cmp.Or(st.Text, "(a statement prepared outside the gateway's view)")
+			}
+			recorded = []decided{d}
+		}
+		begun, err := c.begin(recorded)
 		if err != nil {
 			return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), true, record.Command{})
 		}
@@ -612,7 +629,7 @@ func (c *session) track(st sqlfacts.Statement) {
 	}
 	switch n := tree.Stmts[0].Stmt; {
 	case n.GetPrepareStmt() != nil:
-		delete(r.stmts, n.GetPrepareStmt().Name)
+		c.forgetName(n.GetPrepareStmt().Name)
 		delete(r.deniedStmts, n.GetPrepareStmt().Name)
 	case n.GetDeclareCursorStmt() != nil:
 		if len(r.cursors) >= maxCursors {
@@ -859,8 +876,8 @@ func (c *session) lookup(name string) *prepared {
 		case !o.done, o.ok:
 			return ps
 		case o.unknown:
-			delete(r.stmts, name)
-			return nil
+			c.forgetName(name)
+			return r.stmts[name]
 		}
 		held := ps.prev
 		if o.refused && name == "" {
@@ -872,6 +889,62 @@ func (c *session) lookup(name string) *prepared {
 			r.stmts[name] = held
 		}
 	}
+}
+
+// alternatives are the statements an Execute bound to ps, a candidate
+// still unanswered (pending.bound), may run instead: what the name held
+// before, up to a statement upstream took (see lookup). nil for a
+// settled statement.
+func (c *session) alternatives(ps *prepared) []sqlfacts.Statement {
+	if ps == nil {
+		return nil
+	}
+	var out []sqlfacts.Statement
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for q := ps; q.parse != nil && !(q.parse.done && q.parse.ok) && q.prev != nil; {
+		q = q.prev
+		if q.unknown || q.empty || len(q.ds) != 1 {
+			out = append(out, sqlfacts.Statement{})
+		} else {
+			out = append(out, q.ds[0].stmt)
+		}
+	}
+	return out
+}
+
+// redecideChain decides again, when policy changed since, every statement
+// a name may hold upstream: ps, and while ps is a candidate still
+// unanswered or a name the relay does not know, what the name held
+// before. It returns the first denial.
+func (c *session) redecideChain(ps *prepared) *denial {
+	r := &c.relay
+	for q := ps; q != nil; {
+		if !q.unknown && !q.empty && q.pol != r.pol {
+			if dn := c.redecide(q); dn != nil {
+				return dn
+			}
+		}
+		c.mu.Lock()
+		var next *prepared
+		if q.unknown || (q.parse != nil && !(q.parse.done && q.parse.ok)) {
+			next = q.prev
+		}
+		c.mu.Unlock()
+		q = next
+	}
+	return nil
+}
+
+// forgetName makes a name one the relay does not know, keeping what it
+// held as what it may hold besides (for redecideChain).
+func (c *session) forgetName(name string) {
+	r := &c.relay
+	old := r.stmts[name]
+	if old != nil && old.unknown {
+		old = old.prev // one unknown is enough
+	}
+	r.stmts[name] = &prepared{name: name, unknown: true, prev: old}
 }
 
 // resolveRan settles, when an Execute's results come, which statement its

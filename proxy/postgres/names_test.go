@@ -224,3 +224,65 @@ func countSyncs(msgs []pgproto3.FrontendMessage) int {
 	}
 	return n
 }
+
+// TestRefusedResultFailsItsBatch: a result the masks refuse fails its
+// batch upstream — what was pipelined after it in the batch does not
+// commit — also when an earlier batch's error came first, and when the
+// statement that runs is not the one the relay took last for its name.
+func TestRefusedResultFailsItsBatch(t *testing.T) {
+	e := newEnv(t, envOptions{policy: maskPolicy, rewriter: postgres.NewMaskRewriter})
+	insert := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "INSERT INTO notes (body) VALUES ('must not commit')"}, &pgproto3.Bind{}, &pgproto3.Execute{}}
+	notes := func(t *testing.T) {
+		t.Helper()
+		if got := e.pg.Query(t, "SELECT count(*) FROM public.notes"); got != "0" {
+			t.Fatalf("notes has %s rows: the refused result's batch committed", got)
+		}
+	}
+	t.Run("after an earlier batch's error", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Parse{Name: "b", Query: "COPY customers TO STDOUT"}, &pgproto3.Sync{})
+		r.expect("parse", "ParseComplete", "Ready I")
+		msgs := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "nowhere"}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Execute{}}
+		r.send(append(append(msgs, insert...), &pgproto3.Sync{})...)
+		r.ready()
+		r.ready()
+		notes(t)
+	})
+	t.Run("a refused Parse's name", func(t *testing.T) {
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Parse{Name: "s", Query: "COPY customers TO STDOUT"}, &pgproto3.Sync{})
+		r.expect("parse", "ParseComplete", "Ready I")
+		r.send(&pgproto3.Parse{Name: "s", Query: "SELECT 1"}, &pgproto3.Sync{}, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Flush{})
+		r.ready()
+		r.send(append(append([]pgproto3.FrontendMessage{&pgproto3.Execute{}}, insert...), &pgproto3.Sync{})...)
+		r.ready()
+		notes(t)
+	})
+}
+
+// TestStrictRecordingNamesWhatMayRun: with strict recording the command is
+// on disk before upstream says which statement a name runs; when the last
+// Parse of the name is still unanswered, the event names both.
+func TestStrictRecordingNamesWhatMayRun(t *testing.T) {
+	e := newEnv(t, envOptions{strict: true})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Name: "s", Query: "SELECT 'first'"}, &pgproto3.Sync{})
+	r.expect("parse", "ParseComplete", "Ready I")
+	r.send(&pgproto3.Parse{Name: "s", Query: "SELECT 'second'"}, &pgproto3.Sync{}, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.ready()
+	r.expect("bind", "BindComplete", "Row first", "Complete SELECT 1", "Ready I")
+	r.send(&pgproto3.Terminate{})
+	e.idle(t)
+	var texts []string
+	for _, c := range e.commands(t) {
+		texts = append(texts, c.Text)
+	}
+	want := "SELECT 'second'\n-- or, if the Parse of this name is refused upstream, what it held: SELECT 'first'"
+	if len(texts) != 1 || texts[0] != want {
+		t.Fatalf("recorded %q, want %q", texts, want)
+	}
+}

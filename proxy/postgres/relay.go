@@ -238,6 +238,10 @@ type prepared struct {
 	// decides it again (session.redecide).
 	pol  *policy.Policy
 	name string
+	// unknown: the name holds a statement the relay did not see made (an
+	// SQL PREPARE, a Parse whose answer it dropped); prev is what it may
+	// hold besides, decided again after a reload (redecideChain).
+	unknown bool
 	// parse is upstream's answer to the Parse that made it, a candidate
 	// for the name until then, and prev what the name held before; both
 	// nil once settled (see session.lookup). Guarded by session.mu, as is
@@ -841,6 +845,9 @@ func (c *session) failedLocked() {
 // so it answers none of them before ReadyForQuery.
 func (c *session) vetAllLocked() {
 	for _, p := range c.pending {
+		if p.kind == pendSync {
+			break // a later batch's results are still to come and be checked
+		}
 		c.vetLocked(p, false)
 	}
 }

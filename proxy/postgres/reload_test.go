@@ -198,3 +198,61 @@ func TestReloadCursorsTheRelayMisreads(t *testing.T) {
 		t.Fatalf("FETCH from a forgotten cursor after a reload: %v", got)
 	}
 }
+
+// TestReloadDecidesWhatANameMayHold: after a reload, a Bind is decided for
+// every statement its name may hold upstream, not only the one the relay
+// took last — a candidate Parse still unanswered, a name it lost track of
+// — so a statement the new policy denies cannot run behind another's text.
+func TestReloadDecidesWhatANameMayHold(t *testing.T) {
+	e := newEnv(t, envOptions{rewriter: postgres.NewMaskRewriter})
+	const orders, harmless = "SELECT id FROM orders", "SELECT 'harmless'"
+	bindDenied := func(t *testing.T, r *raw, name string, pipelined bool) {
+		t.Helper()
+		r.send(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if pipelined {
+			if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P05") {
+				t.Fatalf("the pipelined Parse: %v, want 42P05", got)
+			}
+		}
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "rule: orders-closed") {
+			t.Fatalf("bind of %s: %v, want the reloaded policy's denial", name, got)
+		}
+	}
+	for _, tt := range []struct {
+		name  string
+		after func(t *testing.T, r *raw) // after the reload, before the Bind
+	}{
+		{"a refused Parse pipelined with the Bind", func(t *testing.T, r *raw) {
+			r.send(&pgproto3.Parse{Name: "s", Query: harmless}, &pgproto3.Sync{})
+			// The Bind goes before the Parse's answer is read.
+		}},
+		{"a denied Parse, then a refused one", func(t *testing.T, r *raw) {
+			r.send(&pgproto3.Parse{Name: "s", Query: "DROP TABLE public.orders"}, &pgproto3.Sync{})
+			r.ready()
+			r.send(&pgproto3.Parse{Name: "s", Query: harmless}, &pgproto3.Sync{})
+			r.ready()
+		}},
+		{"a Parse whose answer was dropped after a refused result", func(t *testing.T, r *raw) {
+			r.send(&pgproto3.Parse{Query: "COPY customers TO STDOUT"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Name: "s", Query: harmless}, &pgproto3.Sync{})
+			r.ready()
+		}},
+		{"a PREPARE of the name that fails", func(t *testing.T, r *raw) {
+			r.send(&pgproto3.Query{String: "PREPARE s AS SELECT 1"})
+			if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P05") {
+				t.Fatalf("PREPARE s: %v, want 42P05", got)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e.reload(t, testPolicy)
+			r := e.rawConn(t, nil)
+			r.ready()
+			r.send(&pgproto3.Parse{Name: "s", Query: orders}, &pgproto3.Sync{})
+			r.expect("parse", "ParseComplete", "Ready I")
+			e.reload(t, reloadedPolicy)
+			tt.after(t, r)
+			bindDenied(t, r, "s", tt.name == "a refused Parse pipelined with the Bind")
+		})
+	}
+}
