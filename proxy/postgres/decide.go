@@ -289,6 +289,7 @@ func (c *session) query(m *pgproto3.Query) error {
 	if err != nil {
 		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false, record.Command{})
 	}
+	c.relay.batch++
 	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun, rw: c.relay.rewriter}, m)
 }
 
@@ -412,7 +413,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
 		delete(r.deniedStmts, m.Name)
-		made := &prepared{empty: true, name: m.Name, parse: &parseOutcome{}, prev: held}
+		made := &prepared{empty: true, name: m.Name, parse: &parseOutcome{batch: r.batch}, prev: held}
 		r.stmts[m.Name] = made
 		return c.forward(&pending{kind: pendParse, parsed: made}, m)
 	}
@@ -438,7 +439,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
 	delete(r.deniedStmts, m.Name)
-	made := &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, name: m.Name, parse: &parseOutcome{}, prev: held}
+	made := &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, name: m.Name, parse: &parseOutcome{batch: r.batch}, prev: held}
 	r.stmts[m.Name] = made
 	return c.forward(&pending{kind: pendParse, parsed: made}, m)
 }
@@ -552,8 +553,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		if p.stmt != nil && !p.stmt.empty {
 			ex.stmts = p.stmt.ds
 		}
-		if p.stmt != nil && p.stmt.parse != nil {
-			// A candidate still unanswered (see lookup).
+		if c.unsettled(p.stmt) {
+			// A candidate of an earlier batch still unanswered (see
+			// lookup).
 			ex.bound, ex.boundAs = p.stmt, p.stmt
 		}
 	}
@@ -902,7 +904,7 @@ func (c *session) alternatives(ps *prepared) []sqlfacts.Statement {
 	var out []sqlfacts.Statement
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for q := ps; q.parse != nil && !(q.parse.done && q.parse.ok) && q.prev != nil; {
+	for q := ps; c.unsettledLocked(q) && q.prev != nil; {
 		q = q.prev
 		if q.unknown || q.empty || len(q.ds) != 1 {
 			out = append(out, sqlfacts.Statement{})
@@ -911,6 +913,23 @@ func (c *session) alternatives(ps *prepared) []sqlfacts.Statement {
 		}
 	}
 	return out
+}
+
+// unsettled reports a candidate whose Parse is unanswered or failed and
+// was sent in an earlier batch: the statement a Bind of its name runs may
+// be what the name held before. (In the Parse's own batch a Bind runs the
+// candidate or nothing.)
+func (c *session) unsettled(ps *prepared) bool {
+	if ps == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unsettledLocked(ps)
+}
+
+func (c *session) unsettledLocked(ps *prepared) bool {
+	return ps.parse != nil && !(ps.parse.done && ps.parse.ok) && ps.parse.batch != c.relay.batch
 }
 
 // redecideChain decides again, when policy changed since, every statement
@@ -927,7 +946,7 @@ func (c *session) redecideChain(ps *prepared) *denial {
 		}
 		c.mu.Lock()
 		var next *prepared
-		if q.unknown || (q.parse != nil && !(q.parse.done && q.parse.ok)) {
+		if q.unknown || c.unsettledLocked(q) {
 			next = q.prev
 		}
 		c.mu.Unlock()

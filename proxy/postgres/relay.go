@@ -176,6 +176,8 @@ type relayState struct {
 	stmts   map[string]*prepared // allowed statements by name
 	portals map[string]*portal
 	cursors map[string]*cursor // declared in SQL, by name (see track)
+	// batch counts the batches forwarded (each Sync, each Query).
+	batch uint64
 	// cursorsForgotten is the policy in force when cursors last
 	// overflowed (nil: never): after a reload, a cursor it does not know
 	// may be one of those.
@@ -256,6 +258,10 @@ type prepared struct {
 // earlier in the batch); done alone: skipped after an error in its batch.
 type parseOutcome struct {
 	done, ok, refused, unknown bool
+	// batch is relayState.batch when it was sent: a Bind in the same
+	// batch runs it or nothing (upstream skips the rest of a batch after
+	// a failed Parse).
+	batch uint64
 }
 
 type portal struct {
@@ -602,6 +608,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 				c.mu.Unlock()
 				return c.client.send(&pgproto3.ReadyForQuery{TxStatus: status})
 			}
+			r.batch++
 			return c.forward(&pending{kind: pendSync}, msg)
 		case *pgproto3.Terminate:
 			return c.terminate()
@@ -734,6 +741,7 @@ func (c *session) sync(m *pgproto3.Sync) error {
 			return err
 		}
 	}
+	c.relay.batch++
 	return c.forward(&pending{kind: pendSync}, m)
 }
 
