@@ -491,6 +491,13 @@ func (c *session) describe(m *pgproto3.Describe) error {
 		if dn, ok := r.deniedStmts[m.Name]; ok {
 			return c.refuseDenied(dn)
 		}
+		// Its description (columns, types) is the statement's too: one
+		// a reload denies is not described either.
+		if ps := c.lookup(m.Name); ps != nil {
+			if dn := c.redecideChain(ps); dn != nil {
+				return c.refuseDenied(dn)
+			}
+		}
 		return c.forward(&pending{kind: pendDescribe}, m)
 	}
 	if dn, ok := r.deniedPortals[m.Name]; ok {

@@ -616,7 +616,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return nil
 	}
 	switch msg.(type) {
-	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Execute:
+	case *pgproto3.Query, *pgproto3.Parse, *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute:
 		// What decides them: a reload applies from the next message on.
 		c.refreshPolicy()
 	}

@@ -256,3 +256,19 @@ func TestReloadDecidesWhatANameMayHold(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadDecidesDescribe: a statement a reload denies is not described
+// either (its columns and types are the statement's).
+func TestReloadDecidesDescribe(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Name: "s", Query: "SELECT total FROM orders"}, &pgproto3.Sync{})
+	r.expect("parse", "ParseComplete", "Ready I")
+	e.reload(t, reloadedPolicy)
+	r.send(&pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	r.expect("describe after the reload", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+	e.reload(t, testPolicy)
+	r.send(&pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
+	r.expect("describe when allowed again", "ParameterDescription", "RowDescription", "Ready I")
+}
