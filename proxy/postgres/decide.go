@@ -835,10 +835,10 @@ func (c *session) refuse(resp *pgproto3.ErrorResponse, extended bool, cmd record
 }
 
 // refreshPolicy makes the policy in force decide and mask from here on: a
-// reload replaces it, and the session follows at its next Query, Parse or
-// Execute (never between a message's statements, so that what is decided
-// and how its results are masked come from one policy). It returns that
-// policy.
+// reload replaces it, and the session follows at its next Query, Parse,
+// Bind, Describe or Execute (never between a message's statements, so that
+// what is decided and how its results are masked come from one policy). It
+// returns that policy.
 func (c *session) refreshPolicy() *policy.Policy {
 	r := &c.relay
 	if c.decisions == nil {

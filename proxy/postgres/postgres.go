@@ -54,8 +54,8 @@ type Target struct {
 
 // Policy decides statements and says what to mask: a *policy.Policy, or a
 // *policy.Live, whose reloads open sessions follow (from their next
-// Query, Parse, Bind or Execute; a statement prepared before a reload is
-// decided again when it is next bound or executed).
+// Query, Parse, Bind, Describe or Execute; a statement prepared before a
+// reload is decided again when it is next bound, described or executed).
 type Policy interface {
 	// SQLDecisions decides one session's statements; the session's base
 	// request carries its target, workload and identity. The session asks
