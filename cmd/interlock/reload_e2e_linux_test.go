@@ -114,6 +114,19 @@ func startRelay(t *testing.T, cg redirecttest.Cgroup, to string) string {
 	return strings.TrimSpace(line)
 }
 
+// agentPgx connects pgx as a process in cg would, to the explicit
+// listener on 127.0.0.1:port (through a relay in cg, see startRelay).
+func agentPgx(ctx context.Context, t *testing.T, cg redirecttest.Cgroup, port int) *pgx.Conn {
+	t.Helper()
+	host, relayPort, _ := net.SplitHostPort(startRelay(t, cg, fmt.Sprintf("127.0.0.1:%d", port)))
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=agent dbname=postgres sslmode=prefer connect_timeout=10", host, relayPort))
+	if err != nil {
+		t.Fatalf("pgx through the gateway: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // adminPost sends a POST to the admin API with a bearer token and returns
 // the status code and body.
 func (e *e2e) adminPost(path, token string) (int, string) {
@@ -197,16 +210,9 @@ func TestPolicyReload(t *testing.T) {
 	e.writeConfig(rest + reloadPolicyBefore)
 	agent := e.cgroup("/agent")
 	g := e.start("--explicit")
-	relay := startRelay(t, agent, fmt.Sprintf("127.0.0.1:%d", plain))
-	host, port, _ := net.SplitHostPort(relay)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=agent dbname=postgres sslmode=prefer connect_timeout=10", host, port))
-	if err != nil {
-		t.Fatalf("pgx through the gateway: %v", err)
-	}
-	defer conn.Close(context.Background())
+	conn := agentPgx(ctx, t, agent, plain)
 	one := func(sql string, args ...any) (string, error) {
 		var s string
 		err := conn.QueryRow(ctx, sql, args...).Scan(&s)
@@ -286,7 +292,7 @@ func TestPolicyReload(t *testing.T) {
 	}
 
 	// The same connection, after the reload.
-	_, err = one("SELECT name FROM customers WHERE id = 1", simple)
+	_, err := one("SELECT name FROM customers WHERE id = 1", simple)
 	denial(t, "simple query allowed before the reload", err, "customers-closed")
 	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && !strings.Contains(pe.Message, "closed to agents since the reload") {
 		t.Errorf("denial message %q is not the rule's", pe.Message)
@@ -567,20 +573,7 @@ func TestSessionsEnd(t *testing.T) {
 	_, target := shop(t, e)
 	plain := freePort(t, "127.0.0.1")
 	target += fmt.Sprintf("    listen: 127.0.0.1:%d\n", plain)
-	echoLn, err := net.Listen("tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer echoLn.Close()
-	go func() {
-		for {
-			c, err := echoLn.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
+	echoLn := redirecttest.EchoServer(t, "127.0.0.2:0")
 	echoPort := freePort(t, "127.0.0.1")
 	rest := "targets:\n" + target + fmt.Sprintf(`  - name: echo
     protocol: tcp
@@ -593,17 +586,10 @@ workloads:
 	e.writeConfig(rest + reloadPolicyBefore)
 	agent := e.cgroup("/agent")
 	e.start("--explicit")
-	relay := startRelay(t, agent, fmt.Sprintf("127.0.0.1:%d", plain))
 	echoRelay := startRelay(t, agent, fmt.Sprintf("127.0.0.1:%d", echoPort))
-	host, port, _ := net.SplitHostPort(relay)
-
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%s user=agent dbname=postgres sslmode=disable connect_timeout=10", host, port))
-	if err != nil {
-		t.Fatalf("pgx through the gateway: %v", err)
-	}
-	defer conn.Close(context.Background())
+	conn := agentPgx(ctx, t, agent, plain)
 	if _, err := conn.Exec(ctx, "PREPARE names AS SELECT name FROM customers", pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
 	}

@@ -563,7 +563,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		if c.unsettled(p.stmt) {
 			// A candidate of an earlier batch still unanswered (see
 			// lookup).
-			ex.bound, ex.boundAs = p.stmt, p.stmt
+			ex.bound = p.stmt
 		}
 	}
 	if len(ex.stmts) == 1 {
@@ -705,7 +705,10 @@ func (c *session) cursorDenial(st *sqlfacts.Statement, portal string, bound bool
 	}
 	stale := r.cursorsForgotten != nil && r.cursorsForgotten != r.pol
 	for _, cu := range r.cursors {
-		stale = stale || cu.pol != r.pol
+		if stale {
+			break
+		}
+		stale = cu.pol != r.pol
 	}
 	if !stale {
 		return nil, sqlfacts.Statement{}
@@ -982,7 +985,8 @@ func (c *session) resolveRan(p *pending) {
 	if p.bound == nil {
 		return
 	}
-	ps := p.bound
+	bound := p.bound // what stmts hold
+	ps := bound
 	p.bound = nil
 	c.mu.Lock()
 	for ps != nil && ps.parse != nil && ps.parse.done && !ps.parse.ok {
@@ -997,7 +1001,7 @@ func (c *session) resolveRan(p *pending) {
 		ds = ps.ds
 	}
 	c.mu.Unlock()
-	if ps == p.boundAs {
+	if ps == bound {
 		return
 	}
 	if ps == nil || ps.empty {

@@ -22,22 +22,8 @@ func TestParseOfANameInUse(t *testing.T) {
 	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P05") {
 		t.Fatalf("second parse of s: %v, want PostgreSQL's 42P05", got)
 	}
-	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	var rows []string
-	for {
-		m, err := r.fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d, ok := m.(*pgproto3.CopyData); ok {
-			rows = append(rows, strings.TrimSuffix(string(d.Data), "\n"))
-		}
-		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
-			break
-		}
-	}
-	if strings.Join(rows, "|") != "[masked]\tAda|[masked]\tBob" {
-		t.Fatalf("copy of s: %q, want the first statement's rows with its e-mail column masked", rows)
+	if got := r.copyOut(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}); got != "[masked]\tAda|[masked]\tBob" {
+		t.Fatalf("copy of s: %q, want the first statement's rows with its e-mail column masked", got)
 	}
 }
 
@@ -79,22 +65,7 @@ func TestNamesFollowUpstream(t *testing.T) {
 	const emailFirst, nameFirst = "COPY public.customers (email, name) TO STDOUT", "COPY public.customers (name, email) TO STDOUT"
 	copyRows := func() string {
 		t.Helper()
-		r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		var rows []string
-		for {
-			m, err := r.fe.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch m := m.(type) {
-			case *pgproto3.CopyData:
-				rows = append(rows, strings.TrimSuffix(string(m.Data), "\n"))
-			case *pgproto3.ErrorResponse:
-				rows = append(rows, "error "+m.Code)
-			case *pgproto3.ReadyForQuery:
-				return strings.Join(rows, "|")
-			}
-		}
+		return r.copyOut(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	}
 	// stillEmailFirst: s still holds emailFirst, which a Parse of the
 	// name cannot replace, and its COPY is masked as emailFirst.
@@ -163,26 +134,7 @@ func TestNamesResolvedByUpstream(t *testing.T) {
 	r.ready()
 	const totalFirst, idFirst = "COPY public.orders (total, id) TO STDOUT", "COPY public.orders (id, total) TO STDOUT"
 	const totalFirstRows, idFirstRows = "[masked]\t10|[masked]\t11", "10\t[masked]|11\t[masked]"
-	rows := func(msgs ...pgproto3.FrontendMessage) string {
-		t.Helper()
-		r.send(msgs...)
-		var out []string
-		for readies := 0; readies < countSyncs(msgs); {
-			m, err := r.fe.Receive()
-			if err != nil {
-				t.Fatal(err)
-			}
-			switch m := m.(type) {
-			case *pgproto3.CopyData:
-				out = append(out, strings.TrimSuffix(string(m.Data), "\n"))
-			case *pgproto3.ErrorResponse:
-				out = append(out, "error "+m.Code)
-			case *pgproto3.ReadyForQuery:
-				readies++
-			}
-		}
-		return strings.Join(out, "|")
-	}
+	rows := r.copyOut
 	copyS := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{}}
 
 	// A Parse that fails, pipelined with the Bind of its name in the
@@ -213,16 +165,35 @@ func TestNamesResolvedByUpstream(t *testing.T) {
 	}
 }
 
-// countSyncs is how many ReadyForQuery messages msgs get.
-func countSyncs(msgs []pgproto3.FrontendMessage) int {
-	n := 0
+// copyOut sends msgs and reads up to the ReadyForQuery of each batch in
+// them, returning the COPY rows that came, and the SQLSTATE of each error,
+// joined by "|".
+func (r *raw) copyOut(msgs ...pgproto3.FrontendMessage) string {
+	r.t.Helper()
+	r.send(msgs...)
+	batches := 0
 	for _, m := range msgs {
 		switch m.(type) {
 		case *pgproto3.Sync, *pgproto3.Query:
-			n++
+			batches++
 		}
 	}
-	return n
+	var out []string
+	for batches > 0 {
+		m, err := r.fe.Receive()
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.CopyData:
+			out = append(out, strings.TrimSuffix(string(m.Data), "\n"))
+		case *pgproto3.ErrorResponse:
+			out = append(out, "error "+m.Code)
+		case *pgproto3.ReadyForQuery:
+			batches--
+		}
+	}
+	return strings.Join(out, "|")
 }
 
 // TestRefusedResultFailsItsBatch: a result the masks refuse fails its

@@ -94,8 +94,8 @@ type pending struct {
 	// parsed (pendParse) is the statement the Parse makes.
 	parsed *prepared
 	// bound (pendExecute) is the candidate statement the portal was bound
-	// to, until resolveRan settled what ran; boundAs is what stmts hold.
-	bound, boundAs *prepared
+	// to (stmts are its), until resolveRan settled what ran.
+	bound *prepared
 	// rw (pendQuery, pendExecute) masks the results: the rewriter of the
 	// policy that decided the statements, so that a reload while they run
 	// does not change how their results are checked and masked.

@@ -577,10 +577,7 @@ func (c *conn) relayChannel(nc ssh.NewChannel, other ssh.Channel, otherReqs <-ch
 
 // tcpipForward decides an ssh -R request.
 func (c *conn) tcpipForward(req *ssh.Request) {
-	var p struct {
-		Host string
-		Port uint32
-	}
+	var p forwardRequest
 	if err := ssh.Unmarshal(req.Payload, &p); err != nil {
 		req.Reply(false, nil)
 		return
@@ -608,16 +605,7 @@ func (c *conn) tcpipForward(req *ssh.Request) {
 // whose connections the policy now denies (after a reload), so that
 // whoever reaches the port cannot keep filling the recording with
 // refusals. Once per listener; the agent's forward is gone from then on.
-func (c *conn) cancelForward(payload []byte) {
-	var p struct {
-		Host       string
-		Port       uint32
-		OriginHost string
-		OriginPort uint32
-	}
-	if ssh.Unmarshal(payload, &p) != nil {
-		return
-	}
+func (c *conn) cancelForward(p forwardedChannel) {
 	key := net.JoinHostPort(p.Host, strconv.Itoa(int(p.Port)))
 	c.mu.Lock()
 	if c.cancelled == nil {
@@ -632,10 +620,7 @@ func (c *conn) cancelForward(payload []byte) {
 	// Not on the channel loop: the answer comes through the connection
 	// this loop drains.
 	c.wg.Go(func() {
-		ok, _, err := c.upstream.SendRequest("cancel-tcpip-forward", true, ssh.Marshal(struct {
-			Host string
-			Port uint32
-		}{p.Host, p.Port}))
+		ok, _, err := c.upstream.SendRequest("cancel-tcpip-forward", true, ssh.Marshal(forwardRequest{p.Host, p.Port}))
 		c.log.Info("remote forward cancelled upstream: the policy denies its connections", "listener", key, "ok", ok, "error", err)
 		if ok {
 			c.mu.Lock()
@@ -649,25 +634,36 @@ func (c *conn) cancelForward(payload []byte) {
 // agent, as the request that allowed it was decided: a forwarded
 // connection by the address and port it came in on (RFC 4254 7.2), agent
 // and X11 forwarding by their request.
-func reverseFacts(typ string, payload []byte) (policy.SSH, string) {
+func reverseFacts(typ string, payload []byte) (policy.SSH, string, *forwardedChannel) {
 	switch typ {
 	case "forwarded-tcpip":
-		var p struct {
-			Host       string
-			Port       uint32
-			OriginHost string
-			OriginPort uint32
-		}
+		var p forwardedChannel
 		if ssh.Unmarshal(payload, &p) != nil {
-			return policy.SSH{Request: "forwarded-tcpip"}, "forwarded-tcpip channel (unreadable)"
+			return policy.SSH{Request: "forwarded-tcpip"}, "forwarded-tcpip channel (unreadable)", nil
 		}
 		f := policy.SSH{Request: "forwarded-tcpip", ForwardHost: forwardHost(p.Host), ForwardPort: int64(p.Port)}
-		return f, "forwarded-tcpip channel " + forwardText(p.Host, f.ForwardHost, p.Port)
+		return f, "forwarded-tcpip channel " + forwardText(p.Host, f.ForwardHost, p.Port), &p
 	case "auth-agent@openssh.com":
-		return policy.SSH{Request: "agent-forwarding"}, "agent forwarding channel"
+		return policy.SSH{Request: "agent-forwarding"}, "agent forwarding channel", nil
 	default:
-		return policy.SSH{Request: "x11"}, "x11 channel"
+		return policy.SSH{Request: "x11"}, "x11 channel", nil
 	}
+}
+
+// forwardRequest is the payload of tcpip-forward and
+// cancel-tcpip-forward (RFC 4254 7.1).
+type forwardRequest struct {
+	Host string
+	Port uint32
+}
+
+// forwardedChannel is the payload of a forwarded-tcpip channel: the
+// forward's listener and the connection's origin (RFC 4254 7.2).
+type forwardedChannel struct {
+	Host       string
+	Port       uint32
+	OriginHost string
+	OriginPort uint32
 }
 
 // reverseChannels relays the channels upstream opens toward the agent
@@ -685,12 +681,12 @@ func (c *conn) reverseChannels(typ string, chans <-chan ssh.NewChannel) {
 		}
 		// Each channel is decided again, by the policy in force: a reload
 		// that denies forwarding holds for forwards allowed before it.
-		f, text := reverseFacts(typ, nc.ExtraData())
+		f, text, fwd := reverseFacts(typ, nc.ExtraData())
 		if d := c.decide(f); d.Action != policy.Allow {
 			c.recordDecision(f, text, d)
 			nc.Reject(ssh.Prohibited, "interlock: "+cmp.Or(d.Message, "denied by policy"))
-			if typ == "forwarded-tcpip" {
-				c.cancelForward(nc.ExtraData())
+			if fwd != nil {
+				c.cancelForward(*fwd)
 			}
 			continue
 		}
