@@ -426,22 +426,6 @@ func (s *Server) Shutdown(ctx context.Context) (cut int, err error) {
 	return len(cutting), fmt.Errorf("draining sessions: %w", context.Cause(ctx))
 }
 
-// EndWorkload ends the running sessions of a workload with cause (the
-// handlers tell the client why), e.g. when the workload's OIDC token
-// expired. It returns how many it ended.
-func (s *Server) EndWorkload(workload string, cause error) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, rec := range s.sessions {
-		if rec.info.Workload == workload {
-			rec.cancel(cause)
-			n++
-		}
-	}
-	return n
-}
-
 // End ends the running sessions match selects with cause (the handlers
 // tell the client why), and returns them, oldest first.
 func (s *Server) End(match func(SessionInfo) bool, cause error) []SessionInfo {

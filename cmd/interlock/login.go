@@ -29,7 +29,7 @@ type tokenVerifier interface {
 // hook; the socket is served by serveLogin once the data path is up.
 func (g *gateway) setUpLogins() {
 	g.logins = identity.NewLogins(func(l identity.Login) {
-		n := g.server.EndWorkload(l.Workload, proxy.ErrIdentityExpired)
+		n := len(g.server.End(func(s proxy.SessionInfo) bool { return s.Workload == l.Workload }, proxy.ErrIdentityExpired))
 		g.logger.Info("workload's OIDC login expired", "workload", l.Workload, "subject", l.Identity.Subject, "sessions_ended", n)
 	})
 	g.workloads.UseLogins(g.logins)
