@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"slices"
 	"strings"
@@ -91,11 +92,17 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 		c.refreshPolicy()
 	}
 	d := c.decisions.Decide(SQLFacts(st, c.database, c.user))
-	if (d.Action == policy.Allow || d.Action == policy.Review) && (st.Command == "FETCH" || st.Command == "MOVE") {
-		// Before a FETCH is held for review: a cursor its query now
-		// denies is not run whatever a reviewer says.
-		if cd, _ := c.cursorDenial(&st, "", false); cd != nil {
-			return *cd
+	if d.Action == policy.Allow || d.Action == policy.Review {
+		// Before a FETCH or EXECUTE is held for review: a cursor or
+		// prepared statement the policy now denies is not run whatever a
+		// reviewer says.
+		if st.Command == "FETCH" || st.Command == "MOVE" {
+			if cd, _ := c.cursorDenial(&st, "", false); cd != nil {
+				return *cd
+			}
+		}
+		if pd := c.preparedDenial(st, 0); pd != nil {
+			return *pd
 		}
 	}
 	switch d.Action {
@@ -283,14 +290,22 @@ func (c *session) query(m *pgproto3.Query) error {
 	}
 	for _, d := range ds {
 		c.count(d.decision)
-		c.track(d.stmt)
 	}
 	begun, err := c.begin(ds)
 	if err != nil {
 		return c.refuse(errorResponse("ERROR", codeSystemError, unrecorded, err.Error()), false, record.Command{})
 	}
 	c.relay.batch++
-	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, begun: begun, rw: c.relay.rewriter}, m)
+	var prepares []*prepared
+	for i, d := range ds {
+		if ps := c.track(d); ps != nil {
+			if prepares == nil {
+				prepares = make([]*prepared, len(ds))
+			}
+			prepares[i] = ps
+		}
+	}
+	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, prepares: prepares, begun: begun, rw: c.relay.rewriter}, m)
 }
 
 // settleLexing makes sure that the server reads text as the classifier
@@ -476,10 +491,11 @@ func (c *session) bind(m *pgproto3.Bind) error {
 		pt = &portal{}
 		r.portals[m.DestinationPortal] = pt
 	}
+	held := ps
 	if ps != nil && ps.unknown {
 		ps = nil // prepared outside the relay's view
 	}
-	*pt = portal{stmt: ps, formats: m.ResultFormatCodes}
+	*pt = portal{stmt: ps, held: held, formats: m.ResultFormatCodes}
 	err := c.forward(&pending{kind: pendBind}, m)
 	pt.runs = r.runs // after its own Bind, which counts as a run
 	return err
@@ -527,9 +543,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		return c.refuseDenied(dn)
 	}
 	p := r.portals[m.Portal]
-	if p != nil && p.stmt != nil {
+	if p != nil && p.held != nil {
 		// Bound before a reload.
-		if dn := c.redecideChain(p.stmt); dn != nil {
+		if dn := c.redecideChain(p.held); dn != nil {
 			return c.refuseDenied(dn)
 		}
 	}
@@ -567,7 +583,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		}
 	}
 	if len(ex.stmts) == 1 {
-		c.track(ex.stmts[0].stmt)
+		if ps := c.track(ex.stmts[0]); ps != nil {
+			ex.prepares = []*prepared{ps}
+		}
 	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync):
 	// the result of any statement the portal may run.
@@ -607,25 +625,30 @@ func (c *session) execute(m *pgproto3.Execute) error {
 }
 
 // track keeps the relay's view of the session's prepared statements and
-// cursors up to date with a statement it forwards. SQL's PREPARE shares
-// its names with the protocol's Parse, so after `PREPARE s AS ...` a Bind
-// of s may run a statement the relay did not see parsed: the name is
-// forgotten (a Bind of a name the relay does not know runs a statement the
-// gateway decided as the PREPARE that made it, is recorded as prepared
+// cursors up to date with a statement it forwards (d, allowed). SQL's
+// PREPARE shares its names with the protocol's Parse: `PREPARE s AS ...`
+// makes a candidate for s, as a Parse does (see parse and lookup), which
+// upstream's answer to the statement settles (endStatement; PREPARE is
+// not undone by a rollback); track returns it, for the pending entry. The
+// candidate holds the PREPARE, whose facts are its body's, so that after a
+// reload a Bind or an SQL EXECUTE of s decides the body again
+// (redecideChain, preparedDenial); it is unknown otherwise: a Bind of it
+// runs a statement the relay did not see parsed, recorded as prepared
 // outside its view, and a COPY through it is refused when masks need its
-// columns). DEALLOCATE and DISCARD ALL leave the view's statements as
-// they are, as a protocol Close does: upstream may not run them (after an
-// error), a Bind of a name they removed fails upstream, and a Parse that
-// makes the name again replaces it once upstream took it (see lookup). A
+// columns. DEALLOCATE and DISCARD ALL leave the view's statements as they
+// are, as a protocol Close does: upstream may not run them (after an
+// error), a Bind of a name they removed fails upstream, and a Parse or
+// PREPARE that makes the name again replaces it once upstream took it. A
 // DECLARE's facts are kept by cursor name until CLOSE or DISCARD ALL, so
 // that a FETCH after a reload is decided by the new policy as the DECLARE
 // would be (see cursorDenial).
-func (c *session) track(st sqlfacts.Statement) {
+func (c *session) track(d decided) *prepared {
 	r := &c.relay
+	st := d.stmt
 	switch st.Command {
 	case "PREPARE", "DISCARD", "DECLARE", "CLOSE":
 	default:
-		return
+		return nil
 	}
 	// st.Text is one statement sqlfacts already classified, so parsing it
 	// again is safe.
@@ -634,12 +657,16 @@ func (c *session) track(st sqlfacts.Statement) {
 		clear(r.stmts)
 		clear(r.deniedStmts)
 		clear(r.cursors)
-		return
+		return nil
 	}
 	switch n := tree.Stmts[0].Stmt; {
 	case n.GetPrepareStmt() != nil:
-		c.forgetName(n.GetPrepareStmt().Name)
-		delete(r.deniedStmts, n.GetPrepareStmt().Name)
+		name := n.GetPrepareStmt().Name
+		delete(r.deniedStmts, name)
+		made := &prepared{ds: []decided{d}, pol: r.pol, name: name, unknown: true,
+			parse: &parseOutcome{batch: r.batch}, prev: c.lookup(name)}
+		r.stmts[name] = made
+		return made
 	case n.GetDeclareCursorStmt() != nil:
 		if len(r.cursors) >= maxCursors {
 			// Most are cursors a transaction's end closed already; those
@@ -671,6 +698,7 @@ func (c *session) track(st sqlfacts.Statement) {
 		clear(r.cursors)
 	}
 	// DISCARD PLANS, SEQUENCES, TEMP: nothing the view holds.
+	return nil
 }
 
 // maxCursors bounds the cursors a session's relay remembers. The relay
@@ -753,6 +781,80 @@ func (c *session) cursorDenial(st *sqlfacts.Statement, portal string, bound bool
 		d.Message = defaultDenialMessage
 	}
 	return &d, decl
+}
+
+// preparedDenial decides again, by the policy in force, the prepared
+// statement an SQL EXECUTE runs (alone, under EXPLAIN or in CREATE TABLE
+// AS), when a policy before a reload decided it: what runs is the
+// statement's, not the EXECUTE's, and a driver's Bind of the name is
+// decided again the same way (redecideChain). Every statement the name may
+// hold is decided (see mayHold), and so is the statement an EXECUTE it
+// holds runs in turn. It returns the denial, or nil when allowed or
+// unknown (a name the relay never saw prepared, such as one a function
+// prepared). A review is a denial here, as for a cursor: the statement
+// would have been held when prepared.
+func (c *session) preparedDenial(st sqlfacts.Statement, depth int) *policy.Decision {
+	r := &c.relay
+	if len(r.stmts) == 0 || depth == maxExecuteDepth ||
+		(st.Command != "EXPLAIN" && !slices.Contains(st.Commands, "EXECUTE")) {
+		return nil
+	}
+	name, ok := executedName(st.Text)
+	if !ok {
+		return nil
+	}
+	for q := range c.mayHold(c.lookup(name)) {
+		if len(q.ds) != 1 {
+			continue
+		}
+		held := q.ds[0].stmt
+		if q.pol != r.pol {
+			d := c.decisions.Decide(SQLFacts(held, c.database, c.user))
+			if d.Action != policy.Allow {
+				if d.Action == policy.Review {
+					d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "the prepared statement " + name + " was prepared before a policy reload, and its statement now needs a review: DEALLOCATE it and prepare it again"}
+				}
+				d.Message = cmp.Or(d.Message, defaultDenialMessage)
+				return &d
+			}
+			c.mu.Lock() // resolveRan may read it
+			q.ds = []decided{{stmt: held, decision: d}}
+			c.mu.Unlock()
+			q.pol = r.pol
+		}
+		// A prepared EXECUTE of another prepared statement.
+		if d := c.preparedDenial(held, depth+1); d != nil {
+			return d
+		}
+	}
+	return nil
+}
+
+// maxExecuteDepth bounds the prepared statements preparedDenial follows
+// from one EXECUTE through prepared EXECUTEs (a name that EXECUTEs itself
+// fails upstream).
+const maxExecuteDepth = 8
+
+// executedName is the prepared statement a statement EXECUTEs, if it is an
+// EXECUTE, or EXPLAIN or CREATE TABLE AS of one.
+func executedName(text string) (string, bool) {
+	tree, err := pg_query.Parse(text)
+	if err != nil || len(tree.Stmts) != 1 {
+		return "", false
+	}
+	for n := tree.Stmts[0].Stmt; n != nil; {
+		switch {
+		case n.GetExplainStmt() != nil:
+			n = n.GetExplainStmt().Query
+		case n.GetCreateTableAsStmt() != nil:
+			n = n.GetCreateTableAsStmt().Query
+		case n.GetExecuteStmt() != nil:
+			return n.GetExecuteStmt().Name, true
+		default:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // tooLong refuses a Query or Parse whose SQL the gateway did not read
@@ -948,21 +1050,35 @@ func (c *session) unsettledLocked(ps *prepared) bool {
 // before. It returns the first denial.
 func (c *session) redecideChain(ps *prepared) *denial {
 	r := &c.relay
-	for q := ps; q != nil; {
-		if !q.unknown && !q.empty && q.pol != r.pol {
+	for q := range c.mayHold(ps) {
+		if len(q.ds) == 1 && q.pol != r.pol {
 			if dn := c.redecide(q); dn != nil {
 				return dn
 			}
 		}
-		c.mu.Lock()
-		var next *prepared
-		if q.unknown || c.unsettledLocked(q) {
-			next = q.prev
-		}
-		c.mu.Unlock()
-		q = next
 	}
 	return nil
+}
+
+// mayHold yields what a name may hold upstream, from ps, what the relay's
+// view holds for it: ps, and while ps is a candidate still unanswered (or
+// refused, until lookup settles it) or a name the relay does not know at
+// all, what the name held before.
+func (c *session) mayHold(ps *prepared) iter.Seq[*prepared] {
+	return func(yield func(*prepared) bool) {
+		for q := ps; q != nil; {
+			if !yield(q) {
+				return
+			}
+			c.mu.Lock()
+			var next *prepared
+			if (q.unknown && len(q.ds) == 0) || c.unsettledLocked(q) {
+				next = q.prev
+			}
+			c.mu.Unlock()
+			q = next
+		}
+	}
 }
 
 // forgetName makes a name one the relay does not know, keeping what it
@@ -970,7 +1086,7 @@ func (c *session) redecideChain(ps *prepared) *denial {
 func (c *session) forgetName(name string) {
 	r := &c.relay
 	old := r.stmts[name]
-	if old != nil && old.unknown {
+	if old != nil && old.unknown && len(old.ds) == 0 {
 		old = old.prev // one unknown is enough
 	}
 	r.stmts[name] = &prepared{name: name, unknown: true, prev: old}
@@ -1004,7 +1120,7 @@ func (c *session) resolveRan(p *pending) {
 	if ps == bound {
 		return
 	}
-	if ps == nil || ps.empty {
+	if ps == nil || ps.empty || ps.unknown {
 		p.stmts = nil
 		return
 	}

@@ -93,6 +93,10 @@ type pending struct {
 	idx   int // pendQuery: the statement running now
 	// parsed (pendParse) is the statement the Parse makes.
 	parsed *prepared
+	// prepares (pendQuery, pendExecute) are the candidates the statements
+	// that are SQL PREPAREs make, by statement index (nil: not one), which
+	// upstream's answer to each settles as a Parse's (see session.track).
+	prepares []*prepared
 	// bound (pendExecute) is the candidate statement the portal was bound
 	// to (stmts are its), until resolveRan settled what ran.
 	bound *prepared
@@ -240,9 +244,12 @@ type prepared struct {
 	// decides it again (session.redecide).
 	pol  *policy.Policy
 	name string
-	// unknown: the name holds a statement the relay did not see made (an
-	// SQL PREPARE, a Parse whose answer it dropped); prev is what it may
-	// hold besides, decided again after a reload (redecideChain).
+	// unknown: the name holds a statement the relay did not see made (a
+	// Parse whose answer it dropped, a PREPARE a function ran), or one an
+	// SQL PREPARE made, whose ds is that PREPARE (its facts are its
+	// body's), decided again after a reload but not the text that runs;
+	// prev is what it may hold besides, decided again after a reload
+	// (redecideChain).
 	unknown bool
 	// parse is upstream's answer to the Parse that made it, a candidate
 	// for the name until then, and prev what the name held before; both
@@ -265,7 +272,10 @@ type parseOutcome struct {
 }
 
 type portal struct {
-	stmt    *prepared // nil: not prepared through the gateway
+	stmt *prepared // nil: not prepared through the gateway
+	// held is what the relay's view held for the name at the Bind, known
+	// or not: decided again at an Execute after a reload.
+	held    *prepared
 	formats []int16
 	res     *resultDesc
 	runs    uint64 // relayState.runs when it was bound
@@ -541,6 +551,11 @@ func (c *session) popLocked() *pending {
 	c.pending = c.pending[1:]
 	if p.parsed != nil {
 		p.parsed.parse.done = true
+	}
+	for _, ps := range p.prepares {
+		if ps != nil {
+			ps.parse.done = true
+		}
 	}
 	if p.deniedCmd != nil {
 		c.record(*p.deniedCmd)
@@ -1052,10 +1067,17 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	// failing statement; a Query, which also ends a batch, did not need it).
 	c.refusedInBatch = false
 	for len(c.pending) > 0 {
-		if p := c.pending[0]; p.parsed != nil && afterError && !skipped {
+		if p := c.pending[0]; afterError && !skipped {
 			// Its answer was dropped after a refused result, which
 			// upstream did not know of: it may have taken it.
-			p.parsed.parse.unknown = true
+			if p.parsed != nil {
+				p.parsed.parse.unknown = true
+			}
+			for _, ps := range p.prepares {
+				if ps != nil && !ps.parse.ok {
+					ps.parse.unknown = true
+				}
+			}
 		}
 		p := c.popLocked()
 		c.vetLocked(p, false)
@@ -1288,6 +1310,15 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 	}
 	d := p.current()
 	begun := p.begunAt(p.idx)
+	if p.idx < len(p.prepares) && p.prepares[p.idx] != nil {
+		// An SQL PREPARE's answer: PREPARE is not undone by a rollback,
+		// so this settles what the name holds.
+		o := p.prepares[p.idx].parse
+		c.mu.Lock()
+		o.ok = errMsg == "" && tag == "PREPARE"
+		o.refused = !o.ok
+		c.mu.Unlock()
+	}
 	if p.kind == pendQuery {
 		p.idx++
 	}

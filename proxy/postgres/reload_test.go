@@ -272,3 +272,50 @@ func TestReloadDecidesDescribe(t *testing.T) {
 	r.send(&pgproto3.Describe{ObjectType: 'S', Name: "s"}, &pgproto3.Sync{})
 	r.expect("describe when allowed again", "ParameterDescription", "RowDescription", "Ready I")
 }
+
+// TestReloadDecidesSQLPrepare: a statement prepared with SQL's PREPARE
+// before a reload that denies its body is refused wherever it would run —
+// EXECUTE (in any case, under EXPLAIN with or without ANALYZE, through the
+// extended protocol) and a driver's Bind of its name — while one the new
+// policy allows runs; a PREPARE of the name that fails upstream (the name
+// exists) does not stand in for it, one after DEALLOCATE does; and a reload
+// that allows it again lets it run again.
+func TestReloadDecidesSQLPrepare(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Query{String: "PREPARE s AS SELECT total::text FROM orders WHERE id = 10; PREPARE h AS SELECT 'harmless'"})
+	r.expect("prepare", "Complete PREPARE", "Complete PREPARE", "Ready I")
+	r.send(&pgproto3.Query{String: "EXECUTE s"})
+	r.expect("EXECUTE s before the reload", "RowDescription", "Row 9.5", "Complete SELECT 1", "Ready I")
+
+	e.reload(t, reloadedPolicy)
+	const closed = "Error ERROR 42501 rule: orders-closed: orders are closed to agents"
+	for _, q := range []string{"EXECUTE s", "execute S", "EXPLAIN ANALYZE EXECUTE s", "EXPLAIN EXECUTE s"} {
+		r.send(&pgproto3.Query{String: q})
+		r.expect(q+" after the reload", closed, "Ready I")
+	}
+	r.send(&pgproto3.Parse{Query: "EXECUTE s"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.expect("EXECUTE s through the extended protocol", closed, "Ready I")
+	r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	r.expect("a Bind of s", closed, "Ready I")
+	r.send(&pgproto3.Query{String: "EXECUTE h"})
+	r.expect("EXECUTE h, allowed", "RowDescription", "Row harmless", "Complete SELECT 1", "Ready I")
+
+	r.send(&pgproto3.Query{String: "PREPARE s AS SELECT 'other'"})
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P05") {
+		t.Fatalf("PREPARE of an existing name: %v, want PostgreSQL's 42P05", got)
+	}
+	r.send(&pgproto3.Query{String: "EXECUTE s"})
+	r.expect("EXECUTE s after a PREPARE of s that failed", closed, "Ready I")
+
+	e.reload(t, testPolicy)
+	r.send(&pgproto3.Query{String: "EXECUTE s"})
+	r.expect("EXECUTE s after a reload that allows it again", "RowDescription", "Row 9.5", "Complete SELECT 1", "Ready I")
+
+	e.reload(t, reloadedPolicy)
+	r.send(&pgproto3.Query{String: "DEALLOCATE s; PREPARE s AS SELECT 'other'"})
+	r.expect("DEALLOCATE and PREPARE again", "Complete DEALLOCATE", "Complete PREPARE", "Ready I")
+	r.send(&pgproto3.Query{String: "EXECUTE s"})
+	r.expect("EXECUTE of the new s", "RowDescription", "Row other", "Complete SELECT 1", "Ready I")
+}

@@ -549,3 +549,27 @@ func TestReadsDifferently(t *testing.T) {
 		}
 	}
 }
+
+func TestExecutedName(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want string
+		ok   bool
+	}{
+		{"EXECUTE s", "s", true},
+		{`execute "S"(1, 2)`, "S", true},
+		{"EXPLAIN ANALYZE EXECUTE s", "s", true},
+		{"EXPLAIN (COSTS OFF) EXECUTE s", "s", true},
+		{"CREATE TEMP TABLE t AS EXECUTE s", "s", true},
+		{"EXPLAIN CREATE TABLE t AS EXECUTE s", "s", true},
+		{"SELECT 'execute s'", "", false},
+		{"PREPARE s AS SELECT 1", "", false},
+		{"EXPLAIN SELECT 1", "", false},
+		{"EXECUTE s; EXECUTE t", "", false},
+		{"not sql", "", false},
+	} {
+		if got, ok := executedName(c.sql); got != c.want || ok != c.ok {
+			t.Errorf("executedName(%q) = %q, %v; want %q, %v", c.sql, got, ok, c.want, c.ok)
+		}
+	}
+}
