@@ -54,6 +54,24 @@ type ptyRequest struct {
 	Modes                string
 }
 
+// terminalName reports a pty request's terminal type that names a terminal
+// (xterm-256color, screen.xterm, rxvt-unicode, vt100) and nothing else:
+// ASCII letters, digits and . _ + -, at most 64 bytes. An empty one
+// passes (no TERM).
+func terminalName(term string) bool {
+	if len(term) > 64 {
+		return false
+	}
+	for i := 0; i < len(term); i++ {
+		switch b := term[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '.', b == '_', b == '+', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // sessionChannel relays one session channel.
 func (c *conn) sessionChannel(nc ssh.NewChannel) {
 	up, upReqs, err := c.upstream.OpenChannel("session", nc.ExtraData())
@@ -114,6 +132,16 @@ func (sc *sessionChannel) request(req *ssh.Request, pumps *sync.WaitGroup) {
 	case "pty-req":
 		var p ptyRequest
 		if err := ssh.Unmarshal(req.Payload, &p); err != nil {
+			req.Reply(false, nil)
+			return
+		}
+		if !terminalName(p.Term) {
+			// sshd exports it as TERM, which the shell and the programs
+			// it starts read (bash evaluates a variable's text in
+			// arithmetic): only a terminal's name passes.
+			d := policy.Decision{Action: policy.Deny, Message: "a terminal name is letters, digits and . _ + - only"}
+			c.cmds.Decided(d)
+			c.recordDecision(policy.SSH{Request: "pty-req"}, "pty-req TERM="+p.Term, d)
 			req.Reply(false, nil)
 			return
 		}

@@ -342,7 +342,11 @@ func knownKeys(file, address string) []ssh.PublicKey {
 }
 
 // abort ends the session because ctx is done: every open shell or command
-// is told why on its stderr, then both connections close.
+// is told why on its stderr, then both connections close. The telling is
+// bounded by tellTimeout: an agent that stopped reading (its channel's
+// window full) must not keep a session an administrator, an expired login
+// or a failed recording ended running; closing the connections ends the
+// write.
 func (c *conn) abort(cause error) {
 	c.mu.Lock()
 	open := make([]*sessionChannel, 0, len(c.open))
@@ -350,14 +354,28 @@ func (c *conn) abort(cause error) {
 		open = append(open, sc)
 	}
 	c.mu.Unlock()
-	for _, sc := range open {
-		sc.tell("interlock ended the session: " + cause.Error())
+	told := make(chan struct{})
+	go func() {
+		defer close(told)
+		for _, sc := range open {
+			sc.tell("interlock ended the session: " + cause.Error())
+		}
+	}()
+	timer := time.NewTimer(tellTimeout)
+	select {
+	case <-told:
+	case <-timer.C:
 	}
+	timer.Stop()
 	c.agent.Close()
 	if c.upstream != nil {
 		c.upstream.Close()
 	}
 }
+
+// tellTimeout bounds how long abort waits to tell the agent why its session
+// ends.
+const tellTimeout = 2 * time.Second
 
 // globalRequests handles the agent's connection-level requests until the
 // agent's connection ends.

@@ -12,8 +12,9 @@ import (
 // also holds for the other spellings the target's resolver accepts. IPv4
 // in any form inet_aton reads (127.2, 2130706434, 0x7f000002, 0177.0.0.2)
 // and IPv4-mapped IPv6 (::ffff:127.0.0.2) become dotted decimal, other
-// IPv6 its canonical form without brackets, and a name is lowercased
-// without its trailing dots.
+// IPv6 its canonical form without brackets (and without a zone, which the
+// kernel ignores except for a link-local address), and a name is
+// lowercased without its trailing dots.
 func forwardHost(host string) string {
 	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 	h = strings.TrimRight(h, ".")
@@ -21,7 +22,11 @@ func forwardHost(host string) string {
 		return a.String()
 	}
 	if a, err := netip.ParseAddr(h); err == nil {
-		return a.Unmap().String()
+		a = a.Unmap()
+		if !a.IsLinkLocalUnicast() && !a.IsLinkLocalMulticast() && !a.IsInterfaceLocalMulticast() {
+			a = a.WithZone("")
+		}
+		return a.String()
 	}
 	if h == "" {
 		return host // "" is "all addresses" for ssh -R; a lone "." stays as sent

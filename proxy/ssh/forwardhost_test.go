@@ -15,6 +15,11 @@ func TestForwardHost(t *testing.T) {
 		{"::ffff:127.0.0.2", "127.0.0.2"},
 		{"[::ffff:7f00:2]", "127.0.0.2"},
 		{"0:0:0:0:0:0:0:1", "::1"},
+		{"::1%1", "::1"}, // the kernel ignores the zone of a non-link-local address
+		{"[0::1%lo]", "::1"},
+		{"::ffff:127.0.0.2%eth0", "127.0.0.2"},
+		{"fe80::1%eth0", "fe80::1%eth0"}, // a link-local address needs its zone
+		{"ff02::1%eth0", "ff02::1%eth0"},
 		{"LOCALHOST", "localhost"},
 		{"localhost.", "localhost"},
 		{"Db.Internal.", "db.internal"},

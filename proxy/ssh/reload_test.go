@@ -10,6 +10,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/interlock-dev/interlock/proxy"
 )
 
 // TestReloadFollowedByOpenConnections: an SSH connection opened before a
@@ -131,5 +133,41 @@ rules:
 	}
 	if !denied {
 		t.Fatalf("the refused channel was not recorded: %+v", e.commands(t))
+	}
+}
+
+// TestEndSessionWhoseAgentStoppedReading: ending a session (sessions end,
+// an expired login, a failed recording) ends it even when the agent
+// stopped reading its output, so that telling it why cannot be written:
+// the connection closes and nothing more runs on it.
+func TestEndSessionWhoseAgentStoppedReading(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
+		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gossh.DiscardRequests(reqs)
+	if ok, err := ch.SendRequest("exec", true, gossh.Marshal(struct{ Command string }{"yes"})); !ok || err != nil {
+		t.Fatalf("exec yes: %v, %v", ok, err)
+	}
+	// Never read: the channel's window fills within a moment.
+	time.Sleep(time.Second)
+	if ended := e.server.End(func(proxy.SessionInfo) bool { return true }, errors.New("ended by the test")); len(ended) != 1 {
+		t.Fatalf("End ended %d sessions, want 1", len(ended))
+	}
+	e.idle(t)
+	s, err := c.NewSession()
+	if err == nil {
+		out, err := s.CombinedOutput("echo still-here")
+		if err == nil || strings.Contains(string(out), "still-here") {
+			t.Fatalf("a command ran on the ended session: %q, %v", out, err)
+		}
 	}
 }
