@@ -76,6 +76,8 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 			Rewriter:   postgres.NewMaskRewriter,
 			Login:      g.login,
 			Reviewer:   gatewayReviewer{g},
+
+			LargeMessageMemory: int64(cfg.Gateway.LargeMessageMemoryMiB) << 20,
 		})
 		if err != nil {
 			return nil, err

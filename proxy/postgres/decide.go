@@ -869,6 +869,35 @@ func (c *session) tooLong(tl *statementTooLong) error {
 		deniedCommand(fmt.Sprintf("(a statement of %d bytes, not read)", tl.size), sqlfacts.Statement{}, d))
 }
 
+// noRoom refuses a client message that the handler's memory for large
+// messages had no room for (read past, not kept), as a statement refused
+// before it ran; the session goes on. Only statements and their
+// parameters are that large: any other such message ends the session.
+func (c *session) noRoom(tl *tooLarge) error {
+	var extended bool
+	var what string
+	switch tl.kind {
+	case 'Q':
+		what = "statement"
+	case 'F':
+		what = "function call"
+	case 'P':
+		what, extended = "statement (Parse)", true
+	case 'B':
+		what, extended = "Bind", true
+	default:
+		c.fatal(codeOutOfMemory, "interlock ended the session: "+tl.Error())
+		return tl
+	}
+	if extended && c.relay.discard {
+		return nil // after an error of its batch
+	}
+	d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: tl.Error()}
+	c.count(d)
+	return c.refuse(errorResponse("ERROR", codeOutOfMemory, tl.Error(), ""), extended,
+		deniedCommand(fmt.Sprintf("(a %s of %d bytes, not read)", what, tl.size), sqlfacts.Statement{}, d))
+}
+
 // mayBeBinary are the result formats of a portal whose formats the relay
 // does not know (read only).
 var mayBeBinary = []int16{1}

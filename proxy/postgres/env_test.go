@@ -102,6 +102,7 @@ type envOptions struct {
 	strict        bool                // strict recording
 	classifier    postgres.Classifier // nil: sqlfacts
 	metadataIdle  time.Duration       // Options.MetadataIdle
+	largeMessages int64               // Options.LargeMessageMemory
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -181,7 +182,8 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 		Reviewer:   o.reviewer,
 		// Short by default: a test's sessions end long before 30 s, and
 		// the server's clean-up would wait for the connection.
-		MetadataIdle: cmp.Or(o.metadataIdle, -1),
+		MetadataIdle:       cmp.Or(o.metadataIdle, -1),
+		LargeMessageMemory: o.largeMessages,
 	})
 	if err != nil {
 		t.Fatal(err)

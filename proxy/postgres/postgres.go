@@ -178,6 +178,12 @@ type Options struct {
 	// open after the last session using it ended, for the next one: 0 is
 	// 30 s, a negative value closes it with that session.
 	MetadataIdle time.Duration
+	// LargeMessageMemory bounds the bytes the sessions hold at once in
+	// messages over 1 MiB (result values, Bind parameters, statements): one
+	// that does not fit waits up to 10 s, then is refused (a client's) or
+	// ends its session (a result); one larger than the whole budget is
+	// refused at once. 0 is DefaultLargeMessageMemory.
+	LargeMessageMemory int64
 }
 
 // validate checks o and fills its defaults.
@@ -196,6 +202,12 @@ func (o *Options) validate() error {
 	}
 	if o.MetadataIdle == 0 {
 		o.MetadataIdle = defaultMetadataIdle
+	}
+	switch {
+	case o.LargeMessageMemory == 0:
+		o.LargeMessageMemory = DefaultLargeMessageMemory
+	case o.LargeMessageMemory < largeMessage:
+		return fmt.Errorf("large message memory of %d bytes is below the %d bytes of one large message", o.LargeMessageMemory, largeMessage)
 	}
 	targets := make(map[uint32]Target, len(o.Targets))
 	for id, t := range o.Targets {
@@ -239,7 +251,8 @@ type Handler struct {
 	reviewer   proxy.Reviewer
 
 	cancels cancelRegistry
-	meta    metaPool // catalogue connections shared by sessions
+	meta    metaPool       // catalogue connections shared by sessions
+	mem     *messageMemory // held by large messages, across sessions
 }
 
 var _ proxy.Handler = (*Handler)(nil)
@@ -262,6 +275,7 @@ func New(o Options) (*Handler, error) {
 		reviewer:   o.Reviewer,
 		cancels:    cancelRegistry{byKey: map[cancelKey]cancelTarget{}},
 		meta:       metaPool{idle: o.MetadataIdle},
+		mem:        newMessageMemory(o.LargeMessageMemory),
 	}, nil
 }
 

@@ -303,6 +303,9 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.mu.Unlock()
 	c.fe = fe
 	c.ur = newServerReader(c.upReader)
+	for _, f := range []*frameReader{&c.cr.frames, &c.ur.frames} {
+		f.mem, f.ctx = c.h.mem, c.ctx
+	}
 	if c.h.rewriter != nil {
 		c.meta = c.newMetadataConn(c.params)
 	}
@@ -315,10 +318,10 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.wake, c.upEnded = make(chan struct{}, 1), make(chan struct{})
 	go func() {
 		err := c.upstreamLoop()
-		if why := gatewayEnded(err); why != "" {
+		if why, code := gatewayEnded(err); why != "" {
 			// The gateway ends the session itself: the client is told
 			// why instead of finding its connection closed.
-			c.client.queue(errorResponse("FATAL", codeProtocolViolation, "interlock ended the session: "+why, ""))
+			c.client.queue(errorResponse("FATAL", code, "interlock ended the session: "+why, ""))
 		}
 		c.endedBy("upstream")
 		// Upstream's last words (e.g. a FATAL) go out before the client
@@ -345,6 +348,8 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	// stopped reading.
 	c.clientConn.Close()
 	uerr := <-upDone
+	c.cr.frames.release()
+	c.ur.frames.release()
 
 	if c.ctx.Err() != nil {
 		return causeText(context.Cause(c.ctx)), context.Cause(c.ctx)
@@ -375,15 +380,22 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 }
 
 // gatewayEnded is why the upstream goroutine's error ends the session on
-// the gateway's own account (not a peer's), or "".
-func gatewayEnded(err error) string {
+// the gateway's own account (not a peer's), and the SQLSTATE to tell the
+// client; "" when it does not. A result the handler's memory for large
+// messages had no room for ends the session: it cannot be skipped without
+// the client and upstream disagreeing on what ran.
+func gatewayEnded(err error) (string, string) {
+	var tl *tooLarge
 	switch {
 	case errors.Is(err, errUnsafeLexing):
-		return errUnsafeLexing.Error()
+		return errUnsafeLexing.Error(), codeProtocolViolation
 	case errors.Is(err, errUpstreamProtocol):
-		return "the target sent a message the gateway cannot place"
+		return "the target sent a message the gateway cannot place", codeProtocolViolation
+	case errors.As(err, &tl):
+		return fmt.Sprintf("the target sent a message of %d bytes, and interlock's memory for large messages (%d MiB, shared by every session) had no room for it",
+			tl.size, tl.limit>>20), codeOutOfMemory
 	}
-	return ""
+	return "", ""
 }
 
 // eof reports an error that only says the peer went away.
@@ -410,6 +422,8 @@ func (c *session) clientLoop() error {
 			err = c.fromClient(msg)
 		} else if tl, ok := err.(*statementTooLong); ok {
 			err = c.tooLong(tl)
+		} else if tl, ok := err.(*tooLarge); ok {
+			err = c.noRoom(tl)
 		} else if cd, ok := err.(*copyDataStream); ok {
 			err = c.streamCopyData(cd)
 		} else if errors.Is(err, errProtocol) {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -145,11 +146,20 @@ func (r *clientReader) startupPacket() ([]byte, error) {
 
 // message reads and decodes one frontend message of the normal phase. A
 // Query or Parse longer than maxStatement is read past without being kept,
-// and reported as a *statementTooLong error; the session goes on.
+// and reported as a *statementTooLong error, and a message the handler's
+// memory for large messages had no room for as a *tooLarge; the session
+// goes on.
 func (r *clientReader) message() (pgproto3.FrontendMessage, error) {
 	msg, err := r.read(r.msgs.of, maxMessage)
-	if tl, ok := err.(*statementTooLong); ok {
-		if _, derr := io.CopyN(io.Discard, r.br, int64(tl.size)); derr != nil {
+	skip := 0
+	switch e := err.(type) {
+	case *statementTooLong:
+		skip = e.size
+	case *tooLarge:
+		skip = e.size
+	}
+	if skip > 0 {
+		if _, derr := io.CopyN(io.Discard, r.br, int64(skip)); derr != nil {
 			return nil, unexpectedEOF(derr)
 		}
 	}
@@ -241,12 +251,28 @@ var errFrameLength = errors.New("invalid message length")
 type frameReader struct {
 	br    *bufio.Reader
 	frame []byte // frames up to directAllocLimit; reused up to maxKeptBody
+	// mem, when set, must have room for a body over largeMessage before
+	// it is read (asked with ctx); held is what the last frame holds of
+	// it, given back at the next read or by release.
+	mem  *messageMemory
+	ctx  context.Context
+	held int
+}
+
+// release gives back what the last frame held of the handler's memory for
+// large messages; the frame is not used after.
+func (r *frameReader) release() {
+	if r.held > 0 {
+		r.mem.release(r.held)
+		r.held = 0
+	}
 }
 
 // next reads one message whose body is at most limit bytes and returns its
 // frame, valid until the next call. accept sees the type byte and the
 // body's length before the body is read; its error is returned as is.
 func (r *frameReader) next(limit int, accept func(t byte, n int) error) ([]byte, error) {
+	r.release() // the last frame is done with
 	if cap(r.frame) < 5 {
 		r.frame = make([]byte, 5, 512)
 	}
@@ -260,6 +286,15 @@ func (r *frameReader) next(limit int, accept func(t byte, n int) error) ([]byte,
 	}
 	if err := accept(hdr[0], n); err != nil {
 		return nil, err
+	}
+	if n > largeMessage && r.mem != nil {
+		if err := r.mem.hold(r.ctx, n); err != nil {
+			if tl, ok := err.(*tooLarge); ok {
+				tl.kind = hdr[0]
+			}
+			return nil, err
+		}
+		r.held = n
 	}
 	var frame []byte
 	if n <= directAllocLimit {
@@ -591,4 +626,5 @@ const (
 	codeSystemError           = "58000"
 	codeProgramLimitExceeded  = "54000"
 	codeNameTooLong           = "42622"
+	codeOutOfMemory           = "53200"
 )

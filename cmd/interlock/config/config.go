@@ -68,6 +68,10 @@ type Gateway struct {
 	// forwarded, and its outcome in a result event after; default false
 	// (events are written in batches within 100 ms, without fsync).
 	StrictRecording bool `yaml:"strict_recording"`
+	// LargeMessageMemoryMiB bounds what the PostgreSQL handler's sessions
+	// hold at once in messages over 1 MiB (result values, Bind
+	// parameters, long statements), in MiB; default 512, at least 2.
+	LargeMessageMemoryMiB int `yaml:"large_message_memory_mib"`
 
 	// Parsed by Validate.
 	ListenAddr  netip.AddrPort `yaml:"-"`

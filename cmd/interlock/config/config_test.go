@@ -34,6 +34,7 @@ func TestLoadExample(t *testing.T) {
 		{"DialTimeout", g.DialTimeout.Duration, 10 * time.Second},
 		{"ShutdownTimeout", g.ShutdownTimeout.Duration, 10 * time.Second},
 		{"LogLevel", g.LogLevel, "info"},
+		{"LargeMessageMemoryMiB", g.LargeMessageMemoryMiB, 512},
 		{"len(Targets)", len(c.Targets), 1},
 		{"len(Workloads)", len(c.Workloads), 1},
 	}
@@ -322,6 +323,8 @@ func TestParseErrors(t *testing.T) {
 			"demo.yaml:2:17: gateway.dns_interval: 500ms is below the minimum of 1s"},
 		{"negative timeout", "gateway:\n  shutdown_timeout: -1s\n" + target, "gateway.shutdown_timeout",
 			"demo.yaml:2:21: gateway.shutdown_timeout: -1s is negative"},
+		{"large message memory too small", "gateway:\n  large_message_memory_mib: 1\n" + target, "gateway.large_message_memory_mib",
+			"demo.yaml:2:29: gateway.large_message_memory_mib: 1 is below the minimum of 2"},
 		{"log level", "gateway:\n  log_level: verbose\n" + target, "gateway.log_level",
 			`demo.yaml:2:14: gateway.log_level: unknown log level "verbose"; use one of debug, info, warn, error`},
 

@@ -28,7 +28,10 @@ const (
 	DefaultDNSInterval     = 30 * time.Second
 	DefaultDialTimeout     = 10 * time.Second
 	DefaultShutdownTimeout = 10 * time.Second
-	DefaultLogLevel        = "info"
+	// DefaultLargeMessageMemoryMiB is gateway.large_message_memory_mib's
+	// default.
+	DefaultLargeMessageMemoryMiB = 512
+	DefaultLogLevel              = "info"
 )
 
 // LogLevels are the accepted gateway.log_level values.
@@ -128,6 +131,14 @@ func (v *validator) gateway(g *Gateway) {
 	v.duration("gateway.dns_interval", &g.DNSInterval, DefaultDNSInterval, time.Second)
 	v.duration("gateway.dial_timeout", &g.DialTimeout, DefaultDialTimeout, time.Millisecond)
 	v.duration("gateway.shutdown_timeout", &g.ShutdownTimeout, DefaultShutdownTimeout, time.Millisecond)
+	switch {
+	case g.LargeMessageMemoryMiB == 0:
+		g.LargeMessageMemoryMiB = DefaultLargeMessageMemoryMiB
+	case g.LargeMessageMemoryMiB < 2:
+		v.failf("gateway.large_message_memory_mib", "%d is below the minimum of 2", g.LargeMessageMemoryMiB)
+	case g.LargeMessageMemoryMiB > 1<<20:
+		v.failf("gateway.large_message_memory_mib", "%d is above the maximum of %d (1 TiB)", g.LargeMessageMemoryMiB, 1<<20)
+	}
 
 	g.LogLevel = cmp.Or(g.LogLevel, DefaultLogLevel)
 	if !slices.Contains(LogLevels, g.LogLevel) {
