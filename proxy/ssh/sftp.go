@@ -30,6 +30,10 @@ type sftpRelay struct {
 	// answered the client's REALPATH of "." (every OpenSSH client asks
 	// first); "" until then.
 	home string
+
+	// upMu orders the packets written to the server: the agent's, and
+	// the gateway's own closes of handles it could not track.
+	upMu sync.Mutex
 }
 
 // sftpOp is a forwarded request waiting for its reply.
@@ -63,6 +67,10 @@ func (s *sftpRelay) requests() {
 		s.mu.Lock()
 		tracked, err := s.tracker.Request(req)
 		s.mu.Unlock()
+		if errors.Is(err, sftp.ErrUnknownHandle) {
+			s.refuseHandle(req, err)
+			continue
+		}
 		if err != nil {
 			// Not tracked (a reused id, or too much in flight): answered
 			// by the gateway, leaving the tracker as it was.
@@ -96,15 +104,42 @@ func (s *sftpRelay) requests() {
 			s.ops[req.ID] = op
 			s.mu.Unlock()
 		}
-		if _, err := s.sc.up.Write(p.Raw); err != nil {
+		if err := s.upstream(p.Raw); err != nil {
 			return
 		}
 	}
 }
 
+// upstream writes a packet to the server.
+func (s *sftpRelay) upstream(raw []byte) error {
+	s.upMu.Lock()
+	defer s.upMu.Unlock()
+	_, err := s.sc.up.Write(raw)
+	return err
+}
+
+// refuseHandle denies a request on a handle the tracker does not know as
+// open: one no HANDLE reply has given out yet (OpenSSH's handles are
+// predictable, so a client can name the one a pending open will get), or
+// one being closed (the server may already have given it to another
+// file). Such a request could only be decided without its file's path,
+// which no path rule would match. A client never needs one: a handle is
+// known from the moment its HANDLE reply reaches the client.
+func (s *sftpRelay) refuseHandle(req sftp.Request, err error) {
+	c := s.sc.c
+	d := policy.Decision{Action: policy.Deny, Message: err.Error()}
+	c.cmds.Decided(d)
+	c.recordDecision(policy.SSH{Request: "sftp", FileOp: fileOp(req), FileWrites: req.Writes()},
+		fmt.Sprintf("%s (handle %x)", fileOp(req), req.Handle), d)
+	s.reply(sftp.StatusPacket(req.ID, sftp.StatusPermissionDenied, "interlock: "+err.Error()))
+}
+
 // decide asks the policy about a request. Reads, writes and closes on a
 // handle, and the INIT handshake, are covered by the decision on the open
-// that gave the handle out; decided is false for them.
+// that gave the handle out; decided is false for them. A request on a
+// handle gets here only with the handle's path (the tracker refuses one on
+// a handle it does not know as open), so fsetstat, fsync and copy-data
+// are decided on their files' paths.
 func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 	switch req.Type {
 	case sftp.TypeInit, sftp.TypeRead, sftp.TypeWrite, sftp.TypeReaddir, sftp.TypeFstat:
@@ -219,15 +254,40 @@ func (s *sftpRelay) replies() {
 			return
 		}
 		resp, perr := sftp.ParseResponse(p.Raw)
+		out := p.Raw
+		var discard []byte // the gateway's close of a handle it could not track
 		s.mu.Lock()
 		var done sftp.Completed
 		var op sftpOp
 		var ok bool
 		if perr == nil {
-			if c, err := s.tracker.Response(resp); err == nil {
+			c, err := s.tracker.Response(resp)
+			switch {
+			case err == nil && c.Internal:
+				// The reply to the gateway's own close: not the agent's.
+				s.mu.Unlock()
+				if c.Status != sftp.StatusOK {
+					s.sc.c.log.Warn("closing an sftp handle interlock could not track", "status", c.Status.String(), "message", c.Response.Message)
+				}
+				continue
+			case err == nil:
 				done = c
 				op, ok = s.ops[resp.ID]
 				delete(s.ops, resp.ID)
+			case errors.Is(err, sftp.ErrTrackerFull) && resp.Type == sftp.TypeHandle:
+				// A HANDLE the tracker cannot hold: every request on it
+				// would be refused, so the agent does not get it. Its
+				// open fails, and the handle is closed on the server.
+				msg := "interlock: " + err.Error()
+				out = sftp.StatusPacket(resp.ID, sftp.StatusFailure, msg)
+				done = c
+				done.Status, done.Response.Message = sftp.StatusFailure, msg
+				op, ok = s.ops[resp.ID]
+				delete(s.ops, resp.ID)
+				var cerr error
+				if discard, cerr = s.tracker.CloseUntracked(resp.Handle); cerr != nil {
+					s.sc.c.log.Warn("leaving an sftp handle open on the server, unusable", "error", cerr)
+				}
 			}
 		}
 		if ok && isHomeQuery(done.Request) && len(done.Response.Names) == 1 && path.IsAbs(done.Response.Names[0]) {
@@ -235,8 +295,14 @@ func (s *sftpRelay) replies() {
 			// path it sends next is resolved against it.
 			s.home = path.Clean(done.Response.Names[0])
 		}
-		_, werr := s.sc.ch.Write(p.Raw)
+		_, werr := s.sc.ch.Write(out)
 		s.mu.Unlock()
+		if discard != nil {
+			// Not from this goroutine: a write to the server can wait for
+			// the server to read, and the server for its replies to be
+			// read.
+			go s.upstream(discard)
+		}
 		if ok && recordedOp(done.Request) {
 			s.record(done, op)
 		}

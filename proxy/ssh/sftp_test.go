@@ -54,8 +54,10 @@ rules:
 	t.Run("sftp both ways, denied writes", func(t *testing.T) {
 		batch := filepath.Join(local, "batch")
 		back := filepath.Join(local, "back.txt")
-		script := fmt.Sprintf("put %s %s/allowed.txt\nget %s/allowed.txt %s\n-put %s %s/evil.txt\n-rm %s\n-rename %s/allowed.txt %s/moved.txt\n",
-			up, remote, remote, back, up, protected, keep, remote, protected)
+		// put -p sets the mode and times through the handle (fsetstat),
+		// and cp copies within the server (copy-data on two handles).
+		script := fmt.Sprintf("put %s %s/allowed.txt\nget %s/allowed.txt %s\n-put %s %s/evil.txt\n-rm %s\n-rename %s/allowed.txt %s/moved.txt\nput -p %s %s/preserved.txt\ncp %s/allowed.txt %s/copy.txt\n",
+			up, remote, remote, back, up, protected, keep, remote, protected, up, remote, remote, remote)
 		if err := os.WriteFile(batch, []byte(script), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +78,11 @@ rules:
 		}
 		if b, _ := os.ReadFile(keep); string(b) != "keep me\n" {
 			t.Errorf("keep.txt: %q", b)
+		}
+		for _, p := range []string{"preserved.txt", "copy.txt"} {
+			if b, _ := os.ReadFile(filepath.Join(remote, p)); string(b) != content {
+				t.Errorf("%s has %d bytes, want %d", p, len(b), len(content))
+			}
 		}
 	})
 
@@ -112,6 +119,8 @@ rules:
 		"deny rename " + remote + "/allowed.txt -> " + protected + "/moved.txt",
 		"allow close " + remote + "/allowed.txt [read 0 bytes, wrote 150000 bytes]",
 		"allow close " + remote + "/allowed.txt [read 150000 bytes, wrote 0 bytes]",
+		"allow fsetstat " + remote + "/preserved.txt [ok]",
+		"allow copy-data " + remote + "/allowed.txt -> " + remote + "/copy.txt [ok]",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("recording lacks %q:\n%s", want, joined)

@@ -5,7 +5,9 @@
 // answers, and following handles, so the handler can decide every file
 // operation and record what was read and written. It is neither a client
 // nor a server; packets are forwarded as they were read, and the only
-// packet it builds is the STATUS that refuses a request ([StatusPacket]).
+// packets it builds are the STATUS that refuses a request ([StatusPacket])
+// and the CLOSE of a handle the client must not get
+// ([Tracker.CloseUntracked]).
 //
 // The handler's loop, per direction:
 //
@@ -13,7 +15,8 @@
 //	for {
 //		p, err := r.Next()                 // p.Raw is forwarded as is
 //		req, err := sftp.ParseRequest(p.Raw)
-//		req, err = tracker.Request(req)    // Path filled from the handle
+//		req, err = tracker.Request(req)    // Path filled from the handle;
+//		                                   // ErrUnknownHandle: refuse it
 //		// decide on req.Op, req.Path, req.Path2, req.Writes() ...
 //		// denied: send sftp.StatusPacket(req.ID, sftp.StatusPermissionDenied, why)
 //		// to the client and give that packet, parsed, to tracker.Response.
@@ -24,6 +27,11 @@
 // carries the bytes read and written through the handle.
 //
 // What the package trusts and does not:
+//   - A request on a handle is tracked only while the handle is open as
+//     far as the Tracker has seen: from the HANDLE reply that gave it out
+//     until a CLOSE of it is sent. Before, or after, the server may have
+//     given the handle (OpenSSH's are predictable) to a file the Tracker
+//     does not know; see [ErrUnknownHandle].
 //   - Paths are reported as sent. They may be relative (to the login
 //     directory) and hold .. or symbolic links; see [Request].
 //   - SYMLINK's paths come in OpenSSH's order, target first, not the
@@ -52,10 +60,17 @@
 //     can be refused by id. Neither panics on any input, both allocate
 //     only in proportion to the packet's size, and neither returns a value
 //     with an error.
-//   - [Tracker.Request] returns [ErrDuplicateID] for an id already
+//   - [Tracker.Request] returns [ErrUnknownHandle] for a request on a
+//     handle it does not know as open, [ErrDuplicateID] for an id already
 //     pending and [ErrTrackerFull] past [MaxPending] or [MaxTrackedBytes];
-//     [Tracker.Response] returns [ErrUnexpectedResponse] for a reply to no
-//     pending request and ErrTrackerFull past [MaxHandles]. After an error
-//     the Tracker no longer knows the session's state for sure: the
-//     handler should end the session rather than decide on guesses.
+//     the request is not tracked, and the handler answers it itself.
+//   - [Tracker.Response] returns [ErrUnexpectedResponse] for a reply to no
+//     pending request, and ErrTrackerFull for a HANDLE reply past
+//     [MaxHandles] or MaxTrackedBytes, together with the Completed open:
+//     that handle must not reach the client (answer the open with a
+//     failure, close the handle with [Tracker.CloseUntracked], whose reply
+//     completes as [Completed.Internal] and is not forwarded). After an
+//     ErrUnexpectedResponse the Tracker no longer knows the session's
+//     state for sure: the handler should end the session rather than
+//     decide on guesses.
 package sftp

@@ -160,13 +160,20 @@ func FuzzTracker(f *testing.F) {
 					continue
 				}
 				got, err := tr.Request(req)
-				if err == nil && req.Handle != "" {
-					want := req.Path
-					if h, ok := tr.handles[req.Handle]; ok {
-						want = h.Path
+				first, second := req.namesHandles()
+				if err == nil && first {
+					if h, ok := tr.handles[req.Handle]; !ok || got.Path != h.Path {
+						t.Fatalf("request on handle %q got path %q, want that of %+v", req.Handle, got.Path, h)
 					}
-					if got.Path != want {
-						t.Fatalf("request on handle %q got path %q, want %q", req.Handle, got.Path, want)
+				}
+				if err == nil && second {
+					if h, ok := tr.handles[req.Handle2]; !ok || got.Path2 != h.Path {
+						t.Fatalf("request on handle %q got path %q, want that of %+v", req.Handle2, got.Path2, h)
+					}
+				}
+				if errors.Is(err, ErrUnknownHandle) {
+					if p, ok := tr.pending[req.ID]; ok && reflect.DeepEqual(p, req) {
+						t.Fatalf("request %d refused but pending", req.ID)
 					}
 				}
 			} else {
@@ -206,6 +213,16 @@ func checkTracker(t *testing.T, tr *Tracker) {
 			t.Fatalf("handle %q stored under %q", h.Handle, handle)
 		}
 		sum += len(h.Handle) + len(h.Path)
+	}
+	for handle := range tr.closing {
+		if _, ok := tr.handles[handle]; !ok {
+			t.Fatalf("closing handle %q is not open", handle)
+		}
+	}
+	for id := range tr.internal {
+		if _, ok := tr.pending[id]; !ok {
+			t.Fatalf("internal request %d is not pending", id)
+		}
 	}
 	if sum != tr.stored {
 		t.Fatalf("stored %d bytes, holds %d", tr.stored, sum)

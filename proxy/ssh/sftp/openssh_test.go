@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -269,5 +270,58 @@ func TestOpenSSHServer(t *testing.T) {
 	}
 	if s.tr.Pending() != 0 || len(s.tr.Open()) != 0 {
 		t.Fatalf("after the session: %d pending, %+v open", s.tr.Pending(), s.tr.Open())
+	}
+}
+
+// A handle the Tracker cannot hold is closed on the real server by the
+// gateway's own CLOSE, whose reply is marked as the gateway's: the server
+// then gives the same handle to the next open.
+func TestOpenSSHServerUntrackedHandle(t *testing.T) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := filepath.Join(dir, "a.txt")
+	if err := os.WriteFile(a, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, dir)
+	s.send(pkt(TypeInit, uint32(3)))
+	s.receive()
+
+	for i := range MaxHandles { // the Tracker full of other handles
+		s.tr.handles[string(rune(0x1000+i))] = &OpenHandle{Handle: string(rune(0x1000 + i)), Path: "f"}
+	}
+	s.send(pkt(TypeOpen, s.id(), a, uint32(FlagRead), Attrs{}))
+	p, err := s.out.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ParseResponse(p.Raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.tr.Response(resp)
+	if !errors.Is(err, ErrTrackerFull) || c.Response.Type != TypeHandle || c.Request.Path != a {
+		t.Fatalf("open with the Tracker full: %+v, %v", c, err)
+	}
+	h := c.Response.Handle
+	closeRaw, err := s.tr.CloseUntracked(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.in.Write(closeRaw); err != nil {
+		t.Fatal(err)
+	}
+	if done := s.receive(); !done.Internal || done.Status != StatusOK || done.Request.Handle != h {
+		t.Fatalf("the gateway's close: %+v", done)
+	}
+
+	for handle := range s.tr.handles {
+		s.tr.forget(handle)
+	}
+	s.tr.stored = 0
+	if again := s.do(TypeOpen, TypeHandle, StatusOK, a, uint32(FlagRead), Attrs{}).Response.Handle; again != h {
+		t.Fatalf("the next open got handle %x, not the closed %x: it is still open", again, h)
 	}
 }

@@ -321,3 +321,16 @@ func StatusPacket(id uint32, code Status, message string) []byte {
 	b = binary.BigEndian.AppendUint32(b, 0)
 	return b
 }
+
+// closePacket returns a whole SSH_FXP_CLOSE packet of handle with id: the
+// gateway's own close of a handle the client must not get (see
+// Tracker.CloseUntracked).
+func closePacket(id uint32, handle string) []byte {
+	n := 1 + 4 + 4 + len(handle)
+	b := make([]byte, 0, 4+n)
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	b = append(b, byte(TypeClose))
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(handle)))
+	return append(b, handle...)
+}

@@ -181,6 +181,24 @@ func (r Request) WrittenPaths() []string {
 	return out
 }
 
+// namesHandles reports whether the request names a handle (Handle), and
+// a second one (copy-data's Handle2): by its type, so an empty handle
+// string counts too.
+func (r Request) namesHandles() (first, second bool) {
+	switch r.Type {
+	case TypeClose, TypeRead, TypeWrite, TypeFstat, TypeFsetstat, TypeReaddir:
+		return true, false
+	case TypeExtended:
+		switch r.Extension {
+		case ExtFsync, ExtFstatvfs:
+			return true, false
+		case ExtCopyData:
+			return true, true
+		}
+	}
+	return false, false
+}
+
 // ParseRequest parses a whole client packet (length, type and payload, as
 // Reader returns it). Fields after those of version 3 are ignored, as
 // OpenSSH's server ignores them. A packet of a type that is not a version 3

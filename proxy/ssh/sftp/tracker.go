@@ -26,6 +26,11 @@ var (
 	ErrDuplicateID = errors.New("sftp request id already pending")
 	// ErrUnexpectedResponse: a reply answers no pending request.
 	ErrUnexpectedResponse = errors.New("sftp response to no pending request")
+	// ErrUnknownHandle: a request names a handle that is not open as far
+	// as the Tracker knows: one the server never gave out, or whose HANDLE
+	// reply has not come through yet, or that was closed or is being
+	// closed. Such a request cannot be decided on its file's path.
+	ErrUnknownHandle = errors.New("sftp handle not open (a request must name a handle the server's reply gave out, and not one being closed)")
 )
 
 // Completed is a request together with its reply.
@@ -38,6 +43,10 @@ type Completed struct {
 	// for any other reply (HANDLE, DATA, NAME, ATTRS, EXTENDED_REPLY,
 	// VERSION).
 	Status Status
+	// Internal: the reply is to a request the handler sent the server
+	// itself (CloseUntracked), not to the client's; it must not be
+	// forwarded.
+	Internal bool
 	// BytesRead and BytesWritten: for a read, the bytes its DATA reply
 	// carries; for a write, its length once the server answered OK; for
 	// a close, the totals of all reads and writes answered on that handle
@@ -64,17 +73,32 @@ type OpenHandle struct {
 // packet; when the gateway answers a request itself (a denial built with
 // StatusPacket), pass that answer, parsed, to Response too, so the request
 // does not stay pending. A Tracker is not safe for concurrent use.
+//
+// A Tracker knows a handle from the HANDLE reply that gave it out until a
+// CLOSE of it is sent, and refuses a request on any other handle
+// ([ErrUnknownHandle]): the server may have given that handle to a file
+// the Tracker has not seen (OpenSSH's handles are small predictable
+// numbers, the lowest free one next). A client never needs one, as long
+// as the handler gives it a HANDLE reply only after Response has seen it.
 type Tracker struct {
 	pending     map[uint32]Request
 	initPending *Request
 	handles     map[string]*OpenHandle
+	// closing are the handles of handles whose CLOSE awaits its reply.
+	closing map[string]bool
+	// internal are the ids of pending requests the handler sent itself
+	// (CloseUntracked); nextInternal is where the next one's id is looked
+	// for, down from the top.
+	internal     map[uint32]bool
+	nextInternal uint32
 	// stored is the bytes of paths and handles held.
 	stored int
 }
 
 // NewTracker returns an empty Tracker.
 func NewTracker() *Tracker {
-	return &Tracker{pending: map[uint32]Request{}, handles: map[string]*OpenHandle{}}
+	return &Tracker{pending: map[uint32]Request{}, handles: map[string]*OpenHandle{},
+		closing: map[string]bool{}, internal: map[uint32]bool{}, nextInternal: ^uint32(0)}
 }
 
 func requestSize(r Request) int {
@@ -83,23 +107,30 @@ func requestSize(r Request) int {
 
 // Request fills in the paths of req's handles (Path for Handle, and Path2
 // for copy-data's Handle2) from the handles the server gave out, records
-// req as awaiting its reply, and returns it. A handle the Tracker does not
-// know (one the server never gave out) leaves the path empty.
+// req as awaiting its reply, and returns it. A request on a handle the
+// Tracker does not know as open (see [ErrUnknownHandle]) is an error, and
+// is not tracked: the handler should refuse it. A CLOSE makes its handle
+// unknown at once, before its reply.
 func (t *Tracker) Request(req Request) (Request, error) {
 	if req.Type == TypeInit {
 		req.Extensions = nil
 		t.initPending = &req
 		return req, nil
 	}
-	if req.Handle != "" {
-		if h, ok := t.handles[req.Handle]; ok {
-			req.Path = h.Path
+	first, second := req.namesHandles()
+	if first {
+		h, ok := t.open(req.Handle)
+		if !ok {
+			return Request{}, fmt.Errorf("%s request %d on handle %x: %w", req.Op, req.ID, req.Handle, ErrUnknownHandle)
 		}
+		req.Path = h.Path
 	}
-	if req.Handle2 != "" {
-		if h, ok := t.handles[req.Handle2]; ok {
-			req.Path2 = h.Path
+	if second {
+		h, ok := t.open(req.Handle2)
+		if !ok {
+			return Request{}, fmt.Errorf("%s request %d on handle %x: %w", req.Op, req.ID, req.Handle2, ErrUnknownHandle)
 		}
+		req.Path2 = h.Path
 	}
 	if _, ok := t.pending[req.ID]; ok {
 		return Request{}, fmt.Errorf("tracking %s request %d: %w", req.Op, req.ID, ErrDuplicateID)
@@ -113,7 +144,44 @@ func (t *Tracker) Request(req Request) (Request, error) {
 	}
 	t.pending[req.ID] = req
 	t.stored += size
+	if req.Type == TypeClose {
+		t.closing[req.Handle] = true
+	}
 	return req, nil
+}
+
+// open returns the handle, if it is open and not being closed.
+func (t *Tracker) open(handle string) (*OpenHandle, bool) {
+	h, ok := t.handles[handle]
+	if !ok || t.closing[handle] {
+		return nil, false
+	}
+	return h, true
+}
+
+// CloseUntracked records a CLOSE of handle that the handler sends the
+// server itself, and returns the packet: for a handle Response could not
+// track (ErrTrackerFull), which must not reach the client but should not
+// stay open on the server either. Its id is one no pending request has,
+// taken from the top of the range (clients count up from 0); a client
+// request reusing it while it is pending gets ErrDuplicateID. Its reply
+// completes with Internal set. It returns ErrTrackerFull when the request
+// cannot be tracked: the handle then stays open on the server, unknown to
+// the Tracker and so refused to the client.
+func (t *Tracker) CloseUntracked(handle string) ([]byte, error) {
+	if len(t.pending) >= MaxPending || t.stored+len(handle) > MaxTrackedBytes {
+		return nil, fmt.Errorf("closing handle %x: %w", handle, ErrTrackerFull)
+	}
+	id := t.nextInternal
+	for _, ok := t.pending[id]; ok; _, ok = t.pending[id] {
+		id--
+	}
+	t.nextInternal = id - 1
+	req := Request{Type: TypeClose, ID: id, Op: TypeClose.String(), Handle: handle}
+	t.pending[id] = req
+	t.internal[id] = true
+	t.stored += requestSize(req)
+	return closePacket(id, handle), nil
 }
 
 // Response matches resp to its pending request and returns the two as a
@@ -121,6 +189,13 @@ func (t *Tracker) Request(req Request) (Request, error) {
 // Tracker the handle's path; the reply to a CLOSE makes it forget the
 // handle, whatever the status (OpenSSH's server frees a handle even when
 // closing the file fails).
+//
+// A HANDLE reply the Tracker cannot hold (past MaxHandles or
+// MaxTrackedBytes) completes with an error wrapping ErrTrackerFull, and
+// the Completed open with it: the handler must not give that handle to
+// the client, since any request on it would be refused, but answer the
+// open with a failure and close the handle on the server
+// (CloseUntracked).
 func (t *Tracker) Response(resp Response) (Completed, error) {
 	if resp.Type == TypeVersion {
 		if t.initPending == nil {
@@ -141,11 +216,16 @@ func (t *Tracker) Response(resp Response) (Completed, error) {
 	if resp.Type == TypeStatus {
 		c.Status = resp.Status
 	}
+	if t.internal[resp.ID] {
+		delete(t.internal, resp.ID)
+		c.Internal = true
+		return c, nil
+	}
 	switch req.Type {
 	case TypeOpen, TypeOpendir:
 		if resp.Type == TypeHandle {
-			if err := t.open(req, resp.Handle); err != nil {
-				return Completed{}, err
+			if err := t.track(req, resp.Handle); err != nil {
+				return c, err
 			}
 		}
 	case TypeRead:
@@ -163,7 +243,9 @@ func (t *Tracker) Response(resp Response) (Completed, error) {
 			}
 		}
 	case TypeClose:
-		if h, ok := t.handles[req.Handle]; ok {
+		// Only the handle this CLOSE was sent for: one the server gave
+		// out again meanwhile (it should not) is a new file's.
+		if h, ok := t.handles[req.Handle]; ok && t.closing[req.Handle] {
 			c.BytesRead, c.BytesWritten = h.BytesRead, h.BytesWritten
 			t.forget(req.Handle)
 		}
@@ -171,7 +253,7 @@ func (t *Tracker) Response(resp Response) (Completed, error) {
 	return c, nil
 }
 
-func (t *Tracker) open(req Request, handle string) error {
+func (t *Tracker) track(req Request, handle string) error {
 	if _, ok := t.handles[handle]; ok {
 		// The server gave out a handle it did not get back: trust the
 		// server, the handle now means the new file.
@@ -194,6 +276,7 @@ func (t *Tracker) forget(handle string) {
 		t.stored -= len(h.Handle) + len(h.Path)
 		delete(t.handles, handle)
 	}
+	delete(t.closing, handle)
 }
 
 // Open returns the handles still open, by path then handle: at the end of

@@ -75,10 +75,9 @@ func TestTrackerSession(t *testing.T) {
 	if c.Request.Op != "close" || c.Request.Path != "/etc/passwd" || c.BytesRead != 1234 || c.BytesWritten != 0 {
 		t.Fatalf("close completes %+v", c)
 	}
-	if r := s.request(pkt(TypeRead, uint32(6), "h1", uint64(0), uint32(1))); r.Path != "" {
-		t.Fatalf("read on a closed handle has path %q", r.Path)
+	if _, err := s.tr.Request(mustParse(t, pkt(TypeRead, uint32(6), "h1", uint64(0), uint32(1)))); !errors.Is(err, ErrUnknownHandle) {
+		t.Fatalf("read on a closed handle: %v", err)
 	}
-	s.response(pkt(TypeStatus, uint32(6), uint32(StatusFailure), "bad handle", ""))
 
 	// The server hands the same handle out again, for a new file.
 	s.request(pkt(TypeOpen, uint32(7), "out.txt", uint32(FlagWrite|FlagCreate), Attrs{}))
@@ -143,6 +142,97 @@ func TestTrackerSession(t *testing.T) {
 	}
 }
 
+func mustParse(t *testing.T, raw []byte) Request {
+	t.Helper()
+	req, err := ParseRequest(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// A request naming a handle is tracked only while the Tracker knows the
+// handle as open: from the HANDLE reply that gave it out until a CLOSE of
+// it is sent. Before and after, the server may have given the handle to
+// another file, and the request could not be decided on its path.
+func TestTrackerUnknownHandles(t *testing.T) {
+	s := newSession(t)
+	unknown := func(what string, raw []byte) {
+		t.Helper()
+		req := mustParse(t, raw)
+		if _, err := s.tr.Request(req); !errors.Is(err, ErrUnknownHandle) {
+			t.Errorf("%s: %v, want ErrUnknownHandle", what, err)
+		}
+		if _, pending := s.tr.pending[req.ID]; pending {
+			t.Errorf("%s: refused but pending", what)
+		}
+	}
+	attrs := Attrs{Flags: AttrPermissions, Permissions: 0o4777}
+
+	// OpenSSH's first handle, named before the open's reply.
+	h := "\x00\x00\x00\x00"
+	s.request(pkt(TypeOpen, uint32(1), "/etc/shadow", uint32(FlagRead), Attrs{}))
+	for _, c := range []struct {
+		what string
+		raw  []byte
+	}{
+		{"fsetstat", pkt(TypeFsetstat, uint32(2), h, attrs)},
+		{"fstat", pkt(TypeFstat, uint32(3), h)},
+		{"read", pkt(TypeRead, uint32(4), h, uint64(0), uint32(10))},
+		{"write", pkt(TypeWrite, uint32(5), h, uint64(0), "x")},
+		{"readdir", pkt(TypeReaddir, uint32(6), h)},
+		{"close", pkt(TypeClose, uint32(7), h)},
+		{"fsync", pkt(TypeExtended, uint32(8), ExtFsync, h)},
+		{"fstatvfs", pkt(TypeExtended, uint32(9), ExtFstatvfs, h)},
+		{"copy-data", pkt(TypeExtended, uint32(10), ExtCopyData, h, uint64(0), uint64(0), h, uint64(0))},
+		{"an empty handle", pkt(TypeRead, uint32(11), "", uint64(0), uint32(10))},
+	} {
+		unknown(c.what+" before the open's reply", c.raw)
+	}
+	s.response(pkt(TypeHandle, uint32(1), h))
+	if r := s.request(pkt(TypeFsetstat, uint32(2), h, attrs)); r.Path != "/etc/shadow" {
+		t.Fatalf("fsetstat after the reply has path %q", r.Path)
+	}
+	s.response(pkt(TypeStatus, uint32(2), uint32(StatusOK)))
+
+	// copy-data needs both handles known.
+	s.request(pkt(TypeOpen, uint32(20), "/tmp/out", uint32(FlagWrite|FlagCreate), Attrs{}))
+	unknown("copy-data to a handle not yet given out", pkt(TypeExtended, uint32(21), ExtCopyData, h, uint64(0), uint64(0), "\x00\x00\x00\x01", uint64(0)))
+	s.response(pkt(TypeHandle, uint32(20), "\x00\x00\x00\x01"))
+	if r := s.request(pkt(TypeExtended, uint32(21), ExtCopyData, h, uint64(0), uint64(0), "\x00\x00\x00\x01", uint64(0))); r.Path != "/etc/shadow" || r.Path2 != "/tmp/out" {
+		t.Fatalf("copy-data paths %q, %q", r.Path, r.Path2)
+	}
+	s.response(pkt(TypeStatus, uint32(21), uint32(StatusOK)))
+
+	// A close, then an open: the server frees the handle and may give it
+	// to the new file. Until the close's reply the handle is unknown.
+	s.request(pkt(TypeClose, uint32(30), h))
+	s.request(pkt(TypeOpen, uint32(31), "/etc/passwd", uint32(FlagRead), Attrs{}))
+	unknown("fsetstat on a handle being closed", pkt(TypeFsetstat, uint32(32), h, attrs))
+	unknown("a second close", pkt(TypeClose, uint32(33), h))
+	if c := s.response(pkt(TypeStatus, uint32(30), uint32(StatusOK))); c.Request.Path != "/etc/shadow" {
+		t.Fatalf("close completes %+v", c)
+	}
+	unknown("fsetstat on a closed handle", pkt(TypeFsetstat, uint32(32), h, attrs))
+	s.response(pkt(TypeHandle, uint32(31), h))
+	if r := s.request(pkt(TypeFsetstat, uint32(32), h, attrs)); r.Path != "/etc/passwd" {
+		t.Fatalf("fsetstat on the handle given out again has path %q", r.Path)
+	}
+	s.response(pkt(TypeStatus, uint32(32), uint32(StatusOK)))
+
+	// A server that gives a handle out again before answering its close
+	// (OpenSSH does not): the close's reply leaves the new file's handle.
+	s.request(pkt(TypeClose, uint32(40), h))
+	s.request(pkt(TypeOpen, uint32(41), "/srv/new", uint32(FlagRead), Attrs{}))
+	s.response(pkt(TypeHandle, uint32(41), h))
+	s.response(pkt(TypeStatus, uint32(40), uint32(StatusOK)))
+	if r := s.request(pkt(TypeFstat, uint32(42), h)); r.Path != "/srv/new" {
+		t.Fatalf("fstat after the late close's reply has path %q", r.Path)
+	}
+	s.response(pkt(TypeAttrs, uint32(42), Attrs{}))
+	checkTracker(t, s.tr)
+}
+
 func TestTrackerErrors(t *testing.T) {
 	tr := NewTracker()
 	if _, err := tr.Response(Response{Type: TypeVersion, Version: 3}); !errors.Is(err, ErrUnexpectedResponse) {
@@ -185,21 +275,64 @@ func TestTrackerLimits(t *testing.T) {
 	})
 	t.Run("handles", func(t *testing.T) {
 		tr := NewTracker()
+		var c Completed
+		var err error
 		for i := 0; i <= MaxHandles; i++ {
 			if _, err := tr.Request(Request{Type: TypeOpen, ID: uint32(i), Op: "open", Path: "f"}); err != nil {
 				t.Fatal(err)
 			}
-			_, err := tr.Response(Response{Type: TypeHandle, ID: uint32(i), Handle: string(rune(i + 1))})
+			c, err = tr.Response(Response{Type: TypeHandle, ID: uint32(i), Handle: string(rune(i + 1))})
 			if i < MaxHandles && err != nil {
 				t.Fatalf("handle %d: %v", i, err)
 			}
-			if i == MaxHandles && !errors.Is(err, ErrTrackerFull) {
-				t.Fatalf("handle over MaxHandles: %v", err)
-			}
 		}
-		if len(tr.Open()) != MaxHandles {
-			t.Fatalf("%d handles open", len(tr.Open()))
+		// The open past the limit completes, with the error: its handle
+		// is not known, and must not reach the client.
+		last := string(rune(MaxHandles + 1))
+		if !errors.Is(err, ErrTrackerFull) || c.Request.ID != MaxHandles || c.Response.Handle != last {
+			t.Fatalf("handle over MaxHandles: %+v, %v", c, err)
 		}
+		if len(tr.Open()) != MaxHandles || tr.Pending() != 0 {
+			t.Fatalf("%d handles open, %d pending", len(tr.Open()), tr.Pending())
+		}
+		if _, err := tr.Request(Request{Type: TypeFsetstat, ID: 1, Op: "fsetstat", Handle: last}); !errors.Is(err, ErrUnknownHandle) {
+			t.Fatalf("fsetstat on the untracked handle: %v", err)
+		}
+
+		// The gateway closes it on the server itself.
+		raw, err := tr.CloseUntracked(last)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeReq, err := ParseRequest(raw)
+		if err != nil || closeReq.Type != TypeClose || closeReq.Handle != last || closeReq.ID != ^uint32(0) {
+			t.Fatalf("the gateway's close %x: %+v, %v", raw, closeReq, err)
+		}
+		if _, err := tr.Request(Request{Type: TypeStat, ID: ^uint32(0), Op: "stat", Path: "x"}); !errors.Is(err, ErrDuplicateID) {
+			t.Fatalf("a client request with the gateway's id: %v", err)
+		}
+		if _, err := tr.Request(Request{Type: TypeStat, ID: ^uint32(0) - 1, Op: "stat", Path: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		raw2, err := tr.CloseUntracked("other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, _ := ParseRequest(raw2); r.ID != ^uint32(0)-2 {
+			t.Fatalf("the second close has id %d, want one no request has", r.ID)
+		}
+		done, err := tr.Response(Response{Type: TypeStatus, ID: closeReq.ID, Status: StatusOK})
+		if err != nil || !done.Internal || done.Request.Handle != last {
+			t.Fatalf("the gateway's close completes %+v, %v", done, err)
+		}
+		if c, err := tr.Response(Response{Type: TypeAttrs, ID: ^uint32(0) - 1}); err != nil || c.Internal {
+			t.Fatalf("the client's request completes %+v, %v", c, err)
+		}
+		tr.Response(Response{Type: TypeStatus, ID: ^uint32(0) - 2})
+		if len(tr.Open()) != MaxHandles || tr.Pending() != 0 || len(tr.internal) != 0 {
+			t.Fatalf("%d handles open, %d pending, %d internal", len(tr.Open()), tr.Pending(), len(tr.internal))
+		}
+		checkTracker(t, tr)
 	})
 	t.Run("bytes", func(t *testing.T) {
 		tr := NewTracker()
