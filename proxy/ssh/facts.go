@@ -151,12 +151,7 @@ func (u *unwrapper) unwrap(argv []string, depth int) error {
 		u.compound = true
 		return nil
 	case evaluatesSubscripts[prog]:
-		for _, a := range args {
-			if strings.ContainsAny(a, "$`") {
-				u.compound = true
-				break
-			}
-		}
+		u.compound = u.compound || evaluatesText(prog, args)
 		return nil
 	case prog == "find":
 		cmds := findExec(args)
@@ -258,6 +253,33 @@ var evaluatesSubscripts = map[string]bool{
 	"let": true, "declare": true, "typeset": true, "local": true, "export": true, "readonly": true,
 	"getopts": true, "shift": true, "return": true, "exit": true, "break": true, "continue": true,
 	"ulimit": true, "caller": true, "kill": true,
+}
+
+// evaluatesText reports arguments of an evaluatesSubscripts builtin that
+// make bash evaluate text: a substitution; an array subscript (test -v
+// 'a[i]', printf -v, read, unset: the subscript is arithmetic, which
+// evaluates the text of the variables it names — TERM='a[$(cmd)]' runs
+// cmd — with no $ in the word); any argument of let, which is arithmetic;
+// and an assignment of declare and its kin with the integer attribute
+// (declare -i x=TERM).
+func evaluatesText(prog string, args []string) bool {
+	if prog == "let" && len(args) > 0 {
+		return true
+	}
+	integer := false
+	for _, a := range args {
+		if strings.ContainsAny(a, "$`[") {
+			return true
+		}
+		if len(a) > 1 && (a[0] == '-' || a[0] == '+') && strings.Contains(a, "i") {
+			integer = true
+		}
+	}
+	switch prog {
+	case "declare", "typeset", "local", "export", "readonly":
+		return integer
+	}
+	return false
 }
 
 // shellScript is the string a shell is told to run with -c, wherever the

@@ -44,6 +44,15 @@ func TestExecFactsPrograms(t *testing.T) {
 		{"test -v $'a\\x5b$(rm x)]'", "test", true},
 		{"sudo test -v 'a[$(rm x)]'", "sudo,test", true},
 		{"mapfile -C 'rm x' -c 1", "mapfile", true},
+		// ... and arithmetic evaluates the text of the variables it
+		// names: TERM='a[$(rm x)]' makes these run rm with no $ in a word.
+		{"let TERM", "let", true},
+		{"declare -i x=TERM", "declare", true},
+		{"local -ri x=TERM", "local", true},
+		{"test -v 'a[TERM]'", "test", true},
+		{"printf -v 'a[TERM]' x", "printf", true},
+		{"read 'a[TERM]' <<<1", "read", true},
+		{"declare x=TERM", "declare", false},
 		{"test -f /etc/hosts", "test", false},
 		{"printf '%s\\n' x", "printf", false},
 

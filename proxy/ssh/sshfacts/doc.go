@@ -24,6 +24,20 @@
 //     every simple command found, so policy can check each program of
 //     cd /tmp && rm -rf x (cd, rm), including the commands inside $(...)
 //     and backquotes.
+//   - Compound is also set for an expansion that makes the shell evaluate
+//     text, because that can run a command no word shows: bash evaluates
+//     an array subscript in arithmetic, so a[$(cmd)] in a variable's value
+//     (ls $((TERM))) or cut from the command's own text
+//     ($((${BASH_EXECUTION_STRING:5:9}))) runs cmd. That is all
+//     arithmetic ($((...)), $[...], ${x:i:n}, ${a[i]}, a[i]=v), ${!x},
+//     ${x@P} (prompt expansion runs $(...)), ${x:=w}, $"..." (a
+//     translation, which the environment can choose, is expanded) and
+//     zsh's $x[i], $~x and ${(e)x}: every ${...} except ${P}, ${#P} and
+//     ${P op word}, for P a name or a positional or special parameter, op
+//     one of - + ? :- :+ :? # ## % %% / // ^ ^^ , ,, and a word whose own
+//     expansions are inert. The
+//     plain forms ($HOME, "${HOME}/x", $1, $'...', ~, a{b,c}) only
+//     substitute text and set Expansion alone.
 //
 // Commands is best effort, and errs towards listing too much: it knows
 // the separators, redirections, reserved words and the shapes of for,
@@ -32,13 +46,17 @@
 // shell would reject); it should not leave out a program the shell would
 // run, except in these cases, each of which sets a flag policy can deny:
 //   - commands inside $((...)), bash 5.3's ${ cmd; } and here-document
-//     bodies (Substitution);
+//     bodies (Substitution), and those an evaluating expansion runs from
+//     a value (Compound);
 //   - a case pattern's ) inside $(...), which ends the substitution early
 //     here (as in old shells) — the rest still reads as shell code
 //     (Substitution, Compound);
 //   - programs run by other programs: sh -c, bash, eval, exec, env,
 //     xargs, sudo, find -exec, nohup, /usr/bin/time and the like. The command of such a program is its argument; policy must
-//     treat these programs as running anything.
+//     treat these programs as running anything. So must it treat bash
+//     builtins that evaluate arithmetic or a name's subscript: let TERM,
+//     declare -i x=TERM, test -v 'a[TERM]', printf -v 'a[TERM]' and read
+//     'a[TERM]' run the a[$(cmd)] in TERM's value, with no $ in a word.
 //
 // Program and Programs are base names: /tmp/x/rm and ./rm are rm. A
 // program word with a slash runs that very file, so policy that allows
@@ -67,7 +85,10 @@
 //     shell would read as the end of it;
 //   - [ErrTooLong]: over [MaxCommandLen] bytes;
 //   - [ErrTooComplex]: over [MaxWords] words and operators (those inside
-//     substitutions included) or nested deeper than [MaxDepth].
+//     substitutions included) or nested deeper than [MaxDepth];
+//   - [ErrHeredocDelimiter]: a here-document delimiter with a $ or `
+//     (<<$'EOF'), whose body ends at a different line in bash (EOF) and
+//     in dash ($EOF), so the commands after it are not known.
 //
 // A command that cannot be read has no facts: the handler must refuse it.
 // They never return facts or words with an error. Syntax the shell would

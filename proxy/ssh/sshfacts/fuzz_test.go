@@ -17,7 +17,7 @@ func singleQuote(words []string) string {
 	return strings.Join(quoted, " ")
 }
 
-var sentinels = []error{ErrUnterminated, ErrTrailingBackslash, ErrNUL, ErrTooLong, ErrTooComplex}
+var sentinels = []error{ErrUnterminated, ErrTrailingBackslash, ErrNUL, ErrTooLong, ErrTooComplex, ErrHeredocDelimiter}
 
 func sentinel(err error) error {
 	for _, s := range sentinels {

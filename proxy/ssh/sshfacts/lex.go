@@ -39,6 +39,8 @@ type token struct {
 type state struct {
 	tokens int
 
+	// compound is set for syntax beyond one simple command, and for
+	// expansions that make the shell evaluate text (see evaluates).
 	compound     bool
 	substitution bool
 	expansion    bool
@@ -165,6 +167,12 @@ func (l *lexer) next() (token, error) {
 			return l.operator(tok.text), nil
 		}
 		if l.wantDelim != "" {
+			if strings.ContainsAny(tok.text, "$`") {
+				// bash decodes $'E\x4fF' to EOF, dash reads $'EOF' as
+				// $EOF: where the body ends depends on the shell, and a
+				// command after the wrong end would be hidden.
+				return token{}, fmt.Errorf("reading the here-document delimiter %q: %w", tok.text, ErrHeredocDelimiter)
+			}
 			l.heredocs = append(l.heredocs, heredoc{
 				delim:     tok.text,
 				quoted:    tok.quoted,
@@ -431,16 +439,20 @@ func (l *lexer) dollar(w *wordScan, inDouble bool) error {
 			// subshell, as the shell decides when it is not arithmetic.
 			return l.substitution(w, at+1, start)
 		}
-		l.st.expansion = true
+		l.evaluates()
 	case n == '(':
 		w.notPlain()
 		return l.substitution(w, at+1, start)
 	case n == '{':
 		w.notPlain()
+		if !l.inertParameter(at + 1) {
+			l.evaluates()
+		}
 		if err := l.braceParameter(w, at+1, inDouble); err != nil {
 			return err
 		}
 		l.st.expansion = true
+		l.subscriptAfter()
 		if c := l.at(at + 1); isBlank(c) || c == '\n' || c == '|' {
 			// bash 5.3 runs ${ cmd; } and ${| cmd; } in the current
 			// shell: a substitution, whose commands are not listed.
@@ -469,7 +481,10 @@ func (l *lexer) dollar(w *wordScan, inDouble bool) error {
 			return err
 		}
 		w.tok.inner.add(scratch.tok.inner)
-		l.st.expansion = true
+		// The translation comes from a message catalog, which the
+		// environment chooses (TEXTDOMAINDIR), and bash expands it as a
+		// double-quoted string: $(...) in it runs.
+		l.evaluates()
 	case isNameStart(n):
 		w.notPlain()
 		l.i = at + 1
@@ -477,13 +492,20 @@ func (l *lexer) dollar(w *wordScan, inDouble bool) error {
 			l.i++
 		}
 		l.st.expansion = true
+		l.subscriptAfter()
 	case ('0' <= n && n <= '9') || strings.IndexByte("@*#?-$!", n) >= 0:
 		w.notPlain()
 		l.i = at + 1
 		l.st.expansion = true
+		l.subscriptAfter()
 	default:
-		if n == '[' {
-			l.st.expansion = true // $[...] is bash's old arithmetic
+		switch n {
+		case '[':
+			l.evaluates() // $[...] is bash's old arithmetic
+		case '~', '=', '^':
+			// zsh's $~x globs x's value, and a glob qualifier
+			// *(e:cmd:) runs cmd; $=x and $^x change how it splits.
+			l.evaluates()
 		}
 		if inDouble {
 			w.b.WriteByte('$')
@@ -620,6 +642,82 @@ func (l *lexer) braceParameter(w *wordScan, body int, inDouble bool) error {
 		}
 	}
 	return fmt.Errorf("reading the parameter expansion at byte %d: %w", start, ErrUnterminated)
+}
+
+// evaluates records an expansion that makes the shell evaluate text as
+// code: arithmetic, where bash runs the $(...) of an array subscript
+// (a[$(cmd)]) in a variable's value, or in text taken from the command
+// itself (${BASH_EXECUTION_STRING:1:9}); indirection (${!x}); prompt
+// expansion (${x@P}). The command then runs more than its listed
+// programs, which makes it compound, as a substitution does.
+func (l *lexer) evaluates() {
+	l.st.expansion = true
+	l.st.compound = true
+}
+
+// subscriptAfter marks a [ right after $name or ${name} (l.i): zsh reads
+// it as a subscript, evaluated as arithmetic. In bash it is a glob.
+func (l *lexer) subscriptAfter() {
+	if l.at(l.skipContinuations(l.i)) == '[' {
+		l.evaluates()
+	}
+}
+
+// inertParameter reports whether the ${...} whose body starts at body is
+// one of the forms that only substitute text, given words that do too
+// (their own expansions are judged as they are read):
+//
+//	${P}  ${#P}  ${P-w} ${P:-w} ${P+w} ${P:+w} ${P?w} ${P:?w}
+//	${P#w} ${P##w} ${P%w} ${P%%w} ${P/w/w} ${P^w} ${P,w} ...
+//
+// where P is a name, a positional parameter or one of @ * # ? - $. Every
+// other form evaluates text or may: a subscript ${a[i]} and an offset
+// ${x:i:n} are arithmetic, ${!x} reads a name (with its subscript) from a
+// value, ${x@P} runs the $(...) of a prompt, ${x:=w} assigns, zsh's
+// ${(e)x} evaluates, and a form not listed is not read here at all.
+func (l *lexer) inertParameter(body int) bool {
+	p := body
+	if l.at(p) == '#' {
+		if l.at(p+1) == '}' {
+			return true // ${#}
+		}
+		end, ok := l.parameterName(p + 1)
+		return ok && l.at(end) == '}'
+	}
+	end, ok := l.parameterName(p)
+	if !ok {
+		return false
+	}
+	switch l.at(end) {
+	case '}', '-', '+', '?', '#', '%', '/', '^', ',':
+		return true
+	case ':':
+		switch l.at(end + 1) {
+		case '-', '+', '?':
+			return true
+		}
+	}
+	return false
+}
+
+// parameterName reads the parameter of ${...} at i: a name, the digits of
+// a positional parameter or one special parameter (not !, which starts an
+// indirection). It returns the index after it.
+func (l *lexer) parameterName(i int) (int, bool) {
+	c := l.at(i)
+	switch {
+	case isNameStart(c):
+		for i++; isNameChar(l.at(i)); i++ {
+		}
+		return i, true
+	case '0' <= c && c <= '9':
+		for i++; '0' <= l.at(i) && l.at(i) <= '9'; i++ {
+		}
+		return i, true
+	case c != 0 && strings.IndexByte("@*#?-$", c) >= 0:
+		return i + 1, true
+	}
+	return i, false
 }
 
 // arithmetic reads $(( ... )) from its body on. It reports false, having

@@ -228,6 +228,12 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 				continue
 			}
 			if isAssignment(tok) {
+				if name, _, _ := strings.Cut(tok.text, "="); strings.Contains(name, "[") {
+					// a[i]=v evaluates i as arithmetic, where
+					// bash runs the $(...) of a[$(cmd)] in a
+					// variable's value.
+					l.st.compound = true
+				}
 				cur.assignments = append(cur.assignments, tok.text)
 				continue
 			}

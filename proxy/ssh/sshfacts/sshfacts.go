@@ -32,6 +32,11 @@ var (
 	// ErrTooComplex: the command has more than MaxWords words or nests
 	// deeper than MaxDepth.
 	ErrTooComplex = errors.New("command too complex")
+	// ErrHeredocDelimiter: a here-document's delimiter holds a $ or `.
+	// The shells disagree on where such a body ends (bash decodes
+	// <<$'E\x4fF' to EOF, dash reads <<$'EOF' as $EOF), so the commands
+	// after it cannot be known.
+	ErrHeredocDelimiter = errors.New("here-document delimiter with $ or `")
 )
 
 // Facts is what Analyze tells policy about an SSH exec command. Slices are
@@ -61,9 +66,16 @@ type Facts struct {
 
 	// Compound: the command is more than one simple command with plain
 	// words: several commands (; & | && || newline), a subshell, group or
-	// other reserved word (if, for, while, case, !, {, [[, ...), a
-	// redirection, or a substitution. A single trailing ; or newline does
-	// not count.
+	// other reserved word (if, for, while, case, !, {, [[, ((, ...), a
+	// redirection, a substitution, or an expansion that makes the shell
+	// evaluate text, which can run commands no word shows: arithmetic
+	// ($((...)), $[...], ${x:1:2}, ${a[i]}, a[i]=v; bash runs the $(...)
+	// of a subscript a[$(cmd)] found in a variable's value), ${!x},
+	// ${x@P}, ${x:=w}, $"..." and any ${...} other than ${P}, ${#P} and
+	// ${P op word} with op one of - + ? :- :+ :? # % / ^ , (doubled
+	// too) and an inert word (see the package doc). $name, ${name}, $1,
+	// $'...', ~ and a{b,c} only substitute text (Expansion). A single
+	// trailing ; or newline does not count.
 	Compound bool
 	// Substitution: $(...), `...`, <(...) or >(...) runs a command whose
 	// output becomes part of the command (here-documents included).
