@@ -563,11 +563,11 @@ func TestPolicyReloadRefused(t *testing.T) {
 	})
 }
 
-// TestSessionsEnd: after a reload that closes a table, an administrator
-// ends the open sessions to the target with `interlock sessions end
-// --target`: what a session prepared in SQL before the reload (which keeps
-// its old decision) goes with it. The client is told why, other sessions
-// stay, and the recording ends with the reason.
+// TestSessionsEnd: after a reload that closes a table (a statement the
+// session prepared in SQL before it is refused now), an administrator ends
+// the open sessions to the target with `interlock sessions end --target`.
+// The client is told why, other sessions stay, and the recording ends with
+// the reason.
 func TestSessionsEnd(t *testing.T) {
 	e := newE2E(t)
 	_, target := shop(t, e)
@@ -603,10 +603,14 @@ workloads:
 	if out, err := e.runAs("alice", "reload"); err != nil {
 		t.Fatalf("interlock reload: %v\n%s", err, out)
 	}
-	// What SQL's PREPARE made keeps its decision (documented): the
-	// session has to go.
-	if _, err := conn.Exec(ctx, "EXECUTE names", pgx.QueryExecModeSimpleProtocol); err != nil {
-		t.Fatalf("EXECUTE of a statement prepared in SQL before the reload: %v (the README says it keeps its decision)", err)
+	// What SQL's PREPARE made is decided again by its body, and the
+	// session stays usable.
+	_, err = conn.Exec(ctx, "EXECUTE names", pgx.QueryExecModeSimpleProtocol)
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "42501" {
+		t.Fatalf("EXECUTE of a statement prepared in SQL before the reload that closed its table: %v, want 42501", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("after the denial: %v", err)
 	}
 	if len(e.status().Sessions) != 2 {
 		t.Fatalf("sessions before: %+v", e.status().Sessions)
