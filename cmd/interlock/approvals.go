@@ -32,13 +32,18 @@ type approvalView struct {
 	Requester string    `json:"requester"`
 	Issuer    string    `json:"issuer,omitempty"`
 	Groups    []string  `json:"groups,omitempty"`
-	Command   string    `json:"command"`
-	Kind      string    `json:"kind,omitempty"`
-	Operation string    `json:"operation,omitempty"`
-	Rule      string    `json:"rule"`
-	Approvers []string  `json:"approvers"`
-	Grant     string    `json:"grant,omitempty"`
-	Decider   string    `json:"decider,omitempty"`
+	// Command is the command as the client sent it, whole.
+	Command string `json:"command"`
+	// CommandBytes is its length as sent; it differs from len(Command)
+	// when the command held bytes that are not UTF-8, which JSON carries
+	// as U+FFFD.
+	CommandBytes int      `json:"command_bytes"`
+	Kind         string   `json:"kind,omitempty"`
+	Operation    string   `json:"operation,omitempty"`
+	Rule         string   `json:"rule"`
+	Approvers    []string `json:"approvers"`
+	Grant        string   `json:"grant,omitempty"`
+	Decider      string   `json:"decider,omitempty"`
 	// DeciderIssuer is the OIDC issuer of the decider's token, "" for a
 	// static admin token: the same subject from two issuers is two people.
 	DeciderIssuer string    `json:"decider_issuer,omitempty"`
@@ -51,7 +56,7 @@ func viewOf(r review.Request) approvalView {
 		ID: r.ID, State: string(r.State), Created: r.Created, Expires: r.Expires, Session: r.SessionID,
 		Target: r.Target, Protocol: r.Protocol, Workload: r.Workload,
 		Requester: r.Requester.Subject, Issuer: r.Requester.Issuer, Groups: r.Requester.Groups,
-		Command: r.Command, Kind: r.Kind, Operation: r.Operation, Rule: r.Rule, Approvers: r.Approvers,
+		Command: r.Command, CommandBytes: len(r.Command), Kind: r.Kind, Operation: r.Operation, Rule: r.Rule, Approvers: r.Approvers,
 		Decider: r.Decider.Subject, DeciderIssuer: r.Decider.Issuer, Reason: r.Reason, Decided: r.Decided,
 	}
 	if r.Grant > 0 {
@@ -199,6 +204,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 
 func newApprovalsCommand() *cobra.Command {
 	var path, tokenFile, output, state, reason string
+	var readWhole bool
 	cmd := &cobra.Command{
 		Use:   "approvals",
 		Short: "List and decide commands held for review",
@@ -282,6 +288,10 @@ decide, and never the requester itself.`,
 				verb := "approve"
 				if !approve {
 					verb = "deny"
+				} else if !readWhole {
+					if err := checkShownWhole(cmd.Context(), c, args[0]); err != nil {
+						return err
+					}
 				}
 				var a approvalView
 				if err := c.do(cmd.Context(), http.MethodPost, "/api/v1/approvals/"+args[0]+"/"+verb, map[string]string{"reason": reason}, &a); err != nil {
@@ -300,17 +310,50 @@ decide, and never the requester itself.`,
 	for _, c := range []*cobra.Command{approve, deny} {
 		c.Flags().StringVar(&reason, "reason", "", "why (recorded, and told to the agent on deny)")
 	}
+	approve.Flags().BoolVar(&readWhole, "read-whole", false,
+		fmt.Sprintf("approve a command longer than chat messages and lists show (%d bytes) after reading it whole with show", review.TextCommandLen))
 	cmd.AddCommand(list, show, approve, deny)
 	return cmd
+}
+
+// checkShownWhole refuses to approve request id when its command is
+// longer than the webhook's text and the list show: the part they cut may
+// be the part that matters (UPDATE accounts SET note = '<4 KiB>',
+// is_admin = true). --read-whole, after show, approves it.
+func checkShownWhole(ctx context.Context, c *adminClient, id string) error {
+	var a approvalView
+	if err := c.do(ctx, http.MethodGet, "/api/v1/approvals/"+id, nil, &a); err != nil {
+		return err
+	}
+	if !review.Shortened(a.Command, review.TextCommandLen) {
+		return nil
+	}
+	return fmt.Errorf("request %s holds a command of %d bytes, and chat messages and lists show only its start: "+
+		"read it whole with `interlock approvals show %[1]s`, then approve it with --read-whole", review.Printable(a.ID), commandBytes(a))
+}
+
+// commandBytes is the command's length as sent, from a gateway that says
+// it, else as received.
+func commandBytes(a approvalView) int {
+	if a.CommandBytes > 0 {
+		return a.CommandBytes
+	}
+	return len(a.Command)
 }
 
 // writeApproval prints one request for a human. Every text is shown
 // escaped: a held command must not redraw the terminal (\r, escape
 // sequences) to read as another, and the operation says what policy read
-// it as.
+// it as. The command is printed whole, however long: this is where an
+// approver reads what the list and chat messages cut.
 func writeApproval(w io.Writer, a approvalView) {
 	p := review.Printable
 	fmt.Fprintf(w, "request   %s (%s)\ncommand   %s\n", p(a.ID), p(a.State), p(a.Command))
+	if n := commandBytes(a); n != len(a.Command) {
+		fmt.Fprintf(w, "bytes     %d as sent; those that are not UTF-8 show as � above\n", n)
+	} else if review.Shortened(a.Command, review.TextCommandLen) {
+		fmt.Fprintf(w, "bytes     %d, all shown above\n", n)
+	}
 	if a.Operation != "" {
 		fmt.Fprintf(w, "reads as  %s: %s\n", p(a.Kind), p(a.Operation))
 	}
@@ -333,7 +376,7 @@ func withIssuer(subject, issuer string) string {
 }
 
 // oneLine is a command for one table cell: escaped, and cut short with a
-// marker saying so.
+// marker saying so and naming its length.
 func oneLine(s string, n int) string {
 	return review.DisplayCommand(s, n)
 }

@@ -2,8 +2,19 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/policy/review"
 )
 
 // TestApprovalShownEscaped: a held command with a carriage return and a
@@ -26,5 +37,147 @@ func TestApprovalShownEscaped(t *testing.T) {
 	long := "ls #" + strings.Repeat(" ", 200) + "\nrm -rf /srv"
 	if got := oneLine(long, 60); !strings.Contains(got, "[truncated: 216 bytes in all]") || strings.Contains(got, "\n") {
 		t.Errorf("list cell %q: want it marked as cut short, on one line", got)
+	}
+}
+
+// adminTestConfig is the demo configuration with its admin address at
+// srv, and a token file holding alice's admin token.
+func adminTestConfig(t *testing.T, srv *httptest.Server) (cfg, tokenFile string) {
+	t.Helper()
+	cfg = demoConfig(t)
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(b), "admin: 127.0.0.1:9470", "admin: "+srv.Listener.Addr().String())
+	if text == string(b) {
+		t.Fatal("the demo config's admin address moved; update adminTestConfig")
+	}
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile = filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(adminTestToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, tokenFile
+}
+
+// TestLongCommandShownWhole: a statement whose dangerous part comes after
+// 4 KiB reaches the approver whole through every output: the API's JSON,
+// `approvals show`, and `-o json`; list cells say the true length; and
+// approve refuses until the approver says they read it whole.
+func TestLongCommandShownWhole(t *testing.T) {
+	g := adminTestGateway(t, "")
+	store, err := review.Open(filepath.Join(t.TempDir(), "approvals.db"), review.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	g.approvals = store
+	mux := http.NewServeMux()
+	g.approvalsAPI(mux)
+	srv := httptest.NewServer(g.adminAuth.Require(mux))
+	defer srv.Close()
+	cfg, tokenFile := adminTestConfig(t, srv)
+
+	command := "UPDATE accounts SET note = '" + strings.Repeat("x", 4100) + "', is_admin = true WHERE id = 7"
+	const tail = "is_admin = true WHERE id = 7"
+	held, err := store.Submit(t.Context(), review.Request{
+		SessionID: "s1", Target: "shop", Protocol: "postgres", Workload: "support",
+		Requester: identity.Identity{Subject: "agent"}, Command: command, Kind: "write", Operation: "UPDATE",
+		Rule: "writes", Approvers: []string{"dba"}, Timeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) (string, error) {
+		return runCLI(t, append([]string{"approvals"}, append(args, "--config", cfg, "--token-file", tokenFile)...)...)
+	}
+
+	// The API.
+	code, body := adminGet(t, srv, "/api/v1/approvals/"+held.ID, adminTestToken)
+	var v approvalView
+	if err := json.Unmarshal([]byte(body), &v); code != http.StatusOK || err != nil {
+		t.Fatalf("GET: %d %v\n%.300s", code, err, body)
+	}
+	if v.Command != command || v.CommandBytes != len(command) {
+		t.Errorf("the API's command is %d bytes (command_bytes %d), want the %d sent", len(v.Command), v.CommandBytes, len(command))
+	}
+
+	// show, as text and as JSON.
+	out, err := cli("show", held.ID)
+	if err != nil {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "command   "+command+"\n") || !strings.Contains(out, fmt.Sprintf("bytes     %d, all shown above", len(command))) {
+		t.Errorf("show does not print the whole command and its length:\n%.200s…%s", out, out[max(0, len(out)-600):])
+	}
+	out, err = cli("show", held.ID, "-o", "json")
+	if err := errors.Join(err, json.Unmarshal([]byte(out), &v)); err != nil || v.Command != command {
+		t.Errorf("show -o json: %v, command of %d bytes", err, len(v.Command))
+	}
+
+	// list: the cell is cut, says so with the true length.
+	out, err = cli("list")
+	if err != nil {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if want := fmt.Sprintf("… [truncated: %d bytes in all]", len(command)); !strings.Contains(out, want) {
+		t.Errorf("list lacks %q:\n%s", want, out)
+	}
+	out, err = cli("list", "-o", "json")
+	var list []approvalView
+	if err := errors.Join(err, json.Unmarshal([]byte(out), &list)); err != nil || len(list) != 1 || list[0].Command != command {
+		t.Errorf("list -o json: %v, %d requests", err, len(list))
+	}
+
+	// approve: refused until --read-whole.
+	if _, err = cli("approve", held.ID); err == nil || !strings.Contains(err.Error(), "--read-whole") ||
+		!strings.Contains(err.Error(), fmt.Sprintf("a command of %d bytes", len(command))) {
+		t.Errorf("approve of a long command without --read-whole: %v", err)
+	}
+	if r, _ := store.Get(held.ID); r.State != review.Pending {
+		t.Fatalf("the refused approve decided the request: %s", r.State)
+	}
+	out, err = cli("approve", held.ID, "--read-whole")
+	if err != nil || !strings.Contains(out, "approved by alice") {
+		t.Fatalf("approve --read-whole: %v\n%s", err, out)
+	}
+	if r, _ := store.Get(held.ID); r.Command != command || !strings.HasSuffix(r.Command, tail) {
+		t.Errorf("the approved request's command is %d bytes, want %d", len(r.Command), len(command))
+	}
+
+	// A short command needs no flag.
+	short, err := store.Submit(t.Context(), review.Request{
+		SessionID: "s1", Target: "shop", Protocol: "postgres", Workload: "support",
+		Requester: identity.Identity{Subject: "agent"}, Command: "UPDATE t SET a = 1", Kind: "write", Operation: "UPDATE",
+		Rule: "writes", Approvers: []string{"dba"}, Timeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli("approve", short.ID); err != nil || !strings.Contains(out, "approved by alice") {
+		t.Errorf("approve of a short command: %v\n%s", err, out)
+	}
+}
+
+// TestShowNamesBytesJSONReplaced: bytes that are not UTF-8 reach the CLI
+// as U+FFFD (JSON cannot carry them); show says how long the command was
+// as sent.
+func TestShowNamesBytesJSONReplaced(t *testing.T) {
+	v := viewOf(review.Request{ID: "ab2cd3ef4g", State: review.Pending, Command: "rm /srv/\xff"})
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got approvalView
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	writeApproval(&out, got)
+	if !strings.Contains(out.String(), "bytes     9 as sent; those that are not UTF-8 show as � above") {
+		t.Errorf("show prints\n%s", out.String())
 	}
 }

@@ -73,17 +73,26 @@ type kernelCounter struct {
 }
 
 func newStatusCommand() *cobra.Command {
-	var path, output string
+	var path, output, tokenFile string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the data path, workloads, targets and counters",
 		Long: `Show what is enforced: the pinned eBPF programs and maps (read directly from
 bpffs, so this works while the gateway is down), the gateway's view of
-workloads and targets from its admin listener, and the kernel's counters.`,
+workloads and targets from its admin listener (with the admin token in
+INTERLOCK_TOKEN or --token-file; without one, the kernel's view only), and
+the kernel's counters.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
 				return fmt.Errorf("-o: %q is not text or json", output)
+			}
+			// A token file that was asked for and does not read is an
+			// error, as for the other admin commands; no token at all is
+			// the kernel's view only.
+			token, err := adminauth.ClientToken(tokenFile)
+			if err != nil && (tokenFile != "" || !errors.Is(err, adminauth.ErrNoCredentials)) {
+				return err
 			}
 			cfg, loadErr := config.Load(path)
 			if loadErr != nil {
@@ -94,7 +103,7 @@ workloads and targets from its admin listener, and the kernel's counters.`,
 					return loadErr
 				}
 			}
-			r := collectStatus(cmd.Context(), cfg)
+			r := collectStatus(cmd.Context(), cfg, token)
 			if loadErr != nil {
 				r.ConfigError, r.ConfigPolicySHA256 = loadErr.Error(), ""
 			}
@@ -109,12 +118,15 @@ workloads and targets from its admin listener, and the kernel's counters.`,
 	}
 	addConfigFlag(cmd, &path)
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the admin token (default: $INTERLOCK_TOKEN)")
 	return cmd
 }
 
-func collectStatus(ctx context.Context, cfg *config.Config) statusReport {
+// collectStatus asks the gateway with the admin token (none: "") and reads
+// the kernel's state.
+func collectStatus(ctx context.Context, cfg *config.Config, token string) statusReport {
 	r := statusReport{Config: cfg.Path, ConfigPolicySHA256: policyDigest(cfg.Policy), Datapath: &datapathReport{PinPath: cfg.Gateway.BPFFS}}
-	gs, err := fetchGatewayStatus(ctx, cfg)
+	gs, err := fetchGatewayStatus(ctx, cfg, token)
 	if err != nil {
 		r.GatewayError = err.Error()
 	} else {
@@ -186,7 +198,7 @@ func gatewayUp(ctx context.Context, cfg *config.Config) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func fetchGatewayStatus(ctx context.Context, cfg *config.Config) (*gatewayStatus, error) {
+func fetchGatewayStatus(ctx context.Context, cfg *config.Config, token string) (*gatewayStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	client, err := adminHTTPClient(cfg)
@@ -200,8 +212,8 @@ func fetchGatewayStatus(ctx context.Context, cfg *config.Config) (*gatewayStatus
 	}
 	// The status API needs an administrator's token; without one the
 	// answer is 401 and the report shows the kernel state only.
-	if tok, err := adminauth.ClientToken(""); err == nil {
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

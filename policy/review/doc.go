@@ -32,10 +32,13 @@
 // # Persistence
 //
 // Every request and every change is written to one bbolt file (the gateway
-// uses <state_dir>/approvals.db, mode 0600) before it takes effect; a
-// decision that cannot be written is not made, while expiry and abandonment
-// take effect in memory even if the write fails (the next Open repeats
-// them). Open loads the file: pending requests past Expires become expired,
+// uses <state_dir>/approvals.db, mode 0600) before it takes effect. The
+// command is kept whole (up to MaxCommandLen; Submit refuses a longer
+// one), stored apart from the request and written once, so the request's
+// changes and the scans of Open, List and pruning do not copy or decode
+// long commands (see persist.go). A decision that cannot be written is
+// not made, while expiry and abandonment take effect in memory even if the
+// write fails (the next Open repeats them). Open loads the file: pending requests past Expires become expired,
 // the others wait again with timers for their remaining time, and open
 // grant windows are restored. Nobody can be waiting after a restart, so the
 // gateway then calls Abandon with its live sessions (none), which abandons
@@ -63,17 +66,20 @@
 // it until Close. A Webhook POSTs JSON: a one-line `text` for chat
 // incoming-webhooks ("interlock: <subject> on <workload> wants to run
 // <command> on <target> (rule <rule>); approve with: interlock approvals
-// approve <id>"), the request's details, and links built from APIBase:
+// approve <id>"; a command longer than TextCommandLen is cut there, with
+// its length, and the text says to read it whole with `approvals show`
+// first), the request's details with the whole command and its length
+// (command, command_bytes), and links built from APIBase:
 // <base>/api/v1/approvals/<id> (GET) and …/approve, …/deny (POST).
 // Every value in the text (command, requester, decider, reason) is
 // escaped: control and invisible characters as Printable writes them, and
 // &, < and > as HTML entities, so chat markup in a command stays text.
-// Delivery is asynchronous and in order per URL, from a bounded queue;
-// each attempt has a 10s timeout and follows no redirect (a 3xx is a
-// failure, not retried: a redirect could carry the request to an internal
-// address); network failures, 408, 429 and 5xx are retried (5
-// attempts, waits doubling from 0.5s to at most 8s), other answers are
-// not. Logs name only a webhook's scheme and host: a chat webhook's path
+// Delivery is asynchronous and in order per URL, from a queue bounded in
+// events and in the bytes of their commands; each attempt has a 10s
+// timeout and follows no redirect (a 3xx is a failure, not retried: a
+// redirect could carry the request to an internal address); network
+// failures, 408, 429 and 5xx are retried (5 attempts, waits doubling from
+// 0.5s to at most 8s), other answers are not. Logs name only a webhook's scheme and host: a chat webhook's path
 // is its secret.
 //
 // # Metrics
@@ -97,7 +103,8 @@
 //   - ErrSelfApproval, ErrNotApprover: Decide refused the decider; the
 //     request is returned too, unchanged.
 //   - ErrInvalidRequest: Submit without Approvers, with a Timeout ≤ 0, a
-//     negative Grant or a NotifyURL that is not http(s).
+//     negative Grant, a NotifyURL that is not http(s) or a Command longer
+//     than MaxCommandLen.
 //   - ErrTooManyPending: Submit while Options.MaxPending requests wait.
 //   - ErrClosed: the store (or a Webhook) is closed; Wait returns it when
 //     Close interrupts it.

@@ -62,9 +62,12 @@ type WebhookOptions struct {
 	Attempts   int
 	Backoff    time.Duration
 	MaxBackoff time.Duration
-	// QueueSize bounds the events waiting for delivery (default 256); a
-	// full queue drops the new event.
-	QueueSize int
+	// QueueSize bounds the events waiting for delivery (default 256), and
+	// QueueBytes the commands they carry (default 64 MiB: a command may be
+	// 16 MiB, and a receiver that is down must not make the queue keep
+	// gigabytes); a full queue drops the new event.
+	QueueSize  int
+	QueueBytes int
 	// Timeout bounds one HTTP attempt, redirects included (default 10s).
 	Timeout time.Duration
 	// Transport carries the requests; nil is a clone of
@@ -87,6 +90,9 @@ func (o *WebhookOptions) fill() {
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 256
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 64 << 20
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
@@ -113,6 +119,7 @@ type Webhook struct {
 
 	mu     sync.Mutex
 	closed bool
+	queued int // bytes of the commands in queue, at most opts.QueueBytes
 }
 
 // NewWebhook starts a webhook to rawURL, which must be an absolute http or
@@ -182,8 +189,14 @@ func (w *Webhook) Notify(_ context.Context, ev Event) error {
 		return ErrClosed
 	}
 	ev.Request = ev.Request.clone()
+	n := len(ev.Request.Command)
+	if w.queued+n > w.opts.QueueBytes && w.queued > 0 {
+		w.metrics.failures.WithLabelValues(failQueueFull).Inc()
+		return fmt.Errorf("notifying %s of approval %s: %d bytes of commands queued: %w", w.logHost, ev.Request.ID, w.queued, ErrQueueFull)
+	}
 	select {
 	case w.queue <- ev:
+		w.queued += n
 		return nil
 	default:
 		w.metrics.failures.WithLabelValues(failQueueFull).Inc()
@@ -220,6 +233,9 @@ func (w *Webhook) run() {
 			return
 		case ev := <-w.queue:
 			w.deliver(ev)
+			w.mu.Lock()
+			w.queued -= len(ev.Request.Command)
+			w.mu.Unlock()
 		}
 	}
 }
@@ -303,27 +319,29 @@ func (w *Webhook) post(body []byte) (retry bool, reason string, err error) {
 // webhookMessage is the JSON a webhook receives. Text is what chat
 // incoming-webhooks render; the rest is for programs.
 type webhookMessage struct {
-	Text      string        `json:"text"`
-	Event     EventKind     `json:"event"`
-	ID        string        `json:"id"`
-	State     State         `json:"state"`
-	Target    string        `json:"target"`
-	Protocol  string        `json:"protocol,omitempty"`
-	Workload  string        `json:"workload"`
-	SessionID string        `json:"session_id,omitempty"`
-	Requester recordIdent   `json:"requester"`
-	Command   string        `json:"command"`
-	Kind      string        `json:"kind,omitempty"`
-	Operation string        `json:"operation,omitempty"`
-	Rule      string        `json:"rule"`
-	Approvers []string      `json:"approvers"`
-	Created   time.Time     `json:"created"`
-	Expires   time.Time     `json:"expires"`
-	Grant     string        `json:"grant,omitempty"`
-	Decider   *recordIdent  `json:"decider,omitempty"`
-	Reason    string        `json:"reason,omitempty"`
-	Decided   *time.Time    `json:"decided,omitempty"`
-	Links     *webhookLinks `json:"links,omitempty"`
+	Text      string      `json:"text"`
+	Event     EventKind   `json:"event"`
+	ID        string      `json:"id"`
+	State     State       `json:"state"`
+	Target    string      `json:"target"`
+	Protocol  string      `json:"protocol,omitempty"`
+	Workload  string      `json:"workload"`
+	SessionID string      `json:"session_id,omitempty"`
+	Requester recordIdent `json:"requester"`
+	Command   string      `json:"command"` // whole, as the client sent it
+	// CommandBytes is the command's length: the text shows a long one cut.
+	CommandBytes int           `json:"command_bytes"`
+	Kind         string        `json:"kind,omitempty"`
+	Operation    string        `json:"operation,omitempty"`
+	Rule         string        `json:"rule"`
+	Approvers    []string      `json:"approvers"`
+	Created      time.Time     `json:"created"`
+	Expires      time.Time     `json:"expires"`
+	Grant        string        `json:"grant,omitempty"`
+	Decider      *recordIdent  `json:"decider,omitempty"`
+	Reason       string        `json:"reason,omitempty"`
+	Decided      *time.Time    `json:"decided,omitempty"`
+	Links        *webhookLinks `json:"links,omitempty"`
 }
 
 // webhookLinks point at the admin API's view of the request.
@@ -338,7 +356,7 @@ func newWebhookMessage(ev Event, apiBase string) webhookMessage {
 	m := webhookMessage{
 		Text: messageText(ev), Event: ev.Kind, ID: r.ID, State: r.State,
 		Target: r.Target, Protocol: r.Protocol, Workload: r.Workload, SessionID: r.SessionID,
-		Requester: toRecordIdent(r.Requester), Command: r.Command, Kind: r.Kind, Operation: r.Operation,
+		Requester: toRecordIdent(r.Requester), Command: r.Command, CommandBytes: len(r.Command), Kind: r.Kind, Operation: r.Operation,
 		Rule: r.Rule, Approvers: r.Approvers, Created: r.Created, Expires: r.Expires, Reason: r.Reason,
 	}
 	if r.Grant > 0 {
@@ -359,9 +377,14 @@ func newWebhookMessage(ev Event, apiBase string) webhookMessage {
 	return m
 }
 
-// maxTextCommand bounds the command quoted in the one-line text; the full
-// command is in the command field.
-const maxTextCommand = 200
+// TextCommandLen bounds the command quoted in the webhook's one-line text
+// (escaped, in bytes); a longer one is cut there with a marker naming its
+// length, and the message's command field holds it whole.
+const TextCommandLen = 200
+
+// Shortened reports whether a text of at most n bytes (DisplayCommand)
+// shows less than the whole command.
+func Shortened(command string, n int) bool { return len(Printable(command)) > n }
 
 // messageText is the one line a human reads in chat. The command is shown
 // with its control characters escaped, cut short with a marker saying so,
@@ -378,13 +401,18 @@ func messageText(ev Event) string {
 	if who == "" {
 		who = "an unidentified caller"
 	}
-	cmd := DisplayCommand(r.Command, maxTextCommand)
+	cmd := DisplayCommand(r.Command, TextCommandLen)
 	if r.Operation != "" {
 		cmd += " [" + p(r.Kind) + ": " + p(r.Operation) + "]"
 	}
 	if ev.Kind == EventRequested {
-		return chatEscape(fmt.Sprintf("interlock: %s on %s wants to run %s on %s (rule %s); approve with: interlock approvals approve %s",
-			who, p(r.Workload), cmd, p(r.Target), p(r.Rule), p(r.ID)))
+		how := "approve with: interlock approvals approve " + p(r.ID)
+		if Shortened(r.Command, TextCommandLen) {
+			// What is cut may be the part that matters.
+			how = fmt.Sprintf("read it whole with: interlock approvals show %s, then approve with: interlock approvals approve %[1]s --read-whole", p(r.ID))
+		}
+		return chatEscape(fmt.Sprintf("interlock: %s on %s wants to run %s on %s (rule %s); %s",
+			who, p(r.Workload), cmd, p(r.Target), p(r.Rule), how))
 	}
 	outcome := string(r.State)
 	if r.Decider.Subject != "" {
@@ -426,7 +454,8 @@ func Printable(s string) string {
 }
 
 // DisplayCommand is Printable(command), cut to about max bytes with a
-// marker that says how long the whole command is.
+// marker that says how long the whole command is, in bytes as sent
+// ("… [truncated: 4213 bytes in all]").
 func DisplayCommand(command string, max int) string {
 	p := Printable(command)
 	if len(p) <= max {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -473,5 +474,78 @@ func TestMessageTextEscapesEverything(t *testing.T) {
 		if !strings.Contains(decided, want) {
 			t.Errorf("decided text %q lacks %q", decided, want)
 		}
+	}
+}
+
+// TestWebhookLongCommand: the webhook's command field is a long command
+// whole, with its length; the text shows its start with the true length
+// and says where to read it all before approving.
+func TestWebhookLongCommand(t *testing.T) {
+	rc := newReceiver(t)
+	s := openTest(t, "", Options{})
+	req := heldUpdate()
+	req.NotifyURL = rc.url()
+	req.Command = longUpdate()
+	r := submit(t, s, req)
+	m := rc.next(t)
+	if m["command"] != req.Command {
+		t.Errorf("command field is %d bytes, want the %d sent", len(fmt.Sprint(m["command"])), len(req.Command))
+	}
+	if m["command_bytes"] != float64(len(req.Command)) {
+		t.Errorf("command_bytes = %v, want %d", m["command_bytes"], len(req.Command))
+	}
+	text := fmt.Sprint(m["text"])
+	for _, want := range []string{
+		fmt.Sprintf("… [truncated: %d bytes in all] [write: UPDATE]", len(req.Command)),
+		"read it whole with: interlock approvals show " + r.ID + ", then approve with: interlock approvals approve " + r.ID + " --read-whole",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text %q lacks %q", text, want)
+		}
+	}
+	if len(text) > 2*TextCommandLen+400 {
+		t.Errorf("text is %d bytes", len(text))
+	}
+}
+
+// TestWebhookQueueBytes: the queue also bounds the bytes of the commands
+// it keeps, so a receiver that is down does not make long commands pile
+// up in memory; the event in flight counts until delivered.
+func TestWebhookQueueBytes(t *testing.T) {
+	unblock := make(chan struct{})
+	arrived := make(chan struct{}, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-unblock:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(unblock) })
+
+	reg := prometheus.NewRegistry()
+	w, err := NewWebhook(srv.URL, WebhookOptions{Registerer: reg, QueueBytes: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	long := heldUpdate()
+	long.Command = longUpdate() // 4159 bytes
+	if err := w.Notify(context.Background(), Event{Kind: EventRequested, Request: long}); err != nil {
+		t.Fatal(err)
+	}
+	<-arrived
+	if err := w.Notify(context.Background(), Event{Kind: EventRequested, Request: long}); err != nil {
+		t.Fatalf("queueing the second: %v", err)
+	}
+	if err := w.Notify(context.Background(), Event{Kind: EventRequested, Request: long}); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("a third long command = %v, want ErrQueueFull", err)
+	}
+	if err := w.Notify(context.Background(), Event{Kind: EventRequested, Request: heldUpdate()}); err != nil {
+		t.Errorf("a short command fits: %v", err)
+	}
+	if v := metricValue(t, reg, "interlock_webhook_failures_total", map[string]string{"reason": failQueueFull}); v != 1 {
+		t.Errorf("queue_full failures = %v, want 1", v)
 	}
 }

@@ -5,39 +5,58 @@ import (
 	"fmt"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/interlock-dev/interlock/identity"
 )
 
 // The on-disk form of a request, one JSON value per key in the requests
 // bucket. It is its own type so the exported Request can change without
 // changing the file; recordVersion says which form a value is in.
-const recordVersion = 1
+//
+// Since version 2 the command is not in the record: the commands bucket
+// holds it, whole, under the same key, written once by Submit, and the
+// record says its length. A command may be megabytes, and the record is
+// rewritten on every change and decoded by every scan (Open, List,
+// pruning), which then never touch a command they do not return. Version
+// 1 records, written before, hold the command themselves, cut to 4096
+// bytes ending in "…"; they are still read.
+const (
+	recordVersion       = 2
+	recordVersionInline = 1
+)
 
-var bucketRequests = []byte("requests")
+var (
+	bucketRequests = []byte("requests")
+	bucketCommands = []byte("commands")
+)
 
 type record struct {
-	V         int          `json:"v"`
-	ID        string       `json:"id"`
-	Created   time.Time    `json:"created"`
-	Expires   time.Time    `json:"expires"`
-	SessionID string       `json:"session_id"`
-	Target    string       `json:"target"`
-	Protocol  string       `json:"protocol"`
-	Workload  string       `json:"workload"`
-	Requester recordIdent  `json:"requester"`
-	Command   string       `json:"command"`
-	Kind      string       `json:"kind,omitempty"`
-	Operation string       `json:"operation,omitempty"`
-	Rule      string       `json:"rule"`
-	RuleDef   string       `json:"rule_definition,omitempty"`
-	Approvers []string     `json:"approvers"`
-	TimeoutNS int64        `json:"timeout_ns"`
-	GrantNS   int64        `json:"grant_ns,omitempty"`
-	NotifyURL string       `json:"notify_url,omitempty"`
-	State     State        `json:"state"`
-	Decider   *recordIdent `json:"decider,omitempty"`
-	Reason    string       `json:"reason,omitempty"`
-	Decided   *time.Time   `json:"decided,omitempty"`
+	V         int         `json:"v"`
+	ID        string      `json:"id"`
+	Created   time.Time   `json:"created"`
+	Expires   time.Time   `json:"expires"`
+	SessionID string      `json:"session_id"`
+	Target    string      `json:"target"`
+	Protocol  string      `json:"protocol"`
+	Workload  string      `json:"workload"`
+	Requester recordIdent `json:"requester"`
+	Command   string      `json:"command,omitempty"` // version 1 only
+	// CommandLen is the length of the command in the commands bucket
+	// (version 2).
+	CommandLen int          `json:"command_len"`
+	Kind       string       `json:"kind,omitempty"`
+	Operation  string       `json:"operation,omitempty"`
+	Rule       string       `json:"rule"`
+	RuleDef    string       `json:"rule_definition,omitempty"`
+	Approvers  []string     `json:"approvers"`
+	TimeoutNS  int64        `json:"timeout_ns"`
+	GrantNS    int64        `json:"grant_ns,omitempty"`
+	NotifyURL  string       `json:"notify_url,omitempty"`
+	State      State        `json:"state"`
+	Decider    *recordIdent `json:"decider,omitempty"`
+	Reason     string       `json:"reason,omitempty"`
+	Decided    *time.Time   `json:"decided,omitempty"`
 }
 
 type recordIdent struct {
@@ -58,7 +77,7 @@ func encodeRequest(r Request) ([]byte, error) {
 	rec := record{
 		V: recordVersion, ID: r.ID, Created: r.Created, Expires: r.Expires,
 		SessionID: r.SessionID, Target: r.Target, Protocol: r.Protocol, Workload: r.Workload,
-		Requester: toRecordIdent(r.Requester), Command: r.Command, Kind: r.Kind, Operation: r.Operation,
+		Requester: toRecordIdent(r.Requester), CommandLen: len(r.Command), Kind: r.Kind, Operation: r.Operation,
 		Rule: r.Rule, RuleDef: r.RuleDefinition, Approvers: r.Approvers, TimeoutNS: int64(r.Timeout), GrantNS: int64(r.Grant),
 		NotifyURL: r.NotifyURL, State: r.State, Reason: r.Reason,
 	}
@@ -77,23 +96,72 @@ func encodeRequest(r Request) ([]byte, error) {
 	return b, nil
 }
 
+// readRequest reads one stored request with its command.
+func readRequest(tx *bolt.Tx, key, b []byte) (Request, error) {
+	r, apart, err := decodeRequest(key, b)
+	if err != nil {
+		return Request{}, err
+	}
+	return r, readCommand(tx, &r, apart)
+}
+
+// readCommand fills r.Command from the commands bucket when the record
+// keeps it apart: apart is its length, from decodeRequest; -1 for a
+// record that holds its command itself.
+func readCommand(tx *bolt.Tx, r *Request, apart int) error {
+	if apart <= 0 {
+		return nil // an SSH shell request has no command
+	}
+	var v []byte
+	if b := tx.Bucket(bucketCommands); b != nil {
+		v = b.Get([]byte(r.ID))
+	}
+	if v == nil || len(v) != apart {
+		return fmt.Errorf("reading approval %q: its command of %d bytes is missing or damaged", r.ID, apart)
+	}
+	r.Command = string(v) // copied: v is the file's memory, valid only in tx
+	return nil
+}
+
+// putCommand stores r's command in the commands bucket.
+func putCommand(tx *bolt.Tx, r Request) error {
+	b, err := tx.CreateBucketIfNotExists(bucketCommands)
+	if err != nil {
+		return fmt.Errorf("writing approval %s: %w", r.ID, err)
+	}
+	// bbolt keeps the value's slice until the transaction commits.
+	if err := b.Put([]byte(r.ID), []byte(r.Command)); err != nil {
+		return fmt.Errorf("writing approval %s: command: %w", r.ID, err)
+	}
+	return nil
+}
+
 // decodeRequest reads one stored value. It refuses what this version did
-// not write rather than guess at it.
-func decodeRequest(key, b []byte) (Request, error) {
+// not write rather than guess at it. A request whose command is stored
+// apart comes without it, and apart is the command's length for
+// readCommand; it is -1 for a version 1 record, whose Command is its own.
+func decodeRequest(key, b []byte) (_ Request, apart int, _ error) {
 	var rec record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return Request{}, fmt.Errorf("decoding approval %q: %w", key, err)
+		return Request{}, -1, fmt.Errorf("decoding approval %q: %w", key, err)
 	}
-	if rec.V != recordVersion {
-		return Request{}, fmt.Errorf("decoding approval %q: record version %d, want %d", key, rec.V, recordVersion)
+	if rec.V != recordVersion && rec.V != recordVersionInline {
+		return Request{}, -1, fmt.Errorf("decoding approval %q: record version %d, want %d", key, rec.V, recordVersion)
 	}
 	if rec.ID != string(key) {
-		return Request{}, fmt.Errorf("decoding approval %q: record names id %q", key, rec.ID)
+		return Request{}, -1, fmt.Errorf("decoding approval %q: record names id %q", key, rec.ID)
 	}
 	switch rec.State {
 	case Pending, Approved, Rejected, Expired, Abandoned:
 	default:
-		return Request{}, fmt.Errorf("decoding approval %q: unknown state %q", key, rec.State)
+		return Request{}, -1, fmt.Errorf("decoding approval %q: unknown state %q", key, rec.State)
+	}
+	apart = -1
+	if rec.V != recordVersionInline {
+		if rec.CommandLen < 0 {
+			return Request{}, -1, fmt.Errorf("decoding approval %q: command length %d", key, rec.CommandLen)
+		}
+		apart, rec.Command = rec.CommandLen, ""
 	}
 	r := Request{
 		ID: rec.ID, Created: rec.Created, Expires: rec.Expires,
@@ -108,5 +176,5 @@ func decodeRequest(key, b []byte) (Request, error) {
 	if rec.Decided != nil {
 		r.Decided = *rec.Decided
 	}
-	return r, nil
+	return r, apart, nil
 }

@@ -44,9 +44,14 @@ const (
 	ReasonSessionEnded = "the session ended before a decision"
 )
 
-// maxCommandLen bounds a stored command: the store keeps what a person
-// needs to decide, not an arbitrarily large statement.
-const maxCommandLen = 4096
+// MaxCommandLen bounds a held command. The store keeps the whole command:
+// an approver must be able to read every byte of what they let run, and a
+// cut command would let an agent push the dangerous part of one statement
+// past what is shown. The protocol handlers bound commands before this
+// (PostgreSQL statements at 16 MiB, SSH commands at 256 KiB); Submit
+// refuses a longer one (ErrInvalidRequest), so it is denied, never held
+// in part.
+const MaxCommandLen = 16 << 20
 
 // Request is one held command and, once final, its outcome.
 //
@@ -64,7 +69,8 @@ type Request struct {
 	Workload  string // workload name
 	Requester identity.Identity
 	// Command is the command as the client sent it (a SQL statement, an
-	// SSH exec line), at most 4096 bytes (longer is cut, marked "…").
+	// SSH exec line), whole: at most MaxCommandLen bytes. Displays that
+	// shorten it use DisplayCommand, which says the true length.
 	Command string
 	// Kind and Operation are the command's policy facts, free-form: for
 	// SQL sql.kind ("write") and sql.command ("UPDATE"); for SSH

@@ -160,22 +160,42 @@ func (s *Store) load() ([]Request, error) {
 		if err != nil {
 			return fmt.Errorf("creating bucket: %w", err)
 		}
-		var all []Request
+		if _, err := tx.CreateBucketIfNotExists(bucketCommands); err != nil {
+			return fmt.Errorf("creating bucket: %w", err)
+		}
+		// Only the requests that stay in memory or are announced again are
+		// read with their commands. Pending ones in the version 1 form are
+		// rewritten in the current one, as their changes will be.
+		var kept, legacy []Request
 		err = b.ForEach(func(k, v []byte) error {
-			r, err := decodeRequest(k, v)
+			r, apart, err := decodeRequest(k, v)
+			keep := err == nil && (r.State == Pending || r.State == Approved && now.Before(r.GrantUntil()))
+			if keep {
+				err = readCommand(tx, &r, apart)
+			}
 			if err != nil {
 				// One damaged value must not keep the gateway from starting;
 				// it stays in the file for a person to look at.
 				s.log.Error("skipping unreadable approval request", "err", err)
 				return nil
 			}
-			all = append(all, r)
+			if keep {
+				kept = append(kept, r)
+			}
+			if keep && apart < 0 && r.State == Pending {
+				legacy = append(legacy, r)
+			}
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("reading: %w", err)
 		}
-		for _, r := range all {
+		for _, r := range legacy {
+			if err := errors.Join(putRequest(b, r), putCommand(tx, r)); err != nil {
+				return err
+			}
+		}
+		for _, r := range kept {
 			switch {
 			case r.State == Pending && !now.Before(r.Expires):
 				r = finalRequest(r, Expired, identity.Identity{}, ReasonExpired, r.Expires)
@@ -189,7 +209,7 @@ func (s *Store) load() ([]Request, error) {
 				s.addGrant(r)
 			}
 		}
-		return s.prune(b, now)
+		return s.prune(tx, now)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loading approvals: %w", err)
@@ -240,7 +260,6 @@ func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 		return Request{}, err
 	}
 	r = r.clone()
-	r.Command = truncate(r.Command, maxCommandLen)
 	r.State, r.Decider, r.Reason, r.Decided = Pending, identity.Identity{}, "", time.Time{}
 
 	s.mu.Lock()
@@ -267,8 +286,14 @@ func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 		if err := putRequest(b, r); err != nil {
 			return err
 		}
+		// The command is written once, apart from the request, so the
+		// request's later changes and the scans of List, Open and prune
+		// never copy or decode a long command.
+		if err := putCommand(tx, r); err != nil {
+			return err
+		}
 		if prune {
-			return s.prune(b, now)
+			return s.prune(tx, now)
 		}
 		return nil
 	})
@@ -300,6 +325,9 @@ func validate(r Request) error {
 	}
 	if r.Grant < 0 {
 		problems = append(problems, "negative grant")
+	}
+	if len(r.Command) > MaxCommandLen {
+		problems = append(problems, fmt.Sprintf("a command of %d bytes is longer than review's limit of %d MiB", len(r.Command), MaxCommandLen>>20))
 	}
 	if r.NotifyURL != "" {
 		if _, err := newWebhookURL(r.NotifyURL); err != nil {
@@ -545,7 +573,7 @@ func (s *Store) Get(id string) (Request, error) {
 			return fmt.Errorf("approval %q: %w", id, ErrNotFound)
 		}
 		var err error
-		r, err = decodeRequest([]byte(id), v)
+		r, err = readRequest(tx, []byte(id), v)
 		return err
 	})
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
@@ -584,13 +612,29 @@ func (s *Store) List(f Filter) ([]Request, error) {
 	s.mu.Unlock()
 	var out []Request
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
-			r, err := decodeRequest(k, v)
+		// The records first, then the commands of only those returned.
+		type listed struct {
+			r     Request
+			apart int
+		}
+		var all []listed
+		err := tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
+			r, apart, err := decodeRequest(k, v)
 			if err == nil && (f.State == "" || r.State == f.State) {
-				out = append(out, r)
+				all = append(all, listed{r, apart})
 			}
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		slices.SortFunc(all, func(a, b listed) int { return newestFirst(a.r, b.r) })
+		for _, l := range all[:min(limit, len(all))] {
+			if readCommand(tx, &l.r, l.apart) == nil {
+				out = append(out, l.r)
+			}
+		}
+		return nil
 	})
 	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return nil, ErrClosed
@@ -598,8 +642,7 @@ func (s *Store) List(f Filter) ([]Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing approvals: %w", err)
 	}
-	sortNewestFirst(out)
-	return out[:min(limit, len(out))], nil
+	return out, nil
 }
 
 // finalRequest is r made final.
@@ -660,11 +703,12 @@ func putRequest(b *bolt.Bucket, r Request) error {
 }
 
 // prune deletes final requests decided more than Retention ago whose grant
-// window (if any) has closed.
-func (s *Store) prune(b *bolt.Bucket, now time.Time) error {
+// window (if any) has closed, with their commands.
+func (s *Store) prune(tx *bolt.Tx, now time.Time) error {
+	b := tx.Bucket(bucketRequests)
 	var old [][]byte
 	err := b.ForEach(func(k, v []byte) error {
-		r, err := decodeRequest(k, v)
+		r, _, err := decodeRequest(k, v)
 		if err != nil || !r.State.Final() {
 			return nil
 		}
@@ -676,8 +720,12 @@ func (s *Store) prune(b *bolt.Bucket, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("pruning approvals: %w", err)
 	}
+	commands := tx.Bucket(bucketCommands)
 	for _, k := range old {
 		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("pruning approval %s: %w", k, err)
+		}
+		if err := commands.Delete(k); err != nil {
 			return fmt.Errorf("pruning approval %s: %w", k, err)
 		}
 	}
@@ -729,10 +777,10 @@ func (s *Store) webhookFor(rawURL string) (*Webhook, error) {
 
 func (s *Store) now() time.Time { return s.opts.Now().Round(0).UTC() }
 
-func sortNewestFirst(rs []Request) {
-	slices.SortFunc(rs, func(a, b Request) int {
-		return cmp.Or(b.Created.Compare(a.Created), strings.Compare(b.ID, a.ID))
-	})
+func sortNewestFirst(rs []Request) { slices.SortFunc(rs, newestFirst) }
+
+func newestFirst(a, b Request) int {
+	return cmp.Or(b.Created.Compare(a.Created), strings.Compare(b.ID, a.ID))
 }
 
 func cloneAll(rs []Request) []Request {

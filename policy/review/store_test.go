@@ -10,9 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/interlock-dev/interlock/identity"
 )
@@ -614,14 +614,165 @@ func TestOpenRefusesABusyFile(t *testing.T) {
 	}
 }
 
-func TestLongCommandIsCut(t *testing.T) {
+// longUpdate is a statement whose dangerous part comes after 4 KiB of
+// filler: what a store or a display that cut at 4 KiB would hide.
+func longUpdate() string {
+	return "UPDATE accounts SET note = '" + strings.Repeat("x", 4100) + "', is_admin = true WHERE id = 7"
+}
+
+// TestLongCommandIsKeptWhole: a command past 4 KiB is kept byte for byte,
+// by Submit, Get, List (pending and all), across a restart, and after a
+// decision; one longer than MaxCommandLen is refused, not cut.
+func TestLongCommandIsKeptWhole(t *testing.T) {
 	s := openTest(t, "", Options{})
 	r := heldUpdate()
-	r.Command = "SELECT '" + strings.Repeat("é", 5000) + "'"
-	got := submit(t, s, r)
-	if len(got.Command) > maxCommandLen || !utf8.ValidString(got.Command) || !strings.HasSuffix(got.Command, "…") {
-		t.Errorf("stored command is %d bytes (valid UTF-8: %v), want at most %d ending in …",
-			len(got.Command), utf8.ValidString(got.Command), maxCommandLen)
+	r.Command = longUpdate() + " -- é\xff"
+	a := submit(t, s, r)
+	b := submit(t, s, heldUpdate())
+	check := func(when string, got Request) {
+		t.Helper()
+		if got.Command != r.Command {
+			t.Errorf("%s: command is %d bytes ending %q, want the %d sent", when, len(got.Command),
+				got.Command[max(0, len(got.Command)-40):], len(r.Command))
+		}
+	}
+	check("Submit", a)
+	g, err := s.Get(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Get", g)
+	for _, f := range []Filter{{State: Pending}, {}} {
+		list, err := s.List(f)
+		if err != nil || len(list) != 2 {
+			t.Fatalf("List(%+v): %d requests, %v", f, len(list), err)
+		}
+		check(fmt.Sprintf("List(%+v)", f), list[1])
+		if list[0].ID != b.ID || list[0].Command != heldUpdate().Command {
+			t.Errorf("List(%+v): newest is %s %q", f, list[0].ID, list[0].Command)
+		}
+	}
+	s.Close()
+
+	s = openTest(t, s.path, Options{})
+	g, err = s.Get(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Get after a restart", g)
+	d, err := s.Decide(a.ID, bob, false, "no")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Decide", d)
+	g, err = s.Get(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("Get after the decision", g)
+	list, err := s.List(Filter{State: Rejected})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("List(rejected): %d requests, %v", len(list), err)
+	}
+	check("List(rejected)", list[0])
+
+	huge := heldUpdate()
+	huge.Command = strings.Repeat("x", MaxCommandLen+1)
+	if _, err := s.Submit(context.Background(), huge); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("Submit of a command over MaxCommandLen: %v, want ErrInvalidRequest", err)
+	}
+}
+
+// TestEmptyCommandKept: a request without a command (an SSH shell) reads
+// back after a restart.
+func TestEmptyCommandKept(t *testing.T) {
+	s := openTest(t, "", Options{})
+	r := heldUpdate()
+	r.Command = ""
+	a := submit(t, s, r)
+	s.Close()
+	s = openTest(t, s.path, Options{})
+	if g, err := s.Get(a.ID); err != nil || g.Command != "" || g.State != Pending {
+		t.Errorf("Get after a restart: %+v, %v", g, err)
+	}
+}
+
+// TestPruneRemovesCommands: pruning a request removes its command too.
+func TestPruneRemovesCommands(t *testing.T) {
+	clk := newFakeClock()
+	s := openTest(t, "", Options{Now: clk.Now, Retention: time.Hour})
+	r := heldUpdate()
+	r.Command = longUpdate()
+	a := submit(t, s, r)
+	if _, err := s.Decide(a.ID, bob, false, "no"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	clk.Advance(2 * time.Hour)
+	s = openTest(t, s.path, Options{Now: clk.Now, Retention: time.Hour})
+	if _, err := s.Get(a.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a pruned request: %v", err)
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if n := tx.Bucket(bucketCommands).Stats().KeyN; n != 0 {
+			return fmt.Errorf("%d commands left after pruning", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// TestReadsVersion1Records: a store written before commands were kept
+// apart still opens; its pending request waits again and, rewritten,
+// keeps its command through a decision.
+func TestReadsVersion1Records(t *testing.T) {
+	clk := newFakeClock()
+	path := filepath.Join(t.TempDir(), "approvals.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := clk.Now()
+	v1 := func(id string, state State) string {
+		decided := ""
+		if state != Pending {
+			decided = `,"decided":"` + created.Format(time.RFC3339Nano) + `"`
+		}
+		return fmt.Sprintf(`{"v":1,"id":%q,"created":%q,"expires":%q,"session_id":"s","target":"shop","protocol":"postgres",`+
+			`"workload":"support","requester":{"subject":"support-agent"},"command":"UPDATE t SET a = 1 %s","rule":"writes",`+
+			`"approvers":["dba"],"timeout_ns":600000000000,"state":%q%s}`,
+			id, created.Format(time.RFC3339Nano), created.Add(10*time.Minute).Format(time.RFC3339Nano), id, state, decided)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket(bucketRequests)
+		if err != nil {
+			return err
+		}
+		return errors.Join(b.Put([]byte("aaaaaaaaaa"), []byte(v1("aaaaaaaaaa", Pending))),
+			b.Put([]byte("bbbbbbbbbb"), []byte(v1("bbbbbbbbbb", Rejected))))
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	s := openTest(t, path, Options{Now: clk.Now})
+	list, err := s.List(Filter{})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("List: %d requests, %v", len(list), err)
+	}
+	for _, r := range list {
+		if r.Command != "UPDATE t SET a = 1 "+r.ID {
+			t.Errorf("%s: command %q", r.ID, r.Command)
+		}
+	}
+	if _, err := s.Decide("aaaaaaaaaa", bob, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openTest(t, path, Options{Now: clk.Now})
+	if r, err := s.Get("aaaaaaaaaa"); err != nil || r.Command != "UPDATE t SET a = 1 aaaaaaaaaa" || r.State != Approved {
+		t.Errorf("after the decision and a restart: %+v, %v", r, err)
 	}
 }
 
