@@ -162,7 +162,13 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 			f.FilePath, err1 = path.Join(path.Dir(f.FileTarget), req.Path), nil
 		}
 	}
-	if err := errors.Join(err1, err2); err != nil {
+	err := errors.Join(err1, err2)
+	if err == nil && req.Type == sftp.TypeExtended && !sftp.KnownExtension(req.Extension) {
+		// Whatever it names (a server's copy-file, say) policy would see
+		// no path: a rule about paths could not hold.
+		err = fmt.Errorf("interlock does not know the sftp extension %q, so it cannot tell which files it touches", req.Extension)
+	}
+	if err != nil {
 		d = policy.Decision{Action: policy.Deny, Message: err.Error()}
 		c.cmds.Decided(d)
 		c.recordDecision(f, describeSFTP(req), d)
@@ -351,8 +357,9 @@ var extensionOps = map[string]string{
 	sftp.ExtUsersGroups: "users-groups-by-id",
 }
 
-// fileOp is ssh.file.op: the request's operation, with OpenSSH's
-// extensions by their plain names and others as extended:NAME.
+// fileOp is ssh.file.op: the request's operation, with the extensions
+// interlock reads by their plain names (others, extended:NAME, are refused
+// before policy: see decide).
 func fileOp(req sftp.Request) string {
 	if req.Type == sftp.TypeExtended {
 		if op, ok := extensionOps[req.Extension]; ok {

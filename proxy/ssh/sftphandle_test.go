@@ -271,3 +271,27 @@ func (s *rawSFTP) status(r sftpReply) (uint32, string) {
 	}
 	return code, msg
 }
+
+// TestSFTPUnknownExtension: an extension the gateway does not read (a
+// server's copy-file, say) is refused whatever the policy: policy would
+// see none of the paths it names. A known one goes on.
+func TestSFTPUnknownExtension(t *testing.T) {
+	e := newEnv(t, envOptions{policy: "default: allow\n"})
+	s := dialSFTP(t, e)
+	const extended = 200
+	code, msg := s.status(s.roundTrip(sftpPacket(extended, 7, "copy-file", "/etc/shadow", "/tmp/x", uint32(1))))
+	if code != 3 || !strings.Contains(msg, `does not know the sftp extension "copy-file"`) {
+		t.Fatalf("copy-file: status %d %q, want permission denied by interlock", code, msg)
+	}
+	if r := s.roundTrip(sftpPacket(extended, 8, "limits@openssh.com")); r.typ != 201 {
+		t.Fatalf("limits@openssh.com: reply type %d, want EXTENDED_REPLY", r.typ)
+	}
+	s.close()
+	var refused bool
+	for _, cmd := range e.commands(t) {
+		refused = refused || (cmd.Decision == "deny" && strings.Contains(cmd.Message, "copy-file"))
+	}
+	if !refused {
+		t.Fatal("the refused extension is not in the recording")
+	}
+}

@@ -264,6 +264,18 @@ func finish(req Request, d *decoder) (Request, error) {
 	return req, nil
 }
 
+// KnownExtension reports an extension whose request this package reads
+// whole: every path and handle it names is in the Request. Of any other,
+// nothing says which files it touches.
+func KnownExtension(name string) bool {
+	switch name {
+	case ExtPosixRename, ExtHardlink, ExtFsync, ExtStatvfs, ExtFstatvfs, ExtLsetstat,
+		ExtLimits, ExtExpandPath, ExtCopyData, ExtHomeDir, ExtUsersGroups:
+		return true
+	}
+	return false
+}
+
 func parseExtended(req *Request, d *decoder) {
 	req.Extension = d.string("the extension's name")
 	req.Op = "extended:" + req.Extension
