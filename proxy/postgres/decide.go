@@ -101,7 +101,7 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 				return *cd
 			}
 		}
-		if pd := c.preparedDenial(st, 0); pd != nil {
+		if pd := c.preparedDenial(st); pd != nil {
 			return *pd
 		}
 	}
@@ -793,16 +793,26 @@ func (c *session) cursorDenial(st *sqlfacts.Statement, portal string, bound bool
 // unknown (a name the relay never saw prepared, such as one a function
 // prepared). A review is a denial here, as for a cursor: the statement
 // would have been held when prepared.
-func (c *session) preparedDenial(st sqlfacts.Statement, depth int) *policy.Decision {
+func (c *session) preparedDenial(st sqlfacts.Statement) *policy.Decision {
+	if len(c.relay.stmts) == 0 {
+		return nil
+	}
+	return c.executedDenial(st, map[string]bool{})
+}
+
+// executedDenial is preparedDenial for st, following each name once (seen):
+// a client can make a name hold many statements at once (Parses of it
+// pipelined), each an EXECUTE of it.
+func (c *session) executedDenial(st sqlfacts.Statement, seen map[string]bool) *policy.Decision {
 	r := &c.relay
-	if len(r.stmts) == 0 || depth == maxExecuteDepth ||
-		(st.Command != "EXPLAIN" && !slices.Contains(st.Commands, "EXECUTE")) {
+	if len(seen) == maxExecuteDepth || (st.Command != "EXPLAIN" && !slices.Contains(st.Commands, "EXECUTE")) {
 		return nil
 	}
 	name, ok := executedName(st.Text)
-	if !ok {
+	if !ok || seen[name] {
 		return nil
 	}
+	seen[name] = true
 	for q := range c.mayHold(c.lookup(name)) {
 		if len(q.ds) != 1 {
 			continue
@@ -823,16 +833,15 @@ func (c *session) preparedDenial(st sqlfacts.Statement, depth int) *policy.Decis
 			q.pol = r.pol
 		}
 		// A prepared EXECUTE of another prepared statement.
-		if d := c.preparedDenial(held, depth+1); d != nil {
+		if d := c.executedDenial(held, seen); d != nil {
 			return d
 		}
 	}
 	return nil
 }
 
-// maxExecuteDepth bounds the prepared statements preparedDenial follows
-// from one EXECUTE through prepared EXECUTEs (a name that EXECUTEs itself
-// fails upstream).
+// maxExecuteDepth bounds the names preparedDenial follows from one
+// EXECUTE through prepared EXECUTEs.
 const maxExecuteDepth = 8
 
 // executedName is the prepared statement a statement EXECUTEs, if it is an
