@@ -215,7 +215,48 @@ type VerifyResult struct {
 	// 1". When OK but not Complete it says why the log is incomplete. Empty
 	// when OK and Complete.
 	Problem string
+	// Recordings are the terminal recordings (.cast files) that the
+	// verified events name, in the order they are named, with what
+	// [Store.Verify] found of each. One that is missing or does not match
+	// the hash the log holds makes the result neither OK nor Complete, and
+	// Problem names it.
+	Recordings []RecordingCheck `json:",omitempty"`
 }
+
+// RecordingCheck is one terminal recording a log names, as [Store.Verify]
+// found it.
+type RecordingCheck struct {
+	Name string // the file, in the store's folder
+	Line int    // the line of the command event that names it
+	// SHA256 and Bytes are what the log says the file holds (from the
+	// command event or its result); empty and 0 when it does not say.
+	SHA256 string `json:",omitempty"`
+	Bytes  int64  `json:",omitempty"`
+	// Status is RecordingIntact, RecordingUncovered, RecordingMissing or
+	// RecordingAltered.
+	Status string
+	// Problem says what is wrong with a missing or altered recording.
+	Problem string `json:",omitempty"`
+}
+
+// Statuses of a [RecordingCheck].
+const (
+	// RecordingIntact: the file is there and has the length and SHA-256
+	// the log holds.
+	RecordingIntact = "intact"
+	// RecordingUncovered: the file is there but the log holds no hash of
+	// it, so nothing shows whether it was altered: a log written before
+	// recordings were hashed, a command still running (with strict
+	// recording its command event is written before the recording
+	// ends), or a recording whose writing failed.
+	RecordingUncovered = "uncovered"
+	// RecordingMissing: no such file, or one that is not a regular file
+	// (a gateway names a recording only once it created the file).
+	RecordingMissing = "missing"
+	// RecordingAltered: the file does not have the length or SHA-256 the
+	// log holds, or its name is not one the gateway writes.
+	RecordingAltered = "altered"
+)
 
 // verify checks the chain of the log of session id read from r.
 func verify(r io.Reader, id string) (VerifyResult, error) {
@@ -223,6 +264,9 @@ func verify(r io.Reader, id string) (VerifyResult, error) {
 		res     VerifyResult
 		prev    Event
 		stopped bool // at the first problem
+		// casts indexes res.Recordings by the Seq of the command event
+		// naming each, for the result that holds its hash.
+		casts map[uint64]int
 	)
 	fail := func(n int, format string, args ...any) {
 		res.OK = false
@@ -293,6 +337,22 @@ func verify(r io.Reader, id string) (VerifyResult, error) {
 		res.OK = true
 		res.Complete = ev.Type == EventEnd
 		prev = ev
+		switch {
+		case ev.Type == EventCommand && ev.Command.Recording != "":
+			c := ev.Command
+			if casts == nil {
+				casts = make(map[uint64]int)
+			}
+			casts[ev.Seq] = len(res.Recordings)
+			res.Recordings = append(res.Recordings, RecordingCheck{Name: c.Recording, Line: l.n,
+				SHA256: c.RecordingSHA256, Bytes: c.RecordingBytes})
+		case ev.Type == EventResult && ev.Result.RecordingSHA256 != "":
+			// The first hash given for a recording is the one checked: a
+			// writer gives one, in the command event or in its result.
+			if i, ok := casts[ev.Result.Of]; ok && res.Recordings[i].SHA256 == "" {
+				res.Recordings[i].SHA256, res.Recordings[i].Bytes = ev.Result.RecordingSHA256, ev.Result.RecordingBytes
+			}
+		}
 		return nil
 	})
 	if err != nil {

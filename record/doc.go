@@ -43,6 +43,16 @@
 // OK with no events and not Complete, not tampered. This weakens nothing:
 // emptying a log is deleting it, which no chain inside the file can show.
 // (A Create that fails to write session_start removes the file itself.)
+// Terminal recordings: a command event's Recording names a file next to
+// the log (an asciicast .cast file, written while the command runs), and
+// its RecordingSHA256 and RecordingBytes, set when the file is closed,
+// put the file under the chain; with strict recording the command event
+// is written first, so they are in its result event. Verify checks every
+// file the verified events name: one missing, not a regular file, or
+// not of that length and SHA-256 is tampering (OK false). A log written
+// before recordings were hashed names them without hashes; Verify reports
+// those as uncovered in [VerifyResult.Recordings] and the log still
+// verifies, but a file it names that is gone is still tampering.
 // The chain is not signed, so it proves the log was not altered piecemeal,
 // not who wrote it; someone able to rewrite the whole file can rewrite the
 // whole chain, or delete the file. Only a copy kept off the host (shipped
@@ -69,6 +79,7 @@
 //     about it (cut the session, or carry on unrecorded) is the handler's
 //     decision.
 //   - [Store.Events] returns an error naming the line of the first malformed
-//     line. [Store.Verify] returns an error only for I/O; whatever is wrong
-//     with the content is reported in [VerifyResult].
+//     line. [Store.Verify] returns an error only for I/O (of the log or of
+//     a recording it names); whatever is wrong with the content is
+//     reported in [VerifyResult].
 package record

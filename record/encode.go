@@ -66,6 +66,11 @@ func appendEvent(dst []byte, ev *Event) ([]byte, error) {
 		dst = append(dst, ']')
 	}
 	dst = appendOptText(dst, `,"recording":`, c.Recording)
+	dst = appendOptText(dst, `,"recording_sha256":`, c.RecordingSHA256)
+	if c.RecordingBytes != 0 {
+		dst = append(dst, `,"recording_bytes":`...)
+		dst = strconv.AppendInt(dst, c.RecordingBytes, 10)
+	}
 	dst = appendOptText(dst, `,"review":`, c.Review)
 	dst = appendOptText(dst, `,"decider":`, c.Decider)
 	dst = append(dst, '}')

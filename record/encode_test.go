@@ -18,7 +18,10 @@ func encodeCases() []Event {
 	return []Event{
 		cmd(Command{Text: "SELECT 1", Decision: "allow"}),
 		cmd(Command{Text: "SELECT 1", Command: "SELECT", Kind: "read", Decision: "allow", Rule: "r", Message: "m",
-			DurationMS: 0.042, Rows: 3, Tag: "SELECT 3", Error: "e", Masked: 2, MaskRules: []string{"pii", "cards"}, Recording: "x.1.cast", Review: "ab2cd3ef4g", Decider: "alice"}),
+			DurationMS: 0.042, Rows: 3, Tag: "SELECT 3", Error: "e", Masked: 2, MaskRules: []string{"pii", "cards"}, Recording: "x.1.cast",
+			RecordingSHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", RecordingBytes: 1 << 40,
+			Review: "ab2cd3ef4g", Decider: "alice"}),
+		cmd(Command{Text: "(shell)", Decision: "allow", Recording: "x.2.cast", RecordingBytes: -1}),
 		cmd(Command{Text: "<script>&\"\\'\x00\x01\x1f\x7f\b\f\n\r\t", Decision: "deny"}),
 		cmd(Command{Text: "caf\xc3\xa9 \xff\xfe bad \xe2\x80\xa8 \xe2\x80\xa9 \xf0\x9f\x98\x80 \xe2\x82", Decision: "allow"}),
 		cmd(Command{Text: "", Decision: "", MaskRules: []string{}}),
@@ -62,7 +65,7 @@ func FuzzAppendEvent(f *testing.F) {
 		ev := Event{
 			Type: EventCommand, Time: time.Unix(0, unixNano).UTC(), Session: testID, Seq: uint64(rows),
 			Command: &Command{Text: text, Command: rule, Kind: decision, Decision: decision, Rule: rule, Message: errText,
-				DurationMS: dur, Rows: rows, Tag: text, Error: errText, Masked: rows / 3, MaskRules: []string{rule, text}, Recording: prev, Review: rule, Decider: errText},
+				DurationMS: dur, Rows: rows, Tag: text, Error: errText, Masked: rows / 3, MaskRules: []string{rule, text}, Recording: prev, RecordingSHA256: text, RecordingBytes: rows * 7, Review: rule, Decider: errText},
 			Prev: prev,
 		}
 		checkEncoding(t, 0, &ev)

@@ -71,6 +71,15 @@ type Command struct {
 	// Recording names the file, in the store's folder, holding the
 	// command's terminal stream (an asciicast v2 .cast file).
 	Recording string `json:"recording,omitempty"`
+	// RecordingSHA256 (hex) and RecordingBytes are the SHA-256 and length
+	// of that file as it was closed, which puts its content under the
+	// chain: [Store.Verify] checks the file against them. A command
+	// recorded with [Recorder.Begin] names its recording before it is
+	// written, so they are in its [Result] instead. Logs written before
+	// recordings were hashed have neither; Verify then reports the
+	// recording as not covered.
+	RecordingSHA256 string `json:"recording_sha256,omitempty"`
+	RecordingBytes  int64  `json:"recording_bytes,omitempty"`
 	// Review is the id of the review request that held the command, and
 	// Decider who approved or rejected it ("" when it expired, was
 	// abandoned, or ran under an earlier approval's grant: then Decider is
@@ -90,6 +99,20 @@ type Result struct {
 	Error      string   `json:"error,omitempty"`
 	Masked     int64    `json:"masked,omitempty"`
 	MaskRules  []string `json:"mask_rules,omitempty"`
+	// RecordingSHA256 and RecordingBytes identify the terminal recording
+	// the command event names, once it is closed (see
+	// [Command.RecordingSHA256]).
+	RecordingSHA256 string `json:"recording_sha256,omitempty"`
+	RecordingBytes  int64  `json:"recording_bytes,omitempty"`
+}
+
+// Outcome is what c says of how the command ended, as the Result of its
+// command event of (a [Recorder.Begin]'s Seq): for a handler that recorded
+// the command with Begin and collected its outcome in the same Command.
+func (c *Command) Outcome(of uint64) Result {
+	return Result{Of: of, DurationMS: c.DurationMS, Rows: c.Rows, Tag: c.Tag, Error: c.Error,
+		Masked: c.Masked, MaskRules: c.MaskRules,
+		RecordingSHA256: c.RecordingSHA256, RecordingBytes: c.RecordingBytes}
 }
 
 // End closes the session.

@@ -87,6 +87,17 @@ func writeSession(t *testing.T, s *Store, id string) []byte {
 	return b
 }
 
+// verifyChain is Store.Verify without the check of the terminal
+// recordings the log names: for tests whose commands name made-up ones.
+func verifyChain(s *Store, id string) (VerifyResult, error) {
+	f, err := s.open(id)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	defer f.Close()
+	return verify(f, id)
+}
+
 func newTestStore(t *testing.T) *Store {
 	t.Helper()
 	s, err := OpenStore(filepath.Join(t.TempDir(), "recordings"))
@@ -139,7 +150,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (VerifyResult{Events: 6, OK: true, Complete: true}); res != want {
+	if want := (VerifyResult{Events: 6, OK: true, Complete: true}); !reflect.DeepEqual(res, want) {
 		t.Errorf("Verify = %+v, want %+v", res, want)
 	}
 
@@ -339,7 +350,7 @@ func TestVerifyTampering(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != tt.want {
+			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("Verify = %+v\n           want %+v", got, tt.want)
 			}
 		})
@@ -459,7 +470,7 @@ func TestConcurrentCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (VerifyResult{Events: workers*each + 2, OK: true, Complete: true}); res != want {
+	if want := (VerifyResult{Events: workers*each + 2, OK: true, Complete: true}); !reflect.DeepEqual(res, want) {
 		t.Fatalf("Verify = %+v, want %+v", res, want)
 	}
 	events, err := s.Events(testID)
@@ -535,7 +546,7 @@ func TestCloseIdempotent(t *testing.T) {
 		t.Errorf("Command after Close = %v, want ErrClosed", err)
 	}
 	res, err := s.Verify(testID)
-	if err != nil || res != (VerifyResult{Events: 2, OK: true, Complete: true}) {
+	if err != nil || !reflect.DeepEqual(res, VerifyResult{Events: 2, OK: true, Complete: true}) {
 		t.Errorf("Verify = %+v, %v", res, err)
 	}
 }
@@ -670,7 +681,7 @@ func TestGoldenVerifies(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := verify(bytes.NewReader(data), testID)
-	if err != nil || res != (VerifyResult{Events: 6, OK: true, Complete: true}) {
+	if err != nil || !reflect.DeepEqual(res, VerifyResult{Events: 6, OK: true, Complete: true}) {
 		t.Fatalf("verify(testdata/session.jsonl) = %+v, %v", res, err)
 	}
 }

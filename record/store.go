@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -86,18 +87,7 @@ func (s *Store) Dir() string { return s.dir }
 // ValidID reports whether id can name a session in a store: 1 to 128 of
 // A-Z a-z 0-9 . _ -, not starting with a dot and without "..".
 func ValidID(id string) bool {
-	if id == "" || len(id) > maxIDLen || id[0] == '.' || strings.Contains(id, "..") {
-		return false
-	}
-	for _, c := range []byte(id) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
+	return len(id) <= maxIDLen && plainFileName(id)
 }
 
 func (s *Store) path(id string) (string, error) {
@@ -197,8 +187,11 @@ func (s *Store) Events(id string) ([]Event, error) {
 	return events, nil
 }
 
-// Verify checks the hash chain of session id's log. It returns an error only
-// when the log cannot be read; tampering is reported in the result.
+// Verify checks the hash chain of session id's log, and every terminal
+// recording its verified events name against the length and SHA-256 the
+// log holds for it (see [VerifyResult.Recordings]). It returns an error
+// only when the log or a recording cannot be read; tampering is reported
+// in the result.
 func (s *Store) Verify(id string) (VerifyResult, error) {
 	f, err := s.open(id)
 	if err != nil {
@@ -209,7 +202,81 @@ func (s *Store) Verify(id string) (VerifyResult, error) {
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("verifying recording %s: %w", id, err)
 	}
+	for i := range res.Recordings {
+		rc := &res.Recordings[i]
+		if err := s.checkRecording(rc); err != nil {
+			return VerifyResult{}, fmt.Errorf("verifying recording %s: %w", id, err)
+		}
+		if res.OK && (rc.Status == RecordingMissing || rc.Status == RecordingAltered) {
+			res.OK, res.Complete = false, false
+			res.Problem = fmt.Sprintf("line %d: terminal recording %q %s", rc.Line, rc.Name, rc.Problem)
+		}
+	}
 	return res, nil
+}
+
+// checkRecording sets rc's Status (and Problem) from the file it names.
+func (s *Store) checkRecording(rc *RecordingCheck) error {
+	if !plainFileName(rc.Name) {
+		rc.Status, rc.Problem = RecordingAltered, "is not a file name the gateway writes"
+		return nil
+	}
+	path := filepath.Join(s.dir, rc.Name)
+	// Lstat first: a FIFO or a device planted under the name must not
+	// block or feed the reader, and a link would point outside the store.
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rc.Status, rc.Problem = RecordingMissing, "is missing (deleted or renamed)"
+		return nil
+	case err != nil:
+		return fmt.Errorf("checking %s: %w", rc.Name, err)
+	case !fi.Mode().IsRegular():
+		rc.Status, rc.Problem = RecordingMissing, fmt.Sprintf("is not a regular file but %s", fi.Mode().Type())
+		return nil
+	case rc.SHA256 == "":
+		rc.Status = RecordingUncovered
+		return nil
+	case fi.Size() != rc.Bytes:
+		rc.Status = RecordingAltered
+		rc.Problem = fmt.Sprintf("was altered: it has %d bytes, the log says %d", fi.Size(), rc.Bytes)
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", rc.Name, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return fmt.Errorf("checking %s: %w", rc.Name, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); n != rc.Bytes || sum != rc.SHA256 {
+		rc.Status = RecordingAltered
+		rc.Problem = fmt.Sprintf("was altered: its sha256 is %s, the log says %s", sum, rc.SHA256)
+		return nil
+	}
+	rc.Status = RecordingIntact
+	return nil
+}
+
+// plainFileName reports a name of a file in the store's folder itself:
+// 1 to 255 of A-Z a-z 0-9 . _ -, not starting with a dot and without
+// "..", as the gateway names recordings (<session id>.<n>.cast).
+func plainFileName(name string) bool {
+	if name == "" || len(name) > 255 || name[0] == '.' || strings.Contains(name, "..") {
+		return false
+	}
+	for _, c := range []byte(name) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Summary is one session as [Store.List] shows it.

@@ -99,7 +99,7 @@ func writeCommand(w io.Writer, c *Command) {
 		out = append(out, r)
 	}
 	if c.Recording != "" {
-		out = append(out, "terminal recording "+clean(c.Recording))
+		out = append(out, "terminal recording "+clean(c.Recording)+recordingDigest(c.RecordingSHA256, c.RecordingBytes))
 	}
 	if c.Message != "" {
 		out = append(out, "message: "+clean(c.Message))
@@ -148,9 +148,21 @@ func writeResult(w io.Writer, r *Result) {
 		d := time.Duration(r.DurationMS * float64(time.Millisecond))
 		out = append(out, d.Round(time.Microsecond).String())
 	}
+	if r.RecordingSHA256 != "" {
+		out = append(out, "terminal recording"+recordingDigest(r.RecordingSHA256, r.RecordingBytes))
+	}
 	if len(out) > 0 {
 		fmt.Fprintf(w, "%s%s\n", indent, strings.Join(out, ", "))
 	}
+}
+
+// recordingDigest is how a transcript shows a terminal recording's hash:
+// " (537 bytes, sha256 4e88…)", or nothing when the log holds none.
+func recordingDigest(sha string, n int64) string {
+	if sha == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (%d bytes, sha256 %s)", n, clean(sha))
 }
 
 func writeEnd(w io.Writer, e *End) {

@@ -29,7 +29,7 @@ type Truncation struct {
 // this runs once per recorded command.
 func commandFits(c *Command) bool {
 	for _, s := range [...]string{c.Text, c.Command, c.Kind, c.Decision, c.Rule, c.Message,
-		c.Tag, c.Error, c.Recording, c.Review, c.Decider} {
+		c.Tag, c.Error, c.Recording, c.RecordingSHA256, c.Review, c.Decider} {
 		if len(s) > MaxTextBytes {
 			return false
 		}

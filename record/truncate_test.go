@@ -49,7 +49,7 @@ func TestLongTextCapped(t *testing.T) {
 	if cmd.MaskRules[0] != shared {
 		t.Error("the caller's slice was written to")
 	}
-	if vr, err := s.Verify(testID); err != nil || !vr.OK || !vr.Complete {
+	if vr, err := verifyChain(s, testID); err != nil || !vr.OK || !vr.Complete {
 		t.Fatalf("Verify = %+v, %v", vr, err)
 	}
 	events, err := s.Events(testID)

@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -86,12 +87,16 @@ func newSessionsCommand() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "verify ID",
 		Short: "Check a session's hash chain; exits 1 when tampered with, 2 when intact but incomplete",
-		Long: `Checks a session's hash chain. Exit status 0: intact and complete (the log ends
-with the session's end). 1: tampered with (a line was edited, removed, reordered
-or inserted without the chain being recomputed). 2: intact but incomplete (the
+		Long: `Checks a session's hash chain, and each terminal recording (.cast file) the log
+names against the SHA-256 and length the log holds for it. Exit status 0: intact
+and complete (the log ends with the session's end). 1: tampered with (a line was
+edited, removed, reordered or inserted without the chain being recomputed, or a
+terminal recording was altered, cut or deleted). 2: intact but incomplete (the
 session is still open, its gateway stopped before it ended, or the end of the
-log was cut off). The chain cannot show a log rewritten and re-hashed as a
-whole, or deleted: keep a copy off the host for that.`,
+log was cut off). A terminal recording named by a log written before
+recordings were hashed is reported as not covered. The chain cannot show a log
+rewritten and re-hashed as a whole, or deleted: keep a copy off the host for
+that.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
@@ -118,14 +123,22 @@ whole, or deleted: keep a copy off the host for that.`,
 	})
 	var speed float64
 	var maxIdle time.Duration
-	var dump bool
+	var dump, raw bool
 	replay := &cobra.Command{
 		Use:   "replay ID [N]",
 		Short: "Play a session's terminal recording with its timing",
 		Long: `Plays the terminal stream (asciicast v2) of a session's shell or pty command in
 this terminal, with its original timing. N picks the session's Nth terminal
 recording (default 1); the .cast files are in <state_dir>/recordings and any
-asciicast player (asciinema play) plays them too.`,
+asciicast player (asciinema play) plays them too.
+
+The output came from the agent and the target, so it is filtered: colours,
+cursor movement, erasing, scroll regions and the alternate screen pass; OSC
+strings (clipboard, title, links), DCS, APC, PM and SOS strings, queries the
+terminal would answer into its input (device status and attributes), window
+operations and mouse reporting are dropped. --raw writes it as recorded.
+A recording that does not match the hash its session's log holds for it
+(altered since) is not played; sessions verify says what differs.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
@@ -155,24 +168,44 @@ asciicast player (asciinema play) plays them too.`,
 			if filepath.Base(name) != name {
 				return fmt.Errorf("session %s names a recording outside the store: %q", args[0], name)
 			}
+			if err := checkCast(st, args[0], name); err != nil {
+				return err
+			}
 			f, err := os.Open(filepath.Join(st.Dir(), name))
 			if err != nil {
 				return err
 			}
 			defer f.Close()
 			if dump {
-				return asciicast.Dump(cmd.OutOrStdout(), f)
+				return asciicast.Dump(cmd.OutOrStdout(), f, asciicast.DumpOptions{Raw: raw})
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			return asciicast.Play(ctx, cmd.OutOrStdout(), f, asciicast.PlayOptions{Speed: speed, MaxIdle: maxIdle})
+			return asciicast.Play(ctx, cmd.OutOrStdout(), f, asciicast.PlayOptions{Speed: speed, MaxIdle: maxIdle, Raw: raw})
 		},
 	}
 	replay.Flags().Float64Var(&speed, "speed", 1, "playback speed factor")
 	replay.Flags().DurationVar(&maxIdle, "max-idle", 2*time.Second, "cap pauses at this long; negative: no cap")
 	replay.Flags().BoolVar(&dump, "dump", false, "print the whole output at once, without timing")
+	replay.Flags().BoolVar(&raw, "raw", false, "write the output as recorded, escape sequences that drive the terminal (clipboard, title, queries) included")
 	cmd.AddCommand(replay)
 	return cmd
+}
+
+// checkCast refuses a terminal recording of session id that verify finds
+// altered: replaying forged content as the session's would mislead.
+func checkCast(st *record.Store, id, name string) error {
+	res, err := st.Verify(id)
+	if err != nil {
+		return err
+	}
+	for _, rc := range res.Recordings {
+		if rc.Name == name && rc.Status == record.RecordingAltered {
+			return fmt.Errorf("terminal recording %s %s, so it is not replayed (see interlock sessions verify %s)",
+				name, rc.Problem, id)
+		}
+	}
+	return nil
 }
 
 func writeJSON(cmd *cobra.Command, v any) error {
@@ -206,8 +239,26 @@ func verifyText(id string, res record.VerifyResult) string {
 		return fmt.Sprintf("%s: TAMPERED: %s", id, res.Problem)
 	case !res.Complete:
 		return fmt.Sprintf("%s: intact but INCOMPLETE, %d events: %s (the session is still open, "+
-			"its gateway stopped before the session ended, or the end of the log was cut off)", id, res.Events, res.Problem)
+			"its gateway stopped before the session ended, or the end of the log was cut off)", id, res.Events, res.Problem) +
+			uncoveredText(res)
 	default:
-		return fmt.Sprintf("%s: intact and complete, %d events", id, res.Events)
+		return fmt.Sprintf("%s: intact and complete, %d events", id, res.Events) + uncoveredText(res)
 	}
+}
+
+// uncoveredText names the terminal recordings the log holds no hash of,
+// which verify could not check.
+func uncoveredText(res record.VerifyResult) string {
+	var names []string
+	for _, rc := range res.Recordings {
+		if rc.Status == record.RecordingUncovered {
+			names = append(names, rc.Name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; terminal recording(s) %s not covered: the log holds no hash of them "+
+		"(written before recordings were hashed, still being written, or their writing failed), "+
+		"so they could have been altered", strings.Join(names, ", "))
 }

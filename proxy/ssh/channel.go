@@ -517,9 +517,17 @@ func (sc *sessionChannel) tell(msg string) {
 func (sc *sessionChannel) finish() {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	var cast asciicast.Digest
 	if sc.cast != nil {
 		if err := sc.cast.Close(); err != nil {
 			sc.c.log.Error("closing the terminal recording", "error", err)
+		}
+		// The cast's hash and length go into the event log, whose chain
+		// then covers the cast too; a cast whose writing failed has none
+		// (verify reports it as not covered).
+		var err error
+		if cast, err = sc.cast.Digest(); err != nil {
+			sc.c.log.Error("hashing the terminal recording", "error", err)
 		}
 	}
 	if !sc.started {
@@ -531,6 +539,9 @@ func (sc *sessionChannel) finish() {
 	if sc.exit == "" && cmd.Error == "" {
 		cmd.Error = "ended without an exit status"
 	}
+	// With strict recording the command event, naming the cast, was
+	// written before the shell ran: the hash goes in its result.
+	cmd.RecordingSHA256, cmd.RecordingBytes = cast.SHA256, cast.Bytes
 	sc.c.endCommand(sc.seq, cmd)
 }
 

@@ -462,9 +462,7 @@ func (c *conn) endCommand(seq uint64, cmd record.Command) {
 		c.record(cmd)
 		return
 	}
-	res := record.Result{Of: seq, DurationMS: cmd.DurationMS, Rows: cmd.Rows, Tag: cmd.Tag, Error: cmd.Error,
-		Masked: cmd.Masked, MaskRules: cmd.MaskRules}
-	if err := c.rec.Result(res); err != nil {
+	if err := c.rec.Result(cmd.Outcome(seq)); err != nil {
 		c.log.Error("recording a result", "error", err)
 	}
 }

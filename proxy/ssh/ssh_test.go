@@ -3,6 +3,8 @@ package ssh_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net"
 	"os"
@@ -117,8 +119,17 @@ func TestWrongUpstreamHostKeyRefused(t *testing.T) {
 	}
 }
 
+// A shell is recorded as an asciicast file that replays it; the event log
+// holds the file's SHA-256 and length (in the shell's command event, or
+// with strict recording in its result), so verify covers the file too.
 func TestShellRecordedAndReplayable(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	for _, strict := range []bool{false, true} {
+		t.Run("strict="+strconv.FormatBool(strict), func(t *testing.T) { testShellRecorded(t, strict) })
+	}
+}
+
+func testShellRecorded(t *testing.T, strict bool) {
+	e := newEnv(t, envOptions{strict: strict})
 	// -tt: a pty on the server, as for a person at a terminal; the input
 	// is typed line by line.
 	script := "echo interlock-$((6*7))\nstty size\nexit 3\n"
@@ -126,23 +137,51 @@ func TestShellRecordedAndReplayable(t *testing.T) {
 	if code != 3 || !strings.Contains(out, "interlock-42") {
 		t.Fatalf("shell: code %d, out %q, stderr %q", code, out, errOut)
 	}
-	var shell *record.Command
-	cmds := e.commands(t)
-	for i, c := range cmds {
-		if c.Command == "shell" {
-			shell = &cmds[i]
-		}
+	e.idle(t)
+	sums, err := e.store.List()
+	if err != nil || len(sums) != 1 {
+		t.Fatalf("sessions %+v, %v", sums, err)
 	}
-	if shell == nil || shell.Decision != "allow" || shell.Tag != "exit 3" || shell.Recording == "" {
-		t.Fatalf("recorded %+v", cmds)
-	}
-	f, err := os.Open(filepath.Join(e.store.Dir(), shell.Recording))
+	id := sums[0].ID
+	events, err := e.store.Events(id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	// The shell's outcome: its command event, completed by its result
+	// when strict recording wrote the event before the shell ran.
+	var shell *record.Command
+	for _, ev := range events {
+		switch {
+		case ev.Command != nil && ev.Command.Command == "shell":
+			c := *ev.Command
+			shell = &c
+		case ev.Result != nil && shell != nil && events[ev.Result.Of-1].Command != nil && events[ev.Result.Of-1].Command.Command == "shell":
+			if shell.Tag != "" || shell.RecordingSHA256 != "" {
+				t.Errorf("strict: the command event already holds the outcome: %+v", shell)
+			}
+			shell.Tag, shell.RecordingSHA256, shell.RecordingBytes = ev.Result.Tag, ev.Result.RecordingSHA256, ev.Result.RecordingBytes
+		}
+	}
+	if shell == nil || shell.Decision != "allow" || shell.Tag != "exit 3" || shell.Recording == "" {
+		t.Fatalf("recorded %+v", events)
+	}
+	path := filepath.Join(e.store.Dir(), shell.Recording)
+	cast, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cast)
+	if shell.RecordingSHA256 != hex.EncodeToString(sum[:]) || shell.RecordingBytes != int64(len(cast)) {
+		t.Errorf("the log says the cast has %d bytes, sha256 %s; it has %d, %x",
+			shell.RecordingBytes, shell.RecordingSHA256, len(cast), sum)
+	}
+	v, err := e.store.Verify(id)
+	if err != nil || !v.OK || !v.Complete || len(v.Recordings) != 1 || v.Recordings[0].Status != record.RecordingIntact {
+		t.Errorf("verify: %+v, %v", v, err)
+	}
+
 	var played bytes.Buffer
-	if err := asciicast.Play(context.Background(), &played, f, asciicast.PlayOptions{
+	if err := asciicast.Play(context.Background(), &played, bytes.NewReader(cast), asciicast.PlayOptions{
 		Sleep: func(context.Context, time.Duration) error { return nil },
 	}); err != nil {
 		t.Fatal(err)
@@ -152,8 +191,7 @@ func TestShellRecordedAndReplayable(t *testing.T) {
 	}
 	// The pty echoes what is typed, so the output shows it; input events
 	// themselves must not be there unless a rule asks for them.
-	f.Seek(0, 0)
-	r, err := asciicast.Open(f)
+	r, err := asciicast.Open(bytes.NewReader(cast))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +203,15 @@ func TestShellRecordedAndReplayable(t *testing.T) {
 		if ev.Code == asciicast.CodeInput {
 			t.Fatalf("input recorded although the rule did not ask for it: %+v", ev)
 		}
+	}
+
+	// A forged cast no longer passes.
+	forged := bytes.Replace(cast, []byte("interlock-42"), []byte("interlock-43"), 1)
+	if err := os.WriteFile(path, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := e.store.Verify(id); err != nil || v.OK || v.Recordings[0].Status != record.RecordingAltered {
+		t.Errorf("verify of a forged cast: %+v, %v", v, err)
 	}
 }
 

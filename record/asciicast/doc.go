@@ -41,6 +41,11 @@
 // itself was cut short. The Writer does not bound the file's size; a caller
 // that wants a bound checks [Writer.Size].
 //
+// The Writer keeps a running SHA-256 and length of what it wrote;
+// [Writer.Digest] gives them once it is closed, for the session's event
+// log to hold (record.Command.RecordingSHA256), which puts the recording
+// under the log's hash chain.
+//
 // # Reading
 //
 // [Open] reads the header; [Reader.Next] returns events in file order.
@@ -50,6 +55,16 @@
 // skipped. Codes other than the four above are returned as they are, for
 // the caller to ignore.
 //
+// # Replaying
+//
+// The output was produced by the agent and the target, so [Play] and
+// [Dump] pass it through a [Filter] unless told Raw: what renders a
+// terminal session (text, colours, cursor movement, erasing, scroll
+// regions, the alternate screen, bracketed paste) reaches the operator's
+// terminal; OSC, DCS, SOS, PM and APC strings, queries the terminal would
+// answer into its input, window operations, mouse reporting and keyboard
+// changes do not, also when split across events.
+//
 // # Error contract
 //
 //   - [Create] wraps [fs.ErrExist] when the file exists, and [ErrInvalid]
@@ -57,7 +72,8 @@
 //     [Path] wraps record.ErrInvalidID.
 //   - A Writer whose write or fsync failed returns that error from every
 //     later call (sticky) and closes [Writer.Failed]; calls after Close
-//     return [ErrClosed]; Close is idempotent. Resize with an invalid size
+//     return [ErrClosed]; Close is idempotent. [Writer.Digest] is an error
+//     before Close and for a Writer whose write failed. Resize with an invalid size
 //     wraps [ErrInvalid] and does not break the Writer.
 //   - [Open] wraps [ErrVersion] for a header whose version is not 2 and
 //     [ErrMalformed] for anything else wrong with the first line.

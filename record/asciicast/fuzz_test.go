@@ -75,7 +75,7 @@ func FuzzReader(f *testing.F) {
 		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrLineTooLong) {
 			t.Fatalf("Play: %v", err)
 		}
-		if err := Dump(io.Discard, strings.NewReader(string(data))); err != nil &&
+		if err := Dump(io.Discard, strings.NewReader(string(data)), DumpOptions{}); err != nil &&
 			!errors.Is(err, ErrMalformed) && !errors.Is(err, ErrLineTooLong) {
 			t.Fatalf("Dump: %v", err)
 		}

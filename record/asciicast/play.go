@@ -28,16 +28,23 @@ type PlayOptions struct {
 	// terminal to take that size ("\x1b[8;ROWS;COLSt"). Off, resizes are
 	// left out: most terminals ignore the request or should not obey it.
 	Resize bool
+	// Raw writes the output as it was recorded. Off, it goes through a
+	// [Filter], which keeps what renders the session and drops what would
+	// make the replaying terminal do more (write the clipboard or the
+	// title, answer queries into its input): the output came from the
+	// agent and the target, who must not drive the operator's terminal.
+	Raw bool
 	// Sleep waits d or until ctx ends, returning an error in that case. Nil
 	// means a timer; tests pass a fake to see the pauses without waiting.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// Play writes the output events of the recording in r to w, pausing between
-// them as the recording did (see PlayOptions). Input and marker events, and
-// codes it does not know, are not written. Pauses are measured between the
-// events Play writes, so typing that the terminal did not echo does not
-// show as a pause of its own. Play returns nil at the end of the recording
+// Play writes the output events of the recording in r to w, filtered unless
+// opts.Raw, pausing between them as the recording did (see PlayOptions).
+// Input and marker events, and codes it does not know, are not written.
+// Pauses are measured between the events Play writes, so typing that the
+// terminal did not echo, or output the Filter dropped whole, does not show
+// as a pause of its own. Play returns nil at the end of the recording
 // and context.Cause(ctx) as soon as ctx ends; a Write to w that blocks is
 // not interrupted.
 func Play(ctx context.Context, w io.Writer, r io.Reader, opts PlayOptions) error {
@@ -63,7 +70,14 @@ func Play(ctx context.Context, w io.Writer, r io.Reader, opts PlayOptions) error
 			maxIdle = seconds(limit)
 		}
 	}
-	var prev float64 // time of the last event written
+	var (
+		prev   float64 // time of the last event written
+		filter *Filter
+		buf    []byte
+	)
+	if !opts.Raw {
+		filter = &Filter{}
+	}
 	for {
 		if ctx.Err() != nil {
 			return fmt.Errorf("playing asciicast: %w", context.Cause(ctx))
@@ -76,6 +90,10 @@ func Play(ctx context.Context, w io.Writer, r io.Reader, opts PlayOptions) error
 			return fmt.Errorf("playing asciicast: %w", err)
 		}
 		out := playable(ev, opts.Resize)
+		if filter != nil && ev.Code == CodeOutput {
+			buf = filter.Append(buf[:0], out)
+			out = string(buf)
+		}
 		if out == "" {
 			continue
 		}
@@ -142,16 +160,31 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// DumpOptions tune Dump.
+type DumpOptions struct {
+	// Raw writes the output as it was recorded; off, it goes through a
+	// [Filter], as Play's does: what is dumped to a pipe often ends up on
+	// a terminal (less -R, cat).
+	Raw bool
+}
+
 // Dump writes the output of the recording in r to w at once, without the
 // pauses: for a file or a pipe rather than a terminal. What was read before
 // a malformed line is written before Dump returns the error.
-func Dump(w io.Writer, r io.Reader) error {
+func Dump(w io.Writer, r io.Reader, opts DumpOptions) error {
 	rd, err := Open(r)
 	if err != nil {
 		return fmt.Errorf("dumping asciicast: %w", err)
 	}
 	bw := bufio.NewWriter(w)
-	var readErr error
+	var (
+		readErr error
+		filter  *Filter
+		buf     []byte
+	)
+	if !opts.Raw {
+		filter = &Filter{}
+	}
 	for {
 		ev, err := rd.Next()
 		if err != nil {
@@ -161,7 +194,14 @@ func Dump(w io.Writer, r io.Reader) error {
 			break
 		}
 		if ev.Code == CodeOutput {
-			if _, err := bw.WriteString(ev.Data); err != nil {
+			var err error
+			if filter != nil {
+				buf = filter.Append(buf[:0], ev.Data)
+				_, err = bw.Write(buf)
+			} else {
+				_, err = bw.WriteString(ev.Data)
+			}
+			if err != nil {
 				return fmt.Errorf("dumping asciicast: writing output: %w", err)
 			}
 		}

@@ -192,7 +192,7 @@ func TestDump(t *testing.T) {
 	}
 	defer f.Close()
 	var out bytes.Buffer
-	if err := Dump(&out, f); err != nil {
+	if err := Dump(&out, f, DumpOptions{Raw: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := "\x1b[?2004h$ ls\r\ncafé  \"notes\\today\".txt\r\nbin\ufffd\tdata\r\n$ exit\r\nlogout\r\n"
@@ -201,7 +201,7 @@ func TestDump(t *testing.T) {
 	}
 
 	out.Reset()
-	err = Dump(&out, strings.NewReader(hdr+"[0, \"o\", \"a\"]\n[1, \"o\", \"b\"]\n[x]\n"))
+	err = Dump(&out, strings.NewReader(hdr+"[0, \"o\", \"a\"]\n[1, \"o\", \"b\"]\n[x]\n"), DumpOptions{})
 	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("Dump of a malformed file = %v, want ErrMalformed naming line 4", err)
 	}
@@ -226,7 +226,7 @@ func TestAsciinemaCat(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := Dump(&want, f); err != nil {
+	if err := Dump(&want, f, DumpOptions{Raw: true}); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want.Bytes()) {

@@ -1,9 +1,12 @@
 package asciicast
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strconv"
@@ -57,8 +60,19 @@ type Writer struct {
 	out    stream
 	in     stream
 	size   int64
-	err    error // the first write or fsync failure; sticky
+	sum    hash.Hash // SHA-256 of the bytes written to f
+	sumLen int64     // how many that is
+	err    error     // the first write or fsync failure; sticky
 	closed bool
+}
+
+// Digest identifies the bytes of a recording file: their SHA-256 (hex)
+// and how many there are. The session's event log holds it
+// (record.Command.RecordingSHA256), which puts the recording under the
+// log's hash chain.
+type Digest struct {
+	SHA256 string
+	Bytes  int64
 }
 
 // Create creates the recording at path (mode 0600; an existing file is never
@@ -104,13 +118,17 @@ func newWriter(f file, header []byte) (*Writer, error) {
 	if _, err := f.Write(header); err != nil {
 		return nil, fmt.Errorf("writing header to %s: %w", f.Name(), err)
 	}
-	return &Writer{
+	w := &Writer{
 		failed: make(chan struct{}),
 		f:      f,
 		out:    stream{code: CodeOutput},
 		in:     stream{code: CodeInput},
 		size:   int64(len(header)),
-	}, nil
+		sum:    sha256.New(),
+		sumLen: int64(len(header)),
+	}
+	w.sum.Write(header)
+	return w, nil
 }
 
 // Output records data sent to the terminal t after the start. A multi-byte
@@ -284,6 +302,23 @@ func (w *Writer) Size() int64 {
 	return w.size
 }
 
+// Digest is the SHA-256 and length of everything the Writer wrote to its
+// file, header included: what the file holds once [Writer.Close] has
+// returned. It is an error before Close, and for a Writer whose write
+// failed (the file may then hold part of a write the digest cannot
+// vouch for).
+func (w *Writer) Digest() (Digest, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.err != nil:
+		return Digest{}, fmt.Errorf("recording failed: %w", w.err)
+	case !w.closed:
+		return Digest{}, errors.New("recording not closed yet")
+	}
+	return Digest{SHA256: hex.EncodeToString(w.sum.Sum(nil)), Bytes: w.sumLen}, nil
+}
+
 // Failed is closed when a write or fsync of the recording fails; the next
 // call's error says why. A handler that must not run a session unrecorded
 // ends the session when it is closed.
@@ -350,6 +385,10 @@ func (w *Writer) flushLocked() error {
 		return nil
 	}
 	_, err := w.f.Write(w.buf)
+	if err == nil {
+		w.sum.Write(w.buf)
+		w.sumLen += int64(len(w.buf))
+	}
 	if cap(w.buf) <= maxBufKeep {
 		w.buf = w.buf[:0]
 	} else {

@@ -2,6 +2,8 @@ package asciicast
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -355,6 +357,49 @@ func TestClose(t *testing.T) {
 		if !errors.Is(err, ErrClosed) {
 			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
 		}
+	}
+}
+
+// Digest is the SHA-256 and length of the file as closed, also after
+// timed flushes and large output; not before Close, nor after a failure.
+func TestDigest(t *testing.T) {
+	w, path := createTemp(t, testHeader)
+	writeSession(t, w)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Output(5*time.Second, bytes.Repeat([]byte("large \x1b[1m"), 20000)); err != nil {
+		t.Fatal(err)
+	}
+	w.Output(6*time.Second, []byte("cut \xe2\x82")) // held back until Close
+	if _, err := w.Digest(); err == nil {
+		t.Error("Digest before Close")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := w.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if want := (Digest{SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data))}); got != want {
+		t.Errorf("Digest = %+v, the file's is %+v", got, want)
+	}
+
+	line, _ := headerLine(testHeader)
+	fw, err := newWriter(&failingFile{}, line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Output(0, []byte("lost"))
+	fw.Close()
+	if d, err := fw.Digest(); !errors.Is(err, errDiskFull) {
+		t.Errorf("Digest after a failed write = %+v, %v; want the failure", d, err)
 	}
 }
 
