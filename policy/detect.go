@@ -9,10 +9,11 @@ import (
 )
 
 // Value detectors: pure functions that find sensitive values in untrusted
-// text. Each appends the spans it finds, in order and without overlap, to
-// dst; with nothing found it returns dst unchanged and allocates nothing.
-// They only scan forward with bounded look-around (no backtracking), so
-// every one is linear in the input.
+// text. Each passes the spans it finds, in order and without overlap, to
+// emit, and allocates nothing: a value holding millions of matches costs
+// no memory beyond the masked copy Scan makes of it. They only scan
+// forward with bounded look-around (no backtracking), so every one is
+// linear in the input.
 //
 // Every detector obeys one rule that masking relies on: replacing its
 // matches by a bracketed token ("[masked:email]") never creates a new match
@@ -72,22 +73,27 @@ func (d detector) token() string {
 	return "[masked]"
 }
 
-// find appends d's matches in b to dst.
-func (d detector) find(b []byte, dst []span) []span {
+// each passes d's matches in b to emit, in order.
+func (d detector) each(b []byte, emit func(span)) {
 	switch d {
 	case detectPrivateKey:
-		return findPrivateKeys(b, dst)
+		findPrivateKeys(b, emit)
 	case detectJWT:
-		return findJWTs(b, dst)
+		findJWTs(b, emit)
 	case detectAWSKey:
-		return findAWSKeys(b, dst)
+		findAWSKeys(b, emit)
 	case detectIBAN:
-		return findIBANs(b, dst)
+		findIBANs(b, emit)
 	case detectCreditCard:
-		return findCards(b, dst)
+		findCards(b, emit)
 	case detectEmail:
-		return findEmails(b, dst)
+		findEmails(b, emit)
 	}
+}
+
+// find appends d's matches in b to dst.
+func (d detector) find(b []byte, dst []span) []span {
+	d.each(b, func(s span) { dst = append(dst, s) })
 	return dst
 }
 
@@ -145,23 +151,37 @@ const (
 	maxEmailLabel  = 63
 )
 
-// isEmailLocal is the practical subset of RFC 5322's dot-atom: quoted
-// local parts and the rarer symbols are left out, so that text around an
-// address ("to='bob@x.org'") is not swallowed into it.
+// isEmailLocal is the practical subset of RFC 5322's dot-atom that may
+// start or end a local part: the rarer symbols are taken only between two
+// letters or digits (isEmailSymbol), and quoted local parts are read on
+// their own (quotedLocalStart), so that text around an address
+// ("to='bob@x.org'", "key=bob@x.org") is not swallowed into it.
 func isEmailLocal(c byte) bool {
 	return isAlnum(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'
 }
 
+// isEmailSymbol is the rest of RFC 5322's atext but for '=', '/', '?' and
+// '&', which join a label or a URL to an address far more often than they
+// are part of one: "john!doe@…", "o'brien@…".
+func isEmailSymbol(c byte) bool {
+	switch c {
+	case '!', '#', '$', '\'', '*', '^', '`', '{', '|', '}', '~':
+		return true
+	}
+	return false
+}
+
 func isEmailLabel(c byte) bool { return isAlnum(c) || c == '-' }
 
-// findEmails finds local@domain.tld: a dot-atom local part (no leading,
-// trailing or doubled dots; letters beyond ASCII too, as RFC 6531 allows)
-// and a domain of at least two labels whose last is at least two letters.
-// A local part is not held to RFC 5321's 64 bytes: an address must not
+// findEmails finds local@domain.tld and local@[IPv4 or IPv6 literal]: a
+// dot-atom local part (no leading, trailing or doubled dots; letters beyond
+// ASCII too, as RFC 6531 allows) or a quoted one ("john doe"@…), and a
+// domain of at least two labels whose last is at least two letters. A
+// local part is not held to RFC 5321's 64 bytes: an address must not
 // escape the mask by a long prefix ("-----...-----bob@example.com"), and
 // taking the whole run keeps a replacement from turning the text before it
 // into the end of another address.
-func findEmails(b []byte, dst []span) []span {
+func findEmails(b []byte, emit func(span)) {
 	floor := 0 // a local part never reaches back into the previous match
 	for i := 0; i < len(b); {
 		at := bytes.IndexByte(b[i:], '@')
@@ -176,17 +196,22 @@ func findEmails(b []byte, dst []span) []span {
 		}
 		end, ok := emailDomainEnd(b, at+1)
 		if !ok {
+			end, ok = emailLiteralEnd(b, at+1)
+		}
+		if !ok {
 			continue
 		}
-		dst = append(dst, span{start, end})
+		emit(span{start, end})
 		floor, i = end, end
 	}
-	return dst
 }
 
 func emailLocalStart(b []byte, floor, at int) (int, bool) {
 	if at == floor || b[at-1] == '.' {
 		return 0, false
+	}
+	if b[at-1] == '"' {
+		return quotedLocalStart(b, floor, at-1)
 	}
 	s := at
 	for s > floor {
@@ -199,6 +224,10 @@ func emailLocalStart(b []byte, floor, at int) (int, bool) {
 			s -= size
 			continue
 		}
+		if isEmailSymbol(c) && s < at && isAlnum(b[s]) && s-2 >= floor && isAlnum(b[s-2]) {
+			s-- // "john!doe": a symbol inside the local part
+			continue
+		}
 		if !isEmailLocal(c) || (c == '.' && s < at && b[s] == '.') {
 			break // at "..", the local part starts after it
 		}
@@ -209,6 +238,57 @@ func emailLocalStart(b []byte, floor, at int) (int, bool) {
 	}
 	return s, s < at
 }
+
+// quotedLocalStart reads back from the closing quote at q to the opening
+// one: RFC 5322's quoted string, printable ASCII (backslash escapes
+// included), but for '@' and the brackets a replacement token is written
+// with, so that a masked address inside never makes one.
+func quotedLocalStart(b []byte, floor, q int) (int, bool) {
+	for s := q - 1; s >= floor; s-- {
+		switch c := b[s]; {
+		case c == '"':
+			return s, s < q-1
+		case c < ' ' || c > '~' || c == '@' || c == '[' || c == ']':
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// emailLiteralEnd returns the end of a domain literal starting at from:
+// "[192.168.0.1]" or "[IPv6:2001:db8::1]".
+func emailLiteralEnd(b []byte, from int) (int, bool) {
+	if from >= len(b) || b[from] != '[' {
+		return 0, false
+	}
+	i := from + 1
+	if hasPrefixFold(b[i:], "ipv6:") {
+		j := runEnd(b, i+len("ipv6:"), func(c byte) bool { return isHexDigit(c) || c == ':' || c == '.' })
+		if j-(i+len("ipv6:")) < 2 || j >= len(b) || b[j] != ']' {
+			return 0, false
+		}
+		return j + 1, true
+	}
+	for part := range 4 {
+		j := runEnd(b[:min(len(b), i+3)], i, isDigit)
+		if j == i {
+			return 0, false
+		}
+		i = j
+		if part < 3 {
+			if i >= len(b) || b[i] != '.' {
+				return 0, false
+			}
+			i++
+		}
+	}
+	if i >= len(b) || b[i] != ']' {
+		return 0, false
+	}
+	return i + 1, true
+}
+
+func isHexDigit(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 
 // emailDomainEnd returns the end of the longest domain starting at from
 // that ends in a top-level label: "x.example.com." ends before the final
@@ -258,10 +338,12 @@ func isTopLevelLabel(l []byte) bool {
 // dashes, that pass the Luhn check. A run of digits and separators is cut
 // into candidates only at separators ("4111 1111 1111 1111 5500 0000 0000
 // 0004" is two cards). A run touching a letter is part of a word or a
-// reference ("x4111...", the digits of "DE89 3704 ...") and holds no card;
-// a candidate may not continue a decimal number ("0.4111...", "...1111
-// 1.5").
-func findCards(b []byte, dst []span) []span {
+// reference ("x4111...", the digits of "DE89 3704 ...") and holds no card.
+// A candidate may not be the fraction of a decimal number ("0.4111...": a
+// float's digits pass Luhn one time in ten), but may be its integer part
+// when the run's last group has four digits or more ("4111111111111111.5";
+// in "...1111 1.5" the "1" belongs to the decimal).
+func findCards(b []byte, emit func(span)) {
 	for i := 0; i < len(b); {
 		if !isDigit(b[i]) {
 			i++
@@ -271,10 +353,10 @@ func findCards(b []byte, dst []span) []span {
 		e := cardRunEnd(b, s)
 		i = e
 		if e-s >= 13 && (s == 0 || !isAlpha(b[s-1])) && (e == len(b) || !isAlpha(b[e])) {
-			dst = cardWindows(b, s, e, notDecimal(b, s-1, s-2), notDecimal(b, e, e+1), dst)
+			endOK := notDecimal(b, e, e+1) || e-lastGroup(b, s, e) >= 4
+			cardWindows(b, s, e, notFraction(b, s), endOK, emit)
 		}
 	}
-	return dst
 }
 
 // cardRunEnd returns the end of the digits-and-single-separators run at s;
@@ -293,16 +375,33 @@ func cardRunEnd(b []byte, s int) int {
 
 // notDecimal reports whether a card may end (or start) next to b[next],
 // with b[beyond] the byte after that: not at a decimal point that has a
-// digit beyond it. The rule is symmetric (the group before ".5" and the "5"
-// are both refused), so masking one run never makes its neighbour a card.
+// digit beyond it.
 func notDecimal(b []byte, next, beyond int) bool {
 	return next < 0 || next >= len(b) || b[next] != '.' || beyond < 0 || beyond >= len(b) || !isDigit(b[beyond])
+}
+
+// notFraction reports whether a run starting at s is not a decimal's
+// fraction: not after a decimal point with a digit before it, nor after
+// one with a replacement token's ']' before it ("4111111111111111.
+// 4111111111111111" masks its first card, and the second must stay what it
+// was: a fraction).
+func notFraction(b []byte, s int) bool {
+	return notDecimal(b, s-1, s-2) && (s < 2 || b[s-1] != '.' || b[s-2] != ']')
+}
+
+// lastGroup is where the last group of digits of the run s..e starts.
+func lastGroup(b []byte, s, e int) int {
+	g := e
+	for g > s && isDigit(b[g-1]) {
+		g--
+	}
+	return g
 }
 
 // cardWindows tries, from each group of the run s..e in turn, the longest
 // window of whole groups holding 13 to 19 digits that passes Luhn. A window
 // starting at s needs startOK, one ending at e needs endOK.
-func cardWindows(b []byte, s, e int, startOK, endOK bool, dst []span) []span {
+func cardWindows(b []byte, s, e int, startOK, endOK bool, emit func(span)) {
 	for g := s; g < e; {
 		var digits [19]byte
 		var ends, counts [19]int
@@ -326,7 +425,7 @@ func cardWindows(b []byte, s, e int, startOK, endOK bool, dst []span) []span {
 		matched := false
 		for k := windows - 1; k >= 0; k-- {
 			if luhn(digits[:counts[k]]) {
-				dst = append(dst, span{g, ends[k]})
+				emit(span{g, ends[k]})
 				g, matched = ends[k]+1, true // past the separator
 				break
 			}
@@ -335,7 +434,6 @@ func cardWindows(b []byte, s, e int, startOK, endOK bool, dst []span) []span {
 			g = runEnd(b, g, isDigit) + 1
 		}
 	}
-	return dst
 }
 
 // luhn reports whether the digits pass the Luhn check.
@@ -416,7 +514,7 @@ func upper(c byte) byte {
 // groups of four separated by single spaces ("DE89 3704 0044 0532 0130
 // 00"), in either case: a registered country code, check digits, the
 // country's length, and a valid mod-97 checksum.
-func findIBANs(b []byte, dst []span) []span {
+func findIBANs(b []byte, emit func(span)) {
 	for i := 0; i+4 <= len(b); i++ {
 		if !isAlpha(b[i]) || !isAlpha(b[i+1]) || !isDigit(b[i+2]) || !isDigit(b[i+3]) {
 			continue
@@ -429,11 +527,10 @@ func findIBANs(b []byte, dst []span) []span {
 			continue
 		}
 		if end, ok := ibanAt(b, i, n); ok {
-			dst = append(dst, span{i, end})
+			emit(span{i, end})
 			i = end - 1
 		}
 	}
-	return dst
 }
 
 func ibanAt(b []byte, i, n int) (int, bool) {
@@ -493,21 +590,8 @@ func ibanValid(iban []byte) bool {
 // an optional quote, '=' or ':', an optional quote, the value: a run of at
 // least 40 base64 characters (the secret is 40). Only the value is
 // replaced, the label stays.
-func findAWSKeys(b []byte, dst []span) []span {
-	var secrets []span
-	for i := 0; ; {
-		k := indexFold(b, i, "secret")
-		if k < 0 {
-			break
-		}
-		i = k + 1
-		s, e, ok := awsSecretAt(b, k+len("secret"))
-		if ok {
-			secrets = append(secrets, span{s, e})
-			i = e
-		}
-	}
-	next := 0 // the next secret not yet emitted
+func findAWSKeys(b []byte, emit func(span)) {
+	secret, more := nextAWSSecret(b, 0) // the next secret not yet emitted
 	for i := 0; i+20 <= len(b); i++ {
 		if b[i] != 'A' || (b[i+1] != 'K' && b[i+1] != 'S') || b[i+2] != 'I' || b[i+3] != 'A' {
 			continue
@@ -521,17 +605,35 @@ func findAWSKeys(b []byte, dst []span) []span {
 		if runEnd(b[:i+20], i+4, isUpperOrDigit) != i+20 {
 			continue
 		}
-		for next < len(secrets) && secrets[next].end <= i {
-			dst = append(dst, secrets[next])
-			next++
+		for more && secret.end <= i {
+			emit(secret)
+			secret, more = nextAWSSecret(b, secret.end)
 		}
-		if next < len(secrets) && secrets[next].start <= i {
+		if more && secret.start <= i {
 			continue // inside a secret: masked with it
 		}
-		dst = append(dst, span{i, i + 20})
+		emit(span{i, i + 20})
 		i += 19
 	}
-	return append(dst, secrets[next:]...)
+	for more {
+		emit(secret)
+		secret, more = nextAWSSecret(b, secret.end)
+	}
+}
+
+// nextAWSSecret finds the first labelled secret access key whose label
+// starts at or after from.
+func nextAWSSecret(b []byte, from int) (span, bool) {
+	for {
+		k := indexFold(b, from, "secret")
+		if k < 0 {
+			return span{}, false
+		}
+		if s, e, ok := awsSecretAt(b, k+len("secret")); ok {
+			return span{s, e}, true
+		}
+		from = k + 1
+	}
 }
 
 func isBase64Std(c byte) bool { return isAlnum(c) || c == '/' || c == '+' }
@@ -621,9 +723,9 @@ func isBase64URL(c byte) bool { return isAlnum(c) || c == '-' || c == '_' }
 // findJWTs finds header.payload.signature: three base64url segments (the
 // signature may be empty, as for alg "none") whose header decodes to a JSON
 // object with an "alg" member.
-func findJWTs(b []byte, dst []span) []span {
+func findJWTs(b []byte, emit func(span)) {
 	if bytes.IndexByte(b, '.') < 0 {
-		return dst
+		return
 	}
 	for i := 0; i < len(b); {
 		if !isBase64URL(b[i]) {
@@ -632,13 +734,12 @@ func findJWTs(b []byte, dst []span) []span {
 		}
 		e1 := runEnd(b, i, isBase64URL) // i starts a run: the whole previous run was skipped
 		if end, ok := jwtAt(b, i, e1); ok {
-			dst = append(dst, span{i, end})
+			emit(span{i, end})
 			i = end
 			continue
 		}
 		i = e1
 	}
-	return dst
 }
 
 func jwtAt(b []byte, s, e1 int) (int, bool) {
@@ -676,12 +777,12 @@ func jwtHeader(seg []byte) bool {
 // EC, OPENSSH, ENCRYPTED, ... and PGP's PRIVATE KEY BLOCK), from BEGIN to
 // the matching END line. A block without an END (a truncated value) is
 // masked to the end of the value.
-func findPrivateKeys(b []byte, dst []span) []span {
+func findPrivateKeys(b []byte, emit func(span)) {
 	const begin = "-----BEGIN "
 	for i := 0; ; {
 		k := bytes.Index(b[i:], []byte(begin))
 		if k < 0 {
-			return dst
+			return
 		}
 		k += i
 		labelEnd, ok := pemLabel(b, k+len(begin))
@@ -690,9 +791,9 @@ func findPrivateKeys(b []byte, dst []span) []span {
 			continue
 		}
 		end := pemEnd(b, labelEnd)
-		dst = append(dst, span{k, end})
+		emit(span{k, end})
 		if end == len(b) {
-			return dst
+			return
 		}
 		i = end
 	}

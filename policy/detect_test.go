@@ -61,6 +61,23 @@ func TestDetectors(t *testing.T) {
 		{detectEmail, "«ana@example.com»", []string{"ana@example.com"}},
 		{detectEmail, strings.Repeat("x", 64) + "@b.com", []string{strings.Repeat("x", 64) + "@b.com"}},
 		{detectEmail, "no at sign here", nil},
+		// Quoted local parts, RFC 5322's other symbols inside a local
+		// part, domain literals.
+		{detectEmail, `"john doe"@example.com`, []string{`"john doe"@example.com`}},
+		{detectEmail, `mail "john doe"@example.com, "x"@y.io`, []string{`"john doe"@example.com`, `"x"@y.io`}},
+		{detectEmail, `he said "hi" to bob@x.org`, []string{"bob@x.org"}},
+		{detectEmail, `"x a@b.io "@example.com`, []string{"a@b.io"}},
+		{detectEmail, `"x [masked:email] "@example.com`, nil},
+		{detectEmail, `""@example.com`, nil},
+		{detectEmail, "john!doe@example.com", []string{"john!doe@example.com"}},
+		{detectEmail, "o'brien@example.com", []string{"o'brien@example.com"}},
+		{detectEmail, "a{b}c|d~e#f$g*h^i`j@example.com", []string{"a{b}c|d~e#f$g*h^i`j@example.com"}},
+		{detectEmail, "key=bob@x.org&next", []string{"bob@x.org"}},
+		{detectEmail, "!bob@x.org a!!b@x.org", []string{"bob@x.org", "b@x.org"}},
+		{detectEmail, "a@b.io!c@d.io", []string{"a@b.io", "c@d.io"}},
+		{detectEmail, "bob@[192.168.0.1]", []string{"bob@[192.168.0.1]"}},
+		{detectEmail, "bob@[IPv6:2001:db8::1].", []string{"bob@[IPv6:2001:db8::1]"}},
+		{detectEmail, "bob@[1.2.3] bob@[1.2.3.4 bob@[1234.1.1.1] bob@[::1] bob@[masked:email]", nil},
 
 		// credit_card
 		{detectCreditCard, "4111 1111 1111 1111", []string{"4111 1111 1111 1111"}},
@@ -79,8 +96,12 @@ func TestDetectors(t *testing.T) {
 		{detectCreditCard, "x4111111111111111", nil},      // part of a word
 		{detectCreditCard, "4111111111111111px", nil},     // part of a word
 		{detectCreditCard, "0.4111111111111111", nil},     // a decimal
-		{detectCreditCard, "4111111111111111.5", nil},     // a decimal
-		{detectCreditCard, "4111111111111111.4111111111111111", nil},
+		// A card may be a decimal's integer part, not its fraction.
+		{detectCreditCard, "4111111111111111.5", []string{"4111111111111111"}},
+		{detectCreditCard, "4111 1111 1111 1111.50", []string{"4111 1111 1111 1111"}},
+		{detectCreditCard, "4111111111111111.4111111111111111", []string{"4111111111111111"}},
+		{detectCreditCard, "[masked:credit_card].4111111111111111", nil},
+		{detectCreditCard, "12.4111111111111111", nil},
 		{detectCreditCard, "4111--1111-1111-1111", nil},
 		{detectCreditCard, "1.5 4111 1111 1111 1111", []string{"4111 1111 1111 1111"}}, // the decimal is its own group
 		{detectCreditCard, "4111 1111 1111 1111 2.5", []string{"4111 1111 1111 1111"}}, // the decimal is its own group
@@ -206,6 +227,8 @@ func FuzzDetect(f *testing.F) {
 		testRSAKey, "-----BEGIN EC PRIVATE KEY-----\nA", "-----BEGIN -----BEGIN RSA PRIVATE KEY-----",
 		"a@b.io 4111111111111111 GB82WEST12345698765432 " + testJWT + " ASIAABCDEFGHIJKLMNOP",
 		"", "@", ".", "-----BEGIN ",
+		`"john doe"@example.com`, `"x a@b.io "@example.com`, "john!doe@example.com", "o'brien@x.org!c@d.io",
+		"bob@[192.168.0.1]", "bob@[IPv6:2001:db8::1]", "4111111111111111.4111111111111111.5",
 	} {
 		f.Add([]byte(s))
 	}
@@ -256,7 +279,7 @@ func checkDetect(t *testing.T, all *Masker, in []byte) {
 // they are where one match's replacement could uncover another.
 func TestDetectComposed(t *testing.T) {
 	fragments := []string{
-		"jane@example.com", "a@b.io", "x.", "..", "@", "@b.io", "a@", ".com", "-",
+		"jane@example.com", "a@b.io", "x.", "..", "@", "@b.io", "a@", ".com", "-", `"`, "!", "'", "[1.2.3.4]", "[IPv6:::1]",
 		"4111 1111 1111 1111", "4111111111111111", "5500-0000-0000-0004", "1", "4111", " ", ".", "1.5", "0.",
 		"DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "GB82", " WEST", "NO9386011117947", "DE00 ",
 		"AKIAIOSFODNN7EXAMPLE", "ASIA", "aws_secret_access_key=", "SecretAccessKey: \"", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "/", "+",

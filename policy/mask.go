@@ -83,10 +83,11 @@ type maskDetector struct {
 	rule     string // the first mask (in configuration order) that enables it
 }
 
-// Hit is one value a detector masked.
+// Hit counts the values one detector masked.
 type Hit struct {
 	Rule     string // the mask rule's name
 	Detector string // email, credit_card, iban, aws_key, jwt, private_key
+	Count    int    // how many values it replaced
 }
 
 // Masker returns the masks that apply to r's target and workload, or nil
@@ -169,19 +170,36 @@ func (m *Masker) AnyColumnRule() (rule string, ok bool) {
 	return m.columns[0].rule, true
 }
 
+// DetectorRule names the mask of the first detector that runs, for a
+// value the detectors could not read and that was withheld whole.
+func (m *Masker) DetectorRule() (rule string, ok bool) {
+	if !m.HasDetectors() {
+		return "", false
+	}
+	return m.detectors[0].rule, true
+}
+
 // MaskedColumnValue is the replacement for a whole masked value. Each call
 // returns a new slice, which the caller may keep or modify.
 func (m *Masker) MaskedColumnValue() []byte { return []byte("[masked]") }
 
 // Scan runs the detectors of every matching mask over the text value v and
-// replaces each match by "[masked:<detector>]", with one Hit per
-// replacement. When nothing matches it returns v itself and nil, without
-// allocating; otherwise a new slice (v is never modified).
+// replaces each match by "[masked:<detector>]", with one Hit per detector
+// that replaced anything, counting its replacements. When nothing matches
+// it returns v itself and nil, without allocating; otherwise a new slice
+// (v is never modified).
+//
+// Memory is the masked copy's, whatever the number of matches: a detector
+// that finds something runs twice, once to count the replacement's size,
+// once to write it; and a later detector's replacement reuses the buffer
+// an earlier one's made obsolete.
 func (m *Masker) Scan(v []byte) (out []byte, hits []Hit) {
 	if m == nil {
 		return v, nil
 	}
+	var counts [numDetectors]int
 	out = v
+	var spare []byte // a buffer of ours that out no longer uses
 	// Passes repeat until one finds nothing, so the result holds no match of
 	// any detector even where one detector's replacement would uncover
 	// another's match. This ends: tokens never take part in a match, so
@@ -190,18 +208,44 @@ func (m *Masker) Scan(v []byte) (out []byte, hits []Hit) {
 	for {
 		found := false
 		for _, d := range m.detectors {
-			spans := d.detector.find(out, nil)
-			if len(spans) == 0 {
+			token := d.detector.token()
+			n, size := 0, len(out)
+			d.detector.each(out, func(s span) {
+				n++
+				size += len(token) - (s.end - s.start)
+			})
+			if n == 0 {
 				continue
 			}
 			found = true
-			out = replaceSpans(out, spans, d.detector.token())
-			for range spans {
-				hits = append(hits, Hit{Rule: d.rule, Detector: d.detector.String()})
+			counts[d.detector] += n
+			dst := spare[:0]
+			if cap(dst) < size {
+				dst = make([]byte, 0, size)
 			}
+			prev := 0
+			d.detector.each(out, func(s span) {
+				dst = append(dst, out[prev:s.start]...)
+				dst = append(dst, token...)
+				prev = s.end
+			})
+			dst = append(dst, out[prev:]...)
+			if &out[0] != &v[0] {
+				spare = out
+			}
+			out = dst
 		}
 		if !found {
-			return out, hits
+			break
 		}
 	}
+	for _, d := range m.detectors {
+		if n := counts[d.detector]; n > 0 {
+			if hits == nil {
+				hits = make([]Hit, 0, len(m.detectors))
+			}
+			hits = append(hits, Hit{Rule: d.rule, Detector: d.detector.String(), Count: n})
+		}
+	}
+	return out, hits
 }

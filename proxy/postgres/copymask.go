@@ -121,20 +121,38 @@ func (r *maskRewriter) planCopy(stmt sqlfacts.Statement, ncols int) (*copyPlan, 
 	return plan, nil
 }
 
+// copyTableQuery resolves a COPY's schema-qualified table to its OID, and
+// says whether an ACCESS EXCLUSIVE lock is held on it. While the COPY runs
+// its own transaction holds a lock on the table that conflicts with that
+// one, so only that transaction can hold it: it changed the table (ALTER
+// TABLE takes it), and the catalogue connection cannot see the change yet.
+const copyTableQuery = `SELECT c.oid::pg_catalog.text, EXISTS (SELECT FROM pg_catalog.pg_locks l
+	WHERE l.locktype = 'relation' AND l.relation = c.oid AND l.mode = 'AccessExclusiveLock' AND l.granted
+		AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()))::pg_catalog.text
+	FROM (SELECT $1::pg_catalog.regclass::pg_catalog.oid AS oid) c`
+
 // copyTable looks up the table a COPY names (schema-qualified and quoted).
+// The look-up bypasses the cache of Catalogue.Table: a COPY without a
+// column list maps its fields to the table's columns by position, and a
+// column dropped and added again since a cached look-up (ALTER TABLE ...
+// DROP COLUMN email, ADD COLUMN email) would move every field after it.
 func (r *maskRewriter) copyTable(qualified string) (Table, error) {
-	rows, err := r.cat.Query(context.Background(), "SELECT $1::pg_catalog.regclass::pg_catalog.oid", qualified)
+	ctx := context.Background()
+	rows, err := r.cat.Query(ctx, copyTableQuery, qualified)
 	if err != nil {
 		return Table{}, err
 	}
-	if len(rows) != 1 || len(rows[0]) != 1 {
+	if len(rows) != 1 || len(rows[0]) != 2 {
 		return Table{}, fmt.Errorf("no table %s", qualified)
 	}
 	oid, err := strconv.ParseUint(rows[0][0], 10, 32)
 	if err != nil {
 		return Table{}, fmt.Errorf("table OID %q: %w", rows[0][0], err)
 	}
-	t, err := r.cat.Table(context.Background(), uint32(oid))
+	if rows[0][1] == "true" && r.masker.HasColumnRules() {
+		return Table{}, fmt.Errorf("this transaction changed %s (it holds an ACCESS EXCLUSIVE lock on it), and the gateway cannot see its columns until it commits", qualified)
+	}
+	t, err := lookUpTable(ctx, r.cat.Query, uint32(oid))
 	if err == nil && t.Name == "" {
 		err = fmt.Errorf("no table %s", qualified)
 	}

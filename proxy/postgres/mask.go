@@ -30,56 +30,161 @@ import (
 // A masked column whose values come in a binary format the gateway cannot
 // rewrite (anything but text-like types) refuses the result instead of
 // passing it through unmasked. Binary arrays and records are decoded so
-// that the detectors see their text-like elements and fields.
+// that the detectors see their text-like elements and fields; a type that
+// is not built in is looked up in the catalogue (binaryKindOf), and a
+// value holding one the catalogue cannot describe is withheld (NULL):
+// Describe cannot refuse for it, since the types inside a record are known
+// only from its rows, and MayRefuse must be certain before they come.
 
 // ErrCannotMask refuses a result that would otherwise leave the gateway
 // unmasked.
 var ErrCannotMask = errors.New("result cannot be masked")
 
-// Type OIDs whose binary representation is their text (jsonb: a version
-// byte, then the text).
+// Type OIDs whose binary representation is their text (jsonb and
+// jsonpath: a version byte, then the text).
 const (
-	oidName    = 19
-	oidText    = 25
-	oidJSON    = 114
-	oidXML     = 142
-	oidUnknown = 705
-	oidBPChar  = 1042
-	oidVarchar = 1043
-	oidJSONB   = 3802
+	oidName       = 19
+	oidText       = 25
+	oidJSON       = 114
+	oidXML        = 142
+	oidPgNodeTree = 194
+	oidUnknown    = 705
+	oidBPChar     = 1042
+	oidVarchar    = 1043
+	oidRefcursor  = 1790
+	oidCString    = 2275
+	oidJSONB      = 3802
+	oidJSONPath   = 4072
 )
 
 // Type OIDs of records and of arrays of text-like types and records, whose
 // binary representation the gateway decodes for the detectors.
 const (
-	oidRecord       = 2249
-	oidXMLArray     = 143
-	oidJSONArray    = 199
-	oidNameArray    = 1003
-	oidTextArray    = 1009
-	oidBPCharArray  = 1014
-	oidVarcharArray = 1015
-	oidRecordArray  = 2287
-	oidJSONBArray   = 3807
+	oidRecord         = 2249
+	oidXMLArray       = 143
+	oidJSONArray      = 199
+	oidNameArray      = 1003
+	oidTextArray      = 1009
+	oidBPCharArray    = 1014
+	oidVarcharArray   = 1015
+	oidCStringArray   = 1263
+	oidRefcursorArray = 2201
+	oidAnyArray       = 2277 // pg_stats' value columns: array_send writes the real element type
+	oidRecordArray    = 2287
+	oidJSONBArray     = 3807
+	oidJSONPathArray  = 4073
 )
 
-func textLikeBinary(oid uint32) bool {
+// firstCatalogueOID is PostgreSQL's FirstGenbkiObjectId: every type below
+// it is built in, its OID fixed by pg_type.dat, and binaryKindOf knows it;
+// a type from it on (information_schema's domains, an extension's, a
+// user's domain, enum, composite or array type) is looked up.
+const firstCatalogueOID = 10000
+
+// binaryKind is how the binary values of a type are read for the
+// detectors.
+type binaryKind uint8
+
+const (
+	kindOther      binaryKind = iota // no text: not scanned
+	kindText                         // the text itself
+	kindJSON                         // JSON text
+	kindJSONB                        // a version byte, then JSON text
+	kindJSONPath                     // a version byte, then text
+	kindRecord                       // record_send: fields with their type OIDs
+	kindArray                        // array_send: elements of the type it names
+	kindUnresolved                   // a type the catalogue could not describe
+)
+
+// builtinKind is binaryKind for the built-in types (OID below
+// firstCatalogueOID).
+func builtinKind(oid uint32) binaryKind {
 	switch oid {
-	case oidName, oidText, oidJSON, oidXML, oidUnknown, oidBPChar, oidVarchar, oidJSONB:
-		return true
+	case oidName, oidText, oidXML, oidPgNodeTree, oidUnknown, oidBPChar, oidVarchar, oidRefcursor, oidCString:
+		return kindText
+	case oidJSON:
+		return kindJSON
+	case oidJSONB:
+		return kindJSONB
+	case oidJSONPath:
+		return kindJSONPath
+	case oidRecord:
+		return kindRecord
+	case oidXMLArray, oidJSONArray, oidNameArray, oidTextArray, oidBPCharArray, oidVarcharArray, oidCStringArray,
+		oidRefcursorArray, oidAnyArray, oidRecordArray, oidJSONBArray, oidJSONPathArray:
+		return kindArray
 	}
-	return false
+	return kindOther
 }
+
+func textLikeBinary(oid uint32) bool { return builtinKind(oid) == kindText }
 
 // containerBinary reports whether the binary values of oid are a record or
 // an array whose elements may hold text.
 func containerBinary(oid uint32) bool {
-	switch oid {
-	case oidRecord, oidXMLArray, oidJSONArray, oidNameArray, oidTextArray, oidBPCharArray,
-		oidVarcharArray, oidRecordArray, oidJSONBArray:
-		return true
+	k := builtinKind(oid)
+	return k == kindRecord || k == kindArray
+}
+
+// typeKindQuery reads how a type's values are sent in binary: its send
+// function. A domain has its base type's, a composite type record_send,
+// an array type array_send, an enum enum_send (its label).
+const typeKindQuery = `SELECT p.proname::text FROM pg_catalog.pg_type t JOIN pg_catalog.pg_proc p ON p.oid = t.typsend WHERE t.oid = $1::pg_catalog.oid`
+
+// sendFunctionKind is the binaryKind of a type sent by the function named
+// send (base types need a superuser's C functions: the names are
+// PostgreSQL's and its extensions').
+func sendFunctionKind(send string) binaryKind {
+	switch send {
+	case "textsend", "varcharsend", "bpcharsend", "namesend", "unknownsend", "cstring_send", "xml_send",
+		"pg_node_tree_send", "enum_send", "citextsend":
+		return kindText
+	case "json_send":
+		return kindJSON
+	case "jsonb_send":
+		return kindJSONB
+	case "jsonpath_send":
+		return kindJSONPath
+	case "record_send":
+		return kindRecord
+	case "array_send":
+		return kindArray
 	}
-	return false
+	return kindOther
+}
+
+// maxTypeKinds bounds a session's cache of looked-up types.
+const maxTypeKinds = 1024
+
+// binaryKindOf is how values of type oid are read: built-in types are
+// known, others are looked up once per session (what a type OID's values
+// look like never changes). A type the catalogue cannot describe (the look-
+// up failed, or a transaction still open created it) is kindUnresolved,
+// and is not asked about again in the same result.
+func (r *maskRewriter) binaryKindOf(oid uint32) binaryKind {
+	if oid < firstCatalogueOID {
+		return builtinKind(oid)
+	}
+	if k, ok := r.types[oid]; ok {
+		return k
+	}
+	if r.unresolved[oid] {
+		return kindUnresolved
+	}
+	rows, err := r.cat.Query(context.Background(), typeKindQuery, oid)
+	if err != nil || len(rows) != 1 || len(rows[0]) != 1 {
+		if r.unresolved == nil {
+			r.unresolved = map[uint32]bool{}
+		}
+		r.unresolved[oid] = true
+		return kindUnresolved
+	}
+	k := sendFunctionKind(rows[0][0])
+	if r.types == nil || len(r.types) >= maxTypeKinds {
+		r.types = map[uint32]binaryKind{}
+	}
+	r.types[oid] = k
+	return k
 }
 
 // NewMaskRewriter is the Options.Rewriter that applies the policy's masks.
@@ -95,6 +200,9 @@ type maskRewriter struct {
 	cat    Catalogue
 	cols   []maskColumn // the current result's columns
 	copy   *copyPlan    // the current COPY TO STDOUT, if any
+
+	types      map[uint32]binaryKind // looked-up types (binaryKindOf)
+	unresolved map[uint32]bool       // types the current result could not look up
 }
 
 type maskColumn struct {
@@ -112,7 +220,7 @@ const (
 	encText        valueEncoding = iota // text, or a binary type that is its text
 	encJSON                             // json or jsonb as text: a masked value stays JSON
 	encJSONB                            // binary jsonb: a version byte, then JSON text
-	encBinaryTree                       // a binary record or array, decoded for the detectors
+	encBinaryTree                       // binary, read by its type's binaryKind
 	encBinaryOther                      // binary, holding no text
 )
 
@@ -129,7 +237,7 @@ func encodingOf(oid uint32, format int16) valueEncoding {
 		return encJSON
 	case textLikeBinary(oid):
 		return encText
-	case containerBinary(oid):
+	case containerBinary(oid), oid == oidJSONPath, oid >= firstCatalogueOID:
 		return encBinaryTree
 	}
 	return encBinaryOther
@@ -149,6 +257,7 @@ func (r *maskRewriter) masked(e valueEncoding) []byte {
 func (r *maskRewriter) Describe(rd *pgproto3.RowDescription, formats []int16) error {
 	// The previous result's columns are done with: reuse their slice.
 	cols := slices.Grow(r.cols[:0], len(rd.Fields))[:len(rd.Fields)]
+	clear(r.unresolved) // looked up again, once, in this result
 	clear(cols)
 	var tables tableMemo
 	for i, f := range rd.Fields {
@@ -267,11 +376,44 @@ func (r *maskRewriter) Row(dr *pgproto3.DataRow) map[string]int {
 		if !c.scan {
 			continue
 		}
-		if out, changed := r.scanValue(v, c.enc, c.typ, &hits); changed {
+		out, changed, err := r.scanBinaryValue(v, c.enc, c.typ, &hits)
+		switch {
+		case errors.Is(err, errUnresolvedType):
+			// What it holds cannot be known: withheld (NULL is the one
+			// value every type has) rather than passed unread.
+			dr.Values[i] = nil
+			rule, _ := r.masker.DetectorRule()
+			hits = addHit(hits, rule, 1)
+		case changed:
 			dr.Values[i] = out
 		}
 	}
 	return hits
+}
+
+// errUnresolvedType: a binary value holds a value of a type the
+// catalogue could not describe.
+var errUnresolvedType = errors.New("binary value of an unknown type")
+
+// scanBinaryValue is scanValue, with the error of a binary value holding a
+// type that could not be looked up.
+func (r *maskRewriter) scanBinaryValue(v []byte, e valueEncoding, oid uint32, hits *map[string]int) ([]byte, bool, error) {
+	if e != encBinaryTree {
+		out, changed := r.scanValue(v, e, oid, hits)
+		return out, changed, nil
+	}
+	if !r.masker.HasDetectors() {
+		return v, false, nil
+	}
+	out, changed, err := r.scanBinary(v, oid, hits, 0)
+	switch {
+	case errors.Is(err, errUnresolvedType):
+		return nil, false, err
+	case err != nil:
+		// Not what PostgreSQL sends: there is nothing to read.
+		return v, false, nil
+	}
+	return out, changed, nil
 }
 
 // scanValue runs the detectors over a value of encoding e (and type oid),
@@ -280,25 +422,30 @@ func (r *maskRewriter) Row(dr *pgproto3.DataRow) map[string]int {
 func (r *maskRewriter) scanValue(v []byte, e valueEncoding, oid uint32, hits *map[string]int) ([]byte, bool) {
 	switch e {
 	case encBinaryTree:
-		out, changed, err := r.scanBinary(v, oid, hits, 0)
+		out, changed, err := r.scanBinaryValue(v, e, oid, hits)
 		if err != nil {
-			// Not what PostgreSQL sends: there is nothing to read.
 			return v, false
 		}
 		return out, changed
 	case encBinaryOther:
 		return v, false
 	case encJSONB:
-		if len(v) == 0 {
-			return v, false
-		}
-		out, changed := r.scanText(v[1:], true, hits)
-		if !changed {
-			return v, false
-		}
-		return append([]byte{v[0]}, out...), true
+		return r.scanVersioned(v, true, hits)
 	}
 	return r.scanText(v, e == encJSON, hits)
+}
+
+// scanVersioned scans a binary jsonb or jsonpath: a version byte, then the
+// text.
+func (r *maskRewriter) scanVersioned(v []byte, isJSON bool, hits *map[string]int) ([]byte, bool) {
+	if len(v) == 0 {
+		return v, false
+	}
+	out, changed := r.scanText(v[1:], isJSON, hits)
+	if !changed {
+		return v, false
+	}
+	return append([]byte{v[0]}, out...), true
 }
 
 // Text runs the detectors over text upstream sends outside a result.
@@ -311,6 +458,34 @@ func (r *maskRewriter) Text(s string) (string, map[string]int) {
 	return string(out), hits
 }
 
+// maskNoticeFields passes mask (session.maskText) every field of an
+// ErrorResponse or NoticeResponse a value can come back in: the text ones,
+// the names a RAISE sets at will (RAISE ... USING COLUMN = ssn puts a value
+// in ColumnName), and fields a newer server sends that pgproto3 does not
+// know. Severity, code, position and the server's source location are the
+// server's own.
+func maskNoticeFields(m *pgproto3.ErrorResponse, mask func(fields ...*string)) {
+	fields := []*string{&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery,
+		&m.SchemaName, &m.TableName, &m.ColumnName, &m.DataTypeName, &m.ConstraintName}
+	if len(m.UnknownFields) == 0 {
+		mask(fields...)
+		return
+	}
+	keys := make([]byte, 0, len(m.UnknownFields))
+	values := make([]string, 0, len(m.UnknownFields))
+	for k, v := range m.UnknownFields {
+		keys = append(keys, k)
+		values = append(values, v)
+	}
+	for i := range values {
+		fields = append(fields, &values[i])
+	}
+	mask(fields...)
+	for i, k := range keys {
+		m.UnknownFields[k] = values[i]
+	}
+}
+
 // scanText runs the detectors over text; JSON text stays JSON.
 func (r *maskRewriter) scanText(v []byte, isJSON bool, hits *map[string]int) ([]byte, bool) {
 	out, found := r.masker.Scan(v)
@@ -318,7 +493,7 @@ func (r *maskRewriter) scanText(v []byte, isJSON bool, hits *map[string]int) ([]
 		return v, false
 	}
 	for _, h := range found {
-		*hits = addHit(*hits, h.Rule, 1)
+		*hits = addHit(*hits, h.Rule, h.Count)
 	}
 	if isJSON {
 		out = jsonAfterScan(out)
@@ -441,20 +616,25 @@ func (r *maskRewriter) scanBinary(v []byte, oid uint32, hits *map[string]int, de
 	if depth > maxTreeDepth {
 		return v, false, nil
 	}
-	switch {
-	case oid == oidJSONB:
-		out, changed := r.scanValue(v, encJSONB, oid, hits)
+	switch r.binaryKindOf(oid) {
+	case kindJSONB:
+		out, changed := r.scanVersioned(v, true, hits)
 		return out, changed, nil
-	case oid == oidJSON:
+	case kindJSONPath:
+		out, changed := r.scanVersioned(v, false, hits)
+		return out, changed, nil
+	case kindJSON:
 		out, changed := r.scanText(v, true, hits)
 		return out, changed, nil
-	case textLikeBinary(oid):
+	case kindText:
 		out, changed := r.scanText(v, false, hits)
 		return out, changed, nil
-	case oid == oidRecord:
+	case kindRecord:
 		return r.scanRecord(v, hits, depth)
-	case containerBinary(oid):
+	case kindArray:
 		return r.scanArray(v, hits, depth)
+	case kindUnresolved:
+		return nil, false, errUnresolvedType
 	}
 	return v, false, nil
 }

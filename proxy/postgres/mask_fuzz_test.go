@@ -13,6 +13,9 @@ func FuzzMaskBinary(f *testing.F) {
 	f.Add(uint32(oidRecord), binaryRecord(uint32(23), []byte{0, 0, 0, 7}, uint32(oidTextArray), binaryArray(oidText, []byte("4111 1111 1111 1111"))))
 	f.Add(uint32(oidRecordArray), binaryArray(oidRecord, binaryRecord(uint32(oidJSONB), []byte("\x01[4111111111111111]"))))
 	f.Add(uint32(oidJSONArray), binaryArray(oidJSON, []byte(`{"a": "b@example.com"}`)))
+	f.Add(uint32(oidAnyArray), binaryArray(oidText, []byte("ada@example.com")))
+	f.Add(uint32(oidRecord), binaryRecord(uint32(50000), []byte("ada@example.com"), uint32(50001), binaryArray(50000, []byte("x")), uint32(59999), []byte("y")))
+	f.Add(uint32(oidJSONPathArray), binaryArray(oidJSONPath, []byte("\x01$.a")))
 	f.Add(uint32(oidTextArray), []byte{0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 25, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1})
 	f.Fuzz(func(t *testing.T, oid uint32, v []byte) {
 		if !containerBinary(oid) {

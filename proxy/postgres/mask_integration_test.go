@@ -215,3 +215,79 @@ func TestMaskCopyOut(t *testing.T) {
 		t.Errorf("COPY in SJIS: %v", err)
 	}
 }
+
+// TestMaskCopyAfterAlter: a COPY without a column list maps its fields to
+// the table's columns by position, so it reads them afresh, not from the
+// minute-long cache: a column dropped and added again moves to the end.
+// A COPY after its own transaction changed the table is refused: the
+// catalogue connection cannot see the change.
+func TestMaskCopyAfterAlter(t *testing.T) {
+	e := columnMaskEnv(t)
+	c := e.pgx(t)
+	copyOut := func(sql string) (string, error) {
+		var buf bytes.Buffer
+		_, err := c.PgConn().CopyTo(ctxT(t), &buf, sql)
+		return buf.String(), err
+	}
+	const sql = "COPY public.customers TO STDOUT"
+	if got, err := copyOut(sql); err != nil || !strings.HasPrefix(got, "1\tAda\t[masked]\t[masked]\t") {
+		t.Fatalf("%s: %q %v", sql, got, err)
+	}
+	e.pg.Exec(t, `ALTER TABLE public.customers DROP COLUMN ssn, ADD COLUMN ssn text;
+		UPDATE public.customers SET ssn = '123-45-6789'`)
+	got, err := copyOut(sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(got, "123-45-6789") || !strings.HasPrefix(got, "1\tAda\t[masked]\ta|b\t\"[masked]\"\t{\"card\": \"[masked:credit_card]\"}\t[masked]\n") {
+		t.Errorf("after DROP and ADD COLUMN ssn: %q", got)
+	}
+
+	e.pg.Exec(t, `ALTER TABLE public.customers OWNER TO app; ALTER TABLE public.customers_archive OWNER TO app`)
+	simpleRows(t, c, "BEGIN")
+	simpleRows(t, c, "ALTER TABLE public.customers DROP COLUMN note, ADD COLUMN note text")
+	if got, err := copyOut(sql); err == nil || !strings.Contains(err.Error(), "ACCESS EXCLUSIVE") {
+		t.Errorf("COPY after its transaction's ALTER TABLE: %q %v, want it refused", got, err)
+	}
+	simpleRows(t, c, "ROLLBACK")
+}
+
+// TestMaskBinaryTypesUpstream: the detectors see text in binary values of
+// types beyond the built-in text ones, as PostgreSQL sends them: a
+// domain's OID in a record or array (information_schema's domains over
+// text and varchar), refcursor, cstring, jsonpath, and pg_stats' anyarray.
+func TestMaskBinaryTypesUpstream(t *testing.T) {
+	e := columnMaskEnv(t)
+	e.pg.Exec(t, `ANALYZE public.customers`)
+	c := e.pgx(t)
+	for _, sql := range []string{
+		"SELECT ROW(id, email::information_schema.character_data) AS r FROM customers ORDER BY id",
+		"SELECT ARRAY[email::information_schema.sql_identifier] AS a FROM customers ORDER BY id",
+		"SELECT ARRAY[ROW(email::information_schema.character_data)] AS a FROM customers ORDER BY id",
+		"SELECT email::refcursor AS r FROM customers ORDER BY id",
+		"SELECT ARRAY[email::refcursor] AS r FROM customers ORDER BY id",
+		"SELECT textout(email) AS r FROM customers ORDER BY id",
+		`SELECT ('$.a ? (@ == "' || email || '")')::jsonpath AS p FROM customers ORDER BY id`,
+		"SELECT most_common_vals AS v FROM pg_stats WHERE schemaname = 'public' AND tablename = 'customers' AND attname = 'email' " +
+			"UNION ALL SELECT histogram_bounds FROM pg_stats WHERE schemaname = 'public' AND tablename = 'customers' AND attname = 'email'",
+	} {
+		res := c.PgConn().ExecParams(ctxT(t), sql, nil, nil, nil, []int16{1}).Read()
+		if res.Err != nil {
+			t.Errorf("%s: %v", sql, res.Err)
+			continue
+		}
+		if len(res.Rows) == 0 {
+			t.Errorf("%s: no rows", sql)
+		}
+		if res.FieldDescriptions[0].Format != 1 {
+			t.Errorf("%s: not binary", sql)
+		}
+		var all []byte
+		for _, row := range res.Rows {
+			all = append(all, row[0]...)
+		}
+		if bytes.Contains(all, []byte("@example.")) || !bytes.Contains(all, []byte("[masked:email]")) {
+			t.Errorf("%s (type %d): %q", sql, res.FieldDescriptions[0].DataTypeOID, all)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -35,8 +36,16 @@ func testMasker(t *testing.T) *policy.Masker {
 // fakeCatalog answers the rewriter's catalogue look-ups: OID 100 is
 // public.customers (id, email, ssn, note, doc jsonb, and gen, generated);
 // 200 is public.orders (id, ssn); 300 is public.people_1, a partition of
-// public.people (id, ssn). err, when set, fails every look-up.
-type fakeCatalog struct{ err error }
+// public.people (id, ssn). Of the types, 50000 is a domain over text, 50001
+// an array of it, 50002 a composite type, 50003 an enum and 50004 a range;
+// there is no other. err, when set, fails every look-up; queries, when
+// set, counts the type look-ups.
+type fakeCatalog struct {
+	err     error
+	queries *int
+}
+
+var fakeTypes = map[uint32]string{50000: "textsend", 50001: "array_send", 50002: "record_send", 50003: "enum_send", 50004: "range_send"}
 
 var fakeTables = map[uint32]Table{
 	100: {Name: "public.customers", Columns: []TableColumn{
@@ -51,14 +60,46 @@ func (f fakeCatalog) Query(_ context.Context, sql string, args ...any) ([][]stri
 	if f.err != nil {
 		return nil, f.err
 	}
-	if strings.Contains(sql, "regclass") {
+	if sql == copyTableQuery {
 		switch args[0] {
 		case `"public"."customers"`:
-			return [][]string{{"100"}}, nil
+			return [][]string{{"100", "false"}}, nil
 		case `"public"."people_1"`:
-			return [][]string{{"300"}}, nil
+			return [][]string{{"300", "false"}}, nil
+		case `"public"."locked"`:
+			return [][]string{{"100", "true"}}, nil
 		}
 		return nil, errors.New("no such relation")
+	}
+	if sql == tableQuery {
+		// The answer lookUpTable reads.
+		t, ok := fakeTables[args[0].(uint32)]
+		if !ok {
+			return nil, nil
+		}
+		schema, name, _ := strings.Cut(t.Name, ".")
+		rows := [][]string{{"table", schema, name, "", ""}}
+		for _, a := range t.Ancestors {
+			schema, name, _ := strings.Cut(a, ".")
+			rows = append(rows, []string{"ancestor", schema, name, "", ""})
+		}
+		for i, c := range t.Columns {
+			gen := ""
+			if c.Generated {
+				gen = "generated"
+			}
+			rows = append(rows, []string{"column", strconv.Itoa(i + 1), c.Name, strconv.FormatUint(uint64(c.Type), 10), gen})
+		}
+		return rows, nil
+	}
+	if sql == typeKindQuery {
+		if f.queries != nil {
+			*f.queries++
+		}
+		if send, ok := fakeTypes[args[0].(uint32)]; ok {
+			return [][]string{{send}}, nil
+		}
+		return nil, nil
 	}
 	return nil, errors.New("unexpected catalog query: " + sql)
 }
@@ -285,6 +326,87 @@ func TestMaskBinaryArraysAndRecords(t *testing.T) {
 	}
 }
 
+// Binary values of types beyond the built-in text ones: refcursor,
+// cstring, jsonpath, pg_stats' anyarray, and the types a record or array
+// names by an OID the gateway looks up (a domain over text, an array of
+// it, a composite type, an enum). A value holding a type the catalogue
+// cannot describe is withheld: NULL.
+func TestMaskBinaryTypes(t *testing.T) {
+	mail := []byte("ada@example.com")
+	masked := []byte("[masked:email]")
+	tests := []struct {
+		name    string
+		cat     fakeCatalog
+		typ     uint32
+		in, out []byte // out nil: NULL
+	}{
+		{"refcursor", fakeCatalog{}, oidRefcursor, mail, masked},
+		{"refcursor[]", fakeCatalog{}, oidRefcursorArray, binaryArray(oidRefcursor, mail), binaryArray(oidRefcursor, masked)},
+		{"cstring", fakeCatalog{}, oidCString, mail, masked},
+		{"jsonpath", fakeCatalog{}, oidJSONPath, []byte("\x01$.a ? (@ == \"ada@example.com\")"), []byte("\x01$.a ? (@ == \"[masked:email]\")")},
+		{"jsonpath[]", fakeCatalog{}, oidJSONPathArray, binaryArray(oidJSONPath, []byte("\x01$.ada@example.com")), binaryArray(oidJSONPath, []byte("\x01$.[masked:email]"))},
+		{"pg_stats anyarray of text", fakeCatalog{}, oidAnyArray, binaryArray(oidText, mail, []byte("x")), binaryArray(oidText, masked, []byte("x"))},
+		{"pg_stats anyarray of int8", fakeCatalog{}, oidAnyArray, binaryArray(20, []byte{0, 0, 0, 0, 0, 0, 0, 1}), binaryArray(20, []byte{0, 0, 0, 0, 0, 0, 0, 1})},
+		{"record of a domain over text", fakeCatalog{}, oidRecord, binaryRecord(uint32(50000), mail), binaryRecord(uint32(50000), masked)},
+		{"array of a domain over text", fakeCatalog{}, 50001, binaryArray(50000, mail), binaryArray(50000, masked)},
+		{"composite", fakeCatalog{}, 50002, binaryRecord(uint32(23), []byte{0, 0, 0, 1}, uint32(50003), mail), binaryRecord(uint32(23), []byte{0, 0, 0, 1}, uint32(50003), masked)},
+		{"range: not text", fakeCatalog{}, 50004, mail, mail},
+		{"a type the catalogue does not have", fakeCatalog{}, oidRecord, binaryRecord(uint32(23), []byte{0, 0, 0, 1}, uint32(59999), []byte("x")), nil},
+		{"the look-up failed", fakeCatalog{err: errors.New("down")}, oidRecord, binaryRecord(uint32(50000), []byte("x")), nil},
+		{"the look-up failed, top level", fakeCatalog{err: errors.New("down")}, 50001, binaryArray(50000, []byte("x")), nil},
+		{"built-in types are not looked up", fakeCatalog{err: errors.New("down")}, oidRecord, binaryRecord(uint32(23), []byte{0, 0, 0, 1}, uint32(oidText), mail), binaryRecord(uint32(23), []byte{0, 0, 0, 1}, uint32(oidText), masked)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rw := NewMaskRewriter(nil, testMasker(t), tt.cat)
+			if err := rw.Describe(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{field("v", 0, 0, tt.typ)}}, []int16{1}); err != nil {
+				t.Fatal(err)
+			}
+			dr := &pgproto3.DataRow{Values: [][]byte{tt.in}}
+			hits := rw.Row(dr)
+			if !bytes.Equal(dr.Values[0], tt.out) || (tt.out == nil) != (dr.Values[0] == nil) {
+				t.Errorf("%q became %q, want %q", tt.in, dr.Values[0], tt.out)
+			}
+			if changed := !bytes.Equal(tt.in, tt.out); changed != (hits["pii"] > 0) {
+				t.Errorf("hits %v", hits)
+			}
+		})
+	}
+
+	// A type is looked up once per session; one the catalogue does not
+	// have, once per result.
+	var queries int
+	rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog{queries: &queries})
+	rd := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{field("a", 0, 0, oidRecord), field("b", 0, 0, oidRecord)}}
+	for range 2 {
+		if err := rw.Describe(rd, []int16{1}); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			rw.Row(&pgproto3.DataRow{Values: [][]byte{binaryRecord(uint32(50000), mail), binaryRecord(uint32(59999), mail)}})
+		}
+	}
+	if queries != 3 {
+		t.Errorf("%d type look-ups, want 3 (50000 once, 59999 once per result)", queries)
+	}
+
+	// Without detectors nothing is looked up: nothing would be scanned.
+	p, err := policy.Compile(policy.Config{Masks: []policy.MaskConfig{{Name: "cols", Columns: []string{"ssn"}}}}, policy.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queries = 0
+	rw = NewMaskRewriter(nil, p.Masker(policy.Request{}), fakeCatalog{queries: &queries})
+	if err := rw.Describe(rd, []int16{1}); err != nil {
+		t.Fatal(err)
+	}
+	dr := &pgproto3.DataRow{Values: [][]byte{binaryRecord(uint32(59999), mail), binaryRecord(uint32(50000), mail)}}
+	rw.Row(dr)
+	if queries != 0 || dr.Values[0] == nil {
+		t.Errorf("without detectors: %d look-ups, %q", queries, dr.Values[0])
+	}
+}
+
 func TestMaskCopy(t *testing.T) {
 	classifier := sqlfacts.NewClassifier(0)
 	stmt := func(sql string) sqlfacts.Statement {
@@ -360,6 +482,10 @@ func TestMaskCopy(t *testing.T) {
 		"COPY customers TO STDOUT (FORMAT binary)",
 		// In SJIS a character's second byte may be a delimiter.
 		"COPY public.customers (id, note) TO STDOUT (ENCODING 'SJIS')",
+		// Its own transaction changed the table: the catalogue does not
+		// show the columns the COPY writes.
+		"COPY public.locked TO STDOUT",
+		"COPY public.locked (id, note) TO STDOUT",
 	} {
 		rw := NewMaskRewriter(nil, testMasker(t), fakeCatalog{})
 		resp := &pgproto3.CopyOutResponse{ColumnFormatCodes: make([]uint16, 2)}
@@ -383,4 +509,24 @@ func copyColumns(sql string) int {
 	}
 	open := strings.Index(sql, "(")
 	return strings.Count(sql[open:strings.Index(sql, ")")], ",") + 1
+}
+
+// maskNoticeFields hands every field a value can come back in to the
+// masking function, fields pgproto3 does not know included.
+func TestMaskNoticeFieldsUnknown(t *testing.T) {
+	m := &pgproto3.ErrorResponse{Severity: "NOTICE", Code: "00000", Message: "m", ColumnName: "c", ConstraintName: "n",
+		File: "pl_exec.c", UnknownFields: map[byte]string{'Z': "z", 'Y': "y"}}
+	maskNoticeFields(m, func(fields ...*string) {
+		for _, f := range fields {
+			if *f != "" {
+				*f = "<" + *f + ">"
+			}
+		}
+	})
+	if m.Message != "<m>" || m.ColumnName != "<c>" || m.ConstraintName != "<n>" || m.UnknownFields['Z'] != "<z>" || m.UnknownFields['Y'] != "<y>" {
+		t.Errorf("masked: %+v", m)
+	}
+	if m.Severity != "NOTICE" || m.Code != "00000" || m.File != "pl_exec.c" {
+		t.Errorf("the server's own fields changed: %+v", m)
+	}
 }

@@ -912,7 +912,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		c.maskText(&m.Value)
 		return c.pass(msg)
 	case *pgproto3.NoticeResponse:
-		c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery)
+		maskNoticeFields((*pgproto3.ErrorResponse)(m), c.maskText)
 		return c.pass(msg)
 	case *pgproto3.NotificationResponse:
 		c.maskText(&m.Payload)
@@ -1133,7 +1133,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	if c.relay.dropUntilReady {
 		return nil
 	}
-	c.maskText(&m.Message, &m.Detail, &m.Hint, &m.Where, &m.InternalQuery)
+	maskNoticeFields(m, c.maskText)
 	p := c.head()
 	if p != nil && p.bound != nil {
 		c.resolveRan(p)
