@@ -181,3 +181,15 @@ func TestShowNamesBytesJSONReplaced(t *testing.T) {
 		t.Errorf("show prints\n%s", out.String())
 	}
 }
+
+func TestApproveHint(t *testing.T) {
+	short := review.Request{ID: "r1", Approvers: []string{"dba"}, Command: "UPDATE t SET x = 1 WHERE id = 7"}
+	if got, want := approveHint(short), "an approver in [dba] runs: interlock approvals approve r1"; got != want {
+		t.Errorf("short command: %q, want %q", got, want)
+	}
+	long := short
+	long.Command = "UPDATE t SET note = '" + strings.Repeat("x", 300) + "', is_admin = true WHERE id = 7"
+	if got, want := approveHint(long), "an approver in [dba] runs: interlock approvals show r1, then interlock approvals approve r1 --read-whole"; got != want {
+		t.Errorf("long command: %q, want %q", got, want)
+	}
+}

@@ -75,7 +75,7 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 	if err != nil {
 		return proxy.Verdict{}, fmt.Errorf("holding the command for review: %w", err)
 	}
-	notify(req.ID, fmt.Sprintf("an approver in %v runs: interlock approvals approve %s", d.Review.Approvers, req.ID))
+	notify(req.ID, approveHint(req))
 	final, err := st.Wait(ctx, req.ID)
 	if err != nil {
 		// The session ended (or the gateway is stopping, or the client
@@ -93,3 +93,14 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 }
 
 var _ proxy.Reviewer = gatewayReviewer{}
+
+// approveHint tells the agent waiting on req how it is approved: a command
+// longer than chat messages show is read whole first (see approvals
+// approve --read-whole).
+func approveHint(req review.Request) string {
+	how := "interlock approvals approve " + req.ID
+	if review.Shortened(req.Command, review.TextCommandLen) {
+		how = fmt.Sprintf("interlock approvals show %s, then interlock approvals approve %[1]s --read-whole", req.ID)
+	}
+	return fmt.Sprintf("an approver in %v runs: %s", req.Approvers, how)
+}
