@@ -278,7 +278,11 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 	if f.Request == "subsystem" && f.Subsystem == "sftp" {
 		relay = newSFTPRelay(sc)
 	}
-	sc.relayOutput(pumps, relay)
+	// The agent's channel closes only once the request is answered: a
+	// command that ends at once must not close it ahead of the answer,
+	// which the agent would then never get.
+	replied := make(chan struct{})
+	sc.relayOutput(pumps, relay, replied)
 	ok, err := sc.up.SendRequest(req.Type, true, req.Payload)
 	if err != nil || !ok {
 		sc.mu.Lock()
@@ -286,11 +290,13 @@ func (sc *sessionChannel) start(req *ssh.Request, pumps *sync.WaitGroup) {
 		sc.cmd.Error = "upstream refused the " + f.Request + " request"
 		sc.mu.Unlock()
 		req.Reply(false, nil)
+		close(replied)
 		sc.up.Close() // ends the output relay
 		return
 	}
 	sc.relayInput(relay)
 	req.Reply(true, nil)
+	close(replied)
 }
 
 // refuse answers an exec, shell or subsystem that does not run: the agent
@@ -398,11 +404,16 @@ func (sc *sessionChannel) startCast(input bool) {
 
 // relayOutput relays upstream's output and errors to the agent (through the
 // terminal recording when there is one, or packet by packet for sftp),
-// and sends the agent EOF once both have ended.
-func (sc *sessionChannel) relayOutput(pumps *sync.WaitGroup, relay *sftpRelay) {
+// and sends the agent EOF once both have ended. The pump counts as running
+// until replied is closed (the agent's request answered), so the channel
+// does not close before that.
+func (sc *sessionChannel) relayOutput(pumps *sync.WaitGroup, relay *sftpRelay, replied <-chan struct{}) {
 	pumps.Add(1)
 	go func() {
-		defer pumps.Done()
+		defer func() {
+			<-replied
+			pumps.Done()
+		}()
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			if relay != nil {
