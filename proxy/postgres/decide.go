@@ -88,6 +88,10 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 	if d, denied := lexingGuard(st); denied {
 		return d
 	}
+	if name, long := longSQLName(st); long {
+		return policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
+			"interlock refuses prepared statement and cursor names longer than %d bytes (PostgreSQL cuts them in the session's encoding, where interlock cannot follow): %.80q…", maxNameLen, name)}
+	}
 	if c.decisions == nil {
 		c.refreshPolicy()
 	}
@@ -428,7 +432,7 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
 		delete(r.deniedStmts, m.Name)
-		made := &prepared{empty: true, name: m.Name, parse: &parseOutcome{batch: r.batch}, prev: held}
+		made := &prepared{empty: true, name: m.Name, parse: &parseOutcome{batch: r.batch}, prev: held, seq: r.nextSeq()}
 		r.stmts[m.Name] = made
 		return c.forward(&pending{kind: pendParse, parsed: made}, m)
 	}
@@ -454,7 +458,8 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
 	delete(r.deniedStmts, m.Name)
-	made := &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, name: m.Name, parse: &parseOutcome{batch: r.batch}, prev: held}
+	made := &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, name: m.Name,
+		parse: &parseOutcome{batch: r.batch}, prev: held, seq: r.nextSeq()}
 	r.stmts[m.Name] = made
 	return c.forward(&pending{kind: pendParse, parsed: made}, m)
 }
@@ -478,12 +483,10 @@ func (c *session) bind(m *pgproto3.Bind) error {
 	// Prepared before a reload: decided here, not at the Execute, since
 	// PostgreSQL plans at Bind, and planning runs what it can fold (an
 	// immutable function over constants) before any Execute.
-	if ps != nil {
-		if dn := c.redecideChain(ps); dn != nil {
-			r.deniedPortals[m.DestinationPortal] = dn
-			delete(r.portals, m.DestinationPortal)
-			return c.refuseDenied(dn)
-		}
+	if dn := c.redecideName(m.PreparedStatement, ps); dn != nil {
+		r.deniedPortals[m.DestinationPortal] = dn
+		delete(r.portals, m.DestinationPortal)
+		return c.refuseDenied(dn)
 	}
 	// A driver rebinds its unnamed portal for every statement: reuse it.
 	pt := r.portals[m.DestinationPortal]
@@ -495,7 +498,7 @@ func (c *session) bind(m *pgproto3.Bind) error {
 	if ps != nil && ps.unknown {
 		ps = nil // prepared outside the relay's view
 	}
-	*pt = portal{stmt: ps, held: held, formats: m.ResultFormatCodes}
+	*pt = portal{stmt: ps, held: held, name: m.PreparedStatement, formats: m.ResultFormatCodes}
 	err := c.forward(&pending{kind: pendBind}, m)
 	pt.runs = r.runs // after its own Bind, which counts as a run
 	return err
@@ -509,10 +512,8 @@ func (c *session) describe(m *pgproto3.Describe) error {
 		}
 		// Its description (columns, types) is the statement's too: one
 		// a reload denies is not described either.
-		if ps := c.lookup(m.Name); ps != nil {
-			if dn := c.redecideChain(ps); dn != nil {
-				return c.refuseDenied(dn)
-			}
+		if dn := c.redecideName(m.Name, c.lookup(m.Name)); dn != nil {
+			return c.refuseDenied(dn)
 		}
 		return c.forward(&pending{kind: pendDescribe}, m)
 	}
@@ -543,9 +544,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		return c.refuseDenied(dn)
 	}
 	p := r.portals[m.Portal]
-	if p != nil && p.held != nil {
+	if p != nil {
 		// Bound before a reload.
-		if dn := c.redecideChain(p.held); dn != nil {
+		if dn := c.redecideName(p.name, p.held); dn != nil {
 			return c.refuseDenied(dn)
 		}
 	}
@@ -582,14 +583,23 @@ func (c *session) execute(m *pgproto3.Execute) error {
 			ex.bound = p.stmt
 		}
 	}
+	alternatives := c.alternatives(ex.bound)
+	if c.runsUnseen(p, alternatives) {
+		c.unseenPrepares()
+	}
 	if len(ex.stmts) == 1 {
 		if ps := c.track(ex.stmts[0]); ps != nil {
-			ex.prepares = []*prepared{ps}
+			if len(alternatives) > 0 {
+				// Another statement may run instead: upstream's answer
+				// would not say which PREPARE it was.
+				ps.parse.done, ps.parse.unknown = true, true
+			} else {
+				ex.prepares = []*prepared{ps}
+			}
 		}
 	}
 	// A result the rewriter may refuse holds the batch's Sync (see sync):
 	// the result of any statement the portal may run.
-	alternatives := c.alternatives(ex.bound)
 	ex.vetting = r.rewriter != nil && r.rewriter.MayRefuse(ex.current().stmt, formats)
 	for _, st := range alternatives {
 		ex.vetting = ex.vetting || (r.rewriter != nil && r.rewriter.MayRefuse(st, formats))
@@ -645,6 +655,9 @@ func (c *session) execute(m *pgproto3.Execute) error {
 func (c *session) track(d decided) *prepared {
 	r := &c.relay
 	st := d.stmt
+	if c.executesUnseen(st) {
+		c.unseenPrepares()
+	}
 	switch st.Command {
 	case "PREPARE", "DISCARD", "DECLARE", "CLOSE":
 	default:
@@ -664,7 +677,7 @@ func (c *session) track(d decided) *prepared {
 		name := n.GetPrepareStmt().Name
 		delete(r.deniedStmts, name)
 		made := &prepared{ds: []decided{d}, pol: r.pol, name: name, unknown: true,
-			parse: &parseOutcome{batch: r.batch}, prev: c.lookup(name)}
+			parse: &parseOutcome{batch: r.batch}, prev: c.lookup(name), seq: r.nextSeq()}
 		r.stmts[name] = made
 		return made
 	case n.GetDeclareCursorStmt() != nil:
@@ -802,24 +815,36 @@ func (c *session) preparedDenial(st sqlfacts.Statement) *policy.Decision {
 
 // executedDenial is preparedDenial for st, following each name once (seen):
 // a client can make a name hold many statements at once (Parses of it
-// pipelined), each an EXECUTE of it.
+// pipelined), each an EXECUTE of it. A statement counts as decided by the
+// policy in force only once what it EXECUTEs in turn is allowed too.
 func (c *session) executedDenial(st sqlfacts.Statement, seen map[string]bool) *policy.Decision {
 	r := &c.relay
-	if len(seen) == maxExecuteDepth || (st.Command != "EXPLAIN" && !slices.Contains(st.Commands, "EXECUTE")) {
+	if st.Command != "EXPLAIN" && !slices.Contains(st.Commands, "EXECUTE") {
 		return nil
 	}
 	name, ok := executedName(st.Text)
 	if !ok || seen[name] {
 		return nil
 	}
+	if len(seen) == maxExecuteDepth {
+		d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
+			"interlock follows prepared statements that EXECUTE others %d deep at most", maxExecuteDepth)}
+		return &d
+	}
 	seen[name] = true
-	for q := range c.mayHold(c.lookup(name)) {
+	ps := c.lookup(name)
+	if c.suspect(name, ps) {
+		return &c.unseenDenial(name).decision
+	}
+	for q := range c.mayHold(ps) {
 		if len(q.ds) != 1 {
 			continue
 		}
 		held := q.ds[0].stmt
-		if q.pol != r.pol {
-			d := c.decisions.Decide(SQLFacts(held, c.database, c.user))
+		stale := q.pol != r.pol
+		var d policy.Decision
+		if stale {
+			d = c.decisions.Decide(SQLFacts(held, c.database, c.user))
 			if d.Action != policy.Allow {
 				if d.Action == policy.Review {
 					d = policy.Decision{Action: policy.Deny, Rule: d.Rule, Message: "the prepared statement " + name + " was prepared before a policy reload, and its statement now needs a review: DEALLOCATE it and prepare it again"}
@@ -827,22 +852,62 @@ func (c *session) executedDenial(st sqlfacts.Statement, seen map[string]bool) *p
 				d.Message = cmp.Or(d.Message, defaultDenialMessage)
 				return &d
 			}
+		}
+		// A prepared EXECUTE of another prepared statement.
+		if dn := c.executedDenial(held, seen); dn != nil {
+			return dn
+		}
+		if stale {
 			c.mu.Lock() // resolveRan may read it
 			q.ds = []decided{{stmt: held, decision: d}}
 			c.mu.Unlock()
 			q.pol = r.pol
-		}
-		// A prepared EXECUTE of another prepared statement.
-		if d := c.executedDenial(held, seen); d != nil {
-			return d
 		}
 	}
 	return nil
 }
 
 // maxExecuteDepth bounds the names preparedDenial follows from one
-// EXECUTE through prepared EXECUTEs.
+// EXECUTE through prepared EXECUTEs; a deeper chain is refused.
 const maxExecuteDepth = 8
+
+// longSQLName reports a statement naming a prepared statement or a cursor
+// (PREPARE, EXECUTE, DEALLOCATE, DECLARE, FETCH, MOVE, CLOSE) with an
+// identifier longer than maxNameLen bytes: PostgreSQL cuts a name at that
+// many bytes of the server's encoding, the parser the relay uses at a
+// character of UTF-8, so two names the relay tells apart could be one
+// upstream (or the other way round). Any long identifier in such a
+// statement counts; a quoted one by its text between the quotes.
+func longSQLName(st sqlfacts.Statement) (string, bool) {
+	if len(st.Text) <= maxNameLen {
+		return "", false
+	}
+	switch st.Command {
+	case "PREPARE", "EXECUTE", "DEALLOCATE", "DECLARE", "FETCH", "MOVE", "CLOSE":
+	default:
+		if !slices.Contains(st.Commands, "EXECUTE") {
+			return "", false
+		}
+	}
+	scan, err := pg_query.Scan(st.Text)
+	if err != nil {
+		return "", false // it was classified, so it scans
+	}
+	for _, tok := range scan.Tokens {
+		if tok.Token != pg_query.Token_IDENT && tok.Token != pg_query.Token_UIDENT {
+			continue
+		}
+		word := st.Text[tok.Start:tok.End]
+		inner := strings.TrimPrefix(strings.TrimPrefix(word, "U&"), "u&")
+		if len(inner) >= 2 && inner[0] == '"' {
+			inner = inner[1 : len(inner)-1]
+		}
+		if len(inner) > maxNameLen {
+			return word, true
+		}
+	}
+	return "", false
+}
 
 // executedName is the prepared statement a statement EXECUTEs, if it is an
 // EXECUTE, or EXPLAIN or CREATE TABLE AS of one.
@@ -898,8 +963,8 @@ func (c *session) noRoom(tl *tooLarge) error {
 		c.fatal(codeOutOfMemory, "interlock ended the session: "+tl.Error())
 		return tl
 	}
-	if extended && c.relay.discard {
-		return nil // after an error of its batch
+	if c.relay.discard {
+		return nil // after an error of its batch, upstream ignores it too
 	}
 	d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: tl.Error()}
 	c.count(d)
@@ -1127,7 +1192,104 @@ func (c *session) forgetName(name string) {
 	if old != nil && old.unknown && len(old.ds) == 0 {
 		old = old.prev // one unknown is enough
 	}
-	r.stmts[name] = &prepared{name: name, unknown: true, prev: old}
+	seq := r.nextSeq()
+	if old != nil {
+		seq = old.seq // it holds what was made then, or before
+	}
+	r.stmts[name] = &prepared{name: name, unknown: true, prev: old, seq: seq}
+}
+
+// redecideName decides again what a Bind, Describe or Execute of the
+// prepared statement name (ps in the view) may run: refused when the relay
+// cannot vouch for the name (see suspect), else as redecideChain.
+func (c *session) redecideName(name string, ps *prepared) *denial {
+	if c.suspect(name, ps) {
+		return c.unseenDenial(name)
+	}
+	if ps == nil {
+		return nil
+	}
+	return c.redecideChain(ps)
+}
+
+// suspect reports a prepared statement name the relay cannot vouch for
+// after a reload: a statement it could not follow ran under an earlier
+// policy (see unseenPrepares) and may have prepared the name behind its
+// back — a PREPARE of a name upstream holds already fails, so what the
+// view holds for a name made before then (or no entry at all) may not be
+// what upstream runs. A name made again since is known.
+func (c *session) suspect(name string, ps *prepared) bool {
+	r := &c.relay
+	return name != "" && r.unseenPol != nil && r.unseenPol != r.pol && (ps == nil || ps.seq <= r.unseenSeq)
+}
+
+// unseenPrepares notes that a statement the relay cannot follow is
+// forwarded: it may prepare names (see suspect). A note from an earlier
+// policy stays: the names it makes suspect are more.
+func (c *session) unseenPrepares() {
+	r := &c.relay
+	if r.unseenPol == nil || r.unseenPol == r.pol {
+		r.unseenPol = r.pol
+	}
+	r.unseenSeq = r.seq
+}
+
+// unseenDenial refuses a suspect name.
+func (c *session) unseenDenial(name string) *denial {
+	d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
+		"interlock cannot tell what the prepared statement %q holds: a statement it could not follow may have prepared it before the policy changed; deallocate it and prepare it again", name)}
+	return &denial{resp: denialResponse(d, codeInsufficientPrivilege, 0), decision: d,
+		cmd: deniedCommand("(the prepared statement "+name+")", sqlfacts.Statement{}, d)}
+}
+
+// runsUnseen reports an Execute of portal p that may run a statement
+// preparing a name the relay does not see made: a PREPARE, or an EXECUTE
+// (of a protocol statement that may be a PREPARE), that is not the one
+// statement the relay tracks for the portal (alternatives: others it may
+// run instead).
+func (c *session) runsUnseen(p *portal, alternatives []sqlfacts.Statement) bool {
+	if p == nil || p.held == nil {
+		return false // a name the relay never saw made: a function's, whose body cannot prepare
+	}
+	tracked := p.stmt != nil && len(alternatives) == 0
+	for q := range c.mayHold(p.held) {
+		if (tracked && q == p.stmt) || len(q.ds) != 1 || q.unknown {
+			continue // tracked; what an unknown holds follows; an SQL PREPARE's body cannot prepare
+		}
+		if preparesNames(q.ds[0].stmt) {
+			return true
+		}
+	}
+	for _, st := range alternatives {
+		if st.Text == "" || preparesNames(st) {
+			return true
+		}
+	}
+	return false
+}
+
+// executesUnseen reports a statement that EXECUTEs a name which may hold a
+// statement preparing names (a PREPARE, or an EXECUTE, made with the
+// protocol's Parse): what that prepares the relay does not see.
+func (c *session) executesUnseen(st sqlfacts.Statement) bool {
+	if !slices.Contains(st.Commands, "EXECUTE") || len(c.relay.stmts) == 0 {
+		return false
+	}
+	name, ok := executedName(st.Text)
+	if !ok {
+		return false
+	}
+	for q := range c.mayHold(c.lookup(name)) {
+		if len(q.ds) == 1 && !q.unknown && preparesNames(q.ds[0].stmt) {
+			return true
+		}
+	}
+	return false
+}
+
+// preparesNames reports a statement that may prepare a statement name.
+func preparesNames(st sqlfacts.Statement) bool {
+	return st.Command == "PREPARE" || slices.Contains(st.Commands, "EXECUTE")
 }
 
 // resolveRan settles, when an Execute's results come, which statement its

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // TestLargeMessageMemory: messages over 1 MiB are held against the
@@ -76,3 +77,21 @@ func TestLargeMessageMemory(t *testing.T) {
 		t.Fatalf("3 MiB Bind after a session ended by a large result: %q, %v", got, err)
 	}
 }
+
+// TestLargeMessageMemoryInAFailedBatch: a Query that gets no room while
+// the rest of its batch is being skipped after an error is skipped too,
+// as upstream would skip it: one ReadyForQuery for the batch's Sync, and
+// the session goes on.
+func TestLargeMessageMemoryInAFailedBatch(t *testing.T) {
+	e := newEnv(t, envOptions{largeMessages: 4 << 20})
+	r := e.rawConn(t, nil)
+	r.ready()
+	r.send(&pgproto3.Parse{Query: "DELETE FROM orders"}, // denied: no WHERE
+		&pgproto3.Query{String: "SELECT '" + strings.Repeat("x", 5<<20) + "'"}, &pgproto3.Sync{})
+	if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42501") {
+		t.Fatalf("the batch: %q, want its denial and one ReadyForQuery", got)
+	}
+	r.send(&pgproto3.Query{String: "SELECT 'next'"})
+	r.expect("the next query", "RowDescription", "Row next", "Complete SELECT 1", "Ready I")
+}
+

@@ -126,6 +126,12 @@ type pending struct {
 	refusalErr string // why
 }
 
+// nextSeq numbers a statement made in the view.
+func (r *relayState) nextSeq() uint64 {
+	r.seq++
+	return r.seq
+}
+
 // decided is a statement with its decision, and the review that let it
 // run, if one held it.
 type decided struct {
@@ -186,8 +192,15 @@ type relayState struct {
 	// overflowed (nil: never): after a reload, a cursor it does not know
 	// may be one of those.
 	cursorsForgotten *policy.Policy
-	deniedStmts      map[string]*denial
-	deniedPortals    map[string]*denial
+	// seq numbers the statements the view holds as they are made
+	// (prepared.seq); unseenSeq is seq, and unseenPol the policy in
+	// force, when a statement the relay could not follow may have
+	// prepared names behind its back (nil: never; see session.suspect).
+	seq           uint64
+	unseenSeq     uint64
+	unseenPol     *policy.Policy
+	deniedStmts   map[string]*denial
+	deniedPortals map[string]*denial
 	// discard: an extended-protocol message was denied; everything up to
 	// the next Sync is discarded, as PostgreSQL does after an error.
 	discard bool
@@ -257,6 +270,8 @@ type prepared struct {
 	// ds once the statement is in the view.
 	parse *parseOutcome
 	prev  *prepared
+	// seq is when it was made (relayState.seq), for suspect.
+	seq uint64
 }
 
 // parseOutcome is what became of a forwarded Parse: done once its entry
@@ -274,8 +289,10 @@ type parseOutcome struct {
 type portal struct {
 	stmt *prepared // nil: not prepared through the gateway
 	// held is what the relay's view held for the name at the Bind, known
-	// or not: decided again at an Execute after a reload.
+	// or not: decided again at an Execute after a reload; name is the
+	// statement's name.
 	held    *prepared
+	name    string
 	formats []int16
 	res     *resultDesc
 	runs    uint64 // relayState.runs when it was bound

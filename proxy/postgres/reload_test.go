@@ -319,3 +319,104 @@ func TestReloadDecidesSQLPrepare(t *testing.T) {
 	r.send(&pgproto3.Query{String: "EXECUTE s"})
 	r.expect("EXECUTE of the new s", "RowDescription", "Row other", "Complete SELECT 1", "Ready I")
 }
+
+// TestReloadPreparedTheRelayCannotFollow: after a reload, a prepared
+// statement is run only where the relay knows what it holds. A protocol
+// statement that EXECUTEs a closed one stays refused after an SQL EXECUTE
+// of it was refused; a chain of EXECUTEs deeper than the relay follows is
+// refused (when made, and when run); and a name prepared by a statement the relay could not follow
+// — one of two a pipelined name may hold, or one whose Parse's answer it
+// dropped — is refused until prepared again.
+func TestReloadPreparedTheRelayCannotFollow(t *testing.T) {
+	const (
+		orders  = "PREPARE s AS SELECT total::text FROM orders WHERE id = 10"
+		closed  = "Error ERROR 42501 rule: orders-closed: orders are closed to agents"
+		unknown = "cannot tell what the prepared statement \"s\" holds"
+	)
+	denied := func(t *testing.T, r *raw, what, want string) {
+		t.Helper()
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], want) {
+			t.Fatalf("%s: %q, want a denial saying %q", what, got, want)
+		}
+	}
+	t.Run("a prepared EXECUTE", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Query{String: orders})
+		r.expect("prepare", "Complete PREPARE", "Ready I")
+		r.send(&pgproto3.Parse{Name: "e", Query: "EXECUTE s"}, &pgproto3.Sync{})
+		r.expect("parse e", "ParseComplete", "Ready I")
+		e.reload(t, reloadedPolicy)
+		r.send(&pgproto3.Query{String: "EXECUTE e"})
+		r.expect("EXECUTE e", closed, "Ready I")
+		r.send(&pgproto3.Bind{PreparedStatement: "e"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		r.expect("a Bind of e after its EXECUTE was refused", closed, "Ready I")
+	})
+	t.Run("a chain deeper than followed", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Query{String: orders})
+		r.expect("prepare", "Complete PREPARE", "Ready I")
+		prev := "s"
+		for i := 9; i >= 2; i-- {
+			name := fmt.Sprintf("e%d", i)
+			r.send(&pgproto3.Parse{Name: name, Query: "EXECUTE " + prev}, &pgproto3.Sync{})
+			r.expect("parse "+name, "ParseComplete", "Ready I")
+			prev = name
+		}
+		// One more is deeper than the relay follows: refused, before and
+		// after a reload.
+		r.send(&pgproto3.Parse{Name: "e1", Query: "EXECUTE e2"}, &pgproto3.Sync{})
+		denied(t, r, "parse e1", "deep at most")
+		e.reload(t, reloadedPolicy)
+		r.send(&pgproto3.Query{String: "EXECUTE e2"})
+		denied(t, r, "EXECUTE e2", "deep at most")
+		r.send(&pgproto3.Query{String: "EXECUTE e3"})
+		r.expect("EXECUTE e3, within the depth", closed, "Ready I")
+	})
+	t.Run("one of two a pipelined name may hold", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		r := e.rawConn(t, nil)
+		r.ready()
+		r.send(&pgproto3.Parse{Name: "p", Query: orders}, &pgproto3.Sync{})
+		r.expect("parse p", "ParseComplete", "Ready I")
+		// The Parse of p fails upstream (p exists), so the Execute runs
+		// PREPARE s, not PREPARE t.
+		r.send(&pgproto3.Parse{Name: "p", Query: "PREPARE t AS SELECT 'harmless'"}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "p"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P05") {
+			t.Fatalf("the second Parse of p: %q, want 42P05", got)
+		}
+		r.expect("the Execute of p", "BindComplete", "Complete PREPARE", "Ready I")
+		e.reload(t, reloadedPolicy)
+		r.send(&pgproto3.Query{String: "EXECUTE s"})
+		denied(t, r, "EXECUTE s", unknown)
+		r.send(&pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		denied(t, r, "a Bind of s", unknown)
+		r.send(&pgproto3.Query{String: "DEALLOCATE s; PREPARE s AS SELECT 'again'"})
+		r.expect("prepared again", "Complete DEALLOCATE", "Complete PREPARE", "Ready I")
+		r.send(&pgproto3.Query{String: "EXECUTE s"})
+		r.expect("EXECUTE of s prepared again", "RowDescription", "Row again", "Complete SELECT 1", "Ready I")
+	})
+	t.Run("a Parse whose answer was dropped", func(t *testing.T) {
+		const masked = testPolicy + `masks:
+  - name: pii
+    columns: [email]
+`
+		e := newEnv(t, envOptions{policy: masked, rewriter: postgres.NewMaskRewriter})
+		r := e.rawConn(t, nil)
+		r.ready()
+		// The COPY's result is refused (an unqualified table under column
+		// masks), so the Parse's answer after it is dropped.
+		r.send(&pgproto3.Parse{Query: "COPY customers TO STDOUT"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+			&pgproto3.Parse{Name: "x", Query: orders}, &pgproto3.Sync{})
+		r.ready()
+		r.send(&pgproto3.Bind{PreparedStatement: "x"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		r.expect("the Execute of x", "BindComplete", "Complete PREPARE", "Ready I")
+		e.reload(t, reloadedPolicy)
+		r.send(&pgproto3.Query{String: "EXECUTE s"})
+		denied(t, r, "EXECUTE s", unknown)
+	})
+}

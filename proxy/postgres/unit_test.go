@@ -573,3 +573,32 @@ func TestExecutedName(t *testing.T) {
 		}
 	}
 }
+
+func TestLongSQLName(t *testing.T) {
+	long := strings.Repeat("é", 32) // 64 bytes
+	classify := sqlfacts.NewClassifier(16)
+	for _, c := range []struct {
+		sql  string
+		want bool
+	}{
+		{"PREPARE " + long + " AS SELECT 1", true},
+		{`PREPARE "` + long + `" AS SELECT 1`, true},
+		{"EXECUTE " + long, true},
+		{"EXPLAIN ANALYZE EXECUTE " + long, true},
+		{"DEALLOCATE " + long, true},
+		{"DECLARE " + long + " CURSOR FOR SELECT 1", true},
+		{"FETCH 1 FROM " + long, true},
+		{"PREPARE " + strings.Repeat("a", 63) + " AS SELECT 1", false},
+		{`PREPARE "` + strings.Repeat("a", 63) + `" AS SELECT 1`, false},
+		{"PREPARE s AS SELECT '" + long + "'", false}, // a literal, not a name
+		{"SELECT 1 AS " + long, false},               // not a statement that names one
+	} {
+		sts, err := classify.Classify(c.sql)
+		if err != nil || len(sts) != 1 {
+			t.Fatalf("%q: %v", c.sql, err)
+		}
+		if _, got := longSQLName(sts[0]); got != c.want {
+			t.Errorf("longSQLName(%q) = %v, want %v", c.sql, got, c.want)
+		}
+	}
+}
