@@ -94,6 +94,8 @@ type Server struct {
 	closing   bool
 	listeners map[*listener]struct{}
 	sessions  map[string]*session
+	// rootWarned: workloads whose process running as root was warned of.
+	rootWarned sync.Map
 	// conns counts every accepted connection until its goroutine returns,
 	// attributed or not. Add happens under mu while !closing, so Shutdown's
 	// Wait never races an Add from zero.
@@ -316,6 +318,13 @@ func (s *Server) runSession(parent context.Context, conn net.Conn, at Attributio
 	active := s.metrics.sessionsActive.With(labels)
 	active.Inc()
 	log.Info("session started")
+	if at.Caller.UID == 0 && at.Caller.Workload != "" {
+		if _, warned := s.rootWarned.LoadOrStore(at.Caller.Workload, true); !warned {
+			// Once per workload: root can move itself out of its cgroup,
+			// and the data path with it.
+			log.Warn("a process of this workload runs as root, which can leave the workload's cgroup and go around the gateway; run agents as a user of their own")
+		}
+	}
 
 	err := serveRecovering(ctx, h, sess, log)
 	conn.Close()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/proxy"
+	"github.com/interlock-dev/interlock/proxy/proxytest"
 )
 
 // attributorFunc adapts a function to proxy.Attributor.
@@ -64,10 +65,16 @@ type gateway struct {
 // and shuts it down at the end of the test.
 func startGateway(t *testing.T, handlers map[string]proxy.Handler, a proxy.Attributor) *gateway {
 	t.Helper()
+	return startGatewayLogging(t, handlers, a, t.Output())
+}
+
+// startGatewayLogging is startGateway with the server's log going to w.
+func startGatewayLogging(t *testing.T, handlers map[string]proxy.Handler, a proxy.Attributor, w io.Writer) *gateway {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	srv, err := proxy.NewServer(proxy.Options{
 		Handlers:   handlers,
-		Logger:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:     slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: reg,
 	})
 	if err != nil {
@@ -276,6 +283,26 @@ func TestSessionCarriesAttribution(t *testing.T) {
 	}
 	// The server closes the client connection when the handler returns.
 	expectClosed(t, c)
+}
+
+// TestWarnsOfRootWorkloads: a workload's process running as root can
+// leave its cgroup; the gateway says so once per workload.
+func TestWarnsOfRootWorkloads(t *testing.T) {
+	target := proxy.Target{ID: 3, Name: "db", Protocol: "echo", Address: "db.internal:5432"}
+	h := handlerFunc(func(ctx context.Context, s *proxy.Session) error { return nil })
+	var log proxytest.LockedBuffer
+	root := testCaller
+	root.UID = 0
+	g := startGatewayLogging(t, map[string]proxy.Handler{"echo": h}, attributorFunc(func(context.Context, net.Conn) (proxy.Attribution, error) {
+		return proxy.Attribution{Target: target, Destination: someDest, Caller: root}, nil
+	}), &log)
+	for range 2 {
+		expectClosed(t, g.dial(t))
+		<-g.ended
+	}
+	if n := strings.Count(log.String(), "runs as root"); n != 1 {
+		t.Fatalf("warned %d times of a root workload, want once:\n%s", n, log.String())
+	}
 }
 
 func TestSessionIDsAreUniqueAndSortByTime(t *testing.T) {
