@@ -6,6 +6,7 @@ import (
 	"io"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,14 +28,30 @@ type sftpRelay struct {
 	tracker *sftp.Tracker
 	ops     map[uint32]sftpOp // forwarded requests to record, by id
 	// home is the directory relative paths start from, as the server
-	// answered the client's REALPATH of "." (every OpenSSH client asks
-	// first); "" until then.
-	home string
+	// answered the gateway's own REALPATH of "." (see learnHome), or the
+	// client's; "" until then. homeErr says why it is not known, once
+	// the gateway has asked.
+	home, homeErr string
+	// versionSeen: the server's first packet (its VERSION) has come
+	// through, and versioned is closed; replies' own. homeAnswered is
+	// closed when the server has answered the gateway's REALPATH,
+	// repliesDone when replies returns.
+	versionSeen                          bool
+	versioned, homeAnswered, repliesDone chan struct{}
+
+	// askedHome: requests has sent the gateway's REALPATH (its own).
+	askedHome bool
 
 	// upMu orders the packets written to the server: the agent's, and
-	// the gateway's own closes of handles it could not track.
+	// the gateway's own (a REALPATH, closes of handles it could not
+	// track).
 	upMu sync.Mutex
 }
+
+// homeTimeout is how long the client's requests wait for the server to
+// answer the gateway's REALPATH. Past it they go on, and a relative path
+// is refused until the answer comes.
+const homeTimeout = 15 * time.Second
 
 // sftpOp is a forwarded request waiting for its reply.
 type sftpOp struct {
@@ -44,7 +61,8 @@ type sftpOp struct {
 }
 
 func newSFTPRelay(sc *sessionChannel) *sftpRelay {
-	return &sftpRelay{sc: sc, tracker: sftp.NewTracker(), ops: map[uint32]sftpOp{}}
+	return &sftpRelay{sc: sc, tracker: sftp.NewTracker(), ops: map[uint32]sftpOp{},
+		versioned: make(chan struct{}), homeAnswered: make(chan struct{}), repliesDone: make(chan struct{})}
 }
 
 // requests reads the agent's packets, decides them and forwards the
@@ -107,7 +125,70 @@ func (s *sftpRelay) requests() {
 		if err := s.upstream(p.Raw); err != nil {
 			return
 		}
+		if req.Type == sftp.TypeInit && !s.askedHome {
+			s.askedHome = true
+			s.learnHome()
+		}
 	}
+}
+
+// learnHome asks the server for the login directory, right after the
+// INIT exchange, and waits for the answer before the client's next
+// request is read: OpenSSH's scp sends relative paths (lstat, stat,
+// realpath) without asking for "." first. Only requests, which calls it,
+// forwards the client's requests, so they wait in order; replies goes on
+// reading the server meanwhile, so a server waiting for its replies to be
+// read does not stall, and swallows the answer (see homeReply).
+func (s *sftpRelay) learnHome() {
+	ctx := s.sc.c.ctx
+	select { // the server answers INIT before it reads anything else
+	case <-s.versioned:
+	case <-s.repliesDone:
+		return
+	case <-ctx.Done():
+		return
+	}
+	s.mu.Lock()
+	raw, err := s.tracker.InternalRealpath(".")
+	if err != nil {
+		s.homeErr = "interlock could not ask the server for it: " + err.Error()
+	} else {
+		s.homeErr = `the server has not yet answered interlock's REALPATH "."`
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.sc.c.log.Warn("asking the sftp server for the login directory", "error", err)
+		return
+	}
+	if err := s.upstream(raw); err != nil {
+		return // the stream is ending: so will requests
+	}
+	timer := time.NewTimer(homeTimeout)
+	defer timer.Stop()
+	select {
+	case <-s.homeAnswered:
+	case <-s.repliesDone:
+	case <-ctx.Done():
+	case <-timer.C:
+		s.sc.c.log.Warn(`the sftp server has not answered interlock's REALPATH "."; relative paths are refused until it does`, "waited", homeTimeout)
+	}
+}
+
+// homeReply takes the server's answer to the gateway's REALPATH of ".",
+// with s.mu held.
+func (s *sftpRelay) homeReply(c sftp.Completed) {
+	switch {
+	case c.Response.Type == sftp.TypeName && len(c.Response.Names) == 1 && path.IsAbs(c.Response.Names[0]):
+		s.home, s.homeErr = path.Clean(c.Response.Names[0]), ""
+	case c.Response.Type == sftp.TypeStatus:
+		s.homeErr = `the server refused interlock's REALPATH ".": ` + c.Status.String()
+		if c.Response.Message != "" {
+			s.homeErr += " (" + c.Response.Message + ")"
+		}
+	default:
+		s.homeErr = `the server answered interlock's REALPATH "." with no absolute path`
+	}
+	close(s.homeAnswered)
 }
 
 // upstream writes a packet to the server.
@@ -150,9 +231,12 @@ func (s *sftpRelay) decide(req sftp.Request) (d policy.Decision, decided bool) {
 	c := s.sc.c
 	f := policy.SSH{Request: "sftp", FileOp: fileOp(req), FileWrites: req.Writes()}
 	var err1, err2 error
-	if isHomeQuery(req) {
+	switch {
+	case isHomeQuery(req):
 		f.FilePath = "." // the query that makes relative paths known
-	} else {
+	case req.Type == sftp.TypeExtended && req.Extension == sftp.ExtExpandPath:
+		f.FilePath, err1 = s.expand(req.Path)
+	default:
 		f.FilePath, err1 = s.resolve(req.Path)
 		f.FileTarget, err2 = s.resolve(req.Path2)
 		if req.Type == sftp.TypeSymlink && req.Path != "" && !path.IsAbs(req.Path) && err2 == nil {
@@ -199,15 +283,19 @@ func recordedOp(req sftp.Request) bool {
 }
 
 // isHomeQuery is the REALPATH of "." with which a client learns its login
-// directory, and the gateway with it.
+// directory (the gateway asks it too: see learnHome).
 func isHomeQuery(req sftp.Request) bool {
 	return req.Type == sftp.TypeRealpath && (req.Path == "." || req.Path == "")
 }
 
-// errHomeUnknown refuses a relative path before the login directory it is
-// relative to is known: policy rules name absolute paths, and a relative
-// one would match none of them.
-var errHomeUnknown = errors.New(`relative path before the login directory is known (ask REALPATH "." first)`)
+// errHomeUnknown refuses a relative path while the login directory it is
+// relative to is not known: policy rules name absolute paths, and a
+// relative one would match none of them.
+var errHomeUnknown = errors.New("relative path, and interlock does not know the login directory it is relative to")
+
+// errTildeUser refuses expand-path of ~user: OpenSSH's server expands it
+// to that user's home, which the gateway cannot see.
+var errTildeUser = errors.New("interlock cannot tell which folder a ~user path names on the server")
 
 // resolve is a path as policy sees it: cleaned lexically (/tmp/../etc is
 // /etc) and, when relative, joined to the login directory the server
@@ -220,12 +308,30 @@ func (s *sftpRelay) resolve(p string) (string, error) {
 		return path.Clean(p), nil
 	}
 	s.mu.Lock()
-	home := s.home
+	home, why := s.home, s.homeErr
 	s.mu.Unlock()
+	if home == "" && why != "" {
+		return "", fmt.Errorf("%q: %w: %s", p, errHomeUnknown, why)
+	}
 	if home == "" {
 		return "", fmt.Errorf("%q: %w", p, errHomeUnknown)
 	}
 	return path.Join(home, p), nil
+}
+
+// expand is an expand-path request's path as OpenSSH's server expands it
+// before resolving it: "" and ~ are the login directory, ~/x is x in it.
+// Its ~user is that user's home, which the gateway cannot know.
+func (s *sftpRelay) expand(p string) (string, error) {
+	switch {
+	case p == "" || p == "~":
+		return s.resolve(".")
+	case strings.HasPrefix(p, "~/"):
+		return s.resolve("." + p[1:])
+	case strings.HasPrefix(p, "~"):
+		return "", fmt.Errorf("%q: %w", p, errTildeUser)
+	}
+	return s.resolve(p)
 }
 
 // answer sends the agent the gateway's own STATUS reply to a tracked req.
@@ -250,6 +356,7 @@ func (s *sftpRelay) reply(raw []byte) {
 // replies relays upstream's packets to the agent and records the
 // operations they complete.
 func (s *sftpRelay) replies() {
+	defer close(s.repliesDone)
 	r := sftp.NewReader(s.sc.up)
 	for {
 		p, err := r.Next()
@@ -258,6 +365,12 @@ func (s *sftpRelay) replies() {
 				s.broken("reading the server's sftp stream", err)
 			}
 			return
+		}
+		if !s.versionSeen {
+			// The server's first packet, its VERSION, parsed or not:
+			// the server has taken INIT.
+			s.versionSeen = true
+			close(s.versioned)
 		}
 		resp, perr := sftp.ParseResponse(p.Raw)
 		out := p.Raw
@@ -270,7 +383,16 @@ func (s *sftpRelay) replies() {
 			c, err := s.tracker.Response(resp)
 			switch {
 			case err == nil && c.Internal:
-				// The reply to the gateway's own close: not the agent's.
+				// The reply to the gateway's own request: not the agent's.
+				if c.Request.Type == sftp.TypeRealpath {
+					s.homeReply(c)
+					why := s.homeErr
+					s.mu.Unlock()
+					if why != "" {
+						s.sc.c.log.Warn("relative sftp paths are refused", "reason", why)
+					}
+					continue
+				}
 				s.mu.Unlock()
 				if c.Status != sftp.StatusOK {
 					s.sc.c.log.Warn("closing an sftp handle interlock could not track", "status", c.Status.String(), "message", c.Response.Message)
@@ -296,10 +418,11 @@ func (s *sftpRelay) replies() {
 				}
 			}
 		}
-		if ok && isHomeQuery(done.Request) && len(done.Response.Names) == 1 && path.IsAbs(done.Response.Names[0]) {
-			// Known before the client can act on the answer: a relative
-			// path it sends next is resolved against it.
-			s.home = path.Clean(done.Response.Names[0])
+		if ok && s.home == "" && isHomeQuery(done.Request) && len(done.Response.Names) == 1 && path.IsAbs(done.Response.Names[0]) {
+			// Should the gateway's own question have gone unanswered:
+			// known before the client can act on the answer, so a
+			// relative path it sends next is resolved against it.
+			s.home, s.homeErr = path.Clean(done.Response.Names[0]), ""
 		}
 		_, werr := s.sc.ch.Write(out)
 		s.mu.Unlock()

@@ -5,9 +5,10 @@
 // answers, and following handles, so the handler can decide every file
 // operation and record what was read and written. It is neither a client
 // nor a server; packets are forwarded as they were read, and the only
-// packets it builds are the STATUS that refuses a request ([StatusPacket])
-// and the CLOSE of a handle the client must not get
-// ([Tracker.CloseUntracked]).
+// packets it builds are the STATUS that refuses a request ([StatusPacket]),
+// the CLOSE of a handle the client must not get
+// ([Tracker.CloseUntracked]) and the handler's own REALPATH, with which it
+// learns the login directory ([Tracker.InternalRealpath]).
 //
 // The handler's loop, per direction:
 //
@@ -69,7 +70,8 @@
 //     [MaxHandles] or MaxTrackedBytes, together with the Completed open:
 //     that handle must not reach the client (answer the open with a
 //     failure, close the handle with [Tracker.CloseUntracked], whose reply
-//     completes as [Completed.Internal] and is not forwarded). After an
+//     completes as [Completed.Internal] and is not forwarded, as does the
+//     reply to [Tracker.InternalRealpath]). After an
 //     ErrUnexpectedResponse the Tracker no longer knows the session's
 //     state for sure: the handler should end the session rather than
 //     decide on guesses.

@@ -325,3 +325,42 @@ func TestOpenSSHServerUntrackedHandle(t *testing.T) {
 		t.Fatalf("the next open got handle %x, not the closed %x: it is still open", again, h)
 	}
 }
+
+// The handler's own REALPATH of "." tells it the server's starting
+// folder, and its reply is marked Internal, whatever the client's ids.
+func TestOpenSSHServerInternalRealpath(t *testing.T) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, dir)
+	s.send(pkt(TypeInit, uint32(3)))
+	s.receive()
+
+	raw, err := s.tr.InternalRealpath(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := ParseRequest(raw)
+	if err != nil || req.Type != TypeRealpath || req.Path != "." || req.ID != ^uint32(0) {
+		t.Fatalf("the handler's realpath %x: %+v, %v", raw, req, err)
+	}
+	if _, err := s.tr.Request(Request{Type: TypeStat, ID: req.ID, Op: "stat", Path: "x"}); !errors.Is(err, ErrDuplicateID) {
+		t.Fatalf("a client request with the handler's id while it is pending: %v", err)
+	}
+	if _, err := s.in.Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	c := s.receive()
+	if !c.Internal || c.Response.Type != TypeName || !slices.Equal(c.Response.Names, []string{dir}) || c.Request.Path != "." {
+		t.Fatalf("the handler's realpath completes %+v", c)
+	}
+	if s.tr.Pending() != 0 || len(s.tr.internal) != 0 {
+		t.Fatalf("%d pending, %d internal", s.tr.Pending(), len(s.tr.internal))
+	}
+	// The id is free again for the client's own.
+	s.send(pkt(TypeRealpath, req.ID, "."))
+	if c := s.receive(); c.Internal || c.Response.Type != TypeName || c.Response.Names[0] != dir {
+		t.Fatalf("the client's realpath completes %+v", c)
+	}
+}

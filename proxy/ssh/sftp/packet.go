@@ -325,12 +325,19 @@ func StatusPacket(id uint32, code Status, message string) []byte {
 // closePacket returns a whole SSH_FXP_CLOSE packet of handle with id: the
 // gateway's own close of a handle the client must not get (see
 // Tracker.CloseUntracked).
-func closePacket(id uint32, handle string) []byte {
-	n := 1 + 4 + 4 + len(handle)
+func closePacket(id uint32, handle string) []byte { return stringPacket(TypeClose, id, handle) }
+
+// realpathPacket returns a whole SSH_FXP_REALPATH packet of path with id:
+// the gateway's own question (see Tracker.InternalRealpath).
+func realpathPacket(id uint32, path string) []byte { return stringPacket(TypeRealpath, id, path) }
+
+// stringPacket returns a whole packet of typ with id and one string.
+func stringPacket(typ PacketType, id uint32, s string) []byte {
+	n := 1 + 4 + 4 + len(s)
 	b := make([]byte, 0, 4+n)
 	b = binary.BigEndian.AppendUint32(b, uint32(n))
-	b = append(b, byte(TypeClose))
+	b = append(b, byte(typ))
 	b = binary.BigEndian.AppendUint32(b, id)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(handle)))
-	return append(b, handle...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
 }

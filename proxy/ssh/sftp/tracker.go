@@ -44,8 +44,8 @@ type Completed struct {
 	// VERSION).
 	Status Status
 	// Internal: the reply is to a request the handler sent the server
-	// itself (CloseUntracked), not to the client's; it must not be
-	// forwarded.
+	// itself (CloseUntracked, InternalRealpath), not to the client's; it
+	// must not be forwarded.
 	Internal bool
 	// BytesRead and BytesWritten: for a read, the bytes its DATA reply
 	// carries; for a write, its length once the server answered OK; for
@@ -87,7 +87,7 @@ type Tracker struct {
 	// closing are the handles of handles whose CLOSE awaits its reply.
 	closing map[string]bool
 	// internal are the ids of pending requests the handler sent itself
-	// (CloseUntracked); nextInternal is where the next one's id is looked
+	// (CloseUntracked, InternalRealpath); nextInternal is where the next one's id is looked
 	// for, down from the top.
 	internal     map[uint32]bool
 	nextInternal uint32
@@ -169,19 +169,48 @@ func (t *Tracker) open(handle string) (*OpenHandle, bool) {
 // cannot be tracked: the handle then stays open on the server, unknown to
 // the Tracker and so refused to the client.
 func (t *Tracker) CloseUntracked(handle string) ([]byte, error) {
-	if len(t.pending) >= MaxPending || t.stored+len(handle) > MaxTrackedBytes {
-		return nil, fmt.Errorf("closing handle %x: %w", handle, ErrTrackerFull)
+	req := Request{Type: TypeClose, Op: TypeClose.String(), Handle: handle}
+	id, err := t.internalRequest(req)
+	if err != nil {
+		return nil, fmt.Errorf("closing handle %x: %w", handle, err)
+	}
+	return closePacket(id, handle), nil
+}
+
+// InternalRealpath records a REALPATH of path that the handler sends the
+// server itself, and returns the packet: how the handler learns, whatever
+// the client asks, the directory relative paths start from (the REALPATH
+// of "."). Its id is taken as CloseUntracked's is, and its reply
+// completes with Internal set, the server's answer in the Response (a
+// NAME, or a STATUS when the server refuses). It returns ErrTrackerFull
+// when the request cannot be tracked.
+func (t *Tracker) InternalRealpath(path string) ([]byte, error) {
+	req := Request{Type: TypeRealpath, Op: TypeRealpath.String(), Path: path}
+	id, err := t.internalRequest(req)
+	if err != nil {
+		return nil, fmt.Errorf("asking the realpath of %q: %w", path, err)
+	}
+	return realpathPacket(id, path), nil
+}
+
+// internalRequest tracks req, a request of the handler's own, under an id
+// no pending request has, counted down from the top of the range, and
+// returns the id.
+func (t *Tracker) internalRequest(req Request) (uint32, error) {
+	size := requestSize(req)
+	if len(t.pending) >= MaxPending || t.stored+size > MaxTrackedBytes {
+		return 0, ErrTrackerFull
 	}
 	id := t.nextInternal
 	for _, ok := t.pending[id]; ok; _, ok = t.pending[id] {
 		id--
 	}
 	t.nextInternal = id - 1
-	req := Request{Type: TypeClose, ID: id, Op: TypeClose.String(), Handle: handle}
+	req.ID = id
 	t.pending[id] = req
 	t.internal[id] = true
-	t.stored += requestSize(req)
-	return closePacket(id, handle), nil
+	t.stored += size
+	return id, nil
 }
 
 // Response matches resp to its pending request and returns the two as a

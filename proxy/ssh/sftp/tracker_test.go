@@ -350,3 +350,41 @@ func TestTrackerLimits(t *testing.T) {
 		}
 	})
 }
+
+// The handler's own REALPATH takes an id no pending request has, and its
+// reply completes as Internal.
+func TestTrackerInternalRealpath(t *testing.T) {
+	tr := NewTracker()
+	if _, err := tr.Request(Request{Type: TypeStat, ID: ^uint32(0), Op: "stat", Path: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := tr.InternalRealpath(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := ParseRequest(raw)
+	if err != nil || req.Type != TypeRealpath || req.Path != "." || req.ID != ^uint32(0)-1 {
+		t.Fatalf("the handler's realpath %x: %+v, %v", raw, req, err)
+	}
+	checkTracker(t, tr)
+	c, err := tr.Response(Response{Type: TypeName, ID: req.ID, Count: 1, Names: []string{"/home/u"}})
+	if err != nil || !c.Internal || c.Request.Type != TypeRealpath || c.Response.Names[0] != "/home/u" {
+		t.Fatalf("the handler's realpath completes %+v, %v", c, err)
+	}
+	if c, err := tr.Response(Response{Type: TypeAttrs, ID: ^uint32(0)}); err != nil || c.Internal {
+		t.Fatalf("the client's stat completes %+v, %v", c, err)
+	}
+	checkTracker(t, tr)
+	if tr.Pending() != 0 || len(tr.internal) != 0 {
+		t.Fatalf("%d pending, %d internal", tr.Pending(), len(tr.internal))
+	}
+
+	for i := range MaxPending {
+		if _, err := tr.Request(Request{Type: TypeStat, ID: uint32(i), Op: "stat"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tr.InternalRealpath("."); !errors.Is(err, ErrTrackerFull) {
+		t.Fatalf("with %d pending: %v", MaxPending, err)
+	}
+}
