@@ -23,8 +23,8 @@ const maxGuesses = 3
 // ssh.programs names every program the command runs, as far as the words
 // show it: the first word of each simple command, and also the programs
 // run through a shell (sh -c '...'), env, sudo, doas, nice, nohup, timeout,
-// xargs, find -exec, busybox and the like, so that `bash -c 'rm -rf x'` and
-// `xargs rm` name rm. ssh.program_paths has the same programs as written:
+// xargs, find -exec, jobs -x, busybox and the like, so that
+// `bash -c 'rm -rf x'` and `xargs rm` name rm. ssh.program_paths has the same programs as written:
 // a program written with a slash (./ls, /tmp/bin/ls) runs that file,
 // whatever its base name.
 //
@@ -35,13 +35,21 @@ const maxGuesses = 3
 //   - shells, su and runuser (they run a script, a -c string or stdin),
 //     and programs that run code given as an argument or a file: eval,
 //     trap, source, ., enable, mapfile, script, watch, env -S, flock -c,
-//     sudo -s, ...;
+//     sudo -s, jobs -x, ...;
 //   - bash builtins that evaluate an array subscript of a variable name
 //     (test -v 'a[$(rm x)]', printf -v, read, unset, declare, let, ...)
 //     with a $ or ` in any argument, since the subscript's substitution
 //     runs even when the word was quoted;
 //   - a wrapper with an option this file does not know (strace, unshare
-//     and the like always): its command is then guessed, not read.
+//     and the like always): its command is then guessed, not read;
+//   - a word read here that is not literal (sshfacts.Facts.LiteralWords:
+//     the shell may change its text or make it several words or none):
+//     a wrapper's options, their values and its positional words
+//     (timeout {5,touch} cat runs touch, nice -n 5${IFS}touch cat too),
+//     any argument of find ($'-exec', {-exec,touch,x,\;}), of jobs and
+//     of the subscript-evaluating builtins (declare {-i,x=TERM}, test -v
+//     ??????? with a file a[TERM]). Words after a wrapper's command are
+//     that command's, and stay as free as any program's arguments.
 //
 // It cannot see what a script file or an alias runs: deny-lists of
 // programs are a speed bump, allow-lists the real control.
@@ -80,12 +88,36 @@ func (u *unwrapper) commands(a sshfacts.Facts, depth int) error {
 	if a.Compound || a.Substitution {
 		u.compound = true
 	}
-	for _, argv := range a.Commands {
-		if err := u.unwrap(argv, depth); err != nil {
+	for i, argv := range a.Commands {
+		var literal []bool
+		if i < len(a.LiteralWords) {
+			literal = a.LiteralWords[i]
+		}
+		if err := u.unwrap(argv, literalFlags(argv, literal), depth); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// literalFlags returns literal when it has a flag for each word of argv,
+// and otherwise flags that call every word not literal.
+func literalFlags(argv []string, literal []bool) []bool {
+	if len(literal) == len(argv) {
+		return literal
+	}
+	return make([]bool, len(argv))
+}
+
+// allLiteral reports whether every word is literal: the shell passes each
+// on as the one word written, with quotes removed.
+func allLiteral(literal []bool) bool {
+	for _, l := range literal {
+		if !l {
+			return false
+		}
+	}
+	return true
 }
 
 // script adds the programs of a shell script given as an argument (sh -c
@@ -100,13 +132,14 @@ func (u *unwrapper) script(s string, depth int) error {
 }
 
 // unwrap adds argv's program and, when it is a wrapper, what it runs.
-func (u *unwrapper) unwrap(argv []string, depth int) error {
+// literal has, for each word of argv, whether it is literal.
+func (u *unwrapper) unwrap(argv []string, literal []bool, depth int) error {
 	if depth > 0 {
 		// A wrapped command's leading NAME=value words (env, sudo) set
 		// its environment.
 		for len(argv) > 0 && isAssignment(argv[0]) {
 			u.assignments = append(u.assignments, argv[0])
-			argv = argv[1:]
+			argv, literal = argv[1:], literal[1:]
 		}
 	}
 	if len(argv) == 0 {
@@ -116,7 +149,7 @@ func (u *unwrapper) unwrap(argv []string, depth int) error {
 	prog := word[strings.LastIndexByte(word, '/')+1:]
 	u.programs = append(u.programs, prog)
 	u.paths = append(u.paths, word)
-	if !plainProgram(word) {
+	if !plainProgram(word) || !literal[0] {
 		u.compound = true
 	}
 	if u.steps++; depth >= maxUnwrap || u.steps > maxSteps {
@@ -124,6 +157,7 @@ func (u *unwrapper) unwrap(argv []string, depth int) error {
 		return nil
 	}
 	args := argv[1:]
+	literal = literal[1:]
 	switch {
 	case shells[prog]:
 		u.compound = true // a shell runs its -c string, a script file or stdin
@@ -151,26 +185,34 @@ func (u *unwrapper) unwrap(argv []string, depth int) error {
 		u.compound = true
 		return nil
 	case evaluatesSubscripts[prog]:
-		u.compound = u.compound || evaluatesText(prog, args)
+		// A word the shell changes may become an option or a name
+		// with a subscript: declare {-i,x=TERM}, test -v ??????? with
+		// a file a[TERM].
+		u.compound = u.compound || evaluatesText(prog, args) || !allLiteral(literal)
 		return nil
 	case prog == "find":
+		// find reads every argument: a word the shell changes may
+		// become -exec, or the ; that ends one ($'-exec', {-exec,rm}).
+		if !allLiteral(literal) {
+			u.compound = true
+		}
 		cmds := findExec(args)
 		if len(cmds) > 0 {
 			u.compound = true
 		}
-		for _, cmd := range cmds {
-			if err := u.unwrap(cmd, depth+1); err != nil {
+		for _, c := range cmds {
+			if err := u.unwrap(args[c[0]:c[1]], literal[c[0]:c[1]], depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	if spec, ok := wrappers[prog]; ok {
-		return u.wrapper(prog, spec, args, depth)
+		return u.wrapper(prog, spec, args, literal, depth)
 	}
 	if opaqueWrappers[prog] {
 		u.compound = true
-		return u.guess(args, depth)
+		return u.guess(args, literal, depth)
 	}
 	return nil
 }
@@ -180,13 +222,13 @@ func (u *unwrapper) unwrap(argv []string, depth int) error {
 // as a possible script (script -c CMD, watch CMD): for a wrapper whose
 // options are not known, listing too many programs is safer than missing
 // the one it runs. The caller has made the command compound.
-func (u *unwrapper) guess(args []string, depth int) error {
+func (u *unwrapper) guess(args []string, literal []bool, depth int) error {
 	n := 0
 	for i, a := range args {
 		if strings.HasPrefix(a, "-") || isAssignment(a) {
 			continue
 		}
-		if err := u.unwrap(args[i:], depth+1); err != nil {
+		if err := u.unwrap(args[i:], literal[i:], depth+1); err != nil {
 			return err
 		}
 		if strings.ContainsAny(a, " \t\n;&|()<>`$") && depth+1 < maxUnwrap {
@@ -344,7 +386,8 @@ func (u *unwrapper) switchUser(prog string, args []string, depth int) error {
 				return err
 			}
 		case a == "--" && prog == "runuser":
-			return u.unwrap(args[i+1:], depth+1)
+			rest := args[i+1:]
+			return u.unwrap(rest, make([]bool, len(rest)), depth+1) // compound already
 		}
 	}
 	if prog == "sg" && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
@@ -429,6 +472,9 @@ var wrappers = map[string]wrapperSpec{
 	"chroot":    spec("", "userspec: groups: skip-chdir help version", 1),
 	"noglob":    spec("", "", 0),
 	"nocorrect": spec("", "", 0),
+	// bash's jobs -x runs its command, each %job argument replaced by
+	// a process group ID: listed, and compound as it rewrites words.
+	"jobs": spec("l n p r s x", "", 0, "x"),
 }
 
 // opaqueWrappers run a command given in their arguments after options
@@ -445,13 +491,21 @@ var opaqueWrappers = map[string]bool{
 }
 
 // wrapper adds what a wrapper runs. An option it does not know makes the
-// command compound, and the command is then guessed.
-func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, depth int) error {
+// command compound, and the command is then guessed. So does a word it
+// reads (an option, its value, a positional word such as timeout's
+// duration) that is not literal: the shell may make it other words, and
+// the command another one (timeout {5,touch} cat runs touch). The command
+// word itself is checked by unwrap; the words after it are the command's.
+func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal []bool, depth int) error {
+	if prog == "jobs" && !allLiteral(literal) {
+		u.compound = true // a jobspec the shell changes may be -x
+	}
 	i := 0
 	var split []string // env -S's words
+	execute := false   // jobs -x
 	unknown := func() error {
 		u.compound = true
-		return u.guess(args, depth)
+		return u.guess(args, literal, depth)
 	}
 	for i < len(args) {
 		a := args[i]
@@ -501,6 +555,7 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, depth int
 				return unknown()
 			}
 			opt := a[j : j+1]
+			execute = execute || (prog == "jobs" && opt == "x")
 			var value string
 			if kind != noValue {
 				value = a[j+1:]
@@ -524,10 +579,17 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, depth int
 			}
 		}
 	}
-	rest := args[i:]
+	if !allLiteral(literal[:i]) {
+		u.compound = true
+	}
+	if prog == "jobs" && !execute {
+		return nil // jobs runs a command only with -x
+	}
+	rest, restLiteral := args[i:], literal[i:]
 	if len(split) > 0 {
 		// env -S splits its string into words (with quotes and ${VAR}
-		// of its own) that come before the rest.
+		// of its own) that come before the rest. The command is
+		// compound already; its words are not the shell's.
 		var words []string
 		for _, s := range split {
 			w, err := sshfacts.Split(s)
@@ -537,11 +599,12 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, depth int
 			words = append(words, w...)
 		}
 		rest = append(words, rest...)
+		restLiteral = append(make([]bool, len(words)), restLiteral...)
 	}
 	if prog == "env" {
 		for len(rest) > 0 && strings.Contains(rest[0], "=") {
 			u.assignments = append(u.assignments, rest[0])
-			rest = rest[1:]
+			rest, restLiteral = rest[1:], restLiteral[1:]
 		}
 	}
 	if len(rest) < s.positional {
@@ -550,7 +613,10 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, depth int
 		}
 		return nil
 	}
-	rest = rest[s.positional:]
+	if !allLiteral(restLiteral[:s.positional]) {
+		u.compound = true
+	}
+	rest, restLiteral = rest[s.positional:], restLiteral[s.positional:]
 	if prog == "flock" && len(rest) > 1 && (rest[0] == "-c" || rest[0] == "--command") {
 		return u.script(rest[1], depth) // flock FILE -c CMD
 	}
@@ -560,7 +626,7 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, depth int
 		}
 		return nil
 	}
-	return u.unwrap(rest, depth+1)
+	return u.unwrap(rest, restLiteral, depth+1)
 }
 
 // longOption finds a long option by its name or an unambiguous prefix of
@@ -579,9 +645,10 @@ func (s wrapperSpec) longOption(name string) (string, optionKind, bool) {
 	return found, kind, n == 1
 }
 
-// findExec is the commands of find's -exec, -execdir, -ok and -okdir.
-func findExec(args []string) [][]string {
-	var cmds [][]string
+// findExec is where the commands of find's -exec, -execdir, -ok and
+// -okdir are in args: each as the start and end of its words.
+func findExec(args []string) [][2]int {
+	var cmds [][2]int
 	for i := 0; i < len(args); i++ {
 		switch args[i] {
 		case "-exec", "-execdir", "-ok", "-okdir":
@@ -590,7 +657,7 @@ func findExec(args []string) [][]string {
 				j++
 			}
 			if j > i+1 {
-				cmds = append(cmds, args[i+1:j])
+				cmds = append(cmds, [2]int{i + 1, j})
 			}
 			i = j
 		}

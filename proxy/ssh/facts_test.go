@@ -1,8 +1,14 @@
 package ssh
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExecFactsPrograms(t *testing.T) {
@@ -106,6 +112,65 @@ func TestExecFactsPrograms(t *testing.T) {
 		{"script -qc 'rm x' /dev/null", "script,rm x,rm,null", true},
 		{"strace -o /dev/null rm x", "strace,null,rm,x", true},
 		{"unshare -r rm x", "unshare,rm,x", true},
+
+		// The audit's bypasses: a word that find or a wrapper reads is
+		// changed by the shell (ANSI-C quoting, brace expansion, IFS
+		// splitting), so another program runs than the words say.
+		{"find DIR/f -maxdepth 0 $'-exec' touch DIR/pwn $';'", "find", true},
+		{"find DIR/f -maxdepth 0 {-exec,touch,DIR/pwn,\\;}", "find", true},
+		{"timeout {5,touch} cat DIR/pwn", "timeout,cat", true},
+		{"nice -n 5${IFS}touch cat DIR/pwn", "nice,cat", true},
+		{"jobs -x touch DIR/pwn", "jobs,touch", true},
+		// ... and their kin.
+		{"timeout -s {KILL,5} touch DIR/pwn", "timeout,pwn", true},
+		{"timeout \"$T\" touch x", "timeout,touch", true},
+		{"env -u {X,touch} x", "env,x", true},
+		{"sudo -u {root,touch} x", "sudo,x", true},
+		{"exec -a {x,touch} y", "exec,y", true},
+		{"xargs -I {x,touch} y", "xargs,y", true},
+		{"nice {-n,5,touch} x", "nice,{-n,5,touch}", true},
+		{"find . -exe? touch x ';'", "find", true},
+		{"find . -exec cat {} $'\\x3b' -exec touch x \\;", "find,cat", true},
+		{"jobs {-x,touch,x}", "jobs", true},
+		{"jobs -lx touch x", "jobs,touch", true},
+		{"declare {-i,x=TERM}", "declare", true},
+		{"declare -? x=TERM", "declare", true},
+		{"test -v ???????", "test", true},
+
+		// Literal words (quotes removed, nothing else changed) are
+		// read; words after a wrapper's command are its command's.
+		{"find . -name '*.log' -exec rm {} \\;", "find,rm", true},
+		{"find . -name \"*.log\" -exec rm {} ';'", "find,rm", true},
+		{"find /tmp -name '*.log'", "find", false},
+		{"find /tmp -name \\*.log -type f -print", "find", false},
+		{"timeout 5 ls", "timeout,ls", false},
+		{"timeout '5' \"ls\" -la", "timeout,ls", false},
+		{"nice -n 5 cat x", "nice,cat", false},
+		{"timeout 5 cat \"$HOME/x\" *.log", "timeout,cat", false},
+		{"sudo -u root ls $HOME ~/x {a,b}", "sudo,ls", false},
+		{"xargs -0 -I{} cat {}", "xargs,cat", false},
+		{"jobs", "jobs", false},
+		{"jobs -l %1", "jobs", false},
+		{"ls -la", "ls", false},
+		{"cat /var/log/syslog", "cat", false},
+		{"systemctl status nginx", "systemctl", false},
+		{"grep -E 'a|b' file", "grep", false},
+		{"df -h", "df", false},
+		{"ps aux", "ps", false},
+		{"ls $HOME *.log {a,b}", "ls", false},
+		// A conservative loss: find reads every word, so one the shell
+		// expands makes the command compound.
+		{"find ~ -name x", "find", true},
+		{"find \"$HOME\" -name x", "find", true},
+
+		// Other builtins that run a command given as arguments.
+		{"command touch x", "command,touch", false},
+		{"builtin exec touch x", "builtin,exec,touch", false},
+		{"exec touch x", "exec,touch", false},
+		{"time touch x", "touch", true},
+		{"time -p touch x", "touch", true},
+		{"coproc touch x", "touch", true},
+		{"fc -s touch", "fc", true},
 	}
 	for _, tc := range tests {
 		f, err := ExecFacts(tc.command)
@@ -153,11 +218,77 @@ func TestExecFactsPrograms(t *testing.T) {
 	}
 }
 
+// TestExecFactsShellChangedWords runs, in real bash, commands that the
+// audit's allow-list (!ssh.compound and only ls, cat, find, timeout, nice,
+// jobs, exec, env, declare and test) once allowed while bash ran touch: a
+// word that find, a wrapper or a subscript-evaluating builtin reads is
+// changed by the shell ($'-exec', brace expansion, ${IFS} splitting, a
+// glob), or the program runs a command of its own (jobs -x). Each must
+// run the payload, so the test means something, and be compound.
+func TestExecFactsShellChangedWords(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("bash is not installed")
+	}
+	allowed := []string{"ls", "cat", "find", "timeout", "nice", "jobs", "exec", "env", "declare", "test"}
+	for _, tc := range []struct {
+		command string
+		files   []string // made in DIR, bash's working folder
+	}{
+		{command: "find DIR/f -maxdepth 0 $'-exec' touch DIR/pwn $';'"},
+		{command: "find DIR/f -maxdepth 0 {-exec,touch,DIR/pwn,\\;}"},
+		{command: "timeout {5,touch} cat DIR/pwn"},
+		{command: "nice -n 5${IFS}touch cat DIR/pwn"},
+		{command: "jobs -x touch DIR/pwn"},
+		{command: "jobs {-x,touch,DIR/pwn}"},
+		{command: "timeout -s {KILL,5} touch DIR/pwn"},
+		{command: "env -u {X,touch} DIR/pwn"},
+		{command: "exec -a {x,touch} DIR/pwn"},
+		{command: "find DIR/f -maxdepth 0 -exe? touch DIR/pwn ';'", files: []string{"-exec"}},
+		// TERM holds a[$(touch DIR/pwn)]: bash runs the subscript's
+		// substitution when it evaluates TERM as arithmetic.
+		{command: "declare {-i,x=TERM}"},
+		{command: "declare -? x=TERM", files: []string{"-i"}},
+		{command: "test -v ???????", files: []string{"a[TERM]"}},
+	} {
+		dir := t.TempDir()
+		for _, name := range append(tc.files, "f") {
+			if err := os.WriteFile(filepath.Join(dir, name), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		command := strings.ReplaceAll(tc.command, "DIR", dir)
+		f, err := ExecFacts(command)
+		if err != nil {
+			t.Errorf("%s: %v", command, err)
+			continue
+		}
+		if !f.Compound {
+			t.Errorf("%s: not compound (programs %q)", command, f.Programs)
+		}
+		if !f.Compound && !slices.ContainsFunc(f.ProgramPaths, func(p string) bool { return !slices.Contains(allowed, p) }) {
+			t.Errorf("%s: the allow-list allows it", command)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, bash, "-c", command)
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TERM=a[$(touch " + filepath.Join(dir, "pwn") + ")]"}
+		_ = cmd.Run() // errors are expected (timeout's signal, cat's missing file)
+		cancel()
+		if _, err := os.Stat(filepath.Join(dir, "pwn")); err != nil {
+			t.Errorf("bash -c %q did not run touch: the test is wrong", command)
+		}
+	}
+}
+
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func FuzzExecFacts(f *testing.F) {
 	for _, s := range []string{"id", "bash -c 'rm x'", "find . -exec rm {} +", "env A=1 sudo -u x timeout 1 xargs rm",
-		"strace strace strace 'a b' -c 'x y'", "env -S 'sudo -s x' su -c 'y'"} {
+		"strace strace strace 'a b' -c 'x y'", "env -S 'sudo -s x' su -c 'y'",
+		"find d/f -maxdepth 0 $'-exec' touch d/pwn $';'", "find d/f -maxdepth 0 {-exec,touch,d/pwn,\\;}",
+		"timeout {5,touch} cat d/pwn", "nice -n 5${IFS}touch cat d/pwn", "jobs -x touch d/pwn",
+		"env -S 'a=1 -u' {X,touch} -- x", "sudo -u \"$U\" -- nice -n$N ls"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, command string) {

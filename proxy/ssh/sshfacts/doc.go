@@ -15,6 +15,12 @@
 //     shell does not change. Leading NAME=value words are assignments, not
 //     the program: FOO=1 rm x has Program rm, Argv [rm x] and Assignments
 //     [FOO=1].
+//   - [Facts.LiteralWords] says it word by word: a literal word is passed
+//     on as that one word, only its quotes removed ('-exec', "x", \;). A
+//     word with an expansion, a glob or brace expansion is not: the shell
+//     may make it other text, several words or none ($'-exec' is -exec,
+//     {-exec,rm} two words), so a program that reads its arguments as
+//     options or commands (find, timeout, nice) may see other ones.
 //   - Expansions ($HOME, ${x}, $((1+2)), ~, a{b,c}, $'...') and
 //     substitutions ($(...), `...`, <(...)) are left in their words as
 //     written and flagged: Expansion, Glob (*, ?, [...]), Substitution.
@@ -52,7 +58,7 @@
 //     here (as in old shells) — the rest still reads as shell code
 //     (Substitution, Compound);
 //   - programs run by other programs: sh -c, bash, eval, exec, env,
-//     xargs, sudo, find -exec, nohup, /usr/bin/time and the like. The command of such a program is its argument; policy must
+//     xargs, sudo, find -exec, nohup, /usr/bin/time, jobs -x and the like. The command of such a program is its argument; policy must
 //     treat these programs as running anything. So must it treat bash
 //     builtins that evaluate arithmetic or a name's subscript: let TERM,
 //     declare -i x=TERM, test -v 'a[TERM]', printf -v 'a[TERM]' and read

@@ -34,6 +34,8 @@ func sentinel(err error) error {
 //   - the words, each single-quoted (or quoted by Join) and joined with
 //     spaces, split back into the same words;
 //   - every command in Commands has a program, and Programs matches it;
+//   - LiteralWords has a flag for each word of Commands, and a Literal
+//     command's words are all literal;
 //   - a command that is not Compound is one simple command: its words,
 //     separators aside, are its assignments and its argv;
 //   - the argv of a Literal command, joined, is read back as a Literal
@@ -80,6 +82,17 @@ func FuzzSplit(f *testing.F) {
 		for i, argv := range facts.Commands {
 			if len(argv) == 0 || facts.Programs[i] != baseName(argv[0]) {
 				t.Fatalf("Analyze(%q): command %q, program %q", command, argv, facts.Programs[i])
+			}
+		}
+		if len(facts.LiteralWords) != len(facts.Commands) {
+			t.Fatalf("Analyze(%q): %d commands, %d rows of LiteralWords", command, len(facts.Commands), len(facts.LiteralWords))
+		}
+		for i, argv := range facts.Commands {
+			if len(facts.LiteralWords[i]) != len(argv) {
+				t.Fatalf("Analyze(%q): command %q, LiteralWords %v", command, argv, facts.LiteralWords[i])
+			}
+			if facts.Literal() && slices.Contains(facts.LiteralWords[i], false) {
+				t.Fatalf("Analyze(%q) is Literal, but its words %q are not all literal: %v", command, argv, facts.LiteralWords[i])
 			}
 		}
 		if len(facts.Commands) > 0 && (!reflect.DeepEqual(facts.Argv, facts.Commands[0]) || facts.Program != facts.Programs[0]) {

@@ -30,6 +30,14 @@ type token struct {
 	// tildeAfterSep is an unquoted ~ right after an unquoted = or :, which
 	// the shell expands only in a word that looks like an assignment.
 	tildeAfterSep bool
+	// changes is true when the shell may change the word: make it other
+	// text than text, or several words, or none. That is any expansion or
+	// substitution, quoted or not ($x, "${x}", $(...), `...`, <(...)),
+	// $'...' and $"...", an unquoted glob (*, ?, [...]), brace expansion
+	// ({a,b}, {1..3}) and a ~ or zsh's =cmd the shell expands. A word
+	// without is one word whose value is text: quotes and backslashes
+	// only keep characters literal.
+	changes bool
 	// inner holds what the substitutions inside the word run.
 	inner parsed
 }
@@ -277,11 +285,13 @@ func (l *lexer) literal(w *wordScan, c byte, atStart bool) {
 	switch c {
 	case '*', '?':
 		l.st.glob = true
+		w.tok.changes = true
 	case '[':
 		w.bracketSeen = true
 	case ']':
 		if w.bracketSeen {
 			l.st.glob = true
+			w.tok.changes = true
 		}
 	// Brace expansion (a{b,c} is two words): bash does not pair braces
 	// the simple way ({a}:,} expands too), so any { then , or .. then }
@@ -295,14 +305,17 @@ func (l *lexer) literal(w *wordScan, c byte, atStart bool) {
 	case '}':
 		if w.braceSep {
 			l.st.expansion = true
+			w.tok.changes = true
 		}
 	case '=':
 		if atStart {
 			l.st.expansion = true // zsh replaces =ls with the path of ls
+			w.tok.changes = true
 		}
 	case '~':
 		if atStart {
 			l.st.expansion = true
+			w.tok.changes = true
 		} else if w.prev == '=' || w.prev == ':' {
 			w.tok.tildeAfterSep = true
 		}
@@ -382,6 +395,7 @@ func (l *lexer) word() (token, error) {
 		// bash expands the ~ of a word that looks like an assignment
 		// wherever the word is: echo x=~ prints x=/root.
 		l.st.expansion = true
+		w.tok.changes = true
 	}
 	return w.tok, nil
 }
@@ -502,10 +516,12 @@ func (l *lexer) dollar(w *wordScan, inDouble bool) error {
 		switch n {
 		case '[':
 			l.evaluates() // $[...] is bash's old arithmetic
+			w.tok.changes = true
 		case '~', '=', '^':
 			// zsh's $~x globs x's value, and a glob qualifier
 			// *(e:cmd:) runs cmd; $=x and $^x change how it splits.
 			l.evaluates()
+			w.tok.changes = true
 		}
 		if inDouble {
 			w.b.WriteByte('$')
@@ -516,6 +532,7 @@ func (l *lexer) dollar(w *wordScan, inDouble bool) error {
 		l.i++
 		return nil
 	}
+	w.tok.changes = true // a substitution marks it too
 	w.b.WriteString(l.s[start:l.i])
 	return nil
 }
@@ -555,6 +572,7 @@ func (l *lexer) substitution(w *wordScan, body, start int) error {
 	}
 	l.i = sub.i + 1
 	l.st.substitution = true
+	w.tok.changes = true
 	w.tok.inner.add(p)
 	w.b.WriteString(l.s[start:l.i])
 	return nil
@@ -592,6 +610,7 @@ func (l *lexer) backtick(w *wordScan, inDouble bool) error {
 	}
 	l.i = j + 1
 	l.st.substitution = true
+	w.tok.changes = true
 	w.tok.inner.add(p)
 	w.b.WriteString(l.s[start:l.i])
 	return nil

@@ -7,7 +7,10 @@ import "strings"
 // followed by the commands of the substitutions in its words, and its
 // assignments.
 type parsed struct {
-	commands    [][]string
+	commands [][]string
+	// literal is, for each word of commands, whether the shell passes it
+	// as one word with its text (no token.changes).
+	literal     [][]bool
 	assignments []string
 	// simple counts the simple commands at this level that do anything:
 	// run a program, assign or redirect.
@@ -44,6 +47,7 @@ func (p *parsed) split() []string {
 
 func (p *parsed) add(q parsed) {
 	p.commands = append(p.commands, q.commands...)
+	p.literal = append(p.literal, q.literal...)
 	p.assignments = append(p.assignments, q.assignments...)
 }
 
@@ -61,6 +65,7 @@ var reserved = map[string]bool{
 type simpleCommand struct {
 	assignments []string
 	argv        []string
+	literal     []bool
 	inner       parsed
 	redirected  bool
 }
@@ -102,6 +107,7 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 		p.assignments = append(p.assignments, cur.assignments...)
 		if len(cur.argv) > 0 {
 			p.commands = append(p.commands, cur.argv)
+			p.literal = append(p.literal, cur.literal)
 		}
 		p.add(cur.inner)
 		cur = simpleCommand{}
@@ -209,6 +215,7 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 				switch tok.text {
 				case "[[":
 					cur.argv = append(cur.argv, tok.text)
+					cur.literal = append(cur.literal, true)
 				case "for", "select":
 					skipWords = true
 				case "function":
@@ -239,6 +246,7 @@ func parse(l *lexer, keepWords bool) (parsed, error) {
 			}
 		}
 		cur.argv = append(cur.argv, tok.text)
+		cur.literal = append(cur.literal, !tok.changes)
 	}
 	finish()
 	return p, nil

@@ -63,6 +63,17 @@ type Facts struct {
 	// Programs is the base name of each command's first word, in the
 	// order of Commands.
 	Programs []string
+	// LiteralWords says, for each word of each of Commands, whether the
+	// shell passes it on as exactly that one word: only quote removal
+	// applies to it ('-exec', "x", \;, a{b}, {}). A word is not literal
+	// when the shell may change its text or make it several words or
+	// none: any expansion or substitution, quoted or not ($x, "${x}",
+	// $(...)), $'...' and $"...", an unquoted glob (*, ?, [...]), brace
+	// expansion ({a,b}, {1..3}), and a ~ or =cmd the shell expands. A
+	// program that reads its arguments as options or commands (find
+	// -exec, timeout, nice) may see other words than Commands shows
+	// where one is not literal: find {-exec,rm,x,\;} runs rm.
+	LiteralWords [][]bool
 
 	// Compound: the command is more than one simple command with plain
 	// words: several commands (; & | && || newline), a subshell, group or
@@ -160,6 +171,7 @@ func Analyze(command string) (Facts, error) {
 		Words:        p.split(),
 		Assignments:  p.assignments,
 		Commands:     p.commands,
+		LiteralWords: p.literal,
 		Substitution: st.substitution,
 		Expansion:    st.expansion,
 		Glob:         st.glob,
