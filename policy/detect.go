@@ -382,11 +382,26 @@ func notDecimal(b []byte, next, beyond int) bool {
 
 // notFraction reports whether a run starting at s is not a decimal's
 // fraction: not after a decimal point with a digit before it, nor after
-// one with a replacement token's ']' before it ("4111111111111111.
+// one with a replacement token before it ("4111111111111111.
 // 4111111111111111" masks its first card, and the second must stay what it
-// was: a fraction).
+// was: a fraction). Any other ']' before the point is not a token's:
+// "items[0].4111 1111 1111 1111" holds a card.
 func notFraction(b []byte, s int) bool {
-	return notDecimal(b, s-1, s-2) && (s < 2 || b[s-1] != '.' || b[s-2] != ']')
+	return notDecimal(b, s-1, s-2) && (s < 1 || b[s-1] != '.' || !endsWithToken(b[:s-1]))
+}
+
+// endsWithToken reports whether b ends with a detector's replacement
+// token.
+func endsWithToken(b []byte) bool {
+	if len(b) == 0 || b[len(b)-1] != ']' {
+		return false
+	}
+	for d := range numDetectors {
+		if t := d.token(); len(b) >= len(t) && string(b[len(b)-len(t):]) == t {
+			return true
+		}
+	}
+	return false
 }
 
 // lastGroup is where the last group of digits of the run s..e starts.

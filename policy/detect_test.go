@@ -101,6 +101,12 @@ func TestDetectors(t *testing.T) {
 		{detectCreditCard, "4111 1111 1111 1111.50", []string{"4111 1111 1111 1111"}},
 		{detectCreditCard, "4111111111111111.4111111111111111", []string{"4111111111111111"}},
 		{detectCreditCard, "[masked:credit_card].4111111111111111", nil},
+		{detectCreditCard, "[masked:iban].4111111111111111 [masked:aws_key].4111 1111 1111 1111", nil},
+		// Only a token's ']' makes a fraction: other brackets do not.
+		{detectCreditCard, "items[0].4111 1111 1111 1111", []string{"4111 1111 1111 1111"}},
+		{detectCreditCard, "x].4111111111111111", []string{"4111111111111111"}},
+		{detectCreditCard, "[masked].4111111111111111 masked:email].4111111111111111",
+			[]string{"4111111111111111", "4111111111111111"}},
 		{detectCreditCard, "12.4111111111111111", nil},
 		{detectCreditCard, "4111--1111-1111-1111", nil},
 		{detectCreditCard, "1.5 4111 1111 1111 1111", []string{"4111 1111 1111 1111"}}, // the decimal is its own group
@@ -229,6 +235,7 @@ func FuzzDetect(f *testing.F) {
 		"", "@", ".", "-----BEGIN ",
 		`"john doe"@example.com`, `"x a@b.io "@example.com`, "john!doe@example.com", "o'brien@x.org!c@d.io",
 		"bob@[192.168.0.1]", "bob@[IPv6:2001:db8::1]", "4111111111111111.4111111111111111.5",
+		"items[0].4111 1111 1111 1111", "DE89370400440532013000.4111111111111111",
 	} {
 		f.Add([]byte(s))
 	}

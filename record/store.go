@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -242,13 +243,21 @@ func (s *Store) checkRecording(rc *RecordingCheck) error {
 		rc.Problem = fmt.Sprintf("was altered: it has %d bytes, the log says %d", fi.Size(), rc.Bytes)
 		return nil
 	}
-	f, err := os.Open(path)
+	// Opened without following a link and without blocking on a FIFO,
+	// and checked again once open: the name may have been swapped since
+	// the Lstat.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return fmt.Errorf("checking %s: %w", rc.Name, err)
+		rc.Status, rc.Problem = RecordingMissing, "could not be opened as a regular file: "+err.Error()
+		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		rc.Status, rc.Problem = RecordingMissing, "is not a regular file"
+		return nil
+	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(h, io.LimitReader(f, rc.Bytes+1))
 	if err != nil {
 		return fmt.Errorf("checking %s: %w", rc.Name, err)
 	}

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -137,23 +142,16 @@ cursor movement, erasing, scroll regions and the alternate screen pass; OSC
 strings (clipboard, title, links), DCS, APC, PM and SOS strings, queries the
 terminal would answer into its input (device status and attributes), window
 operations and mouse reporting are dropped. --raw writes it as recorded.
-A recording that does not match the hash its session's log holds for it
-(altered since) is not played; sessions verify says what differs.`,
+Only what sessions verify accepts is played: nothing when the session's log
+or one of its recordings was tampered with (sessions verify says what
+differs), and a recording its log holds no hash of (a log written before
+recordings were hashed, or a command still running) with a warning that it
+could have been altered. The file played is the one whose hash was checked.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := openStore()
 			if err != nil {
 				return err
-			}
-			events, err := st.Events(args[0])
-			if err != nil {
-				return err
-			}
-			var casts []string
-			for _, ev := range events {
-				if ev.Command != nil && ev.Command.Recording != "" {
-					casts = append(casts, ev.Command.Recording)
-				}
 			}
 			n := 1
 			if len(args) == 2 {
@@ -161,21 +159,11 @@ A recording that does not match the hash its session's log holds for it
 					return fmt.Errorf("recording number %q is not a number from 1", args[1])
 				}
 			}
-			if n > len(casts) {
-				return fmt.Errorf("session %s has %d terminal recording(s)", args[0], len(casts))
-			}
-			name := casts[n-1]
-			if filepath.Base(name) != name {
-				return fmt.Errorf("session %s names a recording outside the store: %q", args[0], name)
-			}
-			if err := checkCast(st, args[0], name); err != nil {
-				return err
-			}
-			f, err := os.Open(filepath.Join(st.Dir(), name))
+			data, err := verifiedCast(cmd.ErrOrStderr(), st, args[0], n)
 			if err != nil {
 				return err
 			}
-			defer f.Close()
+			f := bytes.NewReader(data)
 			if dump {
 				return asciicast.Dump(cmd.OutOrStdout(), f, asciicast.DumpOptions{Raw: raw})
 			}
@@ -192,20 +180,79 @@ A recording that does not match the hash its session's log holds for it
 	return cmd
 }
 
-// checkCast refuses a terminal recording of session id that verify finds
-// altered: replaying forged content as the session's would mislead.
-func checkCast(st *record.Store, id, name string) error {
+// verifiedCast returns the bytes of session id's nth terminal recording
+// (from 1) as sessions verify accepts it. It refuses when verify finds the
+// session tampered with: a broken chain (whose recording names could be
+// forged), or a recording altered, deleted or replaced by something that is
+// not a regular file (a link, a FIFO). It takes the recording from the
+// events verify accepted, and plays only what it read and hashed itself,
+// so a file swapped after verify's look is refused, not played. A
+// recording the log holds no hash of is returned with a warning on stderr.
+func verifiedCast(stderr io.Writer, st *record.Store, id string, n int) ([]byte, error) {
 	res, err := st.Verify(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, rc := range res.Recordings {
-		if rc.Name == name && rc.Status == record.RecordingAltered {
-			return fmt.Errorf("terminal recording %s %s, so it is not replayed (see interlock sessions verify %s)",
-				name, rc.Problem, id)
+	if n <= len(res.Recordings) {
+		if rc := res.Recordings[n-1]; rc.Status == record.RecordingAltered || rc.Status == record.RecordingMissing {
+			return nil, fmt.Errorf("terminal recording %s %s, so it is not replayed (see interlock sessions verify %s)",
+				rc.Name, rc.Problem, id)
 		}
 	}
-	return nil
+	if !res.OK {
+		return nil, fmt.Errorf("session %s was tampered with (%s), so its terminal recordings are not replayed "+
+			"(see interlock sessions verify %s)", id, res.Problem, id)
+	}
+	if n > len(res.Recordings) {
+		return nil, fmt.Errorf("session %s has %d terminal recording(s)", id, len(res.Recordings))
+	}
+	rc := res.Recordings[n-1]
+	data, err := readCast(st.Dir(), rc)
+	if err != nil {
+		return nil, err
+	}
+	if rc.Status == record.RecordingUncovered {
+		fmt.Fprintf(stderr, "warning: the log of session %s holds no hash of terminal recording %s (written before "+
+			"recordings were hashed, still being written, or its writing failed), so it could have been altered\n", id, rc.Name)
+	}
+	return data, nil
+}
+
+// readCast reads the terminal recording rc names in dir, refusing a link
+// or anything but a regular file (without blocking on a FIFO), and, when
+// the log holds its hash, bytes that do not have that length and SHA-256.
+func readCast(dir string, rc record.RecordingCheck) ([]byte, error) {
+	if filepath.Base(rc.Name) != rc.Name || rc.Name == "." || rc.Name == ".." {
+		return nil, fmt.Errorf("terminal recording %q is outside the store", rc.Name)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, rc.Name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening terminal recording %s: %w", rc.Name, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("opening terminal recording %s: %w", rc.Name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("terminal recording %s is not a regular file but %s, so it is not replayed", rc.Name, fi.Mode().Type())
+	}
+	r := io.Reader(f)
+	if rc.SHA256 != "" {
+		r = io.LimitReader(f, rc.Bytes+1) // one byte more shows a longer file
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading terminal recording %s: %w", rc.Name, err)
+	}
+	if rc.SHA256 == "" {
+		return data, nil
+	}
+	if sum := sha256.Sum256(data); int64(len(data)) != rc.Bytes || hex.EncodeToString(sum[:]) != rc.SHA256 {
+		return nil, fmt.Errorf("terminal recording %s changed since it was verified: it does not have the length and sha256 "+
+			"its log holds, so it is not replayed", rc.Name)
+	}
+	return data, nil
 }
 
 func writeJSON(cmd *cobra.Command, v any) error {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -282,5 +284,141 @@ func TestSessionsReplayFiltered(t *testing.T) {
 	out, err := runCLI(t, "sessions", "replay", "forged", "--dump", "--raw", "--config", cfg)
 	if err == nil || !strings.Contains(err.Error(), "forged.1.cast was altered") || strings.Contains(out, "fine") {
 		t.Errorf("replay of an altered recording: %q, %v", out, err)
+	}
+}
+
+// replayCLI runs sessions replay --dump with the config, returning its
+// output and what it wrote to stderr apart.
+func replayCLI(t *testing.T, cfg string, args ...string) (out, stderr string, err error) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd := newRootCommand(&o, &e)
+	cmd.SetArgs(append([]string{"sessions", "replay", "--dump", "--config", cfg}, args...))
+	err = cmd.Execute()
+	return o.String(), e.String(), err
+}
+
+// sessions replay plays only a recording that sessions verify accepts: not
+// one replaced by a link or a FIFO (which verify reports as tampered), nor
+// another session's recording that an edited log names.
+func TestSessionsReplayRefusesTampered(t *testing.T) {
+	cfg, dir := sessionsConfig(t)
+	forged := []byte(strings.Replace(castOutput, "done", "FORGED", 1))
+	elsewhere := filepath.Join(t.TempDir(), "forged.cast")
+	if err := os.WriteFile(elsewhere, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	link := recordShell(t, dir, "link", true)
+	os.Remove(link)
+	if err := os.Symlink(elsewhere, link); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := replayCLI(t, cfg, "link")
+	if err == nil || !strings.Contains(err.Error(), "link.1.cast is not a regular file") || out != "" {
+		t.Errorf("replay of a recording replaced by a link: %q, %v; want it refused", out, err)
+	}
+
+	fifo := recordShell(t, dir, "fifo", true)
+	os.Remove(fifo)
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A writer that feeds the forged recording to whoever opens the FIFO.
+	fed := make(chan struct{})
+	go func() {
+		defer close(fed)
+		if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+			w.Write(forged)
+			w.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		// Unblock the writer when nothing opened the FIFO.
+		if r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			<-fed
+			r.Close()
+		}
+	})
+	out, _, err = replayCLI(t, cfg, "fifo")
+	if err == nil || !strings.Contains(err.Error(), "fifo.1.cast is not a regular file") || out != "" {
+		t.Errorf("replay of a recording replaced by a FIFO: %q, %v; want it refused", out, err)
+	}
+
+	recordShell(t, dir, "other", true)
+	recordShell(t, dir, "renamed", true)
+	p := filepath.Join(dir, "renamed.jsonl")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, bytes.ReplaceAll(b, []byte(`"renamed.1.cast"`), []byte(`"other.1.cast"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "sessions", "verify", "renamed", "--config", cfg); exitStatus(err) != 1 {
+		t.Fatalf("verify of the renamed recording's log: %q, %v; want it tampered", out, err)
+	}
+	out, _, err = replayCLI(t, cfg, "renamed")
+	if err == nil || !strings.Contains(err.Error(), "session renamed was tampered with (line 2: hash mismatch)") || out != "" {
+		t.Errorf("replay of a log edited to name another recording: %q, %v; want it refused", out, err)
+	}
+	if _, _, err = replayCLI(t, cfg, "renamed", "2"); err == nil || !strings.Contains(err.Error(), "tampered") {
+		t.Errorf("replay of recording 2 of an edited log: %v; want it refused", err)
+	}
+}
+
+// A recording that a log written before recordings were hashed names
+// plays, with a warning that nothing shows it was not altered.
+func TestSessionsReplayUncovered(t *testing.T) {
+	cfg, dir := sessionsConfig(t)
+	recordShell(t, dir, "old", false)
+	recordShell(t, dir, "new", true)
+	const filtered = "\x1b[1;32mok\x1b[0m done\r\n"
+	out, stderr, err := replayCLI(t, cfg, "old")
+	if err != nil || out != filtered || !strings.Contains(stderr, "warning: the log of session old holds no hash of terminal recording old.1.cast") {
+		t.Errorf("replay of an uncovered recording: %q, stderr %q, %v; want it played with a warning", out, stderr, err)
+	}
+	out, stderr, err = replayCLI(t, cfg, "new")
+	if err != nil || out != filtered || stderr != "" {
+		t.Errorf("replay of a covered recording: %q, stderr %q, %v; want it played without a warning", out, stderr, err)
+	}
+	if _, _, err = replayCLI(t, cfg, "new", "2"); err == nil || !strings.Contains(err.Error(), "has 1 terminal recording(s)") {
+		t.Errorf("replay of a recording past the last: %v", err)
+	}
+}
+
+// What replay plays is what it hashed: a recording swapped after sessions
+// verify looked at it is refused, and so is a link swapped in.
+func TestSessionsReplaySwapped(t *testing.T) {
+	_, dir := sessionsConfig(t)
+	cast := recordShell(t, dir, "s", true)
+	st, err := record.OpenStoreReadOnly(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := st.Verify("s")
+	if err != nil || !res.OK || len(res.Recordings) != 1 || res.Recordings[0].Status != record.RecordingIntact {
+		t.Fatalf("verify: %+v, %v", res, err)
+	}
+	rc := res.Recordings[0]
+	if data, err := readCast(dir, rc); err != nil || string(data) != castOutput {
+		t.Fatalf("readCast of the verified recording: %q, %v", data, err)
+	}
+	for name, swap := range map[string]func(){
+		"rewritten": func() { os.WriteFile(cast, []byte(strings.Replace(castOutput, "done", "FORGE", 1)), 0o600) },
+		"longer":    func() { os.WriteFile(cast, []byte(castOutput+castOutput), 0o600) },
+		"link": func() {
+			other := filepath.Join(t.TempDir(), "c")
+			os.WriteFile(other, []byte(castOutput), 0o600)
+			os.Remove(cast)
+			os.Symlink(other, cast)
+		},
+	} {
+		swap()
+		if data, err := readCast(dir, rc); err == nil {
+			t.Errorf("readCast of a recording %s after verify: %q, no error", name, data)
+		}
+		os.Remove(cast)
+		os.WriteFile(cast, []byte(castOutput), 0o600)
 	}
 }

@@ -94,4 +94,3 @@ func TestLargeMessageMemoryInAFailedBatch(t *testing.T) {
 	r.send(&pgproto3.Query{String: "SELECT 'next'"})
 	r.expect("the next query", "RowDescription", "Row next", "Complete SELECT 1", "Ready I")
 }
-

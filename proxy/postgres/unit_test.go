@@ -591,7 +591,7 @@ func TestLongSQLName(t *testing.T) {
 		{"PREPARE " + strings.Repeat("a", 63) + " AS SELECT 1", false},
 		{`PREPARE "` + strings.Repeat("a", 63) + `" AS SELECT 1`, false},
 		{"PREPARE s AS SELECT '" + long + "'", false}, // a literal, not a name
-		{"SELECT 1 AS " + long, false},               // not a statement that names one
+		{"SELECT 1 AS " + long, false},                // not a statement that names one
 	} {
 		sts, err := classify.Classify(c.sql)
 		if err != nil || len(sts) != 1 {

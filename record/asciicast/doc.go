@@ -63,7 +63,9 @@
 // regions, the alternate screen, bracketed paste) reaches the operator's
 // terminal; OSC, DCS, SOS, PM and APC strings, queries the terminal would
 // answer into its input, window operations, mouse reporting and keyboard
-// changes do not, also when split across events.
+// changes do not, also when split across events; nor do switches out of
+// UTF-8 or into 8-bit controls, which would make a character's bytes
+// controls.
 //
 // # Error contract
 //

@@ -28,12 +28,25 @@ import (
 // stand for. A sequence still unfinished when the recording ends is
 // dropped.
 //
+// It keeps the terminal decoding UTF-8, where a byte from 0x80 to 0x9F is
+// only ever part of a character: it drops ESC % @ (which makes Linux's
+// console and xterm leave UTF-8 and obey such bytes as C1 controls, so that
+// "ě6n", C4 9B 36 6E, would reach them as CSI 6 n) and the switches to
+// 8-bit controls. Linux's console also stops decoding UTF-8 after SO and
+// SGR 11 and 12 (it shows each byte as a glyph, and takes 0x9B as CSI),
+// which the Filter passes because they draw lines and PC characters: from
+// one of them to the next SI or reset, it writes each character holding
+// such a byte as "?" (garbled there in any case).
+//
 // The zero Filter is ready to use; one Filter filters one stream.
 type Filter struct {
 	state  filterState
 	seq    []byte // a CSI's parameter and intermediate bytes, or an ESC's intermediates
 	ignore bool   // the sequence being read is malformed or too long: dropped at its end
 	carry  []byte // an incomplete UTF-8 character waiting for its rest
+	// undecoded: an SO or SGR 11 or 12 was written and no SI or reset
+	// since, so Linux's console may be taking bytes without decoding UTF-8.
+	undecoded bool
 }
 
 type filterState uint8
@@ -95,9 +108,12 @@ func (f *Filter) Append(dst []byte, data string) []byte {
 		default:
 			// Text, and it ends any sequence it interrupts.
 			f.drop()
-			if r == utf8.RuneError && size == 1 {
+			switch {
+			case r == utf8.RuneError && size == 1:
 				dst = append(dst, "\uFFFD"...)
-			} else {
+			case f.undecoded && holdsC1Byte(data[i:i+size]):
+				dst = append(dst, '?')
+			default:
 				dst = append(dst, data[i:i+size]...)
 			}
 		}
@@ -136,6 +152,12 @@ func (f *Filter) byte(dst []byte, b byte) []byte {
 		// of a sequence: so does the Filter, for the harmless ones.
 		if safeC0(b) {
 			dst = append(dst, b)
+			switch b {
+			case 0x0e: // SO
+				f.undecoded = true
+			case 0x0f: // SI
+				f.undecoded = false
+			}
 		}
 		return dst
 	}
@@ -185,6 +207,9 @@ func (f *Filter) escape(dst []byte, b byte) []byte {
 		dst = append(dst, 0x1b)
 		dst = append(dst, f.seq...)
 		dst = append(dst, b)
+		if len(f.seq) == 0 && b == 'c' { // RIS, reset
+			f.undecoded = false
+		}
 	}
 	f.drop()
 	return dst
@@ -192,9 +217,14 @@ func (f *Filter) escape(dst []byte, b byte) []byte {
 
 // escAllowed reports the ESC sequences passed on: saving and restoring
 // the cursor, keypad modes, index, next line, tab set, reverse index,
-// single and locking shifts, reset, back and forward index, and
-// character set designation. Left out are DECID (ESC Z, answered),
-// screen's title (ESC k), the 7- and 8-bit response switches and the rest.
+// single and locking shifts, reset, back and forward index, character
+// set designation (94- and 96-character sets into G0 to G3, which map
+// printable characters and never make a byte a control) and the switch to
+// UTF-8 (ESC % G). Left out are DECID (ESC Z, answered), screen's title
+// (ESC k), the switches out of UTF-8 (ESC % @, the ISO 2022 default) and
+// to other encodings (ESC % 8, ESC % / F), the 7- and 8-bit control
+// switches (ESC SP F, ESC SP G) and ANSI conformance levels (ESC SP L, M
+// and N), and the rest.
 func escAllowed(inter []byte, final byte) bool {
 	switch len(inter) {
 	case 0:
@@ -205,11 +235,13 @@ func escAllowed(inter []byte, final byte) bool {
 	case 1, 2:
 		switch inter[0] {
 		case '(', ')', '*', '+', '-', '.', '/': // designate a character set
-			return len(inter) == 1 || inter[1] == '%' || inter[1] == '"' || inter[1] == '&'
+			// DEC's two-byte names (%5, "?, &4 and the like) end in a digit
+			// or symbol, which leaves out lookalikes of ESC % @.
+			return len(inter) == 1 || (inter[1] == '%' || inter[1] == '"' || inter[1] == '&') && final < 0x40
 		case '#': // line size, DECALN
 			return len(inter) == 1 && (final >= '3' && final <= '6' || final == '8')
-		case '%': // select the character set encoding
-			return len(inter) == 1 && (final == '@' || final == 'G')
+		case '%': // select the character set encoding: only UTF-8
+			return len(inter) == 1 && final == 'G'
 		}
 	}
 	return false
@@ -220,7 +252,11 @@ func (f *Filter) csi(dst []byte, b byte) []byte {
 	switch {
 	case b >= 0x40: // the final byte
 		if !f.ignore {
+			n := len(dst)
 			dst = appendCSI(dst, f.seq, b)
+			if b == 'm' && len(dst) > n && sgrStopsDecoding(f.seq) {
+				f.undecoded = true
+			}
 		}
 		f.drop()
 		return dst
@@ -366,4 +402,52 @@ func modeNumber(p []byte) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, true
+}
+
+// sgrStopsDecoding reports whether an SGR's parameters, read the way
+// Linux's console reads them (numbers modulo 2^32, an empty one 0, the
+// colour of 38 and 48 skipped when complete), hold 11 or 12: the PC
+// character sets, in which it takes bytes without decoding UTF-8. ':' is
+// taken as ';' (Linux ignores a sequence holding one). Kernels older than
+// the console's 256-colour support did not skip the colours, and read
+// 38;5;11 as SGR 11.
+func sgrStopsDecoding(params []byte) bool {
+	var ps [maxCSI + 1]uint32
+	n := 0
+	for _, c := range params {
+		switch {
+		case c == ';' || c == ':':
+			n++
+		case c >= '0' && c <= '9':
+			ps[n] = ps[n]*10 + uint32(c-'0')
+		}
+	}
+	for i := 0; i <= n; i++ {
+		switch ps[i] {
+		case 11, 12:
+			return true
+		case 38, 48:
+			switch {
+			case i+2 <= n && ps[i+1] == 5:
+				i += 2 // 5;index
+			case i+4 <= n && ps[i+1] == 2:
+				i += 4 // 2;r;g;b
+			default:
+				i++ // the colour's kind, whatever it is
+			}
+		}
+	}
+	return false
+}
+
+// holdsC1Byte reports whether the UTF-8 encoding of a character holds a
+// byte from 0x80 to 0x9F, which a terminal not decoding UTF-8 may take as
+// a C1 control.
+func holdsC1Byte(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 && s[i] <= 0x9f {
+			return true
+		}
+	}
+	return false
 }

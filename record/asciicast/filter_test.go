@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -72,6 +73,23 @@ var filterCases = []struct {
 	{"mode numbers as checked", "\x1b[?0001049h\x1b[?4294968296h\x1b[?1049:1h", "\x1b[?1049h"},
 	{"screen title", "\x1bktitle\x1b\\", "title"},
 	{"8-bit responses", "\x1b G\x1b F", ""},
+
+	// The terminal stays in UTF-8, where 0x80 to 0x9F are only parts of
+	// characters: "ě" is C4 9B (9B is CSI), "ĝ" C4 9D (9D is OSC).
+	{"leaving UTF-8, then CSI 6 n", "\x1b%@ě6n", "ě6n"},
+	{"leaving UTF-8, then OSC 52", "\x1b%@ĝ52;c;Y3VybCBldmls\a", "ĝ52;c;Y3VybCBldmls\a"},
+	{"UTF-8 and other encodings", "\x1b%G\x1b%8\x1b%/G\x1b%/@\x1b(%@\x1b%", "\x1b%G"},
+	{"8-bit controls and conformance levels", "\x1b G\x1b L\x1b N\x1b[62;0\"p\x1b[61\"p\x1b[65;1\"p", ""},
+	{"charsets", "\x1b(0\x1b)B\x1b*<\x1b+A\x1b-A\x1b.F\x1b/M\x1b(%5\x1b(\"?\x1b(&4\x1bn\x1bo\x1b~\x1b}\x1b|",
+		"\x1b(0\x1b)B\x1b*<\x1b+A\x1b-A\x1b.F\x1b/M\x1b(%5\x1b(\"?\x1b(&4\x1bn\x1bo\x1b~\x1b}\x1b|"},
+	// Linux's console takes bytes undecoded after SO or SGR 11 or 12,
+	// until SI or a reset.
+	{"shift out on Linux's console", "\x0eqqq\x0fě\x0eě6n lqk é ✓\x0fě", "\x0eqqq\x0fě\x0e?6n lqk é ?\x0fě"},
+	{"SGR 11 and 12", "\x1b[11mě6n\x1bcě\x1b[1;12mĝ52;c;AAAA\a\x1b[10mĝ\x0fĝ", "\x1b[11m?6n\x1bcě\x1b[1;12m?52;c;AAAA\a\x1b[10m?\x0fĝ"},
+	{"SGR 11 in other spellings", "\x1b[011mě\x0f\x1b[;4294967307mě\x0f\x1b[38;2;11mě", "\x1b[011m?\x0f\x1b[;4294967307m?\x0f\x1b[38;2;11m?"},
+	{"colours 11 and 12", "\x1b[38;5;11mě\x1b[48;5;12mě\x1b[38;2;11;12;11mě\x1b[38:5:11mě",
+		"\x1b[38;5;11mě\x1b[48;5;12mě\x1b[38;2;11;12;11mě\x1b[38:5:11mě"},
+	{"display controls mode", "\x1b[3h\x1b[3;4hě", "\x1b[4hě"},
 
 	// C1 controls are the ESC sequences they stand for.
 	{"C1 OSC", "\u009d52;c;AAAA\u009cok", "ok"},
@@ -167,8 +185,11 @@ func TestPlayFiltered(t *testing.T) {
 // FuzzFilter: whatever the output, what the Filter writes holds no string
 // introducer, no C1 control, no control but the harmless ones, only
 // complete sequences (it passes through a second Filter unchanged, which
-// then ends with nothing pending), none of the requests, and does not
-// depend on how the output was split.
+// then ends with nothing pending), none of the requests, nothing that
+// takes the terminal out of UTF-8 or into 8-bit controls (ESC % other than
+// ESC % G, ESC SP, DECSCL, Linux's display-controls mode), no byte that a
+// terminal not decoding UTF-8 takes as a C1 control after SO or SGR 11 or
+// 12, and does not depend on how the output was split.
 func FuzzFilter(f *testing.F) {
 	for _, tt := range filterCases {
 		f.Add(tt.in, uint16(len(tt.in)/2))
@@ -194,6 +215,9 @@ func FuzzFilter(f *testing.F) {
 		if again.state != stateGround || len(again.carry) > 0 {
 			t.Fatalf("filtered output %q leaves a sequence open", out)
 		}
+		if problem := undecodedC1(out); problem != "" {
+			t.Fatalf("%s in %q", problem, out)
+		}
 		for i := 0; i < len(out); i++ {
 			b := out[i]
 			switch {
@@ -204,6 +228,10 @@ func FuzzFilter(f *testing.F) {
 			case b != 0x1b || i+1 == len(out):
 			case bytes.IndexByte([]byte("]P_^X"), out[i+1]) >= 0:
 				t.Fatalf("string introducer ESC %c in %q", out[i+1], out)
+			case out[i+1] == '%' && (i+2 == len(out) || out[i+2] != 'G'):
+				t.Fatalf("switch out of UTF-8 in %q", out)
+			case out[i+1] == ' ':
+				t.Fatalf("8-bit controls or conformance level switch in %q", out)
 			case out[i+1] == '[':
 				j := i + 2
 				for j < len(out) && out[j] < 0x40 {
@@ -216,7 +244,73 @@ func FuzzFilter(f *testing.F) {
 				if strings.ContainsAny(seq[len(seq)-1:], "nctxi") || strings.HasSuffix(seq, "$p") || strings.HasPrefix(seq, "\x1b[>") {
 					t.Fatalf("request %q in %q", seq, out)
 				}
+				if strings.HasSuffix(seq, "\"p") {
+					t.Fatalf("DECSCL %q in %q", seq, out)
+				}
+				if seq[len(seq)-1] == 'h' && slices.Contains(strings.Split(seq[2:len(seq)-1], ";"), "3") {
+					t.Fatalf("display controls mode %q in %q", seq, out)
+				}
 			}
 		}
 	})
+}
+
+// undecodedC1 says where filtered output puts Linux's console out of
+// UTF-8 decoding (SO, SGR 11 or 12 as csi_m reads them, until SI or RIS)
+// and then writes a byte from 0x80 to 0x9F, which it would take as a C1
+// control; "" when it does not.
+func undecodedC1(out []byte) string {
+	undecoded := false
+	for i := 0; i < len(out); i++ {
+		switch b := out[i]; {
+		case b == 0x0e:
+			undecoded = true
+		case b == 0x0f:
+			undecoded = false
+		case b >= 0x80 && b <= 0x9f && undecoded:
+			return fmt.Sprintf("byte %#x at %d after SO or SGR 11/12", b, i)
+		case b == 0x1b && i+1 < len(out) && out[i+1] == 'c':
+			undecoded = false
+		case b == 0x1b && i+1 < len(out) && out[i+1] == '[':
+			j := i + 2
+			for j < len(out) && out[j] < 0x40 {
+				j++
+			}
+			if j < len(out) && out[j] == 'm' && linuxSGR11(string(out[i+2:j])) {
+				undecoded = true
+			}
+			i = j
+		}
+	}
+	return ""
+}
+
+// linuxSGR11 reports whether Linux's csi_m, given these SGR parameters,
+// selects the PC character set (11 or 12).
+func linuxSGR11(params string) bool {
+	if params != "" && params[0] >= '<' {
+		return false // not an SGR: Linux's console reads ? m otherwise
+	}
+	var ps []uint32 // modulo 2^32, as Linux reads them
+	for _, f := range strings.Split(strings.ReplaceAll(params, ":", ";"), ";") {
+		var n uint32
+		for _, c := range []byte(f) {
+			n = n*10 + uint32(c-'0')
+		}
+		ps = append(ps, n)
+	}
+	for i := 0; i < len(ps); i++ {
+		switch ps[i] {
+		case 11, 12:
+			return true
+		case 38, 48:
+			i++ // the colour's kind
+			if i < len(ps) && ps[i] == 5 && i+1 < len(ps) {
+				i++
+			} else if i < len(ps) && ps[i] == 2 && i+3 < len(ps) {
+				i += 3
+			}
+		}
+	}
+	return false
 }
