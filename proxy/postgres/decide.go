@@ -301,15 +301,24 @@ func (c *session) query(m *pgproto3.Query) error {
 	}
 	c.relay.batch++
 	var prepares []*prepared
+	var releases []*release
 	for i, d := range ds {
-		if ps := c.track(d); ps != nil {
+		ps, rel := c.track(d)
+		if ps != nil {
 			if prepares == nil {
 				prepares = make([]*prepared, len(ds))
 			}
 			prepares[i] = ps
 		}
+		if rel != nil {
+			if releases == nil {
+				releases = make([]*release, len(ds))
+			}
+			releases[i] = rel
+		}
 	}
-	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, prepares: prepares, begun: begun, rw: c.relay.rewriter}, m)
+	return c.forward(&pending{kind: pendQuery, text: m.String, stmts: ds, prepares: prepares, releases: releases,
+		begun: begun, rw: c.relay.rewriter}, m)
 }
 
 // settleLexing makes sure that the server reads text as the classifier
@@ -588,13 +597,19 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		c.unseenPrepares()
 	}
 	if len(ex.stmts) == 1 {
-		if ps := c.track(ex.stmts[0]); ps != nil {
-			if len(alternatives) > 0 {
-				// Another statement may run instead: upstream's answer
-				// would not say which PREPARE it was.
-				ps.parse.done, ps.parse.unknown = true, true
-			} else {
+		ps, rel := c.track(ex.stmts[0])
+		switch {
+		case len(alternatives) > 0 && ps != nil:
+			// Another statement may run instead: upstream's answer
+			// would not say which PREPARE it was.
+			ps.parse.done, ps.parse.unknown = true, true
+		case len(alternatives) > 0: // nor which DEALLOCATE
+		default:
+			if ps != nil {
 				ex.prepares = []*prepared{ps}
+			}
+			if rel != nil {
+				ex.releases = []*release{rel}
 			}
 		}
 	}
@@ -645,23 +660,23 @@ func (c *session) execute(m *pgproto3.Execute) error {
 // (redecideChain, preparedDenial); it is unknown otherwise: a Bind of it
 // runs a statement the relay did not see parsed, recorded as prepared
 // outside its view, and a COPY through it is refused when masks need its
-// columns. DEALLOCATE and DISCARD ALL leave the view's statements as they
-// are, as a protocol Close does: upstream may not run them (after an
-// error), a Bind of a name they removed fails upstream, and a Parse or
-// PREPARE that makes the name again replaces it once upstream took it. A
+// columns. DEALLOCATE and DISCARD ALL, as a protocol Close, remove from the
+// view what they name once upstream answers them (track returns that
+// release; see dropReleased): upstream may skip them after an error, and
+// until the answer a Bind of a name they removed fails upstream anyway. A
 // DECLARE's facts are kept by cursor name until CLOSE or DISCARD ALL, so
 // that a FETCH after a reload is decided by the new policy as the DECLARE
 // would be (see cursorDenial).
-func (c *session) track(d decided) *prepared {
+func (c *session) track(d decided) (*prepared, *release) {
 	r := &c.relay
 	st := d.stmt
 	if c.executesUnseen(st) {
 		c.unseenPrepares()
 	}
 	switch st.Command {
-	case "PREPARE", "DISCARD", "DECLARE", "CLOSE":
+	case "PREPARE", "DEALLOCATE", "DISCARD", "DECLARE", "CLOSE":
 	default:
-		return nil
+		return nil, nil
 	}
 	// st.Text is one statement sqlfacts already classified, so parsing it
 	// again is safe.
@@ -670,7 +685,7 @@ func (c *session) track(d decided) *prepared {
 		clear(r.stmts)
 		clear(r.deniedStmts)
 		clear(r.cursors)
-		return nil
+		return nil, nil
 	}
 	switch n := tree.Stmts[0].Stmt; {
 	case n.GetPrepareStmt() != nil:
@@ -679,7 +694,15 @@ func (c *session) track(d decided) *prepared {
 		made := &prepared{ds: []decided{d}, pol: r.pol, name: name, unknown: true,
 			parse: &parseOutcome{batch: r.batch}, prev: c.lookup(name), seq: r.nextSeq()}
 		r.stmts[name] = made
-		return made
+		return made, nil
+	case n.GetDeallocateStmt() != nil:
+		// Once upstream answers it (see release).
+		if n.GetDeallocateStmt().Isall {
+			return nil, &release{all: true, seq: r.seq}
+		}
+		if ps := r.stmts[n.GetDeallocateStmt().Name]; ps != nil {
+			return nil, &release{ps: ps}
+		}
 	case n.GetDeclareCursorStmt() != nil:
 		if len(r.cursors) >= maxCursors {
 			// Most are cursors a transaction's end closed already; those
@@ -709,9 +732,10 @@ func (c *session) track(d decided) *prepared {
 		}
 	case n.GetDiscardStmt() != nil && n.GetDiscardStmt().Target == pg_query.DiscardMode_DISCARD_ALL:
 		clear(r.cursors)
+		return nil, &release{all: true, seq: r.seq}
 	}
 	// DISCARD PLANS, SEQUENCES, TEMP: nothing the view holds.
-	return nil
+	return nil, nil
 }
 
 // maxCursors bounds the cursors a session's relay remembers. The relay

@@ -95,8 +95,12 @@ type pending struct {
 	parsed *prepared
 	// prepares (pendQuery, pendExecute) are the candidates the statements
 	// that are SQL PREPAREs make, by statement index (nil: not one), which
-	// upstream's answer to each settles as a Parse's (see session.track).
+	// upstream's answer to each settles as a Parse's (see session.track);
+	// releases, by the same index (pendClose: [0]), what a Close,
+	// DEALLOCATE or DISCARD ALL removes from the view once upstream
+	// answers it.
 	prepares []*prepared
+	releases []*release
 	// bound (pendExecute) is the candidate statement the portal was bound
 	// to (stmts are its), until resolveRan settled what ran.
 	bound *prepared
@@ -124,6 +128,16 @@ type pending struct {
 	described  bool   // pendExecute: the rewriter was told about res
 	refused    bool   // pendQuery: the rewriter refused this result; swallow it
 	refusalErr string // why
+}
+
+// release is what upstream's answer to a Close, DEALLOCATE or DISCARD ALL
+// removes from the relay's view: the entry the name held when it was
+// forwarded (a Parse or PREPARE of the name forwarded after it made a new
+// one, which stays), or with all, every entry made up to seq.
+type release struct {
+	ps  *prepared
+	all bool
+	seq uint64
 }
 
 // nextSeq numbers a statement made in the view.
@@ -643,6 +657,7 @@ func (c *session) forward(p *pending, msgs ...encoder) error {
 // fromClient handles one client message.
 func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 	r := &c.relay
+	c.dropReleased()
 	if r.discard {
 		switch msg.(type) {
 		case *pgproto3.Sync:
@@ -685,15 +700,18 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		return c.execute(m)
 	case *pgproto3.Close:
 		if m.ObjectType == 'S' {
-			// The view keeps the statement (upstream may skip the Close
-			// after an error): a Bind of a name closed upstream fails
-			// there, and a Parse that makes the name again replaces it
-			// when upstream takes it (see lookup).
+			// The view keeps the statement until upstream answers the
+			// Close (it may skip it after an error; a Bind of a name
+			// closed upstream fails there).
 			delete(r.deniedStmts, m.Name)
-		} else {
-			delete(r.portals, m.Name)
-			delete(r.deniedPortals, m.Name)
+			p := &pending{kind: pendClose}
+			if ps := r.stmts[m.Name]; ps != nil {
+				p.releases = []*release{{ps: ps}}
+			}
+			return c.forward(p, m)
 		}
+		delete(r.portals, m.Name)
+		delete(r.deniedPortals, m.Name)
 		return c.forward(&pending{kind: pendClose}, m)
 	case *pgproto3.Sync:
 		if c.inCopyIn() {
@@ -969,6 +987,9 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		}
 	case *pgproto3.CloseComplete:
 		if p.kind == pendClose {
+			if len(p.releases) == 1 {
+				c.releaseLater(*p.releases[0])
+			}
 			return c.relayAndPop(m)
 		}
 	case *pgproto3.ParameterDescription:
@@ -1333,6 +1354,44 @@ func (p *pending) addMasked(hits map[string]int) {
 	}
 }
 
+// releaseLater hands what upstream removed to the client goroutine (see
+// dropReleased). The upstream goroutine's.
+func (c *session) releaseLater(rel release) {
+	c.mu.Lock()
+	c.released = append(c.released, rel)
+	c.mu.Unlock()
+	c.releasedN.Add(1)
+}
+
+// dropReleased drops from the view what upstream removed since the last
+// call: a driver that prepares every new statement under a new name and
+// closes those its cache evicts (pgx, psycopg) must not make the view grow
+// for as long as the session lasts. The client goroutine's, before each
+// message.
+func (c *session) dropReleased() {
+	if c.releasedN.Load() == 0 {
+		return
+	}
+	c.mu.Lock()
+	rels := c.released
+	c.released = nil
+	c.releasedN.Store(0)
+	c.mu.Unlock()
+	r := &c.relay
+	for _, rel := range rels {
+		switch {
+		case rel.all:
+			for name, ps := range r.stmts {
+				if ps.seq <= rel.seq {
+					delete(r.stmts, name)
+				}
+			}
+		case r.stmts[rel.ps.name] == rel.ps:
+			delete(r.stmts, rel.ps.name)
+		}
+	}
+}
+
 // endStatement records the outcome of the statement running now and moves
 // on to the next.
 func (c *session) endStatement(p *pending, tag, errMsg string) {
@@ -1341,6 +1400,10 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 	}
 	d := p.current()
 	begun := p.begunAt(p.idx)
+	if p.idx < len(p.releases) && p.releases[p.idx] != nil && errMsg == "" &&
+		(strings.HasPrefix(tag, "DEALLOCATE") || tag == "DISCARD ALL") {
+		c.releaseLater(*p.releases[p.idx])
+	}
 	if p.idx < len(p.prepares) && p.prepares[p.idx] != nil {
 		// An SQL PREPARE's answer: PREPARE is not undone by a rollback,
 		// so this settles what the name holds.

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -85,6 +86,11 @@ type session struct {
 	// and skips to its Sync (failedLocked).
 	idleWanted     bool
 	upstreamFailed bool
+	// released: what upstream has removed (a Close or DEALLOCATE it
+	// answered), for the client goroutine to drop from its view
+	// (dropReleased); releasedN counts them, read without the lock.
+	released  []release
+	releasedN atomic.Int32
 	// wake wakes the client goroutine waiting in awaitVetting or
 	// awaitIdle (which check again: a wake-up may be for the other);
 	// upEnded is closed when the upstream goroutine ends.
