@@ -4,6 +4,8 @@
  * the TCP connects of workload cgroups to configured targets into the local
  * gateway, applies each workload's egress default to everything else, and
  * keeps the original destination and caller where the gateway can find them.
+ * Workload cgroups may not make MPTCP sockets, whose extra subflows the kernel
+ * would connect outside their cgroup.
  */
 
 #include <linux/bpf.h>
@@ -16,7 +18,7 @@
 
 #define SOCK_STREAM 1
 
-/* connect and getpeername verdicts */
+/* connect, getpeername and sock_create verdicts */
 #define VERDICT_REJECT 0
 #define VERDICT_PASS 1
 
@@ -325,8 +327,9 @@ static __always_inline enum gateway_result to_gateway(struct bpf_sock_addr *ctx,
 	struct settings_value *s;
 	__u32 zero = 0;
 
-	/* A stream socket that is not plain TCP (MPTCP, SCTP) cannot be
-	 * proxied. */
+	/* A stream socket that is not TCP (SCTP) cannot be proxied. An
+	 * MPTCP socket's connect arrives here as its first subflow's, a TCP
+	 * socket; workloads cannot make MPTCP sockets (interlock_sock_create). */
 	if (ctx->protocol != IPPROTO_TCP)
 		return GATEWAY_ABSENT;
 	s = bpf_map_lookup_elem(&settings, &zero);
@@ -502,6 +505,25 @@ int interlock_connect6(struct bpf_sock_addr *ctx)
 	addr[2] = ctx->user_ip6[2];
 	addr[3] = ctx->user_ip6[3];
 	return decide_connect(ctx, &c, addr, (__u16)ctx->user_port, INTERLOCK_AF_INET6);
+}
+
+/* Workloads, and cgroups that may be one (unresolved), cannot make MPTCP
+ * sockets: socket() fails with EPERM. connect4/6 see an MPTCP socket's
+ * first subflow, a TCP socket, and decide it like any other; but the
+ * kernel's path manager opens further subflows itself (to addresses the
+ * server announces, from other local addresses) in a worker thread, whose
+ * cgroup is no workload's, so their connects would pass find_caller and
+ * escape the workload's egress rules. Subflows are kernel sockets, which
+ * this hook does not see; plain TCP and UDP sockets pass untouched. */
+SEC("cgroup/sock_create")
+int interlock_sock_create(struct bpf_sock *ctx)
+{
+	struct caller c;
+
+	if (ctx->protocol != IPPROTO_MPTCP || !find_caller(&c))
+		return VERDICT_PASS;
+	count(c.unresolved ? INTERLOCK_WORKLOAD_UNRESOLVED : c.workload->id, 0, COUNT_DENIED);
+	return VERDICT_REJECT;
 }
 
 /* The client sees the address it dialled, not the gateway's listener. */

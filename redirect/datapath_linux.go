@@ -36,7 +36,11 @@ type attachment struct {
 	prog   func(*redirectObjects) *ebpf.Program
 }
 
+// sock_create is attached first: on a first install no workload can make
+// an MPTCP socket once the connect programs are in place (see
+// interlock_sock_create in bpf/redirect.c).
 var attachments = []attachment{
+	{"link_sock_create", ebpf.AttachCGroupInetSockCreate, func(o *redirectObjects) *ebpf.Program { return o.InterlockSockCreate }},
 	{"link_connect4", ebpf.AttachCGroupInet4Connect, func(o *redirectObjects) *ebpf.Program { return o.InterlockConnect4 }},
 	{"link_connect6", ebpf.AttachCGroupInet6Connect, func(o *redirectObjects) *ebpf.Program { return o.InterlockConnect6 }},
 	{"link_getpeername4", ebpf.AttachCgroupInet4GetPeername, func(o *redirectObjects) *ebpf.Program { return o.InterlockGetpeername4 }},

@@ -7,6 +7,13 @@
 // opens them), the per-connection origins the gateway reads back, and the
 // per-workload counters.
 //
+// Workloads, and cgroups that may be one (unresolved, below), cannot make
+// MPTCP sockets: a sock_create program attached with the others makes
+// socket() fail with EPERM and counts a denial. The connect programs see
+// only an MPTCP socket's first subflow; the kernel connects its further
+// subflows from a worker thread, in no workload's cgroup, where egress
+// would not apply.
+//
 // Guards cover the time between a workload cgroup's replacement and the
 // gateway's next resolution pass: systemd gives a restarted unit a new
 // cgroup with a new id, which the workloads map does not hold yet. Cgroup
@@ -33,8 +40,9 @@
 // Open attaches this version's programs: links pinned by an earlier
 // version are kept and updated in place to the new programs (never
 // detached), and maps that version did not have are created beside the
-// pinned ones. The cgroup_mkdir link cannot be updated in place; a new one
-// is attached and pinned over it before the old one goes.
+// pinned ones. A link that version did not pin (sock_create, for one) is
+// attached and pinned. The cgroup_mkdir link cannot be updated in place; a
+// new one is attached and pinned over it before the old one goes.
 //
 // Enforcement outlives the process: Open adopts what an earlier gateway
 // pinned (so a restart or crash never leaves a gap), Close releases only this

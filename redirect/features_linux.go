@@ -21,6 +21,7 @@ type feature struct {
 var requiredFeatures = []feature{
 	{"program type cgroup_sock_addr", func() error { return features.HaveProgramType(ebpf.CGroupSockAddr) }},
 	{"program type sock_ops", func() error { return features.HaveProgramType(ebpf.SockOps) }},
+	{"program type cgroup_sock", func() error { return features.HaveProgramType(ebpf.CGroupSock) }},
 	{"map type lpm_trie", func() error { return features.HaveMapType(ebpf.LPMTrie) }},
 	{"map type lru_hash", func() error { return features.HaveMapType(ebpf.LRUHash) }},
 	{"map type percpu_hash", func() error { return features.HaveMapType(ebpf.PerCPUHash) }},
@@ -29,6 +30,8 @@ var requiredFeatures = []feature{
 	{"helper get_current_cgroup_id", sockAddrHelper(asm.FnGetCurrentCgroupId)},
 	{"helper get_current_pid_tgid", sockAddrHelper(asm.FnGetCurrentPidTgid)},
 	{"helper get_current_uid_gid", sockAddrHelper(asm.FnGetCurrentUidGid)},
+	{"helper get_current_ancestor_cgroup_id in cgroup_sock", sockHelper(asm.FnGetCurrentAncestorCgroupId)},
+	{"helper get_current_cgroup_id in cgroup_sock", sockHelper(asm.FnGetCurrentCgroupId)},
 	{"helper get_socket_cookie", sockAddrHelper(asm.FnGetSocketCookie)},
 	{"helper get_netns_cookie", sockAddrHelper(asm.FnGetNetnsCookie)},
 	{"helper sock_ops_cb_flags_set", func() error { return features.HaveProgramHelper(ebpf.SockOps, asm.FnSockOpsCbFlagsSet) }},
@@ -37,6 +40,12 @@ var requiredFeatures = []feature{
 
 func sockAddrHelper(fn asm.BuiltinFunc) func() error {
 	return func() error { return features.HaveProgramHelper(ebpf.CGroupSockAddr, fn) }
+}
+
+// sockHelper probes a helper in cgroup_sock programs (sock_create),
+// which run find_caller too.
+func sockHelper(fn asm.BuiltinFunc) func() error {
+	return func() error { return features.HaveProgramHelper(ebpf.CGroupSock, fn) }
 }
 
 func haveNetnsCookieOption() error {

@@ -377,19 +377,28 @@ func TestSyncGuards(t *testing.T) {
 // TestUpgrade: links and maps pinned by an older gateway, whose programs
 // know nothing of guards or of cgroups made since, are adopted with this
 // version's programs; the guards, expected and settled maps are created
-// beside the old maps, and the cgroup_mkdir program is attached.
+// beside the old maps, and the cgroup_mkdir and sock_create programs,
+// which it did not have, are attached.
 func TestUpgrade(t *testing.T) {
 	e := setup(t)
 	dial := redirecttest.Dial{Network: "tcp4", Address: "127.0.0.2:7000"}
 	redirecttest.EchoServer(t, dial.Address)
+	redirecttest.EchoServer(t, plainAllowed)
+	mptcp := mptcpDial("tcp4", plainAllowed)
 
 	// The older version: its programs (here: let everything through) in
-	// the pinned links, no guards map.
+	// the pinned links, no sock_create link, no guards map.
 	must(t, e.dp.Close())
 	e.dp = nil
 	for _, a := range attachments {
 		l, err := link.LoadPinnedLink(filepath.Join(e.pin, a.pin), nil)
 		must(t, err)
+		if a.attach == ebpf.AttachCGroupInetSockCreate {
+			// Unpinned while held: closing the last handle detaches it.
+			must(t, l.Unpin())
+			l.Close()
+			continue
+		}
 		old := passProgram(t, a.attach)
 		must(t, l.Update(old))
 		l.Close()
@@ -400,6 +409,12 @@ func TestUpgrade(t *testing.T) {
 	must(t, removeCgroupWatch(e.pin))
 	if r := redirecttest.Agent(t, e.agent, dial); !reachedDirectly(r) {
 		t.Fatalf("with the older programs in place the workload got %+v, want a direct connection", r)
+	}
+	hasMPTCP := mptcpEnabled()
+	if hasMPTCP {
+		if r := redirecttest.Agent(t, e.agent, mptcp); !reachedDirectly(r) {
+			t.Fatalf("with the older programs in place the workload's MPTCP dial got %+v, want a direct connection", r)
+		}
 	}
 
 	e.open(t)
@@ -425,6 +440,12 @@ func TestUpgrade(t *testing.T) {
 	if want := viaGateway(r, dial.Address, UnresolvedWorkload, testTarget4); r.Reply != want {
 		t.Errorf("after the upgrade an unresolved cgroup got %q (errno %q), want %q", r.Reply, r.Errno, want)
 	}
+	t.Run("MPTCP", func(t *testing.T) {
+		requireMPTCP(t)
+		if r := redirecttest.Agent(t, e.agent, mptcp); !refusedAtSocket(r) {
+			t.Errorf("after the upgrade the workload's MPTCP socket: %+v, want socket() to fail with EPERM", r)
+		}
+	})
 
 	requireTracksCgroups(t, e.dp)
 	path := e.top.Path + "/agent.service"
@@ -440,8 +461,11 @@ func TestUpgrade(t *testing.T) {
 func passProgram(t *testing.T, at ebpf.AttachType) *ebpf.Program {
 	t.Helper()
 	typ := ebpf.CGroupSockAddr
-	if at == ebpf.AttachCGroupSockOps {
+	switch at {
+	case ebpf.AttachCGroupSockOps:
 		typ = ebpf.SockOps
+	case ebpf.AttachCGroupInetSockCreate:
+		typ = ebpf.CGroupSock
 	}
 	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         typ,

@@ -141,6 +141,7 @@ const (
 	redirectProgInterlockConnect6     = "interlock_connect6"
 	redirectProgInterlockGetpeername4 = "interlock_getpeername4"
 	redirectProgInterlockGetpeername6 = "interlock_getpeername6"
+	redirectProgInterlockSockCreate   = "interlock_sock_create"
 	redirectProgInterlockSockops      = "interlock_sockops"
 )
 
@@ -190,6 +191,7 @@ type redirectProgramSpecs struct {
 	InterlockConnect6     *ebpf.ProgramSpec `ebpf:"interlock_connect6"`
 	InterlockGetpeername4 *ebpf.ProgramSpec `ebpf:"interlock_getpeername4"`
 	InterlockGetpeername6 *ebpf.ProgramSpec `ebpf:"interlock_getpeername6"`
+	InterlockSockCreate   *ebpf.ProgramSpec `ebpf:"interlock_sock_create"`
 	InterlockSockops      *ebpf.ProgramSpec `ebpf:"interlock_sockops"`
 }
 
@@ -282,6 +284,7 @@ type redirectPrograms struct {
 	InterlockConnect6     *ebpf.Program `ebpf:"interlock_connect6"`
 	InterlockGetpeername4 *ebpf.Program `ebpf:"interlock_getpeername4"`
 	InterlockGetpeername6 *ebpf.Program `ebpf:"interlock_getpeername6"`
+	InterlockSockCreate   *ebpf.Program `ebpf:"interlock_sock_create"`
 	InterlockSockops      *ebpf.Program `ebpf:"interlock_sockops"`
 }
 
@@ -291,6 +294,7 @@ func (p *redirectPrograms) Close() error {
 		p.InterlockConnect6,
 		p.InterlockGetpeername4,
 		p.InterlockGetpeername6,
+		p.InterlockSockCreate,
 		p.InterlockSockops,
 	)
 }

@@ -115,11 +115,15 @@ func removeCgroup(tb testing.TB, dir string) {
 const agentEnv = "INTERLOCK_TEST_AGENT"
 
 // Dial is what an agent does: connect to Address over Network ("tcp4",
-// "tcp6"), optionally with TCP Fast Open (sendto with MSG_FASTOPEN carrying
-// Send), send Send, and read one line back.
+// "tcp6", "udp4", "udp6"), optionally with TCP Fast Open (sendto with
+// MSG_FASTOPEN carrying Send), send Send, and read one line back (over
+// UDP: one datagram, after sending Send or "ping").
 type Dial struct {
-	Network  string `json:"network"`
-	Address  string `json:"address"`
+	Network string `json:"network"`
+	Address string `json:"address"`
+	// Protocol is socket()'s protocol argument: 0 for the network's
+	// usual one, unix.IPPROTO_MPTCP for a Multipath TCP socket.
+	Protocol int    `json:"protocol,omitempty"`
 	Send     string `json:"send,omitempty"`
 	FastOpen bool   `json:"fastopen,omitempty"`
 	// ViaChild makes the agent start a child process that does the dial,
@@ -214,15 +218,22 @@ func dial(d Dial) Result {
 		return Result{Error: err.Error()}
 	}
 	family, sa := unix.AF_INET, unix.Sockaddr(nil)
-	if d.Network == "tcp6" {
+	if d.Network == "tcp6" || d.Network == "udp6" {
 		family = unix.AF_INET6
 		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 	} else {
 		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
 	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	sotype := unix.SOCK_STREAM
+	udp := strings.HasPrefix(d.Network, "udp")
+	if udp {
+		sotype = unix.SOCK_DGRAM
+	}
+	fd, err := unix.Socket(family, sotype|unix.SOCK_CLOEXEC, d.Protocol)
 	if err != nil {
-		return Result{Error: "socket: " + err.Error()}
+		r := errnoResult(err)
+		r.Error = "socket: " + r.Error
+		return r
 	}
 	defer unix.Close(fd)
 	if d.Bind != "" {
@@ -266,10 +277,26 @@ func dial(d Dial) Result {
 	if l, err := unix.Getsockname(fd); err == nil {
 		r.Local = sockaddrString(l)
 	}
+	if udp && len(send) == 0 {
+		send = []byte("ping\n")
+	}
 	if len(send) > 0 {
 		if _, err := unix.Write(fd, send); err != nil {
 			return errnoResult(err)
 		}
+	}
+	if udp {
+		// One read takes the whole datagram: a byte at a time would
+		// drop the rest of it.
+		buf := make([]byte, 512)
+		n, err := unix.Read(fd, buf)
+		if err != nil {
+			e := errnoResult(err)
+			r.Errno, r.Error = e.Errno, e.Error
+			return r
+		}
+		r.Reply, _, _ = strings.Cut(string(buf[:max(n, 0)]), "\n")
+		return r
 	}
 	buf := make([]byte, 0, 512)
 	one := make([]byte, 1)
@@ -345,6 +372,36 @@ func EchoServer(tb testing.TB, addr string) net.Listener {
 	}()
 	return ln
 }
+
+// UDPEchoServer listens on addr and answers each datagram with the client
+// address it sees ("from=IP:PORT"), as EchoServer does for TCP.
+func UDPEchoServer(tb testing.TB, addr string) net.PacketConn {
+	tb.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		tb.Fatalf("UDP echo server on %s: %v", addr, err)
+	}
+	tb.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(writerTo{pc, from}, "from=%s\n", from)
+		}
+	}()
+	return pc
+}
+
+// writerTo writes each Write as one datagram to addr.
+type writerTo struct {
+	pc   net.PacketConn
+	addr net.Addr
+}
+
+func (w writerTo) Write(b []byte) (int, error) { return w.pc.WriteTo(b, w.addr) }
 
 // Port returns a listener's port.
 func Port(ln net.Listener) uint16 {
