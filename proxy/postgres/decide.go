@@ -907,7 +907,7 @@ func longSQLName(st sqlfacts.Statement) (string, bool) {
 		return "", false
 	}
 	switch st.Command {
-	case "PREPARE", "EXECUTE", "DEALLOCATE", "DECLARE", "FETCH", "MOVE", "CLOSE":
+	case "PREPARE", "EXECUTE", "DEALLOCATE", "DECLARE", "FETCH", "MOVE", "CLOSE", "EXPLAIN":
 	default:
 		if !slices.Contains(st.Commands, "EXECUTE") {
 			return "", false
@@ -924,7 +924,7 @@ func longSQLName(st sqlfacts.Statement) (string, bool) {
 		word := st.Text[tok.Start:tok.End]
 		inner := strings.TrimPrefix(strings.TrimPrefix(word, "U&"), "u&")
 		if len(inner) >= 2 && inner[0] == '"' {
-			inner = inner[1 : len(inner)-1]
+			inner = strings.ReplaceAll(inner[1:len(inner)-1], `""`, `"`)
 		}
 		if len(inner) > maxNameLen {
 			return word, true

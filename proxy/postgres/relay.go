@@ -1382,7 +1382,9 @@ func (c *session) dropReleased() {
 		switch {
 		case rel.all:
 			for name, ps := range r.stmts {
-				if ps.seq <= rel.seq {
+				// DEALLOCATE ALL and DISCARD ALL leave the unnamed
+				// statement (run as a Query they replace it anyway).
+				if name != "" && ps.seq <= rel.seq {
 					delete(r.stmts, name)
 				}
 			}

@@ -420,3 +420,23 @@ func TestReloadPreparedTheRelayCannotFollow(t *testing.T) {
 		denied(t, r, "EXECUTE s", unknown)
 	})
 }
+
+// TestReloadUnnamedSurvivesDeallocateAll: DEALLOCATE ALL (or DISCARD ALL)
+// run through the extended protocol leaves the unnamed statement, which
+// is still decided again after a reload.
+func TestReloadUnnamedSurvivesDeallocateAll(t *testing.T) {
+	for _, all := range []string{"DEALLOCATE ALL", "DISCARD ALL"} {
+		t.Run(all, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			r := e.rawConn(t, nil)
+			r.ready()
+			r.send(&pgproto3.Parse{Query: "SELECT total::text FROM orders WHERE id = 10"}, &pgproto3.Sync{})
+			r.expect("parse the unnamed statement", "ParseComplete", "Ready I")
+			r.send(&pgproto3.Parse{Name: "d", Query: all}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			r.expect(all, "ParseComplete", "BindComplete", "Complete "+all, "Ready I")
+			e.reload(t, reloadedPolicy)
+			r.send(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			r.expect("a Bind of the unnamed statement", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready I")
+		})
+	}
+}

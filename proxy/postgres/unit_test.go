@@ -590,6 +590,8 @@ func TestLongSQLName(t *testing.T) {
 		{"FETCH 1 FROM " + long, true},
 		{"PREPARE " + strings.Repeat("a", 63) + " AS SELECT 1", false},
 		{`PREPARE "` + strings.Repeat("a", 63) + `" AS SELECT 1`, false},
+		{`PREPARE "` + strings.Repeat("a", 61) + `""b" AS SELECT 1`, false}, // 63 bytes: a doubled quote is one
+		{"EXPLAIN EXECUTE " + long, true},
 		{"PREPARE s AS SELECT '" + long + "'", false}, // a literal, not a name
 		{"SELECT 1 AS " + long, false},                // not a statement that names one
 	} {
