@@ -507,8 +507,21 @@ func (c *session) bind(m *pgproto3.Bind) error {
 	if ps != nil && ps.unknown {
 		ps = nil // prepared outside the relay's view
 	}
-	*pt = portal{stmt: ps, held: held, name: m.PreparedStatement, formats: m.ResultFormatCodes}
-	err := c.forward(&pending{kind: pendBind}, m)
+	var bindOf *parseOutcome
+	var pols []*policy.Policy
+	if m.DestinationPortal != "" {
+		// A named portal's Bind fails upstream while the name holds a
+		// portal there, which then stays: until upstream takes it, the
+		// name may hold either.
+		bindOf = &parseOutcome{batch: r.batch}
+		pols = addPolicy(slices.Clone(pt.pols), r.pol)
+		if d, ok := r.doubtful[m.DestinationPortal]; ok {
+			pols = addPolicy(append(pols, d.pols...), r.pol)
+		}
+	}
+	delete(r.doubtful, m.DestinationPortal)
+	*pt = portal{stmt: ps, held: held, name: m.PreparedStatement, formats: m.ResultFormatCodes, bind: bindOf, pols: pols}
+	err := c.forward(&pending{kind: pendBind, bindOf: bindOf}, m)
 	pt.runs = r.runs // after its own Bind, which counts as a run
 	return err
 }
@@ -553,6 +566,21 @@ func (c *session) execute(m *pgproto3.Execute) error {
 		return c.refuseDenied(dn)
 	}
 	p := r.portals[m.Portal]
+	pols, inDoubt := c.portalInDoubt(m.Portal, p)
+	if inDoubt {
+		if slices.ContainsFunc(pols, func(pol *policy.Policy) bool { return pol != r.pol }) {
+			d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
+				"interlock cannot tell what the portal %q runs (a Bind, Close or DECLARE of the name may not have taken effect upstream), and the policy changed since: bind it again", m.Portal)}
+			c.count(d)
+			return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), true,
+				deniedCommand("(the portal "+m.Portal+")", sqlfacts.Statement{}, d))
+		}
+		// It may run what the relay did not see bound: decided as
+		// unknown (a COPY through it is refused when masks need its
+		// columns), and it may prepare names.
+		p = nil
+		c.unseenPrepares()
+	}
 	if p != nil {
 		// Bound before a reload.
 		if dn := c.redecideName(p.name, p.held); dn != nil {
@@ -723,10 +751,16 @@ func (c *session) track(d decided) (*prepared, *release) {
 			cu.stmts = append(slices.Clone(keep), st)
 		}
 		r.cursors[name] = cu
-		delete(r.portals, name) // the name is the cursor's now
+		// The name is the cursor's now, once upstream takes it.
+		rel := c.doubtPortal(name)
+		delete(r.portals, name)
+		return nil, rel
 	case n.GetClosePortalStmt() != nil:
 		if name := n.GetClosePortalStmt().Portalname; name != "" {
 			delete(r.cursors, name)
+			rel := c.doubtPortal(name)
+			delete(r.portals, name)
+			return nil, rel
 		} else { // CLOSE ALL
 			clear(r.cursors)
 		}
@@ -1221,6 +1255,69 @@ func (c *session) forgetName(name string) {
 		seq = old.seq // it holds what was made then, or before
 	}
 	r.stmts[name] = &prepared{name: name, unknown: true, prev: old, seq: seq}
+}
+
+// doubtPortal notes that a Close, CLOSE or DECLARE of the portal name goes
+// upstream (the caller then forgets the portal): until upstream takes it,
+// the name may still hold its portal, which a skipped or refused one
+// leaves. It returns the release that ends the doubt once taken.
+func (c *session) doubtPortal(name string) *release {
+	r := &c.relay
+	pols := []*policy.Policy{r.pol}
+	if p := r.portals[name]; p != nil {
+		pols = addPolicy(slices.Clone(p.pols), r.pol)
+	}
+	if d, ok := r.doubtful[name]; ok {
+		pols = addPolicy(append(pols, d.pols...), r.pol)
+	}
+	gen := r.nextSeq()
+	r.doubtful[name] = doubt{gen: gen, batch: r.batch, pols: pols}
+	return &release{doubt: name, doubtGen: gen}
+}
+
+// portalInDoubt reports, at an Execute of portal name (p in the view), a
+// binding the relay cannot vouch for: a named portal's Bind unanswered
+// from an earlier batch, or refused or skipped (upstream then keeps the
+// portal the name held), or a Close, CLOSE or DECLARE of the name sent in
+// an earlier batch and not yet taken. (In its own batch a failed one
+// makes upstream skip the Execute too.) It returns the policies in force
+// when the portals the name may hold were bound.
+func (c *session) portalInDoubt(name string, p *portal) ([]*policy.Policy, bool) {
+	r := &c.relay
+	if p != nil && p.bind != nil {
+		c.mu.Lock()
+		unsure := !(p.bind.done && p.bind.ok) && p.bind.batch != r.batch
+		c.mu.Unlock()
+		if unsure {
+			return p.pols, true
+		}
+	}
+	if d, ok := r.doubtful[name]; ok && p == nil && d.batch != r.batch {
+		return d.pols, true
+	}
+	return nil, false
+}
+
+// maxPortalPolicies bounds portal.pols; past it the name counts as bound
+// under a policy no longer in force.
+const maxPortalPolicies = 4
+
+// addPolicy adds pol to pols once; past maxPortalPolicies it gives a set
+// with nil, which no policy in force equals.
+func addPolicy(pols []*policy.Policy, pol *policy.Policy) []*policy.Policy {
+	out := pols[:0]
+	for _, p := range pols {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	if !slices.Contains(out, pol) {
+		out = append(out, pol)
+	}
+	if len(out) > maxPortalPolicies {
+		return []*policy.Policy{nil}
+	}
+	return out
 }
 
 // redecideName decides again what a Bind, Describe or Execute of the

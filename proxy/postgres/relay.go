@@ -91,8 +91,10 @@ type pending struct {
 	text  string
 	stmts []decided
 	idx   int // pendQuery: the statement running now
-	// parsed (pendParse) is the statement the Parse makes.
+	// parsed (pendParse) is the statement the Parse makes; bindOf
+	// (pendBind) the outcome of a named portal's Bind.
 	parsed *prepared
+	bindOf *parseOutcome
 	// prepares (pendQuery, pendExecute) are the candidates the statements
 	// that are SQL PREPAREs make, by statement index (nil: not one), which
 	// upstream's answer to each settles as a Parse's (see session.track);
@@ -138,6 +140,18 @@ type release struct {
 	ps  *prepared
 	all bool
 	seq uint64
+	// doubt: a Close, CLOSE or DECLARE of the portal name doubt (at
+	// doubtGen) that upstream took: the portal is gone, or a cursor.
+	doubt    string
+	doubtGen uint64
+}
+
+// doubt is a doubtful portal name's: gen numbers it (relayState.seq),
+// batch is relayState.batch when the message went upstream, pol the
+// policy then.
+type doubt struct {
+	gen, batch uint64
+	pols       []*policy.Policy
 }
 
 // nextSeq numbers a statement made in the view.
@@ -206,6 +220,10 @@ type relayState struct {
 	// overflowed (nil: never): after a reload, a cursor it does not know
 	// may be one of those.
 	cursorsForgotten *policy.Policy
+	// doubtful are the portal names a Close, CLOSE or DECLARE was
+	// forwarded for and upstream has not yet answered (or refused): the
+	// name may still hold its protocol portal. See session.portalInDoubt.
+	doubtful map[string]doubt
 	// seq numbers the statements the view holds as they are made
 	// (prepared.seq); unseenSeq is seq, and unseenPol the policy in
 	// force, when a statement the relay could not follow may have
@@ -307,6 +325,12 @@ type portal struct {
 	// statement's name.
 	held    *prepared
 	name    string
+	// bind is upstream's answer to the Bind of a named portal (one of a
+	// name upstream still holds fails there, and the portal it held
+	// stays); pols are the policies in force at the Binds whose portal
+	// the name may hold. See session.portalInDoubt.
+	bind *parseOutcome
+	pols []*policy.Policy
 	formats []int16
 	res     *resultDesc
 	runs    uint64 // relayState.runs when it was bound
@@ -326,6 +350,7 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 		stmts:         map[string]*prepared{},
 		portals:       map[string]*portal{},
 		cursors:       map[string]*cursor{},
+		doubtful:      map[string]doubt{},
 		deniedStmts:   map[string]*denial{},
 		deniedPortals: map[string]*denial{},
 	}
@@ -597,6 +622,9 @@ func (c *session) popLocked() *pending {
 	if p.parsed != nil {
 		p.parsed.parse.done = true
 	}
+	if p.bindOf != nil {
+		p.bindOf.done = true
+	}
 	for _, ps := range p.prepares {
 		if ps != nil {
 			ps.parse.done = true
@@ -712,7 +740,11 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		}
 		delete(r.portals, m.Name)
 		delete(r.deniedPortals, m.Name)
-		return c.forward(&pending{kind: pendClose}, m)
+		p := &pending{kind: pendClose}
+		if rel := c.doubtPortal(m.Name); rel != nil {
+			p.releases = []*release{rel}
+		}
+		return c.forward(p, m)
 	case *pgproto3.Sync:
 		if c.inCopyIn() {
 			// Upstream ignores a Sync in copy-in mode: it gets no
@@ -983,6 +1015,11 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		}
 	case *pgproto3.BindComplete:
 		if p.kind == pendBind {
+			if p.bindOf != nil {
+				c.mu.Lock()
+				p.bindOf.ok = true
+				c.mu.Unlock()
+			}
 			return c.relayAndPop(m)
 		}
 	case *pgproto3.CloseComplete:
@@ -1388,6 +1425,10 @@ func (c *session) dropReleased() {
 					delete(r.stmts, name)
 				}
 			}
+		case rel.doubt != "":
+			if d, ok := r.doubtful[rel.doubt]; ok && d.gen == rel.doubtGen {
+				delete(r.doubtful, rel.doubt)
+			}
 		case r.stmts[rel.ps.name] == rel.ps:
 			delete(r.stmts, rel.ps.name)
 		}
@@ -1402,8 +1443,7 @@ func (c *session) endStatement(p *pending, tag, errMsg string) {
 	}
 	d := p.current()
 	begun := p.begunAt(p.idx)
-	if p.idx < len(p.releases) && p.releases[p.idx] != nil && errMsg == "" &&
-		(strings.HasPrefix(tag, "DEALLOCATE") || tag == "DISCARD ALL") {
+	if p.idx < len(p.releases) && p.releases[p.idx] != nil && errMsg == "" && tag != "" {
 		c.releaseLater(*p.releases[p.idx])
 	}
 	if p.idx < len(p.prepares) && p.prepares[p.idx] != nil {
