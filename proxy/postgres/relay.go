@@ -323,14 +323,14 @@ type portal struct {
 	// held is what the relay's view held for the name at the Bind, known
 	// or not: decided again at an Execute after a reload; name is the
 	// statement's name.
-	held    *prepared
-	name    string
+	held *prepared
+	name string
 	// bind is upstream's answer to the Bind of a named portal (one of a
 	// name upstream still holds fails there, and the portal it held
 	// stays); pols are the policies in force at the Binds whose portal
 	// the name may hold. See session.portalInDoubt.
-	bind *parseOutcome
-	pols []*policy.Policy
+	bind    *parseOutcome
+	pols    []*policy.Policy
 	formats []int16
 	res     *resultDesc
 	runs    uint64 // relayState.runs when it was bound
