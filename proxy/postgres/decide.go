@@ -865,8 +865,8 @@ func (c *session) cursorDenial(st *sqlfacts.Statement, portal string, bound bool
 // prepared). A review is a denial here, as for a cursor: the statement
 // would have been held when prepared.
 func (c *session) preparedDenial(st sqlfacts.Statement) *policy.Decision {
-	if len(c.relay.stmts) == 0 {
-		return nil
+	if len(c.relay.stmts) == 0 && c.relay.unseenPol == nil {
+		return nil // nothing to decide again, nor names it cannot vouch for
 	}
 	return c.executedDenial(st, map[string]bool{})
 }
