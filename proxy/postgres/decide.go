@@ -101,6 +101,9 @@ func (c *session) decide(st sqlfacts.Statement) policy.Decision {
 		// prepared statement the policy now denies is not run whatever a
 		// reviewer says.
 		if st.Command == "FETCH" || st.Command == "MOVE" {
+			if pd := c.fetchedPortalDenial(st); pd != nil {
+				return *pd
+			}
 			if cd, _ := c.cursorDenial(&st, "", false); cd != nil {
 				return *cd
 			}
@@ -507,21 +510,23 @@ func (c *session) bind(m *pgproto3.Bind) error {
 	if ps != nil && ps.unknown {
 		ps = nil // prepared outside the relay's view
 	}
-	var bindOf *parseOutcome
-	var pols []*policy.Policy
-	if m.DestinationPortal != "" {
-		// A named portal's Bind fails upstream while the name holds a
-		// portal there, which then stays: until upstream takes it, the
-		// name may hold either.
-		bindOf = &parseOutcome{batch: r.batch}
-		pols = addPolicy(slices.Clone(pt.pols), r.pol)
-		if d, ok := r.doubtful[m.DestinationPortal]; ok {
-			pols = addPolicy(append(pols, d.pols...), r.pol)
+	// A Bind that fails upstream (a named portal's while the name holds
+	// one, any with a wrong parameter count, in an aborted transaction)
+	// leaves the portal the name held, and a savepoint can keep the
+	// transaction going: until upstream takes it, the name may hold
+	// either (see portalInDoubt).
+	bp := &pending{kind: pendBind}
+	bp.bindOut.batch = r.batch
+	bp.bindOf = &bp.bindOut
+	pols := addPolicy(pt.pols, r.pol)
+	if d, ok := r.doubtful[m.DestinationPortal]; ok {
+		for _, pol := range d.pols {
+			pols = addPolicy(pols, pol)
 		}
 	}
 	delete(r.doubtful, m.DestinationPortal)
-	*pt = portal{stmt: ps, held: held, name: m.PreparedStatement, formats: m.ResultFormatCodes, bind: bindOf, pols: pols}
-	err := c.forward(&pending{kind: pendBind, bindOf: bindOf}, m)
+	*pt = portal{stmt: ps, held: held, name: m.PreparedStatement, formats: m.ResultFormatCodes, bind: bp.bindOf, pols: pols}
+	err := c.forward(bp, m)
 	pt.runs = r.runs // after its own Bind, which counts as a run
 	return err
 }
@@ -569,8 +574,7 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	pols, inDoubt := c.portalInDoubt(m.Portal, p)
 	if inDoubt {
 		if slices.ContainsFunc(pols, func(pol *policy.Policy) bool { return pol != r.pol }) {
-			d := policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
-				"interlock cannot tell what the portal %q runs (a Bind, Close or DECLARE of the name may not have taken effect upstream), and the policy changed since: bind it again", m.Portal)}
+			d := portalDoubtDenial(m.Portal)
 			c.count(d)
 			return c.refuse(denialResponse(d, codeInsufficientPrivilege, 0), true,
 				deniedCommand("(the portal "+m.Portal+")", sqlfacts.Statement{}, d))
@@ -1257,18 +1261,61 @@ func (c *session) forgetName(name string) {
 	r.stmts[name] = &prepared{name: name, unknown: true, prev: old, seq: seq}
 }
 
+// fetchedPortalDenial decides again, at an SQL FETCH or MOVE, a protocol
+// portal of the name it reads, as an Execute of it would be (see
+// execute): one bound before a reload, or in doubt (see portalInDoubt)
+// with a policy no longer in force. A cursor declared in SQL is
+// cursorDenial's.
+func (c *session) fetchedPortalDenial(st sqlfacts.Statement) *policy.Decision {
+	r := &c.relay
+	if len(r.doubtful) == 0 && (len(r.portals) == 0 || (len(r.portals) == 1 && r.portals[""] != nil)) {
+		return nil // no named portal a FETCH could read
+	}
+	tree, err := pg_query.Parse(st.Text)
+	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetFetchStmt() == nil {
+		return nil
+	}
+	name := tree.Stmts[0].Stmt.GetFetchStmt().Portalname
+	p := r.portals[name]
+	if pols, inDoubt := c.portalInDoubt(name, p); inDoubt {
+		if slices.ContainsFunc(pols, func(pol *policy.Policy) bool { return pol != r.pol }) {
+			d := portalDoubtDenial(name)
+			return &d
+		}
+		return nil
+	}
+	if p != nil {
+		if dn := c.redecideName(p.name, p.held); dn != nil {
+			return &dn.decision
+		}
+	}
+	return nil
+}
+
+// portalDoubtDenial refuses a portal in doubt after a reload.
+func portalDoubtDenial(name string) policy.Decision {
+	return policy.Decision{Action: policy.Deny, Rule: GuardRule, Message: fmt.Sprintf(
+		"interlock cannot tell what the portal %q runs (a Bind, Close or DECLARE of the name may not have taken effect upstream), and the policy changed since: bind it again", name)}
+}
+
 // doubtPortal notes that a Close, CLOSE or DECLARE of the portal name goes
 // upstream (the caller then forgets the portal): until upstream takes it,
 // the name may still hold its portal, which a skipped or refused one
-// leaves. It returns the release that ends the doubt once taken.
+// leaves. It returns the release that ends the doubt once taken, or nil
+// when the view holds no portal of the name to doubt.
 func (c *session) doubtPortal(name string) *release {
 	r := &c.relay
-	pols := []*policy.Policy{r.pol}
-	if p := r.portals[name]; p != nil {
-		pols = addPolicy(slices.Clone(p.pols), r.pol)
+	p := r.portals[name]
+	d, doubted := r.doubtful[name]
+	if p == nil && !doubted {
+		return nil // no protocol portal it could leave (cursors are cursorDenial's)
 	}
-	if d, ok := r.doubtful[name]; ok {
-		pols = addPolicy(append(pols, d.pols...), r.pol)
+	pols := []*policy.Policy{r.pol}
+	if p != nil {
+		pols = addPolicy(p.pols, r.pol)
+	}
+	for _, pol := range d.pols {
+		pols = addPolicy(pols, pol)
 	}
 	gen := r.nextSeq()
 	r.doubtful[name] = doubt{gen: gen, batch: r.batch, pols: pols}
@@ -1276,9 +1323,9 @@ func (c *session) doubtPortal(name string) *release {
 }
 
 // portalInDoubt reports, at an Execute of portal name (p in the view), a
-// binding the relay cannot vouch for: a named portal's Bind unanswered
-// from an earlier batch, or refused or skipped (upstream then keeps the
-// portal the name held), or a Close, CLOSE or DECLARE of the name sent in
+// binding the relay cannot vouch for: its Bind unanswered from an earlier
+// batch, or refused or skipped (upstream then keeps the portal the name
+// held), or a Close, CLOSE or DECLARE of the name sent in
 // an earlier batch and not yet taken. (In its own batch a failed one
 // makes upstream skip the Execute too.) It returns the policies in force
 // when the portals the name may hold were bound.
@@ -1302,22 +1349,17 @@ func (c *session) portalInDoubt(name string, p *portal) ([]*policy.Policy, bool)
 // under a policy no longer in force.
 const maxPortalPolicies = 4
 
-// addPolicy adds pol to pols once; past maxPortalPolicies it gives a set
-// with nil, which no policy in force equals.
+// addPolicy is pols with pol, without changing pols (portals share
+// them); past maxPortalPolicies it is a set with nil, which no policy in
+// force equals.
 func addPolicy(pols []*policy.Policy, pol *policy.Policy) []*policy.Policy {
-	out := pols[:0]
-	for _, p := range pols {
-		if !slices.Contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	if !slices.Contains(out, pol) {
-		out = append(out, pol)
-	}
-	if len(out) > maxPortalPolicies {
+	switch {
+	case slices.Contains(pols, pol):
+		return pols
+	case len(pols) >= maxPortalPolicies:
 		return []*policy.Policy{nil}
 	}
-	return out
+	return append(slices.Clip(pols), pol)
 }
 
 // redecideName decides again what a Bind, Describe or Execute of the

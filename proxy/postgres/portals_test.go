@@ -97,3 +97,77 @@ func TestPortalTheRelayCannotVouchFor(t *testing.T) {
 		}
 	})
 }
+
+// TestPortalUnnamedAndFetchedInDoubt: the unnamed portal is in doubt too
+// after a Bind of it that fails (a wrong parameter count) inside a
+// savepoint, and an SQL FETCH of a protocol portal bound before a reload,
+// or of one whose DECLARE failed, is decided again as an Execute would be.
+func TestPortalUnnamedAndFetchedInDoubt(t *testing.T) {
+	const masked = testPolicy + `masks:
+  - name: pii
+    columns: [email]
+`
+	query := func(t *testing.T, r *raw, sql string, want ...string) {
+		t.Helper()
+		r.send(&pgproto3.Query{String: sql})
+		r.expect(sql, want...)
+	}
+	t.Run("the unnamed portal", func(t *testing.T) {
+		e := newEnv(t, envOptions{policy: masked, rewriter: postgres.NewMaskRewriter})
+		r := e.rawConn(t, nil)
+		r.ready()
+		// Savepoints through named portals: a Query would replace the
+		// unnamed one.
+		sql := func(name, text string) {
+			t.Helper()
+			r.send(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Bind{PreparedStatement: name, DestinationPortal: name},
+				&pgproto3.Execute{Portal: name}, &pgproto3.Sync{})
+			r.ready()
+		}
+		sql("b", "BEGIN")
+		r.send(&pgproto3.Parse{Name: "c1", Query: "COPY public.customers (id, email) TO STDOUT"},
+			&pgproto3.Parse{Name: "c2", Query: "COPY public.notes (id, body) TO STDOUT"},
+			&pgproto3.Bind{PreparedStatement: "c1"}, &pgproto3.Sync{})
+		r.expect("bind the unnamed portal", "ParseComplete", "ParseComplete", "BindComplete", "Ready T")
+		sql("s", "SAVEPOINT a")
+		r.send(&pgproto3.Bind{PreparedStatement: "c2", Parameters: [][]byte{[]byte("1")}}, &pgproto3.Sync{})
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "08P01") {
+			t.Fatalf("a Bind with a parameter too many: %q, want 08P01", got)
+		}
+		sql("rb", "ROLLBACK TO a")
+		if got := r.copyOut(&pgproto3.Execute{}, &pgproto3.Sync{}); strings.Contains(got, "@example.") {
+			t.Fatalf("the unnamed portal's COPY came out unmasked: %s", got)
+		}
+	})
+	t.Run("FETCH of a portal bound before a reload", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		r := e.rawConn(t, nil)
+		r.ready()
+		query(t, r, "BEGIN", "Complete BEGIN", "Ready T")
+		r.send(&pgproto3.Parse{Name: "o", Query: "SELECT total::text FROM orders WHERE id = 10"},
+			&pgproto3.Bind{PreparedStatement: "o", DestinationPortal: "p"}, &pgproto3.Sync{})
+		r.expect("bind p", "ParseComplete", "BindComplete", "Ready T")
+		e.reload(t, reloadedPolicy)
+		query(t, r, "FETCH ALL FROM p", "Error ERROR 42501 rule: orders-closed: orders are closed to agents", "Ready E")
+	})
+	t.Run("FETCH after a failed DECLARE", func(t *testing.T) {
+		e := newEnv(t, envOptions{})
+		r := e.rawConn(t, nil)
+		r.ready()
+		query(t, r, "BEGIN", "Complete BEGIN", "Ready T")
+		r.send(&pgproto3.Parse{Name: "o", Query: "SELECT total::text FROM orders WHERE id = 10"},
+			&pgproto3.Bind{PreparedStatement: "o", DestinationPortal: "c"}, &pgproto3.Sync{})
+		r.expect("bind c", "ParseComplete", "BindComplete", "Ready T")
+		query(t, r, "SAVEPOINT a", "Complete SAVEPOINT", "Ready T")
+		r.send(&pgproto3.Query{String: "DECLARE c CURSOR FOR SELECT 'harmless'"})
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], "42P03") {
+			t.Fatalf("DECLARE of the portal's name: %q, want 42P03", got)
+		}
+		query(t, r, "ROLLBACK TO a", "Complete ROLLBACK", "Ready T")
+		e.reload(t, reloadedPolicy)
+		r.send(&pgproto3.Query{String: "FETCH ALL FROM c"})
+		if got := filter(r.ready()); len(got) != 2 || !strings.Contains(got[0], `cannot tell what the portal "c" runs`) {
+			t.Fatalf("FETCH ALL FROM c: %q, want the relay's refusal", got)
+		}
+	})
+}

@@ -92,9 +92,11 @@ type pending struct {
 	stmts []decided
 	idx   int // pendQuery: the statement running now
 	// parsed (pendParse) is the statement the Parse makes; bindOf
-	// (pendBind) the outcome of a named portal's Bind.
-	parsed *prepared
-	bindOf *parseOutcome
+	// (pendBind) the outcome of the Bind (bindOut, in the entry the Bind
+	// allocates anyway).
+	parsed  *prepared
+	bindOf  *parseOutcome
+	bindOut parseOutcome
 	// prepares (pendQuery, pendExecute) are the candidates the statements
 	// that are SQL PREPAREs make, by statement index (nil: not one), which
 	// upstream's answer to each settles as a Parse's (see session.track);
@@ -325,10 +327,10 @@ type portal struct {
 	// statement's name.
 	held *prepared
 	name string
-	// bind is upstream's answer to the Bind of a named portal (one of a
-	// name upstream still holds fails there, and the portal it held
-	// stays); pols are the policies in force at the Binds whose portal
-	// the name may hold. See session.portalInDoubt.
+	// bind is upstream's answer to the portal's Bind (one that fails
+	// leaves the portal the name held); pols are the policies in force at
+	// the Binds whose portal the name may hold. See
+	// session.portalInDoubt.
 	bind    *parseOutcome
 	pols    []*policy.Policy
 	formats []int16
@@ -738,12 +740,12 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 			}
 			return c.forward(p, m)
 		}
-		delete(r.portals, m.Name)
-		delete(r.deniedPortals, m.Name)
 		p := &pending{kind: pendClose}
-		if rel := c.doubtPortal(m.Name); rel != nil {
+		if rel := c.doubtPortal(m.Name); rel != nil { // before the portal is forgotten
 			p.releases = []*release{rel}
 		}
+		delete(r.portals, m.Name)
+		delete(r.deniedPortals, m.Name)
 		return c.forward(p, m)
 	case *pgproto3.Sync:
 		if c.inCopyIn() {
