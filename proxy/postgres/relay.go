@@ -149,8 +149,8 @@ type release struct {
 }
 
 // doubt is a doubtful portal name's: gen numbers it (relayState.seq),
-// batch is relayState.batch when the message went upstream, pol the
-// policy then.
+// batch is relayState.batch when the message went upstream, pols the
+// policies in force when the portals the name may hold were bound.
 type doubt struct {
 	gen, batch uint64
 	pols       []*policy.Policy
