@@ -15,6 +15,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/interlock-dev/interlock/identity"
 	"github.com/interlock-dev/interlock/policy"
@@ -185,6 +186,21 @@ func startProxy(t testing.TB, sshd *sshtest.Server, o envOptions) *env {
 // own, the gateway CA as the only trust, the sshd's address as the host
 // name the certificate must carry (the client dials the gateway's
 // listener, which the kernel path makes unnecessary).
+// dial connects to the gateway as the agent with x/crypto's client (the
+// gateway's host key is not what these tests are about); the connection
+// closes when the test ends, if the test has not closed it.
+func (e *env) dial(t testing.TB) *gossh.Client {
+	t.Helper()
+	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
+		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func (e *env) agentOptions() []string {
 	_, port, _ := net.SplitHostPort(e.listener)
 	return []string{

@@ -19,11 +19,7 @@ rules:
     when: ssh.request == "direct-tcpip" && ssh.forward.host in ["127.0.0.2", "localhost"]
     action: deny
 `})
-	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.dial(t)
 	_, portText, _ := net.SplitHostPort(e.sshd.Addr())
 	port, _ := strconv.Atoi(portText)
 	for _, host := range []string{"127.0.0.2", "127.2", "2130706434", "0x7f000002", "0177.0.0.2", "127.0.0.2.", "::ffff:127.0.0.2", "LOCALHOST", "localhost."} {

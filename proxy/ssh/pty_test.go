@@ -16,13 +16,7 @@ import (
 // arithmetic, running a command substitution in an array subscript).
 func TestPtyTerminalName(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
-		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.dial(t)
 	marker := filepath.Join(t.TempDir(), "pwned")
 	if err := os.Chmod(filepath.Dir(marker), 0o777); err != nil {
 		t.Fatal(err)

@@ -18,13 +18,7 @@ import (
 // reload has its next request decided by the new policy.
 func TestReloadFollowedByOpenConnections(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
-		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(), // the gateway's key is not what this test is about
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.dial(t)
 	run := func(cmd string) (string, error) {
 		t.Helper()
 		s, err := c.NewSession()
@@ -60,13 +54,7 @@ func TestReloadFollowedByOpenConnections(t *testing.T) {
 // connection after it.
 func TestReloadStopsForwardsAllowedBefore(t *testing.T) {
 	e := newEnv(t, envOptions{policy: "default: allow\n"})
-	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
-		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(), // the gateway's key is not what this test is about
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.dial(t)
 	ln, err := c.Listen("tcp", "127.0.0.1:0") // sshd listens upstream
 	if err != nil {
 		t.Fatal(err)
@@ -142,13 +130,7 @@ rules:
 // the connection closes and nothing more runs on it.
 func TestEndSessionWhoseAgentStoppedReading(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
-		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := e.dial(t)
 	ch, reqs, err := c.OpenChannel("session", nil)
 	if err != nil {
 		t.Fatal(err)

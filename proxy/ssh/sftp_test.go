@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	gossh "golang.org/x/crypto/ssh"
 )
 
 func TestSFTPAndSCP(t *testing.T) {
@@ -135,25 +133,8 @@ rules:
 // them absolute itself; others do not) still meets the rules on the path
 // the server will use.
 func TestSFTPPathsResolved(t *testing.T) {
-	remote := t.TempDir()
-	protected := filepath.Join(remote, "protected")
-	if err := os.Mkdir(protected, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, envOptions{policy: fmt.Sprintf(`
-default: allow
-rules:
-  - name: protected-read-only
-    when: ssh.request == "sftp" && ssh.file.writes && ssh.file.path.startsWith(%q)
-    action: deny
-`, protected+"/")})
-	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
-		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(), // the gateway's key is not what this test is about
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, protected, e := protectedEnv(t)
+	c := e.dial(t)
 	sess, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
@@ -231,4 +212,23 @@ func (s sftpReader) next() (byte, []byte) {
 		s.t.Fatal(err)
 	}
 	return b[0], b[1:]
+}
+
+// protectedEnv is a gateway whose policy keeps protected, a folder in the
+// temporary folder remote, read-only over SFTP (rule protected-read-only).
+func protectedEnv(t *testing.T) (remote, protected string, e *env) {
+	t.Helper()
+	remote = t.TempDir()
+	protected = filepath.Join(remote, "protected")
+	if err := os.Mkdir(protected, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e = newEnv(t, envOptions{policy: fmt.Sprintf(`
+default: allow
+rules:
+  - name: protected-read-only
+    when: ssh.request == "sftp" && ssh.file.writes && ssh.file.path.startsWith(%q)
+    action: deny
+`, protected+"/")})
+	return remote, protected, e
 }

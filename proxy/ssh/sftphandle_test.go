@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 )
@@ -23,11 +22,7 @@ import (
 // path, or the wrong one, and no path rule would match: it refuses a
 // request on a handle it has not seen given out, or sees being closed.
 func TestSFTPHandleNotYetOpen(t *testing.T) {
-	remote := t.TempDir()
-	protected := filepath.Join(remote, "protected")
-	if err := os.Mkdir(protected, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	remote, protected, e := protectedEnv(t)
 	target := filepath.Join(protected, "target.txt")
 	free := filepath.Join(remote, "free.txt")
 	for _, p := range []string{target, free} {
@@ -39,13 +34,6 @@ func TestSFTPHandleNotYetOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, envOptions{policy: fmt.Sprintf(`
-default: allow
-rules:
-  - name: protected-read-only
-    when: ssh.request == "sftp" && ssh.file.writes && ssh.file.path.startsWith(%q)
-    action: deny
-`, protected+"/")})
 	s := dialSFTP(t, e)
 
 	const (
@@ -152,14 +140,7 @@ type rawSFTP struct {
 // VERSION.
 func dialSFTP(t *testing.T, e *env) *rawSFTP {
 	t.Helper()
-	c, err := gossh.Dial("tcp", e.listener, &gossh.ClientConfig{
-		User: "agent", HostKeyCallback: gossh.InsecureIgnoreHostKey(), // the gateway's key is not what this test is about
-		Timeout: 10 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := e.dial(t)
 	sess, err := c.NewSession()
 	if err != nil {
 		t.Fatal(err)
