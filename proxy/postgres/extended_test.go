@@ -91,6 +91,16 @@ func (r *raw) expect(what string, want ...string) {
 	}
 }
 
+// expectError reads up to ReadyForQuery and fails the test unless what
+// came, start-up noise aside, is one error containing want, then
+// ReadyForQuery.
+func (r *raw) expectError(what, want string) {
+	r.t.Helper()
+	if got := filter(r.ready()); len(got) != 2 || !strings.HasPrefix(got[0], "Error ") || !strings.Contains(got[0], want) {
+		r.t.Fatalf("%s: %q, want an error saying %q", what, got, want)
+	}
+}
+
 func describeMsg(m pgproto3.BackendMessage) string {
 	switch m := m.(type) {
 	case *pgproto3.ReadyForQuery:
