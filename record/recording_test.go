@@ -178,13 +178,7 @@ func TestVerifyRecordings(t *testing.T) {
 // A strict session still running has named its recording but not yet
 // given its hash: intact but incomplete, the recording not covered.
 func TestVerifyRecordingStillRunning(t *testing.T) {
-	s := newTestStore(t)
-	s.Strict = true
-	os.WriteFile(filepath.Join(s.Dir(), castName), []byte(testCast), 0o600)
-	r, err := s.Create(testID, testStart(), t0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, r := strictSessionWithCast(t)
 	defer r.Close(End{})
 	if _, err := r.Begin(Command{Text: "(shell)", Command: "shell", Decision: "allow", Recording: castName}); err != nil {
 		t.Fatal(err)
@@ -216,13 +210,7 @@ func TestVerifyRecordingOutsideStore(t *testing.T) {
 // A result's hash goes to the recording its command event named, and only
 // the first hash given counts.
 func TestVerifyRecordingResultPairing(t *testing.T) {
-	s := newTestStore(t)
-	s.Strict = true
-	os.WriteFile(filepath.Join(s.Dir(), castName), []byte(testCast), 0o600)
-	r, err := s.Create(testID, testStart(), t0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, r := strictSessionWithCast(t)
 	good := Result{Tag: "exit 0", RecordingSHA256: digest([]byte(testCast)), RecordingBytes: int64(len(testCast))}
 	other, _ := r.Begin(Command{Text: "ls", Command: "exec", Decision: "allow"}) // names no recording
 	shell, _ := r.Begin(Command{Text: "(shell)", Command: "shell", Decision: "allow", Recording: castName})
@@ -259,4 +247,18 @@ func TestRecordingInTranscript(t *testing.T) {
 			t.Errorf("strict=%v transcript:\n%s\nwant %q", strict, text.String(), want)
 		}
 	}
+}
+
+// strictSessionWithCast is a strict store with the test cast in it, and a
+// session begun in it.
+func strictSessionWithCast(t *testing.T) (*Store, *Recorder) {
+	t.Helper()
+	s := newTestStore(t)
+	s.Strict = true
+	os.WriteFile(filepath.Join(s.Dir(), castName), []byte(testCast), 0o600)
+	r, err := s.Create(testID, testStart(), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, r
 }

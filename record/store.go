@@ -222,38 +222,22 @@ func (s *Store) checkRecording(rc *RecordingCheck) error {
 		rc.Status, rc.Problem = RecordingAltered, "is not a file name the gateway writes"
 		return nil
 	}
-	path := filepath.Join(s.dir, rc.Name)
-	// Lstat first: a FIFO or a device planted under the name must not
-	// block or feed the reader, and a link would point outside the store.
-	fi, err := os.Lstat(path)
+	f, size, problem, err := s.openRecording(rc.Name)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		rc.Status, rc.Problem = RecordingMissing, "is missing (deleted or renamed)"
-		return nil
 	case err != nil:
-		return fmt.Errorf("checking %s: %w", rc.Name, err)
-	case !fi.Mode().IsRegular():
-		rc.Status, rc.Problem = RecordingMissing, fmt.Sprintf("is not a regular file but %s", fi.Mode().Type())
-		return nil
-	case rc.SHA256 == "":
-		rc.Status = RecordingUncovered
-		return nil
-	case fi.Size() != rc.Bytes:
-		rc.Status = RecordingAltered
-		rc.Problem = fmt.Sprintf("was altered: it has %d bytes, the log says %d", fi.Size(), rc.Bytes)
-		return nil
-	}
-	// Opened without following a link and without blocking on a FIFO,
-	// and checked again once open: the name may have been swapped since
-	// the Lstat.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		rc.Status, rc.Problem = RecordingMissing, "could not be opened as a regular file: "+err.Error()
+		return err
+	case problem != "":
+		rc.Status, rc.Problem = RecordingMissing, problem
 		return nil
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		rc.Status, rc.Problem = RecordingMissing, "is not a regular file"
+	switch {
+	case rc.SHA256 == "":
+		rc.Status = RecordingUncovered
+		return nil
+	case size != rc.Bytes:
+		rc.Status = RecordingAltered
+		rc.Problem = fmt.Sprintf("was altered: it has %d bytes, the log says %d", size, rc.Bytes)
 		return nil
 	}
 	h := sha256.New()
@@ -268,6 +252,67 @@ func (s *Store) checkRecording(rc *RecordingCheck) error {
 	}
 	rc.Status = RecordingIntact
 	return nil
+}
+
+// openRecording opens the terminal recording name (a plain file name) in
+// the store without following a link, which would point outside it, and
+// without blocking on a FIFO, and checks once it is open that it is a
+// regular file: a name swapped for something else is not read. problem
+// says why it is not a recording to read (f nil); err is any other
+// failure.
+func (s *Store) openRecording(name string) (f *os.File, size int64, problem string, err error) {
+	f, err = os.OpenFile(filepath.Join(s.dir, name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, 0, "is missing (deleted or renamed)", nil
+	case errors.Is(err, syscall.ELOOP):
+		return nil, 0, "is not a regular file but a symbolic link", nil
+	case err != nil:
+		return nil, 0, "", fmt.Errorf("opening %s: %w", name, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, "", fmt.Errorf("opening %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, 0, fmt.Sprintf("is not a regular file but %s", fi.Mode().Type()), nil
+	}
+	return f, fi.Size(), "", nil
+}
+
+// ReadRecording reads the terminal recording rc names (from Verify), as
+// Verify checked it: a regular file in the store and, when the log holds
+// its hash, with that length and SHA-256. It reads the file once, so what
+// it returns is what it checked, whatever happens to the file after.
+func (s *Store) ReadRecording(rc RecordingCheck) ([]byte, error) {
+	if !plainFileName(rc.Name) {
+		return nil, fmt.Errorf("terminal recording %q is not a file name the gateway writes", rc.Name)
+	}
+	f, _, problem, err := s.openRecording(rc.Name)
+	switch {
+	case err != nil:
+		return nil, err
+	case problem != "":
+		return nil, fmt.Errorf("terminal recording %s %s, so it is not read", rc.Name, problem)
+	}
+	defer f.Close()
+	r := io.Reader(f)
+	if rc.SHA256 != "" {
+		r = io.LimitReader(f, rc.Bytes+1) // one byte more shows a longer file
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading terminal recording %s: %w", rc.Name, err)
+	}
+	if rc.SHA256 == "" {
+		return data, nil
+	}
+	if sum := sha256.Sum256(data); int64(len(data)) != rc.Bytes || hex.EncodeToString(sum[:]) != rc.SHA256 {
+		return nil, fmt.Errorf("terminal recording %s changed since it was verified: it does not have the length and sha256 its log holds", rc.Name)
+	}
+	return data, nil
 }
 
 // plainFileName reports a name of a file in the store's folder itself:

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -207,50 +204,13 @@ func verifiedCast(stderr io.Writer, st *record.Store, id string, n int) ([]byte,
 		return nil, fmt.Errorf("session %s has %d terminal recording(s)", id, len(res.Recordings))
 	}
 	rc := res.Recordings[n-1]
-	data, err := readCast(st.Dir(), rc)
+	data, err := st.ReadRecording(rc)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w, so it is not replayed", err)
 	}
 	if rc.Status == record.RecordingUncovered {
 		fmt.Fprintf(stderr, "warning: the log of session %s holds no hash of terminal recording %s (written before "+
 			"recordings were hashed, still being written, or its writing failed), so it could have been altered\n", id, rc.Name)
-	}
-	return data, nil
-}
-
-// readCast reads the terminal recording rc names in dir, refusing a link
-// or anything but a regular file (without blocking on a FIFO), and, when
-// the log holds its hash, bytes that do not have that length and SHA-256.
-func readCast(dir string, rc record.RecordingCheck) ([]byte, error) {
-	if filepath.Base(rc.Name) != rc.Name || rc.Name == "." || rc.Name == ".." {
-		return nil, fmt.Errorf("terminal recording %q is outside the store", rc.Name)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, rc.Name), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("opening terminal recording %s: %w", rc.Name, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("opening terminal recording %s: %w", rc.Name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("terminal recording %s is not a regular file but %s, so it is not replayed", rc.Name, fi.Mode().Type())
-	}
-	r := io.Reader(f)
-	if rc.SHA256 != "" {
-		r = io.LimitReader(f, rc.Bytes+1) // one byte more shows a longer file
-	}
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("reading terminal recording %s: %w", rc.Name, err)
-	}
-	if rc.SHA256 == "" {
-		return data, nil
-	}
-	if sum := sha256.Sum256(data); int64(len(data)) != rc.Bytes || hex.EncodeToString(sum[:]) != rc.SHA256 {
-		return nil, fmt.Errorf("terminal recording %s changed since it was verified: it does not have the length and sha256 "+
-			"its log holds, so it is not replayed", rc.Name)
 	}
 	return data, nil
 }

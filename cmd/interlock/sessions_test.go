@@ -401,8 +401,8 @@ func TestSessionsReplaySwapped(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", res, err)
 	}
 	rc := res.Recordings[0]
-	if data, err := readCast(dir, rc); err != nil || string(data) != castOutput {
-		t.Fatalf("readCast of the verified recording: %q, %v", data, err)
+	if data, err := st.ReadRecording(rc); err != nil || string(data) != castOutput {
+		t.Fatalf("ReadRecording of the verified recording: %q, %v", data, err)
 	}
 	for name, swap := range map[string]func(){
 		"rewritten": func() { os.WriteFile(cast, []byte(strings.Replace(castOutput, "done", "FORGE", 1)), 0o600) },
@@ -415,8 +415,8 @@ func TestSessionsReplaySwapped(t *testing.T) {
 		},
 	} {
 		swap()
-		if data, err := readCast(dir, rc); err == nil {
-			t.Errorf("readCast of a recording %s after verify: %q, no error", name, data)
+		if data, err := st.ReadRecording(rc); err == nil {
+			t.Errorf("ReadRecording of a recording %s after verify: %q, no error", name, data)
 		}
 		os.Remove(cast)
 		os.WriteFile(cast, []byte(castOutput), 0o600)
