@@ -23,7 +23,10 @@ type Datapath struct {
 	links   []link.Link
 	watch   *cgroupWatch // nil: new cgroups are classified by the gateway's passes
 	pinPath string
-	logger  *slog.Logger
+	// cgroupRoot is where the programs are attached: Sweep looks for
+	// workloads' cgroups below it.
+	cgroupRoot string
+	logger     *slog.Logger
 
 	mu sync.Mutex // serialises the Sync* reconciliations
 }
@@ -74,7 +77,7 @@ func Open(o Options) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading eBPF spec: %w", err)
 	}
-	d := &Datapath{pinPath: o.PinPath, logger: o.Logger}
+	d := &Datapath{pinPath: o.PinPath, cgroupRoot: o.CgroupRoot, logger: o.Logger}
 	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{
 		Maps: ebpf.MapOptions{PinPath: o.PinPath},
 	})

@@ -30,4 +30,5 @@ func (*Datapath) SyncEgress([]EgressAllow) error               { return errOS }
 func (*Datapath) SetProtected([]netip.AddrPort) error          { return errOS }
 func (*Datapath) OriginalDestination(net.Conn) (Origin, error) { return Origin{}, errOS }
 func (*Datapath) Counters() ([]Counter, error)                 { return nil, errOS }
+func (*Datapath) Sweep() ([]Closed, error)                     { return nil, errOS }
 func (*Datapath) Close() error                                 { return nil }

@@ -274,3 +274,15 @@ type LinkState struct {
 	ProgramID uint32
 	CgroupID  uint64
 }
+
+// Closed is a connection Sweep closed, or tried to.
+type Closed struct {
+	WorkloadID uint32
+	// TargetID is the target the connection reached without the
+	// gateway; 0 for a destination the workload's egress rules refuse.
+	TargetID      uint32
+	CgroupID      uint64
+	UID           uint32
+	Local, Remote netip.AddrPort
+	Err           error // nil: the kernel aborted it
+}

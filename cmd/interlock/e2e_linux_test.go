@@ -711,3 +711,36 @@ workloads:
 		t.Errorf("an outside process cannot reach the admin listener: %+v", r)
 	}
 }
+
+// TestGatewayClosesEarlierConnections: a connection a workload opened to a
+// target before the gateway attached is closed when it starts, and the
+// workload's next connect goes through the gateway.
+func TestGatewayClosesEarlierConnections(t *testing.T) {
+	e := newE2E(t)
+	p := freePort(t, "127.0.0.2")
+	echo := fmt.Sprintf("127.0.0.2:%d", p)
+	redirecttest.EchoServer(t, echo)
+	e.writeConfig(fmt.Sprintf(`targets:
+  - name: echo
+    protocol: tcp
+    address: %s
+workloads:
+  - name: agent
+    match:
+      cgroup: %s/agents/demo
+    identity:
+      subject: agent:demo
+`, echo, e.top))
+	agent := e.cgroup("/agents/demo")
+	early := redirecttest.StartHold(t, agent, redirecttest.Hold{Address: echo})
+	e.start()
+	if end := early.Ended(5 * time.Second); end != "ECONNABORTED" {
+		t.Errorf("the connection opened before the gateway: ended with %q, want ECONNABORTED", end)
+	}
+	waitFor(t, func() bool {
+		return e.metric("interlock_closed_connections_total", `workload="agent"`, `target="echo"`) == 1
+	}, "interlock_closed_connections_total to count it")
+	if r := redirecttest.Agent(t, agent, redirecttest.Dial{Network: "tcp4", Address: echo, Send: "ping\n"}); !proxied(r) {
+		t.Errorf("agent saw %+v after the sweep: want the echo server reached through the gateway", r)
+	}
+}

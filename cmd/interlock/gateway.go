@@ -390,6 +390,9 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 	}
 
 	self := g.selfCgroup // read by openDatapath
+	// sw is set once workloads and targets are in the maps: the first
+	// sweep needs both.
+	var sw *sweeper
 	g.watcher = &identity.Watcher{
 		Root:          root,
 		Workloads:     g.watchedWorkloads(),
@@ -401,7 +404,13 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 			if b, ok := identity.MatchCgroupPath(self, bs); ok {
 				return fmt.Errorf("the gateway runs in cgroup %s, inside workload %q (%s): run it outside every workload", self, b.Name, b.Path)
 			}
-			return g.dp.SyncWorkloads(g.kernelWorkloads(bs))
+			if err := g.dp.SyncWorkloads(g.kernelWorkloads(bs)); err != nil {
+				return err
+			}
+			if sw != nil { // nil in the first pass: swept below
+				sw.sweep("workloads' cgroups changed")
+			}
+			return nil
 		},
 		// Where workloads' cgroups will be made: the kernel's mkdir
 		// hook puts a restarted unit's new cgroup in the map itself.
@@ -427,11 +436,23 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 		Specs:    specs,
 		Interval: cfg.Gateway.DNSInterval.Duration,
 		Logger:   g.logger,
-		OnChange: g.dp.SyncTargets,
+		OnChange: func(ts []redirect.Target) error {
+			if err := g.dp.SyncTargets(ts); err != nil {
+				return err
+			}
+			if sw != nil {
+				sw.sweep("targets' addresses changed")
+			}
+			return nil
+		},
 	}
 	if err := g.resolver.Sync(ctx); err != nil {
 		return err
 	}
+	if sw, err = newSweeper(g.dp, cfg, g.logger, g.metrics); err != nil {
+		return err
+	}
+	sw.sweep("the data path attached")
 	go func() {
 		if err := g.watcher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			g.logger.Error("workload watcher stopped", "error", err)

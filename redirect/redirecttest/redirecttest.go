@@ -183,9 +183,10 @@ func runAgent(tb testing.TB, d Dial, attr *syscall.SysProcAttr) Result {
 	return r
 }
 
-// MaybeRunAgent runs the agent and exits when this process is one;
-// otherwise it returns at once.
+// MaybeRunAgent runs the agent (or a holding agent, see StartHold) and
+// exits when this process is one; otherwise it returns at once.
 func MaybeRunAgent() {
+	maybeRunHold()
 	spec := os.Getenv(agentEnv)
 	if spec == "" {
 		return

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/interlock-dev/interlock/cmd/interlock/config"
+	"github.com/interlock-dev/interlock/redirect"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+)
+
+// sweeper closes the connections workloads hold open that the data path
+// would not let them make now (redirect.Datapath.Sweep): it runs once the
+// data path is in place and after every change of the workloads' cgroups
+// or of the targets' addresses, since the kernel decides only at connect().
+type sweeper struct {
+	dp     *redirect.Datapath
+	cfg    *config.Config
+	logger *slog.Logger
+	closed *prometheus.CounterVec
+}
+
+func newSweeper(dp *redirect.Datapath, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*sweeper, error) {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "interlock_closed_connections_total",
+		Help: "Connections workloads had open that the gateway closed because the data path would now refuse or redirect them (opened before the gateway attached, before their cgroup was the workload's, or before their destination was a target). target is empty for destinations the workload's egress refuses.",
+	}, []string{"workload", "target"})
+	if err := reg.Register(c); err != nil {
+		return nil, fmt.Errorf("registering interlock_closed_connections_total: %w", err)
+	}
+	return &sweeper{dp: dp, cfg: cfg, logger: logger, closed: c}, nil
+}
+
+// sweep closes what it finds and logs each one; why says what changed.
+func (s *sweeper) sweep(why string) {
+	closed, err := s.dp.Sweep()
+	if err != nil {
+		s.logger.Warn("looking for connections workloads opened before the data path decided them", "after", why, "error", err)
+	}
+	for _, c := range closed {
+		workload, target := fmt.Sprintf("unknown-%d", c.WorkloadID), ""
+		if w := s.cfg.WorkloadByID(c.WorkloadID); w != nil {
+			workload = w.Name
+		}
+		reason := "its destination is not allowed by the workload's egress rules"
+		if c.TargetID != 0 {
+			target = fmt.Sprintf("unknown-%d", c.TargetID)
+			if t := s.cfg.TargetByID(c.TargetID); t != nil {
+				target = t.Name
+			}
+			reason = "it reached target " + target + " without the gateway"
+		}
+		attrs := []any{"workload", workload, "target", target, "local", c.Local, "remote", c.Remote, "uid", c.UID, "cgroup_id", c.CgroupID, "after", why}
+		if c.Err != nil {
+			if errors.Is(c.Err, unix.EOPNOTSUPP) {
+				s.logger.Error("cannot close a workload's connection: this kernel cannot abort sockets (CONFIG_INET_DIAG_DESTROY); restart the workload", append(attrs, "reason", reason)...)
+			} else {
+				s.logger.Error("cannot close a workload's connection", append(attrs, "reason", reason, "error", c.Err)...)
+			}
+			continue
+		}
+		s.closed.WithLabelValues(workload, target).Inc()
+		s.logger.Warn("closed a connection the workload opened before the data path decided it: "+reason, attrs...)
+	}
+}

@@ -1,0 +1,149 @@
+package redirect
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
+)
+
+const testLateWorkload = 12
+
+// holdServer accepts connections on addr and keeps them open, reading,
+// until the test ends.
+func holdServer(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdAccepted(t, ln)
+}
+
+func holdAccepted(t *testing.T, ln net.Listener) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+}
+
+// holdingGateway is a marked listener that keeps redirected connections
+// open, so that a sweep meets them.
+func holdingGateway(t *testing.T, e *env) {
+	t.Helper()
+	lc := ListenConfig()
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	holdAccepted(t, ln)
+	must(t, e.dp.SetListeners(netip.MustParseAddrPort(ln.Addr().String()), netip.MustParseAddrPort(e.gw6.Addr().String())))
+}
+
+// TestSweep: connections a cgroup's processes opened before it became a
+// workload's are closed when they reach a target directly or a
+// destination its egress refuses; the others stay open.
+func TestSweep(t *testing.T) {
+	e := setup(t)
+	holdingGateway(t, e)
+	for _, a := range []string{"127.0.0.2:7000", "127.0.0.3:7300", "127.0.0.4:7400", "127.0.0.2:7001"} {
+		holdServer(t, a)
+	}
+	root := e.top.Root
+	late := redirecttest.MakeCgroup(t, root, e.top.Path+"/late")
+	lateSub := redirecttest.MakeCgroup(t, root, e.top.Path+"/late/sub")
+
+	// Before late is a workload's: these connects go out directly.
+	toTarget := redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.2:7000"})
+	refused := redirecttest.StartHold(t, lateSub, redirecttest.Hold{Address: "127.0.0.3:7300"})
+	allowed := redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.4:7400"})
+	otherPort := redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.2:7001"})
+	outsider := redirecttest.StartHold(t, e.other, redirecttest.Hold{Address: "127.0.0.2:7000"})
+	// A workload's connect to a target, redirected to the gateway.
+	redirected := redirecttest.StartHold(t, e.agent, redirecttest.Hold{Address: "127.0.0.2:7000"})
+	// A connection late accepted: egress decides connects, not these.
+	server := redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.6:0", Listen: true})
+	in, err := net.Dial("tcp", server.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+
+	if got, err := e.dp.Sweep(); err != nil || len(got) != 0 {
+		t.Fatalf("sweep before late is a workload's: %+v, %v; want nothing closed", got, err)
+	}
+
+	must(t, e.dp.SyncWorkloads([]Workload{
+		{CgroupID: e.agent.ID, ID: testWorkload, EgressDeny: true},
+		{CgroupID: late.ID, ID: testLateWorkload, EgressDeny: true},
+	}))
+	must(t, e.dp.SyncEgress([]EgressAllow{
+		{WorkloadID: testWorkload, Prefix: netip.MustParsePrefix("127.0.0.4/32")},
+		{WorkloadID: testLateWorkload, Prefix: netip.MustParsePrefix("127.0.0.4/32"), Port: 7400},
+		{WorkloadID: testLateWorkload, Prefix: netip.MustParsePrefix("127.0.0.2/32"), Port: 7001},
+	}))
+	got, err := e.dp.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Closed{
+		toTarget.Local: {WorkloadID: testLateWorkload, TargetID: testTarget4, CgroupID: late.ID, Remote: netip.MustParseAddrPort("127.0.0.2:7000")},
+		refused.Local:  {WorkloadID: testLateWorkload, TargetID: 0, CgroupID: lateSub.ID, Remote: netip.MustParseAddrPort("127.0.0.3:7300")},
+	}
+	if len(got) != len(want) {
+		t.Errorf("sweep closed %d connections, want %d: %+v", len(got), len(want), got)
+	}
+	for _, c := range got {
+		w, ok := want[c.Local.String()]
+		if !ok {
+			t.Errorf("sweep closed %s → %s (cgroup %d), which should stay open", c.Local, c.Remote, c.CgroupID)
+			continue
+		}
+		if c.Err != nil || c.WorkloadID != w.WorkloadID || c.TargetID != w.TargetID || c.CgroupID != w.CgroupID || c.Remote != w.Remote || c.UID != uint32(os.Getuid()) {
+			t.Errorf("closed %+v, want %+v (uid %d)", c, w, os.Getuid())
+		}
+	}
+	for name, h := range map[string]*redirecttest.Holder{"to the target": toTarget, "refused by egress": refused} {
+		if end := h.Ended(5 * time.Second); end != "ECONNABORTED" {
+			t.Errorf("connection %s: ended with %q, want ECONNABORTED", name, end)
+		}
+	}
+	for name, h := range map[string]*redirecttest.Holder{"allowed by egress": allowed, "allowed port": otherPort, "outsider": outsider, "redirected": redirected, "accepted": server} {
+		if !h.Open() {
+			t.Errorf("connection %s was closed", name)
+		}
+	}
+	if got, err := e.dp.Sweep(); err != nil || len(got) != 0 {
+		t.Errorf("second sweep: %+v, %v; want nothing left to close", got, err)
+	}
+}
+
+// TestSweepOtherNetns: a workload's process in a network namespace of its
+// own is swept there.
+func TestSweepOtherNetns(t *testing.T) {
+	e := setup(t)
+	late := redirecttest.MakeCgroup(t, e.top.Root, e.top.Path+"/late")
+	h := redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.2:7000", OwnNetns: true})
+	must(t, e.dp.SyncWorkloads([]Workload{{CgroupID: late.ID, ID: testLateWorkload}}))
+	got, err := e.dp.Sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].TargetID != testTarget4 || got[0].Local.String() != h.Local || got[0].Err != nil {
+		t.Fatalf("sweep closed %+v, want the connection from %s to target %d", got, h.Local, testTarget4)
+	}
+	if end := h.Ended(5 * time.Second); end != "ECONNABORTED" {
+		t.Errorf("connection ended with %q, want ECONNABORTED", end)
+	}
+}
