@@ -23,7 +23,9 @@ const maxGuesses = 3
 // ssh.programs names every program the command runs, as far as the words
 // show it: the first word of each simple command, and also the programs
 // run through a shell (sh -c '...'), env, sudo, doas, nice, nohup, timeout,
-// xargs, find -exec, jobs -x, busybox and the like, so that
+// xargs, find -exec, jobs -x, busybox and the like (gosu, su-exec, runcon,
+// chpst, setuidgid, systemd-nspawn, start-stop-daemon --start, ip netns
+// exec, zsh's repeat, the dynamic loader, ...), so that
 // `bash -c 'rm -rf x'` and `xargs rm` name rm. ssh.program_paths has the same programs as written:
 // a program written with a slash (./ls, /tmp/bin/ls) runs that file,
 // whatever its base name.
@@ -42,6 +44,9 @@ const maxGuesses = 3
 //     runs even when the word was quoted;
 //   - a wrapper with an option this file does not know (strace, unshare
 //     and the like always): its command is then guessed, not read;
+//   - a wrapper that sets variables, as an assignment does (envdir and
+//     chpst -e from files, systemd-nspawn -E), or runs a shell or an
+//     init for want of a command (chroot DIR, systemd-nspawn -b);
 //   - a word read here that is not literal (sshfacts.Facts.LiteralWords:
 //     the shell may change its text or make it several words or none):
 //     a wrapper's options, their values and its positional words
@@ -166,7 +171,13 @@ func (u *unwrapper) unwrap(argv []string, literal []bool, depth int) error {
 		}
 		return nil
 	case prog == "su" || prog == "runuser" || prog == "sg":
-		return u.switchUser(prog, args, depth)
+		return u.switchUser(prog, args, literal, depth)
+	case prog == "repeat":
+		return u.repeat(args, literal, depth)
+	case prog == "start-stop-daemon":
+		return u.startStopDaemon(args, literal, depth)
+	case prog == "ip":
+		return u.ipExec(args, literal, depth)
 	case prog == "eval":
 		if len(args) == 0 {
 			return nil
@@ -210,7 +221,10 @@ func (u *unwrapper) unwrap(argv []string, literal []bool, depth int) error {
 	if spec, ok := wrappers[prog]; ok {
 		return u.wrapper(prog, spec, args, literal, depth)
 	}
-	if opaqueWrappers[prog] {
+	if w, ok := plainWrappers[prog]; ok {
+		return u.plainWrapper(w, args, literal, depth)
+	}
+	if opaqueWrappers[prog] || dynamicLoader(prog) {
 		u.compound = true
 		return u.guess(args, literal, depth)
 	}
@@ -357,9 +371,15 @@ func shellScript(args []string) (string, bool) {
 
 // switchUser adds what su, runuser or sg run: a -c string (anywhere among
 // the arguments, su root -c CMD), or runuser -u's command. They run the
-// user's shell, so they are always compound.
-func (u *unwrapper) switchUser(prog string, args []string, depth int) error {
+// user's shell (runuser -u a command of its options' choosing: -m keeps
+// the environment), so they are always compound.
+func (u *unwrapper) switchUser(prog string, args []string, literal []bool, depth int) error {
 	u.compound = true
+	if prog == "runuser" {
+		if cmd, at := runuserCommand(args); len(cmd) > 0 {
+			return u.unwrap(cmd, literal[at:], depth+1)
+		}
+	}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
@@ -385,15 +405,66 @@ func (u *unwrapper) switchUser(prog string, args []string, depth int) error {
 			if err := u.script(s, depth); err != nil {
 				return err
 			}
-		case a == "--" && prog == "runuser":
-			rest := args[i+1:]
-			return u.unwrap(rest, make([]bool, len(rest)), depth+1) // compound already
 		}
 	}
 	if prog == "sg" && len(args) > 1 && !strings.HasPrefix(args[1], "-") {
 		return u.script(strings.Join(args[1:], " "), depth) // sg GROUP CMD
 	}
 	return nil
+}
+
+// runuserSpec is runuser's options (util-linux).
+var runuserSpec = spec("c: f g: G: l m p P s: u: h V w:",
+	"command: session-command: fast group: supp-group: login preserve-environment pty shell: user: whitelist-environment: help version", 0)
+
+// runuserCommand is the command runuser -u USER runs itself, without a
+// shell, and where it starts in args: from the first word that is not an
+// option (getopt_long takes options from anywhere, so runuser may take
+// some of the command's own: the program stays this one). Without -u,
+// runuser runs the user's shell, and cmd is nil; so it is after an option
+// runuser does not have, as which word is the command is then not known.
+func runuserCommand(args []string) (cmd []string, at int) {
+	user := false
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			break
+		}
+		if strings.HasPrefix(a, "--") {
+			long, _, hasValue := strings.Cut(a[2:], "=")
+			name, kind, ok := runuserSpec.longOption(long)
+			if !ok {
+				return nil, 0
+			}
+			user = user || name == "user"
+			if kind == valueRequired && !hasValue {
+				i++
+			}
+			continue
+		}
+		for j := 1; j < len(a); j++ {
+			kind, ok := runuserSpec.short[a[j]]
+			if !ok {
+				return nil, 0
+			}
+			user = user || a[j] == 'u'
+			if kind != noValue {
+				if j == len(a)-1 && kind == valueRequired {
+					i++ // -u USER: the value is the next word
+				}
+				break
+			}
+		}
+	}
+	if !user || i >= len(args) {
+		return nil, 0
+	}
+	return args[i:], i
 }
 
 // optionKind is whether an option takes a value.
@@ -416,6 +487,33 @@ type wrapperSpec struct {
 	// compound options make the wrapper run its command through a shell
 	// or run code of their own: sudo -s, env -S, flock -c.
 	compound map[string]bool
+	// noPositional are options whose use means the positional words are
+	// not there: runcon -t TYPE CMD has no CONTEXT.
+	noPositional map[string]bool
+	// exactLong: long options are known by their full names only. For a
+	// wrapper whose options are listed in part (systemd-nspawn), a prefix
+	// that names one listed option may be, to the wrapper, an option of
+	// its own not listed, with another grammar.
+	exactLong bool
+	// shellWithout: without a command the wrapper runs a shell or an init
+	// of its own (chroot DIR, systemd-nspawn -D DIR), or, with a
+	// compound option, its arguments (systemd-nspawn -b ARGS).
+	shellWithout bool
+}
+
+// withShell sets shellWithout.
+func (s wrapperSpec) withShell() wrapperSpec { s.shellWithout = true; return s }
+
+// exact sets exactLong.
+func (s wrapperSpec) exact() wrapperSpec { s.exactLong = true; return s }
+
+// positionalUnless sets noPositional.
+func (s wrapperSpec) positionalUnless(opts ...string) wrapperSpec {
+	s.noPositional = map[string]bool{}
+	for _, o := range opts {
+		s.noPositional[o] = true
+	}
+	return s
 }
 
 func spec(short string, long string, positional int, compound ...string) wrapperSpec {
@@ -451,7 +549,7 @@ var wrappers = map[string]wrapperSpec{
 	"sudo": spec("A B b E e H h:: i K k l N n P S s V v a: c: C: D: g: p: R: r: T: t: U: u:",
 		"askpass background preserve-env:: edit set-home help host: login remove-timestamp reset-timestamp list non-interactive preserve-groups prompt: chroot: chdir: role: stdin shell type: command-timeout: other-user: user: group: close-from: version validate",
 		0, "s", "i", "shell", "login"),
-	"doas":    spec("n s L u: C:", "", 0, "s"),
+	"doas":    spec("n s L a: u: C:", "", 0, "s"),
 	"nice":    spec("n:", "adjustment: help version", 0),
 	"nohup":   spec("", "help version", 0),
 	"timeout": spec("v k: s:", "foreground preserve-status verbose kill-after: signal: help version", 1),
@@ -467,14 +565,234 @@ var wrappers = map[string]wrapperSpec{
 	"time":      spec("a p q v V f: o:", "append portability quiet verbose version format: output: help", 0),
 	"setsid":    spec("c f w", "ctty fork wait help version", 0),
 	"busybox":   spec("", "", 0),
+	"toybox":    spec("", "", 0),
 	"taskset":   spec("a p c", "all-tasks pid cpu-list help version", 1),
 	"flock":     spec("s e x u n o F E: w: c:", "shared exclusive unlock nonblock close no-fork verbose timeout: conflict-exit-code: command: help version", 1, "c", "command"),
-	"chroot":    spec("", "userspec: groups: skip-chdir help version", 1),
+	"chroot":    spec("", "userspec: groups: skip-chdir help version", 1).withShell(),
 	"noglob":    spec("", "", 0),
 	"nocorrect": spec("", "", 0),
 	// bash's jobs -x runs its command, each %job argument replaced by
 	// a process group ID: listed, and compound as it rewrites words.
 	"jobs": spec("l n p r s x", "", 0, "x"),
+	// coreutils' runcon takes a CONTEXT first unless -c, -u, -r, -t or
+	// -l give its parts.
+	"runcon": spec("c u: r: t: l:", "compute user: role: type: range: help version", 1).
+		positionalUnless("c", "u", "r", "t", "l", "compute", "user", "role", "type", "range"),
+	// runit's chpst and daemontools' softlimit and setlock read their
+	// options with djb's getopt (no long ones, -- ends them). chpst -e
+	// sets variables from files, as an assignment does.
+	"chpst":     spec("u: U: b: e: /: C: n: l: L: m: d: o: p: f: c: r: t: v P 0 1 2 V", "", 0, "e"),
+	"softlimit": spec("a: c: d: f: l: m: o: p: r: s: t:", "", 0),
+	"setlock":   spec("n N x X", "", 1),
+	"tini":      spec("h s v w g l p: e:", "version", 0),
+	"dumb-init": spec("h v V c r:", "help single-child rewrite: verbose version", 0),
+	// systemd-nspawn has too many options to follow every version's:
+	// those listed, by their full names only; any other makes the
+	// command compound. -E sets the command's environment; -b boots
+	// the container's init, the words after the options its arguments.
+	"systemd-nspawn": spec("h D: u: a b L: M: j S: Z: q i: x p: n U E: P",
+		"directory: template: ephemeral image: read-only volatile:: user: chdir: capability: drop-capability: "+
+			"bind: bind-ro: tmpfs: overlay: overlay-ro: inaccessible: setenv: uuid: register: keep-unit "+
+			"network-veth private-network network-bridge: network-zone: port: private-users:: link-journal: "+
+			"resolv-conf: timezone: machine: hostname: slice: property: boot as-pid2 quiet pipe settings: console: help version",
+		0, "E", "setenv", "b", "boot").exact().withShell(),
+}
+
+// plainWrapper is a wrapper that takes its words by position, not with
+// getopt: gosu USER CMD, envdir DIR CMD. A word starting with - there is
+// the user or the command, and -- is not special.
+type plainWrapper struct {
+	// words come before the command.
+	words int
+	// lead is a first word the wrapper reads when it is exactly this
+	// (eatmydata --, nocache -n N), leadWords long. Another first word
+	// starting with - may be an option the wrapper reads: the command
+	// is then guessed.
+	lead      string
+	leadWords int
+	// compound: the wrapper sets variables from files (envdir), as an
+	// assignment does.
+	compound bool
+}
+
+var plainWrappers = map[string]plainWrapper{
+	"gosu":      {words: 1},
+	"su-exec":   {words: 1},
+	"setuidgid": {words: 1}, // daemontools, and runit's chpst by that name
+	"envuidgid": {words: 1},
+	"envdir":    {words: 1, compound: true},
+	"pgrphack":  {},
+	"fghack":    {},
+	"eatmydata": {lead: "--", leadWords: 1},
+	"nocache":   {lead: "-n", leadWords: 2},
+}
+
+// plainWrapper adds what a plainWrapper runs. The words it reads must be
+// literal, as a getopt wrapper's: gosu {root,touch} x runs touch.
+func (u *unwrapper) plainWrapper(w plainWrapper, args []string, literal []bool, depth int) error {
+	n := 0
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") {
+		if args[0] != w.lead {
+			if w.lead != "" {
+				u.compound = true
+				return u.guess(args, literal, depth)
+			}
+		} else {
+			n = w.leadWords
+		}
+	}
+	n += w.words
+	if w.compound {
+		u.compound = true
+	}
+	if len(args) <= n {
+		return nil
+	}
+	if !allLiteral(literal[:n]) {
+		u.compound = true
+	}
+	return u.unwrap(args[n:], literal[n:], depth+1)
+}
+
+// repeat adds what zsh's repeat N CMD runs N times (bash runs a program
+// named repeat). zsh evaluates N as arithmetic, which runs the a[$(cmd)]
+// of a variable's value, so an N other than digits is compound. The
+// loop's body may start on this line after a reserved word: repeat N do
+// CMD; done, repeat N { CMD }, repeat N ! CMD; a body of another kind
+// (repeat N if ...) is guessed.
+func (u *unwrapper) repeat(args []string, literal []bool, depth int) error {
+	if len(args) == 0 {
+		return nil
+	}
+	if !literal[0] || args[0] == "" || strings.Trim(args[0], "0123456789") != "" {
+		u.compound = true
+	}
+	rest, restLiteral := args[1:], literal[1:]
+	if len(rest) > 0 && zshReserved[rest[0]] {
+		u.compound = true
+		switch rest[0] {
+		case "do", "{", "!":
+			rest, restLiteral = rest[1:], restLiteral[1:]
+		default:
+			return u.guess(rest[1:], restLiteral[1:], depth)
+		}
+	}
+	return u.unwrap(rest, restLiteral, depth+1)
+}
+
+// zshReserved are zsh's reserved words that may open a loop's body.
+// time, nocorrect, noglob and [[ are followed as the wrappers and
+// builtins they are in bash.
+var zshReserved = map[string]bool{
+	"do": true, "{": true, "!": true, "if": true, "while": true, "until": true, "for": true,
+	"foreach": true, "case": true, "select": true, "coproc": true, "function": true,
+}
+
+// startStopDaemonSpec is dpkg's start-stop-daemon's options.
+var startStopDaemonSpec = spec("S K T H V p: x: n: u: g: c: s: a: r: d: N: P: I: k: b C O: m R: t o q v",
+	"start stop status help version pid: ppid: pidfile: exec: name: user: group: chuid: signal: startas: "+
+		"chroot: chdir: nicelevel: procsched: iosched: umask: background notify-await notify-timeout: "+
+		"no-close output: make-pidfile remove-pidfile retry: test oknodo quiet verbose", 0).exact()
+
+// startStopDaemon adds what start-stop-daemon --start runs: --startas's
+// program, or else --exec's, with as its arguments the words that are
+// not options, wherever they are (getopt_long permutes them), then those
+// after --. With --stop or --status --exec only names processes to look
+// for. An option it does not know makes the command compound, guessed.
+func (u *unwrapper) startStopDaemon(args []string, literal []bool, depth int) error {
+	s := startStopDaemonSpec
+	start := false
+	// where in args --startas's and --exec's values are (or the words
+	// that hold them attached: -x/bin/ls)
+	startas, execAt := -1, -1
+	var operands []int
+	unknown := func() error {
+		u.compound = true
+		return u.guess(args, literal, depth)
+	}
+	// read notes option name, whose value is the word at index at.
+	read := func(name string, at int) {
+		if !literal[at] {
+			u.compound = true // a word the shell changes may be other options
+		}
+		switch name {
+		case "S", "start":
+			start = true
+		case "a", "startas":
+			startas = at
+		case "x", "exec":
+			execAt = at
+		}
+	}
+	values := map[int]string{} // attached values: -x/bin/ls, --exec=/bin/ls
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			operands = append(operands, i)
+			continue
+		}
+		if strings.HasPrefix(a, "--") {
+			name, value, hasValue := strings.Cut(a[2:], "=")
+			full, kind, ok := s.longOption(name)
+			if !ok || (kind == noValue && hasValue) {
+				return unknown()
+			}
+			read(full, i)
+			if kind == valueRequired && !hasValue {
+				if i+1 >= len(args) {
+					return unknown()
+				}
+				i++
+				read(full, i)
+			} else {
+				values[i] = value
+			}
+			continue
+		}
+		for j := 1; j < len(a); j++ {
+			kind, ok := s.short[a[j]]
+			if !ok {
+				return unknown()
+			}
+			opt := a[j : j+1]
+			read(opt, i)
+			if kind == noValue {
+				continue
+			}
+			if j+1 < len(a) {
+				values[i] = a[j+1:]
+			} else {
+				if i+1 >= len(args) {
+					return unknown()
+				}
+				i++
+				read(opt, i)
+			}
+			break
+		}
+	}
+	program := startas
+	if program < 0 {
+		program = execAt
+	}
+	if !start || program < 0 {
+		return nil
+	}
+	word, ok := values[program]
+	if !ok {
+		word = args[program]
+	}
+	cmd, cmdLiteral := []string{word}, []bool{literal[program]}
+	for _, o := range operands {
+		cmd, cmdLiteral = append(cmd, args[o]), append(cmdLiteral, literal[o])
+	}
+	cmd, cmdLiteral = append(cmd, args[i:]...), append(cmdLiteral, literal[i:]...)
+	return u.unwrap(cmd, cmdLiteral, depth+1)
 }
 
 // opaqueWrappers run a command given in their arguments after options
@@ -486,8 +804,12 @@ var opaqueWrappers = map[string]bool{
 	"faketime": true, "proot": true, "schroot": true, "cgexec": true, "numactl": true,
 	"catchsegv": true, "unbuffer": true, "torsocks": true, "proxychains": true,
 	"proxychains4": true, "watch": true, "parallel": true, "setarch": true, "linux32": true,
-	"linux64": true, "chpst": true, "xvfb-run": true, "dbus-launch": true, "sshpass": true,
+	"linux64": true, "xvfb-run": true, "dbus-launch": true, "sshpass": true,
 	"expect": true, "entr": true, "sudoedit": true, "ssh-agent": true, "dbus-run-session": true,
+	"cpulimit": true, "trickle": true, "rlwrap": true, "timelimit": true, "daemonize": true,
+	"fakechroot": true, "systemd-inhibit": true, "systemd-cat": true, "torify": true, "tsocks": true,
+	"sem": true, "chronic": true, "ifne": true, "lckdo": true, "zrun": true, "pee": true, "mispipe": true,
+	"s6-setuidgid": true, "s6-envdir": true, "s6-softlimit": true, "s6-applyuidgid": true,
 }
 
 // wrapper adds what a wrapper runs. An option it does not know makes the
@@ -503,6 +825,7 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 	i := 0
 	var split []string // env -S's words
 	execute := false   // jobs -x
+	positional := s.positional
 	unknown := func() error {
 		u.compound = true
 		return u.guess(args, literal, depth)
@@ -538,10 +861,16 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 				value, hasValue = args[i], true
 				i++
 			}
+			if s.noPositional[full] {
+				positional = 0
+			}
 			if s.compound[full] {
 				u.compound = true
 				if full == "split-string" {
 					split = append(split, value)
+				}
+				if full == "setenv" {
+					u.assignments = append(u.assignments, value)
 				}
 				if full == "command" {
 					return u.script(value, depth)
@@ -568,10 +897,16 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 				}
 				j = len(a)
 			}
+			if s.noPositional[opt] {
+				positional = 0
+			}
 			if s.compound[opt] {
 				u.compound = true
 				if prog == "env" && opt == "S" {
 					split = append(split, value)
+				}
+				if prog == "systemd-nspawn" && opt == "E" {
+					u.assignments = append(u.assignments, value)
 				}
 				if prog == "flock" && opt == "c" {
 					return u.script(value, depth)
@@ -607,21 +942,21 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 			rest, restLiteral = rest[1:], restLiteral[1:]
 		}
 	}
-	if len(rest) < s.positional {
-		if prog == "chroot" {
+	if len(rest) < positional {
+		if s.shellWithout {
 			u.compound = true // chroot DIR runs the user's shell
 		}
 		return nil
 	}
-	if !allLiteral(restLiteral[:s.positional]) {
+	if !allLiteral(restLiteral[:positional]) {
 		u.compound = true
 	}
-	rest, restLiteral = rest[s.positional:], restLiteral[s.positional:]
+	rest, restLiteral = rest[positional:], restLiteral[positional:]
 	if prog == "flock" && len(rest) > 1 && (rest[0] == "-c" || rest[0] == "--command") {
 		return u.script(rest[1], depth) // flock FILE -c CMD
 	}
 	if len(rest) == 0 {
-		if prog == "chroot" {
+		if s.shellWithout {
 			u.compound = true
 		}
 		return nil
@@ -634,6 +969,9 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 func (s wrapperSpec) longOption(name string) (string, optionKind, bool) {
 	if k, ok := s.long[name]; ok {
 		return name, k, true
+	}
+	if s.exactLong {
+		return "", noValue, false
 	}
 	found, kind, n := "", noValue, 0
 	for full, k := range s.long {
@@ -663,4 +1001,38 @@ func findExec(args []string) [][2]int {
 		}
 	}
 	return cmds
+}
+
+// ipExec adds what iproute2's ip netns exec NAME CMD and ip vrf exec
+// NAME CMD run. ip takes its objects and commands by any prefix (ip net
+// e) and can read commands from a file (-batch): only the plain form is
+// read, and any other with a word exec could be a prefix of, or a -batch,
+// is compound, its command guessed after that word.
+func (u *unwrapper) ipExec(args []string, literal []bool, depth int) error {
+	if len(args) >= 3 && (args[0] == "netns" || args[0] == "vrf") && args[1] == "exec" {
+		if !allLiteral(literal[:3]) {
+			u.compound = true
+		}
+		return u.unwrap(args[3:], literal[3:], depth+1)
+	}
+	for i, a := range args {
+		if !literal[i] || (len(a) > 1 && strings.HasPrefix("-batch", a)) || (len(a) > 2 && strings.HasPrefix("--batch", a)) {
+			u.compound = true
+			return u.guess(args, literal, depth)
+		}
+		if a != "" && strings.HasPrefix("exec", a) {
+			u.compound = true
+			return u.guess(args[i+1:], literal[i+1:], depth)
+		}
+	}
+	return nil
+}
+
+// dynamicLoader reports whether prog is the dynamic loader, which runs
+// the program named in its arguments (/lib64/ld-linux-x86-64.so.2
+// /bin/rm): ld.so, ld-linux*.so.N, ld-2.31.so, ld64.so.N,
+// ld-musl-ARCH.so.N.
+func dynamicLoader(prog string) bool {
+	return (strings.HasPrefix(prog, "ld-") || strings.HasPrefix(prog, "ld64.") || strings.HasPrefix(prog, "ld.")) &&
+		strings.Contains(prog, ".so")
 }

@@ -288,7 +288,9 @@ func FuzzExecFacts(f *testing.F) {
 		"strace strace strace 'a b' -c 'x y'", "env -S 'sudo -s x' su -c 'y'",
 		"find d/f -maxdepth 0 $'-exec' touch d/pwn $';'", "find d/f -maxdepth 0 {-exec,touch,d/pwn,\\;}",
 		"timeout {5,touch} cat d/pwn", "nice -n 5${IFS}touch cat d/pwn", "jobs -x touch d/pwn",
-		"env -S 'a=1 -u' {X,touch} -- x", "sudo -u \"$U\" -- nice -n$N ls"} {
+		"env -S 'a=1 -u' {X,touch} -- x", "sudo -u \"$U\" -- nice -n$N ls",
+		"start-stop-daemon -Sx/bin/rm -a x -- y", "runuser -u root -- rm", "repeat 3 do rm; done",
+		"ip netns exec n rm", "gosu u rm", "nocache -n 2 rm", "systemd-nspawn -D / --private-users=pick rm"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, command string) {

@@ -354,7 +354,8 @@ func (s *sftpRelay) reply(raw []byte) {
 }
 
 // replies relays upstream's packets to the agent and records the
-// operations they complete.
+// operations they complete. A reply it cannot pair with a request it
+// forwarded, or cannot read, ends the session (see broken).
 func (s *sftpRelay) replies() {
 	defer close(s.repliesDone)
 	r := sftp.NewReader(s.sc.up)
@@ -372,51 +373,71 @@ func (s *sftpRelay) replies() {
 			s.versionSeen = true
 			close(s.versioned)
 		}
-		resp, perr := sftp.ParseResponse(p.Raw)
+		resp, err := sftp.ParseResponse(p.Raw)
+		if err != nil {
+			// A reply the gateway cannot read, it cannot pair with its
+			// request either; the agent might read it as some request's.
+			s.broken("parsing the server's sftp reply", err)
+			return
+		}
 		out := p.Raw
 		var discard []byte // the gateway's close of a handle it could not track
 		s.mu.Lock()
 		var done sftp.Completed
 		var op sftpOp
 		var ok bool
-		if perr == nil {
-			c, err := s.tracker.Response(resp)
-			switch {
-			case err == nil && c.Internal:
-				// The reply to the gateway's own request: not the agent's.
-				if c.Request.Type == sftp.TypeRealpath {
-					s.homeReply(c)
-					why := s.homeErr
-					s.mu.Unlock()
-					if why != "" {
-						s.sc.c.log.Warn("relative sftp paths are refused", "reason", why)
-					}
-					continue
-				}
+		c, err := s.tracker.Response(resp)
+		switch {
+		case errors.Is(err, sftp.ErrUnexpectedResponse):
+			// A reply to no request the gateway forwarded, or a second
+			// reply to one. Forwarded, it could give the agent a handle
+			// no policy decision opened, or answer a request the agent
+			// sends next in the server's place. Dropping it would keep
+			// a session going with a server that breaks the protocol,
+			// whose later replies the tracker can no longer trust to
+			// pair with the requests they answer: the session ends.
+			s.mu.Unlock()
+			s.broken("the sftp server sent a reply to no pending request", err)
+			return
+		case err == nil && c.Internal:
+			// The reply to the gateway's own request: not the agent's.
+			if c.Request.Type == sftp.TypeRealpath {
+				s.homeReply(c)
+				why := s.homeErr
 				s.mu.Unlock()
-				if c.Status != sftp.StatusOK {
-					s.sc.c.log.Warn("closing an sftp handle interlock could not track", "status", c.Status.String(), "message", c.Response.Message)
+				if why != "" {
+					s.sc.c.log.Warn("relative sftp paths are refused", "reason", why)
 				}
 				continue
-			case err == nil:
-				done = c
-				op, ok = s.ops[resp.ID]
-				delete(s.ops, resp.ID)
-			case errors.Is(err, sftp.ErrTrackerFull) && resp.Type == sftp.TypeHandle:
-				// A HANDLE the tracker cannot hold: every request on it
-				// would be refused, so the agent does not get it. Its
-				// open fails, and the handle is closed on the server.
-				msg := "interlock: " + err.Error()
-				out = sftp.StatusPacket(resp.ID, sftp.StatusFailure, msg)
-				done = c
-				done.Status, done.Response.Message = sftp.StatusFailure, msg
-				op, ok = s.ops[resp.ID]
-				delete(s.ops, resp.ID)
-				var cerr error
-				if discard, cerr = s.tracker.CloseUntracked(resp.Handle); cerr != nil {
-					s.sc.c.log.Warn("leaving an sftp handle open on the server, unusable", "error", cerr)
-				}
 			}
+			s.mu.Unlock()
+			if c.Status != sftp.StatusOK {
+				s.sc.c.log.Warn("closing an sftp handle interlock could not track", "status", c.Status.String(), "message", c.Response.Message)
+			}
+			continue
+		case err == nil:
+			done = c
+			op, ok = s.ops[resp.ID]
+			delete(s.ops, resp.ID)
+		case errors.Is(err, sftp.ErrTrackerFull) && resp.Type == sftp.TypeHandle:
+			// A HANDLE the tracker cannot hold: every request on it
+			// would be refused, so the agent does not get it. Its
+			// open fails, and the handle is closed on the server.
+			msg := "interlock: " + err.Error()
+			out = sftp.StatusPacket(resp.ID, sftp.StatusFailure, msg)
+			done = c
+			done.Status, done.Response.Message = sftp.StatusFailure, msg
+			op, ok = s.ops[resp.ID]
+			delete(s.ops, resp.ID)
+			var cerr error
+			if discard, cerr = s.tracker.CloseUntracked(resp.Handle); cerr != nil {
+				s.sc.c.log.Warn("leaving an sftp handle open on the server, unusable", "error", cerr)
+			}
+		case err != nil:
+			// Unpaired all the same.
+			s.mu.Unlock()
+			s.broken("following the server's sftp reply", err)
+			return
 		}
 		if ok && s.home == "" && isHomeQuery(done.Request) && len(done.Response.Names) == 1 && path.IsAbs(done.Response.Names[0]) {
 			// Should the gateway's own question have gone unanswered:
