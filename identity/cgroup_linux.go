@@ -182,8 +182,8 @@ func scanGuardDir(dir string) (self, highestChild uint64, err error) {
 // systemd runs; an empty answer means the unit is not running
 // (ErrCgroupNotFound). Without systemd, or when asking fails, it looks for a
 // directory named exactly like the unit: root/system.slice/UNIT first, then
-// anywhere up to six levels below root. A unit's cgroup is never created:
-// systemd owns it.
+// anywhere up to six levels below root, but never in a subtree delegated to
+// a user (see findDir). A unit's cgroup is never created: systemd owns it.
 func ResolveSelector(root string, sel Selector, createMissing bool) (dir string, id uint64, err error) {
 	return systemResolver().resolve(root, sel, createMissing)
 }
@@ -310,8 +310,8 @@ func (r selectorResolver) unitDir(root, unit string) (string, error) {
 			// namespace): look for the unit's directory instead.
 		}
 	}
-	if dir := filepath.Join(root, "system.slice", unit); isDir(dir) {
-		return dir, nil
+	if slice := filepath.Join(root, "system.slice"); privilegedDir(slice) && isDir(filepath.Join(slice, unit)) {
+		return filepath.Join(slice, unit), nil
 	}
 	if dir, ok := findDir(root, unit, unitSearchDepth, unitSearchBudget); ok {
 		return dir, nil
@@ -329,7 +329,11 @@ const (
 
 // findDir walks root breadth first, shallowest and then alphabetically
 // first match winning, for a directory called name at most depth levels
-// down, reading at most budget directories.
+// down, reading at most budget directories. It does not descend into a
+// directory that someone other than root (or the gateway's user) could
+// make directories in: in a subtree delegated to a user (systemd's
+// user@UID.service, a container's), that user could make one named like
+// the unit and have its processes taken for the workload.
 func findDir(root, name string, depth, budget int) (string, bool) {
 	level := []string{root}
 	for d := 1; d <= depth && len(level) > 0; d++ {
@@ -348,14 +352,30 @@ func findDir(root, name string, depth, budget int) (string, bool) {
 				}
 				p := filepath.Join(dir, e.Name())
 				if e.Name() == name {
+					// Its parent is the gateway's, so its own owner does
+					// not matter: systemd chowns a Delegate=yes unit's
+					// cgroup to the unit's user.
 					return p, true
 				}
-				next = append(next, p)
+				if privilegedDir(p) {
+					next = append(next, p)
+				}
 			}
 		}
 		level = next
 	}
 	return "", false
+}
+
+// privilegedDir reports whether only root (or the gateway's own user) can
+// make cgroups in the directory p: it belongs to one of them, and neither
+// group nor others may write to it.
+func privilegedDir(p string) bool {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return false
+	}
+	return (st.Uid == 0 || int(st.Uid) == os.Geteuid()) && st.Mode&0o022 == 0
 }
 
 func isDir(p string) bool {

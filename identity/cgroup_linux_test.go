@@ -180,6 +180,43 @@ func TestCgroupID(t *testing.T) {
 	}
 }
 
+// A live cgroup named "support (deleted)", which anyone who may make
+// cgroups next to a workload's "support" can make, reads in /proc like
+// "support" removed: its processes must not be taken for that workload's.
+func TestProcessCgroupNamedDeleted(t *testing.T) {
+	requirePrivileged(t)
+	root := v2Root(t)
+	dir, path := testCgroup(t, root)
+	mkdirAll(t, filepath.Join(dir, "support"))
+	lookalike := filepath.Join(dir, "support (deleted)")
+	mkdirAll(t, lookalike)
+	cgfd, err := os.Open(lookalike)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cgfd.Close()
+	child := exec.Command("sleep", "60")
+	child.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgfd.Fd())}
+	if err := child.Start(); err != nil {
+		t.Fatalf("starting a process in %s: %v", lookalike, err)
+	}
+	defer func() {
+		_ = child.Process.Kill()
+		_ = child.Wait()
+	}()
+	got, err := ProcessCgroup(uint32(child.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := path + "/support (deleted)"; got != want {
+		t.Errorf("ProcessCgroup(child) = %q, want %q", got, want)
+	}
+	support := Binding{WorkloadID: 1, Name: "support", Path: path + "/support"}
+	if b, ok := MatchCgroupPath(got, []Binding{support}); ok {
+		t.Errorf("a process in %q was taken for workload %s (%s)", got, b.Name, b.Path)
+	}
+}
+
 // What needs no privilege: the cgroup is missing and must not be created.
 func TestResolveSelectorMissing(t *testing.T) {
 	root := v2Root(t)
@@ -254,6 +291,18 @@ func TestResolveSelectorUnit(t *testing.T) {
 	mkdirAll(t, unitDir)
 	deepUnit := fmt.Sprintf("itest-deep-%d.service", os.Getpid())
 	mkdirAll(t, filepath.Join(dir, "a", "b", "c", "d", "e", deepUnit)) // 8 levels below root
+	// A subtree systemd delegated to user 1000 (user@1000.service): the
+	// user makes cgroups there at will, one named like a unit included.
+	userUnit := fmt.Sprintf("itest-user-%d.service", os.Getpid())
+	delegated := filepath.Join(dir, "user.slice", "user@1000.service")
+	mkdirAll(t, filepath.Join(delegated, userUnit))
+	chownTree(t, delegated, 1000)
+	// A unit with Delegate=yes and User=: systemd hands its own cgroup to
+	// that user, in a slice only root writes to.
+	delegUnit := fmt.Sprintf("itest-deleg-%d.service", os.Getpid())
+	delegUnitDir := filepath.Join(dir, "fake.slice", delegUnit)
+	mkdirAll(t, delegUnitDir)
+	chownTree(t, delegUnitDir, 1000)
 
 	noSystemd := func() bool { return false }
 	withSystemd := func() bool { return true }
@@ -273,6 +322,9 @@ func TestResolveSelectorUnit(t *testing.T) {
 		{"found by walking the tree", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, unit, false, unitDir, nil},
 		{"never created", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, "itest-none.service", true, "", ErrCgroupNotFound},
 		{"too deep for the walk", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, deepUnit, false, "", ErrCgroupNotFound},
+		{"made by a user in its delegated subtree", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, userUnit, false, "", ErrCgroupNotFound},
+		{"systemctl fails: a user's is not walked to", selectorResolver{systemdRunning: withSystemd, controlGroup: answer("", errors.New("exit status 1"))}, userUnit, false, "", ErrCgroupNotFound},
+		{"a delegated unit's own cgroup", selectorResolver{systemdRunning: noSystemd, controlGroup: unused}, delegUnit, false, delegUnitDir, nil},
 		{"systemd's answer", selectorResolver{systemdRunning: withSystemd, controlGroup: answer(path+"/fake.slice/"+unit, nil)}, "other-name.service", false, unitDir, nil},
 		{"systemd says not running", selectorResolver{systemdRunning: withSystemd, controlGroup: answer("", nil)}, unit, false, "", ErrCgroupNotFound},
 		{"systemctl fails: walk", selectorResolver{systemdRunning: withSystemd, controlGroup: answer("", errors.New("exit status 1"))}, unit, false, unitDir, nil},
@@ -288,7 +340,7 @@ func TestResolveSelectorUnit(t *testing.T) {
 				t.Errorf("dir = %q, want %q", gotDir, tt.wantDir)
 			}
 			if err == nil {
-				if want, _ := CgroupID(unitDir); id != want {
+				if want, _ := CgroupID(tt.wantDir); id != want {
 					t.Errorf("id = %d, want %d", id, want)
 				}
 			}

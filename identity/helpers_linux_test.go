@@ -81,3 +81,18 @@ func mkdirAll(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 }
+
+// chownTree gives dir and everything below it to uid, as systemd does with
+// a subtree it delegates to a user.
+func chownTree(t *testing.T, dir string, uid int) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, uid)
+	})
+	if err != nil {
+		t.Fatalf("handing %s to uid %d: %v", dir, uid, err)
+	}
+}

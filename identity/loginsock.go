@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -40,37 +42,116 @@ type LoginServer struct {
 	Verify func(ctx context.Context, w Workload, raw string) (Identity, time.Time, error)
 	Logins *Logins
 	Logger *slog.Logger
+
+	mu       sync.Mutex
+	inFlight map[uint32]int // logins under way, by the caller's uid
 }
 
-// Serve accepts logins on ln until ctx ends.
+// loginTimeout bounds one login, from accept to answer.
+const loginTimeout = 30 * time.Second
+
+// MaxLoginsPerUID is how many logins of one user may be under way at once;
+// more are refused at once. Any local user may connect to the socket, and
+// each login holds two of the gateway's descriptors (the connection and
+// the pidfd) until it ends: unbounded, one user could run the gateway out
+// of descriptors, and with them the data path.
+const MaxLoginsPerUID = 16
+
+// Serve accepts logins on ln until ctx ends. An accept that fails for a
+// passing reason (no descriptor or memory free for now) is retried, with a
+// growing pause, rather than ending the login socket for good.
 func (s *LoginServer) Serve(ctx context.Context, ln *net.UnixListener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	var backoff time.Duration
 	for {
 		conn, err := ln.AcceptUnix()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("accepting logins: %w", err)
+			if !acceptRetryable(err) {
+				return fmt.Errorf("accepting logins: %w", err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.logger().Warn("accepting a login; retrying", "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
 		}
+		backoff = 0
 		go s.handle(ctx, conn)
 	}
 }
 
+// acceptRetryable reports whether an accept error leaves the listener
+// fine: the gateway or the system is short of something for the moment.
+func acceptRetryable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *LoginServer) handle(ctx context.Context, conn *net.UnixConn) {
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	reply := s.login(ctx, conn)
+	conn.SetDeadline(time.Now().Add(loginTimeout))
+	var reply LoginReply
+	if release, err := s.admit(conn); err != nil {
+		s.logger().Warn("login refused", "error", err)
+		reply = LoginReply{Error: err.Error()}
+	} else {
+		defer release()
+		reply = s.login(ctx, conn)
+	}
 	b, _ := json.Marshal(reply)
 	conn.Write(append(b, '\n'))
 }
 
-func (s *LoginServer) login(ctx context.Context, conn *net.UnixConn) LoginReply {
-	log := s.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// admit counts the login against its caller's uid, refusing it when that
+// user has MaxLoginsPerUID under way; release ends it. A caller whose uid
+// cannot be read is admitted: login refuses it anyway.
+func (s *LoginServer) admit(conn *net.UnixConn) (release func(), err error) {
+	_, uid, err := peerCred(conn)
+	if err != nil {
+		return func() {}, nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight[uid] >= MaxLoginsPerUID {
+		return nil, fmt.Errorf("uid %d has %d logins under way already; try again when they have ended", uid, MaxLoginsPerUID)
+	}
+	if s.inFlight == nil {
+		s.inFlight = map[uint32]int{}
+	}
+	s.inFlight[uid]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inFlight[uid]--; s.inFlight[uid] == 0 {
+			delete(s.inFlight, uid)
+		}
+	}, nil
+}
+
+func (s *LoginServer) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func (s *LoginServer) login(ctx context.Context, conn *net.UnixConn) LoginReply {
+	log := s.logger()
 	// Who is calling is settled at accept, before the token (which may
 	// take up to the deadline to arrive): pin the process, read its
 	// workload, and check it still existed after the read, so the cgroup

@@ -134,3 +134,111 @@ func TestLoginRefusedWhenCallerExited(t *testing.T) {
 		t.Errorf("workload support was bound to %s", l.Identity.Subject)
 	}
 }
+
+// TestLoginSurvivesAcceptFailure: an accept that fails for want of a
+// descriptor (a local user can hold many logins open) is retried; it used
+// to end the login socket for good, until the gateway restarted.
+func TestLoginSurvivesAcceptFailure(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "login.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := NewLogins(nil)
+	t.Cleanup(ls.Close)
+	srv := &LoginServer{
+		Workload: func(uint32) (Workload, error) { return Workload{Name: "support", OIDC: "corp"}, nil },
+		Verify: func(context.Context, Workload, string) (Identity, time.Time, error) {
+			return Identity{Subject: "alice", Issuer: "https://idp.example/"}, time.Now().Add(time.Hour), nil
+		},
+		Logins: ls,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+
+	// Leave this process one descriptor: the client's socket takes it,
+	// and the gateway's accept finds none.
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(len(fds)) // ReadDir's own descriptor is closed again
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	c, dialErr := net.Dial("unix", sock)
+	time.Sleep(100 * time.Millisecond) // the accept fails meanwhile
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if dialErr != nil {
+		t.Fatalf("dialling with one descriptor left: %v", dialErr)
+	}
+	c.Close()
+
+	select {
+	case err := <-served:
+		t.Fatalf("the login socket stopped after an accept failed: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer lcancel()
+	if r, err := LoginAt(lctx, sock, "token"); err != nil || r.Subject != "alice" {
+		t.Errorf("login once descriptors are free again: %+v, %v", r, err)
+	}
+}
+
+// TestLoginsBoundedPerUID: logins that never send their token hold two of
+// the gateway's descriptors each for up to 30 s; one user gets
+// MaxLoginsPerUID at once, and the next is answered at once with a
+// refusal instead of being held too.
+func TestLoginsBoundedPerUID(t *testing.T) {
+	taken := make(chan struct{}, MaxLoginsPerUID+2)
+	sock, _ := startLoginServer(t, func(uint32) (Workload, error) {
+		taken <- struct{}{}
+		return Workload{Name: "support", OIDC: "corp"}, nil
+	})
+	dial := func() *net.UnixConn {
+		t.Helper()
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	held := make([]*net.UnixConn, MaxLoginsPerUID)
+	for i := range held {
+		held[i] = dial()
+		select { // taken up, and counted, before the next connects
+		case <-taken:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("login %d was not taken up", i)
+		}
+	}
+
+	over := dial()
+	over.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var r LoginReply
+	if err := json.NewDecoder(over).Decode(&r); err != nil {
+		t.Fatalf("login %d of one user, no token sent: no answer (%v), want a refusal at once", MaxLoginsPerUID+1, err)
+	}
+	if !strings.Contains(r.Error, "under way") {
+		t.Errorf("login %d of one user: %+v, want it refused", MaxLoginsPerUID+1, r)
+	}
+
+	// One ends; another may start.
+	if r := sendToken(t, held[0], "token"); r.Error != "" {
+		t.Fatalf("a held login: %+v", r)
+	}
+	if r := sendToken(t, dial(), "token"); r.Error != "" {
+		t.Errorf("a login once another ended: %+v", r)
+	}
+}

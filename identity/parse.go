@@ -18,8 +18,11 @@ import (
 var errMalformed = errors.New("malformed line")
 
 // parseProcCgroup returns the cgroup v2 path of a /proc/PID/cgroup file:
-// the "0::/x/y" line, as "/x/y". A process whose cgroup was removed while it
-// lingers (a zombie) is printed with " (deleted)", which is dropped.
+// the "0::/x/y" line, as "/x/y". The kernel prints a removed cgroup (a
+// zombie's) with " (deleted)" after its path, which is kept: a live cgroup
+// may be named "y (deleted)" too, and dropping it would take that one for
+// its sibling "y". Kept, neither matches a workload's "/x/y", and a removed
+// cgroup is no workload's anyway: its path may name a new cgroup by now.
 func parseProcCgroup(data []byte) (string, error) {
 	for line := range strings.SplitSeq(string(data), "\n") {
 		path, ok := strings.CutPrefix(line, "0::")
@@ -29,7 +32,7 @@ func parseProcCgroup(data []byte) (string, error) {
 		if !strings.HasPrefix(path, "/") {
 			return "", fmt.Errorf("cgroup v2 line %q: %w", line, errMalformed)
 		}
-		return strings.TrimSuffix(path, " (deleted)"), nil
+		return path, nil
 	}
 	return "", fmt.Errorf("no cgroup v2 line: %w", ErrNoCgroup2)
 }

@@ -21,7 +21,8 @@ func TestParseProcCgroup(t *testing.T) {
 		{"root", "0::/\n", "/", nil},
 		{"hybrid", "9:name=systemd:/\n4:memory:/process_api/b58\n1:cpu:/\n0::/system.slice/agent.service\n", "/system.slice/agent.service", nil},
 		{"no trailing newline", "0::/a", "/a", nil},
-		{"deleted cgroup", "0::/agents/demo (deleted)\n", "/agents/demo", nil},
+		// Kept: a live cgroup may be named "demo (deleted)" as well.
+		{"deleted cgroup", "0::/agents/demo (deleted)\n", "/agents/demo (deleted)", nil},
 		{"outside the namespace", "0::/../../other\n", "/../../other", nil},
 		{"spaces kept", "0::/a b/c\n", "/a b/c", nil},
 		{"v1 only", "2:cpu:/\n1:name=systemd:/user.slice\n", "", ErrNoCgroup2},

@@ -31,9 +31,10 @@ func ProcessExecutable(pid uint32) (string, error) {
 
 // ProcessCgroup returns the process's cgroup v2 path, e.g. "/agents/demo",
 // relative to the root of the caller's cgroup namespace (which is the root
-// of the hierarchy outside containers). A process that is gone returns an
-// error wrapping ErrNoProcess; one without a cgroup v2 line wraps
-// ErrNoCgroup2.
+// of the hierarchy outside containers). A process whose cgroup has been
+// removed (a zombie) reads "<path> (deleted)", which matches no workload's
+// path. A process that is gone returns an error wrapping ErrNoProcess; one
+// without a cgroup v2 line wraps ErrNoCgroup2.
 func ProcessCgroup(pid uint32) (string, error) {
 	if pid == 0 {
 		return "", fmt.Errorf("reading the cgroup of pid 0: %w", ErrNoProcess)
