@@ -94,7 +94,7 @@ func decideStep(p *Policy, s *TestStep) Decision {
 	if s.Gateway != nil {
 		return *s.Gateway
 	}
-	d := p.decide(&s.Request)
+	d, _ := p.decide(&s.Request)
 	if d.Action == Review && s.NoReview {
 		d = Decision{Action: Deny, Rule: d.Rule, Message: d.Message + " (this request cannot be held for review)"}
 	}

@@ -14,7 +14,9 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/overloads"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/interpreter"
 )
 
 // rule is a compiled RuleConfig.
@@ -26,6 +28,9 @@ type rule struct {
 	decision  Decision
 	// readsText: the condition may read sql.text (see readsSQLText).
 	readsText bool
+	// iterates: the condition has a comprehension (exists, all, map, ...),
+	// whose steps the evaluation deadline interrupts.
+	iterates bool
 }
 
 // Compile validates cfg against env and compiles every rule's condition
@@ -44,7 +49,7 @@ func Compile(cfg Config, env Env, opts ...Options) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compiling policy: %w", err)
 	}
-	p := &Policy{types: ft, log: o.Logger}
+	p := &Policy{types: ft, log: o.Logger, maxEvalTime: maxEvalTime}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -55,7 +60,7 @@ func Compile(cfg Config, env Env, opts ...Options) (*Policy, error) {
 	}
 	slices.Sort(p.protocols)
 
-	c := compiler{env: env}
+	c := compiler{env: env, regexes: &regexes{}}
 	p.def = c.defaultDecision(cfg.Default)
 	p.rules = c.rules(celEnv, cfg.Rules)
 	for _, r := range p.rules {
@@ -72,8 +77,9 @@ func Compile(cfg Config, env Env, opts ...Options) (*Policy, error) {
 
 // compiler collects the problems of one Compile.
 type compiler struct {
-	env  Env
-	errs []error
+	env     Env
+	regexes *regexes
+	errs    []error
 }
 
 func (c *compiler) fail(path, field string, err error) {
@@ -141,11 +147,11 @@ func (c *compiler) rules(celEnv *cel.Env, rcs []RuleConfig) []rule {
 			c.failf(path, "action", "unknown action %q (want allow, deny or review)", rc.Action)
 		}
 		if strings.TrimSpace(rc.When) != "" {
-			prg, readsText, err := compileWhen(celEnv, rc.When)
+			w, err := compileWhen(celEnv, c.regexes, rc.When)
 			if err != nil {
 				c.fail(path, "when", err)
 			}
-			r.when, r.readsText = prg, readsText
+			r.when, r.readsText, r.iterates = w.prg, w.readsText, w.iterates
 		}
 		out = append(out, r)
 	}
@@ -210,37 +216,57 @@ func (c *compiler) review(path string, rc *ReviewConfig) *ReviewSettings {
 
 // maxRuleCost bounds the work of one rule's evaluation, in CEL's cost
 // units (about one per list element visited or per ten bytes of string
-// scanned): a regular expression over the largest statement the gateway
-// reads (16 MiB) costs about 5 million. A rule past it fails, and a rule
-// that fails denies: facts come from agents. Comprehensions cost more time
-// per unit than string scans, so large requests also get a deadline
-// (maxEvalTime), checked every interruptEvery comprehension steps.
+// scanned; a regular expression one per ten bytes per instruction of its
+// compiled program, see regex.go): a short regular expression (10
+// instructions) over the largest statement the gateway reads (16 MiB)
+// costs about 17 million. A rule past it fails, and a rule that fails
+// denies: facts come from agents. Comprehensions cost more time per unit
+// than string scans, so every request also gets a deadline (maxEvalTime),
+// checked at every comprehension step (one step can read a 16 MiB
+// statement: a coarser check lets a thousand of them run first) and after
+// each rule.
 const (
 	maxRuleCost    = 20_000_000
-	interruptEvery = 1000
+	interruptEvery = 1
 )
+
+// compiledWhen is a planned condition and what Decide needs to know of it.
+type compiledWhen struct {
+	prg       cel.Program
+	readsText bool // it may read sql.text
+	iterates  bool // it has a comprehension
+}
 
 // compileWhen parses, checks and plans one condition. The checker catches
 // undeclared variables and unknown fields; the result must be a bool.
-// readsText reports whether the condition may read sql.text.
-func compileWhen(env *cel.Env, src string) (prg cel.Program, readsText bool, err error) {
+func compileWhen(env *cel.Env, rx *regexes, src string) (compiledWhen, error) {
 	checked, iss := env.Compile(src)
 	if iss.Err() != nil {
-		return nil, false, iss.Err()
+		return compiledWhen{}, iss.Err()
 	}
 	if !checked.OutputType().IsExactType(types.BoolType) {
-		return nil, false, fmt.Errorf("must be a bool expression, is %s", checked.OutputType())
+		return compiledWhen{}, fmt.Errorf("must be a bool expression, is %s", checked.OutputType())
 	}
 	root := ast.NavigateAST(checked.NativeRep())
 	if lits := ast.MatchDescendants(root, ast.KindMatcher(ast.StructKind)); len(lits) > 0 {
-		return nil, false, errors.New("must not create objects (a rule reads the request's facts)")
+		return compiledWhen{}, errors.New("must not create objects (a rule reads the request's facts)")
 	}
-	prg, err = env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(maxRuleCost),
-		cel.InterruptCheckFrequency(interruptEvery))
+	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(maxRuleCost),
+		cel.InterruptCheckFrequency(interruptEvery),
+		cel.CustomDecoratorV2(rx.guardMatches),
+		cel.CostTrackerOptions(
+			interpreter.OverloadCostTracker(overloads.Matches, rx.trackMatches),
+			interpreter.OverloadCostTracker(overloads.MatchesString, rx.trackMatches),
+			interpreter.OverloadCostTracker(overloads.SizeString, trackStringSize),
+			interpreter.OverloadCostTracker(overloads.SizeStringInst, trackStringSize)))
 	if err != nil {
-		return nil, false, fmt.Errorf("planning: %w", err)
+		return compiledWhen{}, fmt.Errorf("planning: %w", err)
 	}
-	return prg, readsSQLText(root), nil
+	return compiledWhen{
+		prg:       prg,
+		readsText: readsSQLText(root),
+		iterates:  len(ast.MatchDescendants(root, ast.KindMatcher(ast.ComprehensionKind))) > 0,
+	}, nil
 }
 
 // readsSQLText reports whether an expression may read sql.text: it selects

@@ -22,6 +22,8 @@ type Policy struct {
 	protocols []string // of the Env's targets, so their series exist from the start
 	metrics   atomic.Pointer[metrics]
 	readsText bool // some rule's condition may read sql.text
+	// maxEvalTime is the constant of the same name; tests shorten it.
+	maxEvalTime time.Duration
 }
 
 // Decide returns the decision for r: the first rule whose targets,
@@ -29,26 +31,34 @@ type Policy struct {
 // does (Rule ""). A condition that cannot be evaluated fails closed: the
 // request is denied in that rule's name.
 func (p *Policy) Decide(r Request) Decision {
-	start := time.Now()
-	d := p.decide(&r)
-	if m := p.metrics.Load(); m != nil {
-		m.observe(r.Target.Protocol, time.Since(start))
-	}
+	d, _ := p.observedDecide(&r)
 	return d
 }
 
-func (p *Policy) decide(r *Request) Decision {
-	var act *activation // built on the first condition, shared by the rest
-	// A large request (facts come from agents) is evaluated against a
-	// deadline as well as the cost limit: a comprehension over a long
-	// list can take seconds well within the limit. Small ones cannot, and
-	// skip the context's cost.
-	ctx := context.Background()
-	if largeRequest(r) {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, maxEvalTime)
-		defer cancel()
+// observedDecide is Decide, reporting also whether a condition failed.
+func (p *Policy) observedDecide(r *Request) (d Decision, failed bool) {
+	start := time.Now()
+	d, failed = p.decide(r)
+	if m := p.metrics.Load(); m != nil {
+		m.observe(r.Target.Protocol, time.Since(start))
 	}
+	return d, failed
+}
+
+// decide decides r; failed reports a denial because a condition could not
+// be evaluated (which can depend on more than the facts: the deadline).
+func (p *Policy) decide(r *Request) (d Decision, failed bool) {
+	var act *activation // built on the first condition, shared by the rest
+	// Every request is evaluated against a deadline as well as the cost
+	// limit: facts come from agents, and within the limit a comprehension
+	// can take seconds even over lists well under a few hundred names
+	// (cel-go's cost tracking itself slows with the steps taken). The
+	// deadline interrupts comprehensions, and is checked after each rule
+	// for the work that cannot be interrupted; the context is made only
+	// for a rule that iterates, since it costs more than the rest of most
+	// decisions.
+	var start time.Time
+	ctx := context.Background()
 	for i := range p.rules {
 		ru := &p.rules[i]
 		if !matchName(ru.targets, r.Target.Name) || !matchName(ru.workloads, r.Workload.Name) {
@@ -57,6 +67,12 @@ func (p *Policy) decide(r *Request) Decision {
 		if ru.when != nil {
 			if act == nil {
 				act = p.newActivation(r)
+				start = time.Now()
+			}
+			if ru.iterates && ctx == context.Background() {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithDeadline(ctx, start.Add(p.maxEvalTime))
+				defer cancel()
 			}
 			out, _, err := ru.when.ContextEval(ctx, act)
 			if err == nil {
@@ -64,38 +80,32 @@ func (p *Policy) decide(r *Request) Decision {
 					err = errNotBool{out.Type().TypeName()}
 				}
 			}
+			if err == nil && time.Since(start) > p.maxEvalTime {
+				err = errTooSlow{p.maxEvalTime}
+			}
 			if err != nil {
 				p.log.Error("policy rule could not be evaluated; denying",
 					"rule", ru.name, "target", r.Target.Name, "workload", r.Workload.Name,
 					"subject", r.Identity.Subject, "error", err)
-				return Decision{Action: Deny, Rule: ru.name, Message: "policy rule " + ru.name + " could not be evaluated"}
+				return Decision{Action: Deny, Rule: ru.name, Message: "policy rule " + ru.name + " could not be evaluated"}, true
 			}
 			if out != types.True {
 				continue
 			}
 		}
-		return ru.decision
+		return ru.decision, false
 	}
-	return p.def
+	return p.def, false
 }
 
-// maxEvalTime bounds the evaluation of one large request's rules; past it
-// the rule being evaluated fails, and so denies.
+// maxEvalTime bounds the evaluation of one request's rules; past it the
+// rule being evaluated fails, and so denies.
 const maxEvalTime = time.Second
 
-// largeRequest reports a request whose facts could make a rule slow: a long
-// statement or command, or long lists. A rule's own literals come from the
-// configuration and are bounded by it.
-func largeRequest(r *Request) bool {
-	const text, items = 64 << 10, 256
-	if s := r.SQL; s != nil && (len(s.Text) > text || len(s.Tables) > items || len(s.Functions) > items || len(s.Commands) > items) {
-		return true
-	}
-	if s := r.SSH; s != nil && (len(s.Command) > text || len(s.Argv) > items || len(s.Programs) > items ||
-		len(s.ProgramPaths) > items || len(s.Assignments) > items || len(s.FilePath) > text || len(s.EnvValue) > text) {
-		return true
-	}
-	return false
+type errTooSlow struct{ limit time.Duration }
+
+func (e errTooSlow) Error() string {
+	return "the policy's conditions took longer than " + e.limit.String() + " to evaluate"
 }
 
 // matchName reports whether name is in names; no names match every name.

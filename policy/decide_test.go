@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -353,4 +354,92 @@ func manyTables(n int) []string {
 		out[i] = "t" + strconv.Itoa(i)
 	}
 	return out
+}
+
+// TestDecideRegexCost checks that a regular expression is charged by its
+// compiled program, not its length: "[^x]{500}x" is 10 characters and 503
+// instructions, and ran for minutes over a 16 MiB statement while charged a
+// few million.
+func TestDecideRegexCost(t *testing.T) {
+	t.Run("a match over the limit is refused before it runs", func(t *testing.T) {
+		p := mustCompile(t, Config{Rules: []RuleConfig{
+			{Name: "fragile", When: `sql.text.matches("[^x]{500}x")`, Action: "allow"},
+		}})
+		p.maxEvalTime = time.Hour // the cost decides, not the deadline
+		want := Decision{Action: Deny, Rule: "fragile", Message: "policy rule fragile could not be evaluated"}
+		if got := p.Decide(pg(SQL{Text: strings.Repeat("a", 512<<10)})); got != want {
+			t.Errorf("Decide = %+v, want %+v", got, want)
+		}
+	})
+	for _, when := range []string{`sql.text.matches("[^x]{500}x")`, `matches(sql.text, "[^x]{500}x")`, `sql.text.matches(sql.user)`} {
+		t.Run("charged by the program: "+when, func(t *testing.T) {
+			p := mustCompile(t, Config{Rules: []RuleConfig{{Name: "r", When: when, Action: "allow"}}})
+			r := pg(SQL{Text: strings.Repeat("a", 1000), User: "[^x]{500}x"})
+			_, det, err := p.rules[0].when.Eval(p.newActivation(&r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := *det.ActualCost(), matchCost(r.SQL.Text, 503); got < want {
+				t.Errorf("cost %d, want at least %d", got, want)
+			}
+		})
+	}
+	t.Run("size of a string is charged by its length", func(t *testing.T) {
+		p := mustCompile(t, Config{Rules: []RuleConfig{{Name: "r", When: `size(sql.text) > 0 && sql.text.size() > 0`, Action: "allow"}}})
+		r := pg(SQL{Text: strings.Repeat("a", 1000)})
+		_, det, err := p.rules[0].when.Eval(p.newActivation(&r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := *det.ActualCost(); got < 200 {
+			t.Errorf("cost %d, want at least 200 (2 × 1000 bytes / 10)", got)
+		}
+	})
+	t.Run("a bad literal pattern fails Compile", func(t *testing.T) {
+		_, err := Compile(Config{Rules: []RuleConfig{{Name: "r", When: `sql.text.matches("(")`, Action: "deny"}}}, testEnv())
+		if err == nil || !strings.Contains(err.Error(), "policy.rules[0] (r): when:") {
+			t.Errorf("Compile = %v, want the rule's when at fault", err)
+		}
+	})
+}
+
+// TestDecideDeadline checks that every request's evaluation has a
+// deadline, small ones too: within the cost limit a comprehension over 120
+// names took seconds.
+func TestDecideDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name, when string
+		req        Request
+		logged     string
+	}{
+		{
+			name: "small request", when: `sql.tables.exists(a, sql.tables.exists(b, sql.tables.exists(c, a + b == c)))`,
+			req: pg(SQL{Tables: manyTables(60)}), logged: "interrupted",
+		},
+		{
+			// Interrupted at its first step, not after the whole list.
+			name: "every step checks", when: `sql.tables.all(t, t != "")`,
+			req: pg(SQL{Tables: manyTables(900)}), logged: "interrupted",
+		},
+		{
+			// Work that no step interrupts is checked after the rule.
+			name: "after the rule", when: `sql.text.matches("x")`,
+			req: pg(SQL{Text: "select 1"}), logged: "took longer than",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			p := mustCompile(t, Config{Rules: []RuleConfig{
+				{Name: "slow", When: tc.when, Action: "allow"},
+			}}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			p.maxEvalTime = time.Nanosecond
+			want := Decision{Action: Deny, Rule: "slow", Message: "policy rule slow could not be evaluated"}
+			if got := p.Decide(tc.req); got != want {
+				t.Errorf("Decide = %+v, want %+v", got, want)
+			}
+			if !strings.Contains(logs.String(), tc.logged) {
+				t.Errorf("log %q does not say %q", logs.String(), tc.logged)
+			}
+		})
+	}
 }

@@ -40,7 +40,12 @@
 // A condition that fails at run time (an index out of range, a value of
 // the wrong type) denies the request in the rule's name, with the message
 // "policy rule <name> could not be evaluated"; the error goes to
-// Options.Logger. A request is never allowed because its rule broke.
+// Options.Logger. A request is never allowed because its rule broke. So
+// does one whose rule costs more than its limit (a regular expression is
+// charged by the size of its compiled program, and refused before it runs
+// when that alone is over), or whose rules take longer than a second,
+// checked at every comprehension step and after each rule: facts come from
+// agents.
 //
 // # Masks
 //
@@ -78,7 +83,9 @@
 //
 // SQLDecisions decides one session's SQL statements and remembers each
 // decision by the statement's facts other than its text, which is sound
-// because a session's other facts are fixed and conditions are pure; it
+// because a session's other facts are fixed and conditions are pure (a
+// denial because a condition failed is not remembered: a deadline depends
+// on more than the facts); it
 // evaluates every statement when some rule's condition may read sql.text
 // (the check is syntactic and errs towards evaluating).
 package policy

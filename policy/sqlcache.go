@@ -63,13 +63,19 @@ func (d *SQLDecisions) Refresh() *Policy {
 // [Policy.Decide] would for the base request with sql.
 func (d *SQLDecisions) Decide(sql SQL) Decision {
 	if d.memo == nil {
-		return d.decide(sql)
+		dec, _ := d.decide(sql)
+		return dec
 	}
 	key := d.keyOf(&sql)
 	if dec, ok := d.memo[string(key)]; ok {
 		return dec
 	}
-	dec := d.decide(sql)
+	dec, failed := d.decide(sql)
+	if failed {
+		// A condition that failed may have run out of time, which the
+		// facts do not decide: the next statement of this shape tries again.
+		return dec
+	}
 	if len(d.memo) >= maxSQLDecisions {
 		clear(d.memo)
 	}
@@ -79,10 +85,10 @@ func (d *SQLDecisions) Decide(sql SQL) Decision {
 
 // decide asks the policy. A function of its own so that only a miss
 // copies the facts to the heap (the request points to them).
-func (d *SQLDecisions) decide(sql SQL) Decision {
+func (d *SQLDecisions) decide(sql SQL) (Decision, bool) {
 	req := d.base
 	req.SQL = &sql
-	return d.p.Decide(req)
+	return d.p.observedDecide(&req)
 }
 
 // keyOf encodes every fact but the text, unambiguously: counts and

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -119,5 +120,24 @@ func TestSQLDecisionsBounded(t *testing.T) {
 		if len(d.memo) > maxSQLDecisions {
 			t.Fatalf("memo holds %d decisions", len(d.memo))
 		}
+	}
+}
+
+// TestSQLDecisionsForgetFailures checks that a denial because a condition
+// failed is not remembered: it may have run out of time, which the facts do
+// not decide, and would deny the statement's shape for the session.
+func TestSQLDecisionsForgetFailures(t *testing.T) {
+	p := mustCompile(t, Config{Rules: []RuleConfig{
+		{Name: "no-pg", When: `sql.tables.exists(t, t.startsWith("pg_"))`, Action: "deny"},
+	}})
+	d := p.SQLDecisions(pg(SQL{}))
+	stmt := SQL{Command: "SELECT", Kind: "read", Tables: []string{"orders"}}
+	p.maxEvalTime = time.Nanosecond
+	if got := d.Decide(stmt); got.Action != Deny {
+		t.Fatalf("past the deadline: Decide = %+v, want deny", got)
+	}
+	p.maxEvalTime = time.Hour
+	if got := d.Decide(stmt); got.Action != Allow {
+		t.Errorf("in time: Decide = %+v, want allow (the failure was remembered)", got)
 	}
 }
