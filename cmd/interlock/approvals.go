@@ -32,18 +32,25 @@ type approvalView struct {
 	Requester string    `json:"requester"`
 	Issuer    string    `json:"issuer,omitempty"`
 	Groups    []string  `json:"groups,omitempty"`
-	// Command is the command as the client sent it, whole.
+	// Command is the command as the client sent it: whole from GET
+	// /api/v1/approvals/{id}, and in a list its first
+	// review.CommandPrefixLen bytes (CommandTruncated says when that is
+	// not all), so a list of long commands is not megabytes each.
 	Command string `json:"command"`
-	// CommandBytes is its length as sent; it differs from len(Command)
-	// when the command held bytes that are not UTF-8, which JSON carries
-	// as U+FFFD.
-	CommandBytes int      `json:"command_bytes"`
-	Kind         string   `json:"kind,omitempty"`
-	Operation    string   `json:"operation,omitempty"`
-	Rule         string   `json:"rule"`
-	Approvers    []string `json:"approvers"`
-	Grant        string   `json:"grant,omitempty"`
-	Decider      string   `json:"decider,omitempty"`
+	// CommandBytes is the whole command's length as sent; it differs from
+	// len(Command) when the command is cut or held bytes that are not
+	// UTF-8, which JSON carries as U+FFFD.
+	CommandBytes int `json:"command_bytes"`
+	// CommandSHA256 is the whole command's SHA-256 (hex), the same in a
+	// list, in show and in webhook messages.
+	CommandSHA256    string   `json:"command_sha256,omitempty"`
+	CommandTruncated bool     `json:"command_truncated,omitempty"`
+	Kind             string   `json:"kind,omitempty"`
+	Operation        string   `json:"operation,omitempty"`
+	Rule             string   `json:"rule"`
+	Approvers        []string `json:"approvers"`
+	Grant            string   `json:"grant,omitempty"`
+	Decider          string   `json:"decider,omitempty"`
 	// DeciderIssuer is the OIDC issuer of the decider's token, "" for a
 	// static admin token: the same subject from two issuers is two people.
 	DeciderIssuer string    `json:"decider_issuer,omitempty"`
@@ -56,7 +63,8 @@ func viewOf(r review.Request) approvalView {
 		ID: r.ID, State: string(r.State), Created: r.Created, Expires: r.Expires, Session: r.SessionID,
 		Target: r.Target, Protocol: r.Protocol, Workload: r.Workload,
 		Requester: r.Requester.Subject, Issuer: r.Requester.Issuer, Groups: r.Requester.Groups,
-		Command: r.Command, CommandBytes: len(r.Command), Kind: r.Kind, Operation: r.Operation, Rule: r.Rule, Approvers: r.Approvers,
+		Command: r.Command, CommandBytes: max(r.CommandBytes, len(r.Command)), CommandSHA256: r.CommandSHA256, CommandTruncated: r.CommandCut(),
+		Kind: r.Kind, Operation: r.Operation, Rule: r.Rule, Approvers: r.Approvers,
 		Decider: r.Decider.Subject, DeciderIssuer: r.Decider.Issuer, Reason: r.Reason, Decided: r.Decided,
 	}
 	if r.Grant > 0 {
@@ -69,7 +77,9 @@ func viewOf(r review.Request) approvalView {
 // is authenticated by the listener's middleware.
 func (g *gateway) approvalsAPI(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/approvals", func(w http.ResponseWriter, r *http.Request) {
-		f := review.Filter{State: review.State(r.URL.Query().Get("state"))}
+		// Each command's start only: a list of pending commands could
+		// otherwise be a thousand of 16 MiB; one is read whole by id.
+		f := review.Filter{State: review.State(r.URL.Query().Get("state")), CommandPrefix: review.CommandPrefixLen}
 		list, err := g.approvals.List(f)
 		if err != nil {
 			apiError(w, http.StatusInternalServerError, err)
@@ -249,7 +259,7 @@ decide, and never the requester itself.`,
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tCREATED\tTARGET\tWORKLOAD\tREQUESTER\tRULE\tCOMMAND")
 			for _, a := range out {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Created.Format(time.RFC3339), review.Printable(a.Target), review.Printable(a.Workload), review.Printable(a.Requester), review.Printable(a.Rule), oneLine(a.Command, 60))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.State, a.Created.Format(time.RFC3339), review.Printable(a.Target), review.Printable(a.Workload), review.Printable(a.Requester), review.Printable(a.Rule), commandCell(a, 60))
 			}
 			return tw.Flush()
 		},
@@ -354,6 +364,9 @@ func writeApproval(w io.Writer, a approvalView) {
 	} else if review.Shortened(a.Command, review.TextCommandLen) {
 		fmt.Fprintf(w, "bytes     %d, all shown above\n", n)
 	}
+	if a.CommandSHA256 != "" {
+		fmt.Fprintf(w, "sha256    %s\n", p(a.CommandSHA256))
+	}
 	if a.Operation != "" {
 		fmt.Fprintf(w, "reads as  %s: %s\n", p(a.Kind), p(a.Operation))
 	}
@@ -379,4 +392,13 @@ func withIssuer(subject, issuer string) string {
 // marker saying so and naming its length.
 func oneLine(s string, n int) string {
 	return review.DisplayCommand(s, n)
+}
+
+// commandCell is oneLine for a request's command, which a list carries
+// cut: the marker names the whole command's length.
+func commandCell(a approvalView, n int) string {
+	if a.CommandTruncated {
+		return review.DisplayPrefix(a.Command, commandBytes(a), n)
+	}
+	return oneLine(a.Command, n)
 }

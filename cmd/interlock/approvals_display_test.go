@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,8 +66,9 @@ func adminTestConfig(t *testing.T, srv *httptest.Server) (cfg, tokenFile string)
 }
 
 // TestLongCommandShownWhole: a statement whose dangerous part comes after
-// 4 KiB reaches the approver whole through every output: the API's JSON,
-// `approvals show`, and `-o json`; list cells say the true length; and
+// 4 KiB reaches the approver whole through the API's JSON for one
+// request, `approvals show`, and its `-o json`; a list carries its start
+// with the true length and hash, and its cells say the true length; and
 // approve refuses until the approver says they read it whole.
 func TestLongCommandShownWhole(t *testing.T) {
 	g := adminTestGateway(t, "")
@@ -101,8 +104,10 @@ func TestLongCommandShownWhole(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &v); code != http.StatusOK || err != nil {
 		t.Fatalf("GET: %d %v\n%.300s", code, err, body)
 	}
-	if v.Command != command || v.CommandBytes != len(command) {
-		t.Errorf("the API's command is %d bytes (command_bytes %d), want the %d sent", len(v.Command), v.CommandBytes, len(command))
+	sum := sha256.Sum256([]byte(command))
+	if v.Command != command || v.CommandBytes != len(command) || v.CommandSHA256 != hex.EncodeToString(sum[:]) || v.CommandTruncated {
+		t.Errorf("the API's command is %d bytes (command_bytes %d, sha256 %s, truncated %v), want the %d sent",
+			len(v.Command), v.CommandBytes, v.CommandSHA256, v.CommandTruncated, len(command))
 	}
 
 	// show, as text and as JSON.
@@ -110,7 +115,8 @@ func TestLongCommandShownWhole(t *testing.T) {
 	if err != nil {
 		t.Fatalf("show: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "command   "+command+"\n") || !strings.Contains(out, fmt.Sprintf("bytes     %d, all shown above", len(command))) {
+	if !strings.Contains(out, "command   "+command+"\n") || !strings.Contains(out, fmt.Sprintf("bytes     %d, all shown above", len(command))) ||
+		!strings.Contains(out, "sha256    "+hex.EncodeToString(sum[:])+"\n") {
 		t.Errorf("show does not print the whole command and its length:\n%.200s…%s", out, out[max(0, len(out)-600):])
 	}
 	out, err = cli("show", held.ID, "-o", "json")
@@ -128,8 +134,12 @@ func TestLongCommandShownWhole(t *testing.T) {
 	}
 	out, err = cli("list", "-o", "json")
 	var list []approvalView
-	if err := errors.Join(err, json.Unmarshal([]byte(out), &list)); err != nil || len(list) != 1 || list[0].Command != command {
-		t.Errorf("list -o json: %v, %d requests", err, len(list))
+	if err := errors.Join(err, json.Unmarshal([]byte(out), &list)); err != nil || len(list) != 1 {
+		t.Fatalf("list -o json: %v, %d requests", err, len(list))
+	}
+	if l := list[0]; l.Command != command[:review.CommandPrefixLen] || !l.CommandTruncated || l.CommandBytes != len(command) || l.CommandSHA256 != v.CommandSHA256 {
+		t.Errorf("list -o json: command of %d bytes, truncated %v, command_bytes %d, sha256 %q; want its first %d, %d, %q",
+			len(l.Command), l.CommandTruncated, l.CommandBytes, l.CommandSHA256, review.CommandPrefixLen, len(command), v.CommandSHA256)
 	}
 
 	// approve: refused until --read-whole.
@@ -191,5 +201,68 @@ func TestApproveHint(t *testing.T) {
 	long.Command = "UPDATE t SET note = '" + strings.Repeat("x", 300) + "', is_admin = true WHERE id = 7"
 	if got, want := approveHint(long), "an approver in [dba] runs: interlock approvals show r1, then interlock approvals approve r1 --read-whole"; got != want {
 		t.Errorf("long command: %q, want %q", got, want)
+	}
+}
+
+// TestListCarriesCommandStart: the list API answers with each command's
+// start, not the whole of a multi-MiB one, while GET of the one request
+// (show) and the read-whole check before approve still see it whole.
+func TestListCarriesCommandStart(t *testing.T) {
+	g := adminTestGateway(t, "")
+	store, err := review.Open(filepath.Join(t.TempDir(), "approvals.db"), review.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	g.approvals = store
+	mux := http.NewServeMux()
+	g.approvalsAPI(mux)
+	srv := httptest.NewServer(g.adminAuth.Require(mux))
+	defer srv.Close()
+	cfg, tokenFile := adminTestConfig(t, srv)
+	cli := func(args ...string) (string, error) {
+		return runCLI(t, append([]string{"approvals"}, append(args, "--config", cfg, "--token-file", tokenFile)...)...)
+	}
+
+	command := "UPDATE notes SET body = '" + strings.Repeat("é", 4<<20) + "' WHERE id = 7" // 8 MiB
+	held, err := store.Submit(t.Context(), review.Request{
+		SessionID: "s1", Target: "shop", Protocol: "postgres", Workload: "support",
+		Requester: identity.Identity{Subject: "agent"}, Command: command, Kind: "write", Operation: "UPDATE",
+		Rule: "writes", Approvers: []string{"dba"}, Timeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(command))
+	hash := hex.EncodeToString(sum[:])
+	for _, q := range []string{"", "?state=pending"} {
+		code, body := adminGet(t, srv, "/api/v1/approvals"+q, adminTestToken)
+		if code != http.StatusOK || len(body) > 16<<10 {
+			t.Fatalf("GET /api/v1/approvals%s: %d, %d bytes", q, code, len(body))
+		}
+		var list []approvalView
+		if err := json.Unmarshal([]byte(body), &list); err != nil || len(list) != 1 {
+			t.Fatalf("GET /api/v1/approvals%s: %v, %d requests", q, err, len(list))
+		}
+		if l := list[0]; !strings.HasPrefix(command, l.Command) || len(l.Command) < review.CommandPrefixLen-1 || !l.CommandTruncated ||
+			l.CommandBytes != len(command) || l.CommandSHA256 != hash {
+			t.Errorf("GET /api/v1/approvals%s: command of %d bytes, truncated %v, command_bytes %d, sha256 %s", q,
+				len(l.Command), l.CommandTruncated, l.CommandBytes, l.CommandSHA256)
+		}
+	}
+	out, err := cli("list")
+	if want := fmt.Sprintf("… [truncated: %d bytes in all]", len(command)); err != nil || !strings.Contains(out, want) {
+		t.Errorf("list: %v, lacks %q:\n%s", err, want, out)
+	}
+	out, err = cli("show", held.ID, "-o", "json")
+	var v approvalView
+	if err := errors.Join(err, json.Unmarshal([]byte(out), &v)); err != nil || v.Command != command || v.CommandSHA256 != hash {
+		t.Errorf("show -o json: %v, command of %d bytes", err, len(v.Command))
+	}
+	if _, err = cli("approve", held.ID); err == nil || !strings.Contains(err.Error(), "--read-whole") {
+		t.Errorf("approve of a long command without --read-whole: %v", err)
+	}
+	if r, _ := store.Get(held.ID); r.State != review.Pending {
+		t.Fatalf("the refused approve decided the request: %s", r.State)
 	}
 }

@@ -23,6 +23,7 @@ func (g *gateway) openApprovals() error {
 		Registerer: g.metrics,
 		APIBase:    g.cfg.Gateway.AdminURL(),
 		Targets:    targetNames(g.cfg),
+		MaxBytes:   int64(g.cfg.Gateway.ReviewStoreMiB) << 20,
 	})
 	if err != nil {
 		return fmt.Errorf("opening the approvals store: %w", err)

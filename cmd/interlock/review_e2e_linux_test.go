@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/interlock-dev/interlock/policy/review"
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
@@ -231,4 +234,147 @@ policy:
 			t.Errorf("approving an abandoned request: %v\n%s", err, out)
 		}
 	})
+}
+
+// psqlFileAsync runs psql in cg on a file of SQL (a statement longer than
+// one argument may be) and returns a function that waits for it.
+func psqlFileAsync(t *testing.T, cg redirecttest.Cgroup, host string, port int, sql string) func() (string, error) {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "*.sql")
+	if err == nil {
+		_, err = f.WriteString(sql)
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-f", f.Name())
+	cmd.Env = append(os.Environ(), "PGHOST="+host, fmt.Sprintf("PGPORT=%d", port),
+		"PGUSER=agent", "PGDATABASE=postgres", "PGSSLMODE=prefer", "PGCONNECT_TIMEOUT=10")
+	var out []byte
+	var wg sync.WaitGroup
+	wg.Go(func() { out, err = redirecttest.RunIn(t, cg, cmd) })
+	return func() (string, error) { wg.Wait(); return string(out), err }
+}
+
+// TestReviewStoreBudget: with gateway.review_store_mib, a long statement
+// the review store has no room for is denied, not held, and does not run;
+// a decided request then makes room. Lists and webhook messages carry a
+// long statement's start with its length and hash, show carries it
+// whole.
+func TestReviewStoreBudget(t *testing.T) {
+	e := newE2E(t)
+	srv, target := shop(t, e)
+	type hook struct {
+		size int
+		msg  map[string]any
+	}
+	var hooks []hook
+	var hmu sync.Mutex
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var m map[string]any
+		json.Unmarshal(b, &m)
+		hmu.Lock()
+		hooks = append(hooks, hook{len(b), m})
+		hmu.Unlock()
+	}))
+	defer receiver.Close()
+	e.gatewayExtra = "  review_store_mib: 1\n"
+	e.writeConfig("targets:\n" + target + fmt.Sprintf(`workloads:
+  - name: agent
+    match: {cgroup: %s/agent}
+    identity: {subject: "agent:demo", groups: [agents]}
+    egress: {default: deny}
+policy:
+  default: allow
+  rules:
+    - name: notes-held
+      when: sql.kind == "write"
+      action: review
+      review: {approvers: [dba], timeout: 60s, notify: {webhook: %s/hook}}
+`, e.top, receiver.URL))
+	srv.Exec(t, `CREATE TABLE public.notes (id int, body text); GRANT ALL ON public.notes TO app`)
+	e.start()
+	agent := e.cgroup("/agent")
+	// 600 KiB each: one fits the 1 MiB budget, two do not.
+	insert := func(id int) string {
+		return fmt.Sprintf("INSERT INTO notes VALUES (%d, '%s')", id, strings.Repeat("x", 600<<10))
+	}
+
+	waitA := psqlFileAsync(t, agent, srv.Host, srv.Port, insert(1))
+	a := e.pendingApproval(t)
+	if !a.CommandTruncated || len(a.Command) > review.CommandPrefixLen || a.CommandBytes != len(insert(1)) || a.CommandSHA256 == "" {
+		t.Errorf("list: command of %d bytes, truncated %v, command_bytes %d, sha256 %q; want its start and the whole's %d",
+			len(a.Command), a.CommandTruncated, a.CommandBytes, a.CommandSHA256, len(insert(1)))
+	}
+	show, err := e.runAs("alice", "approvals", "show", a.ID, "-o", "json")
+	var whole approvalView
+	if err := errors.Join(err, json.Unmarshal([]byte(show), &whole)); err != nil ||
+		whole.Command != insert(1) || whole.CommandSHA256 != a.CommandSHA256 {
+		t.Errorf("show -o json: %v, command of %d bytes, sha256 %s (list: %s)", err, len(whole.Command), whole.CommandSHA256, a.CommandSHA256)
+	}
+
+	out, err := psqlFileAsync(t, agent, srv.Host, srv.Port, insert(2))()
+	if err == nil || !strings.Contains(out, "could not hold the statement for review") || !strings.Contains(out, "approval store full") {
+		t.Errorf("psql of a statement the store has no room for: %v\n%.500s", err, out)
+	}
+	if got := e.metric("interlock_approvals_refused_total", `reason="store_full"`); got != 1 {
+		t.Errorf("interlock_approvals_refused_total{reason=store_full} = %v, want 1", got)
+	}
+	if got := e.metric("interlock_approvals_store_bytes"); got < 600<<10 || got > 1<<20 {
+		t.Errorf("interlock_approvals_store_bytes = %v, want the held statement's and at most 1 MiB", got)
+	}
+
+	if out, err := e.runAs("bob", "approvals", "deny", a.ID, "--reason", "no"); err != nil {
+		t.Fatalf("deny: %v\n%s", err, out)
+	}
+	if out, err := waitA(); err == nil {
+		t.Errorf("psql after the rejection succeeded:\n%.300s", out)
+	}
+	// The rejected request makes room for the next.
+	waitC := psqlFileAsync(t, agent, srv.Host, srv.Port, insert(3))
+	c := e.pendingApproval(t)
+	if out, err := e.runAs("alice", "approvals", "approve", c.ID); err == nil || !strings.Contains(out, "--read-whole") {
+		t.Errorf("approve of a long statement without --read-whole: %v\n%s", err, out)
+	}
+	if out, err := e.runAs("alice", "approvals", "approve", c.ID, "--read-whole"); err != nil {
+		t.Fatalf("approve --read-whole: %v\n%s", err, out)
+	}
+	if out, err := waitC(); err != nil {
+		t.Fatalf("psql after the approval: %v\n%.300s", err, out)
+	}
+	if got := srv.Query(t, "SELECT string_agg(id::text, ',') FROM notes"); got != "3" {
+		t.Errorf("notes holds ids %q, want only the approved 3", got)
+	}
+	if out, err := e.runAs("alice", "approvals", "show", a.ID); err == nil || !strings.Contains(out, "404") {
+		t.Errorf("show of the request deleted to make room: %v\n%s", err, out)
+	}
+	if got := e.metric("interlock_approvals_evicted_total"); got != 1 {
+		t.Errorf("interlock_approvals_evicted_total = %v, want 1", got)
+	}
+
+	// Every webhook message was a few KiB and names the whole.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hmu.Lock()
+		n := len(hooks)
+		hmu.Unlock()
+		if n >= 4 || time.Now().After(deadline) { // a and c, each requested and decided
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	hmu.Lock()
+	defer hmu.Unlock()
+	if len(hooks) < 4 {
+		t.Errorf("%d webhook messages, want 4", len(hooks))
+	}
+	for _, h := range hooks {
+		if h.size > 16<<10 || h.msg["command_truncated"] != true || h.msg["command_sha256"] == "" ||
+			h.msg["command_bytes"] != float64(a.CommandBytes) || h.msg["show"] != "interlock approvals show "+fmt.Sprint(h.msg["id"]) {
+			t.Errorf("webhook message of %d bytes: command_truncated %v, command_bytes %v, sha256 %v, show %v",
+				h.size, h.msg["command_truncated"], h.msg["command_bytes"], h.msg["command_sha256"], h.msg["show"])
+		}
+	}
 }

@@ -46,6 +46,24 @@
 // (30 days) after their decision, longer while their grant window is open,
 // and pruned at Open and hourly on Submit.
 //
+// The file has a byte budget, Options.MaxBytes (default 1 GiB): the keys
+// and values of its requests and commands, counted at Open and kept up to
+// date. An agent that gets long commands held and abandons them would
+// otherwise fill the state folder's disk for the retention. A Submit that
+// would pass the budget first deletes final requests whose grant window
+// has closed, the earliest decided first (they are in the sessions'
+// recordings too), freeing a sixteenth of the budget more than it needs;
+// when pending requests and open grants leave too little, it refuses with
+// ErrStoreFull: the command is not held, and the handler denies it as it
+// does any command review cannot hold. Decisions, expiry and abandonment
+// are written whatever the budget. Open meets a lowered budget the same
+// way. The file itself takes more than the budget (pages, and free pages
+// it reuses but never gives back).
+//
+// List with Filter.CommandPrefix returns each command's first bytes, with
+// CommandBytes and CommandSHA256 naming the whole: an overview of a
+// thousand pending requests does not copy a thousand long commands.
+//
 // Expiry runs on real timers for the request's Timeout; Options.Now is the
 // clock of timestamps, of Decide's expiry check and of grant windows.
 //
@@ -68,14 +86,18 @@
 // <command> on <target> (rule <rule>); approve with: interlock approvals
 // approve <id>"; a command longer than TextCommandLen is cut there, with
 // its length, and the text says to read it whole with `approvals show`
-// first), the request's details with the whole command and its length
-// (command, command_bytes), and links built from APIBase:
+// first), the request's details with the command's first
+// CommandPrefixLen bytes, the whole's length and SHA-256 (command,
+// command_bytes, command_sha256; command_truncated and show, the CLI
+// command that prints it whole, when it is cut: chat receivers refuse
+// bodies of megabytes, with a 4xx that is not retried), and links built
+// from APIBase:
 // <base>/api/v1/approvals/<id> (GET) and …/approve, …/deny (POST).
 // Every value in the text (command, requester, decider, reason) is
 // escaped: control and invisible characters as Printable writes them, and
 // &, < and > as HTML entities, so chat markup in a command stays text.
 // Delivery is asynchronous and in order per URL, from a queue bounded in
-// events and in the bytes of their commands; each attempt has a 10s
+// events and in the bytes of the commands' starts they carry; each attempt has a 10s
 // timeout and follows no redirect (a 3xx is a failure, not retried: a
 // redirect could carry the request to an internal address); network
 // failures, 408, 429 and 5xx are retried (5 attempts, waits doubling from
@@ -85,6 +107,11 @@
 // # Metrics
 //
 //	interlock_approvals_pending{target}       gauge: requests waiting now, by target
+//	interlock_approvals_store_bytes           gauge: what the file holds against Options.MaxBytes
+//	interlock_approvals_refused_total{reason} too_many_pending, store_full: commands not
+//	                                          held (denied) because the store was full
+//	interlock_approvals_evicted_total         final requests deleted before their
+//	                                          retention to keep within Options.MaxBytes
 //	interlock_webhook_deliveries_total        events a receiver accepted (2xx)
 //	interlock_webhook_failures_total{reason}  status, network: failed attempts;
 //	                                          queue_full, gave_up: lost events
@@ -106,6 +133,8 @@
 //     negative Grant, a NotifyURL that is not http(s) or a Command longer
 //     than MaxCommandLen.
 //   - ErrTooManyPending: Submit while Options.MaxPending requests wait.
+//   - ErrStoreFull: Submit of a command that would take the file past
+//     Options.MaxBytes when no final request is left to delete.
 //   - ErrClosed: the store (or a Webhook) is closed; Wait returns it when
 //     Close interrupts it.
 //   - ErrQueueFull: a Webhook dropped an event.

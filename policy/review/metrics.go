@@ -18,6 +18,13 @@ const (
 
 var failReasons = []string{failStatus, failNetwork, failQueueFull, failGaveUp}
 
+// Why Submit did not hold a command, the values of the reason label of
+// interlock_approvals_refused_total.
+const (
+	refusedTooManyPending = "too_many_pending" // Options.MaxPending requests wait
+	refusedStoreFull      = "store_full"       // Options.MaxBytes taken by pending requests and open grants
+)
+
 // storeMetrics are the store's own series.
 type storeMetrics struct {
 	// pending is interlock_approvals_pending{target}. The target label is
@@ -26,6 +33,15 @@ type storeMetrics struct {
 	// else from its first request, and then stays (at 0 when nothing
 	// waits).
 	pending *prometheus.GaugeVec
+	// bytes is interlock_approvals_store_bytes: what the file's requests
+	// and commands count against Options.MaxBytes.
+	bytes prometheus.Gauge
+	// refused is interlock_approvals_refused_total{reason}: commands
+	// denied because the store could not hold them.
+	refused *prometheus.CounterVec
+	// evicted is interlock_approvals_evicted_total: final requests deleted
+	// before their retention ended, to keep within Options.MaxBytes.
+	evicted prometheus.Counter
 }
 
 // webhookMetrics are shared by every Webhook registered on one registry.
@@ -44,7 +60,31 @@ func newStoreMetrics(reg prometheus.Registerer) (*storeMetrics, error) {
 	}
 	// A store reopened on the same registry starts from what it loads.
 	g.Reset()
-	return &storeMetrics{pending: g}, nil
+	b, err := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "interlock_approvals_store_bytes",
+		Help: "Bytes the approval store's requests and held commands take, counted against its budget.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	r, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "interlock_approvals_refused_total",
+		Help: "Commands a review rule matched that were denied, not held, because the approval store was full, by reason (too_many_pending, store_full).",
+	}, []string{"reason"}))
+	if err != nil {
+		return nil, err
+	}
+	for _, reason := range []string{refusedTooManyPending, refusedStoreFull} {
+		r.WithLabelValues(reason)
+	}
+	e, err := register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "interlock_approvals_evicted_total",
+		Help: "Decided approval requests deleted before their retention ended, to keep the store within its byte budget.",
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return &storeMetrics{pending: g, bytes: b, refused: r, evicted: e}, nil
 }
 
 func newWebhookMetrics(reg prometheus.Registerer) (*webhookMetrics, error) {

@@ -63,9 +63,9 @@ type WebhookOptions struct {
 	Backoff    time.Duration
 	MaxBackoff time.Duration
 	// QueueSize bounds the events waiting for delivery (default 256), and
-	// QueueBytes the commands they carry (default 64 MiB: a command may be
-	// 16 MiB, and a receiver that is down must not make the queue keep
-	// gigabytes); a full queue drops the new event.
+	// QueueBytes the commands they carry (default 64 MiB; an event carries
+	// at most CommandPrefixLen bytes of its command); a full queue drops
+	// the new event.
 	QueueSize  int
 	QueueBytes int
 	// Timeout bounds one HTTP attempt, redirects included (default 10s).
@@ -189,6 +189,12 @@ func (w *Webhook) Notify(_ context.Context, ev Event) error {
 		return ErrClosed
 	}
 	ev.Request = ev.Request.clone()
+	// The message carries the command's start (see webhookMessage); the
+	// copy frees the queue from the whole.
+	ev.Request.Command = strings.Clone(commandPrefix(ev.Request.Command, CommandPrefixLen))
+	if ev.Request.CommandBytes < len(ev.Request.Command) {
+		ev.Request.CommandBytes = len(ev.Request.Command) // a Request not from a Store
+	}
 	n := len(ev.Request.Command)
 	if w.queued+n > w.opts.QueueBytes && w.queued > 0 {
 		w.metrics.failures.WithLabelValues(failQueueFull).Inc()
@@ -328,20 +334,31 @@ type webhookMessage struct {
 	Workload  string      `json:"workload"`
 	SessionID string      `json:"session_id,omitempty"`
 	Requester recordIdent `json:"requester"`
-	Command   string      `json:"command"` // whole, as the client sent it
-	// CommandBytes is the command's length: the text shows a long one cut.
-	CommandBytes int           `json:"command_bytes"`
-	Kind         string        `json:"kind,omitempty"`
-	Operation    string        `json:"operation,omitempty"`
-	Rule         string        `json:"rule"`
-	Approvers    []string      `json:"approvers"`
-	Created      time.Time     `json:"created"`
-	Expires      time.Time     `json:"expires"`
-	Grant        string        `json:"grant,omitempty"`
-	Decider      *recordIdent  `json:"decider,omitempty"`
-	Reason       string        `json:"reason,omitempty"`
-	Decided      *time.Time    `json:"decided,omitempty"`
-	Links        *webhookLinks `json:"links,omitempty"`
+	// Command is the command's start as the client sent it: the whole
+	// when it is at most CommandPrefixLen bytes, else cut there
+	// (CommandTruncated). Chat receivers refuse bodies of megabytes,
+	// and not for a moment (4xx, not retried); approvers read it whole
+	// with `interlock approvals show` (Show) or the Self link.
+	Command string `json:"command"`
+	// CommandBytes and CommandSHA256 are the whole command's length and
+	// hash, to check what show printed against.
+	CommandBytes     int    `json:"command_bytes"`
+	CommandSHA256    string `json:"command_sha256,omitempty"`
+	CommandTruncated bool   `json:"command_truncated,omitempty"`
+	// Show is the CLI command that prints the whole command, when
+	// Command is cut.
+	Show      string        `json:"show,omitempty"`
+	Kind      string        `json:"kind,omitempty"`
+	Operation string        `json:"operation,omitempty"`
+	Rule      string        `json:"rule"`
+	Approvers []string      `json:"approvers"`
+	Created   time.Time     `json:"created"`
+	Expires   time.Time     `json:"expires"`
+	Grant     string        `json:"grant,omitempty"`
+	Decider   *recordIdent  `json:"decider,omitempty"`
+	Reason    string        `json:"reason,omitempty"`
+	Decided   *time.Time    `json:"decided,omitempty"`
+	Links     *webhookLinks `json:"links,omitempty"`
 }
 
 // webhookLinks point at the admin API's view of the request.
@@ -356,8 +373,12 @@ func newWebhookMessage(ev Event, apiBase string) webhookMessage {
 	m := webhookMessage{
 		Text: messageText(ev), Event: ev.Kind, ID: r.ID, State: r.State,
 		Target: r.Target, Protocol: r.Protocol, Workload: r.Workload, SessionID: r.SessionID,
-		Requester: toRecordIdent(r.Requester), Command: r.Command, CommandBytes: len(r.Command), Kind: r.Kind, Operation: r.Operation,
+		Requester: toRecordIdent(r.Requester), Command: r.Command, CommandBytes: max(r.CommandBytes, len(r.Command)),
+		CommandSHA256: r.CommandSHA256, CommandTruncated: r.CommandCut(), Kind: r.Kind, Operation: r.Operation,
 		Rule: r.Rule, Approvers: r.Approvers, Created: r.Created, Expires: r.Expires, Reason: r.Reason,
+	}
+	if m.CommandTruncated {
+		m.Show = "interlock approvals show " + r.ID
 	}
 	if r.Grant > 0 {
 		m.Grant = r.Grant.String()
@@ -379,7 +400,8 @@ func newWebhookMessage(ev Event, apiBase string) webhookMessage {
 
 // TextCommandLen bounds the command quoted in the webhook's one-line text
 // (escaped, in bytes); a longer one is cut there with a marker naming its
-// length, and the message's command field holds it whole.
+// length, and the message's command field holds up to CommandPrefixLen
+// bytes of it.
 const TextCommandLen = 200
 
 // Shortened reports whether a text of at most n bytes (DisplayCommand)
@@ -402,12 +424,15 @@ func messageText(ev Event) string {
 		who = "an unidentified caller"
 	}
 	cmd := DisplayCommand(r.Command, TextCommandLen)
+	if r.CommandCut() {
+		cmd = DisplayPrefix(r.Command, r.CommandBytes, TextCommandLen)
+	}
 	if r.Operation != "" {
 		cmd += " [" + p(r.Kind) + ": " + p(r.Operation) + "]"
 	}
 	if ev.Kind == EventRequested {
 		how := "approve with: interlock approvals approve " + p(r.ID)
-		if Shortened(r.Command, TextCommandLen) {
+		if Shortened(r.Command, TextCommandLen) || r.CommandCut() {
 			// What is cut may be the part that matters.
 			how = fmt.Sprintf("read it whole with: interlock approvals show %s, then approve with: interlock approvals approve %[1]s --read-whole", p(r.ID))
 		}
@@ -462,4 +487,16 @@ func DisplayCommand(command string, max int) string {
 		return p
 	}
 	return truncate(p, max) + fmt.Sprintf(" [truncated: %d bytes in all]", len(command))
+}
+
+// DisplayPrefix is DisplayCommand for prefix, the cut start of a command
+// of whole bytes (Request.CommandCut): it is always marked cut.
+func DisplayPrefix(prefix string, whole, max int) string {
+	p := Printable(prefix)
+	if len(p) > max {
+		p = truncate(p, max)
+	} else {
+		p += "…"
+	}
+	return p + fmt.Sprintf(" [truncated: %d bytes in all]", whole)
 }

@@ -3,6 +3,8 @@ package review
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -477,22 +479,44 @@ func TestMessageTextEscapesEverything(t *testing.T) {
 	}
 }
 
-// TestWebhookLongCommand: the webhook's command field is a long command
-// whole, with its length; the text shows its start with the true length
-// and says where to read it all before approving.
+// TestWebhookLongCommand: the webhook's body carries a long command's
+// start, with its length, its hash and where to read it whole, however
+// long it is (chat receivers refuse bodies of megabytes); the text shows
+// its start with the true length and says where to read it all before
+// approving.
 func TestWebhookLongCommand(t *testing.T) {
 	rc := newReceiver(t)
 	s := openTest(t, "", Options{})
 	req := heldUpdate()
 	req.NotifyURL = rc.url()
-	req.Command = longUpdate()
+	req.Command = longUpdate() + strings.Repeat("é", 4<<20) // 8 MiB more
 	r := submit(t, s, req)
-	m := rc.next(t)
-	if m["command"] != req.Command {
-		t.Errorf("command field is %d bytes, want the %d sent", len(fmt.Sprint(m["command"])), len(req.Command))
+	var body []byte
+	select {
+	case body = <-rc.bodies:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook delivery")
 	}
-	if m["command_bytes"] != float64(len(req.Command)) {
-		t.Errorf("command_bytes = %v, want %d", m["command_bytes"], len(req.Command))
+	if len(body) > 8<<10 {
+		t.Errorf("the webhook body is %d bytes, want a few KiB", len(body))
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	if c := fmt.Sprint(m["command"]); !strings.HasPrefix(req.Command, c) || len(c) > CommandPrefixLen || len(c) < CommandPrefixLen-3 {
+		t.Errorf("command field is %d bytes, want the first %d of the %d sent", len(c), CommandPrefixLen, len(req.Command))
+	}
+	sum := sha256.Sum256([]byte(req.Command))
+	for k, want := range map[string]any{
+		"command_bytes":     float64(len(req.Command)),
+		"command_sha256":    hex.EncodeToString(sum[:]),
+		"command_truncated": true,
+		"show":              "interlock approvals show " + r.ID,
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %v", k, m[k], want)
+		}
 	}
 	text := fmt.Sprint(m["text"])
 	for _, want := range []string{
@@ -525,7 +549,8 @@ func TestWebhookQueueBytes(t *testing.T) {
 	t.Cleanup(func() { close(unblock) })
 
 	reg := prometheus.NewRegistry()
-	w, err := NewWebhook(srv.URL, WebhookOptions{Registerer: reg, QueueBytes: 10000})
+	// A queued event keeps CommandPrefixLen bytes of a long command.
+	w, err := NewWebhook(srv.URL, WebhookOptions{Registerer: reg, QueueBytes: 2*CommandPrefixLen + 500})
 	if err != nil {
 		t.Fatal(err)
 	}

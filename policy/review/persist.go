@@ -43,20 +43,22 @@ type record struct {
 	Requester recordIdent `json:"requester"`
 	Command   string      `json:"command,omitempty"` // version 1 only
 	// CommandLen is the length of the command in the commands bucket
-	// (version 2).
-	CommandLen int          `json:"command_len"`
-	Kind       string       `json:"kind,omitempty"`
-	Operation  string       `json:"operation,omitempty"`
-	Rule       string       `json:"rule"`
-	RuleDef    string       `json:"rule_definition,omitempty"`
-	Approvers  []string     `json:"approvers"`
-	TimeoutNS  int64        `json:"timeout_ns"`
-	GrantNS    int64        `json:"grant_ns,omitempty"`
-	NotifyURL  string       `json:"notify_url,omitempty"`
-	State      State        `json:"state"`
-	Decider    *recordIdent `json:"decider,omitempty"`
-	Reason     string       `json:"reason,omitempty"`
-	Decided    *time.Time   `json:"decided,omitempty"`
+	// (version 2), CommandSHA256 its hash (records written before it was
+	// kept lack it; readCommand computes it).
+	CommandLen    int          `json:"command_len"`
+	CommandSHA256 string       `json:"command_sha256,omitempty"`
+	Kind          string       `json:"kind,omitempty"`
+	Operation     string       `json:"operation,omitempty"`
+	Rule          string       `json:"rule"`
+	RuleDef       string       `json:"rule_definition,omitempty"`
+	Approvers     []string     `json:"approvers"`
+	TimeoutNS     int64        `json:"timeout_ns"`
+	GrantNS       int64        `json:"grant_ns,omitempty"`
+	NotifyURL     string       `json:"notify_url,omitempty"`
+	State         State        `json:"state"`
+	Decider       *recordIdent `json:"decider,omitempty"`
+	Reason        string       `json:"reason,omitempty"`
+	Decided       *time.Time   `json:"decided,omitempty"`
 }
 
 type recordIdent struct {
@@ -77,7 +79,7 @@ func encodeRequest(r Request) ([]byte, error) {
 	rec := record{
 		V: recordVersion, ID: r.ID, Created: r.Created, Expires: r.Expires,
 		SessionID: r.SessionID, Target: r.Target, Protocol: r.Protocol, Workload: r.Workload,
-		Requester: toRecordIdent(r.Requester), CommandLen: len(r.Command), Kind: r.Kind, Operation: r.Operation,
+		Requester: toRecordIdent(r.Requester), CommandLen: len(r.Command), CommandSHA256: r.CommandSHA256, Kind: r.Kind, Operation: r.Operation,
 		Rule: r.Rule, RuleDef: r.RuleDefinition, Approvers: r.Approvers, TimeoutNS: int64(r.Timeout), GrantNS: int64(r.Grant),
 		NotifyURL: r.NotifyURL, State: r.State, Reason: r.Reason,
 	}
@@ -96,44 +98,125 @@ func encodeRequest(r Request) ([]byte, error) {
 	return b, nil
 }
 
-// readRequest reads one stored request with its command.
+// readRequest reads one stored request with its whole command.
 func readRequest(tx *bolt.Tx, key, b []byte) (Request, error) {
 	r, apart, err := decodeRequest(key, b)
 	if err != nil {
 		return Request{}, err
 	}
-	return r, readCommand(tx, &r, apart)
+	return r, readCommand(tx, &r, apart, 0)
 }
 
 // readCommand fills r.Command from the commands bucket when the record
 // keeps it apart: apart is its length, from decodeRequest; -1 for a
-// record that holds its command itself.
-func readCommand(tx *bolt.Tx, r *Request, apart int) error {
-	if apart <= 0 {
-		return nil // an SSH shell request has no command
+// record that holds its command itself. prefix > 0 reads only the
+// command's start (commandPrefix). A record written before the store kept
+// hashes gets its command's hash here.
+func readCommand(tx *bolt.Tx, r *Request, apart, prefix int) error {
+	if apart < 0 {
+		if r.CommandSHA256 == "" {
+			r.CommandSHA256 = commandHash([]byte(r.Command))
+		}
+		if prefix > 0 {
+			r.Command = commandPrefix(r.Command, prefix)
+		}
+		return nil
 	}
 	var v []byte
 	if b := tx.Bucket(bucketCommands); b != nil {
 		v = b.Get([]byte(r.ID))
 	}
+	if v == nil && apart == 0 {
+		v = []byte{} // an SSH shell request has no command
+	}
 	if v == nil || len(v) != apart {
 		return fmt.Errorf("reading approval %q: its command of %d bytes is missing or damaged", r.ID, apart)
+	}
+	if r.CommandSHA256 == "" {
+		r.CommandSHA256 = commandHash(v) // hashed in place: v is the file's memory
+	}
+	if prefix > 0 {
+		v = commandPrefix(v, prefix)
 	}
 	r.Command = string(v) // copied: v is the file's memory, valid only in tx
 	return nil
 }
 
-// putCommand stores r's command in the commands bucket.
-func putCommand(tx *bolt.Tx, r Request) error {
+// putRequest stores r's record and returns by how many bytes the file's
+// entries grew (Options.MaxBytes).
+func putRequest(b *bolt.Bucket, r Request) (int64, error) {
+	v, err := encodeRequest(r)
+	if err != nil {
+		return 0, err
+	}
+	return put(b, []byte(r.ID), v, "")
+}
+
+// putCommand stores r's command in the commands bucket, returning the
+// growth as putRequest does.
+func putCommand(tx *bolt.Tx, r Request) (int64, error) {
 	b, err := tx.CreateBucketIfNotExists(bucketCommands)
 	if err != nil {
-		return fmt.Errorf("writing approval %s: %w", r.ID, err)
+		return 0, fmt.Errorf("writing approval %s: %w", r.ID, err)
 	}
 	// bbolt keeps the value's slice until the transaction commits.
-	if err := b.Put([]byte(r.ID), []byte(r.Command)); err != nil {
-		return fmt.Errorf("writing approval %s: command: %w", r.ID, err)
+	return put(b, []byte(r.ID), []byte(r.Command), ": command")
+}
+
+func put(b *bolt.Bucket, k, v []byte, what string) (int64, error) {
+	grown := entrySize(k, v)
+	if old := b.Get(k); old != nil {
+		grown -= entrySize(k, old)
 	}
-	return nil
+	if err := b.Put(k, v); err != nil {
+		return 0, fmt.Errorf("writing approval %s%s: %w", k, what, err)
+	}
+	return grown, nil
+}
+
+// entrySize is what one key and its value count against the budget. The
+// file takes more (pages, free pages it reuses but never returns), in
+// proportion.
+func entrySize(k, v []byte) int64 { return int64(len(k) + len(v)) }
+
+// deleteRequest deletes request k's record and command and returns the
+// bytes freed.
+func deleteRequest(tx *bolt.Tx, k []byte) (int64, error) {
+	var freed int64
+	for _, name := range [][]byte{bucketRequests, bucketCommands} {
+		b := tx.Bucket(name)
+		if b == nil {
+			continue
+		}
+		if v := b.Get(k); v != nil {
+			freed += entrySize(k, v)
+		}
+		if err := b.Delete(k); err != nil {
+			return freed, fmt.Errorf("deleting approval %s: %w", k, err)
+		}
+	}
+	return freed, nil
+}
+
+// storedBytes is what the file's requests and commands count against the
+// budget, unreadable ones included: they stay in the file too. The
+// commands' sizes come from the file's index, not by reading them.
+func storedBytes(tx *bolt.Tx) (int64, error) {
+	var n int64
+	for _, name := range [][]byte{bucketRequests, bucketCommands} {
+		b := tx.Bucket(name)
+		if b == nil {
+			continue
+		}
+		err := b.ForEach(func(k, v []byte) error {
+			n += entrySize(k, v)
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("measuring approvals: %w", err)
+		}
+	}
+	return n, nil
 }
 
 // decodeRequest reads one stored value. It refuses what this version did
@@ -166,7 +249,8 @@ func decodeRequest(key, b []byte) (_ Request, apart int, _ error) {
 	r := Request{
 		ID: rec.ID, Created: rec.Created, Expires: rec.Expires,
 		SessionID: rec.SessionID, Target: rec.Target, Protocol: rec.Protocol, Workload: rec.Workload,
-		Requester: rec.Requester.identity(), Command: rec.Command, Kind: rec.Kind, Operation: rec.Operation,
+		Requester: rec.Requester.identity(), Command: rec.Command, CommandBytes: max(apart, len(rec.Command)), CommandSHA256: rec.CommandSHA256,
+		Kind: rec.Kind, Operation: rec.Operation,
 		Rule: rec.Rule, RuleDefinition: rec.RuleDef, Approvers: rec.Approvers, Timeout: time.Duration(rec.TimeoutNS), Grant: time.Duration(rec.GrantNS),
 		NotifyURL: rec.NotifyURL, State: rec.State, Reason: rec.Reason,
 	}

@@ -2,10 +2,13 @@ package review
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/interlock-dev/interlock/identity"
 )
@@ -18,6 +21,7 @@ var (
 	ErrNotApprover    = errors.New("not in an approver group of this request")
 	ErrInvalidRequest = errors.New("invalid approval request")
 	ErrTooManyPending = errors.New("too many approval requests pending")
+	ErrStoreFull      = errors.New("approval store full")
 	ErrClosed         = errors.New("approval store closed")
 	ErrQueueFull      = errors.New("notification queue full")
 )
@@ -53,6 +57,14 @@ const (
 // in part.
 const MaxCommandLen = 16 << 20
 
+// CommandPrefixLen bounds the start of a command that List (with
+// Filter.CommandPrefix) and webhook messages carry instead of the whole:
+// an overview of hundreds of requests, or a chat receiver that refuses
+// bodies of a few hundred KiB, must not carry megabytes each. It is well
+// over TextCommandLen, so what is cut from a one-line text is cut here
+// too.
+const CommandPrefixLen = 1024
+
 // Request is one held command and, once final, its outcome.
 //
 // The caller of Submit fills the description (SessionID through NotifyURL,
@@ -70,8 +82,13 @@ type Request struct {
 	Requester identity.Identity
 	// Command is the command as the client sent it (a SQL statement, an
 	// SSH exec line), whole: at most MaxCommandLen bytes. Displays that
-	// shorten it use DisplayCommand, which says the true length.
+	// shorten it use DisplayCommand, which says the true length. A List
+	// with Filter.CommandPrefix returns only its start (CommandCut).
 	Command string
+	// CommandBytes and CommandSHA256 (lower-case hex) are those of the
+	// whole command, whatever Command holds; the store fills them.
+	CommandBytes  int
+	CommandSHA256 string
 	// Kind and Operation are the command's policy facts, free-form: for
 	// SQL sql.kind ("write") and sql.command ("UPDATE"); for SSH
 	// ssh.request ("exec") and the programs it runs ("rm").
@@ -100,6 +117,9 @@ type Request struct {
 	Decided time.Time         // when it became final; zero while pending
 }
 
+// CommandCut reports whether Command holds only the start of the command.
+func (r Request) CommandCut() bool { return len(r.Command) < r.CommandBytes }
+
 // GrantUntil is the end of the grant window an approved request opened;
 // zero when it opened none.
 func (r Request) GrantUntil() time.Time {
@@ -125,6 +145,10 @@ type Filter struct {
 	// Limit bounds the answer (newest first); 0 means DefaultListLimit,
 	// and more than MaxListLimit means MaxListLimit.
 	Limit int
+	// CommandPrefix, when positive, cuts each request's Command to at
+	// most that many bytes (on a character boundary), so listing many
+	// requests copies none of their long commands.
+	CommandPrefix int
 }
 
 // List bounds.
@@ -187,3 +211,27 @@ func truncate(s string, n int) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// commandPrefix is the start of command, at most n bytes, cut on a
+// character boundary so it stays valid text (and JSON does not turn a
+// split character into U+FFFD). A cut of bytes that are not UTF-8 at all
+// backs off at most 3 bytes.
+func commandPrefix[T string | []byte](command T, n int) T {
+	if len(command) <= n {
+		return command
+	}
+	cut := n
+	for i := 0; i < utf8.UTFMax-1 && cut > 0 && !isRuneStart(command[cut]); i++ {
+		cut--
+	}
+	if !isRuneStart(command[cut]) {
+		cut = n
+	}
+	return command[:cut]
+}
+
+// commandHash is the hex SHA-256 that names a whole command.
+func commandHash(command []byte) string {
+	h := sha256.Sum256(command)
+	return hex.EncodeToString(h[:])
+}

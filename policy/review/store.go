@@ -44,6 +44,14 @@ type Options struct {
 	// MaxPending bounds the requests pending at once (default 1000);
 	// Submit refuses more with ErrTooManyPending.
 	MaxPending int
+	// MaxBytes is the store's byte budget (default DefaultMaxBytes): what
+	// its requests and their commands take in the file, keys and values.
+	// A Submit that would pass it first deletes final requests before
+	// their retention ends, the earliest decided first (never one whose
+	// grant window is open); if that is not enough it refuses with
+	// ErrStoreFull. Open counts what the file holds, and deletes the same
+	// way when a lowered budget is passed.
+	MaxBytes int64
 	// Targets are the configured targets' names: their
 	// interlock_approvals_pending series exist (at 0) from Open, so an
 	// alert on them works before the first request.
@@ -54,6 +62,12 @@ type Options struct {
 const (
 	DefaultRetention  = 30 * 24 * time.Hour
 	DefaultMaxPending = 1000
+	// DefaultMaxBytes holds 64 of the longest commands (MaxCommandLen)
+	// pending at once, or about a million requests of a typical length
+	// (statements of a few hundred bytes): months of retention at any
+	// rate humans review. Without a budget, agents that get commands held
+	// and abandon them fill the state folder's disk for Retention.
+	DefaultMaxBytes = 1 << 30
 	// pruneEvery spaces the retention sweeps Submit makes.
 	pruneEvery = time.Hour
 	// maxReasonLen bounds a decider's reason.
@@ -76,6 +90,7 @@ type Store struct {
 	grants    map[grantKey]Request
 	webhooks  map[string]*Webhook
 	lastPrune time.Time
+	used      int64 // bytes the file's requests and commands take (see Options.MaxBytes)
 }
 
 // held is a pending request in memory.
@@ -105,6 +120,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if opts.MaxPending <= 0 {
 		opts.MaxPending = DefaultMaxPending
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
 	}
 	opts.Webhook.APIBase = cmp.Or(opts.Webhook.APIBase, opts.APIBase)
 	if opts.Webhook.Logger == nil {
@@ -155,6 +173,7 @@ func (s *Store) load() ([]Request, error) {
 	defer s.mu.Unlock()
 	now := s.now()
 	var expired []Request
+	var evicted int
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketRequests)
 		if err != nil {
@@ -171,7 +190,7 @@ func (s *Store) load() ([]Request, error) {
 			r, apart, err := decodeRequest(k, v)
 			keep := err == nil && (r.State == Pending || r.State == Approved && now.Before(r.GrantUntil()))
 			if keep {
-				err = readCommand(tx, &r, apart)
+				err = readCommand(tx, &r, apart, 0)
 			}
 			if err != nil {
 				// One damaged value must not keep the gateway from starting;
@@ -191,7 +210,9 @@ func (s *Store) load() ([]Request, error) {
 			return fmt.Errorf("reading: %w", err)
 		}
 		for _, r := range legacy {
-			if err := errors.Join(putRequest(b, r), putCommand(tx, r)); err != nil {
+			_, err1 := putRequest(b, r)
+			_, err2 := putCommand(tx, r)
+			if err := errors.Join(err1, err2); err != nil {
 				return err
 			}
 		}
@@ -199,7 +220,7 @@ func (s *Store) load() ([]Request, error) {
 			switch {
 			case r.State == Pending && !now.Before(r.Expires):
 				r = finalRequest(r, Expired, identity.Identity{}, ReasonExpired, r.Expires)
-				if err := putRequest(b, r); err != nil {
+				if _, err := putRequest(b, r); err != nil {
 					return err
 				}
 				expired = append(expired, r)
@@ -209,12 +230,36 @@ func (s *Store) load() ([]Request, error) {
 				s.addGrant(r)
 			}
 		}
-		return s.prune(tx, now)
+		if _, err := s.prune(tx, now); err != nil {
+			return err
+		}
+		// What the file holds counts, written by this process or another;
+		// a budget lowered since is met now, not at the next Submit.
+		used, err := storedBytes(tx)
+		if err != nil {
+			return err
+		}
+		if over := used - s.opts.MaxBytes; over > 0 {
+			freed, n, err := s.evict(tx, now, over)
+			if err != nil {
+				return err
+			}
+			used -= freed
+			evicted = n
+		}
+		s.used = used
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loading approvals: %w", err)
 	}
 	s.lastPrune = now
+	s.metrics.bytes.Set(float64(s.used))
+	if evicted > 0 {
+		s.metrics.evicted.Add(float64(evicted))
+		s.log.Warn("approval requests deleted before their retention ended: the store was over its byte budget",
+			"requests", evicted, "bytes", s.used, "max_bytes", s.opts.MaxBytes)
+	}
 	for _, r := range expired {
 		s.log.Info("approval request expired while the gateway was down", requestAttrs(r)...)
 	}
@@ -254,13 +299,17 @@ func (s *Store) Close() error {
 // Submit holds a new request: it fills ID, Created and Expires, persists
 // it, arms its expiry, notifies, and returns it. The request must name
 // Approvers and a positive Timeout (ErrInvalidRequest). A full store
-// refuses with ErrTooManyPending.
+// refuses with ErrTooManyPending (Options.MaxPending) or ErrStoreFull
+// (Options.MaxBytes): the command is then not held, and its caller denies
+// it as when review is unavailable.
 func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 	if err := validate(r); err != nil {
 		return Request{}, err
 	}
 	r = r.clone()
 	r.State, r.Decider, r.Reason, r.Decided = Pending, identity.Identity{}, "", time.Time{}
+	// Hashed before the lock: a command may be 16 MiB.
+	r.CommandBytes, r.CommandSHA256 = len(r.Command), commandHash([]byte(r.Command))
 
 	s.mu.Lock()
 	if s.closed {
@@ -268,14 +317,20 @@ func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 		return Request{}, ErrClosed
 	}
 	if len(s.pending) >= s.opts.MaxPending {
+		n := len(s.pending)
 		s.mu.Unlock()
-		return Request{}, fmt.Errorf("holding a command of %s on %s: %d pending: %w", r.Workload, r.Target, len(s.pending), ErrTooManyPending)
+		s.metrics.refused.WithLabelValues(refusedTooManyPending).Inc()
+		s.log.Warn("command not held for review: too many requests pending", append(requestAttrs(r), "pending", n)...)
+		return Request{}, fmt.Errorf("holding a command of %s on %s: %d pending: %w", r.Workload, r.Target, n, ErrTooManyPending)
 	}
 	now := s.now()
 	r.Created = now
 	r.Expires = now.Add(r.Timeout)
 	prune := now.Sub(s.lastPrune) >= pruneEvery
+	var delta int64 // the change in s.used, once committed
+	var evicted int
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		delta, evicted = 0, 0
 		b := tx.Bucket(bucketRequests)
 		for {
 			r.ID = newID()
@@ -283,29 +338,67 @@ func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 				break
 			}
 		}
-		if err := putRequest(b, r); err != nil {
+		if prune {
+			freed, err := s.prune(tx, now)
+			if err != nil {
+				return err
+			}
+			delta -= freed
+		}
+		d, err := putRequest(b, r)
+		if err != nil {
 			return err
 		}
+		delta += d
 		// The command is written once, apart from the request, so the
 		// request's later changes and the scans of List, Open and prune
 		// never copy or decode a long command.
-		if err := putCommand(tx, r); err != nil {
+		if d, err = putCommand(tx, r); err != nil {
 			return err
 		}
-		if prune {
-			return s.prune(tx, now)
+		delta += d
+		if int64(len(r.Command)) > s.opts.MaxBytes {
+			return fmt.Errorf("the command is longer than the store's budget of %d bytes: %w", s.opts.MaxBytes, ErrStoreFull)
+		}
+		if over := s.used + delta - s.opts.MaxBytes; over > 0 {
+			// Freeing a sixteenth more than needed spares the next
+			// Submits a scan each.
+			freed, n, err := s.evict(tx, now, over+s.opts.MaxBytes/16)
+			if err != nil {
+				return err
+			}
+			delta, evicted = delta-freed, n
+			if s.used+delta > s.opts.MaxBytes {
+				// Rolled back: what pending requests and open grants keep
+				// is not deleted for a command that is not held.
+				return fmt.Errorf("the store's budget of %d bytes is taken by pending requests and open grants: %w",
+					s.opts.MaxBytes, ErrStoreFull)
+			}
 		}
 		return nil
 	})
 	if err != nil {
+		used := s.used
 		s.mu.Unlock()
-		return Request{}, fmt.Errorf("holding a command of %s on %s: %w", r.Workload, r.Target, err)
+		r.ID = "" // rolled back
+		if errors.Is(err, ErrStoreFull) {
+			s.metrics.refused.WithLabelValues(refusedStoreFull).Inc()
+			s.log.Warn("command not held for review: the approval store is at its byte budget",
+				append(requestAttrs(r), "command_bytes", len(r.Command), "bytes", used, "max_bytes", s.opts.MaxBytes)...)
+		}
+		return Request{}, fmt.Errorf("holding a command of %s on %s (%d bytes): %w", r.Workload, r.Target, len(r.Command), err)
 	}
 	if prune {
 		s.lastPrune = now
 	}
+	s.addUsed(delta)
 	s.hold(r, r.Timeout)
 	s.mu.Unlock()
+	if evicted > 0 {
+		s.metrics.evicted.Add(float64(evicted))
+		s.log.Warn("approval requests deleted before their retention ended: the store is at its byte budget",
+			"requests", evicted, "max_bytes", s.opts.MaxBytes)
+	}
 
 	s.log.Info("command held for approval", requestAttrs(r)...)
 	s.notify(context.WithoutCancel(ctx), Event{Kind: EventRequested, Request: r})
@@ -585,8 +678,9 @@ func (s *Store) Get(id string) (Request, error) {
 	return r, nil
 }
 
-// List returns the requests f selects, newest first, at most f.Limit.
-// Unreadable stored values are skipped (and logged at Open).
+// List returns the requests f selects, newest first, at most f.Limit, each
+// with its whole command or, with f.CommandPrefix, its start. Unreadable
+// stored values are skipped (and logged at Open).
 func (s *Store) List(f Filter) ([]Request, error) {
 	limit := f.Limit
 	if limit <= 0 {
@@ -603,7 +697,11 @@ func (s *Store) List(f Filter) ([]Request, error) {
 		// the file.
 		out := make([]Request, 0, len(s.pending))
 		for _, h := range s.pending {
-			out = append(out, h.req.clone())
+			r := h.req.clone()
+			if f.CommandPrefix > 0 {
+				r.Command = commandPrefix(r.Command, f.CommandPrefix)
+			}
+			out = append(out, r)
 		}
 		s.mu.Unlock()
 		sortNewestFirst(out)
@@ -630,7 +728,7 @@ func (s *Store) List(f Filter) ([]Request, error) {
 		}
 		slices.SortFunc(all, func(a, b listed) int { return newestFirst(a.r, b.r) })
 		for _, l := range all[:min(limit, len(all))] {
-			if readCommand(tx, &l.r, l.apart) == nil {
+			if readCommand(tx, &l.r, l.apart, f.CommandPrefix) == nil {
 				out = append(out, l.r)
 			}
 		}
@@ -685,29 +783,35 @@ func (s *Store) addGrant(r Request) {
 	s.grants[k] = r.clone()
 }
 
+// persist writes r's record; its command is already stored. The caller
+// holds s.mu. A decision's record is written whatever the budget: a
+// decider's reason is bounded, and refusing to record an outcome would
+// keep a command waiting.
 func (s *Store) persist(r Request) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		return putRequest(tx.Bucket(bucketRequests), r)
+	var delta int64
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		delta, err = putRequest(tx.Bucket(bucketRequests), r)
+		return err
 	})
+	if err == nil {
+		s.addUsed(delta)
+	}
+	return err
 }
 
-func putRequest(b *bolt.Bucket, r Request) error {
-	v, err := encodeRequest(r)
-	if err != nil {
-		return err
-	}
-	if err := b.Put([]byte(r.ID), v); err != nil {
-		return fmt.Errorf("writing approval %s: %w", r.ID, err)
-	}
-	return nil
+// addUsed counts delta more bytes in the file. The caller holds s.mu.
+func (s *Store) addUsed(delta int64) {
+	s.used += delta
+	s.metrics.bytes.Set(float64(s.used))
 }
 
 // prune deletes final requests decided more than Retention ago whose grant
-// window (if any) has closed, with their commands.
-func (s *Store) prune(tx *bolt.Tx, now time.Time) error {
-	b := tx.Bucket(bucketRequests)
+// window (if any) has closed, with their commands, and returns the bytes
+// it freed.
+func (s *Store) prune(tx *bolt.Tx, now time.Time) (int64, error) {
 	var old [][]byte
-	err := b.ForEach(func(k, v []byte) error {
+	err := tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
 		r, _, err := decodeRequest(k, v)
 		if err != nil || !r.State.Final() {
 			return nil
@@ -718,18 +822,57 @@ func (s *Store) prune(tx *bolt.Tx, now time.Time) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("pruning approvals: %w", err)
+		return 0, fmt.Errorf("pruning approvals: %w", err)
 	}
-	commands := tx.Bucket(bucketCommands)
+	var freed int64
 	for _, k := range old {
-		if err := b.Delete(k); err != nil {
-			return fmt.Errorf("pruning approval %s: %w", k, err)
+		n, err := deleteRequest(tx, k)
+		if err != nil {
+			return freed, fmt.Errorf("pruning approval %s: %w", k, err)
 		}
-		if err := commands.Delete(k); err != nil {
-			return fmt.Errorf("pruning approval %s: %w", k, err)
-		}
+		freed += n
 	}
-	return nil
+	return freed, nil
+}
+
+// evict deletes final requests whose grant window (if any) has closed,
+// the earliest decided first, until it has freed want bytes or none is
+// left; it returns the bytes freed and the requests deleted. Pending
+// requests and open grants are never deleted: the one waits for its
+// decision, the other lets commands run.
+func (s *Store) evict(tx *bolt.Tx, now time.Time, want int64) (int64, int, error) {
+	type candidate struct {
+		key     []byte
+		decided time.Time
+	}
+	var cs []candidate
+	err := tx.Bucket(bucketRequests).ForEach(func(k, v []byte) error {
+		r, _, err := decodeRequest(k, v)
+		if err == nil && r.State.Final() && !now.Before(r.GrantUntil()) {
+			cs = append(cs, candidate{slices.Clone(k), r.Decided})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("making room in approvals: %w", err)
+	}
+	slices.SortFunc(cs, func(a, b candidate) int {
+		return cmp.Or(a.decided.Compare(b.decided), slices.Compare(a.key, b.key))
+	})
+	var freed int64
+	n := 0
+	for _, c := range cs {
+		if freed >= want {
+			break
+		}
+		f, err := deleteRequest(tx, c.key)
+		if err != nil {
+			return freed, n, fmt.Errorf("making room in approvals: %w", err)
+		}
+		freed += f
+		n++
+	}
+	return freed, n, nil
 }
 
 // notify tells Options.Notify and the request's webhook. Failures are

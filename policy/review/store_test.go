@@ -2,6 +2,8 @@ package review
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
@@ -845,5 +848,194 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines after Close, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestByteBudget: the store keeps its requests and commands within
+// Options.MaxBytes. A command that does not fit is refused with
+// ErrStoreFull (its caller denies it), counted and not held; a final
+// request makes room, the earliest decided first, but an open grant
+// never does; what the file holds counts after a restart, and a lowered
+// budget is met at Open.
+func TestByteBudget(t *testing.T) {
+	clock := newFakeClock()
+	const budget = 64 << 10
+	s := openTest(t, "", Options{MaxBytes: budget, Now: clock.Now})
+	long := func(tag string) Request {
+		r := heldUpdate()
+		r.Command = "UPDATE notes SET body = '" + strings.Repeat(tag, 20<<10) + "'"
+		return r
+	}
+	refused := func(s *testStore, when string) {
+		t.Helper()
+		before := metricValue(t, s.reg, "interlock_approvals_refused_total", map[string]string{"reason": "store_full"})
+		pending, _ := s.List(Filter{State: Pending})
+		if _, err := s.Submit(context.Background(), long("z")); !errors.Is(err, ErrStoreFull) {
+			t.Fatalf("%s: Submit = %v, want ErrStoreFull", when, err)
+		}
+		if after := metricValue(t, s.reg, "interlock_approvals_refused_total", map[string]string{"reason": "store_full"}); after != before+1 {
+			t.Errorf("%s: refused{store_full} went from %v to %v, want one more", when, before, after)
+		}
+		if now, _ := s.List(Filter{State: Pending}); len(now) != len(pending) {
+			t.Errorf("%s: %d pending after a refusal, want %d", when, len(now), len(pending))
+		}
+	}
+	a := submit(t, s, long("a"))
+	b := submit(t, s, long("b"))
+	c := submit(t, s, long("c"))
+	refused(s, "three pending")
+	if used := metricValue(t, s.reg, "interlock_approvals_store_bytes", nil); used < 3*20<<10 || used > budget {
+		t.Errorf("store_bytes = %v, want the three commands' and at most %d", used, budget)
+	}
+
+	// Nothing is lost to a restart: the pending three still fill it.
+	s.Close()
+	s = openTest(t, s.path, Options{MaxBytes: budget, Now: clock.Now})
+	refused(s, "after a restart")
+
+	// An approval with an open grant keeps its request; the request
+	// decided first makes room.
+	if _, err := s.Decide(b.ID, bob, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	if _, err := s.Cancel(a.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	if _, err := s.Decide(c.ID, bob, false, "no"); err != nil {
+		t.Fatal(err)
+	}
+	grant := long("g")
+	grant.Grant = time.Hour
+	g := submit(t, s, grant) // evicts b (earliest decided)
+	if _, err := s.Decide(g.ID, bob, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	// (a may go too: room is made with some to spare.)
+	for id, want := range map[string]bool{b.ID: false, c.ID: true, g.ID: true} {
+		if _, err := s.Get(id); (err == nil) != want {
+			t.Errorf("Get(%s) after making room once: %v, want kept %v", id, err, want)
+		}
+	}
+	d := submit(t, s, long("d")) // evicts a, if still there, and c
+	if _, err := s.Get(a.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the earliest final request was kept: %v", err)
+	}
+	if _, err := s.Submit(context.Background(), long("e")); err != nil && !errors.Is(err, ErrStoreFull) {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(g.ID); err != nil {
+		t.Errorf("the request whose grant window is open was deleted: %v", err)
+	}
+	if _, ok := s.Granted(grant.Workload, grant.Target, grant.Rule, grant.RuleDefinition); !ok {
+		t.Error("the grant window closed")
+	}
+	if v := metricValue(t, s.reg, "interlock_approvals_evicted_total", nil); v < 2 {
+		t.Errorf("evicted = %v, want at least 2", v)
+	}
+	if used := metricValue(t, s.reg, "interlock_approvals_store_bytes", nil); used > budget {
+		t.Errorf("store_bytes = %v, over the budget of %d", used, budget)
+	}
+	// The pending one and the grant's cannot make room: a command that
+	// would pass the budget is refused.
+	for range 3 {
+		if _, err := s.Submit(context.Background(), long("f")); errors.Is(err, ErrStoreFull) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused(s, "pending and a grant")
+	if _, err := s.Get(d.ID); err != nil {
+		t.Errorf("a pending request was deleted: %v", err)
+	}
+
+	// A lowered budget deletes final requests at Open, pending ones never.
+	s.Abandon(func(string) bool { return false })
+	s.Close()
+	clock.Advance(2 * time.Hour) // the grant window closes
+	s = openTest(t, s.path, Options{MaxBytes: 30 << 10, Now: clock.Now})
+	if used := metricValue(t, s.reg, "interlock_approvals_store_bytes", nil); used > 30<<10 {
+		t.Errorf("store_bytes = %v after opening with a budget of %d", used, 30<<10)
+	}
+	list, err := s.List(Filter{})
+	if err != nil || len(list) != 1 {
+		t.Errorf("after opening with a lowered budget: %d requests, %v; want the latest", len(list), err)
+	}
+}
+
+// TestTooManyPendingCounted: MaxPending refuses, and the refusal counts.
+func TestTooManyPendingCounted(t *testing.T) {
+	s := openTest(t, "", Options{MaxPending: 1})
+	submit(t, s, heldUpdate())
+	if _, err := s.Submit(context.Background(), heldUpdate()); !errors.Is(err, ErrTooManyPending) {
+		t.Fatalf("Submit = %v, want ErrTooManyPending", err)
+	}
+	if v := metricValue(t, s.reg, "interlock_approvals_refused_total", map[string]string{"reason": "too_many_pending"}); v != 1 {
+		t.Errorf("refused{too_many_pending} = %v, want 1", v)
+	}
+}
+
+// TestListCommandPrefix: List with CommandPrefix returns each command's
+// start, cut on a character boundary, with the whole command's length and
+// hash, for pending requests (memory) and final ones (the file), before
+// and after a restart; Get returns it whole with the same hash.
+func TestListCommandPrefix(t *testing.T) {
+	s := openTest(t, "", Options{})
+	r := heldUpdate()
+	r.Command = "UPDATE notes SET body = '" + strings.Repeat("é", 3000) + "'"
+	sum := sha256.Sum256([]byte(r.Command))
+	hash := hex.EncodeToString(sum[:])
+	a := submit(t, s, r)
+	short := submit(t, s, heldUpdate())
+	check := func(when string, f Filter) {
+		t.Helper()
+		list, err := s.List(f)
+		if err != nil || len(list) != 2 {
+			t.Fatalf("%s: List: %d, %v", when, len(list), err)
+		}
+		got := list[1]
+		if got.ID != a.ID || !strings.HasPrefix(r.Command, got.Command) || len(got.Command) > 100 || len(got.Command) < 98 ||
+			!utf8.ValidString(got.Command) || !got.CommandCut() {
+			t.Errorf("%s: command %q, want the first 100 bytes, whole characters", when, got.Command)
+		}
+		if got.CommandBytes != len(r.Command) || got.CommandSHA256 != hash {
+			t.Errorf("%s: %d bytes, sha256 %s; want %d, %s", when, got.CommandBytes, got.CommandSHA256, len(r.Command), hash)
+		}
+		if list[0].ID != short.ID || list[0].Command != heldUpdate().Command || list[0].CommandCut() {
+			t.Errorf("%s: a short command came back %q", when, list[0].Command)
+		}
+		g, err := s.Get(a.ID)
+		if err != nil || g.Command != r.Command || g.CommandSHA256 != hash || g.CommandCut() {
+			t.Errorf("%s: Get: %d bytes, sha256 %s, %v", when, len(g.Command), g.CommandSHA256, err)
+		}
+	}
+	check("pending", Filter{State: Pending, CommandPrefix: 100})
+	s.Close()
+	s = openTest(t, s.path, Options{})
+	check("after a restart", Filter{CommandPrefix: 100})
+	s.Abandon(func(string) bool { return false })
+	check("abandoned", Filter{State: Abandoned, CommandPrefix: 100})
+}
+
+func TestCommandPrefix(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"},
+		{"abc", 2, "ab"},
+		{"aé", 2, "a"},  // é is 2 bytes: not split
+		{"a€b", 3, "a"}, // € is 3 bytes
+		{"a😀b", 4, "a"}, // 😀 is 4 bytes
+		{"a😀b", 5, "a😀"},
+		{"\x80\x80\x80\x80\x80", 2, "\x80\x80"}, // no character to keep whole
+		{"", 3, ""},
+	} {
+		if got := commandPrefix(tc.in, tc.n); got != tc.want {
+			t.Errorf("commandPrefix(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
 	}
 }

@@ -72,6 +72,17 @@ type Gateway struct {
 	// hold at once in messages over 1 MiB (result values, Bind
 	// parameters, long statements), in MiB; default 512, at least 2.
 	LargeMessageMemoryMiB int `yaml:"large_message_memory_mib"`
+	// PreparedStatementMemoryMiB bounds, per PostgreSQL session, what
+	// the gateway keeps of the statements the session prepared (and of
+	// its denied statement names and cursors) until it closes them, in
+	// MiB; default 64, at least 1. A Parse, PREPARE or DECLARE over it is
+	// refused with 53200.
+	PreparedStatementMemoryMiB int `yaml:"prepared_statement_memory_mib"`
+	// ReviewStoreMiB bounds what the review store (<state_dir>/approvals.db)
+	// keeps of held commands and their requests, in MiB; default 1024, at
+	// least 1. A command that would pass it is denied, not held, once
+	// decided requests can make no more room.
+	ReviewStoreMiB int `yaml:"review_store_mib"`
 
 	// Parsed by Validate.
 	ListenAddr  netip.AddrPort `yaml:"-"`

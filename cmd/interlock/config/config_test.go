@@ -35,6 +35,8 @@ func TestLoadExample(t *testing.T) {
 		{"ShutdownTimeout", g.ShutdownTimeout.Duration, 10 * time.Second},
 		{"LogLevel", g.LogLevel, "info"},
 		{"LargeMessageMemoryMiB", g.LargeMessageMemoryMiB, 512},
+		{"PreparedStatementMemoryMiB", g.PreparedStatementMemoryMiB, 64},
+		{"ReviewStoreMiB", g.ReviewStoreMiB, 1024},
 		{"len(Targets)", len(c.Targets), 1},
 		{"len(Workloads)", len(c.Workloads), 1},
 	}
@@ -325,6 +327,12 @@ func TestParseErrors(t *testing.T) {
 			"demo.yaml:2:21: gateway.shutdown_timeout: -1s is negative"},
 		{"large message memory too small", "gateway:\n  large_message_memory_mib: 1\n" + target, "gateway.large_message_memory_mib",
 			"demo.yaml:2:29: gateway.large_message_memory_mib: 1 is below the minimum of 2"},
+		{"prepared statement memory negative", "gateway:\n  prepared_statement_memory_mib: -1\n" + target, "gateway.prepared_statement_memory_mib",
+			"demo.yaml:2:34: gateway.prepared_statement_memory_mib: -1 is below the minimum of 1"},
+		{"prepared statement memory too large", "gateway:\n  prepared_statement_memory_mib: 1048577\n" + target, "gateway.prepared_statement_memory_mib",
+			"demo.yaml:2:34: gateway.prepared_statement_memory_mib: 1048577 is above the maximum of 1048576 (1 TiB)"},
+		{"review store budget negative", "gateway:\n  review_store_mib: -1\n" + target, "gateway.review_store_mib",
+			"demo.yaml:2:21: gateway.review_store_mib: -1 is below the minimum of 1"},
 		{"log level", "gateway:\n  log_level: verbose\n" + target, "gateway.log_level",
 			`demo.yaml:2:14: gateway.log_level: unknown log level "verbose"; use one of debug, info, warn, error`},
 

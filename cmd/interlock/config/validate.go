@@ -31,7 +31,15 @@ const (
 	// DefaultLargeMessageMemoryMiB is gateway.large_message_memory_mib's
 	// default.
 	DefaultLargeMessageMemoryMiB = 512
-	DefaultLogLevel              = "info"
+	// DefaultPreparedStatementMemoryMiB is
+	// gateway.prepared_statement_memory_mib's default
+	// (postgres.DefaultRetainedStatementMemory).
+	DefaultPreparedStatementMemoryMiB = 64
+	// DefaultReviewStoreMiB is gateway.review_store_mib's default: 64
+	// held commands of the longest (16 MiB), or about a million of a few
+	// hundred bytes, a small part of any disk (review.DefaultMaxBytes).
+	DefaultReviewStoreMiB = 1024
+	DefaultLogLevel       = "info"
 )
 
 // LogLevels are the accepted gateway.log_level values.
@@ -138,6 +146,22 @@ func (v *validator) gateway(g *Gateway) {
 		v.failf("gateway.large_message_memory_mib", "%d is below the minimum of 2", g.LargeMessageMemoryMiB)
 	case g.LargeMessageMemoryMiB > 1<<20:
 		v.failf("gateway.large_message_memory_mib", "%d is above the maximum of %d (1 TiB)", g.LargeMessageMemoryMiB, 1<<20)
+	}
+	switch {
+	case g.PreparedStatementMemoryMiB == 0:
+		g.PreparedStatementMemoryMiB = DefaultPreparedStatementMemoryMiB
+	case g.PreparedStatementMemoryMiB < 1:
+		v.failf("gateway.prepared_statement_memory_mib", "%d is below the minimum of 1", g.PreparedStatementMemoryMiB)
+	case g.PreparedStatementMemoryMiB > 1<<20:
+		v.failf("gateway.prepared_statement_memory_mib", "%d is above the maximum of %d (1 TiB)", g.PreparedStatementMemoryMiB, 1<<20)
+	}
+	switch {
+	case g.ReviewStoreMiB == 0:
+		g.ReviewStoreMiB = DefaultReviewStoreMiB
+	case g.ReviewStoreMiB < 1:
+		v.failf("gateway.review_store_mib", "%d is below the minimum of 1", g.ReviewStoreMiB)
+	case g.ReviewStoreMiB > 1<<20:
+		v.failf("gateway.review_store_mib", "%d is above the maximum of %d (1 TiB)", g.ReviewStoreMiB, 1<<20)
 	}
 
 	g.LogLevel = cmp.Or(g.LogLevel, DefaultLogLevel)
