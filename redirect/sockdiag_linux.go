@@ -21,8 +21,12 @@ const (
 	tcpEstablished = 1
 	tcpSynSent     = 2
 	tcpSynRecv     = 3
+	tcpFinWait1    = 4
+	tcpFinWait2    = 5
 	tcpCloseWait   = 8
+	tcpLastAck     = 9
 	tcpListen      = 10
+	tcpClosing     = 11
 )
 
 const (
@@ -42,6 +46,7 @@ type diagSocket struct {
 	remote   netip.AddrPort
 	cookie   uint64
 	uid      uint32
+	inode    uint32 // 0: no process holds it (orphaned, or timewait)
 	cgroupID uint64
 	hasCG    bool
 }
@@ -194,6 +199,7 @@ func parseDiagMsg(b []byte) (diagSocket, error) {
 	ds.local, ds.remote = netip.AddrPortFrom(src, sport), netip.AddrPortFrom(dst, dport)
 	ds.cookie = uint64(binary.NativeEndian.Uint32(id[40:])) | uint64(binary.NativeEndian.Uint32(id[44:]))<<32
 	ds.uid = binary.NativeEndian.Uint32(b[4+sizeofSockID+12:])
+	ds.inode = binary.NativeEndian.Uint32(b[4+sizeofSockID+16:])
 	for a := b[sizeofDiagMsg:]; len(a) >= unix.SizeofRtAttr; {
 		l := int(binary.NativeEndian.Uint16(a))
 		typ := binary.NativeEndian.Uint16(a[2:])
@@ -213,15 +219,10 @@ func parseDiagMsg(b []byte) (diagSocket, error) {
 	return ds, nil
 }
 
-// inNetns runs f on a thread that has joined the network namespace at
-// path (a /proc/PID/ns/net) and then returns the thread to the one it
-// was in. Sockets f makes stay in the namespace they were made in.
-func inNetns(path string, f func() error) error {
-	target, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer target.Close()
+// inNetns runs f on a thread that has joined the network namespace ns
+// and then returns the thread to the one it was in. Sockets f makes stay
+// in the namespace they were made in.
+func inNetns(ns *os.File, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		// The thread is given up (never unlocked) if it cannot go
@@ -234,14 +235,14 @@ func inNetns(path string, f func() error) error {
 			return
 		}
 		defer self.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("joining network namespace %s: %w", path, err)
+			errc <- fmt.Errorf("joining %s: %w", ns.Name(), err)
 			return
 		}
 		ferr := f()
 		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("leaving network namespace %s: %w", path, err)
+			errc <- fmt.Errorf("leaving %s: %w", ns.Name(), err)
 			return
 		}
 		runtime.UnlockOSThread()

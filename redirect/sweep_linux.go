@@ -3,7 +3,6 @@ package redirect
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -20,57 +19,120 @@ import (
 var sweepMu sync.Mutex
 
 // connStates are the states of a connection a workload made that can
-// still carry data: its data path decision was made at connect().
-const connStates = 1<<tcpEstablished | 1<<tcpSynSent | 1<<tcpCloseWait
+// still carry data: its data path decision was made at connect(). A
+// connection its owner has shut down or closed (FIN_WAIT1, FIN_WAIT2,
+// LAST_ACK, CLOSING) still sends what it had queued, and until the peer
+// closes too it still receives.
+const connStates = 1<<tcpEstablished | 1<<tcpSynSent | 1<<tcpCloseWait |
+	1<<tcpFinWait1 | 1<<tcpFinWait2 | 1<<tcpLastAck | 1<<tcpClosing
 
 // Sweep closes the TCP connections that workloads' processes hold open to
 // a destination the data path would not let them reach directly now: a
 // target (whose connects go through the gateway), or an address their
-// egress rules refuse. The data path decides at connect(), so without a
-// sweep a connection made before the programs were attached, before its
-// cgroup became a workload's, or before its destination became a target
-// (a new target, a name that now resolves to it) would go on, unseen by
-// the gateway.
+// egress rules or the gateway's protected ports refuse. The data path
+// decides at connect(), so without a sweep a connection made before the
+// programs were attached, before its cgroup became a workload's, before
+// its process moved into a workload's cgroup, or before its destination
+// became a target (a new target, a name that now resolves to it) would go
+// on, unseen by the gateway.
 //
 // It decides each socket with the kernel's own maps, as the connect
 // programs would: a socket belongs to the deepest workload its cgroup is
-// in. It leaves alone connections to the gateway (redirected ones, and any
-// to its protected addresses), connections a workload accepted (their
-// local port is one it listens on), and sockets in a cgroup that may be
-// another workload's the gateway has not resolved yet (below a guarded
-// parent). It looks in the gateway's own network namespace and in each
-// one a workload's process is in. The kernel aborts a socket as `ss -K`
-// does: the peer gets a reset, the owner ECONNABORTED; that needs a
-// kernel built with CONFIG_INET_DIAG_DESTROY (otherwise every Closed
-// carries EOPNOTSUPP).
+// in, or, made elsewhere, to the workload of a process that holds it. It
+// leaves alone connections the data path sent to the gateway, connections
+// a workload accepted (their local port is one listened on), and sockets
+// in a cgroup that may be another workload's the gateway has not resolved
+// yet (newer than a guarded parent's watermark). It looks in the
+// gateway's own network namespace, in each one a workload's process is
+// in, and in the one of each socket a workload's process holds. The
+// kernel aborts a socket as `ss -K` does: the peer gets a reset, the owner
+// ECONNABORTED; that needs a kernel built with CONFIG_INET_DIAG_DESTROY
+// (otherwise every Closed carries EOPNOTSUPP).
 func (d *Datapath) Sweep() ([]Closed, error) {
 	sweepMu.Lock()
 	defer sweepMu.Unlock()
-	cgroups, netns, err := d.workloadCgroups()
+	sc, err := d.sweepScope()
 	if err != nil {
 		return nil, err
 	}
-	if len(cgroups) == 0 {
+	defer sc.close()
+	if len(sc.cgroups) == 0 {
 		return nil, nil
 	}
 	var out []Closed
 	var errs []error
-	for _, paths := range netns {
-		closed, err := d.sweepNetns(paths, cgroups)
+	seen := map[uint64]bool{} // inodes of the sockets the dumps listed
+	sweep := func(ns netnsHandle) {
+		closed, err := d.sweepNetns(ns, sc, seen)
 		out = append(out, closed...)
 		if err != nil {
 			errs = append(errs, err)
 		}
 	}
+	for _, ns := range sc.netns {
+		sweep(ns)
+	}
+	// A socket lives in the namespace it was made in, which its process
+	// may have left (unshare, setns) for one where none of its sockets is.
+	strays, err := sc.strayNetns(seen)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range strays {
+		sweep(ns)
+	}
 	return out, errors.Join(errs...)
 }
 
-// workloadCgroups maps every cgroup below the attach point that the
-// programs decide as a workload's to that workload, and lists the network
-// namespaces those cgroups' processes are in (by inode, with the paths to
-// reach each: the gateway's own first, then /proc/PID/ns/net of their
-// processes, "" meaning the gateway's own).
-func (d *Datapath) workloadCgroups() (map[uint64]redirectWorkloadValue, map[uint64][]string, error) {
+// netnsHandle is a network namespace to sweep: f holds it open (nil for
+// the gateway's own), so it is the namespace ino names even when the
+// process it was found through has ended and its pid been reused.
+type netnsHandle struct {
+	ino uint64
+	f   *os.File
+}
+
+// heldSocket is a socket a workload's process holds, and where: fd in
+// process pid, whose cgroup is cgroupID.
+type heldSocket struct {
+	workload redirectWorkloadValue
+	cgroupID uint64
+	pid, fd  int
+}
+
+// scope is what a sweep looks at: every cgroup below the attach point
+// that the programs decide as a workload's, the sockets those cgroups'
+// processes hold (by inode), and the network namespaces to list.
+type scope struct {
+	cgroups map[uint64]redirectWorkloadValue
+	held    map[uint64]heldSocket
+	netns   []netnsHandle // the gateway's own first
+	known   map[uint64]bool
+}
+
+func (sc *scope) close() {
+	for _, ns := range sc.netns {
+		if ns.f != nil {
+			ns.f.Close()
+		}
+	}
+}
+
+// addNetns keeps f when it is a namespace not listed yet, and closes it
+// otherwise.
+func (sc *scope) addNetns(f *os.File) (netnsHandle, bool) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || sc.known[st.Ino] {
+		f.Close()
+		return netnsHandle{}, false
+	}
+	sc.known[st.Ino] = true
+	ns := netnsHandle{ino: st.Ino, f: f}
+	sc.netns = append(sc.netns, ns)
+	return ns, true
+}
+
+func (d *Datapath) sweepScope() (*scope, error) {
 	workloads := map[uint64]redirectWorkloadValue{}
 	var id uint64
 	var w redirectWorkloadValue
@@ -79,24 +141,28 @@ func (d *Datapath) workloadCgroups() (map[uint64]redirectWorkloadValue, map[uint
 		workloads[id] = w
 	}
 	if err := it.Err(); err != nil {
-		return nil, nil, fmt.Errorf("reading the workloads map: %w", err)
+		return nil, fmt.Errorf("reading the workloads map: %w", err)
 	}
-	guarded := map[uint64]bool{}
+	guards := map[uint64]redirectGuardValue{}
 	var g redirectGuardValue
 	it = d.objs.Guards.Iterate()
 	for it.Next(&id, &g) {
-		guarded[id] = true
+		guards[id] = g
 	}
 	if err := it.Err(); err != nil {
-		return nil, nil, fmt.Errorf("reading the guards map: %w", err)
+		return nil, fmt.Errorf("reading the guards map: %w", err)
 	}
 
 	self, err := netnsInode("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the gateway's network namespace: %w", err)
+		return nil, fmt.Errorf("reading the gateway's network namespace: %w", err)
 	}
-	netns := map[uint64][]string{self: {""}}
-	out := map[uint64]redirectWorkloadValue{}
+	sc := &scope{
+		cgroups: map[uint64]redirectWorkloadValue{},
+		held:    map[uint64]heldSocket{},
+		netns:   []netnsHandle{{ino: self}},
+		known:   map[uint64]bool{self: true},
+	}
 	var walk func(dir string, parent uint64, in *redirectWorkloadValue, unsure bool)
 	walk = func(dir string, parent uint64, in *redirectWorkloadValue, unsure bool) {
 		id, err := cgroupDirID(dir)
@@ -107,16 +173,16 @@ func (d *Datapath) workloadCgroups() (map[uint64]redirectWorkloadValue, map[uint
 		// below it).
 		if v, ok := workloads[id]; ok && id != 1 {
 			in, unsure = &v, false
-		} else if in != nil && guarded[parent] {
-			// A child of a guarded parent that the map does not
-			// hold may be a workload's the gateway has yet to
-			// resolve: the programs send its connects to the
-			// gateway, which decides; so does the next sweep.
+		} else if g, ok := guards[parent]; ok && in != nil && id > g.Watermark && !d.settled(id) {
+			// As find_caller: a child of a guarded parent made since
+			// the gateway's last pass may be a workload's the gateway
+			// has yet to resolve; the programs send its connects to
+			// the gateway, which decides; so does the next sweep.
 			unsure = true
 		}
 		if in != nil && !unsure {
-			out[id] = *in
-			addNetns(netns, dir)
+			sc.cgroups[id] = *in
+			sc.addProcs(dir, id, *in)
 		}
 		entries, err := os.ReadDir(dir)
 		if err != nil {
@@ -129,30 +195,123 @@ func (d *Datapath) workloadCgroups() (map[uint64]redirectWorkloadValue, map[uint
 		}
 	}
 	walk(d.cgroupRoot, 0, nil, false)
-	return out, netns, nil
+	return sc, nil
 }
 
-// addNetns records the network namespaces of the processes in a cgroup.
-func addNetns(netns map[uint64][]string, dir string) {
+func (d *Datapath) settled(id uint64) bool {
+	var b uint8
+	return d.objs.Settled.Lookup(id, &b) == nil
+}
+
+// addProcs records the network namespaces of the processes in a cgroup,
+// and the sockets they hold.
+func (sc *scope) addProcs(dir string, cgroupID uint64, w redirectWorkloadValue) {
 	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 	if err != nil {
 		return
 	}
 	for _, f := range strings.Fields(string(b)) {
-		if _, err := strconv.ParseUint(f, 10, 32); err != nil {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
 			continue
 		}
-		path := "/proc/" + f + "/ns/net"
-		ino, err := netnsInode(path)
+		proc := "/proc/" + f
+		if ns, err := os.Open(proc + "/ns/net"); err == nil {
+			sc.addNetns(ns)
+		}
+		fds, err := os.ReadDir(proc + "/fd")
 		if err != nil {
 			continue // the process ended
 		}
-		if ps := netns[ino]; len(ps) < 4 {
-			// A few ways in, in case the first process ends
-			// before the sweep gets there.
-			netns[ino] = append(ps, path)
+		for _, e := range fds {
+			fd, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			link, err := os.Readlink(proc + "/fd/" + e.Name())
+			if err != nil {
+				continue
+			}
+			if s, ok := strings.CutPrefix(link, "socket:["); ok {
+				if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil {
+					if _, dup := sc.held[ino]; !dup {
+						sc.held[ino] = heldSocket{workload: w, cgroupID: cgroupID, pid: pid, fd: fd}
+					}
+				}
+			}
 		}
 	}
+}
+
+// strayNetns finds the network namespaces of the TCP sockets workloads'
+// processes hold that no dump listed (seen), by taking a copy of each
+// (pidfd_getfd) and asking its namespace (SIOCGSKNS).
+func (sc *scope) strayNetns(seen map[uint64]bool) ([]netnsHandle, error) {
+	var out []netnsHandle
+	var errs []error
+	pidfds := map[int]int{}
+	defer func() {
+		for _, fd := range pidfds {
+			unix.Close(fd)
+		}
+	}()
+	for ino, h := range sc.held {
+		if seen[ino] {
+			continue
+		}
+		pidfd, ok := pidfds[h.pid]
+		if !ok {
+			var err error
+			if pidfd, err = unix.PidfdOpen(h.pid, 0); err != nil {
+				pidfd = -1
+				if !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, fmt.Errorf("opening process %d: %w", h.pid, err))
+				}
+			}
+			pidfds[h.pid] = pidfd
+		}
+		if pidfd < 0 {
+			continue
+		}
+		f, err := socketNetns(pidfd, h.fd, ino)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding the network namespace of socket %d of process %d: %w", ino, h.pid, err))
+			continue
+		}
+		if f == nil {
+			continue
+		}
+		if ns, ok := sc.addNetns(f); ok {
+			out = append(out, ns)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// socketNetns opens the network namespace of the TCP socket ino, which
+// fd of the process pidfd names; nil when fd is another socket by now, or
+// not TCP.
+func socketNetns(pidfd, fd int, ino uint64) (*os.File, error) {
+	sfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		if errors.Is(err, unix.EBADF) || errors.Is(err, unix.ESRCH) {
+			return nil, nil // closed, or the process ended
+		}
+		return nil, err
+	}
+	defer unix.Close(sfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(sfd, &st); err != nil || st.Ino != ino {
+		return nil, err
+	}
+	if p, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.IPPROTO_TCP {
+		return nil, nil
+	}
+	nsfd, err := unix.IoctlRetInt(sfd, unix.SIOCGSKNS)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(nsfd), fmt.Sprintf("network namespace of socket %d", ino)), nil
 }
 
 func netnsInode(path string) (uint64, error) {
@@ -174,9 +333,9 @@ func cgroupDirID(dir string) (uint64, error) {
 	return st.Ino, nil
 }
 
-// sweepNetns sweeps one network namespace, reached through the first of
-// paths that still opens ("" is the gateway's own).
-func (d *Datapath) sweepNetns(paths []string, cgroups map[uint64]redirectWorkloadValue) ([]Closed, error) {
+// sweepNetns sweeps one network namespace, noting in seen the inodes of
+// the sockets it lists.
+func (d *Datapath) sweepNetns(ns netnsHandle, sc *scope, seen map[uint64]bool) ([]Closed, error) {
 	var out []Closed
 	run := func() error {
 		s, err := openSockDiag()
@@ -184,19 +343,13 @@ func (d *Datapath) sweepNetns(paths []string, cgroups map[uint64]redirectWorkloa
 			return err
 		}
 		defer s.Close()
-		out, err = d.sweepSockets(s, cgroups)
+		out, err = d.sweepSockets(s, sc, seen, ns.f == nil)
 		return err
 	}
-	var err error
-	for _, p := range paths {
-		if p == "" {
-			return out, run()
-		}
-		if err = inNetns(p, run); err == nil || !errors.Is(err, fs.ErrNotExist) {
-			return out, err
-		}
+	if ns.f == nil {
+		return out, run()
 	}
-	return out, err
+	return out, inNetns(ns.f, run)
 }
 
 // listener is a listening socket's address (unmapped); an unspecified
@@ -206,7 +359,9 @@ type listener struct {
 	port uint16
 }
 
-func (d *Datapath) sweepSockets(s *sockDiag, cgroups map[uint64]redirectWorkloadValue) ([]Closed, error) {
+// sweepSockets sweeps the namespace s lists; own says it is the
+// gateway's.
+func (d *Datapath) sweepSockets(s *sockDiag, sc *scope, seen map[uint64]bool, own bool) ([]Closed, error) {
 	listening := map[listener]bool{}
 	var conns []diagSocket
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
@@ -216,10 +371,14 @@ func (d *Datapath) sweepSockets(s *sockDiag, cgroups map[uint64]redirectWorkload
 		}
 		for _, l := range ls {
 			listening[listener{l.local.Addr().Unmap(), l.local.Port()}] = true
+			seen[uint64(l.inode)] = true
 		}
 		cs, err := s.dump(family, connStates)
 		if err != nil {
 			return nil, err
+		}
+		for _, c := range cs {
+			seen[uint64(c.inode)] = true
 		}
 		conns = append(conns, cs...)
 	}
@@ -231,25 +390,35 @@ func (d *Datapath) sweepSockets(s *sockDiag, cgroups map[uint64]redirectWorkload
 	for i := range conns {
 		c := &conns[i]
 		if !c.hasCG {
+			if c.inode == 0 {
+				continue // a FIN_WAIT2 timewait socket: closed, no owner
+			}
 			return out, errors.New("the kernel does not tell sockets' cgroups (INET_DIAG_CGROUP_ID)")
 		}
-		w, ok := cgroups[c.cgroupID]
+		cgroupID := c.cgroupID
+		w, ok := sc.cgroups[cgroupID]
 		if !ok {
-			continue
+			// Made outside, held by a workload's process (one moved
+			// into the workload's cgroup): the workload's now.
+			h, held := sc.held[uint64(c.inode)]
+			if !held {
+				continue
+			}
+			w, cgroupID = h.workload, h.cgroupID
 		}
 		local := c.local.Addr().Unmap()
 		if listening[listener{local, c.local.Port()}] || listening[listener{netip.IPv4Unspecified(), c.local.Port()}] ||
 			listening[listener{netip.IPv6Unspecified(), c.local.Port()}] {
 			continue // accepted: egress and targets decide connects
 		}
-		target, refuse, err := d.judge(c, w, &settings)
+		target, refuse, err := d.judge(c, w, &settings, own)
 		if err != nil {
 			return out, err
 		}
 		if !refuse {
 			continue
 		}
-		cl := Closed{WorkloadID: w.Id, TargetID: target, CgroupID: c.cgroupID, UID: c.uid,
+		cl := Closed{WorkloadID: w.Id, TargetID: target, CgroupID: cgroupID, UID: c.uid,
 			Local: unmapPort(c.local), Remote: unmapPort(c.remote)}
 		if cl.Err = s.destroy(c); cl.Err != nil {
 			cl.Err = fmt.Errorf("closing the connection: %w", cl.Err)
@@ -265,15 +434,18 @@ func unmapPort(ap netip.AddrPort) netip.AddrPort {
 
 // judge decides a workload's open connection as the connect programs
 // would decide its connect now: refuse is true for a target (which only
-// the gateway may reach) and for an address the workload's egress
-// refuses; connections to the gateway itself are left.
-func (d *Datapath) judge(c *diagSocket, w redirectWorkloadValue, s *redirectSettingsValue) (target uint32, refuse bool, err error) {
+// the gateway may reach), for the gateway's protected ports, and for an
+// address the workload's egress refuses; connections the data path sent
+// to the gateway are left. own says the socket is in the gateway's
+// network namespace: elsewhere the listeners' addresses are another
+// server's.
+func (d *Datapath) judge(c *diagSocket, w redirectWorkloadValue, s *redirectSettingsValue, own bool) (target uint32, refuse bool, err error) {
 	remote := unmapPort(c.remote)
 	words := addrWords(remote.Addr())
 	port := netPort(remote.Port())
 
 	// The gateway's listeners: redirected connections end there.
-	if s.Enabled != 0 {
+	if own && s.Enabled != 0 {
 		if port == s.Listen4Port && remote.Addr().Is4() && words[3] == s.Listen4Addr {
 			return 0, false, nil
 		}
@@ -285,10 +457,12 @@ func (d *Datapath) judge(c *diagSocket, w redirectWorkloadValue, s *redirectSett
 	if err := d.objs.Sockets.Lookup(c.cookie, &st); err == nil {
 		return 0, false, nil // the data path sent it to the gateway
 	}
+	// Before targets and egress, as is_protected: no egress rule opens
+	// the gateway's own ports, nor a port it protects on every address.
 	var b uint8
 	for _, k := range []redirectProtectedKey{{Addr: words, Port: port}, {Port: port}} {
 		if err := d.objs.Protected.Lookup(&k, &b); err == nil {
-			return 0, false, nil
+			return 0, true, nil
 		} else if !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return 0, false, fmt.Errorf("reading the protected map: %w", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -145,5 +147,96 @@ func TestSweepOtherNetns(t *testing.T) {
 	}
 	if end := h.Ended(5 * time.Second); end != "ECONNABORTED" {
 		t.Errorf("connection ended with %q, want ECONNABORTED", end)
+	}
+}
+
+// quietServer accepts connections on addr and keeps each open, after the
+// client's FIN too, until the test ends.
+func quietServer(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+}
+
+// sweepEnv is a test's data path, with workloads a case adds.
+type sweepEnv struct {
+	*env
+	extra []Workload
+}
+
+// TestSweepReaches: connections the first sweep missed, each made before
+// its cgroup (or its process) was a workload's, are closed with the
+// workload they are decided as.
+func TestSweepReaches(t *testing.T) {
+	tests := []struct {
+		name string
+		// start makes the connection; late is the workload's cgroup.
+		start      func(t *testing.T, e *sweepEnv, late redirecttest.Cgroup) (*redirecttest.Holder, redirecttest.Cgroup)
+		egressDeny bool
+		target     uint32
+	}{
+		{"half-closed (FIN_WAIT2)", func(t *testing.T, e *sweepEnv, late redirecttest.Cgroup) (*redirecttest.Holder, redirecttest.Cgroup) {
+			quietServer(t, "127.0.0.2:7000")
+			return redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.2:7000", HalfClose: true}), late
+		}, false, testTarget4},
+		{"old sibling of a nested workload", func(t *testing.T, e *sweepEnv, late redirecttest.Cgroup) (*redirecttest.Holder, redirecttest.Cgroup) {
+			holdServer(t, "127.0.0.2:7000")
+			old := redirecttest.MakeCgroup(t, e.top.Root, e.top.Path+"/late/old")
+			inner := redirecttest.MakeCgroup(t, e.top.Root, e.top.Path+"/late/inner")
+			// The gateway's pass: inner is a workload too, so late is
+			// guarded, and old was there before the pass.
+			e.extra = []Workload{{CgroupID: inner.ID, ID: testWorkload}}
+			must(t, e.dp.SyncGuards([]Guard{{CgroupID: late.ID, Watermark: inner.ID}}))
+			return redirecttest.StartHold(t, old, redirecttest.Hold{Address: "127.0.0.2:7000"}), old
+		}, false, testTarget4},
+		{"a port protected on every address", func(t *testing.T, e *sweepEnv, late redirecttest.Cgroup) (*redirecttest.Holder, redirecttest.Cgroup) {
+			holdServer(t, "127.0.0.3:7300")
+			must(t, e.dp.SetProtected([]netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:7300")}))
+			return redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.3:7300"}), late
+		}, false, 0},
+		{"the listener's address in another network namespace", func(t *testing.T, e *sweepEnv, late redirecttest.Cgroup) (*redirecttest.Holder, redirecttest.Cgroup) {
+			must(t, e.dp.SetProtected([]netip.AddrPort{netip.MustParseAddrPort(e.gw4.Addr().String())}))
+			return redirecttest.StartHold(t, late, redirecttest.Hold{Address: e.gw4.Addr().String(), OwnNetns: true}), late
+		}, true, 0},
+		{"a process moved into the workload's cgroup", func(t *testing.T, e *sweepEnv, late redirecttest.Cgroup) (*redirecttest.Holder, redirecttest.Cgroup) {
+			holdServer(t, "127.0.0.2:7000")
+			h := redirecttest.StartHold(t, e.other, redirecttest.Hold{Address: "127.0.0.2:7000"})
+			must(t, os.WriteFile(filepath.Join(late.Dir(), "cgroup.procs"), []byte(strconv.Itoa(h.PID())), 0))
+			return h, late
+		}, false, testTarget4},
+		{"a process that left the connection's network namespace", func(t *testing.T, e *sweepEnv, late redirecttest.Cgroup) (*redirecttest.Holder, redirecttest.Cgroup) {
+			return redirecttest.StartHold(t, late, redirecttest.Hold{Address: "127.0.0.2:7000", OwnNetns: true, LeaveNetns: true}), late
+		}, false, testTarget4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &sweepEnv{env: setup(t)}
+			late := redirecttest.MakeCgroup(t, e.top.Root, e.top.Path+"/late")
+			h, cg := tt.start(t, e, late)
+			must(t, e.dp.SyncWorkloads(append(e.extra, Workload{CgroupID: late.ID, ID: testLateWorkload, EgressDeny: tt.egressDeny})))
+			got, err := e.dp.Sweep()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].Err != nil || got[0].Local.String() != h.Local || got[0].WorkloadID != testLateWorkload ||
+				got[0].TargetID != tt.target || got[0].CgroupID != cg.ID {
+				t.Fatalf("sweep closed %+v, want the connection from %s (workload %d, target %d, cgroup %d)", got, h.Local, testLateWorkload, tt.target, cg.ID)
+			}
+			if end := h.Ended(5 * time.Second); end != "ECONNABORTED" {
+				t.Errorf("connection ended with %q, want ECONNABORTED", end)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,6 +29,22 @@ type Hold struct {
 	// Listen makes the agent listen on Address instead, and hold the
 	// first connection it accepts.
 	Listen bool `json:"listen,omitempty"`
+	// HalfClose shuts down the agent's sending side once connected: the
+	// connection (FIN_WAIT2) still receives what the peer sends.
+	HalfClose bool `json:"half_close,omitempty"`
+	// LeaveNetns moves the agent's main thread to a new network
+	// namespace once connected, so that /proc/PID/ns/net no longer
+	// names the one its connection lives in (as unshare(CLONE_NEWNET)
+	// does for a single-threaded process).
+	LeaveNetns bool `json:"leave_netns,omitempty"`
+}
+
+// The holding agent's main goroutine stays on the main thread, the one
+// /proc/PID/ns/net shows (LeaveNetns).
+func init() {
+	if os.Getenv(holdEnv) != "" {
+		runtime.LockOSThread()
+	}
 }
 
 // Holder is a running holding agent.
@@ -97,6 +114,9 @@ func StartHold(tb testing.TB, cg Cgroup, h Hold) *Holder {
 	}
 	return hd
 }
+
+// PID is the holding agent's process id.
+func (h *Holder) PID() int { return h.cmd.Process.Pid }
 
 // Ended waits up to timeout for the connection to end and says how it
 // ended ("" while it is still open).
@@ -170,6 +190,16 @@ func hold(h Hold) error {
 		var err error
 		if c, err = net.DialTimeout("tcp", h.Address, 5*time.Second); err != nil {
 			return err
+		}
+		if h.HalfClose {
+			if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+				return err
+			}
+		}
+		if h.LeaveNetns {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("leaving the network namespace: %w", err)
+			}
 		}
 		fmt.Println("up", c.LocalAddr())
 	}
