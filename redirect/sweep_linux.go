@@ -57,7 +57,7 @@ func (d *Datapath) Sweep() ([]Closed, error) {
 	}
 	defer sc.close()
 	if len(sc.cgroups) == 0 {
-		return nil, nil
+		return []Closed{}, nil
 	}
 	var out []Closed
 	var errs []error
@@ -274,11 +274,11 @@ func (sc *scope) strayNetns(seen map[uint64]bool) ([]netnsHandle, error) {
 			continue
 		}
 		f, err := socketNetns(pidfd, h.fd, ino)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("finding the network namespace of socket %d of process %d: %w", ino, h.pid, err))
+		if errors.Is(err, errNotHeldTCP) {
 			continue
 		}
-		if f == nil {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("finding the network namespace of socket %d of process %d: %w", ino, h.pid, err))
 			continue
 		}
 		if ns, ok := sc.addNetns(f); ok {
@@ -288,24 +288,30 @@ func (sc *scope) strayNetns(seen map[uint64]bool) ([]netnsHandle, error) {
 	return out, errors.Join(errs...)
 }
 
+// errNotHeldTCP: the descriptor no longer holds the socket (closed, or
+// the process ended), or the socket is not TCP.
+var errNotHeldTCP = errors.New("not a TCP socket the process holds")
+
 // socketNetns opens the network namespace of the TCP socket ino, which
-// fd of the process pidfd names; nil when fd is another socket by now, or
-// not TCP.
+// fd of the process pidfd names.
 func socketNetns(pidfd, fd int, ino uint64) (*os.File, error) {
 	sfd, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		if errors.Is(err, unix.EBADF) || errors.Is(err, unix.ESRCH) {
-			return nil, nil // closed, or the process ended
+			return nil, errNotHeldTCP
 		}
 		return nil, err
 	}
 	defer unix.Close(sfd)
 	var st unix.Stat_t
-	if err := unix.Fstat(sfd, &st); err != nil || st.Ino != ino {
+	if err := unix.Fstat(sfd, &st); err != nil {
 		return nil, err
 	}
+	if st.Ino != ino {
+		return nil, errNotHeldTCP // the descriptor was reused
+	}
 	if p, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.IPPROTO_TCP {
-		return nil, nil
+		return nil, errNotHeldTCP
 	}
 	nsfd, err := unix.IoctlRetInt(sfd, unix.SIOCGSKNS)
 	if err != nil {
