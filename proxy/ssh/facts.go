@@ -25,7 +25,7 @@ const maxGuesses = 3
 // run through a shell (sh -c '...'), env, sudo, doas, nice, nohup, timeout,
 // xargs, find -exec, jobs -x, busybox and the like (gosu, su-exec, runcon,
 // chpst, setuidgid, systemd-nspawn, start-stop-daemon --start, ip netns
-// exec, zsh's repeat, the dynamic loader, ...), so that
+// exec, zsh's repeat and -, the dynamic loader, ...), so that
 // `bash -c 'rm -rf x'` and `xargs rm` name rm. ssh.program_paths has the same programs as written:
 // a program written with a slash (./ls, /tmp/bin/ls) runs that file,
 // whatever its base name.
@@ -46,7 +46,10 @@ const maxGuesses = 3
 //     and the like always): its command is then guessed, not read;
 //   - a wrapper that sets variables, as an assignment does (envdir and
 //     chpst -e from files, systemd-nspawn -E), or runs a shell or an
-//     init for want of a command (chroot DIR, systemd-nspawn -b);
+//     init for want of a command (chroot DIR, systemd-nspawn -b), or
+//     runs its command in another root, where the program word names a
+//     file of that tree (chroot DIR CMD, systemd-nspawn, chpst -/,
+//     sudo -R, start-stop-daemon -r);
 //   - a word read here that is not literal (sshfacts.Facts.LiteralWords:
 //     the shell may change its text or make it several words or none):
 //     a wrapper's options, their values and its positional words
@@ -164,6 +167,10 @@ func (u *unwrapper) unwrap(argv []string, literal []bool, depth int) error {
 	args := argv[1:]
 	literal = literal[1:]
 	switch {
+	case word == "-" && len(args) > 0:
+		// zsh's precommand modifier: - CMD runs CMD, a - before its
+		// argv[0] (bash and dash look for a program named -).
+		return u.unwrap(args, literal, depth+1)
 	case shells[prog]:
 		u.compound = true // a shell runs its -c string, a script file or stdin
 		if s, ok := shellScript(args); ok {
@@ -376,8 +383,16 @@ func shellScript(args []string) (string, bool) {
 func (u *unwrapper) switchUser(prog string, args []string, literal []bool, depth int) error {
 	u.compound = true
 	if prog == "runuser" {
-		if cmd, at := runuserCommand(args); len(cmd) > 0 {
-			return u.unwrap(cmd, literal[at:], depth+1)
+		cmd, cmdLiteral, known := runuserCommand(args, literal)
+		if len(cmd) > 0 {
+			return u.unwrap(cmd, cmdLiteral, depth+1)
+		}
+		if !known {
+			// A newer runuser's option: its command, or its -c
+			// string below, is guessed.
+			if err := u.guess(args, literal, depth); err != nil {
+				return err
+			}
 		}
 	}
 	for i := 0; i < len(args); i++ {
@@ -418,28 +433,30 @@ var runuserSpec = spec("c: f g: G: l m p P s: u: h V w:",
 	"command: session-command: fast group: supp-group: login preserve-environment pty shell: user: whitelist-environment: help version", 0)
 
 // runuserCommand is the command runuser -u USER runs itself, without a
-// shell, and where it starts in args: from the first word that is not an
-// option (getopt_long takes options from anywhere, so runuser may take
-// some of the command's own: the program stays this one). Without -u,
-// runuser runs the user's shell, and cmd is nil; so it is after an option
-// runuser does not have, as which word is the command is then not known.
-func runuserCommand(args []string) (cmd []string, at int) {
+// shell, with the literal flag of each of its words. getopt_long takes
+// options from anywhere before --, so -u may come after the command
+// (runuser rm -u root x runs rm x) and runuser may take some of the
+// command's own: the command is the words that are not options, in
+// order, then those after --. Without -u, runuser runs the user's shell,
+// and cmd is nil. known is false after an option runuser does not have
+// (a newer runuser's): which word is the command is then not known.
+func runuserCommand(args []string, literal []bool) (cmd []string, cmdLiteral []bool, known bool) {
 	user := false
-	i := 0
-	for ; i < len(args); i++ {
+	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
-			i++
+			cmd, cmdLiteral = append(cmd, args[i+1:]...), append(cmdLiteral, literal[i+1:]...)
 			break
 		}
 		if !strings.HasPrefix(a, "-") || a == "-" {
-			break
+			cmd, cmdLiteral = append(cmd, a), append(cmdLiteral, literal[i])
+			continue
 		}
 		if strings.HasPrefix(a, "--") {
 			long, _, hasValue := strings.Cut(a[2:], "=")
 			name, kind, ok := runuserSpec.longOption(long)
 			if !ok {
-				return nil, 0
+				return nil, nil, false
 			}
 			user = user || name == "user"
 			if kind == valueRequired && !hasValue {
@@ -450,7 +467,7 @@ func runuserCommand(args []string) (cmd []string, at int) {
 		for j := 1; j < len(a); j++ {
 			kind, ok := runuserSpec.short[a[j]]
 			if !ok {
-				return nil, 0
+				return nil, nil, false
 			}
 			user = user || a[j] == 'u'
 			if kind != noValue {
@@ -461,10 +478,10 @@ func runuserCommand(args []string) (cmd []string, at int) {
 			}
 		}
 	}
-	if !user || i >= len(args) {
-		return nil, 0
+	if !user || len(cmd) == 0 {
+		return nil, nil, true
 	}
-	return args[i:], i
+	return cmd, cmdLiteral, true
 }
 
 // optionKind is whether an option takes a value.
@@ -499,6 +516,23 @@ type wrapperSpec struct {
 	// of its own (chroot DIR, systemd-nspawn -D DIR), or, with a
 	// compound option, its arguments (systemd-nspawn -b ARGS).
 	shellWithout bool
+	// root are the options that make the command run in another root
+	// folder (sudo -R DIR, chpst -/ DIR), where its program word names a
+	// file of that tree, not the one a rule allows (chroot /tmp/x
+	// /usr/bin/ls runs /tmp/x/usr/bin/ls): the command is compound. ""
+	// is the first positional word (chroot DIR, unless DIR is /), "*"
+	// the wrapper itself (systemd-nspawn runs its command in a
+	// container's tree, the current folder's by default).
+	root map[string]bool
+}
+
+// inRoot sets root.
+func (s wrapperSpec) inRoot(opts ...string) wrapperSpec {
+	s.root = map[string]bool{}
+	for _, o := range opts {
+		s.root[o] = true
+	}
+	return s
 }
 
 // withShell sets shellWithout.
@@ -548,7 +582,7 @@ var wrappers = map[string]wrapperSpec{
 		0, "S", "split-string"),
 	"sudo": spec("A B b E e H h:: i K k l N n P S s V v a: c: C: D: g: p: R: r: T: t: U: u:",
 		"askpass background preserve-env:: edit set-home help host: login remove-timestamp reset-timestamp list non-interactive preserve-groups prompt: chroot: chdir: role: stdin shell type: command-timeout: other-user: user: group: close-from: version validate",
-		0, "s", "i", "shell", "login"),
+		0, "s", "i", "shell", "login").inRoot("R", "chroot"),
 	"doas":    spec("n s L a: u: C:", "", 0, "s"),
 	"nice":    spec("n:", "adjustment: help version", 0),
 	"nohup":   spec("", "help version", 0),
@@ -568,7 +602,7 @@ var wrappers = map[string]wrapperSpec{
 	"toybox":    spec("", "", 0),
 	"taskset":   spec("a p c", "all-tasks pid cpu-list help version", 1),
 	"flock":     spec("s e x u n o F E: w: c:", "shared exclusive unlock nonblock close no-fork verbose timeout: conflict-exit-code: command: help version", 1, "c", "command"),
-	"chroot":    spec("", "userspec: groups: skip-chdir help version", 1).withShell(),
+	"chroot":    spec("", "userspec: groups: skip-chdir help version", 1).withShell().inRoot(""),
 	"noglob":    spec("", "", 0),
 	"nocorrect": spec("", "", 0),
 	// bash's jobs -x runs its command, each %job argument replaced by
@@ -580,12 +614,16 @@ var wrappers = map[string]wrapperSpec{
 		positionalUnless("c", "u", "r", "t", "l", "compute", "user", "role", "type", "range"),
 	// runit's chpst and daemontools' softlimit and setlock read their
 	// options with djb's getopt (no long ones, -- ends them). chpst -e
-	// sets variables from files, as an assignment does.
-	"chpst":     spec("u: U: b: e: /: C: n: l: L: m: d: o: p: f: c: r: t: v P 0 1 2 V", "", 0, "e"),
+	// sets variables from files, as an assignment does; -/ changes the
+	// root.
+	"chpst":     spec("u: U: b: e: /: C: n: l: L: m: d: o: p: f: c: r: t: v P 0 1 2 V", "", 0, "e").inRoot("/"),
 	"softlimit": spec("a: c: d: f: l: m: o: p: r: s: t:", "", 0),
 	"setlock":   spec("n N x X", "", 1),
 	"tini":      spec("h s v w g l p: e:", "version", 0),
 	"dumb-init": spec("h v V c r:", "help single-child rewrite: verbose version", 0),
+	// nocache's script reads its options with bash's getopts (nocache
+	// -n 2 -f CMD); older ones read a leading -n N, or none.
+	"nocache": spec("n: D: f", "", 0),
 	// systemd-nspawn has too many options to follow every version's:
 	// those listed, by their full names only; any other makes the
 	// command compound. -E sets the command's environment; -b boots
@@ -595,7 +633,7 @@ var wrappers = map[string]wrapperSpec{
 			"bind: bind-ro: tmpfs: overlay: overlay-ro: inaccessible: setenv: uuid: register: keep-unit "+
 			"network-veth private-network network-bridge: network-zone: port: private-users:: link-journal: "+
 			"resolv-conf: timezone: machine: hostname: slice: property: boot as-pid2 quiet pipe settings: console: help version",
-		0, "E", "setenv", "b", "boot").exact().withShell(),
+		0, "E", "setenv", "b", "boot").exact().withShell().inRoot("*"),
 }
 
 // plainWrapper is a wrapper that takes its words by position, not with
@@ -605,7 +643,7 @@ type plainWrapper struct {
 	// words come before the command.
 	words int
 	// lead is a first word the wrapper reads when it is exactly this
-	// (eatmydata --, nocache -n N), leadWords long. Another first word
+	// (eatmydata --), leadWords long. Another first word
 	// starting with - may be an option the wrapper reads: the command
 	// is then guessed.
 	lead      string
@@ -624,7 +662,6 @@ var plainWrappers = map[string]plainWrapper{
 	"pgrphack":  {},
 	"fghack":    {},
 	"eatmydata": {lead: "--", leadWords: 1},
-	"nocache":   {lead: "-n", leadWords: 2},
 }
 
 // plainWrapper adds what a plainWrapper runs. The words it reads must be
@@ -688,23 +725,33 @@ var zshReserved = map[string]bool{
 	"foreach": true, "case": true, "select": true, "coproc": true, "function": true,
 }
 
-// startStopDaemonSpec is dpkg's start-stop-daemon's options.
-var startStopDaemonSpec = spec("S K T H V p: x: n: u: g: c: s: a: r: d: N: P: I: k: b C O: m R: t o q v",
+// startStopDaemonSpec is start-stop-daemon's options: dpkg's, with the
+// grammar OpenRC's (Alpine, Gentoo) gives the same letters, but for -P
+// (dpkg's --procsched VALUE, OpenRC's --progress), left out to be read as
+// an option not known. OpenRC's own (-e VAR=VALUE, -3 CMD, ...) are not
+// known either.
+var startStopDaemonSpec = spec("S K T H V p: x: n: u: g: c: s: a: r: d: N: I: k: b C O: m R: t o q v",
 	"start stop status help version pid: ppid: pidfile: exec: name: user: group: chuid: signal: startas: "+
 		"chroot: chdir: nicelevel: procsched: iosched: umask: background notify-await notify-timeout: "+
 		"no-close output: make-pidfile remove-pidfile retry: test oknodo quiet verbose", 0).exact()
 
-// startStopDaemon adds what start-stop-daemon --start runs: --startas's
-// program, or else --exec's, with as its arguments the words that are
-// not options, wherever they are (getopt_long permutes them), then those
-// after --. With --stop or --status --exec only names processes to look
-// for. An option it does not know makes the command compound, guessed.
+// startStopDaemon adds what start-stop-daemon starts, as dpkg's or
+// OpenRC's would: --startas's program, --exec's (OpenRC prefers it to
+// --startas: both are followed), or, with neither, OpenRC's first word
+// that is not an option, else its --name; with as arguments the words
+// that are not options, wherever they are (getopt_long permutes them),
+// then those after --. OpenRC starts without --start, unless --stop or
+// --signal is given; with --stop or --status the programs named are only
+// looked for. dpkg's runs a --startas or --exec without a slash from
+// --chdir (default /), not from PATH, so its path is written so. --chroot
+// makes the command compound, as chroot's DIR does; so does an option not
+// known, its command then guessed.
 func (u *unwrapper) startStopDaemon(args []string, literal []bool, depth int) error {
 	s := startStopDaemonSpec
-	start := false
-	// where in args --startas's and --exec's values are (or the words
-	// that hold them attached: -x/bin/ls)
-	startas, execAt := -1, -1
+	start, stop := false, false
+	// where in args option values are (or the words that hold them
+	// attached: -x/bin/ls)
+	startas, execAt, nameAt, chdirAt := -1, -1, -1, -1
 	var operands []int
 	unknown := func() error {
 		u.compound = true
@@ -718,13 +765,27 @@ func (u *unwrapper) startStopDaemon(args []string, literal []bool, depth int) er
 		switch name {
 		case "S", "start":
 			start = true
+		case "K", "stop", "T", "status", "s", "signal":
+			stop = true
 		case "a", "startas":
 			startas = at
 		case "x", "exec":
 			execAt = at
+		case "n", "name":
+			nameAt = at
+		case "d", "chdir":
+			chdirAt = at
+		case "r", "chroot":
+			u.compound = true
 		}
 	}
 	values := map[int]string{} // attached values: -x/bin/ls, --exec=/bin/ls
+	value := func(at int) string {
+		if v, ok := values[at]; ok {
+			return v
+		}
+		return args[at]
+	}
 	i := 0
 	for ; i < len(args); i++ {
 		a := args[i]
@@ -776,23 +837,41 @@ func (u *unwrapper) startStopDaemon(args []string, literal []bool, depth int) er
 			break
 		}
 	}
-	program := startas
-	if program < 0 {
-		program = execAt
-	}
-	if !start || program < 0 {
+	if stop && !start {
 		return nil
 	}
-	word, ok := values[program]
-	if !ok {
-		word = args[program]
-	}
-	cmd, cmdLiteral := []string{word}, []bool{literal[program]}
+	var cmdArgs []string
+	var cmdLiteral []bool
 	for _, o := range operands {
-		cmd, cmdLiteral = append(cmd, args[o]), append(cmdLiteral, literal[o])
+		cmdArgs, cmdLiteral = append(cmdArgs, args[o]), append(cmdLiteral, literal[o])
 	}
-	cmd, cmdLiteral = append(cmd, args[i:]...), append(cmdLiteral, literal[i:]...)
-	return u.unwrap(cmd, cmdLiteral, depth+1)
+	cmdArgs, cmdLiteral = append(cmdArgs, args[i:]...), append(cmdLiteral, literal[i:]...)
+	if startas < 0 && execAt < 0 {
+		// OpenRC: the first word that is not an option, else --name,
+		// found in PATH.
+		if len(cmdArgs) == 0 && nameAt >= 0 {
+			cmdArgs, cmdLiteral = []string{value(nameAt)}, []bool{literal[nameAt]}
+		}
+		return u.unwrap(cmdArgs, cmdLiteral, depth+1)
+	}
+	dir := "/"
+	if chdirAt >= 0 {
+		dir = strings.TrimSuffix(value(chdirAt), "/") + "/"
+	}
+	for _, at := range []int{startas, execAt} {
+		if at < 0 {
+			continue
+		}
+		word := value(at)
+		if !strings.Contains(word, "/") {
+			word = dir + word
+		}
+		cmd := append([]string{word}, cmdArgs...)
+		if err := u.unwrap(cmd, append([]bool{literal[at]}, cmdLiteral...), depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // opaqueWrappers run a command given in their arguments after options
@@ -821,6 +900,9 @@ var opaqueWrappers = map[string]bool{
 func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal []bool, depth int) error {
 	if prog == "jobs" && !allLiteral(literal) {
 		u.compound = true // a jobspec the shell changes may be -x
+	}
+	if s.root["*"] {
+		u.compound = true
 	}
 	i := 0
 	var split []string // env -S's words
@@ -864,6 +946,9 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 			if s.noPositional[full] {
 				positional = 0
 			}
+			if s.root[full] {
+				u.compound = true
+			}
 			if s.compound[full] {
 				u.compound = true
 				if full == "split-string" {
@@ -899,6 +984,9 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 			}
 			if s.noPositional[opt] {
 				positional = 0
+			}
+			if s.root[opt] {
+				u.compound = true
 			}
 			if s.compound[opt] {
 				u.compound = true
@@ -948,7 +1036,7 @@ func (u *unwrapper) wrapper(prog string, s wrapperSpec, args []string, literal [
 		}
 		return nil
 	}
-	if !allLiteral(restLiteral[:positional]) {
+	if !allLiteral(restLiteral[:positional]) || (positional > 0 && s.root[""] && rest[0] != "/") {
 		u.compound = true
 	}
 	rest, restLiteral = rest[positional:], restLiteral[positional:]

@@ -34,14 +34,19 @@ func TestExecFactsWrappers(t *testing.T) {
 		{"pgrphack rm x", "pgrphack,rm", false},
 		// envdir sets variables from files: any of them (LD_PRELOAD).
 		{"envdir ./env rm x", "envdir,rm", true},
-		// eatmydata [--] CMD, nocache [-n N] CMD; another leading option
-		// is one they may read, so the command is guessed.
+		// eatmydata [--] CMD; another leading option is one it may
+		// read, so the command is guessed.
 		{"eatmydata rm x", "eatmydata,rm", false},
 		{"eatmydata -- rm x", "eatmydata,rm", false},
 		{"eatmydata -q rm x", "eatmydata,rm,x", true},
+		// nocache reads -n N, -D FILE and -f with bash's getopts: rm
+		// runs after any of them, not a program named -f.
 		{"nocache rm x", "nocache,rm", false},
 		{"nocache -n 2 rm x", "nocache,rm", false},
-		{"nocache -n2 rm x", "nocache,rm,x", true},
+		{"nocache -n2 rm x", "nocache,rm", false},
+		{"nocache -n 2 -f rm x", "nocache,rm", false},
+		{"nocache -fn2 -D /tmp/log -- rm x", "nocache,rm", false},
+		{"nocache -q rm x", "nocache,rm,x", true},
 
 		// runcon: CONTEXT unless -c, -u, -r, -t or -l give its parts.
 		{"runcon system_u:system_r:unconfined_t:s0 rm x", "runcon,rm", false},
@@ -57,7 +62,9 @@ func TestExecFactsWrappers(t *testing.T) {
 
 		// chpst (runit), softlimit and setlock (daemontools).
 		{"chpst -u nobody rm x", "chpst,rm", false},
-		{"chpst -unobody -n -5 -m 1000 -/ /srv rm x", "chpst,rm", false},
+		{"chpst -unobody -n -5 -m 1000 rm x", "chpst,rm", false},
+		// chpst -/ DIR runs DIR's rm.
+		{"chpst -unobody -n -5 -m 1000 -/ /srv rm x", "chpst,rm", true},
 		{"chpst -vP012 rm x", "chpst,rm", false},
 		{"chpst -e ./env rm x", "chpst,rm", true},
 		{"chpst -q rm x", "chpst,rm,x", true},
@@ -73,13 +80,15 @@ func TestExecFactsWrappers(t *testing.T) {
 		{"dumb-init -c -r 15:2 -- rm x", "dumb-init,rm", false},
 		{"dumb-init --single-child rm x", "dumb-init,rm", false},
 
-		// systemd-nspawn: the listed options, by full name only.
-		{"systemd-nspawn -D /srv/c rm x", "systemd-nspawn,rm", false},
-		{"systemd-nspawn --directory=/srv/c -u root --bind /tmp:/tmp -q rm x", "systemd-nspawn,rm", false},
-		{"systemd-nspawn -qxD /srv/c rm x", "systemd-nspawn,rm", false},
-		{"systemd-nspawn -D /srv/c --private-users rm x", "systemd-nspawn,rm", false},
-		{"systemd-nspawn -D /srv/c --private-users=pick rm x", "systemd-nspawn,rm", false},
-		{"systemd-nspawn -D /srv/c --as-pid2 -- rm x", "systemd-nspawn,rm", false},
+		// systemd-nspawn: the listed options, by full name only. It runs
+		// the container's rm, a file of its tree: always compound.
+		{"systemd-nspawn -D /srv/c rm x", "systemd-nspawn,rm", true},
+		{"systemd-nspawn --directory=/srv/c -u root --bind /tmp:/tmp -q rm x", "systemd-nspawn,rm", true},
+		{"systemd-nspawn -qxD /srv/c rm x", "systemd-nspawn,rm", true},
+		{"systemd-nspawn -D /srv/c --private-users rm x", "systemd-nspawn,rm", true},
+		{"systemd-nspawn -D /srv/c --private-users=pick rm x", "systemd-nspawn,rm", true},
+		{"systemd-nspawn -D /srv/c --as-pid2 -- rm x", "systemd-nspawn,rm", true},
+		{"systemd-nspawn -D /srv/c /usr/bin/ls", "systemd-nspawn,ls", true},
 		{"systemd-nspawn -D /srv/c", "systemd-nspawn", true},
 		{"systemd-nspawn -D /srv/c -E LD_PRELOAD=/x.so rm x", "systemd-nspawn,rm", true},
 		{"systemd-nspawn -b -D /srv/c", "systemd-nspawn", true},
@@ -92,13 +101,25 @@ func TestExecFactsWrappers(t *testing.T) {
 		{"start-stop-daemon -S -x /bin/rm", "start-stop-daemon,rm", false},
 		{"start-stop-daemon -Sx/bin/rm x", "start-stop-daemon,rm", false},
 		{"start-stop-daemon -S --exec=/bin/rm x", "start-stop-daemon,rm", false},
-		{"start-stop-daemon -S -x /usr/bin/true -a /bin/rm", "start-stop-daemon,rm", false},
+		// OpenRC's runs --exec before --startas: both are listed.
+		{"start-stop-daemon -S -x /usr/bin/true -a /bin/rm", "start-stop-daemon,rm,true", false},
 		{"start-stop-daemon -S -b -m -p /run/x.pid -c nobody -N 5 -k 022 -d / -x /bin/rm x", "start-stop-daemon,rm", false},
 		{"start-stop-daemon --stop --exec /bin/rm", "start-stop-daemon", false},
 		{"start-stop-daemon -K -s KILL -x /bin/rm", "start-stop-daemon", false},
 		{"start-stop-daemon --start --startas $X", "start-stop-daemon,$X", true},
 		{"start-stop-daemon --star -x /bin/rm", "start-stop-daemon,rm", true},
 		{"start-stop-daemon -S -Z x -x /bin/rm", "start-stop-daemon,x,rm", true},
+		// OpenRC's starts without --start, and runs its first word that
+		// is not an option, or else its --name; -P is its --progress,
+		// dpkg's --procsched VALUE.
+		{"start-stop-daemon -x /bin/rm x", "start-stop-daemon,rm", false},
+		{"start-stop-daemon rm x", "start-stop-daemon,rm", false},
+		{"start-stop-daemon -S -n rm", "start-stop-daemon,rm", false},
+		{"start-stop-daemon -S -P -x /bin/rm", "start-stop-daemon,rm", true},
+		{"start-stop-daemon -s HUP -x /bin/rm", "start-stop-daemon", false},
+		{"start-stop-daemon -T -x /bin/rm", "start-stop-daemon", false},
+		// --chroot runs the tree's /usr/bin/ls.
+		{"start-stop-daemon -S -r /srv/c -x /usr/bin/ls", "start-stop-daemon,ls", true},
 
 		// zsh's repeat N CMD, and its body after do, { or !.
 		{"repeat 3 rm x", "repeat,rm", false},
@@ -128,6 +149,27 @@ func TestExecFactsWrappers(t *testing.T) {
 		{"runuser -uroot rm x", "runuser,rm", true},
 		{"runuser -g wheel -u root rm x", "runuser,rm", true},
 		{"runuser root -c 'rm x'", "runuser,rm", true},
+		// getopt_long takes -u after the command too.
+		{"runuser rm -u root -- -rf x", "runuser,rm", true},
+		{"runuser -g wheel rm -u root x", "runuser,rm", true},
+		{"runuser rm --user=root x", "runuser,rm", true},
+		{"runuser -u root rm -Z x", "runuser,root,rm,x", true},
+
+		// zsh's precommand modifier -: - CMD runs CMD, also after
+		// another one and in repeat's body.
+		{" - rm x", "-,rm", false},
+		{"repeat 3 - rm x", "repeat,-,rm", false},
+		{"noglob - rm x", "noglob,-,rm", false},
+		{"exec - - rm x", "exec,-,-,rm", false},
+		{"-", "-", false},
+
+		// A wrapper that changes the root runs a file of that tree,
+		// whatever the program word says.
+		{"chroot /srv/c /usr/bin/ls", "chroot,ls", true},
+		{"chroot /srv/c ls", "chroot,ls", true},
+		{"chroot / ls", "chroot,ls", false},
+		{"sudo -R /srv/c /usr/bin/ls", "sudo,ls", true},
+		{"sudo --chroot=/srv/c ls", "sudo,ls", true},
 
 		// Others newly in the tables.
 		{"toybox rm x", "toybox,rm", false},
@@ -147,6 +189,24 @@ func TestExecFactsWrappers(t *testing.T) {
 		}
 		if got := strings.Join(f.Programs, ","); got != tc.programs || f.Compound != tc.compound {
 			t.Errorf("%s: programs %s compound %v, want %s %v", tc.command, got, f.Compound, tc.programs, tc.compound)
+		}
+	}
+	// Paths as the wrapper finds them: dpkg's start-stop-daemon runs a
+	// --exec or --startas without a slash from --chdir (default /), not
+	// from PATH.
+	for command, want := range map[string]string{
+		"start-stop-daemon -S -d /tmp/up -x ls":     "start-stop-daemon,/tmp/up/ls",
+		"start-stop-daemon -S -x /bin/true -a ls x": "start-stop-daemon,/ls,/bin/true",
+		"start-stop-daemon -S --chdir=up/ -xls":     "start-stop-daemon,up/ls",
+		"start-stop-daemon rm x":                    "start-stop-daemon,rm",
+	} {
+		f, err := ExecFacts(command)
+		if err != nil {
+			t.Errorf("%s: %v", command, err)
+			continue
+		}
+		if got := strings.Join(f.ProgramPaths, ","); got != want {
+			t.Errorf("%s: program paths %s, want %s", command, got, want)
 		}
 	}
 	// Variables a wrapper sets are assignments.
@@ -176,10 +236,11 @@ func TestExecFactsWrappersRun(t *testing.T) {
 	}{
 		// start-stop-daemon works in /, and passes the word that is not
 		// an option (getopt_long permutes it) before those after --.
-		{"start-stop-daemon --start --quiet --chdir DIR -x /bin/false -a TOUCH a -- b", "start-stop-daemon", "a,b"},
+		{"start-stop-daemon --start --quiet --chdir DIR --name interlock-none -a TOUCH a -- b", "start-stop-daemon", "a,b"},
 		{"start-stop-daemon -S -q -d DIR -N 1 -k 022 -xTOUCH c", "start-stop-daemon", "c"},
 		{"runuser -u root -- TOUCH DIR/a DIR/b DIR/c", "runuser", "a,b,c"},
 		{"runuser -u root TOUCH DIR/a DIR/b DIR/c", "runuser", "a,b,c"},
+		{"runuser TOUCH DIR/a -u root DIR/b -- DIR/c", "runuser", "a,b,c"},
 		{"chroot / TOUCH DIR/a DIR/b DIR/c", "chroot", "a,b,c"},
 	} {
 		if _, err := exec.LookPath(tc.wrapper); err != nil {
