@@ -77,7 +77,8 @@ func (g *gateway) handlers() (map[string]proxy.Handler, error) {
 			Login:      g.login,
 			Reviewer:   gatewayReviewer{g},
 
-			LargeMessageMemory: int64(cfg.Gateway.LargeMessageMemoryMiB) << 20,
+			LargeMessageMemory:      int64(cfg.Gateway.LargeMessageMemoryMiB) << 20,
+			RetainedStatementMemory: int64(cfg.Gateway.PreparedStatementMemoryMiB) << 20,
 		})
 		if err != nil {
 			return nil, err

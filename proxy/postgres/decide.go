@@ -8,6 +8,7 @@ import (
 	"iter"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,6 +274,16 @@ func (c *session) query(m *pgproto3.Query) error {
 		c.count(d)
 		return c.refuse(denialResponse(d, codeFeatureNotSupported, 0), false, deniedCommand(m.String, sqlfacts.Statement{}, d))
 	}
+	if size := retainable(stmts); size > 0 && !c.roomToRetain(size) {
+		// Before a review would hold it.
+		d := c.noRoomToRetain(size)
+		c.count(d)
+		var st sqlfacts.Statement
+		if len(stmts) == 1 {
+			st = stmts[0]
+		}
+		return c.refuse(noRoomResponse(d), false, deniedCommand(m.String, st, d))
+	}
 	ds := make([]decided, len(stmts))
 	for i, st := range stmts {
 		text := m.String
@@ -404,12 +415,6 @@ func (c *session) refusableNotLast(stmts []sqlfacts.Statement) (policy.Decision,
 // it runs this text.
 func (c *session) parse(m *pgproto3.Parse) error {
 	r := &c.relay
-	// The statement the Parse makes is a candidate for the name until
-	// upstream answers (see lookup): PostgreSQL refuses a Parse of a named
-	// statement that exists (42P05) and keeps what the name holds, and
-	// only what runs under a name may decide, mask (a COPY's columns come
-	// from its text) and be recorded for it.
-	held := c.lookup(m.Name)
 	guard, err := c.settleLexing(m.Query)
 	if err != nil {
 		return err
@@ -419,6 +424,25 @@ func (c *session) parse(m *pgproto3.Parse) error {
 	if guard == nil {
 		stmts, bad = c.classify(m.Query)
 	}
+	// Allowed or denied, the view keeps the text (a denial to record the
+	// next attempt): refused first when there is no room for it, before a
+	// review would hold it. Its name keeps what it held, as upstream,
+	// which never sees this Parse, does.
+	var facts sqlfacts.Statement
+	if len(stmts) == 1 {
+		facts = stmts[0]
+	}
+	if size := retainedSize(m.Query, facts); !c.roomToRetain(size) {
+		d := c.noRoomToRetain(size)
+		c.count(d)
+		return c.refuse(noRoomResponse(d), true, deniedCommand(m.Query, facts, d))
+	}
+	// The statement the Parse makes is a candidate for the name until
+	// upstream answers (see lookup): PostgreSQL refuses a Parse of a named
+	// statement that exists (42P05) and keeps what the name holds, and
+	// only what runs under a name may decide, mask (a COPY's columns come
+	// from its text) and be recorded for it.
+	held := c.lookup(m.Name)
 	var st sqlfacts.Statement
 	var d policy.Decision
 	var verdict *proxy.Verdict
@@ -443,9 +467,10 @@ func (c *session) parse(m *pgproto3.Parse) error {
 			d, verdict, code = c.hold(st.Text, st, d)
 		}
 	default: // no statement: upstream answers with EmptyQueryResponse
-		delete(r.deniedStmts, m.Name)
+		r.forgetDenied(m.Name)
 		made := &prepared{empty: true, name: m.Name, parse: &parseOutcome{batch: r.batch}, prev: held, seq: r.nextSeq()}
 		r.stmts[m.Name] = made
+		r.hold(made, "")
 		return c.forward(&pending{kind: pendParse, parsed: made}, m)
 	}
 	if !proxy.Allowed(d) {
@@ -466,13 +491,14 @@ func (c *session) parse(m *pgproto3.Parse) error {
 		// The name is denied from here on, even where upstream keeps a
 		// statement under it: a client that binds it means the denied
 		// one.
-		r.deniedStmts[m.Name] = dn // checked before r.stmts
+		r.keepDenied(m.Name, dn) // checked before r.stmts
 		return c.refuse(dn.resp, true, dn.cmd)
 	}
-	delete(r.deniedStmts, m.Name)
+	r.forgetDenied(m.Name)
 	made := &prepared{ds: []decided{{stmt: st, decision: d, review: verdict}}, pol: r.pol, name: m.Name,
 		parse: &parseOutcome{batch: r.batch}, prev: held, seq: r.nextSeq()}
 	r.stmts[m.Name] = made
+	r.hold(made, m.Query) // st.Text is cut out of it
 	return c.forward(&pending{kind: pendParse, parsed: made}, m)
 }
 
@@ -486,24 +512,34 @@ func (c *session) refuseDenied(dn *denial) error {
 func (c *session) bind(m *pgproto3.Bind) error {
 	r := &c.relay
 	if dn, ok := r.deniedStmts[m.PreparedStatement]; ok {
-		r.deniedPortals[m.DestinationPortal] = dn
-		delete(r.portals, m.DestinationPortal)
+		c.denyPortal(m.DestinationPortal, dn)
 		return c.refuseDenied(dn)
 	}
-	delete(r.deniedPortals, m.DestinationPortal)
+	if size := c.portalGrowth(m); size > 0 && !c.roomToRetain(size) {
+		// Before a review would hold it (see redecideName). The view is
+		// left as it was: the Bind never reaches upstream, whose name
+		// keeps the portal it held.
+		d := c.noRoomToRetain(size)
+		c.count(d)
+		var st sqlfacts.Statement
+		if ps := r.stmts[m.PreparedStatement]; ps != nil && len(ps.ds) == 1 {
+			st = ps.ds[0].stmt
+		}
+		return c.refuse(noRoomResponse(d), true, deniedCommand(cmp.Or(st.Text, "(a Bind of the portal "+strconv.Quote(m.DestinationPortal)+")"), st, d))
+	}
+	r.forgetDeniedPortal(m.DestinationPortal)
 	ps := c.lookup(m.PreparedStatement)
 	// Prepared before a reload: decided here, not at the Execute, since
 	// PostgreSQL plans at Bind, and planning runs what it can fold (an
 	// immutable function over constants) before any Execute.
 	if dn := c.redecideName(m.PreparedStatement, ps); dn != nil {
-		r.deniedPortals[m.DestinationPortal] = dn
-		delete(r.portals, m.DestinationPortal)
+		c.denyPortal(m.DestinationPortal, dn)
 		return c.refuseDenied(dn)
 	}
 	// A driver rebinds its unnamed portal for every statement: reuse it.
 	pt := r.portals[m.DestinationPortal]
 	if pt == nil {
-		pt = &portal{}
+		pt = r.newPortal()
 		r.portals[m.DestinationPortal] = pt
 	}
 	held := ps
@@ -518,17 +554,47 @@ func (c *session) bind(m *pgproto3.Bind) error {
 	bp := &pending{kind: pendBind}
 	bp.bindOut.batch = r.batch
 	bp.bindOf = &bp.bindOut
-	pols := addPolicy(pt.pols, r.pol)
+	pols := pt.pols
+	if pols == nil {
+		// A new portal: the policy alone, shared (see addPolicy) by the
+		// portals bound under it, as a driver's unnamed portal is new
+		// after every transaction's end (see dropEnded).
+		if len(r.polAlone) == 0 || r.polAlone[0] != r.pol {
+			r.polAlone = []*policy.Policy{r.pol}
+		}
+		pols = r.polAlone
+	}
+	pols = addPolicy(pols, r.pol)
 	if d, ok := r.doubtful[m.DestinationPortal]; ok {
 		for _, pol := range d.pols {
 			pols = addPolicy(pols, pol)
 		}
 	}
-	delete(r.doubtful, m.DestinationPortal)
-	*pt = portal{stmt: ps, held: held, name: m.PreparedStatement, formats: m.ResultFormatCodes, bind: bp.bindOf, pols: pols}
+	r.forgetDoubt(m.DestinationPortal)
+	r.rebind(pt, portal{stmt: ps, held: held, name: m.PreparedStatement, formats: m.ResultFormatCodes, bind: bp.bindOf, pols: pols})
 	err := c.forward(bp, m)
 	pt.runs = r.runs // after its own Bind, which counts as a run
 	return err
+}
+
+// portalGrowth is what a Bind adds to the view: a portal, or the change
+// of one the name holds already. The unnamed portal is not refused for
+// room: a session has one, which every Bind of it replaces, so it cannot
+// make the view grow, and refusing it would refuse every statement of a
+// driver that runs all through it (pgx, libpq) where the Parse that
+// filled the budget was refused already, telling the client what to do.
+func (c *session) portalGrowth(m *pgproto3.Bind) int64 {
+	r := &c.relay
+	if m.DestinationPortal == "" {
+		return 0
+	}
+	size := portalCharge(m.ResultFormatCodes)
+	if pt := r.portals[m.DestinationPortal]; pt != nil {
+		size -= pt.charge
+	} else if dp, ok := r.deniedPortals[m.DestinationPortal]; ok {
+		size -= dp.charge
+	}
+	return size
 }
 
 func (c *session) describe(m *pgproto3.Describe) error {
@@ -544,8 +610,8 @@ func (c *session) describe(m *pgproto3.Describe) error {
 		}
 		return c.forward(&pending{kind: pendDescribe}, m)
 	}
-	if dn, ok := r.deniedPortals[m.Name]; ok {
-		return c.refuseDenied(dn)
+	if dp, ok := r.deniedPortals[m.Name]; ok {
+		return c.refuseDenied(dp.dn)
 	}
 	res := &resultDesc{runs: r.runs}
 	if p := r.portals[m.Name]; p != nil && p.runs == r.runs {
@@ -567,8 +633,8 @@ func (c *session) describe(m *pgproto3.Describe) error {
 // itself, the relay asks upstream for the description first.
 func (c *session) execute(m *pgproto3.Execute) error {
 	r := &c.relay
-	if dn, ok := r.deniedPortals[m.Portal]; ok {
-		return c.refuseDenied(dn)
+	if dp, ok := r.deniedPortals[m.Portal]; ok {
+		return c.refuseDenied(dp.dn)
 	}
 	p := r.portals[m.Portal]
 	pols, inDoubt := c.portalInDoubt(m.Portal, p)
@@ -627,6 +693,14 @@ func (c *session) execute(m *pgproto3.Execute) error {
 	alternatives := c.alternatives(ex.bound)
 	if c.runsUnseen(p, alternatives) {
 		c.unseenPrepares()
+	}
+	if len(ex.stmts) == 1 {
+		st := ex.stmts[0].stmt
+		if size := retainable([]sqlfacts.Statement{st}); size > 0 && !c.roomToRetain(size) {
+			d := c.noRoomToRetain(size)
+			c.count(d)
+			return c.refuse(noRoomResponse(d), true, deniedCommand(st.Text, st, d))
+		}
 	}
 	if len(ex.stmts) == 1 {
 		ps, rel := c.track(ex.stmts[0])
@@ -714,18 +788,22 @@ func (c *session) track(d decided) (*prepared, *release) {
 	// again is safe.
 	tree, err := pg_query.Parse(st.Text)
 	if err != nil || len(tree.Stmts) != 1 {
-		clear(r.stmts)
-		clear(r.deniedStmts)
-		clear(r.cursors)
+		r.forgetStatements()
+		r.forgetCursors()
 		return nil, nil
 	}
+	// What the view keeps is copied out of the message (a Query of many
+	// statements): it is charged for its own text (see retainedMemory).
+	st.Text = strings.Clone(st.Text)
+	d.stmt = st
 	switch n := tree.Stmts[0].Stmt; {
 	case n.GetPrepareStmt() != nil:
 		name := n.GetPrepareStmt().Name
-		delete(r.deniedStmts, name)
+		r.forgetDenied(name)
 		made := &prepared{ds: []decided{d}, pol: r.pol, name: name, unknown: true,
 			parse: &parseOutcome{batch: r.batch}, prev: c.lookup(name), seq: r.nextSeq()}
 		r.stmts[name] = made
+		r.hold(made, st.Text)
 		return made, nil
 	case n.GetDeallocateStmt() != nil:
 		// Once upstream answers it (see release).
@@ -739,7 +817,7 @@ func (c *session) track(d decided) (*prepared, *release) {
 		if len(r.cursors) >= maxCursors {
 			// Most are cursors a transaction's end closed already; those
 			// it did not are decided again after a reload as unknown.
-			clear(r.cursors)
+			r.forgetCursors()
 			r.cursorsForgotten = r.pol
 		}
 		name := n.GetDeclareCursorStmt().Portalname
@@ -754,22 +832,22 @@ func (c *session) track(d decided) (*prepared, *release) {
 			}
 			cu.stmts = append(slices.Clone(keep), st)
 		}
-		r.cursors[name] = cu
+		r.keepCursor(name, cu)
 		// The name is the cursor's now, once upstream takes it.
 		rel := c.doubtPortal(name)
-		delete(r.portals, name)
+		r.dropPortal(name)
 		return nil, rel
 	case n.GetClosePortalStmt() != nil:
 		if name := n.GetClosePortalStmt().Portalname; name != "" {
-			delete(r.cursors, name)
+			r.forgetCursor(name)
 			rel := c.doubtPortal(name)
-			delete(r.portals, name)
+			r.dropPortal(name)
 			return nil, rel
 		} else { // CLOSE ALL
-			clear(r.cursors)
+			r.forgetCursors()
 		}
 	case n.GetDiscardStmt() != nil && n.GetDiscardStmt().Target == pg_query.DiscardMode_DISCARD_ALL:
-		clear(r.cursors)
+		r.forgetCursors()
 		return nil, &release{all: true, seq: r.seq}
 	}
 	// DISCARD PLANS, SEQUENCES, TEMP: nothing the view holds.
@@ -790,8 +868,9 @@ const maxCursorQueries = 4
 type cursor struct {
 	// stmts are the DECLAREs of the name, whose facts are their queries':
 	// the one that runs is among them.
-	stmts []sqlfacts.Statement
-	pol   *policy.Policy // that last allowed them
+	stmts  []sqlfacts.Statement
+	pol    *policy.Policy // that last allowed them
+	charge int64          // see relayState.keepCursor
 }
 
 // cursorDenial decides again, by the policy in force, the cursor a FETCH
@@ -1147,10 +1226,13 @@ func (c *session) lookup(name string) *prepared {
 		}
 		c.mu.Lock()
 		o := *ps.parse
+		var replaced *prepared
 		if o.done && o.ok {
+			replaced = ps.prev
 			ps.parse, ps.prev = nil, nil
 		}
 		c.mu.Unlock()
+		r.let(replaced) // upstream's name holds ps only
 		switch {
 		case !o.done, o.ok:
 			return ps
@@ -1160,13 +1242,15 @@ func (c *session) lookup(name string) *prepared {
 		}
 		held := ps.prev
 		if o.refused && name == "" {
-			held = nil
+			held = nil // the unnamed statement's, dropped with ps
 		}
 		if held == nil {
 			delete(r.stmts, name)
 		} else {
+			keep(held)
 			r.stmts[name] = held
 		}
+		r.let(ps) // a portal may keep it, and what it held with it
 	}
 }
 
@@ -1251,6 +1335,7 @@ func (c *session) mayHold(ps *prepared) iter.Seq[*prepared] {
 func (c *session) forgetName(name string) {
 	r := &c.relay
 	old := r.stmts[name]
+	was := old // the name's reference moves to made
 	if old != nil && old.unknown && len(old.ds) == 0 {
 		old = old.prev // one unknown is enough
 	}
@@ -1258,7 +1343,11 @@ func (c *session) forgetName(name string) {
 	if old != nil {
 		seq = old.seq // it holds what was made then, or before
 	}
-	r.stmts[name] = &prepared{name: name, unknown: true, prev: old, seq: seq}
+	made := &prepared{name: name, unknown: true, prev: old, seq: seq}
+	keep(old)
+	r.stmts[name] = made
+	r.hold(made, "")
+	r.let(was)
 }
 
 // fetchedPortalDenial decides again, at an SQL FETCH or MOVE, a protocol
@@ -1318,7 +1407,14 @@ func (c *session) doubtPortal(name string) *release {
 		pols = addPolicy(pols, pol)
 	}
 	gen := r.nextSeq()
-	r.doubtful[name] = doubt{gen: gen, batch: r.batch, pols: pols}
+	charge := d.charge
+	if !doubted {
+		// In the portal's place, which the caller forgets: no growth to
+		// refuse.
+		charge = portalOverhead
+		r.retained.add(charge)
+	}
+	r.doubtful[name] = doubt{gen: gen, batch: r.batch, pols: pols, charge: charge}
 	return &release{doubt: name, doubtGen: gen}
 }
 

@@ -103,6 +103,7 @@ type envOptions struct {
 	classifier    postgres.Classifier // nil: sqlfacts
 	metadataIdle  time.Duration       // Options.MetadataIdle
 	largeMessages int64               // Options.LargeMessageMemory
+	retained      int64               // Options.RetainedStatementMemory
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -182,8 +183,9 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 		Reviewer:   o.reviewer,
 		// Short by default: a test's sessions end long before 30 s, and
 		// the server's clean-up would wait for the connection.
-		MetadataIdle:       cmp.Or(o.metadataIdle, -1),
-		LargeMessageMemory: o.largeMessages,
+		MetadataIdle:            cmp.Or(o.metadataIdle, -1),
+		LargeMessageMemory:      o.largeMessages,
+		RetainedStatementMemory: o.retained,
 	})
 	if err != nil {
 		t.Fatal(err)

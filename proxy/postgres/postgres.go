@@ -184,6 +184,15 @@ type Options struct {
 	// ends its session (a result); one larger than the whole budget is
 	// refused at once. 0 is DefaultLargeMessageMemory.
 	LargeMessageMemory int64
+	// RetainedStatementMemory bounds, per session, the bytes its prepared
+	// statements (protocol Parse, SQL PREPARE), denied statement names,
+	// cursors and a transaction's portals keep in the gateway (their
+	// texts, up to 16 MiB each, stay until the session closes them): a
+	// Parse, PREPARE, DECLARE or Bind of a named portal that would go
+	// over it is refused (53200) and the session goes on. Each costs
+	// about 512 bytes besides its text, so the budget bounds their
+	// number too. 0 is DefaultRetainedStatementMemory.
+	RetainedStatementMemory int64
 }
 
 // validate checks o and fills its defaults.
@@ -208,6 +217,12 @@ func (o *Options) validate() error {
 		o.LargeMessageMemory = DefaultLargeMessageMemory
 	case o.LargeMessageMemory < largeMessage:
 		return fmt.Errorf("large message memory of %d bytes is below the %d bytes of one large message", o.LargeMessageMemory, largeMessage)
+	}
+	switch {
+	case o.RetainedStatementMemory == 0:
+		o.RetainedStatementMemory = DefaultRetainedStatementMemory
+	case o.RetainedStatementMemory < 0:
+		return fmt.Errorf("retained statement memory of %d bytes is negative", o.RetainedStatementMemory)
 	}
 	targets := make(map[uint32]Target, len(o.Targets))
 	for id, t := range o.Targets {
@@ -253,6 +268,8 @@ type Handler struct {
 	cancels cancelRegistry
 	meta    metaPool       // catalogue connections shared by sessions
 	mem     *messageMemory // held by large messages, across sessions
+	// retainedLimit is each session's RetainedStatementMemory.
+	retainedLimit int64
 }
 
 var _ proxy.Handler = (*Handler)(nil)
@@ -276,6 +293,8 @@ func New(o Options) (*Handler, error) {
 		cancels:    cancelRegistry{byKey: map[cancelKey]cancelTarget{}},
 		meta:       metaPool{idle: o.MetadataIdle},
 		mem:        newMessageMemory(o.LargeMessageMemory),
+
+		retainedLimit: o.RetainedStatementMemory,
 	}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -124,6 +125,10 @@ type pending struct {
 	vetting bool
 	// copyEnds is relayState.copyEnds when the entry was forwarded.
 	copyEnds uint64
+	// batch is relayState.batch when the entry was pushed: a Sync's or
+	// Query's counts itself, so what was bound before it is of an earlier
+	// batch (see readyForQuery).
+	batch uint64
 
 	// The outcome of the statement running now.
 	started    time.Time
@@ -150,10 +155,12 @@ type release struct {
 
 // doubt is a doubtful portal name's: gen numbers it (relayState.seq),
 // batch is relayState.batch when the message went upstream, pols the
-// policies in force when the portals the name may hold were bound.
+// policies in force when the portals the name may hold were bound; charge
+// is what the view is charged for it (the portal's, which it replaces).
 type doubt struct {
 	gen, batch uint64
 	pols       []*policy.Policy
+	charge     int64
 }
 
 // nextSeq numbers a statement made in the view.
@@ -211,7 +218,7 @@ func (r *resultDesc) resultFormats() []int16 {
 }
 
 // relayState is the client goroutine's, except dropUntilReady, lastRD,
-// received and frame (the upstream goroutine's).
+// received and frame (the upstream goroutine's) and txEnded (shared).
 type relayState struct {
 	stmts   map[string]*prepared // allowed statements by name
 	portals map[string]*portal
@@ -225,6 +232,9 @@ type relayState struct {
 	// doubtful are the portal names a Close, CLOSE or DECLARE was
 	// forwarded for and upstream has not yet answered (or refused): the
 	// name may still hold its protocol portal. See session.portalInDoubt.
+	// What is in doubt is that protocol portal, which its transaction's
+	// end drops as surely as the Close would (a cursor the DECLARE makes
+	// is cursors'), so a doubt goes with the portals (dropEnded).
 	doubtful map[string]doubt
 	// seq numbers the statements the view holds as they are made
 	// (prepared.seq); unseenSeq is seq, and unseenPol the policy in
@@ -234,7 +244,24 @@ type relayState struct {
 	unseenSeq     uint64
 	unseenPol     *policy.Policy
 	deniedStmts   map[string]*denial
-	deniedPortals map[string]*denial
+	deniedPortals map[string]deniedPortal
+	// txEnded is pending.batch of the last ReadyForQuery that found
+	// upstream idle: the portals bound in an earlier batch are gone
+	// upstream. The upstream goroutine writes it, the client goroutine
+	// drops them (dropEnded), as with releases: an atomic load per
+	// message. portalsFrom is at most the batch of every portal, denied
+	// portal and doubt in the view, so that a transaction's end that
+	// drops none costs no look at them; spare is the last portal struct
+	// dropped (see newPortal).
+	txEnded     atomic.Uint64
+	portalsFrom uint64
+	spare       *portal
+	// polAlone is pol alone, the pols of a portal bound anew (see bind).
+	polAlone []*policy.Policy
+	// retained is what stmts (with what their names may hold besides),
+	// deniedStmts, cursors, portals (with the statements they keep),
+	// deniedPortals and doubtful hold, against the session's budget.
+	retained retainedMemory
 	// discard: an extended-protocol message was denied; everything up to
 	// the next Sync is discarded, as PostgreSQL does after an error.
 	discard bool
@@ -306,6 +333,11 @@ type prepared struct {
 	prev  *prepared
 	// seq is when it was made (relayState.seq), for suspect.
 	seq uint64
+	// charge is what the view is charged for it while it is in it (see
+	// relayState.hold); 0 once given back. refs counts what in the view
+	// points to it (see relayState.let); the client goroutine's.
+	charge int64
+	refs   int32
 }
 
 // parseOutcome is what became of a forwarded Parse: done once its entry
@@ -336,6 +368,16 @@ type portal struct {
 	formats []int16
 	res     *resultDesc
 	runs    uint64 // relayState.runs when it was bound
+	charge  int64  // see relayState.rebind
+}
+
+// deniedPortal is a portal name whose Bind was denied: batch is
+// relayState.batch at the Bind, charge what the view is charged for it
+// (see session.denyPortal).
+type deniedPortal struct {
+	dn     *denial
+	batch  uint64
+	charge int64
 }
 
 // denial is a denied statement remembered by name.
@@ -343,6 +385,7 @@ type denial struct {
 	resp     *pgproto3.ErrorResponse
 	cmd      record.Command
 	decision policy.Decision
+	charge   int64 // in deniedStmts (see relayState.keepDenied)
 }
 
 // runRelay relays until either side ends; it returns why for the
@@ -354,7 +397,8 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 		cursors:       map[string]*cursor{},
 		doubtful:      map[string]doubt{},
 		deniedStmts:   map[string]*denial{},
-		deniedPortals: map[string]*denial{},
+		deniedPortals: map[string]deniedPortal{},
+		retained:      retainedMemory{limit: c.h.retainedLimit},
 	}
 	c.mu.Lock()
 	c.up = newMsgWriter(c.upConn, errUpstreamWrite)
@@ -578,6 +622,7 @@ func (c *session) pushLocked(p *pending) {
 	if p.vetting {
 		c.unvetted++
 	}
+	p.batch = c.relay.batch // the client goroutine's, which pushes
 	grows := len(c.pending) == cap(c.pending)
 	c.pending = append(c.pending, p)
 	if grows {
@@ -733,7 +778,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 			// The view keeps the statement until upstream answers the
 			// Close (it may skip it after an error; a Bind of a name
 			// closed upstream fails there).
-			delete(r.deniedStmts, m.Name)
+			r.forgetDenied(m.Name)
 			p := &pending{kind: pendClose}
 			if ps := r.stmts[m.Name]; ps != nil {
 				p.releases = []*release{{ps: ps}}
@@ -744,8 +789,8 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		if rel := c.doubtPortal(m.Name); rel != nil { // before the portal is forgotten
 			p.releases = []*release{rel}
 		}
-		delete(r.portals, m.Name)
-		delete(r.deniedPortals, m.Name)
+		r.dropPortal(m.Name)
+		r.forgetDeniedPortal(m.Name)
 		return c.forward(p, m)
 	case *pgproto3.Sync:
 		if c.inCopyIn() {
@@ -1151,6 +1196,7 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 		why string
 	}
 	var unrun []outcomeless
+	var answered *pending // the Sync or Query m answers
 	c.mu.Lock()
 	c.txStatus = m.TxStatus
 	c.upstreamFailed = false
@@ -1171,6 +1217,7 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 			}
 		}
 		p := c.popLocked()
+		answered = p
 		c.vetLocked(p, false)
 		switch {
 		case afterError && (p.kind == pendQuery || p.kind == pendExecute):
@@ -1197,6 +1244,15 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	// A COPY ends by the ReadyForQuery of its query or batch at the latest.
 	c.copyIn = false
 	c.mu.Unlock()
+	if m.TxStatus == 'I' && answered != nil {
+		// No transaction open: it ended, and with it every portal upstream
+		// made before the message m answers (protocol portals are never
+		// holdable). Those the client sent after it, pipelined, are not
+		// of an earlier batch than answered and stay (see dropEnded). 'T'
+		// and 'E' keep them: a block's portals last until its COMMIT or
+		// ROLLBACK, whose answer says 'I'.
+		c.relay.txEnded.Store(answered.batch)
+	}
 	for _, u := range unrun {
 		// Recorded as what the client asked to run (nothing ran, or the
 		// relay did not see what).
@@ -1405,9 +1461,13 @@ func (c *session) releaseLater(rel release) {
 // dropReleased drops from the view what upstream removed since the last
 // call: a driver that prepares every new statement under a new name and
 // closes those its cache evicts (pgx, psycopg) must not make the view grow
-// for as long as the session lasts. The client goroutine's, before each
+// for as long as the session lasts, nor one that binds every statement to
+// a new portal name (see dropEnded). The client goroutine's, before each
 // message.
 func (c *session) dropReleased() {
+	if ended := c.relay.txEnded.Load(); ended > c.relay.portalsFrom {
+		c.relay.dropEnded(ended)
+	}
 	if c.releasedN.Load() == 0 {
 		return
 	}
@@ -1425,16 +1485,51 @@ func (c *session) dropReleased() {
 				// statement (run as a Query they replace it anyway).
 				if name != "" && ps.seq <= rel.seq {
 					delete(r.stmts, name)
+					r.let(ps)
 				}
 			}
 		case rel.doubt != "":
 			if d, ok := r.doubtful[rel.doubt]; ok && d.gen == rel.doubtGen {
-				delete(r.doubtful, rel.doubt)
+				r.forgetDoubt(rel.doubt)
 			}
 		case r.stmts[rel.ps.name] == rel.ps:
 			delete(r.stmts, rel.ps.name)
+			r.let(rel.ps)
 		}
 	}
+}
+
+// dropEnded drops from the view the protocol portals (and denied portal
+// names, and doubts about portals) of the batches before ended, whose
+// transaction upstream ended (see readyForQuery): a driver that binds
+// every statement to a new portal name and never closes them, as
+// PostgreSQL needs none closed, must not make the view keep them and the
+// statements they were bound from. Those of ended and later batches were
+// sent after the message whose answer ended it, pipelined, and stay.
+func (r *relayState) dropEnded(ended uint64) {
+	from := r.batch
+	for name, pt := range r.portals {
+		if pt.bind.batch < ended {
+			r.dropPortal(name)
+		} else {
+			from = min(from, pt.bind.batch)
+		}
+	}
+	for name, dp := range r.deniedPortals {
+		if dp.batch < ended {
+			r.forgetDeniedPortal(name)
+		} else {
+			from = min(from, dp.batch)
+		}
+	}
+	for name, d := range r.doubtful {
+		if d.batch < ended {
+			r.forgetDoubt(name)
+		} else {
+			from = min(from, d.batch)
+		}
+	}
+	r.portalsFrom = from
 }
 
 // endStatement records the outcome of the statement running now and moves
