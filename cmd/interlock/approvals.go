@@ -335,11 +335,22 @@ func checkShownWhole(ctx context.Context, c *adminClient, id string) error {
 	if err := c.do(ctx, http.MethodGet, "/api/v1/approvals/"+id, nil, &a); err != nil {
 		return err
 	}
-	if !review.Shortened(a.Command, review.TextCommandLen) {
+	if !shortenedInChat(a) {
 		return nil
 	}
 	return fmt.Errorf("request %s holds a command of %d bytes, and chat messages and lists show only its start: "+
 		"read it whole with `interlock approvals show %[1]s`, then approve it with --read-whole", review.Printable(a.ID), commandBytes(a))
+}
+
+// shortenedInChat reports whether the webhook's text showed less than the
+// whole command of a, as review.Shortened does on the gateway. The gateway
+// escapes a byte that is not UTF-8 as \xNN (4 bytes) where the CLI, after
+// JSON, reads U+FFFD (3): counting each U+FFFD as one byte more, a
+// command padded with such bytes cannot read as shown whole here while
+// the chat text cut off its end. A U+FFFD that was sent as such is
+// counted long too: the safe mistake is to ask for --read-whole.
+func shortenedInChat(a approvalView) bool {
+	return len(review.Printable(a.Command))+strings.Count(a.Command, "\uFFFD") > review.TextCommandLen
 }
 
 // commandBytes is the command's length as sent, from a gateway that says

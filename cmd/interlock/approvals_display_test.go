@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/interlock-dev/interlock/identity"
+	"github.com/interlock-dev/interlock/policy"
 	"github.com/interlock-dev/interlock/policy/review"
+	"github.com/interlock-dev/interlock/proxy"
 )
 
 // TestApprovalShownEscaped: a held command with a carriage return and a
@@ -264,5 +266,102 @@ func TestListCarriesCommandStart(t *testing.T) {
 	}
 	if r, _ := store.Get(held.ID); r.State != review.Pending {
 		t.Fatalf("the refused approve decided the request: %s", r.State)
+	}
+}
+
+// TestApprovalReadWholeCountsBytesNotUTF8: a command padded with bytes
+// that are not UTF-8 is escaped longer on the gateway (\xff, 4 bytes) than
+// the CLI reads it after JSON (U+FFFD, 3): the chat text cuts off its end
+// ("; rm -rf /srv"), so approve still wants --read-whole. The CLI's check
+// agrees with the gateway's on every length around the limit.
+func TestApprovalReadWholeCountsBytesNotUTF8(t *testing.T) {
+	g := adminTestGateway(t, "")
+	store, err := review.Open(filepath.Join(t.TempDir(), "approvals.db"), review.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	g.approvals = store
+	mux := http.NewServeMux()
+	g.approvalsAPI(mux)
+	srv := httptest.NewServer(g.adminAuth.Require(mux))
+	defer srv.Close()
+	cfg, tokenFile := adminTestConfig(t, srv)
+	cli := func(args ...string) (string, error) {
+		return runCLI(t, append([]string{"approvals"}, append(args, "--config", cfg, "--token-file", tokenFile)...)...)
+	}
+
+	command := "echo " + strings.Repeat("\xff", 60) + "; rm -rf /srv"
+	if !review.Shortened(command, review.TextCommandLen) {
+		t.Fatal("the chat text shows this command whole; lengthen the padding")
+	}
+	held, err := store.Submit(t.Context(), review.Request{
+		SessionID: "s1", Target: "bastion", Protocol: "ssh", Workload: "support",
+		Requester: identity.Identity{Subject: "agent"}, Command: command, Kind: "exec", Operation: "echo rm",
+		Rule: "ops", Approvers: []string{"dba"}, Timeout: time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli("approve", held.ID); err == nil || !strings.Contains(err.Error(), "--read-whole") {
+		t.Errorf("approve without --read-whole of a command the chat text cut: %v", err)
+	}
+	if r, _ := store.Get(held.ID); r.State != review.Pending {
+		t.Fatalf("the refused approve decided the request: %s", r.State)
+	}
+	if out, err := cli("approve", held.ID, "--read-whole"); err != nil || !strings.Contains(out, "approved by alice") {
+		t.Errorf("approve --read-whole: %v\n%s", err, out)
+	}
+
+	for n := 150; n <= 210; n++ {
+		for _, pad := range []string{"\xff", "\xe2\x82", "é"} {
+			cmd := strings.Repeat(pad, n/len(pad)) + strings.Repeat("x", n%len(pad)) + "; rm -rf /srv"
+			b, err := json.Marshal(viewOf(review.Request{Command: cmd}))
+			var v approvalView
+			if err := errors.Join(err, json.Unmarshal(b, &v)); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := shortenedInChat(v), review.Shortened(cmd, review.TextCommandLen); got != want {
+				t.Errorf("%q: the CLI says shortened %v, the gateway %v", cmd, got, want)
+			}
+		}
+	}
+}
+
+// TestReviewHoldOutcomeSurvivesEviction: a held command approved while the
+// handler is still telling its client (a client that does not read
+// blocks that), and deleted to make room before the handler waits,
+// still runs: the reviewer waits on the request it held, not on its id.
+func TestReviewHoldOutcomeSurvivesEviction(t *testing.T) {
+	store, err := review.Open(filepath.Join(t.TempDir(), "approvals.db"), review.Options{MaxBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	rv := gatewayReviewer{g: &gateway{approvals: store}}
+	session := &proxy.Session{ID: "s1", Target: proxy.Target{Name: "shop", Protocol: "postgres"},
+		Caller: identity.Caller{Workload: "support", Identity: identity.Identity{Subject: "agent"}}}
+	d := policy.Decision{Action: "review", Rule: "writes", Review: &policy.ReviewSettings{Approvers: []string{"dba"}, Timeout: time.Minute}}
+	long := "UPDATE notes SET body = '" + strings.Repeat("x", 40<<10) + "'"
+	dba := identity.Identity{Subject: "bob", Groups: []string{"dba"}}
+
+	v, err := rv.Hold(t.Context(), proxy.Held{Session: session, Decision: d, Command: long, Kind: "write", Operation: "UPDATE"},
+		func(id, _ string) {
+			if _, err := store.Decide(id, dba, true, ""); err != nil {
+				t.Errorf("Decide: %v", err)
+			}
+			// Another workload's long command: the store has room for it
+			// only without the approved request.
+			other := review.Request{SessionID: "s2", Target: "shop", Workload: "other", Requester: identity.Identity{Subject: "other"},
+				Command: long, Rule: "writes", Approvers: []string{"dba"}, Timeout: time.Minute}
+			if _, err := store.Submit(t.Context(), other); err != nil {
+				t.Errorf("Submit: %v", err)
+			}
+			if _, err := store.Get(id); !errors.Is(err, review.ErrNotFound) {
+				t.Errorf("the approved request was not deleted to make room (%v): the test proves nothing", err)
+			}
+		})
+	if err != nil || !v.Allowed || v.State != "approved" || v.Decider != "bob" {
+		t.Errorf("Hold = %+v, %v; want approved by bob", v, err)
 	}
 }

@@ -56,7 +56,10 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 	if g, ok := st.Granted(s.Caller.Workload, s.Target.Name, d.Rule, d.Review.Definition); ok {
 		return proxy.Verdict{Allowed: true, State: "granted", RequestID: g.ID, Decider: g.Decider.Subject}, nil
 	}
-	req, err := st.Submit(ctx, review.Request{
+	// Waiting on the request Submit held, not on its id: notify may block
+	// on a client that does not read, and a request decided meanwhile may
+	// be deleted to make room before a Wait by id could find it.
+	final, err := st.SubmitWait(ctx, review.Request{
 		SessionID: s.ID,
 		Target:    s.Target.Name,
 		Protocol:  s.Target.Protocol,
@@ -72,12 +75,10 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 		Timeout:        d.Review.Timeout,
 		Grant:          d.Review.Grant,
 		NotifyURL:      d.Review.Webhook,
-	})
-	if err != nil {
+	}, func(req review.Request) { notify(req.ID, approveHint(req)) })
+	if err != nil && final.ID == "" {
 		return proxy.Verdict{}, fmt.Errorf("holding the command for review: %w", err)
 	}
-	notify(req.ID, approveHint(req))
-	final, err := st.Wait(ctx, req.ID)
 	if err != nil {
 		// The session ended (or the gateway is stopping, or the client
 		// canceled the command) before a decision.
@@ -85,8 +86,8 @@ func (r gatewayReviewer) Hold(ctx context.Context, h proxy.Held, notify func(id,
 		if cause := context.Cause(ctx); errors.Is(cause, proxy.ErrCommandCanceled) {
 			reason = cause.Error()
 		}
-		st.Cancel(req.ID, reason)
-		return proxy.Verdict{State: "abandoned", RequestID: req.ID, Reason: reason}, err
+		st.Cancel(final.ID, reason)
+		return proxy.Verdict{State: "abandoned", RequestID: final.ID, Reason: reason}, err
 	}
 	v := proxy.Verdict{State: string(final.State), RequestID: final.ID, Decider: final.Decider.Subject, Reason: final.Reason}
 	v.Allowed = final.State == review.Approved

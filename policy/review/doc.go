@@ -4,7 +4,9 @@
 //
 // It knows nothing of protocols. A handler whose command the policy holds
 // calls Granted (an open grant window lets the command run at once), else
-// Submit, then Wait; the admin API and CLI call List, Get and Decide; the
+// SubmitWait (Submit, then Wait on the request it held: one decided and
+// deleted to make room before the waiting began still has its outcome);
+// the admin API and CLI call List, Get and Decide; the
 // gateway calls Abandon once at start-up and Cancel when a session ends
 // while its command waits. The handler maps policy.Decision.Review onto
 // Request: Approvers, Timeout, Grant, and Webhook as NotifyURL.

@@ -183,17 +183,19 @@ func redactURL(raw string) string {
 // queue is full (the event is dropped and counted) and ErrClosed after
 // Close.
 func (w *Webhook) Notify(_ context.Context, ev Event) error {
+	ev.Request = ev.Request.clone()
+	if r := &ev.Request; r.CommandBytes < len(r.Command) {
+		// A Request not from a Store: its whole is named before it is cut,
+		// or the message would pass the cut start off as the command.
+		r.CommandBytes, r.CommandSHA256 = len(r.Command), commandHash([]byte(r.Command))
+	}
+	// The message carries the command's start (see webhookMessage); the
+	// copy frees the queue from the whole.
+	ev.Request.Command = strings.Clone(commandPrefix(ev.Request.Command, CommandPrefixLen))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return ErrClosed
-	}
-	ev.Request = ev.Request.clone()
-	// The message carries the command's start (see webhookMessage); the
-	// copy frees the queue from the whole.
-	ev.Request.Command = strings.Clone(commandPrefix(ev.Request.Command, CommandPrefixLen))
-	if ev.Request.CommandBytes < len(ev.Request.Command) {
-		ev.Request.CommandBytes = len(ev.Request.Command) // a Request not from a Store
 	}
 	n := len(ev.Request.Command)
 	if w.queued+n > w.opts.QueueBytes && w.queued > 0 {

@@ -574,3 +574,36 @@ func TestWebhookQueueBytes(t *testing.T) {
 		t.Errorf("queue_full failures = %v, want 1", v)
 	}
 }
+
+// TestWebhookNamesAHandMadeRequestsWhole: a Webhook told of a Request
+// that no Store filled (no CommandBytes, no hash) still says its long
+// command is cut, with the whole's length and hash, rather than passing
+// the start off as the command.
+func TestWebhookNamesAHandMadeRequestsWhole(t *testing.T) {
+	rc := newReceiver(t)
+	w, err := NewWebhook(rc.url(), WebhookOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r := heldUpdate()
+	r.ID, r.State = "ab2cd3ef4g", Pending
+	r.Command = "UPDATE t SET note = '" + strings.Repeat("x", 5000) + "', is_admin = true"
+	if err := w.Notify(context.Background(), Event{Kind: EventRequested, Request: r}); err != nil {
+		t.Fatal(err)
+	}
+	m := rc.next(t)
+	sum := sha256.Sum256([]byte(r.Command))
+	for k, want := range map[string]any{
+		"command_bytes":     float64(len(r.Command)),
+		"command_sha256":    hex.EncodeToString(sum[:]),
+		"command_truncated": true,
+	} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %v", k, m[k], want)
+		}
+	}
+	if text := fmt.Sprint(m["text"]); !strings.Contains(text, fmt.Sprintf("[truncated: %d bytes in all]", len(r.Command))) {
+		t.Errorf("text %q does not name the whole command's length", text)
+	}
+}

@@ -303,8 +303,30 @@ func (s *Store) Close() error {
 // (Options.MaxBytes): the command is then not held, and its caller denies
 // it as when review is unavailable.
 func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
-	if err := validate(r); err != nil {
+	_, r, err := s.submit(ctx, r)
+	return r, err
+}
+
+// SubmitWait holds r as Submit does, calls onHeld with the request once it
+// is held (the handler tells its client what it waits for), then waits
+// for the outcome as Wait does. It waits on the request it held, not on
+// its id: one decided before the waiting began (onHeld may block on a slow
+// client) and then deleted to make room (Options.MaxBytes) still returns
+// its outcome, where Wait by id would find nothing. When Submit refuses,
+// the Request returned has no ID; a Wait error returns it with its ID.
+func (s *Store) SubmitWait(ctx context.Context, r Request, onHeld func(Request)) (Request, error) {
+	h, r, err := s.submit(ctx, r)
+	if err != nil {
 		return Request{}, err
+	}
+	onHeld(r.clone())
+	return s.waitHeld(ctx, r.ID, h)
+}
+
+// submit is Submit, returning the request's held too.
+func (s *Store) submit(ctx context.Context, r Request) (*held, Request, error) {
+	if err := validate(r); err != nil {
+		return nil, Request{}, err
 	}
 	r = r.clone()
 	r.State, r.Decider, r.Reason, r.Decided = Pending, identity.Identity{}, "", time.Time{}
@@ -314,14 +336,14 @@ func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return Request{}, ErrClosed
+		return nil, Request{}, ErrClosed
 	}
 	if len(s.pending) >= s.opts.MaxPending {
 		n := len(s.pending)
 		s.mu.Unlock()
 		s.metrics.refused.WithLabelValues(refusedTooManyPending).Inc()
 		s.log.Warn("command not held for review: too many requests pending", append(requestAttrs(r), "pending", n)...)
-		return Request{}, fmt.Errorf("holding a command of %s on %s: %d pending: %w", r.Workload, r.Target, n, ErrTooManyPending)
+		return nil, Request{}, fmt.Errorf("holding a command of %s on %s: %d pending: %w", r.Workload, r.Target, n, ErrTooManyPending)
 	}
 	now := s.now()
 	r.Created = now
@@ -386,13 +408,13 @@ func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 			s.log.Warn("command not held for review: the approval store is at its byte budget",
 				append(requestAttrs(r), "command_bytes", len(r.Command), "bytes", used, "max_bytes", s.opts.MaxBytes)...)
 		}
-		return Request{}, fmt.Errorf("holding a command of %s on %s (%d bytes): %w", r.Workload, r.Target, len(r.Command), err)
+		return nil, Request{}, fmt.Errorf("holding a command of %s on %s (%d bytes): %w", r.Workload, r.Target, len(r.Command), err)
 	}
 	if prune {
 		s.lastPrune = now
 	}
 	s.addUsed(delta)
-	s.hold(r, r.Timeout)
+	h := s.hold(r, r.Timeout)
 	s.mu.Unlock()
 	if evicted > 0 {
 		s.metrics.evicted.Add(float64(evicted))
@@ -402,7 +424,7 @@ func (s *Store) Submit(ctx context.Context, r Request) (Request, error) {
 
 	s.log.Info("command held for approval", requestAttrs(r)...)
 	s.notify(context.WithoutCancel(ctx), Event{Kind: EventRequested, Request: r})
-	return r.clone(), nil
+	return h, r.clone(), nil
 }
 
 func validate(r Request) error {
@@ -435,12 +457,13 @@ func validate(r Request) error {
 
 // hold puts r in memory as pending and arms its expiry after d. The
 // caller holds s.mu (or is Open).
-func (s *Store) hold(r Request, d time.Duration) {
+func (s *Store) hold(r Request, d time.Duration) *held {
 	h := &held{req: r, done: make(chan struct{})}
 	id := r.ID
 	h.timer = time.AfterFunc(max(d, 0), func() { s.expire(id) })
 	s.pending[id] = h
 	s.metrics.pending.WithLabelValues(r.Target).Inc()
+	return h
 }
 
 // expire is the timer of a pending request.
@@ -474,6 +497,11 @@ func (s *Store) Wait(ctx context.Context, id string) (Request, error) {
 	if !ok {
 		return s.Get(id)
 	}
+	return s.waitHeld(ctx, id, h)
+}
+
+// waitHeld is Wait on h, the held request id.
+func (s *Store) waitHeld(ctx context.Context, id string, h *held) (Request, error) {
 	select {
 	case <-h.done:
 		return h.req.clone(), nil

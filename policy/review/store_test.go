@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -1036,6 +1037,84 @@ func TestCommandPrefix(t *testing.T) {
 	} {
 		if got := commandPrefix(tc.in, tc.n); got != tc.want {
 			t.Errorf("commandPrefix(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestSubmitWaitOutcomeSurvivesEviction: SubmitWait returns the outcome
+// of the request it held even when it was decided, and deleted to make
+// room, before the waiting began (Wait by id then finds nothing); a
+// refused Submit returns no ID.
+func TestSubmitWaitOutcomeSurvivesEviction(t *testing.T) {
+	s := openTest(t, "", Options{MaxBytes: 64 << 10})
+	long := heldUpdate()
+	long.Command = strings.Repeat("y", 40<<10)
+	got, err := s.SubmitWait(context.Background(), long, func(r Request) {
+		if _, err := s.Decide(r.ID, bob, true, "ok"); err != nil {
+			t.Errorf("Decide: %v", err)
+		}
+		submit(t, s, long) // makes room by deleting r
+		if _, err := s.Wait(context.Background(), r.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Wait by id after the deletion: %v; the test proves nothing", err)
+		}
+	})
+	if err != nil || got.State != Approved || got.Decider.Subject != "bob" || got.ID == "" {
+		t.Errorf("SubmitWait = %s by %q (id %q), %v; want approved by bob", got.State, got.Decider.Subject, got.ID, err)
+	}
+	got, err = s.SubmitWait(context.Background(), long, func(Request) { t.Error("a refused request was announced as held") })
+	if !errors.Is(err, ErrStoreFull) || got.ID != "" {
+		t.Errorf("SubmitWait on a full store = %q, %v; want no request and ErrStoreFull", got.ID, err)
+	}
+}
+
+// TestBudgetCountsWhatTheFileHolds: after every kind of change (holds
+// that make room or are refused, decisions with long reasons, cancels,
+// expiry, pruning, restarts) the bytes counted are the bytes the file's
+// requests and commands take.
+func TestBudgetCountsWhatTheFileHolds(t *testing.T) {
+	clock := newFakeClock()
+	opts := Options{MaxBytes: 40 << 10, Now: clock.Now, Retention: time.Hour, MaxPending: 5}
+	s := openTest(t, "", opts)
+	rng := rand.New(rand.NewPCG(1, 2))
+	var ids []string
+	for step := range 500 {
+		switch rng.IntN(6) {
+		case 0, 1:
+			r := heldUpdate()
+			r.Command = strings.Repeat("x", rng.IntN(12<<10))
+			r.Grant = time.Duration(rng.IntN(3)) * time.Minute
+			got, err := s.Submit(context.Background(), r)
+			if err == nil {
+				ids = append(ids, got.ID)
+			} else if !errors.Is(err, ErrStoreFull) && !errors.Is(err, ErrTooManyPending) {
+				t.Fatal(err)
+			}
+		case 2:
+			if len(ids) > 0 {
+				// Control characters: the record grows by their escapes.
+				s.Decide(ids[rng.IntN(len(ids))], bob, rng.IntN(2) == 0, strings.Repeat("\x01", rng.IntN(2000)))
+			}
+		case 3:
+			if len(ids) > 0 {
+				s.Cancel(ids[rng.IntN(len(ids))], "")
+			}
+		case 4:
+			clock.Advance(time.Duration(rng.IntN(40)) * time.Minute) // expires at the next Decide, prunes
+		case 5:
+			s.Close()
+			s = openTest(t, s.path, opts)
+			s.Abandon(func(string) bool { return false })
+		}
+		var stored int64
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			var err error
+			stored, err = storedBytes(tx)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if used := metricValue(t, s.reg, "interlock_approvals_store_bytes", nil); int64(used) != stored {
+			t.Fatalf("step %d: store_bytes %v, the file holds %d", step, used, stored)
 		}
 	}
 }
