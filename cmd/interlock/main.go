@@ -45,9 +45,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "interlock",
-		Short: "Control point between AI agents and the databases, hosts and clusters they reach",
+		Short: "Control point between AI agents and the databases and hosts they reach",
 		Long: `interlock sends the connections that selected workloads open to PostgreSQL,
-SSH and Kubernetes API targets through a local gateway (eBPF cgroup hooks; the
+SSH and other TCP targets through a local gateway (eBPF cgroup hooks; the
 agent is not reconfigured), decides per command, records every session and
 exports Prometheus metrics.`,
 		SilenceUsage:  true,
