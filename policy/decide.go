@@ -74,6 +74,7 @@ func (p *Policy) decide(r *Request) (d Decision, failed bool) {
 				ctx, cancel = context.WithDeadline(ctx, start.Add(p.maxEvalTime))
 				defer cancel()
 			}
+			act.regexSpent = 0 // the limit is each rule's
 			out, _, err := ru.when.ContextEval(ctx, act)
 			if err == nil {
 				if _, isBool := out.(types.Bool); !isBool {

@@ -371,6 +371,36 @@ func TestDecideRegexCost(t *testing.T) {
 			t.Errorf("Decide = %+v, want %+v", got, want)
 		}
 	})
+	t.Run("a rule's matches share its limit", func(t *testing.T) {
+		// Each match costs just under the limit and is quick (a literal
+		// prefix that is never found); the second must be refused before it
+		// runs, not charged after: with "[^x]{500}x" each takes seconds.
+		var logs bytes.Buffer
+		p := mustCompile(t, Config{Rules: []RuleConfig{
+			{Name: "twice", When: `sql.text.matches("x[^x]{500}") || sql.text.matches("y[^y]{500}")`, Action: "allow"},
+		}}, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		p.maxEvalTime = time.Hour
+		text := strings.Repeat("a", 380<<10)
+		if c := matchCost(text, 503); c > maxRuleCost || 2*c <= maxRuleCost {
+			t.Fatalf("a match costs %d: the test needs one under the limit and two over", c)
+		}
+		want := Decision{Action: Deny, Rule: "twice", Message: "policy rule twice could not be evaluated"}
+		if got := p.Decide(pg(SQL{Text: text})); got != want {
+			t.Errorf("Decide = %+v, want %+v", got, want)
+		}
+		if !strings.Contains(logs.String(), "over what is left of the rule's limit") {
+			t.Errorf("log %q: the second match was not refused before it ran", logs.String())
+		}
+		// The limit is each rule's: a later rule starts afresh.
+		p = mustCompile(t, Config{Rules: []RuleConfig{
+			{Name: "first", When: `sql.text.matches("x[^x]{500}")`, Action: "deny"},
+			{Name: "second", When: `!sql.text.matches("y[^y]{500}")`, Action: "deny"},
+		}})
+		want = Decision{Action: Deny, Rule: "second", Message: "denied by interlock policy rule second"}
+		if got := p.Decide(pg(SQL{Text: text})); got != want {
+			t.Errorf("Decide = %+v, want %+v", got, want)
+		}
+	})
 	for _, when := range []string{`sql.text.matches("[^x]{500}x")`, `matches(sql.text, "[^x]{500}x")`, `sql.text.matches(sql.user)`} {
 		t.Run("charged by the program: "+when, func(t *testing.T) {
 			p := mustCompile(t, Config{Rules: []RuleConfig{{Name: "r", When: when, Action: "allow"}}})

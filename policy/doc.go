@@ -43,9 +43,9 @@
 // Options.Logger. A request is never allowed because its rule broke. So
 // does one whose rule costs more than its limit (a regular expression is
 // charged by the size of its compiled program, and refused before it runs
-// when that alone is over), or whose rules take longer than a second,
-// checked at every comprehension step and after each rule: facts come from
-// agents.
+// when that is over what its rule has left), or whose rules take longer
+// than a second, checked at every comprehension step and after each rule:
+// facts come from agents.
 //
 // # Masks
 //

@@ -300,6 +300,9 @@ type activation struct {
 	identity factObject
 	target   factObject
 	workload factObject
+	// regexSpent is what the matches of the rule being evaluated have
+	// cost (see guardedMatch); Decide resets it for each rule.
+	regexSpent uint64
 }
 
 func (p *Policy) newActivation(r *Request) *activation {
@@ -332,6 +335,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return &a.target, true
 	case "workload":
 		return &a.workload, true
+	case regexSpentName:
+		return &a.regexSpent, true
 	}
 	return nil, false
 }

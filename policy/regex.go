@@ -19,8 +19,8 @@ import (
 // characters: "[^x]{500}x" is 10 characters and 503 instructions, and runs
 // for minutes over a 16 MiB statement, charged a few million. Its cost is
 // also counted only after the match has run. So rules' matches are
-// charged by the program's size, and a match whose charge alone is over a
-// rule's limit is refused before it runs.
+// charged by the program's size, and a match whose charge is over what is
+// left of its rule's limit is refused before it runs.
 
 // regexes are the compiled patterns of one policy's conditions, shared by
 // its rules.
@@ -86,18 +86,18 @@ func isMatchesCall(call interpreter.InterpretableCall) bool {
 }
 
 // guardMatches is a planner decorator that replaces each `matches` call by
-// one that refuses a match costing more than a rule may, before running it.
-// A literal pattern is compiled here, once (a bad one fails Compile). The
-// replacement keeps the overload ID, which the cost tracker (trackMatches)
-// charges by, and takes another function name so that CEL's own regex
-// optimisation, which compiles literal patterns into an unguarded call,
-// leaves it alone.
+// one that refuses a match costing more than its rule has left, before
+// running it. A literal pattern is compiled here, once (a bad one fails
+// Compile). The replacement keeps the overload ID, which the cost tracker
+// (trackMatches) charges by, and takes another function name so that CEL's
+// own regex optimisation, which compiles literal patterns into an
+// unguarded call, leaves it alone.
 func (rs *regexes) guardMatches(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error) {
 	call, ok := i.(interpreter.InterpretableCall)
 	if !ok || !isMatchesCall(call) {
 		return i, nil
 	}
-	var fixed *compiledRegex
+	g := &guardedMatch{InterpretableCall: call, rs: rs}
 	if c, ok := call.Args()[1].(interpreter.InterpretableConst); ok {
 		if pattern, ok := c.Value().(types.String); ok {
 			cr, err := compileRegex(string(pattern))
@@ -105,31 +105,102 @@ func (rs *regexes) guardMatches(i interpreter.InterpretableV2) (interpreter.Inte
 				return nil, fmt.Errorf("compiling %q: %w", string(pattern), err)
 			}
 			actual, _ := rs.constant.LoadOrStore(string(pattern), cr)
-			fixed = actual.(*compiledRegex)
+			g.fixed = actual.(*compiledRegex)
 		}
 	}
-	return interpreter.NewCall(call.ID(), "interlock.matches", call.OverloadID(), call.Args(), func(args ...ref.Val) ref.Val {
-		s, ok := args[0].(types.String)
-		pattern, ok2 := args[1].(types.String)
-		if !ok || !ok2 {
-			return types.NoSuchOverloadErr()
-		}
-		cr := fixed
-		if cr == nil {
-			var err error
-			if cr, err = rs.lookup(string(pattern)); err != nil {
-				return types.WrapErr(err)
-			}
-		}
-		if cost := matchCost(string(s), cr.insts); cost > maxRuleCost {
-			return types.NewErr("matching %d bytes against %q would cost %d, over the limit of %d", len(s), string(pattern), cost, maxRuleCost)
-		}
-		return types.Bool(cr.re.MatchString(string(s)))
-	}), nil
+	return g, nil
 }
 
-// trackMatches charges a match (after it ran) what guardMatches checked.
-func (rs *regexes) trackMatches(args []ref.Val, _ ref.Val) *uint64 {
+// regexSpentName resolves, in a rule's activation, to what the rule's
+// matches have cost so far (a *uint64). CEL charges a call only after it
+// ran, so without it each match is checked against the whole limit and a
+// rule with two matches just under it runs both: twice the work, seconds
+// of it. '#' keeps the name out of reach of conditions.
+const regexSpentName = "#interlock.regex_spent"
+
+// guardedMatch is a `matches` call that checks its cost first. It
+// evaluates its own arguments (strictly, as the call it replaces) because
+// the check needs the evaluation's activation, which a function never sees.
+type guardedMatch struct {
+	interpreter.InterpretableCall // the call replaced: ID, overload, arguments
+	rs                            *regexes
+	fixed                         *compiledRegex // of a literal pattern
+}
+
+func (g *guardedMatch) Function() string { return "interlock.matches" }
+
+func (g *guardedMatch) Exec(frame *interpreter.ExecutionFrame) ref.Val {
+	args := g.Args()
+	s := args[0].Exec(frame)
+	if types.IsUnknownOrError(s) {
+		return s
+	}
+	pattern := args[1].Exec(frame)
+	if types.IsUnknownOrError(pattern) {
+		return pattern
+	}
+	return types.LabelErrNode(g.ID(), g.match(s, pattern, regexSpent(frame)))
+}
+
+func (g *guardedMatch) Eval(a interpreter.Activation) ref.Val {
+	args := g.Args()
+	s := args[0].Eval(a)
+	if types.IsUnknownOrError(s) {
+		return s
+	}
+	pattern := args[1].Eval(a)
+	if types.IsUnknownOrError(pattern) {
+		return pattern
+	}
+	return types.LabelErrNode(g.ID(), g.match(s, pattern, regexSpent(a)))
+}
+
+// regexSpent is the rule's regex charge so far, or nil when the activation
+// keeps none (then each match is checked alone).
+func regexSpent(a interpreter.Activation) *uint64 {
+	v, ok := a.ResolveName(regexSpentName)
+	if !ok {
+		return nil
+	}
+	spent, _ := v.(*uint64)
+	return spent
+}
+
+func (g *guardedMatch) match(sv, pv ref.Val, spent *uint64) ref.Val {
+	s, ok := sv.(types.String)
+	pattern, ok2 := pv.(types.String)
+	if !ok || !ok2 {
+		return types.NoSuchOverloadErr()
+	}
+	cr := g.fixed
+	if cr == nil {
+		var err error
+		if cr, err = g.rs.lookup(string(pattern)); err != nil {
+			return types.WrapErr(err)
+		}
+	}
+	cost := matchCost(string(s), cr.insts)
+	var before uint64
+	if spent != nil {
+		before = *spent
+	}
+	if cost > maxRuleCost-min(before, maxRuleCost) {
+		return types.NewErr("matching %d bytes against %q would cost %d, over what is left of the rule's limit of %d", len(s), string(pattern), cost, maxRuleCost)
+	}
+	if spent != nil {
+		*spent = before + cost
+	}
+	return types.Bool(cr.re.MatchString(string(s)))
+}
+
+// trackMatches charges a match (after it ran) what guardMatches checked; a
+// match it refused did not run, and is charged as a call, so that the rule
+// fails with the refusal's reason.
+func (rs *regexes) trackMatches(args []ref.Val, result ref.Val) *uint64 {
+	if _, ran := result.(types.Bool); !ran {
+		one := uint64(1)
+		return &one
+	}
 	s, ok := args[0].(types.String)
 	pattern, ok2 := args[1].(types.String)
 	if !ok || !ok2 {
