@@ -31,4 +31,5 @@ func (*Datapath) SetProtected([]netip.AddrPort) error          { return errOS }
 func (*Datapath) OriginalDestination(net.Conn) (Origin, error) { return Origin{}, errOS }
 func (*Datapath) Counters() ([]Counter, error)                 { return nil, errOS }
 func (*Datapath) Sweep() ([]Closed, error)                     { return nil, errOS }
+func (*Datapath) SweepReport() ([]Closed, error)               { return nil, errOS }
 func (*Datapath) Close() error                                 { return nil }

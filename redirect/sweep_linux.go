@@ -48,7 +48,14 @@ const connStates = 1<<tcpEstablished | 1<<tcpSynSent | 1<<tcpCloseWait |
 // kernel aborts a socket as `ss -K` does: the peer gets a reset, the owner
 // ECONNABORTED; that needs a kernel built with CONFIG_INET_DIAG_DESTROY
 // (otherwise every Closed carries EOPNOTSUPP).
-func (d *Datapath) Sweep() ([]Closed, error) {
+func (d *Datapath) Sweep() ([]Closed, error) { return d.sweep(true) }
+
+// SweepReport finds what Sweep would close and leaves it open: each
+// Closed it returns has Reported set. For a first roll-out, where an
+// operator wants to see what enforcing would cut before it does.
+func (d *Datapath) SweepReport() ([]Closed, error) { return d.sweep(false) }
+
+func (d *Datapath) sweep(abort bool) ([]Closed, error) {
 	sweepMu.Lock()
 	defer sweepMu.Unlock()
 	sc, err := d.sweepScope()
@@ -63,7 +70,7 @@ func (d *Datapath) Sweep() ([]Closed, error) {
 	var errs []error
 	seen := map[uint64]bool{} // inodes of the sockets the dumps listed
 	sweep := func(ns netnsHandle) {
-		closed, err := d.sweepNetns(ns, sc, seen)
+		closed, err := d.sweepNetns(ns, sc, seen, abort)
 		out = append(out, closed...)
 		if err != nil {
 			errs = append(errs, err)
@@ -341,7 +348,7 @@ func cgroupDirID(dir string) (uint64, error) {
 
 // sweepNetns sweeps one network namespace, noting in seen the inodes of
 // the sockets it lists.
-func (d *Datapath) sweepNetns(ns netnsHandle, sc *scope, seen map[uint64]bool) ([]Closed, error) {
+func (d *Datapath) sweepNetns(ns netnsHandle, sc *scope, seen map[uint64]bool, abort bool) ([]Closed, error) {
 	var out []Closed
 	run := func() error {
 		s, err := openSockDiag()
@@ -349,7 +356,7 @@ func (d *Datapath) sweepNetns(ns netnsHandle, sc *scope, seen map[uint64]bool) (
 			return err
 		}
 		defer s.Close()
-		out, err = d.sweepSockets(s, sc, seen, ns.f == nil)
+		out, err = d.sweepSockets(s, sc, seen, ns.f == nil, abort)
 		return err
 	}
 	if ns.f == nil {
@@ -367,7 +374,7 @@ type listener struct {
 
 // sweepSockets sweeps the namespace s lists; own says it is the
 // gateway's.
-func (d *Datapath) sweepSockets(s *sockDiag, sc *scope, seen map[uint64]bool, own bool) ([]Closed, error) {
+func (d *Datapath) sweepSockets(s *sockDiag, sc *scope, seen map[uint64]bool, own, abort bool) ([]Closed, error) {
 	listening := map[listener]bool{}
 	var conns []diagSocket
 	for _, family := range []uint8{unix.AF_INET, unix.AF_INET6} {
@@ -426,7 +433,9 @@ func (d *Datapath) sweepSockets(s *sockDiag, sc *scope, seen map[uint64]bool, ow
 		}
 		cl := Closed{WorkloadID: w.Id, TargetID: target, CgroupID: cgroupID, UID: c.uid,
 			Local: unmapPort(c.local), Remote: unmapPort(c.remote)}
-		if cl.Err = s.destroy(c); cl.Err != nil {
+		if !abort {
+			cl.Reported = true
+		} else if cl.Err = s.destroy(c); cl.Err != nil {
 			cl.Err = fmt.Errorf("closing the connection: %w", cl.Err)
 		}
 		out = append(out, cl)

@@ -95,6 +95,24 @@ func TestSweep(t *testing.T) {
 		{WorkloadID: testLateWorkload, Prefix: netip.MustParsePrefix("127.0.0.4/32"), Port: 7400},
 		{WorkloadID: testLateWorkload, Prefix: netip.MustParsePrefix("127.0.0.2/32"), Port: 7001},
 	}))
+	// A report finds the same connections and closes none.
+	reported, err := e.dp.SweepReport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, c := range reported {
+		if !c.Reported || c.Err != nil {
+			t.Errorf("reported %+v: want Reported and no error", c)
+		}
+		found[c.Local.String()] = true
+	}
+	if len(reported) != 2 || !found[toTarget.Local] || !found[refused.Local] {
+		t.Errorf("report found %+v, want the connections from %s and %s", reported, toTarget.Local, refused.Local)
+	}
+	if !toTarget.Open() || !refused.Open() {
+		t.Fatal("a report closed a connection")
+	}
 	got, err := e.dp.Sweep()
 	if err != nil {
 		t.Fatal(err)

@@ -284,5 +284,7 @@ type Closed struct {
 	CgroupID      uint64
 	UID           uint32
 	Local, Remote netip.AddrPort
-	Err           error // nil: the kernel aborted it
+	Err           error // nil: the kernel aborted it (or Reported)
+	// Reported: found by SweepReport, which leaves connections open.
+	Reported bool
 }

@@ -714,13 +714,19 @@ workloads:
 
 // TestGatewayClosesEarlierConnections: a connection a workload opened to a
 // target before the gateway attached is closed when it starts, and the
-// workload's next connect goes through the gateway.
+// workload's next connect goes through the gateway; with
+// gateway.open_connections: report it is logged and left open.
 func TestGatewayClosesEarlierConnections(t *testing.T) {
-	e := newE2E(t)
-	p := freePort(t, "127.0.0.2")
-	echo := fmt.Sprintf("127.0.0.2:%d", p)
-	redirecttest.EchoServer(t, echo)
-	e.writeConfig(fmt.Sprintf(`targets:
+	for _, mode := range []string{"close", "report"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newE2E(t)
+			if mode == "report" {
+				e.gatewayExtra = "  open_connections: report\n"
+			}
+			p := freePort(t, "127.0.0.2")
+			echo := fmt.Sprintf("127.0.0.2:%d", p)
+			redirecttest.EchoServer(t, echo)
+			e.writeConfig(fmt.Sprintf(`targets:
   - name: echo
     protocol: tcp
     address: %s
@@ -731,16 +737,31 @@ workloads:
     identity:
       subject: agent:demo
 `, echo, e.top))
-	agent := e.cgroup("/agents/demo")
-	early := redirecttest.StartHold(t, agent, redirecttest.Hold{Address: echo})
-	e.start()
-	if end := early.Ended(5 * time.Second); end != "ECONNABORTED" {
-		t.Errorf("the connection opened before the gateway: ended with %q, want ECONNABORTED", end)
-	}
-	waitFor(t, func() bool {
-		return e.metric("interlock_closed_connections_total", `workload="agent"`, `target="echo"`) == 1
-	}, "interlock_closed_connections_total to count it")
-	if r := redirecttest.Agent(t, agent, redirecttest.Dial{Network: "tcp4", Address: echo, Send: "ping\n"}); !proxied(r) {
-		t.Errorf("agent saw %+v after the sweep: want the echo server reached through the gateway", r)
+			agent := e.cgroup("/agents/demo")
+			early := redirecttest.StartHold(t, agent, redirecttest.Hold{Address: echo})
+			g := e.start()
+			if mode == "report" {
+				waitFor(t, func() bool {
+					b, _ := os.ReadFile(g.log.Name())
+					return strings.Contains(string(b), "left open (gateway.open_connections: report)")
+				}, "the gateway to report the connection")
+				if end := early.Ended(time.Second); end != "" {
+					t.Errorf("the connection opened before the gateway ended with %q in report mode", end)
+				}
+				if got := e.metric("interlock_closed_connections_total", `workload="agent"`, `target="echo"`); got != 0 {
+					t.Errorf("interlock_closed_connections_total = %v in report mode, want 0", got)
+				}
+				return
+			}
+			if end := early.Ended(5 * time.Second); end != "ECONNABORTED" {
+				t.Errorf("the connection opened before the gateway: ended with %q, want ECONNABORTED", end)
+			}
+			waitFor(t, func() bool {
+				return e.metric("interlock_closed_connections_total", `workload="agent"`, `target="echo"`) == 1
+			}, "interlock_closed_connections_total to count it")
+			if r := redirecttest.Agent(t, agent, redirecttest.Dial{Network: "tcp4", Address: echo, Send: "ping\n"}); !proxied(r) {
+				t.Errorf("agent saw %+v after the sweep: want the echo server reached through the gateway", r)
+			}
+		})
 	}
 }

@@ -33,9 +33,14 @@ func newSweeper(dp *redirect.Datapath, cfg *config.Config, logger *slog.Logger, 
 	return &sweeper{dp: dp, cfg: cfg, logger: logger, closed: c}, nil
 }
 
-// sweep closes what it finds and logs each one; why says what changed.
+// sweep closes what it finds (or, with gateway.open_connections: report,
+// only reports it) and logs each one; why says what changed.
 func (s *sweeper) sweep(why string) {
-	closed, err := s.dp.Sweep()
+	find := s.dp.Sweep
+	if s.cfg.Gateway.OpenConnections == "report" {
+		find = s.dp.SweepReport
+	}
+	closed, err := find()
 	if err != nil {
 		s.logger.Warn("looking for connections workloads opened before the data path decided them", "after", why, "error", err)
 	}
@@ -44,7 +49,7 @@ func (s *sweeper) sweep(why string) {
 		if w := s.cfg.WorkloadByID(c.WorkloadID); w != nil {
 			workload = w.Name
 		}
-		reason := "its destination is not allowed by the workload's egress rules"
+		reason := "its destination is refused to the workload (its egress rules, or the gateway's own addresses)"
 		if c.TargetID != 0 {
 			target = fmt.Sprintf("unknown-%d", c.TargetID)
 			if t := s.cfg.TargetByID(c.TargetID); t != nil {
@@ -53,6 +58,10 @@ func (s *sweeper) sweep(why string) {
 			reason = "it reached target " + target + " without the gateway"
 		}
 		attrs := []any{"workload", workload, "target", target, "local", c.Local, "remote", c.Remote, "uid", c.UID, "cgroup_id", c.CgroupID, "after", why}
+		if c.Reported {
+			s.logger.Warn("a workload has a connection open that the data path would now refuse or redirect, left open (gateway.open_connections: report): "+reason, attrs...)
+			continue
+		}
 		if c.Err != nil {
 			if errors.Is(c.Err, unix.EOPNOTSUPP) {
 				s.logger.Error("cannot close a workload's connection: this kernel cannot abort sockets (CONFIG_INET_DIAG_DESTROY); restart the workload", append(attrs, "reason", reason)...)

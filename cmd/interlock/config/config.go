@@ -83,6 +83,11 @@ type Gateway struct {
 	// least 1. A command that would pass it is denied, not held, once
 	// decided requests can make no more room.
 	ReviewStoreMiB int `yaml:"review_store_mib"`
+	// OpenConnections is what the gateway does with connections
+	// workloads already have open that the data path would now redirect
+	// or refuse (see redirect.Datapath.Sweep): "close" (the default) or
+	// "report" (log them, leave them open).
+	OpenConnections string `yaml:"open_connections"`
 
 	// Parsed by Validate.
 	ListenAddr  netip.AddrPort `yaml:"-"`

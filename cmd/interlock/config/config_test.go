@@ -37,6 +37,7 @@ func TestLoadExample(t *testing.T) {
 		{"LargeMessageMemoryMiB", g.LargeMessageMemoryMiB, 512},
 		{"PreparedStatementMemoryMiB", g.PreparedStatementMemoryMiB, 64},
 		{"ReviewStoreMiB", g.ReviewStoreMiB, 1024},
+		{"OpenConnections", g.OpenConnections, "close"},
 		{"len(Targets)", len(c.Targets), 1},
 		{"len(Workloads)", len(c.Workloads), 1},
 	}
@@ -333,6 +334,8 @@ func TestParseErrors(t *testing.T) {
 			"demo.yaml:2:34: gateway.prepared_statement_memory_mib: 1048577 is above the maximum of 1048576 (1 TiB)"},
 		{"review store budget negative", "gateway:\n  review_store_mib: -1\n" + target, "gateway.review_store_mib",
 			"demo.yaml:2:21: gateway.review_store_mib: -1 is below the minimum of 1"},
+		{"open connections", "gateway:\n  open_connections: keep\n" + target, "gateway.open_connections",
+			`demo.yaml:2:21: gateway.open_connections: unknown value "keep"; use one of close, report`},
 		{"log level", "gateway:\n  log_level: verbose\n" + target, "gateway.log_level",
 			`demo.yaml:2:14: gateway.log_level: unknown log level "verbose"; use one of debug, info, warn, error`},
 

@@ -40,10 +40,15 @@ const (
 	// hundred bytes, a small part of any disk (review.DefaultMaxBytes).
 	DefaultReviewStoreMiB = 1024
 	DefaultLogLevel       = "info"
+	// DefaultOpenConnections is gateway.open_connections' default.
+	DefaultOpenConnections = "close"
 )
 
 // LogLevels are the accepted gateway.log_level values.
 var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// OpenConnectionModes are the accepted gateway.open_connections values.
+var OpenConnectionModes = []string{"close", "report"}
 
 // SystemdUnitSuffixes are the unit types a workload can match: the ones whose
 // processes live in a cgroup of their own.
@@ -164,6 +169,10 @@ func (v *validator) gateway(g *Gateway) {
 		v.failf("gateway.review_store_mib", "%d is above the maximum of %d (1 TiB)", g.ReviewStoreMiB, 1<<20)
 	}
 
+	g.OpenConnections = cmp.Or(g.OpenConnections, DefaultOpenConnections)
+	if !slices.Contains(OpenConnectionModes, g.OpenConnections) {
+		v.failf("gateway.open_connections", "unknown value %q; use one of %s", g.OpenConnections, strings.Join(OpenConnectionModes, ", "))
+	}
 	g.LogLevel = cmp.Or(g.LogLevel, DefaultLogLevel)
 	if !slices.Contains(LogLevels, g.LogLevel) {
 		v.failf("gateway.log_level", "unknown log level %q; use one of %s", g.LogLevel, strings.Join(LogLevels, ", "))
