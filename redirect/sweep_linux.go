@@ -226,33 +226,50 @@ func (sc *scope) addProcs(dir string, cgroupID uint64, w redirectWorkloadValue) 
 		if ns, err := os.Open(proc + "/ns/net"); err == nil {
 			sc.addNetns(ns)
 		}
-		fds, err := os.ReadDir(proc + "/fd")
+		sc.addHeld(proc+"/fd", heldSocket{workload: w, cgroupID: cgroupID, pid: pid})
+	}
+}
+
+// addHeld records the sockets in a process's fd folder. Links are read
+// relative to the open folder, unsorted: a sweep reads every descriptor
+// of every workload process, and /proc path walks are most of its cost.
+func (sc *scope) addHeld(dir string, h heldSocket) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return // the process ended
+	}
+	defer d.Close()
+	names, _ := d.Readdirnames(-1)
+	buf := make([]byte, 64)
+	for _, name := range names {
+		n, err := unix.Readlinkat(int(d.Fd()), name, buf)
 		if err != nil {
-			continue // the process ended
+			continue
 		}
-		for _, e := range fds {
-			fd, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			link, err := os.Readlink(proc + "/fd/" + e.Name())
-			if err != nil {
-				continue
-			}
-			if s, ok := strings.CutPrefix(link, "socket:["); ok {
-				if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil {
-					if _, dup := sc.held[ino]; !dup {
-						sc.held[ino] = heldSocket{workload: w, cgroupID: cgroupID, pid: pid, fd: fd}
-					}
-				}
-			}
+		s, ok := strings.CutPrefix(string(buf[:n]), "socket:[")
+		if !ok {
+			continue
+		}
+		ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+		if err != nil {
+			continue
+		}
+		if _, dup := sc.held[ino]; dup {
+			continue
+		}
+		if h.fd, err = strconv.Atoi(name); err == nil {
+			sc.held[ino] = h
 		}
 	}
 }
 
 // strayNetns finds the network namespaces of the TCP sockets workloads'
 // processes hold that no dump listed (seen), by taking a copy of each
-// (pidfd_getfd) and asking its namespace (SIOCGSKNS).
+// (pidfd_getfd) and asking its namespace (SIOCGSKNS). Sockets that are
+// not TCP (Unix, UDP: most of a process's) are told by name, with no
+// copy, and a TCP socket whose namespace an earlier sweep learnt needs
+// none while that namespace is listed anyway: every sweep would otherwise
+// copy each of them, and fail on each where ptrace access is refused.
 func (sc *scope) strayNetns(seen map[uint64]bool) ([]netnsHandle, error) {
 	var out []netnsHandle
 	var errs []error
@@ -262,8 +279,22 @@ func (sc *scope) strayNetns(seen map[uint64]bool) ([]netnsHandle, error) {
 			unix.Close(fd)
 		}
 	}()
+	for ino := range socketNetnsCache {
+		if _, ok := sc.held[ino]; !ok {
+			delete(socketNetnsCache, ino) // closed: its inode may be reused
+		}
+	}
+	var denied []uint64
+	deniedPids := map[int]bool{}
 	for ino, h := range sc.held {
 		if seen[ino] {
+			continue
+		}
+		if ns, ok := socketNetnsCache[ino]; ok && (ns == notTCP || ns == deniedNetns || sc.known[ns]) {
+			continue // a refusal is reported once, the first time
+		}
+		if !mayBeTCP(h.pid, h.fd) {
+			socketNetnsCache[ino] = notTCP
 			continue
 		}
 		pidfd, ok := pidfds[h.pid]
@@ -281,28 +312,87 @@ func (sc *scope) strayNetns(seen map[uint64]bool) ([]netnsHandle, error) {
 			continue
 		}
 		f, err := socketNetns(pidfd, h.fd, ino)
+		if errors.Is(err, errNotTCP) {
+			socketNetnsCache[ino] = notTCP
+			continue
+		}
 		if errors.Is(err, errNotHeldTCP) {
+			continue
+		}
+		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+			socketNetnsCache[ino] = deniedNetns
+			denied = append(denied, ino)
+			deniedPids[h.pid] = true
 			continue
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("finding the network namespace of socket %d of process %d: %w", ino, h.pid, err))
 			continue
 		}
+		var st unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &st) == nil {
+			socketNetnsCache[ino] = st.Ino
+		}
 		if ns, ok := sc.addNetns(f); ok {
 			out = append(out, ns)
 		}
 	}
+	if len(denied) > 0 {
+		errs = append(errs, fmt.Errorf("%w: %d TCP sockets of %d workload processes (the first: socket %d); connections they hold in a network namespace no workload process is in are not swept",
+			errSocketCopyRefused, len(denied), len(deniedPids), denied[0]))
+	}
 	return out, errors.Join(errs...)
+}
+
+// errSocketCopyRefused: the kernel refused the gateway a copy of a
+// workload's socket (pidfd_getfd needs ptrace access: Yama's
+// ptrace_scope 3, or an LSM, refuses it even to root).
+var errSocketCopyRefused = errors.New("taking a copy of a socket to find its network namespace is refused (pidfd_getfd: Yama ptrace_scope, or an LSM)")
+
+// socketNetnsCache is what sweeps learnt of the sockets workloads'
+// processes hold that no dump listed (socket inode → the inode of its
+// network namespace, or notTCP, or deniedNetns when a copy was refused),
+// kept while a workload's process holds the socket: a socket never
+// changes protocol or namespace. Guarded by sweepMu.
+var socketNetnsCache = map[uint64]uint64{}
+
+// Values of socketNetnsCache that no namespace's inode is (nsfs numbers
+// its inodes from 0xF0000000).
+const (
+	deniedNetns = 1
+	notTCP      = 2
+)
+
+// pidfdGetfd is unix.PidfdGetfd; a test replaces it to see a refusal.
+var pidfdGetfd = unix.PidfdGetfd
+
+// mayBeTCP tells from the name sockfs gives a socket ("TCP", "TCPv6",
+// "UNIX-STREAM", "UDP"...) whether fd of process pid may be a TCP socket,
+// without a copy of it. When it cannot tell, it says yes.
+func mayBeTCP(pid, fd int) bool {
+	buf := make([]byte, 32)
+	n, err := unix.Getxattr("/proc/"+strconv.Itoa(pid)+"/fd/"+strconv.Itoa(fd), "system.sockprotoname", buf)
+	if errors.Is(err, unix.ENOENT) {
+		return false // the process ended, or closed the descriptor
+	}
+	if err != nil {
+		return true
+	}
+	name := strings.TrimRight(string(buf[:n]), "\x00")
+	return name == "TCP" || name == "TCPv6"
 }
 
 // errNotHeldTCP: the descriptor no longer holds the socket (closed, or
 // the process ended), or the socket is not TCP.
 var errNotHeldTCP = errors.New("not a TCP socket the process holds")
 
+// errNotTCP: the socket ino is not TCP (MPTCP, SCTP).
+var errNotTCP = fmt.Errorf("%w: not TCP", errNotHeldTCP)
+
 // socketNetns opens the network namespace of the TCP socket ino, which
 // fd of the process pidfd names.
 func socketNetns(pidfd, fd int, ino uint64) (*os.File, error) {
-	sfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	sfd, err := pidfdGetfd(pidfd, fd, 0)
 	if err != nil {
 		if errors.Is(err, unix.EBADF) || errors.Is(err, unix.ESRCH) {
 			return nil, errNotHeldTCP
@@ -318,7 +408,7 @@ func socketNetns(pidfd, fd int, ino uint64) (*os.File, error) {
 		return nil, errNotHeldTCP // the descriptor was reused
 	}
 	if p, err := unix.GetsockoptInt(sfd, unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil || p != unix.IPPROTO_TCP {
-		return nil, errNotHeldTCP
+		return nil, errNotTCP
 	}
 	nsfd, err := unix.IoctlRetInt(sfd, unix.SIOCGSKNS)
 	if err != nil {
@@ -459,12 +549,18 @@ func (d *Datapath) judge(c *diagSocket, w redirectWorkloadValue, s *redirectSett
 	words := addrWords(remote.Addr())
 	port := netPort(remote.Port())
 
-	// The gateway's listeners: redirected connections end there.
+	// The gateway's listeners: redirected connections end there. A
+	// listener on every address (0.0.0.0, ::) gets them at the address
+	// the kernel picks for the unspecified one it was sent to: the
+	// connection's own local address (resolve_unspecified's rules). The
+	// sockets record does not cover this: the LRU map may have let it go.
 	if own && s.Enabled != 0 {
-		if port == s.Listen4Port && remote.Addr().Is4() && words[3] == s.Listen4Addr {
+		atSelf := remote.Addr() == c.local.Addr().Unmap()
+		if port == s.Listen4Port && remote.Addr().Is4() && (words[3] == s.Listen4Addr || s.Listen4Addr == 0 && atSelf) {
 			return 0, false, nil
 		}
-		if s.Listen6Port != 0 && port == s.Listen6Port && words == s.Listen6Addr {
+		if s.Listen6Port != 0 && port == s.Listen6Port && remote.Addr().Is6() &&
+			(words == s.Listen6Addr || s.Listen6Addr == [4]uint32{} && atSelf) {
 			return 0, false, nil
 		}
 	}

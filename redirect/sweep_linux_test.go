@@ -2,16 +2,21 @@ package redirect
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/interlock-dev/interlock/redirect/redirecttest"
+	"golang.org/x/sys/unix"
 )
 
 const testLateWorkload = 12
@@ -256,5 +261,95 @@ func TestSweepReaches(t *testing.T) {
 				t.Errorf("connection ended with %q, want ECONNABORTED", end)
 			}
 		})
+	}
+}
+
+// TestSweepWildcardListener: a gateway listening on every address gets
+// redirected connections at the local address the kernel picked; they
+// stay open when their sockets record is gone (the map is an LRU).
+func TestSweepWildcardListener(t *testing.T) {
+	e := setup(t)
+	lc := ListenConfig()
+	var gws []netip.AddrPort
+	for _, a := range []string{"0.0.0.0:0", "[::]:0"} {
+		ln, err := lc.Listen(context.Background(), dialNetwork(a), a)
+		must(t, err)
+		holdAccepted(t, ln)
+		gws = append(gws, netip.MustParseAddrPort(ln.Addr().String()))
+	}
+	must(t, e.dp.SetListeners(gws[0], gws[1]))
+	must(t, e.dp.SetProtected(gws))
+	var hs []*redirecttest.Holder
+	for _, a := range []string{"127.0.0.2:7000", "[::1]:7001", "[::ffff:127.0.0.2]:7000"} {
+		hs = append(hs, redirecttest.StartHold(t, e.agent, redirecttest.Hold{Address: a}))
+	}
+	var cookie uint64
+	var st redirectSocketState
+	var cookies []uint64
+	for it := e.dp.objs.Sockets.Iterate(); it.Next(&cookie, &st); {
+		cookies = append(cookies, cookie)
+	}
+	if len(cookies) != len(hs) {
+		t.Fatalf("%d sockets records, want %d", len(cookies), len(hs))
+	}
+	for _, c := range cookies {
+		must(t, e.dp.objs.Sockets.Delete(c))
+	}
+	if got, err := e.dp.Sweep(); err != nil || len(got) != 0 {
+		t.Errorf("sweep: %+v, %v; want the redirected connections left open", got, err)
+	}
+	for _, h := range hs {
+		if !h.Open() {
+			t.Errorf("redirected connection from %s was closed", h.Local)
+		}
+	}
+}
+
+// TestSweepCopiesOnlyTCP: a sweep takes a copy (pidfd_getfd) of a socket
+// no dump listed only when it is TCP, and where the kernel refuses copies
+// (Yama ptrace_scope 3) it says so once, not at every sweep.
+func TestSweepCopiesOnlyTCP(t *testing.T) {
+	e := setup(t)
+	var files []*os.File
+	for range 20 {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		must(t, err)
+		files = append(files, os.NewFile(uintptr(fds[0]), "unix"), os.NewFile(uintptr(fds[1]), "unix"))
+	}
+	udp, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	must(t, err)
+	tcp, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0) // unconnected: in no dump
+	must(t, err)
+	files = append(files, os.NewFile(uintptr(udp), "udp"), os.NewFile(uintptr(tcp), "tcp"))
+	cg, err := os.Open(e.agent.Dir())
+	must(t, err)
+	defer cg.Close()
+	cmd := exec.Command("sleep", "60")
+	cmd.ExtraFiles = files
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	must(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for _, f := range files {
+		f.Close()
+	}
+
+	copies := 0
+	pidfdGetfd = func(pidfd, fd, flags int) (int, error) {
+		copies++
+		return -1, unix.EPERM
+	}
+	t.Cleanup(func() { pidfdGetfd = unix.PidfdGetfd })
+	for i, want := range []bool{true, false} {
+		copies = 0
+		got, err := e.dp.Sweep()
+		if len(got) != 0 || errors.Is(err, errSocketCopyRefused) != want {
+			t.Errorf("sweep %d: %+v, %v; want nothing closed, the refusal reported %v", i, got, err, want)
+		}
+		if err != nil && strings.Count(err.Error(), "\n") > 0 {
+			t.Errorf("sweep %d: %d errors, want one: %v", i, strings.Count(err.Error(), "\n")+1, err)
+		}
+		if i == 0 && copies != 1 {
+			t.Errorf("sweep %d copied %d sockets, want only the TCP one", i, copies)
+		}
 	}
 }

@@ -87,8 +87,9 @@ type gateway struct {
 	watcher    *identity.Watcher
 	resolver   *redirect.TargetResolver
 	dp         *redirect.Datapath
-	cgroupRoot string // the cgroup v2 mount point (transparent mode)
-	selfCgroup string // the gateway's own cgroup path below it
+	sweeper    *sweeper // nil without the data path
+	cgroupRoot string   // the cgroup v2 mount point (transparent mode)
+	selfCgroup string   // the gateway's own cgroup path below it
 	recordings *record.Store
 	logins     *identity.Logins
 	loginLimit *identity.LoginLimiter
@@ -273,6 +274,9 @@ func (g *gateway) closeAll(admin *http.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = admin.Shutdown(ctx)
+	if g.sweeper != nil {
+		g.sweeper.stop()
+	}
 	if g.dp != nil {
 		if err := g.dp.Close(); err != nil {
 			g.logger.Warn("closing data path handles", "error", err)
@@ -452,6 +456,7 @@ func (g *gateway) startTransparent(ctx, serveCtx context.Context, wg *sync.WaitG
 	if sw, err = newSweeper(g.dp, cfg, g.logger, g.metrics); err != nil {
 		return err
 	}
+	g.sweeper = sw
 	sw.sweep("the data path attached")
 	go func() {
 		if err := g.watcher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {

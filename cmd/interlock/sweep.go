@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/interlock-dev/interlock/cmd/interlock/config"
 	"github.com/interlock-dev/interlock/redirect"
@@ -20,6 +21,17 @@ type sweeper struct {
 	cfg    *config.Config
 	logger *slog.Logger
 	closed *prometheus.CounterVec
+
+	mu      sync.Mutex
+	running bool
+	again   string // why of a sweep asked for while one ran
+	stopped bool   // no more sweeps: the data path is being closed
+	done    sync.WaitGroup
+
+	// Connections this kernel could not abort (no
+	// CONFIG_INET_DIAG_DESTROY), logged when first found, not at every
+	// sweep; pruned to those the last sweep found.
+	unabortable map[redirect.Closed]bool
 }
 
 func newSweeper(dp *redirect.Datapath, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*sweeper, error) {
@@ -33,9 +45,53 @@ func newSweeper(dp *redirect.Datapath, cfg *config.Config, logger *slog.Logger, 
 	return &sweeper{dp: dp, cfg: cfg, logger: logger, closed: c}, nil
 }
 
-// sweep closes what it finds (or, with gateway.open_connections: report,
-// only reports it) and logs each one; why says what changed.
+// sweep starts a sweep and returns: it is called from the workload
+// watcher's pass and the target resolver's, and a sweep reads every
+// descriptor of every workload process (a tenth of a second or more for
+// thousands), which would hold up the pass that a connection from a new
+// cgroup waits for, and the guards the pass writes after. Asked for while
+// one runs, it runs once more after it: a sweep reads the maps as they
+// are then, so one covers every change before it started.
 func (s *sweeper) sweep(why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	if s.running {
+		s.again = why
+		return
+	}
+	s.running = true
+	s.done.Add(1)
+	go func() {
+		defer s.done.Done()
+		for {
+			s.sweepNow(why)
+			s.mu.Lock()
+			if s.again == "" || s.stopped {
+				s.running = false
+				s.mu.Unlock()
+				return
+			}
+			why, s.again = s.again, ""
+			s.mu.Unlock()
+		}
+	}()
+}
+
+// stop waits for a sweep under way and starts no more, before the data
+// path's handles are closed.
+func (s *sweeper) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.done.Wait()
+}
+
+// sweepNow closes what it finds (or, with gateway.open_connections:
+// report, only reports it) and logs each one; why says what changed.
+func (s *sweeper) sweepNow(why string) {
 	find := s.dp.Sweep
 	if s.cfg.Gateway.OpenConnections == "report" {
 		find = s.dp.SweepReport
@@ -44,6 +100,8 @@ func (s *sweeper) sweep(why string) {
 	if err != nil {
 		s.logger.Warn("looking for connections workloads opened before the data path decided them", "after", why, "error", err)
 	}
+	unabortable := map[redirect.Closed]bool{}
+	defer func() { s.unabortable = unabortable }()
 	for _, c := range closed {
 		workload, target := fmt.Sprintf("unknown-%d", c.WorkloadID), ""
 		if w := s.cfg.WorkloadByID(c.WorkloadID); w != nil {
@@ -64,6 +122,12 @@ func (s *sweeper) sweep(why string) {
 		}
 		if c.Err != nil {
 			if errors.Is(c.Err, unix.EOPNOTSUPP) {
+				key := c
+				key.Err = nil
+				unabortable[key] = true
+				if s.unabortable[key] {
+					continue
+				}
 				s.logger.Error("cannot close a workload's connection: this kernel cannot abort sockets (CONFIG_INET_DIAG_DESTROY); restart the workload", append(attrs, "reason", reason)...)
 			} else {
 				s.logger.Error("cannot close a workload's connection", append(attrs, "reason", reason, "error", c.Err)...)
