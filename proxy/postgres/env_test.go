@@ -18,6 +18,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/interlock-dev/interlock/identity"
@@ -104,6 +105,9 @@ type envOptions struct {
 	metadataIdle  time.Duration       // Options.MetadataIdle
 	largeMessages int64               // Options.LargeMessageMemory
 	retained      int64               // Options.RetainedStatementMemory
+	// handled is called after each client message a session handled,
+	// with what its view holds then (see Handler.OnHandled).
+	handled func(msg pgproto3.FrontendMessage, v postgres.RetainedView)
 }
 
 func newEnv(t testing.TB, o envOptions) *env {
@@ -191,6 +195,9 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() }) // after the server's shutdown
+	if o.handled != nil {
+		h.OnHandled(o.handled)
+	}
 	at := proxy.Attribution{
 		Target: proxy.Target{ID: 1, Name: tgt.Name, Protocol: "postgres", Address: pg.Addr()},
 		Caller: identity.Caller{

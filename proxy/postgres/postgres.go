@@ -270,6 +270,9 @@ type Handler struct {
 	mem     *messageMemory // held by large messages, across sessions
 	// retainedLimit is each session's RetainedStatementMemory.
 	retainedLimit int64
+	// handled, when set (a test seam), is called by a session's client
+	// goroutine after each client message it handled without an error.
+	handled func(c *session, msg pgproto3.FrontendMessage)
 }
 
 var _ proxy.Handler = (*Handler)(nil)

@@ -521,7 +521,9 @@ func (c *session) clientLoop() error {
 	for {
 		msg, err := c.cr.message()
 		if err == nil {
-			err = c.fromClient(msg)
+			if err = c.fromClient(msg); err == nil && c.h.handled != nil {
+				c.h.handled(c, msg)
+			}
 		} else if tl, ok := err.(*statementTooLong); ok {
 			err = c.tooLong(tl)
 		} else if tl, ok := err.(*tooLarge); ok {
@@ -733,6 +735,14 @@ func (c *session) forward(p *pending, msgs ...encoder) error {
 func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 	r := &c.relay
 	c.dropReleased()
+	if f := c.failedBatch.Load(); f != 0 && f-1 == r.batch && !r.discard {
+		// Upstream failed this batch and skips the rest of it, answering
+		// nothing up to its Sync: forwarded, each message would wait in
+		// the pending queue, which a client that sends no Sync would make
+		// grow without end (an entry of hundreds of bytes, a Query's whole
+		// text, for an Execute of ten).
+		r.discard, r.localSync = true, false
+	}
 	if r.discard {
 		switch msg.(type) {
 		case *pgproto3.Sync:
@@ -984,8 +994,9 @@ func (c *session) wakeLocked() {
 // client sent after the error up to the Sync: nothing more runs before
 // it, and awaitIdle need not wait for that Sync (which the client goroutine
 // may not have read yet).
-func (c *session) failedLocked() {
+func (c *session) failedLocked(p *pending) {
 	c.upstreamFailed = true
+	c.failedBatch.Store(p.batch + 1)
 	if c.idleWanted {
 		c.idleWanted = false
 		c.wakeLocked()
@@ -1200,6 +1211,7 @@ func (c *session) readyForQuery(m *pgproto3.ReadyForQuery) error {
 	c.mu.Lock()
 	c.txStatus = m.TxStatus
 	c.upstreamFailed = false
+	c.failedBatch.Store(0)
 	// The batch ended: a refusal in it is settled (a Sync after it got the
 	// failing statement; a Query, which also ends a batch, did not need it).
 	c.refusedInBatch = false
@@ -1298,7 +1310,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 		c.relay.dropWhy = "not run: an earlier statement of its batch was denied"
 		c.mu.Lock()
 		c.vetAllLocked()
-		c.failedLocked()
+		c.failedLocked(p)
 		c.mu.Unlock()
 		return c.relayAndPop(p.denial)
 	case pendSync:
@@ -1320,7 +1332,7 @@ func (c *session) upstreamError(m *pgproto3.ErrorResponse) error {
 	c.relay.dropWhy = "not run: an earlier message of its batch failed (" + m.Message + ")"
 	c.mu.Lock()
 	c.vetAllLocked()
-	c.failedLocked()
+	c.failedLocked(p)
 	c.mu.Unlock()
 	return c.relayAndPop(m)
 }

@@ -86,6 +86,11 @@ type session struct {
 	// and skips to its Sync (failedLocked).
 	idleWanted     bool
 	upstreamFailed bool
+	// failedBatch is 1 + the batch (relayState.batch) upstream failed and
+	// skips to its Sync, 0 for none: the client goroutine skips the rest
+	// of that batch itself (see fromClient). The upstream goroutine
+	// writes it, as upstreamFailed.
+	failedBatch atomic.Uint64
 	// released: what upstream has removed (a Close or DEALLOCATE it
 	// answered), for the client goroutine to drop from its view
 	// (dropReleased); releasedN counts them, read without the lock.
