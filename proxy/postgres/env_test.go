@@ -105,6 +105,7 @@ type envOptions struct {
 	metadataIdle  time.Duration       // Options.MetadataIdle
 	largeMessages int64               // Options.LargeMessageMemory
 	retained      int64               // Options.RetainedStatementMemory
+	pendingLimit  int64               // Handler.SetPendingLimit; 0: the default
 	// handled is called after each client message a session handled,
 	// with what its view holds then (see Handler.OnHandled).
 	handled func(msg pgproto3.FrontendMessage, v postgres.RetainedView)
@@ -197,6 +198,9 @@ func startProxy(t testing.TB, pg *pgtest.Server, o envOptions) *env {
 	t.Cleanup(func() { h.Close() }) // after the server's shutdown
 	if o.handled != nil {
 		h.OnHandled(o.handled)
+	}
+	if o.pendingLimit != 0 {
+		h.SetPendingLimit(o.pendingLimit)
 	}
 	at := proxy.Attribution{
 		Target: proxy.Target{ID: 1, Name: tgt.Name, Protocol: "postgres", Address: pg.Addr()},

@@ -270,6 +270,9 @@ type Handler struct {
 	mem     *messageMemory // held by large messages, across sessions
 	// retainedLimit is each session's RetainedStatementMemory.
 	retainedLimit int64
+	// pendingLimit bounds what a session's pending queue holds (see
+	// session.awaitRoom); tests lower it.
+	pendingLimit int64
 	// handled, when set (a test seam), is called by a session's client
 	// goroutine after each client message it handled without an error.
 	handled func(c *session, msg pgproto3.FrontendMessage)
@@ -298,6 +301,7 @@ func New(o Options) (*Handler, error) {
 		mem:        newMessageMemory(o.LargeMessageMemory),
 
 		retainedLimit: o.RetainedStatementMemory,
+		pendingLimit:  defaultPendingLimit,
 	}, nil
 }
 

@@ -129,6 +129,8 @@ type pending struct {
 	// Query's counts itself, so what was bound before it is of an earlier
 	// batch (see readyForQuery).
 	batch uint64
+	// size is what the entry counts in session.pendingBytes.
+	size int64
 
 	// The outcome of the statement running now.
 	started    time.Time
@@ -536,6 +538,11 @@ func (c *session) clientLoop() error {
 		if err != nil {
 			return err
 		}
+		if c.pendingFull() {
+			if err := c.awaitRoom(); err != nil {
+				return err
+			}
+		}
 		// Forward once the client pauses (or a lot is buffered): a
 		// pipeline goes upstream in one write, an interactive client's
 		// message at once.
@@ -625,6 +632,11 @@ func (c *session) pushLocked(p *pending) {
 		c.unvetted++
 	}
 	p.batch = c.relay.batch // the client goroutine's, which pushes
+	p.size = pendingOverhead + int64(len(p.text))
+	if p.deniedCmd != nil {
+		p.size += int64(len(p.deniedCmd.Text))
+	}
+	c.pendingBytes += p.size
 	grows := len(c.pending) == cap(c.pending)
 	c.pending = append(c.pending, p)
 	if grows {
@@ -634,6 +646,21 @@ func (c *session) pushLocked(p *pending) {
 
 // maxKeptPending bounds the pending queue's array kept once it is empty.
 const maxKeptPending = 64
+
+// defaultPendingLimit bounds what a session's pending queue holds, and
+// pendingOverhead is what an entry counts besides the text it keeps (the
+// struct with its slices, about 400 bytes). Every response upstream owes
+// has an entry, and a client that pipelines without reading the answers
+// (or a slow upstream) would otherwise grow the queue of the one gateway
+// process every agent shares; past the limit the client goroutine stops
+// reading the client until upstream has answered half of it (awaitRoom),
+// as PostgreSQL itself stops reading while it cannot write its answers.
+// 64 MiB is about 130,000 entries, more than a driver's pipeline keeps in
+// flight before it reads (pgx reads while it writes a large batch).
+const (
+	defaultPendingLimit = 64 << 20
+	pendingOverhead     = 512
+)
 
 // head is the oldest pending entry, or nil.
 func (c *session) head() *pending {
@@ -668,6 +695,11 @@ func (c *session) popLocked() *pending {
 	p := c.pending[0]
 	c.pending[0] = nil
 	c.pending = c.pending[1:]
+	c.pendingBytes -= p.size
+	if c.roomWanted && c.pendingBytes <= c.h.pendingLimit/2 {
+		c.roomWanted = false
+		c.wakeLocked()
+	}
 	if p.parsed != nil {
 		p.parsed.parse.done = true
 	}
@@ -901,7 +933,23 @@ func (c *session) sync(m *pgproto3.Sync) error {
 // awaitVetting waits until no pending result may still be refused, and
 // reports (and clears) whether one was refused since the last Sync.
 func (c *session) awaitVetting() (refused bool, err error) {
-	return c.awaitUpstream(false)
+	return c.awaitUpstream(awaitForVetting)
+}
+
+// pendingFull reports whether the pending queue holds more than
+// Handler.pendingLimit.
+func (c *session) pendingFull() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pendingBytes > c.h.pendingLimit
+}
+
+// awaitRoom waits until upstream has answered the pending queue down to
+// half of Handler.pendingLimit (see defaultPendingLimit), reading nothing
+// more from the client meanwhile.
+func (c *session) awaitRoom() error {
+	_, err := c.awaitUpstream(awaitForRoom)
+	return err
 }
 
 // awaitIdle waits until upstream owes nothing: it has answered everything
@@ -909,30 +957,51 @@ func (c *session) awaitVetting() (refused bool, err error) {
 // meanwhile has been checked (PostgreSQL reports changes with the
 // ReadyForQuery that follows them).
 func (c *session) awaitIdle() error {
-	_, err := c.awaitUpstream(true)
+	_, err := c.awaitUpstream(awaitForIdle)
 	return err
 }
 
-// awaitUpstream waits until upstream owes nothing (idle) or no result may
-// still be refused (and then reports whether one was); the upstream
-// goroutine wakes the client goroutine when that may have changed.
-// Upstream holds its output until a Sync or a Flush, so the relay sends a
-// Flush before it waits.
-func (c *session) awaitUpstream(idle bool) (refused bool, err error) {
+// awaitFor is what awaitUpstream waits for.
+type awaitFor int
+
+const (
+	awaitForVetting awaitFor = iota // no result may still be refused
+	awaitForIdle                    // upstream owes nothing
+	awaitForRoom                    // the pending queue has room (awaitRoom)
+)
+
+// awaitUpstream waits until what w names holds (and, for vetting, reports
+// whether a result was refused); the upstream goroutine wakes the client
+// goroutine when that may have changed. Upstream holds its output until a
+// Sync or a Flush, so the relay sends a Flush before it waits. Waits for
+// idle or room end when upstream failed the batch: it answers nothing
+// more before the Sync, which the client goroutine has yet to read.
+func (c *session) awaitUpstream(w awaitFor) (refused bool, err error) {
 	what := "a result was being checked"
-	if idle {
+	switch w {
+	case awaitForIdle:
 		what = "its earlier statements were finishing"
+	case awaitForRoom:
+		what = "its pipeline was being answered"
 	}
 	flushed := false
 	for {
 		c.mu.Lock()
 		var ok bool
-		if idle {
+		switch w {
+		case awaitForIdle:
 			c.idleWanted = len(c.pending) > 0 && !c.upstreamFailed
 			ok = !c.idleWanted
-		} else if ok = c.unvetted == 0; ok {
-			refused = c.refusedInBatch
-			c.refusedInBatch = false
+		case awaitForRoom:
+			// A COPY FROM STDIN's entry is answered only once the client
+			// ends the COPY: never wait for it.
+			c.roomWanted = c.pendingBytes > c.h.pendingLimit/2 && !c.upstreamFailed && !c.copyIn
+			ok = !c.roomWanted
+		default:
+			if ok = c.unvetted == 0; ok {
+				refused = c.refusedInBatch
+				c.refusedInBatch = false
+			}
 		}
 		c.mu.Unlock()
 		if ok {
@@ -999,6 +1068,17 @@ func (c *session) failedLocked(p *pending) {
 	c.failedBatch.Store(p.batch + 1)
 	if c.idleWanted {
 		c.idleWanted = false
+		c.wakeLocked()
+	}
+	c.wakeRoomLocked()
+}
+
+// wakeRoomLocked wakes the client goroutine waiting in awaitRoom, to look
+// again: upstream will answer nothing more before the client's next
+// messages (a failed batch's Sync, a COPY's data).
+func (c *session) wakeRoomLocked() {
+	if c.roomWanted {
+		c.roomWanted = false
 		c.wakeLocked()
 	}
 }
@@ -1159,6 +1239,7 @@ func (c *session) fromUpstream(msg pgproto3.BackendMessage) error {
 		if p.kind == pendQuery || p.kind == pendExecute {
 			c.mu.Lock()
 			c.copyIn, c.copyInAt = true, p.copyEnds
+			c.wakeRoomLocked() // the COPY's entry waits for the client
 			c.mu.Unlock()
 			c.vet(p, false) // COPY FROM: nothing to mask
 			return c.pass(m)

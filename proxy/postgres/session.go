@@ -86,6 +86,11 @@ type session struct {
 	// and skips to its Sync (failedLocked).
 	idleWanted     bool
 	upstreamFailed bool
+	// pendingBytes is what the pending queue holds (pending.size);
+	// roomWanted: the client goroutine waits in awaitRoom for it to fall
+	// to half of Handler.pendingLimit.
+	pendingBytes int64
+	roomWanted   bool
 	// failedBatch is 1 + the batch (relayState.batch) upstream failed and
 	// skips to its Sync, 0 for none: the client goroutine skips the rest
 	// of that batch itself (see fromClient). The upstream goroutine
@@ -370,7 +375,7 @@ func (c *session) proveIdentity() error {
 func (c *session) recordUnfinished(reason string) {
 	c.mu.Lock()
 	left := c.pending
-	c.pending, c.pendingArray = nil, nil
+	c.pending, c.pendingArray, c.pendingBytes = nil, nil, 0
 	c.mu.Unlock()
 	for _, p := range left {
 		if p.kind == pendDenied && p.deniedCmd != nil {

@@ -46,6 +46,46 @@ func TestSkippedBatchNotQueued(t *testing.T) {
 	r.expect("a query after the batch", "RowDescription", "Row next", "Complete SELECT 1", "Ready I")
 }
 
+// TestPipelineWaitsForRoom: a client that pipelines far more than the
+// pending queue may hold, in one write, before it reads an answer, gets
+// every answer; the gateway stops reading it while upstream catches up,
+// so the queue stays near its limit, and a COPY FROM STDIN in the
+// pipeline, whose entry waits for the client's data, does not stall it.
+func TestPipelineWaitsForRoom(t *testing.T) {
+	const limit = 64 << 10
+	var most atomic.Int64
+	e := newEnv(t, envOptions{pendingLimit: limit, handled: func(_ pgproto3.FrontendMessage, v postgres.RetainedView) {
+		if v.PendingBytes > most.Load() {
+			most.Store(v.PendingBytes)
+		}
+	}})
+	e.pg.Exec(t, "CREATE TABLE public.piped (n int); GRANT ALL ON public.piped TO app")
+	r := e.rawConn(t, nil)
+	r.ready()
+	const n = 3000
+	msgs := make([]pgproto3.FrontendMessage, 0, 3*n+4)
+	for range n {
+		msgs = append(msgs, &pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+	}
+	msgs = append(msgs, &pgproto3.Query{String: "COPY piped FROM STDIN"}, &pgproto3.CopyData{Data: []byte("7\n")}, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	r.send(msgs...)
+	got := strings.Join(filter(r.ready()), "\n")
+	if c := strings.Count(got, "Complete SELECT 1"); c != n {
+		t.Fatalf("%d of %d pipelined statements answered", c, n)
+	}
+	r.expect("the Sync after the COPY", "Ready I")
+	if most.Load() > limit+1024 {
+		t.Errorf("the pending queue held up to %d bytes, over its %d-byte limit", most.Load(), limit)
+	}
+	// A COPY whose own entry is over the limit: the wait for room ends
+	// when upstream asks for the data.
+	long := "COPY piped FROM STDIN /*" + strings.Repeat("x", 2*limit) + "*/"
+	r.send(&pgproto3.Query{String: long}, &pgproto3.CopyData{Data: []byte("8\n")}, &pgproto3.CopyDone{})
+	r.expect("a COPY over the limit", "CopyInResponse", "Complete COPY 1", "Ready I")
+	r.send(&pgproto3.Query{String: "SELECT count(*) FROM piped"})
+	r.expect("the COPYs' rows", "RowDescription", "Row 2", "Complete SELECT 1", "Ready I")
+}
+
 // TestRetainedReturnsToNothing: whatever a long session does — statements
 // named and unnamed, prepared with Parse and PREPARE, replaced, closed
 // while portals keep them, pipelined across Syncs, denied, refused for
