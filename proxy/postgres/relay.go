@@ -461,6 +461,12 @@ func (c *session) runRelay(fe *pgproto3.Frontend) (string, error) {
 	c.mu.Lock()
 	first := c.ended
 	c.mu.Unlock()
+	if first == "upstream" && errors.Is(uerr, errClientWrite) && errors.Is(cerr, errUpstreamWrite) {
+		// The client went away while the client goroutine waited for
+		// upstream (awaitUpstream) or wrote to it: it saw only the upstream
+		// goroutine end, on the client's account.
+		cerr = uerr
+	}
 	if (first == "upstream" && !errors.Is(uerr, errClientWrite)) || errors.Is(cerr, errUpstreamWrite) {
 		// The side that ended first says why: the upstream goroutine
 		// closes the client connection itself, so cerr is an EOF then
@@ -539,6 +545,10 @@ func (c *session) clientLoop() error {
 			return err
 		}
 		if c.pendingFull() {
+			// A large message's share of the memory every session draws on
+			// is not kept while waiting: upstream's answers to what came
+			// before it may need it.
+			c.cr.release()
 			if err := c.awaitRoom(); err != nil {
 				return err
 			}
@@ -776,7 +786,7 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 		r.discard, r.localSync = true, false
 	}
 	if r.discard {
-		switch msg.(type) {
+		switch m := msg.(type) {
 		case *pgproto3.Sync:
 			r.discard = false
 			if r.localSync {
@@ -786,8 +796,9 @@ func (c *session) fromClient(msg pgproto3.FrontendMessage) error {
 				c.mu.Unlock()
 				return c.client.send(&pgproto3.ReadyForQuery{TxStatus: status})
 			}
-			r.batch++
-			return c.forward(&pending{kind: pendSync}, msg)
+			// After a refused result (which skips its batch too), the
+			// failing statement goes first (see sync).
+			return c.sync(m)
 		case *pgproto3.Terminate:
 			return c.terminate()
 		}
@@ -993,9 +1004,13 @@ func (c *session) awaitUpstream(w awaitFor) (refused bool, err error) {
 			c.idleWanted = len(c.pending) > 0 && !c.upstreamFailed
 			ok = !c.idleWanted
 		case awaitForRoom:
-			// A COPY FROM STDIN's entry is answered only once the client
-			// ends the COPY: never wait for it.
-			c.roomWanted = c.pendingBytes > c.h.pendingLimit/2 && !c.upstreamFailed && !c.copyIn
+			// Upstream answers nothing the relay pops before the Sync of
+			// a failed (or refused) batch, or before the end of a COPY FROM
+			// STDIN, while the client goroutine has yet to read them:
+			// never wait then. Once it has, upstream answers on.
+			failed := c.failedBatch.Load()
+			c.roomWanted = c.pendingBytes > c.h.pendingLimit/2 && (failed == 0 || failed-1 != c.relay.batch) &&
+				!(c.copyIn && c.relay.copyEnds == c.copyInAt)
 			ok = !c.roomWanted
 		default:
 			if ok = c.unvetted == 0; ok {
@@ -1496,6 +1511,11 @@ func (c *session) refuseResult(p *pending, err error) error {
 	// The rest of the batch is dropped here up to ReadyForQuery, so its
 	// results will not be seen: nothing more to wait for.
 	c.vetAllLocked()
+	// Nor are its pending entries popped before then: the client goroutine
+	// skips the rest of the batch itself, as after upstream's error, and
+	// does not wait for room (awaitUpstream) before its Sync.
+	c.failedBatch.Store(p.batch + 1)
+	c.wakeRoomLocked()
 	c.mu.Unlock()
 	c.endStatement(p, "", p.refusalErr)
 	c.pop() // the refusal is queued already

@@ -92,9 +92,9 @@ type session struct {
 	pendingBytes int64
 	roomWanted   bool
 	// failedBatch is 1 + the batch (relayState.batch) upstream failed and
-	// skips to its Sync, 0 for none: the client goroutine skips the rest
-	// of that batch itself (see fromClient). The upstream goroutine
-	// writes it, as upstreamFailed.
+	// skips to its Sync, or whose result the relay refused (refuseResult),
+	// 0 for none: the client goroutine skips the rest of that batch itself
+	// (see fromClient). The upstream goroutine writes it.
 	failedBatch atomic.Uint64
 	// released: what upstream has removed (a Close or DEALLOCATE it
 	// answered), for the client goroutine to drop from its view

@@ -96,7 +96,9 @@ func TestPipelineWaitsForRoom(t *testing.T) {
 // drift down in a budget that no longer bounds.
 func TestRetainedReturnsToNothing(t *testing.T) {
 	views := make(chan postgres.RetainedView, 1)
-	e := newEnv(t, envOptions{retained: 64 << 10, handled: func(msg pgproto3.FrontendMessage, v postgres.RetainedView) {
+	// A small pending limit: the pipelines below wait for room, and the
+	// queue's bytes must return to nothing too.
+	e := newEnv(t, envOptions{retained: 64 << 10, pendingLimit: 16 << 10, handled: func(msg pgproto3.FrontendMessage, v postgres.RetainedView) {
 		if _, ok := msg.(*pgproto3.Flush); ok {
 			views <- v
 		}

@@ -126,6 +126,16 @@ func newClientReader(r io.Reader) *clientReader {
 // buffered is how many bytes have arrived and are not yet consumed.
 func (r *clientReader) buffered() int { return r.br.Buffered() }
 
+// release gives back what the last message held of the handler's memory
+// for large messages, and drops the decoded message (a Bind's parameters,
+// a CopyData's data point into its frame): the relay has forwarded it.
+func (r *clientReader) release() {
+	if r.frames.held > 0 {
+		r.frames.release()
+		r.msgs = frontendMessages{}
+	}
+}
+
 // startupPacket reads one length-prefixed start-up packet and returns its
 // body (from the version or request code on).
 func (r *clientReader) startupPacket() ([]byte, error) {
