@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,12 +53,7 @@ func TestRefusedResultEndsWaitForRoom(t *testing.T) {
 // any pipeline is, though upstream's ReadyForQuery has not come yet.
 func TestEndedCopyStillWaitsForRoom(t *testing.T) {
 	const limit = 32 << 10
-	var most atomic.Int64
-	e := newEnv(t, envOptions{pendingLimit: limit, handled: func(_ pgproto3.FrontendMessage, v postgres.RetainedView) {
-		if v.PendingBytes > most.Load() {
-			most.Store(v.PendingBytes)
-		}
-	}})
+	e, most := pipelineEnv(t, limit)
 	r := e.rawConn(t, nil)
 	r.ready()
 	r.conn.SetDeadline(time.Now().Add(20 * time.Second))

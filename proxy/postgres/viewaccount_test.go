@@ -46,6 +46,18 @@ func TestSkippedBatchNotQueued(t *testing.T) {
 	r.expect("a query after the batch", "RowDescription", "Row next", "Complete SELECT 1", "Ready I")
 }
 
+// pipelineEnv is an env whose sessions' pending queues may hold limit
+// bytes, and the most any held after a client message.
+func pipelineEnv(t *testing.T, limit int64) (*env, *atomic.Int64) {
+	most := new(atomic.Int64)
+	e := newEnv(t, envOptions{pendingLimit: limit, handled: func(_ pgproto3.FrontendMessage, v postgres.RetainedView) {
+		if v.PendingBytes > most.Load() {
+			most.Store(v.PendingBytes)
+		}
+	}})
+	return e, most
+}
+
 // TestPipelineWaitsForRoom: a client that pipelines far more than the
 // pending queue may hold, in one write, before it reads an answer, gets
 // every answer; the gateway stops reading it while upstream catches up,
@@ -53,12 +65,7 @@ func TestSkippedBatchNotQueued(t *testing.T) {
 // pipeline, whose entry waits for the client's data, does not stall it.
 func TestPipelineWaitsForRoom(t *testing.T) {
 	const limit = 64 << 10
-	var most atomic.Int64
-	e := newEnv(t, envOptions{pendingLimit: limit, handled: func(_ pgproto3.FrontendMessage, v postgres.RetainedView) {
-		if v.PendingBytes > most.Load() {
-			most.Store(v.PendingBytes)
-		}
-	}})
+	e, most := pipelineEnv(t, limit)
 	e.pg.Exec(t, "CREATE TABLE public.piped (n int); GRANT ALL ON public.piped TO app")
 	r := e.rawConn(t, nil)
 	r.ready()
