@@ -37,7 +37,7 @@ type sweeper struct {
 func newSweeper(dp *redirect.Datapath, cfg *config.Config, logger *slog.Logger, reg prometheus.Registerer) (*sweeper, error) {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "interlock_closed_connections_total",
-		Help: "Connections workloads had open that the gateway closed because the data path would now refuse or redirect them (opened before the gateway attached, before their cgroup was the workload's, or before their destination was a target). target is empty for destinations the workload's egress refuses.",
+		Help: "Connections workloads had open that the gateway closed because the data path would now refuse or redirect them (opened before the gateway attached, before their cgroup was the workload's, or before their destination was a target). target is empty for destinations the workload's egress refuses and for the gateway's own addresses.",
 	}, []string{"workload", "target"})
 	if err := reg.Register(c); err != nil {
 		return nil, fmt.Errorf("registering interlock_closed_connections_total: %w", err)
