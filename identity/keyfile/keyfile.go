@@ -64,9 +64,11 @@ type Rules struct {
 const maxPrivateKey = 1 << 20
 
 // ReadPrivate reads a private key file, refusing one that group or others
-// may read or write, or that is not a regular file.
+// may read or write, that is not a regular file, or that belongs to a user
+// other than root and the gateway's own: its owner could replace the key
+// (an SSH target's, the admin API's TLS key) with one of their choosing.
 func ReadPrivate(path string) ([]byte, error) {
-	return ReadSecret(path, Rules{What: "private key", Forbidden: 0o077, Chmod: "600", Regular: true, MaxSize: maxPrivateKey})
+	return ReadSecret(path, Rules{What: "private key", Forbidden: 0o077, Chmod: "600", Regular: true, Owner: true, MaxSize: maxPrivateKey})
 }
 
 // ReadSecret reads a file holding secrets after checking, on the open

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/interlock-dev/interlock/redirect/redirecttest"
 )
 
 func TestReadPrivate(t *testing.T) {
@@ -44,6 +46,22 @@ func TestReadPrivate(t *testing.T) {
 	}
 	if _, err := ReadPrivate(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("directory: %v", err)
+	}
+}
+
+// TestReadPrivateForeignOwner: a key another user owns is refused, even
+// with mode 0600: that user could replace it.
+func TestReadPrivateForeignOwner(t *testing.T) {
+	redirecttest.RequirePrivileged(t)
+	path := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(path, []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadPrivate(path); !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), "belongs to uid 65534") {
+		t.Errorf("ReadPrivate of a key uid 65534 owns = %q, %v; want ErrInsecure naming the owner", got, err)
 	}
 }
 
