@@ -174,6 +174,9 @@ func ensurePinFolder(pinPath string) error {
 		if err := os.MkdirAll(parent, 0o755); err != nil {
 			return fmt.Errorf("creating bpffs mount point %s: %w", parent, err)
 		}
+	}
+	// Made inside a bpffs (/sys/fs/bpf/a/pins, a missing): on it already.
+	if !isBPFFS(parent) {
 		// mode=0700: nobody but root can make folders in a bpffs the
 		// gateway mounted itself.
 		if err := unix.Mount("bpf", parent, "bpf", 0, "mode=0700"); err != nil {

@@ -140,3 +140,25 @@ func TestPinFolderMountsPrivateBPFFS(t *testing.T) {
 		t.Errorf("the gateway's bpffs has mode %v, want 0700", st.Mode().Perm())
 	}
 }
+
+// TestPinFolderInMissingBPFFSFolder: a pin folder whose parent does not
+// exist yet but would be on a mounted bpffs is made there, with no bpffs
+// of its own mounted over the parent (which nothing would unmount).
+func TestPinFolderInMissingBPFFSFolder(t *testing.T) {
+	redirecttest.RequirePrivileged(t)
+	parent := fmt.Sprintf("/sys/fs/bpf/interlock-test-%d-%s", os.Getpid(), t.Name())
+	t.Cleanup(func() {
+		unix.Unmount(parent, 0) // only if the test failed
+		os.RemoveAll(parent)
+	})
+	pin := filepath.Join(parent, "pins")
+	must(t, ensurePinFolder(pin))
+	mounts, err := os.ReadFile("/proc/self/mounts")
+	must(t, err)
+	if strings.Contains(string(mounts), " "+parent+" ") {
+		t.Errorf("a bpffs was mounted on %s, inside the mounted one", parent)
+	}
+	if !isBPFFS(pin) {
+		t.Errorf("%s is not on a bpffs", pin)
+	}
+}

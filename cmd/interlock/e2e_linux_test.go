@@ -123,7 +123,9 @@ func newE2E(t *testing.T) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := fmt.Sprintf("interlock-e2e-%d-%s", os.Getpid(), t.Name())
+	// A subtest's name has a "/": one folder each, not one inside another
+	// that the cleanup would leave behind.
+	name := fmt.Sprintf("interlock-e2e-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-"))
 	e := &e2e{
 		t:      t,
 		root:   root,
