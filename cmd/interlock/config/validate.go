@@ -144,30 +144,9 @@ func (v *validator) gateway(g *Gateway) {
 	v.duration("gateway.dns_interval", &g.DNSInterval, DefaultDNSInterval, time.Second)
 	v.duration("gateway.dial_timeout", &g.DialTimeout, DefaultDialTimeout, time.Millisecond)
 	v.duration("gateway.shutdown_timeout", &g.ShutdownTimeout, DefaultShutdownTimeout, time.Millisecond)
-	switch {
-	case g.LargeMessageMemoryMiB == 0:
-		g.LargeMessageMemoryMiB = DefaultLargeMessageMemoryMiB
-	case g.LargeMessageMemoryMiB < 2:
-		v.failf("gateway.large_message_memory_mib", "%d is below the minimum of 2", g.LargeMessageMemoryMiB)
-	case g.LargeMessageMemoryMiB > 1<<20:
-		v.failf("gateway.large_message_memory_mib", "%d is above the maximum of %d (1 TiB)", g.LargeMessageMemoryMiB, 1<<20)
-	}
-	switch {
-	case g.PreparedStatementMemoryMiB == 0:
-		g.PreparedStatementMemoryMiB = DefaultPreparedStatementMemoryMiB
-	case g.PreparedStatementMemoryMiB < 1:
-		v.failf("gateway.prepared_statement_memory_mib", "%d is below the minimum of 1", g.PreparedStatementMemoryMiB)
-	case g.PreparedStatementMemoryMiB > 1<<20:
-		v.failf("gateway.prepared_statement_memory_mib", "%d is above the maximum of %d (1 TiB)", g.PreparedStatementMemoryMiB, 1<<20)
-	}
-	switch {
-	case g.ReviewStoreMiB == 0:
-		g.ReviewStoreMiB = DefaultReviewStoreMiB
-	case g.ReviewStoreMiB < 1:
-		v.failf("gateway.review_store_mib", "%d is below the minimum of 1", g.ReviewStoreMiB)
-	case g.ReviewStoreMiB > 1<<20:
-		v.failf("gateway.review_store_mib", "%d is above the maximum of %d (1 TiB)", g.ReviewStoreMiB, 1<<20)
-	}
+	v.mebibytes("gateway.large_message_memory_mib", &g.LargeMessageMemoryMiB, DefaultLargeMessageMemoryMiB, 2)
+	v.mebibytes("gateway.prepared_statement_memory_mib", &g.PreparedStatementMemoryMiB, DefaultPreparedStatementMemoryMiB, 1)
+	v.mebibytes("gateway.review_store_mib", &g.ReviewStoreMiB, DefaultReviewStoreMiB, 1)
 
 	g.OpenConnections = cmp.Or(g.OpenConnections, DefaultOpenConnections)
 	if !slices.Contains(OpenConnectionModes, g.OpenConnections) {
@@ -582,6 +561,19 @@ func (v *validator) addrPort(field, s string) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return ap, true
+}
+
+// mebibytes fills a size in MiB with its default when unset (0) and
+// checks it is at least min and at most 1 TiB.
+func (v *validator) mebibytes(field string, n *int, def, min int) {
+	switch {
+	case *n == 0:
+		*n = def
+	case *n < min:
+		v.failf(field, "%d is below the minimum of %d", *n, min)
+	case *n > 1<<20:
+		v.failf(field, "%d is above the maximum of %d (1 TiB)", *n, 1<<20)
+	}
 }
 
 func (v *validator) duration(field string, d *Duration, def, least time.Duration) {
